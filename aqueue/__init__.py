@@ -1,0 +1,68 @@
+"""aqueue: an asyncio-native task queue on Redis Streams.
+
+```python
+app = aqueue.App("redis://localhost:6379/0")
+
+@app.task
+async def add(x: int, y: int) -> int:
+    return x + y
+
+job = await add.enqueue(2, 3)
+assert await job.result(timeout=10) == 5
+```
+"""
+
+from ._app import App, TaskDecorator
+from ._context import JobContext, current_job
+from ._job import Job, JobInfo, JobStatus, RemoteError
+from ._queue import Queue, QueueStats
+from ._serialize import JsonSerializer, Serializer
+from ._task import Task
+from ._version import __version__
+from ._worker import Worker
+from .exceptions import (
+    AqueueError,
+    ConfigurationError,
+    ConnectionFailed,
+    InvalidArguments,
+    JobCancelled,
+    JobNotFound,
+    NotInJob,
+    PayloadTooLarge,
+    ResultTimeout,
+    SerializationError,
+    TaskFailed,
+    TaskRegistrationError,
+    TaskTimeout,
+)
+
+__all__ = [
+    "App",
+    "AqueueError",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "InvalidArguments",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobInfo",
+    "JobNotFound",
+    "JobStatus",
+    "JsonSerializer",
+    "NotInJob",
+    "PayloadTooLarge",
+    "Queue",
+    "QueueStats",
+    "RemoteError",
+    "ResultTimeout",
+    "SerializationError",
+    "Serializer",
+    "Task",
+    "TaskDecorator",
+    "TaskFailed",
+    "TaskRegistrationError",
+    "TaskTimeout",
+    "Worker",
+    "__version__",
+    "current_job",
+]

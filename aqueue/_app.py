@@ -1,0 +1,247 @@
+"""The app: the task registry and the client side (enqueue, jobs, queues). No worker machinery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import timedelta
+from types import MappingProxyType, TracebackType
+from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from ._job import Job
+from ._message import Outgoing, check_size
+from ._queue import Queue
+from ._redis._errors import translate_errors
+from ._redis._keys import Keys, check_name, new_job_id
+from ._redis._scripts import ENQUEUE, execute
+from ._results import ResultWaiter
+from ._serialize import JsonSerializer, Serializer, encode_call
+from ._task import Task, TaskConfig, seconds
+from .exceptions import ConfigurationError, TaskRegistrationError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_URL = "redis://localhost:6379/0"
+
+# How long the record of an unfinished job is kept: far longer than any sane backlog, yet
+# bounded, so an abandoned queue cannot hold records forever.
+PENDING_RECORD_TTL = 7 * 24 * 3600
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` returns: turns a function into a :class:`Task`."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class App:
+    """An aqueue application: where tasks are registered and jobs are enqueued.
+
+    Args:
+        url: Redis URL (``redis://``, ``rediss://`` or ``unix://``). Defaults to the
+            ``AQUEUE_URL`` environment variable, then ``redis://localhost:6379/0``.
+        namespace: Prefix of every key, so several apps can share one server.
+        default_queue: The queue of tasks that name none.
+        result_ttl: How long a result is kept, in seconds or as a timedelta; 0 keeps none.
+        lease: Seconds after which a silent worker's jobs go to another worker.
+        serializer: How arguments and results are encoded; JSON (orjson) by default.
+        max_payload_size: Largest encoded job in bytes; a larger one is refused at enqueue.
+        max_connections: Most connections the app opens at once; more callers wait.
+
+    Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str = "aqueue",
+        default_queue: str = "default",
+        result_ttl: float | timedelta = 3600,
+        lease: float | timedelta = 30,
+        serializer: Serializer | None = None,
+        max_payload_size: int = 1 << 20,
+        max_connections: int = 64,
+    ) -> None:
+        self.url = url or os.environ.get("AQUEUE_URL") or DEFAULT_URL
+        self.namespace = check_name("namespace", namespace)
+        self.default_queue = check_name("queue", default_queue)
+        self.result_ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
+        self.lease = seconds(lease, "lease") or 30.0
+        self.serializer: Serializer = serializer or JsonSerializer()
+        if max_payload_size <= 0:
+            raise ConfigurationError("max_payload_size must be a positive number of bytes")
+        self.max_payload_size = max_payload_size
+        self._max_connections = max_connections
+        self._tasks: dict[str, Task[Any, Any]] = {}
+        self._redis: Redis | None = None
+        self._results: ResultWaiter | None = None
+
+    def __repr__(self) -> str:
+        return f"<App namespace={self.namespace!r} tasks={len(self._tasks)}>"
+
+    # -- registry ---------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> Mapping[str, Task[Any, Any]]:
+        """The registered tasks by name (read-only)."""
+        return MappingProxyType(self._tasks)
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        timeout: float | timedelta | None = None,
+        result_ttl: float | timedelta | None = None,
+        retries: int = 0,
+    ) -> TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        timeout: float | timedelta | None = None,
+        result_ttl: float | timedelta | None = None,
+        retries: int = 0,
+    ) -> Any:
+        """Register a function as a task; use bare (``@app.task``) or with options.
+
+        Args:
+            name: Registered name; defaults to ``module.qualname`` of the function.
+            queue: Queue its jobs go to; defaults to the app's ``default_queue``.
+            timeout: Seconds a run may take before it is cancelled and fails.
+            result_ttl: Seconds its results are kept; defaults to the app's.
+            retries: How many times a failed run is tried again.
+
+        Raises:
+            TaskRegistrationError: Another task is already registered under the name.
+        """
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigurationError(f"retries must be a whole number >= 0, not {retries!r}")
+
+        # Checked now, so a bad option fails where it is written, not at the decorated def.
+        queue_name = check_name("queue", self.default_queue if queue is None else queue)
+        time_limit = seconds(timeout, "timeout")
+        ttl = self.result_ttl
+        if result_ttl is not None:
+            ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
+
+        def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            config = TaskConfig(
+                name=name or f"{function.__module__}.{function.__qualname__}",
+                queue=queue_name,
+                timeout=time_limit,
+                result_ttl=ttl,
+                retries=retries,
+            )
+            if config.name in self._tasks:
+                raise TaskRegistrationError(
+                    f"a task named {config.name!r} is already registered on this app; "
+                    "give one of them another name with @app.task(name=...)"
+                )
+            registered: Task[Any, Any] = Task(self, function, config)
+            self._tasks[config.name] = registered
+            return registered
+
+        return register if fn is None else register(fn)
+
+    # -- producing --------------------------------------------------------------------------
+
+    async def enqueue(self, task_name: str, /, *args: Any, **kwargs: Any) -> Job[Any]:
+        """Enqueue a job by task name, without the task's code (e.g. from another service).
+
+        The arguments are checked against the signature when the task is registered here;
+        otherwise the worker checks them and dead-letters a job whose arguments do not bind.
+        """
+        registered = self._tasks.get(task_name)
+        if registered is not None:
+            return await registered.enqueue(*args, **kwargs)
+        config = TaskConfig(task_name, self.default_queue, None, self.result_ttl, 0)
+        outgoing = self._outgoing(config, args, kwargs)
+        await self._write(config.queue, [outgoing])
+        return Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)
+
+    def job(self, job_id: str) -> Job[Any]:
+        """A handle on the job with this id (e.g. received from another process)."""
+        return Job(self, job_id)
+
+    def queue(self, name: str | None = None) -> Queue:
+        """A handle on a queue, for statistics and maintenance."""
+        return Queue(self, check_name("queue", name or self.default_queue))
+
+    def _outgoing(
+        self, config: TaskConfig, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Outgoing:
+        job_id = new_job_id(config.queue)
+        payload = encode_call(self.serializer, config.name, args, kwargs)
+        check_size(job_id, config.name, payload, self.max_payload_size)
+        return Outgoing(job_id, config.name, payload, config.result_ttl, config.timeout)
+
+    async def _write(self, queue: str, batch: list[Outgoing]) -> None:
+        keys = Keys(self.namespace, queue)
+        with translate_errors(self.url):
+            if len(batch) == 1:
+                await ENQUEUE(self.redis, *batch[0].script_call(keys, PENDING_RECORD_TTL))
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for outgoing in batch:
+                ENQUEUE.queue(pipe, *outgoing.script_call(keys, PENDING_RECORD_TTL))
+            await execute(self.redis, pipe, [ENQUEUE])
+
+    # -- connections ------------------------------------------------------------------------
+
+    @property
+    def redis(self) -> Redis:
+        """The app's redis-py client (created on first use)."""
+        if self._redis is None:
+            # A blocking pool: a burst of callers waits for a free connection instead of
+            # failing with "Too many connections" or opening thousands of sockets.
+            pool = BlockingConnectionPool.from_url(
+                self.url, max_connections=self._max_connections, timeout=20
+            )
+            self._redis = Redis.from_pool(pool)
+        return self._redis
+
+    @property
+    def results(self) -> ResultWaiter:
+        """The shared subscription that ``job.result()`` waits on."""
+        if self._results is None:
+            self._results = ResultWaiter(self.redis.connection_pool)
+        return self._results
+
+    async def close(self) -> None:
+        """Close the app's connections. The app connects again if used afterwards."""
+        if self._results is not None:
+            await self._results.close()
+            self._results = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,58 @@
+"""What a running task knows about its own job: ``aqueue.current_job()``."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+from .exceptions import NotInJob
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The job a task is running for. Get it with :func:`aqueue.current_job`."""
+
+    id: str
+    task: str
+    queue: str
+    attempt: int
+    """1 on the first delivery, 2 on the next, ..."""
+    enqueued_at: datetime
+    worker: str
+    _redis: Redis = field(repr=False, compare=False)
+    _record: bytes | None = field(repr=False, compare=False)
+
+    async def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the job has got; ``job.info()`` shows it.
+
+        Args:
+            fraction: From 0.0 to 1.0.
+            message: A short human-readable note, e.g. ``"halfway"``.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress must be between 0.0 and 1.0, not {fraction}")
+        if self._record is None:
+            return  # result_ttl=0: the job keeps no record to show progress in.
+        await self._redis.hset(
+            self._record, mapping={b"progress": repr(fraction), b"progress_message": message}
+        )
+
+
+_current: ContextVar[JobContext] = ContextVar("aqueue_current_job")
+
+
+def current_job() -> JobContext:
+    """The context of the job the calling task runs for.
+
+    Raises:
+        NotInJob: Called outside a task run by a worker.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise NotInJob(
+            "current_job() is only available inside a task run by an aqueue worker"
+        ) from None

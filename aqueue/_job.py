@@ -1,0 +1,223 @@
+"""A handle on one enqueued job: its status, its details and its result."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import orjson
+
+from ._redis._errors import translate_errors
+from ._redis._keys import Keys, queue_of
+from .exceptions import JobCancelled, JobNotFound, ResultTimeout, TaskFailed, TaskTimeout
+
+if TYPE_CHECKING:
+    from ._app import App
+
+R = TypeVar("R")
+
+_FIELDS = (
+    b"status",
+    b"task",
+    b"attempts",
+    b"enqueued_at",
+    b"started_at",
+    b"finished_at",
+    b"worker",
+    b"progress",
+    b"progress_message",
+    b"error",
+)
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    """In its queue's stream, waiting for a worker."""
+    SCHEDULED = "scheduled"
+    """Waiting for its time to come, or for a retry."""
+    RUNNING = "running"
+    """A worker runs it now."""
+    SUCCEEDED = "succeeded"
+    """It returned; ``result()`` gives the value."""
+    FAILED = "failed"
+    """It raised (or could not run); ``result()`` raises :class:`aqueue.TaskFailed`."""
+    CANCELLED = "cancelled"
+    """It was cancelled; ``result()`` raises :class:`aqueue.JobCancelled`."""
+    UNKNOWN = "unknown"
+    """No record: never enqueued, kept no result (``result_ttl=0``), or the record expired."""
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job has reached an end and will not change any more."""
+        return self in _FINAL
+
+
+_FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True)
+class RemoteError:
+    """The exception a task raised on a worker."""
+
+    type: str
+    """Qualified name of the exception type, e.g. ``"builtins.ValueError"``."""
+    message: str
+    traceback: str
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A snapshot of a job's record."""
+
+    id: str
+    status: JobStatus
+    task: str | None = None
+    attempts: int = 0
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    error: RemoteError | None = None
+
+
+class Job(Generic[R]):
+    """A handle on an enqueued job. Cheap to make: ``app.job(id)`` gives one from an id.
+
+    Attributes:
+        id: The job's id, ``"<queue>:<hex>"``; pass it around to find the job elsewhere.
+        queue: The queue the job was enqueued to.
+    """
+
+    __slots__ = ("_app", "_keeps_result", "_key", "id", "queue")
+
+    def __init__(self, app: App, job_id: str, *, keeps_result: bool = True) -> None:
+        self._app = app
+        self.id = job_id
+        self.queue = queue_of(job_id)
+        self._key = Keys(app.namespace, self.queue).job(job_id)
+        self._keeps_result = keeps_result
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other._app is self._app
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    async def status(self) -> JobStatus:
+        """The job's current status (``unknown`` when there is no record of it)."""
+        with translate_errors(self._app.url):
+            raw = cast("bytes | None", await self._app.redis.hget(self._key, b"status"))
+        return JobStatus.UNKNOWN if raw is None else JobStatus(raw.decode())
+
+    async def info(self) -> JobInfo:
+        """Everything the job's record says: status, attempts, timestamps, worker, progress."""
+        with translate_errors(self._app.url):
+            values = cast("list[bytes | None]", await self._app.redis.hmget(self._key, _FIELDS))
+        return _info_from(self.id, dict(zip(_FIELDS, values, strict=True)))
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the job to end and return its value.
+
+        Args:
+            timeout: Seconds to wait at most; ``None`` waits as long as it takes.
+
+        Raises:
+            TaskFailed: The task raised (:class:`TaskTimeout` when it ran out of time).
+            JobCancelled: The job was cancelled.
+            ResultTimeout: ``timeout`` passed first; the job goes on.
+            JobNotFound: There is no record to wait for (see :attr:`JobStatus.UNKNOWN`).
+        """
+        if not self._keeps_result:
+            raise JobNotFound(
+                f"job {self.id} was enqueued with result_ttl=0 (fire and forget): it keeps no "
+                "result to wait for. Give it a result_ttl to await its result."
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with translate_errors(self._app.url):
+            async with self._app.results.watch(self._key) as woken:
+                while True:
+                    # Cleared before reading: a wake-up that lands during the read must stay.
+                    woken.clear()
+                    status, result, error = cast(
+                        "list[bytes | None]",
+                        await self._app.redis.hmget(self._key, (b"status", b"result", b"error")),
+                    )
+                    if status is None or status in _FINAL_RAW:
+                        return self._outcome(status, result, error)
+                    # Only this wait is bounded by the timeout, never a Redis command in
+                    # flight: cancelling one mid-reply is what corrupted redis-py connections.
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    try:
+                        await asyncio.wait_for(woken.wait(), remaining)
+                    except TimeoutError:
+                        raise ResultTimeout(
+                            f"job {self.id} did not finish within {timeout} s (it goes on; "
+                            "wait again or check job.status())"
+                        ) from None
+
+    def _outcome(self, status: bytes | None, result: bytes | None, error: bytes | None) -> R:
+        if status is None:
+            raise JobNotFound(
+                f"no record of job {self.id}: it was never enqueued, was enqueued with "
+                "result_ttl=0, or its record expired after its result_ttl"
+            )
+        if status == b"succeeded":
+            return cast(R, None if result is None else self._app.serializer.loads(result))
+        if status == b"cancelled":
+            raise JobCancelled(f"job {self.id} was cancelled")
+        remote = _error_from(error)
+        failure = TaskTimeout if remote.timed_out else TaskFailed
+        raise failure(self.id, remote.type, remote.message, remote.traceback)
+
+
+_FINAL_RAW = frozenset({b"succeeded", b"failed", b"cancelled"})
+
+
+def _time(raw: bytes | None) -> datetime | None:
+    return None if raw is None else datetime.fromtimestamp(int(raw) / 1000, UTC)
+
+
+def _error_from(raw: bytes | None) -> RemoteError:
+    if raw is None:
+        return RemoteError("aqueue.UnknownError", "the worker recorded no error", "")
+    data: dict[str, Any] = orjson.loads(raw)
+    return RemoteError(
+        type=data.get("type", "aqueue.UnknownError"),
+        message=data.get("message", ""),
+        traceback=data.get("traceback", ""),
+        timed_out=bool(data.get("timed_out", False)),
+    )
+
+
+def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:
+    status = raw[b"status"]
+    if status is None:
+        return JobInfo(id=job_id, status=JobStatus.UNKNOWN)
+    progress = raw[b"progress"]
+    message = raw[b"progress_message"]
+    task, worker = raw[b"task"], raw[b"worker"]
+    return JobInfo(
+        id=job_id,
+        status=JobStatus(status.decode()),
+        task=None if task is None else task.decode(),
+        attempts=int(raw[b"attempts"] or 0),
+        enqueued_at=_time(raw[b"enqueued_at"]),
+        started_at=_time(raw[b"started_at"]),
+        finished_at=_time(raw[b"finished_at"]),
+        worker=None if worker is None else worker.decode(),
+        progress=None if progress is None else float(progress),
+        progress_message=None if message is None else message.decode(),
+        error=None if raw[b"error"] is None else _error_from(raw[b"error"]),
+    )

@@ -1,0 +1,45 @@
+"""A job as it travels through a queue's stream: what producers write and workers read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ._redis._keys import Keys
+from .exceptions import PayloadTooLarge
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A job ready to be written: its id, task, encoded arguments and per-job options."""
+
+    job_id: str
+    task: str
+    payload: bytes
+    result_ttl: int
+    timeout: float | None = None
+
+    def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
+        """KEYS and ARGV of the enqueue script for this job."""
+        options = b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
+        ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
+        return [keys.stream, keys.job(self.job_id)], [
+            self.job_id,
+            self.task,
+            self.payload,
+            self.result_ttl,
+            options,
+            ttl,
+        ]
+
+
+def check_size(job_id: str, task: str, payload: bytes, limit: int) -> None:
+    """Refuse a payload over ``limit`` bytes before anything is written."""
+    if len(payload) > limit:
+        raise PayloadTooLarge(
+            f"job {job_id} of task {task!r} encodes to {len(payload)} bytes, over the limit of "
+            f"{limit}: store large data elsewhere (a blob store, a database) and pass its key, "
+            "or raise App(max_payload_size=...)"
+        )

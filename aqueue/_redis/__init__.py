@@ -1,0 +1,1 @@
+"""Everything that knows how aqueue lays its data out in Redis."""

@@ -1,0 +1,79 @@
+"""Key names. Every key starts with the namespace; all keys of one queue share its hash tag.
+
+A job id carries its queue (``"<queue>:<hex>"``) so that a job's record lives in the same
+Cluster slot as the queue's stream: the ack script writes both atomically, and any process can
+find a job's record from the id alone, without a lookup round trip.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+
+from ..exceptions import ConfigurationError
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+GROUP = "aqueue"
+"""The consumer group every worker of a queue joins."""
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return ``name`` if it is a valid namespace or queue name, else raise ConfigurationError."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"invalid {kind} {name!r}: use 1 to 100 letters, digits, '_', '.' or '-'"
+        )
+    return name
+
+
+def new_job_id(queue: str) -> str:
+    """A fresh job id for ``queue``."""
+    return f"{queue}:{uuid.uuid4().hex}"
+
+
+def queue_of(job_id: str) -> str:
+    """The queue a job id belongs to.
+
+    Raises:
+        ConfigurationError: ``job_id`` was not made by aqueue.
+    """
+    queue, sep, rest = job_id.partition(":")
+    if not sep or not rest or not _NAME.fullmatch(queue):
+        raise ConfigurationError(
+            f"{job_id!r} is not an aqueue job id (expected '<queue>:<hex>', as job.id gives)"
+        )
+    return queue
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys of one queue in one namespace."""
+
+    namespace: str
+    queue: str
+
+    @cached_property
+    def prefix(self) -> str:
+        return f"{self.namespace}:{{{self.queue}}}"
+
+    @cached_property
+    def stream(self) -> bytes:
+        """The work stream: entries not finished yet (queued or running)."""
+        return f"{self.prefix}:stream".encode()
+
+    @cached_property
+    def dead(self) -> bytes:
+        """The dead-letter stream: entries that could not be run, with the reason."""
+        return f"{self.prefix}:dead".encode()
+
+    @cached_property
+    def workers(self) -> bytes:
+        """Sorted set of worker names serving the queue, scored by last heartbeat (ms)."""
+        return f"{self.prefix}:workers".encode()
+
+    def job(self, job_id: str) -> bytes:
+        """The hash holding a job's status, timestamps, progress and outcome."""
+        return f"{self.prefix}:job:{job_id.partition(':')[2]}".encode()

@@ -1,0 +1,69 @@
+"""Lua scripts shipped as package data, run by SHA with a reload when the server forgot them."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
+
+
+class Script:
+    """One Lua script from ``aqueue/_redis/lua``.
+
+    Runs with EVALSHA; the server's script cache is empty after a restart or SCRIPT FLUSH, so a
+    NOSCRIPT reply loads the source once and retries. (redis-py's own Script object checks
+    SCRIPT EXISTS before every pipeline, an extra round trip on the hot path.)
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = resources.files(__package__).joinpath("lua", f"{name}.lua").read_bytes()
+        self.sha = hashlib.sha1(self.source).hexdigest()
+
+    async def __call__(self, client: Redis, keys: list[bytes], args: list[Any]) -> Any:
+        """Run the script and return its reply."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    def queue(self, pipe: Pipeline, keys: list[bytes], args: list[Any]) -> None:
+        """Add a call to ``pipe``; run the pipeline with :func:`execute`."""
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def execute(client: Redis, pipe: Pipeline, scripts: list[Script]) -> list[Any]:
+    """Run ``pipe`` (built from ``scripts``) and return its replies.
+
+    A NOSCRIPT reply means the server lost its script cache; load ``scripts`` and run the
+    commands that failed once more. Other errors are raised.
+    """
+    commands = list(pipe.command_stack)
+    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        for script in scripts:
+            await client.script_load(script.source)
+        retry = client.pipeline(transaction=False)
+        for i in missing:
+            args, options = commands[i]
+            retry.execute_command(*args, **options)
+        for i, reply in zip(missing, await retry.execute(raise_on_error=False), strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+ENQUEUE = Script("enqueue")
+START = Script("start")
+FINISH = Script("finish")
+REQUEUE = Script("requeue")
+HEARTBEAT = Script("heartbeat")
+STATS = Script("stats")

@@ -1,0 +1,45 @@
+-- Record a job's outcome and ack its entry, in one step, only if this consumer still owns it.
+--
+-- Fencing: XACK does not check who owns an entry, so a worker whose lease lapsed (and whose
+-- entry another worker claimed) would otherwise ack away the new owner's delivery and overwrite
+-- its outcome. The ownership check and the writes run atomically here.
+-- Ack late: the entry leaves the stream (XACK + XDEL, so the stream holds only unfinished work)
+-- in the same step that stores the outcome, so a crash leaves either both or neither.
+--
+-- KEYS: stream, job record, dead-letter stream
+-- ARGV: group, consumer, entry id, status ("" to ack only), outcome field ("result"|"error"), outcome value,
+--       result ttl in seconds (0: keep no record), dead-letter reason ("" for none),
+--       dead-letter stream max length
+-- Returns 1 when applied, 0 when refused because the entry is no longer ours.
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[2] then
+  return 0
+end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if ARGV[8] ~= '' then
+  -- Keep the original fields so the entry can be inspected and replayed.
+  local entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+  local fields = {'reason', ARGV[8], 'entry', ARGV[3], 'dead_at', now}
+  if #entry == 1 then
+    for _, value in ipairs(entry[1][2]) do
+      fields[#fields + 1] = value
+    end
+  end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(fields))
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+if ARGV[4] == '' then
+  -- Acked without running (cancelled, or finished by an earlier delivery): the record stays.
+  return 1
+end
+local ttl = tonumber(ARGV[7])
+if ttl > 0 then
+  redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('PUBLISH', KEYS[2], ARGV[4])
+else
+  redis.call('DEL', KEYS[2])
+end
+return 1

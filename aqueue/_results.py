@@ -1,0 +1,142 @@
+"""Waiting for job outcomes without polling: one shared pub/sub connection per app.
+
+The finish script publishes on a job's record key when the job ends. A waiter subscribes
+first and reads the record after the subscription is confirmed, so an outcome published in
+between cannot be missed; each message (or a reconnect) only wakes the waiter to read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger("aqueue.results")
+
+_RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class _Channel:
+    """The waiters of one channel and whether the server confirmed the subscription."""
+
+    __slots__ = ("confirmed", "events")
+
+    def __init__(self) -> None:
+        self.events: set[asyncio.Event] = set()
+        self.confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class ResultWaiter:
+    """Multiplexes every ``job.result()`` of an app over one subscribed connection."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._channels: dict[bytes, _Channel] = {}
+        self._connection: AbstractConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._send_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def watch(self, channel: bytes) -> AsyncIterator[asyncio.Event]:
+        """Subscribe to ``channel``; the event is set on every message and on reconnects.
+
+        Read the state you wait for *inside* the block, after entering it.
+        """
+        await self._ensure_reader()
+        entry = self._channels.get(channel)
+        if entry is None:
+            entry = self._channels[channel] = _Channel()
+            await self._send(b"SUBSCRIBE", channel)
+        event = asyncio.Event()
+        entry.events.add(event)
+        try:
+            await asyncio.shield(entry.confirmed)
+            yield event
+        finally:
+            entry.events.discard(event)
+            if not entry.events and self._channels.get(channel) is entry:
+                del self._channels[channel]
+                with suppress(RedisConnectionError, OSError):
+                    await self._send(b"UNSUBSCRIBE", channel)
+
+    async def close(self) -> None:
+        """Stop the reader and drop the connection."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        if self._connection is not None:
+            # Discarded, never reused: a cancelled read cannot leave a reply for someone else.
+            await self._connection.disconnect()
+            self._connection = None
+
+    async def _ensure_reader(self) -> None:
+        # Under the lock: concurrent first waiters must share one connection and one reader.
+        async with self._send_lock:
+            if self._reader is None:
+                self._connection = await self._connect()
+                self._reader = asyncio.create_task(self._read_forever(), name="aqueue-results")
+
+    async def _connect(self) -> AbstractConnection:
+        kwargs = {**self._pool.connection_kwargs, "socket_timeout": None}
+        connection = self._pool.connection_class(**kwargs)
+        await connection.connect()  # type: ignore[no-untyped-call]
+        return connection
+
+    async def _send(self, *args: bytes) -> None:
+        async with self._send_lock:
+            if self._connection is None:
+                raise RedisConnectionError("the app was closed while a result was awaited")
+            await self._connection.send_command(*args)
+
+    async def _read_forever(self) -> None:
+        while True:
+            assert self._connection is not None
+            try:
+                # RESP3 (redis-py's default) delivers pub/sub replies as push messages.
+                reply = await self._connection.read_response(push_request=True)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                logger.warning("result connection lost (%s); reconnecting", exc)
+                await self._reconnect()
+                continue
+            self._dispatch(reply)
+
+    def _dispatch(self, reply: list[bytes]) -> None:
+        kind, channel = reply[0], reply[1]
+        entry = self._channels.get(channel)
+        if entry is None:
+            return
+        if kind == b"message":
+            for event in entry.events:
+                event.set()
+        elif kind == b"subscribe":
+            if entry.confirmed.done():
+                # Subscribed again after a reconnect: an outcome may have been published while
+                # we were away, so every waiter reads once more.
+                for event in entry.events:
+                    event.set()
+            else:
+                entry.confirmed.set_result(None)
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while True:
+            delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
+            await asyncio.sleep(delay)
+            try:
+                if self._connection is not None:
+                    await self._connection.disconnect()
+                self._connection = await self._connect()
+                for channel in self._channels:
+                    await self._connection.send_command(b"SUBSCRIBE", channel)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                attempt += 1
+                continue
+            logger.info("result connection restored")
+            return

@@ -1,0 +1,140 @@
+"""Tasks: functions registered on an app, enqueued with their arguments checked and typed."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from ._job import Job
+from ._message import Outgoing
+from ._redis._keys import check_name
+from .exceptions import ConfigurationError, InvalidArguments
+
+if TYPE_CHECKING:
+    from ._app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def seconds(
+    value: float | timedelta | None, what: str, *, allow_zero: bool = False
+) -> float | None:
+    """``value`` in seconds, checked to be positive (or zero where allowed)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(
+            f"{what} must be a number of seconds or a timedelta, not {value!r}"
+        )
+    if value < 0 or (value == 0 and not allow_zero):
+        expected = "zero or more" if allow_zero else "more than zero"
+        raise ConfigurationError(f"{what} must be {expected} seconds, not {value!r}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskConfig:
+    """How a task runs; fixed at registration, overridable per job with ``options``."""
+
+    name: str
+    queue: str
+    timeout: float | None
+    result_ttl: int
+    retries: int
+
+
+class Task(Generic[P, R]):
+    """A function registered on an :class:`App`; enqueue it to run on a worker.
+
+    Create tasks with the :meth:`App.task` decorator. Calling the task object runs the
+    function directly, in the caller's process.
+    """
+
+    __slots__ = ("_app", "_signature", "config", "fn", "is_async")
+
+    def __init__(self, app: App, fn: Callable[..., Any], config: TaskConfig) -> None:
+        self._app = app
+        self.fn = fn
+        self.config = config
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._signature = inspect.signature(fn)
+
+    @property
+    def name(self) -> str:
+        """The name the task is registered and enqueued under."""
+        return self.config.name
+
+    def __repr__(self) -> str:
+        return f"<Task {self.config.name} queue={self.config.queue}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Run the function here and now (a coroutine for ``async def`` tasks)."""
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        result_ttl: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> Task[P, R]:
+        """A copy of this task with some options changed for the jobs it enqueues.
+
+        Args:
+            queue: Enqueue to this queue instead of the task's own.
+            result_ttl: Seconds to keep the result; 0 keeps none (fire and forget).
+            timeout: Seconds the job may run before it is cancelled.
+        """
+        changes: dict[str, Any] = {}
+        if queue is not None:
+            changes["queue"] = check_name("queue", queue)
+        if result_ttl is not None:
+            changes["result_ttl"] = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
+        if timeout is not None:
+            changes["timeout"] = seconds(timeout, "timeout")
+        copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self.config, **changes))
+        return copy
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Enqueue one job with these arguments, in one round trip.
+
+        Raises:
+            InvalidArguments: The arguments do not bind to the task's signature.
+            SerializationError: An argument cannot be encoded.
+            PayloadTooLarge: The encoded arguments exceed the app's ``max_payload_size``.
+            ConnectionFailed: Redis could not be reached.
+        """
+        outgoing = self._prepare(args, kwargs)
+        await self._app._write(self.config.queue, [outgoing])
+        return Job(self._app, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)
+
+    async def enqueue_many(
+        self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any]]
+    ) -> list[Job[R]]:
+        """Enqueue one job per item in one pipelined round trip.
+
+        Args:
+            calls: Each item is a tuple of positional arguments or a mapping of keyword
+                arguments. Every item is checked before anything is written.
+        """
+        batch = [
+            self._prepare((), call) if isinstance(call, Mapping) else self._prepare(call, {})
+            for call in calls
+        ]
+        await self._app._write(self.config.queue, batch)
+        return [Job(self._app, item.job_id, keeps_result=item.result_ttl > 0) for item in batch]
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Outgoing:
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(
+                f"cannot enqueue {self.config.name}{self._signature}: {exc}"
+            ) from None
+        return self._app._outgoing(self.config, args, kwargs)

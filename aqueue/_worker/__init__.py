@@ -1,0 +1,5 @@
+"""The worker runtime, split by concern: fetching, running, acking, lifecycle."""
+
+from ._worker import Worker
+
+__all__ = ["Worker"]

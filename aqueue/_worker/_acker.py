@@ -1,0 +1,105 @@
+"""Flushing outcomes: ack late, many at once, fenced.
+
+Outcomes pile up while a flush is on the wire and go out together in the next pipeline, so
+a busy worker pays one round trip per batch while an idle one flushes each outcome at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+
+from .._redis._errors import REDIS_ERRORS
+from .._redis._keys import GROUP
+from .._redis._scripts import FINISH, REQUEUE, execute
+from ._backoff import Backoff
+from ._outcome import Action, Outcome
+
+logger = logging.getLogger("aqueue.worker")
+
+# The dead-letter stream is not a work stream: trimming it (approximately, cheaply) keeps a
+# flood of bad input from filling the server's memory.
+DEAD_LETTER_LIMIT = 10_000
+
+
+class Acker:
+    """Collects outcomes and writes them in pipelines of fenced finish scripts."""
+
+    def __init__(self, redis: Redis, consumer: str) -> None:
+        self._redis = redis
+        self._consumer = consumer.encode()
+        self._pending: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.refused = 0
+        """Acks refused because another worker owns the entry now (our lease lapsed)."""
+
+    def submit(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next flush."""
+        self._pending.append(outcome)
+        self._idle.clear()
+        self._wake.set()
+
+    async def drained(self) -> None:
+        """Wait until every submitted outcome has been written."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Flush until cancelled; cancel only after :meth:`drained` to lose nothing."""
+        backoff = Backoff(logger, "write outcomes")
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                await self._flush(batch)
+            except REDIS_ERRORS as exc:
+                # Keep the outcomes (their entries stay pending) and try again after a pause.
+                self._pending[:0] = batch
+                self._wake.set()
+                await backoff.failed(exc)
+                continue
+            backoff.succeeded()
+            if not self._pending:
+                self._idle.set()
+
+    async def _flush(self, batch: list[Outcome]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for outcome in batch:
+            delivery = outcome.delivery
+            keys = delivery.keys
+            if outcome.action is Action.REQUEUE:
+                REQUEUE.queue(
+                    pipe,
+                    [keys.stream, delivery.record],
+                    [GROUP, self._consumer, delivery.entry_id],
+                )
+                continue
+            FINISH.queue(
+                pipe,
+                [keys.stream, delivery.record, keys.dead],
+                [
+                    GROUP,
+                    self._consumer,
+                    delivery.entry_id,
+                    outcome.status,
+                    outcome.field,
+                    outcome.value,
+                    delivery.result_ttl,
+                    outcome.dead_reason,
+                    DEAD_LETTER_LIMIT,
+                ],
+            )
+        replies = await execute(self._redis, pipe, [FINISH, REQUEUE])
+        refused = sum(1 for reply in replies if not reply)
+        if refused:
+            self.refused += refused
+            logger.warning(
+                "%d outcome(s) refused: another worker owns those entries now (lease lapsed)",
+                refused,
+            )

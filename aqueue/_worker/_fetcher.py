@@ -1,0 +1,177 @@
+"""Fetching: batched XREADGROUP on a connection of its own, as many entries as free slots.
+
+The blocking read has a finite BLOCK and is never cancelled mid-reply (a cancelled read once
+handed redis-py replies to the wrong caller: CVE-2023-28858/28859). To stop promptly, the
+worker asks the server to end the block early with CLIENT UNBLOCK from another connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from .._redis._errors import REDIS_ERRORS
+from .._redis._keys import GROUP, Keys
+from .._redis._scripts import START, execute
+from ._backoff import Backoff
+from ._outcome import Action, Delivery, Outcome
+
+logger = logging.getLogger("aqueue.worker")
+
+BLOCK_MS = 1000
+
+
+class Slots:
+    """How many more jobs this worker may run now."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._available = asyncio.Event()
+        self._available.set()
+
+    def take(self, count: int) -> None:
+        self.free -= count
+        if self.free <= 0:
+            self._available.clear()
+
+    def give(self) -> None:
+        self.free += 1
+        self._available.set()
+
+    async def wait(self) -> int:
+        """Wait until at least one slot is free and return how many are."""
+        await self._available.wait()
+        return self.free
+
+
+async def ensure_groups(redis: Redis, queues: Sequence[Keys]) -> None:
+    """Create each queue's stream and consumer group unless they exist.
+
+    The group starts at id 0 so that jobs enqueued before any worker ever ran are read too.
+    """
+    for keys in queues:
+        try:
+            await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+class Fetcher:
+    """Reads deliveries for a worker and starts them while slots are free."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        reader: Redis,
+        queues: Sequence[Keys],
+        consumer: str,
+        slots: Slots,
+        start_job: Callable[[Delivery, int], None],
+        skip: Callable[[Outcome], None],
+    ) -> None:
+        self._redis = redis
+        self._reader = reader
+        self._queues = queues
+        self._by_stream = {keys.stream: keys for keys in queues}
+        self._consumer = consumer
+        self._slots = slots
+        self._start_job = start_job
+        self._skip = skip
+        self._stopping = False
+        self._reader_id: int | None = None
+
+    async def run(self) -> None:
+        """Fetch until :meth:`stop`; return once no read is in flight."""
+        self._reader_id = await self._reader.client_id()
+        backoff = Backoff(logger, "read jobs")
+        streams: dict[Any, Any] = {keys.stream: b">" for keys in self._queues}
+        while not self._stopping:
+            free = await self._slots.wait()
+            if self._stopping:
+                break
+            # Each stream gives up to `count`: split the free slots so the sum stays near them.
+            count = max(1, -(-free // len(streams)))
+            try:
+                reply = await self._reader.xreadgroup(
+                    GROUP, self._consumer, streams, count=count, block=BLOCK_MS
+                )
+                if reply:
+                    await self._begin(self._deliveries(reply))
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream or group vanished (FLUSHDB, failover to an empty replica).
+                logger.warning("consumer group missing; creating it again")
+                await ensure_groups(self._redis, self._queues)
+            except REDIS_ERRORS as exc:
+                await backoff.failed(exc)
+                continue
+            backoff.succeeded()
+
+    async def stop(self) -> None:
+        """Stop fetching; a blocked read returns at once where the server allows it."""
+        self._stopping = True
+        self._slots.give()  # wakes a fetcher waiting for a slot; it sees _stopping and leaves
+        if self._reader_id is None:
+            return
+        try:
+            await self._redis.client_unblock(self._reader_id)
+        except ResponseError:
+            pass  # e.g. no permission under a minimal ACL: the read ends within BLOCK_MS.
+        except REDIS_ERRORS:
+            pass
+
+    def _deliveries(self, reply: Any) -> list[Delivery]:
+        deliveries: list[Delivery] = []
+        # RESP3 replies with a map of streams, RESP2 with a list of pairs.
+        pairs = reply.items() if isinstance(reply, dict) else reply
+        for stream, entries in pairs:
+            keys = self._by_stream[stream]
+            deliveries.extend(
+                Delivery(keys, entry_id, fields) for entry_id, fields in entries if fields
+            )
+        return deliveries
+
+    async def _begin(self, deliveries: list[Delivery]) -> None:
+        """Mark jobs with a record as running (one pipeline) and start what should run."""
+        self._slots.take(len(deliveries))
+        tracked = [d for d in deliveries if d.job_id is not None and d.result_ttl > 0]
+        attempts: dict[int, Any] = {}
+        if tracked:
+            replies = await self._mark_running(tracked)
+            if replies is None:
+                return
+            attempts = {id(d): reply for d, reply in zip(tracked, replies, strict=True)}
+        for delivery in deliveries:
+            attempt = attempts.get(id(delivery), 1)
+            if isinstance(attempt, bytes):
+                # Cancelled, or finished by an earlier delivery: ack it, do not run it again.
+                self._slots.give()
+                self._skip(Outcome(delivery, Action.FINISH))
+            else:
+                self._start_job(delivery, int(attempt))
+
+    async def _mark_running(self, tracked: list[Delivery]) -> list[Any] | None:
+        # The entries are ours now: keep trying, since giving up would strand them until
+        # their lease lapses. Only a stop ends the attempts (they are then reclaimed).
+        backoff = Backoff(logger, "mark jobs as running")
+        while True:
+            pipe = self._redis.pipeline(transaction=False)
+            for delivery in tracked:
+                START.queue(pipe, [delivery.record], [self._consumer])
+            try:
+                replies = await execute(self._redis, pipe, [START])
+            except REDIS_ERRORS as exc:
+                if self._stopping:
+                    return None
+                await backoff.failed(exc)
+                continue
+            backoff.succeeded()
+            return replies

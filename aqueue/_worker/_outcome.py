@@ -1,0 +1,61 @@
+"""What a worker read (a delivery) and what it decided about it (an outcome)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .._redis._keys import Keys
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One stream entry handed to this worker."""
+
+    keys: Keys
+    entry_id: bytes
+    fields: dict[bytes, bytes]
+
+    @property
+    def job_id(self) -> str | None:
+        raw = self.fields.get(b"j")
+        return None if raw is None else raw.decode(errors="replace")
+
+    @property
+    def task_name(self) -> str | None:
+        raw = self.fields.get(b"t")
+        return None if raw is None else raw.decode(errors="replace")
+
+    @property
+    def result_ttl(self) -> int:
+        """Seconds to keep the outcome; 0 when the job keeps no record at all."""
+        try:
+            return int(self.fields.get(b"r", b"0"))
+        except ValueError:
+            return 0
+
+    @property
+    def record(self) -> bytes:
+        """The job's record key (a key that never exists when the entry has no job id)."""
+        return self.keys.job(self.job_id or ":")
+
+
+class Action(enum.Enum):
+    FINISH = "finish"
+    """Record the outcome and ack the entry."""
+    REQUEUE = "requeue"
+    """Hand the entry back to the queue unrun (shutdown)."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of handling one delivery, waiting to be flushed to Redis."""
+
+    delivery: Delivery
+    action: Action
+    status: str = ""
+    """``succeeded``, ``failed``, ``cancelled``, or "" to ack without touching the record."""
+    field: str = "result"
+    value: bytes = b""
+    dead_reason: str = ""
+    """Why the entry goes to the dead-letter stream; "" when it does not."""

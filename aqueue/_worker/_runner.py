@@ -1,0 +1,175 @@
+"""Running one delivery: decode it, find its task, call it, and turn what happened into an outcome.
+
+Anything wrong with the entry itself (undecodable, unknown task, arguments that do not bind)
+becomes a dead letter with the reason; the worker never crashes on bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import traceback
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+
+from .._context import JobContext, _current
+from ..exceptions import SerializationError
+from ._outcome import Action, Delivery, Outcome
+
+if TYPE_CHECKING:
+    from .._app import App
+    from .._task import Task
+
+logger = logging.getLogger("aqueue.worker")
+
+
+class _DeadLetter(Exception):
+    def __init__(self, error_type: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error_type = error_type
+        self.reason = reason
+
+
+class Runner:
+    """Runs deliveries for one worker."""
+
+    def __init__(self, app: App, worker_name: str, thread_limiter: anyio.CapacityLimiter) -> None:
+        self._app = app
+        self._worker_name = worker_name
+        self._threads = thread_limiter
+        self._log_each = logger.isEnabledFor(logging.INFO)
+
+    async def run(self, delivery: Delivery, attempt: int) -> Outcome:
+        """Run ``delivery`` as its ``attempt``-th try and return what to record.
+
+        Cancellation from outside (worker shutdown) propagates; the caller hands the entry back.
+        """
+        started = time.perf_counter()
+        try:
+            task, args, kwargs, timeout = self._decode(delivery)
+        except _DeadLetter as dead:
+            logger.error("dead-lettered entry %s: %s", delivery.entry_id.decode(), dead.reason)
+            return _failure(delivery, dead.error_type, dead.reason, "", dead_reason=dead.reason)
+        context = self._context(delivery, task.name, attempt)
+        token = _current.set(context)
+        try:
+            value = await self._call(task, args, kwargs, timeout)
+        except TimeoutError as exc:
+            if not isinstance(exc, _TaskTimedOut):
+                return self._failed(delivery, exc, started)
+            message = f"task ran longer than its timeout of {timeout} s"
+            self._log(delivery, f"timed out after {timeout} s", logging.WARNING)
+            return _failure(delivery, "aqueue.TaskTimeout", message, "", timed_out=True)
+        except Exception as exc:
+            return self._failed(delivery, exc, started)
+        finally:
+            _current.reset(token)
+        try:
+            encoded = self._app.serializer.dumps(value)
+        except Exception as exc:
+            error = SerializationError(
+                f"task {task.name} returned a {type(value).__name__} that cannot be encoded: "
+                f"{exc}. Return JSON-friendly values."
+            )
+            return self._failed(delivery, error, started)
+        if self._log_each:
+            self._log(delivery, f"succeeded in {_elapsed(started)}", logging.INFO)
+        return Outcome(delivery, Action.FINISH, "succeeded", "result", encoded)
+
+    def _decode(self, delivery: Delivery) -> tuple[Task[Any, Any], list[Any], dict[str, Any], Any]:
+        fields = delivery.fields
+        name, payload = delivery.task_name, fields.get(b"p")
+        if delivery.job_id is None or name is None or payload is None:
+            raise _DeadLetter("aqueue.UndecodableEntry", "entry lacks a job id, task or payload")
+        task = self._app.tasks.get(name)
+        if task is None:
+            raise _DeadLetter(
+                "aqueue.UnknownTask",
+                f"no task named {name!r} is registered on this worker's app; deploy the task "
+                "and replay the dead letter",
+            )
+        try:
+            args, kwargs = self._app.serializer.loads(payload)
+            options = orjson.loads(fields[b"o"]) if b"o" in fields else {}
+            task._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise _DeadLetter("aqueue.InvalidArguments", f"arguments do not bind: {exc}") from None
+        except Exception as exc:
+            raise _DeadLetter(
+                "aqueue.UndecodablePayload", f"cannot decode payload: {exc}"
+            ) from None
+        return task, args, kwargs, options.get("timeout", task.config.timeout)
+
+    def _context(self, delivery: Delivery, task_name: str, attempt: int) -> JobContext:
+        enqueued_ms = int(delivery.entry_id.split(b"-", 1)[0])
+        return JobContext(
+            id=delivery.job_id or "",
+            task=task_name,
+            queue=delivery.keys.queue,
+            attempt=attempt,
+            enqueued_at=datetime.fromtimestamp(enqueued_ms / 1000, UTC),
+            worker=self._worker_name,
+            _redis=self._app.redis,
+            _record=delivery.record if delivery.result_ttl > 0 else None,
+        )
+
+    async def _call(
+        self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], timeout: Any
+    ) -> Any:
+        if task.is_async:
+            call = task.fn(*args, **kwargs)
+        else:
+            # Sync tasks run in a bounded thread pool so they never block the loop.
+            call = anyio.to_thread.run_sync(
+                functools.partial(task.fn, *args, **kwargs),
+                limiter=self._threads,
+                abandon_on_cancel=True,
+            )
+        if timeout is None:
+            return await call
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await call
+        except TimeoutError:
+            if deadline.expired():
+                raise _TaskTimedOut() from None
+            raise
+
+    def _failed(self, delivery: Delivery, exc: BaseException, started: float) -> Outcome:
+        kind = type(exc)
+        type_name = f"{kind.__module__}.{kind.__qualname__}"
+        self._log(delivery, f"failed in {_elapsed(started)}: {type_name}: {exc}", logging.WARNING)
+        text = "".join(traceback.format_exception(exc))
+        return _failure(delivery, type_name, str(exc), text)
+
+    def _log(self, delivery: Delivery, what: str, level: int) -> None:
+        logger.log(level, "job %s %s %s", delivery.job_id, delivery.task_name, what)
+
+
+class _TaskTimedOut(TimeoutError):
+    """The task's own time limit ran out (not a TimeoutError raised by the task's code)."""
+
+
+def _failure(
+    delivery: Delivery,
+    error_type: str,
+    message: str,
+    text: str,
+    *,
+    timed_out: bool = False,
+    dead_reason: str = "",
+) -> Outcome:
+    error = {"type": error_type, "message": message, "traceback": text, "timed_out": timed_out}
+    return Outcome(
+        delivery, Action.FINISH, "failed", "error", orjson.dumps(error), dead_reason=dead_reason
+    )
+
+
+def _elapsed(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.1f} ms"

@@ -1,0 +1,239 @@
+"""The worker: lifecycle and shutdown. Fetching, running and acking live in their own modules."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Self
+
+import anyio
+from redis.asyncio import Redis
+
+from .._app import App
+from .._redis._errors import REDIS_ERRORS, translate_errors
+from .._redis._keys import Keys, check_name
+from .._redis._scripts import HEARTBEAT
+from .._task import seconds
+from ..exceptions import ConfigurationError
+from ._acker import Acker
+from ._fetcher import Fetcher, Slots, ensure_groups
+from ._outcome import Action, Delivery, Outcome
+from ._runner import Runner
+
+logger = logging.getLogger("aqueue.worker")
+
+
+class Worker:
+    """Runs an app's jobs: many at once on the current event loop.
+
+    Args:
+        app: The app whose tasks this worker runs.
+        queues: Queue names to consume; defaults to the app's default queue.
+        concurrency: Most jobs run at once.
+        grace_period: On stop, seconds running jobs get to finish before they are cancelled
+            and handed back to the queue.
+        threads: Most synchronous (``def``) tasks run at once, each in a thread.
+        name: The worker's consumer name; unique by default (host, pid, random suffix).
+
+    Run it until stopped with ``await worker.run()``, or in the background of a running loop
+    with ``async with worker: ...`` (leaving the block stops it gracefully).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 100,
+        grace_period: float | timedelta = 30.0,
+        threads: int = 20,
+        name: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
+        if threads < 1:
+            raise ConfigurationError(f"threads must be at least 1, not {threads}")
+        self.app = app
+        self.queues = [check_name("queue", q) for q in (queues or [app.default_queue])]
+        self.concurrency = concurrency
+        self.grace_period = seconds(grace_period, "grace_period", allow_zero=True) or 0.0
+        self.threads = threads
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._keys = [Keys(app.namespace, q) for q in self.queues]
+        self._stop_requested = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._background: asyncio.Task[None] | None = None
+        self._acker: Acker | None = None
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name} queues={self.queues}>"
+
+    @property
+    def refused_acks(self) -> int:
+        """Outcomes refused because another worker owned the entry by then."""
+        return 0 if self._acker is None else self._acker.refused
+
+    def stop(self) -> None:
+        """Stop gracefully: fetch no more, let running jobs finish within the grace period.
+
+        A second call stops at once: running jobs are cancelled and handed back.
+        """
+        if self._stop_requested.is_set():
+            self._hurry.set()
+        self._stop_requested.set()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Run until :meth:`stop` (or SIGTERM/SIGINT when ``handle_signals``), then shut down.
+
+        Signal handlers are installed only from the main thread, and removed on return.
+        """
+        installed = handle_signals and threading.current_thread() is threading.main_thread()
+        loop = asyncio.get_running_loop()
+        if installed:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._serve(None)
+        finally:
+            if installed:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    async def __aenter__(self) -> Self:
+        started = asyncio.get_running_loop().create_future()
+        self._background = asyncio.create_task(self._serve(started), name=f"aqueue {self.name}")
+        await started
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._background is not None
+        self.stop()
+        await self._background
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stop_requested.is_set():
+            logger.warning("%s again: stopping now, handing running jobs back", sig.name)
+        else:
+            logger.info(
+                "%s: stopping; running jobs get %.0f s to finish", sig.name, self.grace_period
+            )
+        self.stop()
+
+    async def _serve(self, started: asyncio.Future[None] | None) -> None:
+        app = self.app
+        reader = Redis.from_url(app.url, single_connection_client=True)
+        try:
+            with translate_errors(app.url):
+                await ensure_groups(app.redis, self._keys)
+            await self._work(reader, started)
+        except BaseException as exc:
+            if started is not None and not started.done():
+                started.set_exception(exc)
+                return
+            raise
+        finally:
+            await reader.aclose()
+
+    async def _work(self, reader: Redis, started: asyncio.Future[None] | None) -> None:
+        app = self.app
+        acker = self._acker = Acker(app.redis, self.name)
+        runner = Runner(app, self.name, anyio.CapacityLimiter(self.threads))
+        slots = Slots(self.concurrency)
+
+        def start_job(delivery: Delivery, attempt: int) -> None:
+            job = asyncio.create_task(self._run_job(runner, acker, delivery, attempt))
+            self._running.add(job)
+            job.add_done_callback(self._running.discard)
+            job.add_done_callback(lambda _: slots.give())
+
+        fetcher = Fetcher(
+            redis=app.redis,
+            reader=reader,
+            queues=self._keys,
+            consumer=self.name,
+            slots=slots,
+            start_job=start_job,
+            skip=acker.submit,
+        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(acker.run)
+            group.start_soon(self._heartbeat)
+            fetching = asyncio.create_task(fetcher.run())
+            logger.info(
+                "worker %s serving %s with concurrency %d",
+                self.name,
+                ", ".join(self.queues),
+                self.concurrency,
+            )
+            if started is not None:
+                started.set_result(None)
+            stop = asyncio.create_task(self._stop_requested.wait())
+            await asyncio.wait([fetching, stop], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            await fetcher.stop()
+            await fetching  # re-raises if fetching failed for a reason other than a stop
+            await self._finish_running()
+            await acker.drained()
+            await self._leave()
+            group.cancel_scope.cancel()
+        logger.info("worker %s stopped", self.name)
+
+    async def _run_job(
+        self, runner: Runner, acker: Acker, delivery: Delivery, attempt: int
+    ) -> None:
+        try:
+            outcome = await runner.run(delivery, attempt)
+        except asyncio.CancelledError:
+            # Only a shutdown cancels a job: hand it back for another worker to run.
+            outcome = Outcome(delivery, Action.REQUEUE)
+        acker.submit(outcome)
+
+    async def _finish_running(self) -> None:
+        if self._running and not self._hurry.is_set():
+            count = len(self._running)
+            logger.info("waiting up to %.0f s for %d running job(s)", self.grace_period, count)
+            finished = asyncio.ensure_future(asyncio.wait(list(self._running)))
+            hurry = asyncio.create_task(self._hurry.wait())
+            await asyncio.wait(
+                [finished, hurry], timeout=self.grace_period, return_when=asyncio.FIRST_COMPLETED
+            )
+            finished.cancel()
+            hurry.cancel()
+        left = list(self._running)
+        if left:
+            logger.warning("handing %d unfinished job(s) back to the queue", len(left))
+            for job in left:
+                job.cancel()
+            await asyncio.wait(left)
+
+    async def _heartbeat(self) -> None:
+        interval = self.app.lease / 3
+        forget_after = int(self.app.lease * 10_000)
+        while True:
+            try:
+                for keys in self._keys:
+                    await HEARTBEAT(self.app.redis, [keys.workers], [self.name, forget_after])
+            except REDIS_ERRORS as exc:
+                logger.debug("heartbeat failed: %s", exc)
+            await asyncio.sleep(interval)
+
+    async def _leave(self) -> None:
+        try:
+            for keys in self._keys:
+                await HEARTBEAT(self.app.redis, [keys.workers], [self.name, ""])
+        except REDIS_ERRORS as exc:
+            logger.debug("could not deregister: %s", exc)

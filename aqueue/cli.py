@@ -1,0 +1,212 @@
+"""The ``aqueue`` command: run workers and look at queues.
+
+Every option also reads an ``AQUEUE_*`` environment variable (shown in ``--help``); a flag
+given on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from ._app import App
+from ._redis._keys import check_name
+from ._worker import Worker
+from .exceptions import AqueueError
+
+T = TypeVar("T")
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attribute`` and return the :class:`App` it names."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise click.BadParameter(f"{target!r} is not of the form 'module:app'", param_hint="APP")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise click.BadParameter(
+            f"cannot import module {module_name!r} ({exc}); run from the project's directory "
+            "or install it",
+            param_hint="APP",
+        ) from None
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise click.BadParameter(
+            f"{module_name}.{attribute} is {'missing' if app is None else type(app).__name__}, "
+            "not an aqueue.App",
+            param_hint="APP",
+        )
+    return app
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]], loop: str) -> T:
+    """Run ``main()`` on uvloop (when available and not opted out) or asyncio."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise click.UsageError("--loop uvloop needs uvloop: pip install uvloop") from None
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+def _fail_cleanly(func: Callable[..., None]) -> Callable[..., None]:
+    # Errors a user can fix get one line on stderr and exit 1, never a traceback.
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except AqueueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+app_argument = click.argument("app_path", metavar="APP", envvar="AQUEUE_APP")
+queue_option = click.option(
+    "-q",
+    "--queue",
+    "queues",
+    multiple=True,
+    envvar="AQUEUE_QUEUES",
+    help="Queue to use; repeat for several. Default: the app's default queue.",
+)
+loop_option = click.option(
+    "--loop",
+    type=click.Choice(["auto", "uvloop", "asyncio"]),
+    default="auto",
+    show_default=True,
+    envvar="AQUEUE_LOOP",
+    help="Event loop: uvloop where installed (auto), or plain asyncio.",
+)
+
+
+@click.group()
+@click.version_option(package_name="aqueue")
+def main() -> None:
+    """aqueue: an asyncio-native task queue on Redis Streams."""
+
+
+@main.command()
+@app_argument
+@queue_option
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    envvar="AQUEUE_CONCURRENCY",
+    help="Most jobs run at once.",
+)
+@click.option(
+    "--grace-period",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    envvar="AQUEUE_GRACE_PERIOD",
+    help="Seconds running jobs get to finish on SIGTERM before they are handed back.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    envvar="AQUEUE_THREADS",
+    help="Most synchronous (def) tasks run at once.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    envvar="AQUEUE_LOG_LEVEL",
+)
+@loop_option
+@_fail_cleanly
+def worker(
+    app_path: str,
+    queues: tuple[str, ...],
+    concurrency: int,
+    grace_period: float,
+    threads: int,
+    log_level: str,
+    loop: str,
+) -> None:
+    """Run a worker for APP (module:attribute) until SIGTERM or SIGINT.
+
+    The first signal stops gracefully; a second one stops at once, handing running jobs
+    back to their queues.
+    """
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    app = load_app(app_path)
+    the_worker = Worker(
+        app,
+        queues=list(queues) or None,
+        concurrency=concurrency,
+        grace_period=grace_period,
+        threads=threads,
+    )
+
+    async def serve() -> None:
+        async with app:
+            await the_worker.run()
+
+    run_async(serve, loop)
+
+
+@main.command()
+@app_argument
+@queue_option
+@loop_option
+@_fail_cleanly
+def status(app_path: str, queues: tuple[str, ...], loop: str) -> None:
+    """Print queued, running and dead-lettered counts and live workers per queue."""
+    app = load_app(app_path)
+    names = [check_name("queue", q) for q in queues] or _known_queues(app)
+
+    async def collect() -> list[list[str]]:
+        async with app:
+            rows = []
+            for name in names:
+                stats = await app.queue(name).stats()
+                counts = (stats.queued, stats.running, stats.dead, stats.workers)
+                rows.append([name, *map(str, counts)])
+            return rows
+
+    rows = run_async(collect, loop)
+    click.echo(format_table(["queue", "queued", "running", "dead", "workers"], rows))
+
+
+def _known_queues(app: App) -> list[str]:
+    return sorted({app.default_queue, *(task.config.queue for task in app.tasks.values())})
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned text table: the first column left-aligned, numbers right-aligned."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for row in table:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

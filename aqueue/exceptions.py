@@ -1,0 +1,105 @@
+"""Every error aqueue raises on purpose, under one root.
+
+```
+AqueueError
+├── ConfigurationError        (also ValueError)   an option or a name is wrong
+├── TaskRegistrationError                         two tasks under one name, unknown task
+├── InvalidArguments          (also TypeError)    arguments do not bind to the task
+├── SerializationError        (also TypeError)    an argument or a result is not encodable
+├── PayloadTooLarge           (also ValueError)   the encoded job is over the size limit
+├── ConnectionFailed          (also ConnectionError) Redis could not be reached in time
+├── JobNotFound               (also LookupError)  no record of this job id
+├── ResultTimeout             (also TimeoutError) waiting for a result ran out of time
+├── JobCancelled                                  the job was cancelled before it finished
+├── NotInJob                  (also LookupError)  current_job() outside a running task
+└── TaskFailed                                    the task raised; carries the remote error
+    └── TaskTimeout                               the task ran past its time limit
+```
+
+redis-py's own exceptions never leave the public API: they are wrapped at the boundary
+(``raise ConnectionFailed(...) from exc``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AqueueError",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "InvalidArguments",
+    "JobCancelled",
+    "JobNotFound",
+    "NotInJob",
+    "PayloadTooLarge",
+    "ResultTimeout",
+    "SerializationError",
+    "TaskFailed",
+    "TaskRegistrationError",
+    "TaskTimeout",
+]
+
+
+class AqueueError(Exception):
+    """The root of every error aqueue raises on purpose."""
+
+
+class ConfigurationError(AqueueError, ValueError):
+    """An option, a queue name or a URL is not valid."""
+
+
+class TaskRegistrationError(AqueueError):
+    """A task name is registered twice, or no task is registered under a name."""
+
+
+class InvalidArguments(AqueueError, TypeError):
+    """The arguments given to ``enqueue`` do not bind to the task's signature."""
+
+
+class SerializationError(AqueueError, TypeError):
+    """An argument or a result cannot be encoded by the app's serializer."""
+
+
+class PayloadTooLarge(AqueueError, ValueError):
+    """The encoded job is larger than the app's ``max_payload_size``; nothing was written."""
+
+
+class ConnectionFailed(AqueueError, ConnectionError):
+    """Redis could not be reached (or stopped answering) within the allowed time."""
+
+
+class JobNotFound(AqueueError, LookupError):
+    """No record of the job: never enqueued, enqueued without a result, or expired."""
+
+
+class ResultTimeout(AqueueError, TimeoutError):
+    """``job.result(timeout=...)`` ran out of time; the job itself goes on."""
+
+
+class JobCancelled(AqueueError):
+    """The job was cancelled and will not produce a result."""
+
+
+class NotInJob(AqueueError, LookupError):
+    """``current_job()`` was called outside of a task run by a worker."""
+
+
+class TaskFailed(AqueueError):
+    """The task raised an exception on the worker.
+
+    Attributes:
+        job_id: The id of the job that failed.
+        type: The qualified name of the remote exception's type, e.g. ``"builtins.ValueError"``.
+        message: ``str()`` of the remote exception.
+        traceback: The formatted remote traceback, as text.
+    """
+
+    def __init__(self, job_id: str, type: str, message: str, traceback: str) -> None:
+        super().__init__(f"job {job_id} failed with {type}: {message}")
+        self.job_id = job_id
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+
+class TaskTimeout(TaskFailed):
+    """The task ran longer than its ``timeout`` and was cancelled on the worker."""

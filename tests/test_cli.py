@@ -1,0 +1,120 @@
+"""The aqueue command, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import aqueue
+from aqueue.testing import RedisServer
+from tests.helpers import eventually
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_env(server: RedisServer, namespace: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AQUEUE_URL": server.url,
+        "AQUEUE_TEST_NAMESPACE": namespace,
+        "PYTHONPATH": ROOT,
+        **extra,
+    }
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aqueue", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def cli_app(server: RedisServer, namespace: str) -> aqueue.App:
+    """A producer for the CLI's app: it enqueues by name, without the tasks' code."""
+    return aqueue.App(server.url, namespace=namespace)
+
+
+async def test_the_worker_command_runs_jobs_and_exits_0_on_sigterm(
+    server: RedisServer, namespace: str, cli_app: aqueue.App
+) -> None:
+    process = subprocess.Popen(  # noqa: ASYNC220 - starts the process, does not wait for it
+        [sys.executable, "-m", "aqueue", "worker", "tests.cli_app:app", "-c", "10"],
+        env=cli_env(server, namespace),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        async with cli_app:
+            job = await cli_app.enqueue("tests.cli_app.add", 2, 3)
+            assert await job.result(timeout=15) == 5
+            slow = await cli_app.enqueue("tests.cli_app.nap", 0.5)
+            await eventually(lambda: _is_running(slow))
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=15)
+            assert await slow.result(timeout=1) == "rested"  # finished before the exit
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert f"job {job.id} tests.cli_app.add succeeded" in output
+    assert "SIGTERM: stopping" in output
+
+
+async def _is_running(job: aqueue.Job[object]) -> bool:
+    return await job.status() is aqueue.JobStatus.RUNNING
+
+
+def test_a_wrong_app_path_is_a_one_line_error(server: RedisServer, namespace: str) -> None:
+    for target, message in [
+        ("tests.missing_module:app", "cannot import module 'tests.missing_module'"),
+        ("tests.cli_app:not_an_app", "tests.cli_app.not_an_app is int, not an aqueue.App"),
+        ("tests.cli_app", "is not of the form 'module:app'"),
+    ]:
+        result = run_cli("worker", target, env=cli_env(server, namespace))
+        assert result.returncode == 2
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_server_is_a_one_line_error(namespace: str) -> None:
+    env = {**os.environ, "AQUEUE_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": ROOT}
+    result = run_cli("worker", "tests.cli_app:app", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0")
+    assert "Traceback" not in result.stderr
+
+
+def test_options_also_read_aqueue_environment_variables(
+    server: RedisServer, namespace: str
+) -> None:
+    env = cli_env(server, namespace, AQUEUE_CONCURRENCY="0")
+    result = run_cli("worker", "tests.cli_app:app", env=env)
+    assert result.returncode == 2
+    assert "0 is not in the range x>=1" in result.stderr
+
+
+async def test_status_prints_a_table_of_the_queues(
+    server: RedisServer, namespace: str, cli_app: aqueue.App
+) -> None:
+    async with cli_app:
+        await cli_app.enqueue("tests.cli_app.add", 1, 1)
+        await cli_app.enqueue("tests.cli_app.add", 2, 2)
+    result = run_cli(
+        "status", "tests.cli_app:app", "--loop", "asyncio", env=cli_env(server, namespace)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "queue    queued  running  dead  workers",
+        "default       2        0     0        0",
+    ]

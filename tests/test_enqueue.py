@@ -1,0 +1,151 @@
+"""Enqueueing: what is written, and what is refused before anything is written."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._redis._keys import Keys
+from tests.helpers import keys_of
+
+
+async def test_enqueue_writes_one_stream_entry_and_a_queued_record_with_a_ttl(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    job = await add.enqueue(2, y=3)
+
+    keys = Keys(app.namespace, "default")
+    [(_, fields)] = await redis.xrange(keys.stream)
+    assert fields[b"j"] == job.id.encode()
+    assert fields[b"t"] == add.name.encode()
+    assert fields[b"p"] == b'[[2],{"y":3}]'
+    assert await job.status() is aqueue.JobStatus.QUEUED
+    assert await redis.ttl(keys.job(job.id)) > 3600
+
+
+async def test_arguments_that_do_not_bind_are_refused_and_nothing_is_written(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    with pytest.raises(aqueue.InvalidArguments, match="missing a required argument: 'y'"):
+        await add.enqueue(1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):  # InvalidArguments is a TypeError too
+        await add.enqueue(1, 2, z=3)  # type: ignore[call-arg]
+    assert await keys_of(redis, app.namespace) == set()
+
+
+async def test_an_unencodable_argument_is_named_and_nothing_is_written(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def store(name: str, blob: object) -> None: ...
+
+    with pytest.raises(aqueue.SerializationError, match="argument 'blob' \\(set\\)"):
+        await store.enqueue("x", blob={1, 2})
+    assert await keys_of(redis, app.namespace) == set()
+
+
+async def test_a_payload_over_the_limit_is_refused_and_nothing_is_written(
+    server: aqueue.testing.RedisServer, redis: Redis, namespace: str
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, max_payload_size=1000)
+
+    @app.task
+    async def upload(data: str) -> None: ...
+
+    async with app:
+        with pytest.raises(aqueue.PayloadTooLarge, match="over the limit of 1000"):
+            await upload.enqueue("x" * 1000)
+        await upload.enqueue("x" * 900)
+    assert len(await keys_of(redis, namespace)) == 2  # the stream and the small job's record
+
+
+async def test_enqueue_many_writes_every_job_in_order(app: aqueue.App, redis: Redis) -> None:
+    @app.task
+    async def square(x: int) -> int:
+        return x * x
+
+    jobs = await square.enqueue_many([(i,) for i in range(50)] + [{"x": 50}])
+
+    entries = await redis.xrange(Keys(app.namespace, "default").stream)
+    assert [fields[b"j"].decode() for _, fields in entries] == [job.id for job in jobs]
+    assert entries[-1][1][b"p"] == b'[[],{"x":50}]'
+
+
+async def test_enqueue_many_checks_every_item_before_writing_any(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def square(x: int) -> int:
+        return x * x
+
+    with pytest.raises(aqueue.InvalidArguments):
+        await square.enqueue_many([(1,), (2,), (3, 4)])
+    assert await keys_of(redis, app.namespace) == set()
+
+
+async def test_options_queue_sends_the_job_to_that_queue(app: aqueue.App, redis: Redis) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    job = await work.options(queue="high").enqueue()
+
+    assert job.queue == "high"
+    assert job.id.startswith("high:")
+    assert await redis.xlen(Keys(app.namespace, "high").stream) == 1
+
+
+async def test_a_fire_and_forget_job_writes_no_record(app: aqueue.App, redis: Redis) -> None:
+    @app.task(result_ttl=0)
+    async def log_event(name: str) -> None: ...
+
+    job = await log_event.enqueue("signup")
+
+    assert await keys_of(redis, app.namespace) == {Keys(app.namespace, "default").stream}
+    with pytest.raises(aqueue.JobNotFound, match="result_ttl=0"):
+        await job.result()
+
+
+async def test_enqueue_by_name_checks_arguments_of_a_task_registered_here(
+    app: aqueue.App,
+) -> None:
+    @app.task(name="math.add")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    with pytest.raises(aqueue.InvalidArguments):
+        await app.enqueue("math.add", 1)
+
+
+async def test_enqueue_by_name_writes_a_job_for_a_task_known_only_to_workers(
+    app: aqueue.App, redis: Redis
+) -> None:
+    job = await app.enqueue("emails.send", "a@b.c", when=dt.date(2026, 1, 2))
+
+    [(_, fields)] = await redis.xrange(Keys(app.namespace, "default").stream)
+    assert fields[b"t"] == b"emails.send"
+    assert fields[b"p"] == b'[["a@b.c"],{"when":"2026-01-02"}]'
+    assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_enqueue_fails_with_a_clear_error_when_redis_is_unreachable() -> None:
+    app = aqueue.App("redis://127.0.0.1:1/0")
+
+    @app.task
+    async def work() -> None: ...
+
+    async with app:
+        with pytest.raises(
+            aqueue.ConnectionFailed, match=r"cannot reach Redis at redis://127\.0\.0\.1:1"
+        ):
+            await work.enqueue()

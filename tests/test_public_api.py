@@ -1,0 +1,39 @@
+"""The public surface: everything exported is real, sorted, and nothing private leaks."""
+
+from __future__ import annotations
+
+import aqueue
+import aqueue.exceptions
+
+
+def test_all_is_sorted_and_every_name_exists() -> None:
+    assert list(aqueue.__all__) == sorted(aqueue.__all__)
+    for name in aqueue.__all__:
+        assert hasattr(aqueue, name), name
+
+
+def test_no_private_name_is_exported() -> None:
+    assert [name for name in aqueue.__all__ if name.startswith("_") and name != "__version__"] == []
+
+
+def test_every_public_attribute_of_the_package_is_in_all() -> None:
+    public = {
+        name
+        for name, value in vars(aqueue).items()
+        if not name.startswith("_") and not isinstance(value, type(aqueue))
+    }
+    assert public <= set(aqueue.__all__)
+
+
+def test_every_error_derives_from_aqueue_error_and_is_exported() -> None:
+    for name in aqueue.exceptions.__all__:
+        error = getattr(aqueue.exceptions, name)
+        assert issubclass(error, aqueue.AqueueError)
+        assert getattr(aqueue, name) is error
+
+
+def test_errors_are_also_the_builtin_a_caller_would_catch() -> None:
+    assert issubclass(aqueue.ResultTimeout, TimeoutError)
+    assert issubclass(aqueue.InvalidArguments, TypeError)
+    assert issubclass(aqueue.ConnectionFailed, ConnectionError)
+    assert issubclass(aqueue.TaskTimeout, aqueue.TaskFailed)

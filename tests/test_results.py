@@ -1,0 +1,157 @@
+"""Jobs from the producer's side: status, info, and waiting for results."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._redis._keys import Keys
+
+
+async def test_result_returns_the_value_the_task_returned(app: aqueue.App) -> None:
+    @app.task
+    async def greet(name: str) -> dict[str, str]:
+        return {"hello": name}
+
+    async with aqueue.Worker(app):
+        job = await greet.enqueue("world")
+        assert await job.result(timeout=5) == {"hello": "world"}
+        assert await job.status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_the_result_is_kept_for_the_result_ttl(app: aqueue.App, redis: Redis) -> None:
+    @app.task(result_ttl=120)
+    async def work() -> int:
+        return 1
+
+    async with aqueue.Worker(app):
+        job = await work.enqueue()
+        await job.result(timeout=5)
+    assert 100 < await redis.ttl(Keys(app.namespace, "default").job(job.id)) <= 120
+
+
+async def test_a_failed_task_raises_task_failed_with_the_remote_error(app: aqueue.App) -> None:
+    @app.task
+    async def divide(x: int, y: int) -> float:
+        return x / y
+
+    async with aqueue.Worker(app):
+        job = await divide.enqueue(1, 0)
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=5)
+    assert failure.value.type == "builtins.ZeroDivisionError"
+    assert failure.value.message == "division by zero"
+    assert "return x / y" in failure.value.traceback
+    assert (await job.info()).error == aqueue.RemoteError(
+        "builtins.ZeroDivisionError", "division by zero", failure.value.traceback
+    )
+
+
+async def test_a_task_past_its_timeout_fails_with_task_timeout(app: aqueue.App) -> None:
+    @app.task(timeout=0.1)
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    async with aqueue.Worker(app):
+        job = await slow.enqueue()
+        with pytest.raises(aqueue.TaskTimeout, match=r"longer than its timeout of 0\.1 s"):
+            await job.result(timeout=5)
+
+
+async def test_a_timeout_error_raised_by_the_task_itself_is_an_ordinary_failure(
+    app: aqueue.App,
+) -> None:
+    @app.task(timeout=10)
+    async def calls_out() -> None:
+        raise TimeoutError("upstream did not answer")
+
+    async with aqueue.Worker(app):
+        job = await calls_out.enqueue()
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=5)
+    assert type(failure.value) is aqueue.TaskFailed
+    assert failure.value.type == "builtins.TimeoutError"
+
+
+async def test_waiting_longer_than_the_timeout_raises_result_timeout(app: aqueue.App) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    job = await work.enqueue()  # no worker runs
+    with pytest.raises(aqueue.ResultTimeout, match=r"did not finish within 0\.2 s"):
+        await job.result(timeout=0.2)
+    assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_a_job_nobody_enqueued_is_unknown(app: aqueue.App) -> None:
+    job = app.job("default:0123456789abcdef0123456789abcdef")
+    assert await job.status() is aqueue.JobStatus.UNKNOWN
+    assert (await job.info()).status is aqueue.JobStatus.UNKNOWN
+    with pytest.raises(aqueue.JobNotFound, match="no record of job"):
+        await job.result(timeout=1)
+
+
+def test_an_id_not_made_by_aqueue_is_refused(app: aqueue.App) -> None:
+    with pytest.raises(aqueue.ConfigurationError, match="not an aqueue job id"):
+        app.job("42")
+
+
+async def test_a_handle_made_from_an_id_sees_the_same_job(app: aqueue.App) -> None:
+    @app.task
+    async def work() -> str:
+        return "done"
+
+    async with aqueue.Worker(app):
+        job = await work.enqueue()
+        same = app.job(job.id)
+        assert same == job
+        assert await same.result(timeout=5) == "done"
+
+
+async def test_many_waiters_on_many_jobs_all_get_their_own_result(app: aqueue.App) -> None:
+    @app.task
+    async def echo(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x
+
+    async with aqueue.Worker(app, concurrency=50):
+        jobs = await echo.enqueue_many([(i,) for i in range(200)])
+        waits = [job.result(timeout=10) for job in jobs for _ in range(2)]
+        results = await asyncio.gather(*waits)
+    assert results == [i for i in range(200) for _ in range(2)]
+
+
+async def test_info_shows_attempts_timestamps_worker_and_progress(app: aqueue.App) -> None:
+    @app.task
+    async def report() -> None:
+        await aqueue.current_job().progress(0.5, "halfway")
+
+    async with aqueue.Worker(app, name="w-info") as worker:
+        job = await report.enqueue()
+        await job.result(timeout=5)
+    info = await job.info()
+    assert (info.status, info.task, info.attempts, info.worker) == (
+        aqueue.JobStatus.SUCCEEDED,
+        report.name,
+        1,
+        worker.name,
+    )
+    assert (info.progress, info.progress_message) == (0.5, "halfway")
+    assert info.enqueued_at is not None
+    assert info.started_at is not None
+    assert info.finished_at is not None
+    assert info.enqueued_at <= info.started_at <= info.finished_at
+
+
+async def test_a_result_that_cannot_be_encoded_fails_the_job(app: aqueue.App) -> None:
+    @app.task
+    async def weird() -> object:
+        return object()
+
+    async with aqueue.Worker(app):
+        job = await weird.enqueue()
+        with pytest.raises(aqueue.TaskFailed, match="cannot be encoded"):
+            await job.result(timeout=5)

@@ -1,0 +1,311 @@
+"""The worker: ack late, concurrency, sync tasks, bad input, embedding and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._redis._keys import GROUP, Keys
+from tests.helpers import eventually
+
+
+async def test_an_entry_stays_pending_while_its_task_runs_and_is_gone_after(
+    app: aqueue.App, redis: Redis
+) -> None:
+    release = asyncio.Event()
+
+    @app.task
+    async def held() -> str:
+        await release.wait()
+        return "done"
+
+    stream = Keys(app.namespace, "default").stream
+    async with aqueue.Worker(app):
+        job = await held.enqueue()
+        await eventually(lambda: _status_is(job, aqueue.JobStatus.RUNNING))
+        assert (await redis.xpending(stream, GROUP))["pending"] == 1
+        assert await redis.xlen(stream) == 1
+        release.set()
+        assert await job.result(timeout=5) == "done"
+    assert (await redis.xpending(stream, GROUP))["pending"] == 0
+    assert await redis.xlen(stream) == 0
+
+
+async def test_no_more_than_concurrency_jobs_run_at_once(app: aqueue.App) -> None:
+    running = peak = 0
+
+    @app.task
+    async def busy() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    async with aqueue.Worker(app, concurrency=7):
+        jobs = await busy.enqueue_many([() for _ in range(60)])
+        await asyncio.gather(*(job.result(timeout=10) for job in jobs))
+    assert peak == 7
+
+
+async def test_io_bound_jobs_run_concurrently(app: aqueue.App) -> None:
+    @app.task
+    async def wait() -> None:
+        await asyncio.sleep(0.2)
+
+    async with aqueue.Worker(app, concurrency=100):
+        started = time.perf_counter()
+        jobs = await wait.enqueue_many([() for _ in range(100)])
+        await asyncio.gather(*(job.result(timeout=10) for job in jobs))
+        elapsed = time.perf_counter() - started
+    assert elapsed < 2.0  # serially it would take 20 s
+
+
+async def test_a_sync_task_runs_in_a_thread_and_the_loop_keeps_going(app: aqueue.App) -> None:
+    loop_thread = threading.get_ident()
+
+    @app.task
+    def blocking() -> bool:
+        time.sleep(0.3)
+        return threading.get_ident() != loop_thread
+
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async with aqueue.Worker(app):
+        ticker = asyncio.create_task(tick())
+        job = await blocking.enqueue()
+        assert await job.result(timeout=5) is True
+        ticker.cancel()
+    assert ticks > 10
+
+
+async def test_current_job_describes_the_running_job(app: aqueue.App) -> None:
+    @app.task(queue="ctx")
+    async def whoami() -> list[object]:
+        ctx = aqueue.current_job()
+        return [ctx.id, ctx.queue, ctx.attempt, ctx.task, ctx.enqueued_at.year]
+
+    async with aqueue.Worker(app, queues=["ctx"]):
+        job = await whoami.enqueue()
+        ident, queue, attempt, task, year = await job.result(timeout=5)
+    assert (ident, queue, attempt, task) == (job.id, "ctx", 1, whoami.name)
+    assert isinstance(year, int)
+    assert year >= 2025
+
+
+def test_current_job_outside_a_task_says_so() -> None:
+    with pytest.raises(aqueue.NotInJob, match="only available inside a task"):
+        aqueue.current_job()
+
+
+async def test_one_worker_serves_several_queues(app: aqueue.App) -> None:
+    @app.task(queue="a")
+    async def in_a() -> str:
+        return "a"
+
+    @app.task(queue="b")
+    async def in_b() -> str:
+        return "b"
+
+    async with aqueue.Worker(app, queues=["a", "b"]):
+        assert [await (await t.enqueue()).result(timeout=5) for t in (in_a, in_b)] == ["a", "b"]
+
+
+async def test_an_unknown_task_is_dead_lettered_and_the_worker_goes_on(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def known() -> str:
+        return "ok"
+
+    async with aqueue.Worker(app):
+        ghost = await app.enqueue("nobody.knows")
+        with pytest.raises(aqueue.TaskFailed, match=r"no task named 'nobody\.knows'"):
+            await ghost.result(timeout=5)
+        assert await (await known.enqueue()).result(timeout=5) == "ok"
+    [(_, dead)] = await redis.xrange(Keys(app.namespace, "default").dead)
+    assert dead[b"reason"].startswith(b"no task named 'nobody.knows'")
+    assert dead[b"j"] == ghost.id.encode()
+    assert dead[b"t"] == b"nobody.knows"
+
+
+async def test_arguments_that_do_not_bind_on_the_worker_are_dead_lettered(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task(name="math.add")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    producer = aqueue.App(app.url, namespace=app.namespace)  # knows no tasks
+    async with producer, aqueue.Worker(app):
+        job = await producer.enqueue("math.add", 1, 2, 3)
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=5)
+    assert failure.value.type == "aqueue.InvalidArguments"
+    [(_, dead)] = await redis.xrange(Keys(app.namespace, "default").dead)
+    assert dead[b"reason"].startswith(b"arguments do not bind")
+
+
+async def test_garbage_in_the_stream_is_dead_lettered_and_the_queue_flows(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def known() -> str:
+        return "ok"
+
+    keys = Keys(app.namespace, "default")
+    await redis.xadd(keys.stream, {b"junk": b"\xff\x00"})
+    await redis.xadd(keys.stream, {b"j": b"default:x", b"t": known.name.encode(), b"p": b"{{"})
+    async with aqueue.Worker(app):
+        assert await (await known.enqueue()).result(timeout=5) == "ok"
+        await eventually(lambda: _length_is(redis, keys.dead, 2))
+    reasons = [fields[b"reason"] for _, fields in await redis.xrange(keys.dead)]
+    assert reasons[0] == b"entry lacks a job id, task or payload"
+    assert reasons[1].startswith(b"cannot decode payload")
+    assert await redis.xlen(keys.stream) == 0
+
+
+async def test_a_fire_and_forget_job_runs_and_leaves_nothing_behind(
+    app: aqueue.App, redis: Redis
+) -> None:
+    done = asyncio.Event()
+
+    @app.task(result_ttl=0)
+    async def notify() -> None:
+        done.set()
+
+    async with aqueue.Worker(app):
+        await notify.enqueue()
+        await asyncio.wait_for(done.wait(), 5)
+        await eventually(lambda: _length_is(redis, Keys(app.namespace, "default").stream, 0))
+    assert [key async for key in redis.scan_iter(match=f"{app.namespace}:*:job:*")] == []
+
+
+async def test_leaving_the_block_lets_running_jobs_finish(app: aqueue.App) -> None:
+    started = asyncio.Event()
+
+    @app.task
+    async def slow() -> str:
+        started.set()
+        await asyncio.sleep(0.3)
+        return "finished"
+
+    async with aqueue.Worker(app, grace_period=5):
+        job = await slow.enqueue()
+        await asyncio.wait_for(started.wait(), 5)
+    assert await job.status() is aqueue.JobStatus.SUCCEEDED
+    assert await job.result(timeout=1) == "finished"
+
+
+async def test_a_job_still_running_after_the_grace_period_is_handed_back(
+    app: aqueue.App, redis: Redis
+) -> None:
+    started = asyncio.Event()
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    keys = Keys(app.namespace, "default")
+    async with aqueue.Worker(app, grace_period=0.1):
+        job = await endless.enqueue()
+        await asyncio.wait_for(started.wait(), 5)
+    assert await job.status() is aqueue.JobStatus.QUEUED
+    assert await redis.xlen(keys.stream) == 1
+    assert (await redis.xpending(keys.stream, GROUP))["pending"] == 0
+
+
+async def test_stopping_twice_cancels_running_jobs_at_once(app: aqueue.App) -> None:
+    started = asyncio.Event()
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    worker = aqueue.Worker(app, grace_period=60)
+    serving = asyncio.create_task(worker.run(handle_signals=False))
+    job = await endless.enqueue()
+    await asyncio.wait_for(started.wait(), 5)
+    worker.stop()
+    worker.stop()
+    await asyncio.wait_for(serving, 5)
+    assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_a_handed_back_job_is_finished_by_the_next_worker(app: aqueue.App) -> None:
+    runs = 0
+
+    @app.task
+    async def sometimes_slow() -> int:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            await asyncio.sleep(60)
+        return runs
+
+    started = asyncio.Event()
+    async with aqueue.Worker(app, grace_period=0):
+        job = await sometimes_slow.enqueue()
+        await eventually(lambda: _status_is(job, aqueue.JobStatus.RUNNING))
+        started.set()
+    async with aqueue.Worker(app):
+        assert await job.result(timeout=5) == 2
+    assert (await job.info()).attempts == 2
+
+
+async def test_the_worker_is_counted_in_stats_while_it_runs(app: aqueue.App) -> None:
+    queue = app.queue()
+    async with aqueue.Worker(app):
+        await eventually(lambda: _workers_are(queue, 1))
+    assert (await queue.stats()).workers == 0
+
+
+async def test_stats_count_queued_running_and_dead_jobs(app: aqueue.App) -> None:
+    release = asyncio.Event()
+
+    @app.task
+    async def held() -> None:
+        await release.wait()
+
+    await app.enqueue("nobody.knows")
+    async with aqueue.Worker(app, concurrency=2):
+        await held.enqueue_many([(), (), (), ()])
+        await eventually(lambda: _stats_are(app.queue(), queued=2, running=2, dead=1))
+        release.set()
+
+
+async def test_a_worker_against_an_unreachable_server_fails_clearly() -> None:
+    app = aqueue.App("redis://127.0.0.1:1/0")
+    with pytest.raises(aqueue.ConnectionFailed, match="cannot reach Redis"):
+        async with app, aqueue.Worker(app):
+            pass
+
+
+async def _status_is(job: aqueue.Job[object], status: aqueue.JobStatus) -> bool:
+    return await job.status() is status
+
+
+async def _length_is(redis: Redis, stream: bytes, length: int) -> bool:
+    return int(await redis.xlen(stream)) == length
+
+
+async def _workers_are(queue: aqueue.Queue, count: int) -> bool:
+    return (await queue.stats()).workers == count
+
+
+async def _stats_are(queue: aqueue.Queue, *, queued: int, running: int, dead: int) -> bool:
+    stats = await queue.stats()
+    return (stats.queued, stats.running, stats.dead) == (queued, running, dead)

@@ -1,0 +1,43 @@
+"""Checked by mypy (not run): the typed API accepts what it should and rejects what it should."""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+import aqueue
+
+app = aqueue.App()
+
+
+@app.task
+async def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(queue="emails", retries=3)
+async def send(to: str, *, subject: str = "") -> None: ...
+
+
+@app.task
+def checksum(data: bytes) -> str:
+    return data.hex()
+
+
+async def producer() -> None:
+    assert_type(await checksum.enqueue(b"x"), aqueue.Job[str])
+    job = await add.enqueue(2, 3)
+    assert_type(job, aqueue.Job[int])
+    assert_type(await job.result(timeout=1), int)
+    assert_type(await job.status(), aqueue.JobStatus)
+    assert_type(await send.enqueue("a@b.c", subject="hi"), aqueue.Job[None])
+    assert_type(await add.options(queue="high").enqueue(1, 2), aqueue.Job[int])
+    assert_type(await add.enqueue_many([(1, 2), (3, 4)]), list[aqueue.Job[int]])
+    assert_type(app.job("default:0"), aqueue.Job[Any])
+    assert_type(await app.enqueue("emails.send", "a@b.c"), aqueue.Job[Any])
+
+    await add.enqueue("2", 3)  # type: ignore[arg-type]
+    await add.enqueue(2)  # type: ignore[call-arg]
+    await add.enqueue(2, 3, 4)  # type: ignore[call-arg]
+    await send.enqueue("a@b.c", subject=1)  # type: ignore[arg-type]
+    await send.enqueue("a@b.c", cc="x")  # type: ignore[call-arg]
+    await checksum.enqueue("text")  # type: ignore[arg-type]
