@@ -12,6 +12,7 @@ assert await job.result(timeout=10) == 5
 ```
 """
 
+from . import backoff
 from ._app import App, TaskDecorator
 from ._context import JobContext, current_job
 from ._job import Job, JobInfo, JobStatus, RemoteError
@@ -30,6 +31,7 @@ from .exceptions import (
     NotInJob,
     PayloadTooLarge,
     ResultTimeout,
+    Retry,
     SerializationError,
     TaskFailed,
     TaskRegistrationError,
@@ -55,6 +57,7 @@ __all__ = [
     "QueueStats",
     "RemoteError",
     "ResultTimeout",
+    "Retry",
     "SerializationError",
     "Serializer",
     "Task",
@@ -64,5 +67,6 @@ __all__ = [
     "TaskTimeout",
     "Worker",
     "__version__",
+    "backoff",
     "current_job",
 ]

@@ -18,7 +18,8 @@ from ._redis._keys import Keys, check_name, new_job_id
 from ._redis._scripts import ENQUEUE, execute
 from ._results import ResultWaiter
 from ._serialize import JsonSerializer, Serializer, encode_call
-from ._task import Task, TaskConfig, seconds
+from ._task import DEFAULT_BACKOFF, Task, TaskConfig, seconds
+from .backoff import Backoff
 from .exceptions import ConfigurationError, TaskRegistrationError
 
 P = ParamSpec("P")
@@ -53,6 +54,8 @@ class App:
         serializer: How arguments and results are encoded; JSON (orjson) by default.
         max_payload_size: Largest encoded job in bytes; a larger one is refused at enqueue.
         max_connections: Most connections the app opens at once; more callers wait.
+        max_deliveries: Most times one job is delivered (crashes included) before it goes to
+            the dead-letter stream as poison; a task with more ``retries`` gets that many.
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -68,6 +71,7 @@ class App:
         serializer: Serializer | None = None,
         max_payload_size: int = 1 << 20,
         max_connections: int = 64,
+        max_deliveries: int = 5,
     ) -> None:
         self.url = url or os.environ.get("AQUEUE_URL") or DEFAULT_URL
         self.namespace = check_name("namespace", namespace)
@@ -79,6 +83,9 @@ class App:
             raise ConfigurationError("max_payload_size must be a positive number of bytes")
         self.max_payload_size = max_payload_size
         self._max_connections = max_connections
+        if max_deliveries < 1:
+            raise ConfigurationError("max_deliveries must be at least 1")
+        self.max_deliveries = max_deliveries
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._redis: Redis | None = None
         self._results: ResultWaiter | None = None
@@ -108,6 +115,9 @@ class App:
         timeout: float | timedelta | None = None,
         result_ttl: float | timedelta | None = None,
         retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        backoff: Backoff = DEFAULT_BACKOFF,
+        dead_letter_failures: bool = False,
     ) -> TaskDecorator: ...
 
     def task(
@@ -120,6 +130,9 @@ class App:
         timeout: float | timedelta | None = None,
         result_ttl: float | timedelta | None = None,
         retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        backoff: Backoff = DEFAULT_BACKOFF,
+        dead_letter_failures: bool = False,
     ) -> Any:
         """Register a function as a task; use bare (``@app.task``) or with options.
 
@@ -129,12 +142,20 @@ class App:
             timeout: Seconds a run may take before it is cancelled and fails.
             result_ttl: Seconds its results are kept; defaults to the app's.
             retries: How many times a failed run is tried again.
+            retry_on: Exception types that are retried (others fail at once).
+            backoff: How long to wait before each retry (see :mod:`aqueue.backoff`).
+            dead_letter_failures: Also put jobs that failed for good in the dead-letter
+                stream, so they can be replayed.
 
         Raises:
             TaskRegistrationError: Another task is already registered under the name.
         """
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigurationError(f"retries must be a whole number >= 0, not {retries!r}")
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+            raise ConfigurationError(
+                f"retry_on must be a tuple of exception types, not {retry_on!r}"
+            )
 
         # Checked now, so a bad option fails where it is written, not at the decorated def.
         queue_name = check_name("queue", self.default_queue if queue is None else queue)
@@ -150,6 +171,9 @@ class App:
                 timeout=time_limit,
                 result_ttl=ttl,
                 retries=retries,
+                retry_on=retry_on,
+                backoff=backoff,
+                dead_letter_failures=dead_letter_failures,
             )
             if config.name in self._tasks:
                 raise TaskRegistrationError(
@@ -173,7 +197,7 @@ class App:
         registered = self._tasks.get(task_name)
         if registered is not None:
             return await registered.enqueue(*args, **kwargs)
-        config = TaskConfig(task_name, self.default_queue, None, self.result_ttl, 0)
+        config = TaskConfig(task_name, self.default_queue, None, self.result_ttl)
         outgoing = self._outgoing(config, args, kwargs)
         await self._write(config.queue, [outgoing])
         return Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)

@@ -20,6 +20,8 @@ class QueueStats:
     queue: str
     queued: int
     """Jobs waiting for a worker."""
+    scheduled: int
+    """Jobs waiting for their time: retries after a backoff, delayed jobs."""
     running: int
     """Jobs delivered to a worker and not yet acknowledged."""
     dead: int
@@ -42,12 +44,12 @@ class Queue:
         return f"<Queue {self.name}>"
 
     async def stats(self) -> QueueStats:
-        """Queued, running and dead-lettered counts and the number of live workers."""
+        """Queued, scheduled, running and dead-lettered counts and the number of live workers."""
         keys = self.keys
         with translate_errors(self._app.url):
-            queued, running, dead, workers = await STATS(
+            queued, scheduled, running, dead, workers = await STATS(
                 self._app.redis,
-                [keys.stream, keys.dead, keys.workers],
+                [keys.stream, keys.dead, keys.workers, keys.delayed],
                 [GROUP, int(self._app.lease * 1000)],
             )
-        return QueueStats(self.name, queued, running, dead, workers)
+        return QueueStats(self.name, queued, scheduled, running, dead, workers)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from ._job import Job
 from ._message import Outgoing
 from ._redis._keys import check_name
+from .backoff import Backoff, exponential
 from .exceptions import ConfigurationError, InvalidArguments
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ def seconds(
     return float(value)
 
 
+DEFAULT_BACKOFF = exponential()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TaskConfig:
     """How a task runs; fixed at registration, overridable per job with ``options``."""
@@ -46,7 +50,10 @@ class TaskConfig:
     queue: str
     timeout: float | None
     result_ttl: int
-    retries: int
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: Backoff = DEFAULT_BACKOFF
+    dead_letter_failures: bool = False
 
 
 class Task(Generic[P, R]):

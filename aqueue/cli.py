@@ -179,7 +179,7 @@ def worker(
 @loop_option
 @_fail_cleanly
 def status(app_path: str, queues: tuple[str, ...], loop: str) -> None:
-    """Print queued, running and dead-lettered counts and live workers per queue."""
+    """Print queued, scheduled, running and dead-lettered jobs and live workers per queue."""
     app = load_app(app_path)
     names = [check_name("queue", q) for q in queues] or _known_queues(app)
 
@@ -188,12 +188,13 @@ def status(app_path: str, queues: tuple[str, ...], loop: str) -> None:
             rows = []
             for name in names:
                 stats = await app.queue(name).stats()
-                counts = (stats.queued, stats.running, stats.dead, stats.workers)
+                counts = (stats.queued, stats.scheduled, stats.running, stats.dead, stats.workers)
                 rows.append([name, *map(str, counts)])
             return rows
 
     rows = run_async(collect, loop)
-    click.echo(format_table(["queue", "queued", "running", "dead", "workers"], rows))
+    header = ["queue", "queued", "scheduled", "running", "dead", "workers"]
+    click.echo(format_table(header, rows))
 
 
 def _known_queues(app: App) -> list[str]:

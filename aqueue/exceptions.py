@@ -16,6 +16,8 @@ AqueueError
     └── TaskTimeout                               the task ran past its time limit
 ```
 
+``aqueue.Retry`` is not an error but a request: raise it in a task to be tried again.
+
 redis-py's own exceptions never leave the public API: they are wrapped at the boundary
 (``raise ConnectionFailed(...) from exc``).
 """
@@ -32,6 +34,7 @@ __all__ = [
     "NotInJob",
     "PayloadTooLarge",
     "ResultTimeout",
+    "Retry",
     "SerializationError",
     "TaskFailed",
     "TaskRegistrationError",
@@ -103,3 +106,17 @@ class TaskFailed(AqueueError):
 
 class TaskTimeout(TaskFailed):
     """The task ran longer than its ``timeout`` and was cancelled on the worker."""
+
+
+class Retry(Exception):
+    """Raise inside a task to run it again later, counting as one of its ``retries``.
+
+    Args:
+        delay: Seconds to wait; ``None`` uses the task's backoff policy.
+    """
+
+    def __init__(self, delay: float | None = None) -> None:
+        super().__init__(
+            f"retry requested (delay {delay} s)" if delay is not None else "retry requested"
+        )
+        self.delay = delay

@@ -19,6 +19,10 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 GROUP = "aqueue"
 """The consumer group every worker of a queue joins."""
 
+DEAD_LETTER_LIMIT = 10_000
+"""Approximate length the dead-letter stream is trimmed to. It is not a work stream: trimming
+it keeps a flood of bad input from filling the server's memory."""
+
 
 def check_name(kind: str, name: str) -> str:
     """Return ``name`` if it is a valid namespace or queue name, else raise ConfigurationError."""
@@ -68,6 +72,11 @@ class Keys:
     def dead(self) -> bytes:
         """The dead-letter stream: entries that could not be run, with the reason."""
         return f"{self.prefix}:dead".encode()
+
+    @cached_property
+    def delayed(self) -> bytes:
+        """Sorted set of jobs waiting for their time (retries, delays), scored by due ms."""
+        return f"{self.prefix}:delayed".encode()
 
     @cached_property
     def workers(self) -> bytes:

@@ -6,6 +6,7 @@ import hashlib
 from importlib import resources
 from typing import Any
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
@@ -31,6 +32,14 @@ class Script:
         except NoScriptError:
             await client.script_load(self.source)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    def call_sync(self, client: SyncRedis, keys: list[bytes], args: list[Any]) -> Any:
+        """Run the script on a synchronous client (for threads that must not need the loop)."""
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            client.script_load(self.source)
+            return client.evalsha(self.sha, len(keys), *keys, *args)
 
     def queue(self, pipe: Pipeline, keys: list[bytes], args: list[Any]) -> None:
         """Add a call to ``pipe``; run the pipeline with :func:`execute`."""
@@ -66,4 +75,6 @@ START = Script("start")
 FINISH = Script("finish")
 REQUEUE = Script("requeue")
 HEARTBEAT = Script("heartbeat")
+PROMOTE = Script("promote")
+RENEW = Script("renew")
 STATS = Script("stats")

@@ -8,27 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
 from .._redis._errors import REDIS_ERRORS
-from .._redis._keys import GROUP
+from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
 from .._redis._scripts import FINISH, REQUEUE, execute
 from ._backoff import Backoff
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
 
-# The dead-letter stream is not a work stream: trimming it (approximately, cheaply) keeps a
-# flood of bad input from filling the server's memory.
-DEAD_LETTER_LIMIT = 10_000
-
 
 class Acker:
     """Collects outcomes and writes them in pipelines of fenced finish scripts."""
 
-    def __init__(self, redis: Redis, consumer: str) -> None:
+    def __init__(
+        self, redis: Redis, consumer: str, on_written: Callable[[list[Outcome]], None]
+    ) -> None:
         self._redis = redis
+        self._on_written = on_written
         self._consumer = consumer.encode()
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -65,6 +65,7 @@ class Acker:
                 await backoff.failed(exc)
                 continue
             backoff.succeeded()
+            self._on_written(batch)
             if not self._pending:
                 self._idle.set()
 
@@ -82,7 +83,7 @@ class Acker:
                 continue
             FINISH.queue(
                 pipe,
-                [keys.stream, delivery.record, keys.dead],
+                [keys.stream, delivery.record, keys.dead, keys.delayed],
                 [
                     GROUP,
                     self._consumer,
@@ -93,6 +94,7 @@ class Acker:
                     delivery.result_ttl,
                     outcome.dead_reason,
                     DEAD_LETTER_LIMIT,
+                    outcome.retry_delay_ms,
                 ],
             )
         replies = await execute(self._redis, pipe, [FINISH, REQUEUE])

@@ -15,11 +15,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from .._app import App
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP, Keys
 from .._redis._scripts import START, execute
 from ._backoff import Backoff
 from ._outcome import Action, Delivery, Outcome
+from ._runner import failure_outcome
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -68,6 +70,7 @@ class Fetcher:
     def __init__(
         self,
         *,
+        app: App,
         redis: Redis,
         reader: Redis,
         queues: Sequence[Keys],
@@ -76,6 +79,7 @@ class Fetcher:
         start_job: Callable[[Delivery, int], None],
         skip: Callable[[Outcome], None],
     ) -> None:
+        self._app = app
         self._redis = redis
         self._reader = reader
         self._queues = queues
@@ -103,7 +107,7 @@ class Fetcher:
                     GROUP, self._consumer, streams, count=count, block=BLOCK_MS
                 )
                 if reply:
-                    await self._begin(self._deliveries(reply))
+                    await self.begin(self._deliveries(reply))
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -139,33 +143,67 @@ class Fetcher:
             )
         return deliveries
 
-    async def _begin(self, deliveries: list[Delivery]) -> None:
-        """Mark jobs with a record as running (one pipeline) and start what should run."""
-        self._slots.take(len(deliveries))
-        tracked = [d for d in deliveries if d.job_id is not None and d.result_ttl > 0]
-        attempts: dict[int, Any] = {}
-        if tracked:
-            replies = await self._mark_running(tracked)
-            if replies is None:
-                return
-            attempts = {id(d): reply for d, reply in zip(tracked, replies, strict=True)}
-        for delivery in deliveries:
-            attempt = attempts.get(id(delivery), 1)
-            if isinstance(attempt, bytes):
-                # Cancelled, or finished by an earlier delivery: ack it, do not run it again.
-                self._slots.give()
-                self._skip(Outcome(delivery, Action.FINISH))
-            else:
-                self._start_job(delivery, int(attempt))
+    async def begin(self, deliveries: list[Delivery], *, claimed: bool = False) -> None:
+        """Count each delivery as an attempt, then start what should run.
 
-    async def _mark_running(self, tracked: list[Delivery]) -> list[Any] | None:
+        Fresh entries without a record start at attempt 1 with no round trip; the others (and
+        every claimed entry, whose owner and delivery count matter) go through the start
+        script, one pipeline for the batch.
+        """
+        self._slots.take(len(deliveries))
+        checked = [d for d in deliveries if claimed or (d.job_id and d.result_ttl > 0)]
+        verdicts: dict[int, Any] = {}
+        if checked:
+            replies = await self._start_scripts(checked)
+            if replies is None:
+                for _ in deliveries:
+                    self._slots.give()
+                return
+            verdicts = {id(d): reply for d, reply in zip(checked, replies, strict=True)}
+        for delivery in deliveries:
+            verdict = verdicts.get(id(delivery), 1)
+            if isinstance(verdict, int):
+                self._start_job(delivery, verdict)
+                continue
+            self._slots.give()
+            if verdict == b"lost":
+                continue  # another worker owns it now: neither run nor ack it
+            if verdict == b"poison":
+                reason = (
+                    f"delivered more than {self._attempt_limit(delivery)} times without an "
+                    "outcome (each delivery killed or lost its worker?)"
+                )
+                logger.error("job %s %s: %s", delivery.job_id, delivery.task_name, reason)
+                self._skip(
+                    failure_outcome(delivery, "aqueue.Poison", reason, "", dead_reason=reason)
+                )
+            else:
+                # Cancelled, or finished by an earlier delivery: ack it, do not run it again.
+                self._skip(Outcome(delivery, Action.FINISH))
+
+    def _attempt_limit(self, delivery: Delivery) -> int:
+        task = self._app.tasks.get(delivery.task_name or "")
+        retries = 0 if task is None else task.config.retries
+        return max(self._app.max_deliveries, retries + 1)
+
+    async def _start_scripts(self, deliveries: list[Delivery]) -> list[Any] | None:
         # The entries are ours now: keep trying, since giving up would strand them until
         # their lease lapses. Only a stop ends the attempts (they are then reclaimed).
-        backoff = Backoff(logger, "mark jobs as running")
+        backoff = Backoff(logger, "start jobs")
         while True:
             pipe = self._redis.pipeline(transaction=False)
-            for delivery in tracked:
-                START.queue(pipe, [delivery.record], [self._consumer])
+            for delivery in deliveries:
+                START.queue(
+                    pipe,
+                    [delivery.record, delivery.keys.stream],
+                    [
+                        self._consumer,
+                        delivery.entry_id,
+                        GROUP,
+                        self._attempt_limit(delivery),
+                        1 if delivery.result_ttl > 0 else 0,
+                    ],
+                )
             try:
                 replies = await execute(self._redis, pipe, [START])
             except REDIS_ERRORS as exc:

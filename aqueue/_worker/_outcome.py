@@ -54,8 +54,10 @@ class Outcome:
     delivery: Delivery
     action: Action
     status: str = ""
-    """``succeeded``, ``failed``, ``cancelled``, or "" to ack without touching the record."""
+    """``succeeded``, ``failed``, ``cancelled``, ``scheduled`` (a retry), or "" to ack only."""
     field: str = "result"
     value: bytes = b""
     dead_reason: str = ""
     """Why the entry goes to the dead-letter stream; "" when it does not."""
+    retry_delay_ms: int = 0
+    """With status ``scheduled``: how long the retry waits in the delayed set."""

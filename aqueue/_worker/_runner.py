@@ -18,7 +18,7 @@ import anyio
 import orjson
 
 from .._context import JobContext, _current
-from ..exceptions import SerializationError
+from ..exceptions import Retry, SerializationError, TaskTimeout
 from ._outcome import Action, Delivery, Outcome
 
 if TYPE_CHECKING:
@@ -54,19 +54,19 @@ class Runner:
             task, args, kwargs, timeout = self._decode(delivery)
         except _DeadLetter as dead:
             logger.error("dead-lettered entry %s: %s", delivery.entry_id.decode(), dead.reason)
-            return _failure(delivery, dead.error_type, dead.reason, "", dead_reason=dead.reason)
+            return failure_outcome(
+                delivery, dead.error_type, dead.reason, "", dead_reason=dead.reason
+            )
         context = self._context(delivery, task.name, attempt)
         token = _current.set(context)
         try:
             value = await self._call(task, args, kwargs, timeout)
-        except TimeoutError as exc:
-            if not isinstance(exc, _TaskTimedOut):
-                return self._failed(delivery, exc, started)
+        except _TaskTimedOut:
             message = f"task ran longer than its timeout of {timeout} s"
-            self._log(delivery, f"timed out after {timeout} s", logging.WARNING)
-            return _failure(delivery, "aqueue.TaskTimeout", message, "", timed_out=True)
+            timed_out = TaskTimeout(context.id, "aqueue.TaskTimeout", message, "")
+            return self._failed(delivery, task, attempt, timed_out, started)
         except Exception as exc:
-            return self._failed(delivery, exc, started)
+            return self._failed(delivery, task, attempt, exc, started)
         finally:
             _current.reset(token)
         try:
@@ -76,7 +76,7 @@ class Runner:
                 f"task {task.name} returned a {type(value).__name__} that cannot be encoded: "
                 f"{exc}. Return JSON-friendly values."
             )
-            return self._failed(delivery, error, started)
+            return self._failed(delivery, task, attempt, error, started)
         if self._log_each:
             self._log(delivery, f"succeeded in {_elapsed(started)}", logging.INFO)
         return Outcome(delivery, Action.FINISH, "succeeded", "result", encoded)
@@ -141,12 +141,46 @@ class Runner:
                 raise _TaskTimedOut() from None
             raise
 
-    def _failed(self, delivery: Delivery, exc: BaseException, started: float) -> Outcome:
-        kind = type(exc)
-        type_name = f"{kind.__module__}.{kind.__qualname__}"
-        self._log(delivery, f"failed in {_elapsed(started)}: {type_name}: {exc}", logging.WARNING)
-        text = "".join(traceback.format_exception(exc))
-        return _failure(delivery, type_name, str(exc), text)
+    def _failed(
+        self,
+        delivery: Delivery,
+        task: Task[Any, Any],
+        attempt: int,
+        exc: Exception,
+        started: float,
+    ) -> Outcome:
+        config = task.config
+        if isinstance(exc, TaskTimeout):
+            type_name, text = exc.type, ""
+        else:
+            kind = type(exc)
+            type_name = f"{kind.__module__}.{kind.__qualname__}"
+            text = "".join(traceback.format_exception(exc))
+        wanted = isinstance(exc, (Retry, *config.retry_on))
+        what = f"{type_name}: {exc}" if str(exc) else type_name
+        if wanted and attempt <= config.retries:
+            delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else None
+            if delay is None:
+                delay = config.backoff.delay(attempt)
+            self._log(
+                delivery,
+                f"attempt {attempt} failed in {_elapsed(started)} ({what}); "
+                f"retry {attempt} of {config.retries} in {delay:.2f} s",
+                logging.WARNING,
+            )
+            outcome = failure_outcome(delivery, type_name, str(exc), text, status="scheduled")
+            outcome.retry_delay_ms = int(delay * 1000)
+            return outcome
+        self._log(delivery, f"failed in {_elapsed(started)}: {what}", logging.WARNING)
+        dead = f"failed after {attempt} attempt(s): {what}" if config.dead_letter_failures else ""
+        return failure_outcome(
+            delivery,
+            type_name,
+            str(exc),
+            text,
+            timed_out=isinstance(exc, TaskTimeout),
+            dead_reason=dead,
+        )
 
     def _log(self, delivery: Delivery, what: str, level: int) -> None:
         logger.log(level, "job %s %s %s", delivery.job_id, delivery.task_name, what)
@@ -156,18 +190,20 @@ class _TaskTimedOut(TimeoutError):
     """The task's own time limit ran out (not a TimeoutError raised by the task's code)."""
 
 
-def _failure(
+def failure_outcome(
     delivery: Delivery,
     error_type: str,
     message: str,
     text: str,
     *,
+    status: str = "failed",
     timed_out: bool = False,
     dead_reason: str = "",
 ) -> Outcome:
+    """An outcome that records an error: a failure, a retry to schedule, or a dead letter."""
     error = {"type": error_type, "message": message, "traceback": text, "timed_out": timed_out}
     return Outcome(
-        delivery, Action.FINISH, "failed", "error", orjson.dumps(error), dead_reason=dead_reason
+        delivery, Action.FINISH, status, "error", orjson.dumps(error), dead_reason=dead_reason
     )
 
 

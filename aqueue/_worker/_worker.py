@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -18,14 +19,15 @@ import anyio
 from redis.asyncio import Redis
 
 from .._app import App
-from .._redis._errors import REDIS_ERRORS, translate_errors
+from .._redis._errors import translate_errors
 from .._redis._keys import Keys, check_name
-from .._redis._scripts import HEARTBEAT
 from .._task import seconds
 from ..exceptions import ConfigurationError
 from ._acker import Acker
 from ._fetcher import Fetcher, Slots, ensure_groups
+from ._lease import LeaseKeeper
 from ._outcome import Action, Delivery, Outcome
+from ._reclaim import Reclaimer
 from ._runner import Runner
 
 logger = logging.getLogger("aqueue.worker")
@@ -72,7 +74,10 @@ class Worker:
         self._hurry = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._background: asyncio.Task[None] | None = None
+        self._in_flight: dict[tuple[bytes, bytes], Keys] = {}
         self._acker: Acker | None = None
+        self._reclaimer: Reclaimer | None = None
+        self._keeper: LeaseKeeper | None = None
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} queues={self.queues}>"
@@ -81,6 +86,11 @@ class Worker:
     def refused_acks(self) -> int:
         """Outcomes refused because another worker owned the entry by then."""
         return 0 if self._acker is None else self._acker.refused
+
+    @property
+    def claimed(self) -> int:
+        """Jobs this worker took over from workers that went silent."""
+        return 0 if self._reclaimer is None else self._reclaimer.claimed
 
     def stop(self) -> None:
         """Stop gracefully: fetch no more, let running jobs finish within the grace period.
@@ -150,17 +160,25 @@ class Worker:
 
     async def _work(self, reader: Redis, started: asyncio.Future[None] | None) -> None:
         app = self.app
-        acker = self._acker = Acker(app.redis, self.name)
+        in_flight = self._in_flight
+
+        def written(outcomes: list[Outcome]) -> None:
+            for outcome in outcomes:
+                in_flight.pop((outcome.delivery.keys.stream, outcome.delivery.entry_id), None)
+
+        acker = self._acker = Acker(app.redis, self.name, written)
         runner = Runner(app, self.name, anyio.CapacityLimiter(self.threads))
         slots = Slots(self.concurrency)
 
         def start_job(delivery: Delivery, attempt: int) -> None:
+            in_flight[(delivery.keys.stream, delivery.entry_id)] = delivery.keys
             job = asyncio.create_task(self._run_job(runner, acker, delivery, attempt))
             self._running.add(job)
             job.add_done_callback(self._running.discard)
             job.add_done_callback(lambda _: slots.give())
 
         fetcher = Fetcher(
+            app=app,
             redis=app.redis,
             reader=reader,
             queues=self._keys,
@@ -169,27 +187,47 @@ class Worker:
             start_job=start_job,
             skip=acker.submit,
         )
-        async with anyio.create_task_group() as group:
-            group.start_soon(acker.run)
-            group.start_soon(self._heartbeat)
-            fetching = asyncio.create_task(fetcher.run())
-            logger.info(
-                "worker %s serving %s with concurrency %d",
-                self.name,
-                ", ".join(self.queues),
-                self.concurrency,
-            )
-            if started is not None:
-                started.set_result(None)
-            stop = asyncio.create_task(self._stop_requested.wait())
-            await asyncio.wait([fetching, stop], return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            await fetcher.stop()
-            await fetching  # re-raises if fetching failed for a reason other than a stop
-            await self._finish_running()
-            await acker.drained()
-            await self._leave()
-            group.cancel_scope.cancel()
+        reclaimer = self._reclaimer = Reclaimer(
+            redis=app.redis,
+            queues=self._keys,
+            consumer=self.name,
+            lease=app.lease,
+            slots=slots,
+            begin=functools.partial(fetcher.begin, claimed=True),
+        )
+        keeper = self._keeper = LeaseKeeper(
+            url=app.url,
+            queues=self._keys,
+            consumer=self.name,
+            lease=app.lease,
+            in_flight=in_flight,
+            loop=asyncio.get_running_loop(),
+        )
+        with translate_errors(app.url):
+            await asyncio.to_thread(keeper.start)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(acker.run)
+                group.start_soon(reclaimer.run)
+                fetching = asyncio.create_task(fetcher.run())
+                logger.info(
+                    "worker %s serving %s with concurrency %d",
+                    self.name,
+                    ", ".join(self.queues),
+                    self.concurrency,
+                )
+                if started is not None:
+                    started.set_result(None)
+                stop = asyncio.create_task(self._stop_requested.wait())
+                await asyncio.wait([fetching, stop], return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                await fetcher.stop()
+                await fetching  # re-raises if fetching failed for a reason other than a stop
+                await self._finish_running()
+                await acker.drained()
+                group.cancel_scope.cancel()
+        finally:
+            await asyncio.to_thread(keeper.stop)
         logger.info("worker %s stopped", self.name)
 
     async def _run_job(
@@ -219,21 +257,3 @@ class Worker:
             for job in left:
                 job.cancel()
             await asyncio.wait(left)
-
-    async def _heartbeat(self) -> None:
-        interval = self.app.lease / 3
-        forget_after = int(self.app.lease * 10_000)
-        while True:
-            try:
-                for keys in self._keys:
-                    await HEARTBEAT(self.app.redis, [keys.workers], [self.name, forget_after])
-            except REDIS_ERRORS as exc:
-                logger.debug("heartbeat failed: %s", exc)
-            await asyncio.sleep(interval)
-
-    async def _leave(self) -> None:
-        try:
-            for keys in self._keys:
-                await HEARTBEAT(self.app.redis, [keys.workers], [self.name, ""])
-        except REDIS_ERRORS as exc:
-            logger.debug("could not deregister: %s", exc)

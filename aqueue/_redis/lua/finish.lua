@@ -4,12 +4,16 @@
 -- entry another worker claimed) would otherwise ack away the new owner's delivery and overwrite
 -- its outcome. The ownership check and the writes run atomically here.
 -- Ack late: the entry leaves the stream (XACK + XDEL, so the stream holds only unfinished work)
--- in the same step that stores the outcome, so a crash leaves either both or neither.
+-- in the same step that stores the outcome (or schedules the retry, or writes the dead letter),
+-- so a crash leaves either all of it or none.
 --
--- KEYS: stream, job record, dead-letter stream
--- ARGV: group, consumer, entry id, status ("" to ack only), outcome field ("result"|"error"), outcome value,
---       result ttl in seconds (0: keep no record), dead-letter reason ("" for none),
---       dead-letter stream max length
+-- KEYS: stream, job record, dead-letter stream, delayed set
+-- ARGV: group, consumer, entry id,
+--       status: succeeded | failed | cancelled | scheduled (a retry) | "" (ack only),
+--       outcome field ("result" | "error"), outcome value,
+--       result ttl in seconds (0: keep no record),
+--       dead-letter reason ("" for none), dead-letter stream max length,
+--       retry delay in ms (with status "scheduled")
 -- Returns 1 when applied, 0 when refused because the entry is no longer ours.
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[2] then
@@ -17,9 +21,12 @@ if #pending == 0 or pending[1][2] ~= ARGV[2] then
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local entry = nil
+if ARGV[8] ~= '' or ARGV[4] == 'scheduled' then
+  entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+end
 if ARGV[8] ~= '' then
   -- Keep the original fields so the entry can be inspected and replayed.
-  local entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
   local fields = {'reason', ARGV[8], 'entry', ARGV[3], 'dead_at', now}
   if #entry == 1 then
     for _, value in ipairs(entry[1][2]) do
@@ -35,6 +42,17 @@ if ARGV[4] == '' then
   return 1
 end
 local ttl = tonumber(ARGV[7])
+if ARGV[4] == 'scheduled' then
+  -- The retry waits in the delayed set (not in any worker's memory) until it is due.
+  local due = now + tonumber(ARGV[10])
+  if #entry == 1 then
+    redis.call('ZADD', KEYS[4], due, cmsgpack.pack(entry[1][2]))
+  end
+  if ttl > 0 then
+    redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)
+  end
+  return 1
+end
 if ttl > 0 then
   redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now)
   redis.call('EXPIRE', KEYS[2], ttl)

@@ -1,19 +1,34 @@
--- Mark a delivered job as running, unless it already reached an end (cancelled, or finished by
--- an earlier delivery): then the worker acks the entry without running it.
--- KEYS: job record
--- ARGV: worker name
--- Returns the attempt number to run, or the final status to skip.
+-- Begin one delivery: count it as an attempt and mark the job running, unless it must not run.
+-- Every delivery counts, crashes included, so a message that kills its worker each time ends
+-- in the dead-letter stream instead of killing workers forever.
+-- KEYS: job record, stream
+-- ARGV: worker name, entry id, group, most attempts allowed, keeps a record ("1" or "0")
+-- Returns the attempt number to run, or a reason not to run it:
+--   succeeded/failed/cancelled  the job already ended (acked without running)
+--   lost                        the entry is no longer ours (another worker claimed it)
+--   poison                      delivered more often than allowed (dead-lettered)
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
   return status
 end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-if status == false then
-  -- The record expired while the job waited: it still runs (at-least-once), from attempt 1.
-  redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', now,
-    'attempts', 1)
-  return 1
+local pending = redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[2], ARGV[2], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[1] then
+  return 'lost'
 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', now)
-return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local attempt
+if status == false then
+  -- No record (fire and forget, or it expired): the stream's own delivery count is all we have.
+  attempt = pending[1][4]
+else
+  attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+end
+if attempt > tonumber(ARGV[4]) then
+  return 'poison'
+end
+if status ~= false or ARGV[5] == '1' then
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', now,
+    'attempts', attempt)
+end
+return attempt

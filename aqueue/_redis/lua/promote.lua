@@ -1,0 +1,27 @@
+-- Move due jobs from the delayed set into the stream, on the server's clock, so a worker with
+-- a skewed clock cannot fire work early. Each member is removed in the same step that adds its
+-- entry: whichever worker runs this first moves a job, and no job is moved twice.
+-- KEYS: delayed set, stream
+-- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move
+-- Returns {moved, ms until the next due job or -1 when none waits}.
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  local fields = cmsgpack.unpack(member)
+  redis.call('XADD', KEYS[2], '*', unpack(fields))
+  redis.call('ZREM', KEYS[1], member)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'j' then
+      local record = ARGV[1] .. ':job:' .. string.match(fields[i + 1], ':(.*)$')
+      if redis.call('HGET', record, 'status') == 'scheduled' then
+        redis.call('HSET', record, 'status', 'queued')
+      end
+    end
+  end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 then
+  return {#due, -1}
+end
+return {#due, math.max(0, tonumber(first[2]) - now)}

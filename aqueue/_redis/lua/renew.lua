@@ -1,0 +1,21 @@
+-- Renew the lease of entries this worker still runs: XCLAIM ... JUSTID resets their idle time
+-- without counting a delivery. XCLAIM would also take an entry another worker claimed after
+-- our lease lapsed, so each entry's owner is checked first.
+-- KEYS: stream
+-- ARGV: group, consumer, entry ids... (at most a few thousand: unpack has a limit)
+-- Returns the ids that are no longer ours.
+local claim = {KEYS[1], ARGV[1], ARGV[2], 0}
+local lost = {}
+for i = 3, #ARGV do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #pending == 1 and pending[1][2] == ARGV[2] then
+    claim[#claim + 1] = ARGV[i]
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+if #claim > 4 then
+  claim[#claim + 1] = 'JUSTID'
+  redis.call('XCLAIM', unpack(claim))
+end
+return lost

@@ -1,0 +1,128 @@
+"""Reclaiming: jobs that wait in the delayed set, and entries whose worker went silent.
+
+Every worker runs this; no single scheduler process exists to babysit. Due jobs move into the
+stream in one script (whichever worker gets there first moves each job once). Entries idle for
+longer than the lease belonged to a worker that died (or lost its connection): XAUTOCLAIM
+hands them to this worker, which runs them again, counting the delivery as an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .._redis._errors import REDIS_ERRORS
+from .._redis._keys import DEAD_LETTER_LIMIT, GROUP, Keys
+from .._redis._scripts import PROMOTE
+from ._backoff import Backoff
+from ._fetcher import Slots
+from ._outcome import Delivery
+
+logger = logging.getLogger("aqueue.worker")
+
+PROMOTE_INTERVAL = 0.05
+"""Seconds between looks at the delayed set (a due job waits at most about this long)."""
+CLAIM_INTERVAL = 1.0
+"""Seconds between scans for entries whose lease lapsed."""
+PROMOTE_BATCH = 500
+
+
+class Reclaimer:
+    """Promotes due delayed jobs and claims entries of silent workers, for one worker."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        queues: Sequence[Keys],
+        consumer: str,
+        lease: float,
+        slots: Slots,
+        begin: Callable[[list[Delivery]], Awaitable[None]],
+    ) -> None:
+        self._redis = redis
+        self._queues = queues
+        self._consumer = consumer
+        self._lease_ms = int(lease * 1000)
+        self._slots = slots
+        self._begin = begin
+        self._cursors = {keys.stream: b"0-0" for keys in queues}
+        self.claimed = 0
+        """Entries this worker took over from silent workers."""
+
+    async def run(self) -> None:
+        """Promote and claim until cancelled."""
+        backoff = Backoff(logger, "promote or reclaim jobs")
+        loop = asyncio.get_running_loop()
+        next_claim = loop.time() + CLAIM_INTERVAL
+        while True:
+            try:
+                for keys in self._queues:
+                    await self._promote(keys)
+                if loop.time() >= next_claim:
+                    next_claim = loop.time() + CLAIM_INTERVAL
+                    for keys in self._queues:
+                        await self._claim(keys)
+            except REDIS_ERRORS as exc:
+                await backoff.failed(exc)
+                continue
+            backoff.succeeded()
+            await asyncio.sleep(PROMOTE_INTERVAL)
+
+    async def _promote(self, keys: Keys) -> None:
+        while True:
+            moved, _ = await PROMOTE(
+                self._redis, [keys.delayed, keys.stream], [keys.prefix, PROMOTE_BATCH]
+            )
+            if moved < PROMOTE_BATCH:
+                return
+
+    async def _claim(self, keys: Keys) -> None:
+        free = self._slots.free
+        if free <= 0:
+            return  # busy: leave the entries to a worker with room for them
+        reply: Any = await self._redis.xautoclaim(
+            keys.stream,
+            GROUP,
+            self._consumer,
+            self._lease_ms,
+            start_id=self._cursors[keys.stream],
+            count=free,
+        )
+        cursor, entries = reply[0], reply[1]
+        deleted = reply[2] if len(reply) > 2 else []
+        self._cursors[keys.stream] = cursor
+        if deleted:
+            await self._note_deleted(keys, deleted)
+        deliveries = [Delivery(keys, entry_id, fields) for entry_id, fields in entries if fields]
+        if deliveries:
+            self.claimed += len(deliveries)
+            logger.warning(
+                "claimed %d job(s) of %s idle longer than the lease (%d ms): a worker died or "
+                "lost its connection",
+                len(deliveries),
+                keys.queue,
+                self._lease_ms,
+            )
+            await self._begin(deliveries)
+
+    async def _note_deleted(self, keys: Keys, deleted: list[bytes]) -> None:
+        # XAUTOCLAIM drops pending ids whose entry no longer exists (deleted or trimmed by
+        # hand): they cannot run, but they must not vanish without a trace either.
+        logger.error("%d pending entries of %s were deleted unfinished", len(deleted), keys.queue)
+        pipe = self._redis.pipeline(transaction=False)
+        for entry_id in deleted:
+            pipe.xadd(
+                keys.dead,
+                {
+                    b"reason": b"entry deleted from the stream unfinished",
+                    b"entry": entry_id,
+                },
+                maxlen=DEAD_LETTER_LIMIT,
+                approximate=True,
+            )
+        await pipe.execute()

@@ -1,0 +1,141 @@
+"""The examples, run for real: the FastAPI app over HTTP, the embedded worker as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+import aqueue
+from aqueue.testing import RedisServer
+from examples import fastapi_app
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UNFINISHED = {"queued", "scheduled", "running"}
+
+
+@pytest.fixture
+async def client(app: aqueue.App) -> AsyncIterator[httpx.AsyncClient]:
+    """The example's API on the test server and namespace, its lifespan (worker) running."""
+    api = fastapi_app.create_api(app)
+    transport = httpx.ASGITransport(app=api)
+    # ASGITransport sends no lifespan events: enter the lifespan (the embedded worker) here.
+    async with (
+        api.router.lifespan_context(api),
+        httpx.AsyncClient(transport=transport, base_url="http://example") as the_client,
+    ):
+        yield the_client
+
+
+async def poll(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """GET /jobs/{id} until the job has ended; its last view."""
+    async with asyncio.timeout(5):
+        while True:
+            response = await client.get(f"/jobs/{job_id}")
+            assert response.status_code == 200, response.text
+            view: dict[str, Any] = response.json()
+            if view["status"] not in UNFINISHED:
+                return view
+            await asyncio.sleep(0.02)
+
+
+async def test_a_sum_enqueued_over_http_is_polled_until_it_succeeds(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/sum", params={"x": 2, "y": 3})
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+
+    first = await client.get(f"/jobs/{job_id}")
+    assert first.json()["status"] in {"queued", "running"}
+    assert await poll(client, job_id) == {
+        "id": job_id,
+        "status": "succeeded",
+        "result": 5,
+        "error": None,
+    }
+
+
+async def test_sum_now_waits_for_the_job_and_answers_its_result(
+    client: httpx.AsyncClient, app: aqueue.App
+) -> None:
+    response = await client.get("/sum-now", params={"x": 20, "y": 22})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["result"] == 42
+    assert await app.job(body["id"]).status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_sum_now_answers_504_with_the_job_id_when_the_wait_runs_out(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastapi_app, "WAIT_SECONDS", 0.01)  # the task takes 0.1 s
+    response = await client.get("/sum-now", params={"x": 1, "y": 1})
+    assert response.status_code == 504
+    found = re.search(r"poll /jobs/(\S+)", response.json()["detail"])
+    assert found is not None
+    assert (await poll(client, found[1]))["result"] == 2  # the job went on
+
+
+async def test_a_job_nobody_enqueued_is_404_with_status_unknown(
+    client: httpx.AsyncClient,
+) -> None:
+    for job_id in ["default:0123456789abcdef0123456789abcdef", "not-a-job-id"]:
+        response = await client.get(f"/jobs/{job_id}")
+        assert response.status_code == 404
+        assert response.json() == {"id": job_id, "status": "unknown", "result": None, "error": None}
+
+
+async def test_a_failed_job_shows_its_error_and_no_result(
+    client: httpx.AsyncClient, app: aqueue.App
+) -> None:
+    @app.task
+    async def broken() -> None:
+        raise ValueError("no such account")
+
+    job = await broken.enqueue()
+    view = await poll(client, job.id)
+    assert view["status"] == "failed"
+    assert view["error"] == "builtins.ValueError: no such account"
+    assert view["result"] is None
+
+
+def run_example(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, os.path.join("examples", "embedded_worker.py")],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": ROOT},
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+def test_the_embedded_worker_example_runs_its_jobs_and_stops_gracefully(
+    server: RedisServer,
+) -> None:
+    result = run_example({**os.environ, "AQUEUE_URL": server.url})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"Redis at {server.url}" in lines[0]
+    assert "results: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in lines
+    ticks = re.search(r"ticked (\d+) times", result.stdout)
+    assert ticks is not None
+    assert int(ticks[1]) >= 5  # 0.2 s of jobs, a tick every 20 ms: the loop was never blocked
+    assert "worker stopped; the last job succeeded with 144" in lines
+    assert lines[-1] == "queue: queued=0 running=0 workers=0"
+
+
+def test_the_embedded_worker_example_starts_its_own_valkey_without_aqueue_url() -> None:
+    env = {name: value for name, value in os.environ.items() if name != "AQUEUE_URL"}
+    result = run_example(env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("AQUEUE_URL is not set: started an embedded Valkey")
+    assert "worker stopped; the last job succeeded with 144" in result.stdout

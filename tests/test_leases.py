@@ -1,0 +1,167 @@
+"""Leases: entries of a worker that went silent are claimed and run by a live one; a live
+worker keeps its leases, and a stale worker's late outcome is refused (fenced acks)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import orjson
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._redis._keys import GROUP, Keys
+from tests.helpers import eventually
+
+
+async def take_as_ghost(redis: Redis, keys: Keys, count: int = 10) -> list[bytes]:
+    """Read entries as a consumer that then 'dies' without acking them."""
+    await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
+    reply = await redis.xreadgroup(GROUP, "ghost", {keys.stream: ">"}, count=count)
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    return [entry_id for _, entries in pairs for entry_id, _ in entries]
+
+
+async def test_a_dead_workers_job_is_claimed_and_run_after_the_lease(
+    server: aqueue.testing.RedisServer, namespace: str, redis: Redis
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, lease=1)
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    keys = Keys(namespace, "default")
+    async with app:
+        job = await add.enqueue(2, 3)
+        assert len(await take_as_ghost(redis, keys)) == 1
+        taken = time.monotonic()
+        async with aqueue.Worker(app) as worker:
+            assert await job.result(timeout=10) == 5
+            delay = time.monotonic() - taken
+        assert worker.claimed == 1
+        assert (await job.info()).attempts == 1  # the ghost never started it
+    assert 1.0 <= delay <= 1.0 + 1.0 + 0.5  # the lease, plus one claim interval, plus slack
+    assert await redis.xlen(keys.stream) == 0
+
+
+async def test_a_job_running_longer_than_the_lease_is_not_claimed_by_another_worker(
+    server: aqueue.testing.RedisServer, namespace: str
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, lease=0.6)
+    runs = 0
+
+    @app.task
+    async def long() -> str:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(2.0)  # more than three leases
+        return "once"
+
+    async with app, aqueue.Worker(app, name="a") as first, aqueue.Worker(app, name="b") as second:
+        job = await long.enqueue()
+        assert await job.result(timeout=10) == "once"
+    assert runs == 1
+    assert first.claimed == second.claimed == 0
+
+
+async def test_leases_are_renewed_while_a_task_blocks_the_event_loop(
+    server: aqueue.testing.RedisServer, namespace: str
+) -> None:
+    runs = 0
+
+    async def hog() -> str:
+        nonlocal runs
+        runs += 1
+        time.sleep(2.5)  # noqa: ASYNC251 - blocks the loop past a lease plus a claim interval
+        return "done"
+
+    app = aqueue.App(server.url, namespace=namespace, lease=0.6)
+    app.task(name="hog")(hog)
+    # A second worker on a loop of its own (another thread), ready to claim a lapsed lease.
+    other = aqueue.App(server.url, namespace=namespace, lease=0.6)
+    other.task(name="hog")(hog)
+    other_worker = aqueue.Worker(other, name="other")
+    ready = threading.Event()
+
+    async def serve_other() -> None:
+        async with other, other_worker:
+            ready.set()
+            await asyncio.sleep(5)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve_other(),))
+    thread.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, 10)
+        async with app, aqueue.Worker(app, name="blocker"):
+            job = await app.enqueue("hog")
+            assert await job.result(timeout=10) == "done"
+    finally:
+        await asyncio.to_thread(thread.join, 10)
+    assert runs == 1
+    assert other_worker.claimed == 0
+
+
+async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_stands(
+    app: aqueue.App, redis: Redis
+) -> None:
+    release = asyncio.Event()
+
+    @app.task
+    async def slow() -> str:
+        await release.wait()
+        return aqueue.current_job().worker
+
+    keys = Keys(app.namespace, "default")
+    async with aqueue.Worker(app, name="stale") as stale:
+        job = await slow.enqueue()
+        await eventually(lambda: _running(job))
+        [(entry_id, _)] = await redis.xrange(keys.stream)
+        # Another consumer takes the entry over, as XAUTOCLAIM does once a lease lapsed.
+        await redis.xclaim(keys.stream, GROUP, "new-owner", 0, [entry_id])
+        release.set()
+        await eventually(lambda: _refused(stale))
+    assert await job.status() is aqueue.JobStatus.RUNNING  # the stale outcome was not written
+    assert (await redis.xpending(keys.stream, GROUP))["pending"] == 1  # still the new owner's
+
+
+async def test_a_job_delivered_more_than_its_limit_is_dead_lettered_as_poison(
+    server: aqueue.testing.RedisServer, namespace: str, redis: Redis
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, lease=0.5, max_deliveries=3)
+    ran = False
+
+    @app.task
+    async def killer() -> None:
+        nonlocal ran
+        ran = True
+
+    keys = Keys(namespace, "default")
+    async with app:
+        job = await killer.enqueue()
+        await redis.hset(keys.job(job.id), "attempts", 3)  # three deliveries that died already
+        await take_as_ghost(redis, keys)
+        async with aqueue.Worker(app):
+            with_error = await _failure(job)
+    assert not ran
+    assert with_error.type == "aqueue.Poison"
+    [(_, dead)] = await redis.xrange(keys.dead)
+    assert dead[b"reason"].startswith(b"delivered more than 3 times")
+    assert orjson.loads(dead[b"p"]) == [[], {}]
+
+
+async def _failure(job: aqueue.Job[None]) -> aqueue.TaskFailed:
+    try:
+        await job.result(timeout=10)
+    except aqueue.TaskFailed as failure:
+        return failure
+    raise AssertionError("the job did not fail")
+
+
+async def _running(job: aqueue.Job[object]) -> bool:
+    return await job.status() is aqueue.JobStatus.RUNNING
+
+
+async def _refused(worker: aqueue.Worker) -> bool:
+    return worker.refused_acks == 1
