@@ -16,7 +16,7 @@ from . import backoff
 from ._app import App, TaskDecorator
 from ._context import JobContext, current_job
 from ._job import Job, JobInfo, JobStatus, RemoteError
-from ._queue import Queue, QueueStats
+from ._queue import DeadLetter, Queue, QueueStats
 from ._serialize import JsonSerializer, Serializer
 from ._task import Task
 from ._version import __version__
@@ -43,6 +43,7 @@ __all__ = [
     "AqueueError",
     "ConfigurationError",
     "ConnectionFailed",
+    "DeadLetter",
     "InvalidArguments",
     "Job",
     "JobCancelled",

@@ -1,13 +1,14 @@
-"""Operating one queue: statistics (and, later, dead letters and purging)."""
+"""Operating one queue: statistics and its dead letters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
 
 from ._redis._errors import translate_errors
 from ._redis._keys import GROUP, Keys
-from ._redis._scripts import STATS
+from ._redis._scripts import REPLAY, STATS
 
 if TYPE_CHECKING:
     from ._app import App
@@ -28,6 +29,21 @@ class QueueStats:
     """Entries in the dead-letter stream."""
     workers: int
     """Workers that served this queue within the lease time."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An entry that could not be run, kept with the reason and its original payload."""
+
+    id: str
+    """The dead letter's own id in the dead-letter stream."""
+    reason: str
+    dead_at: datetime
+    job_id: str | None
+    """The job's id, when the entry had one (garbage written by hand may not)."""
+    task: str | None
+    payload: bytes | None
+    """The encoded arguments as they were enqueued."""
 
 
 class Queue:
@@ -53,3 +69,49 @@ class Queue:
                 [GROUP, int(self._app.lease * 1000)],
             )
         return QueueStats(self.name, queued, scheduled, running, dead, workers)
+
+    async def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters, each with the reason it was dead-lettered."""
+        with translate_errors(self._app.url):
+            entries = await self._app.redis.xrange(self.keys.dead, count=limit)
+        raw = cast("list[tuple[bytes, dict[bytes, bytes]]]", entries)
+        return [_dead_letter(entry_id, fields) for entry_id, fields in raw]
+
+    async def replay_dead(self, limit: int = 10_000) -> int:
+        """Move up to ``limit`` dead letters back into the queue, oldest first.
+
+        Replayed jobs start over (attempts count from zero). Use it once the cause is fixed,
+        e.g. after deploying the task a worker did not know.
+
+        Returns:
+            How many jobs went back into the queue.
+        """
+        with translate_errors(self._app.url):
+            replayed, _ = await REPLAY(
+                self._app.redis, [self.keys.dead, self.keys.stream], [self.keys.prefix, limit]
+            )
+        return int(replayed)
+
+    async def purge(self) -> int:
+        """Delete every dead letter of this queue and return how many there were."""
+        with translate_errors(self._app.url):
+            pipe = self._app.redis.pipeline(transaction=True)
+            pipe.xlen(self.keys.dead)
+            pipe.delete(self.keys.dead)
+            count, _ = await pipe.execute()
+        return int(count)
+
+
+def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    def text(name: bytes) -> str | None:
+        value = fields.get(name)
+        return None if value is None else value.decode(errors="replace")
+
+    return DeadLetter(
+        id=entry_id.decode(),
+        reason=text(b"reason") or "",
+        dead_at=datetime.fromtimestamp(int(fields.get(b"dead_at", b"0")) / 1000, UTC),
+        job_id=text(b"j"),
+        task=text(b"t"),
+        payload=fields.get(b"p"),
+    )

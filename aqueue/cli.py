@@ -86,6 +86,7 @@ queue_option = click.option(
     "--queue",
     "queues",
     multiple=True,
+    show_envvar=True,
     envvar="AQUEUE_QUEUES",
     help="Queue to use; repeat for several. Default: the app's default queue.",
 )
@@ -94,6 +95,7 @@ loop_option = click.option(
     type=click.Choice(["auto", "uvloop", "asyncio"]),
     default="auto",
     show_default=True,
+    show_envvar=True,
     envvar="AQUEUE_LOOP",
     help="Event loop: uvloop where installed (auto), or plain asyncio.",
 )
@@ -114,6 +116,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=100,
     show_default=True,
+    show_envvar=True,
     envvar="AQUEUE_CONCURRENCY",
     help="Most jobs run at once.",
 )
@@ -122,6 +125,7 @@ def main() -> None:
     type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
+    show_envvar=True,
     envvar="AQUEUE_GRACE_PERIOD",
     help="Seconds running jobs get to finish on SIGTERM before they are handed back.",
 )
@@ -130,6 +134,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=20,
     show_default=True,
+    show_envvar=True,
     envvar="AQUEUE_THREADS",
     help="Most synchronous (def) tasks run at once.",
 )
@@ -138,6 +143,7 @@ def main() -> None:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
     show_default=True,
+    show_envvar=True,
     envvar="AQUEUE_LOG_LEVEL",
 )
 @loop_option
@@ -201,13 +207,97 @@ def _known_queues(app: App) -> list[str]:
     return sorted({app.default_queue, *(task.config.queue for task in app.tasks.values())})
 
 
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain aligned text table: the first column left-aligned, numbers right-aligned."""
+def format_table(header: list[str], rows: list[list[str]], *, numeric: bool = True) -> str:
+    """A plain aligned text table; with ``numeric``, all but the first column align right."""
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = []
     for row in table:
         cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        for cell, width in zip(row[1:], widths[1:], strict=True):
+            cells.append(cell.rjust(width) if numeric else cell.ljust(width))
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+single_queue_option = click.option(
+    "-q",
+    "--queue",
+    "queue_name",
+    default=None,
+    show_envvar=True,
+    envvar="AQUEUE_QUEUE",
+    help="The queue. Default: the app's default queue.",
+)
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Inspect, replay or purge a queue's dead letters."""
+
+
+@dead_letters.command("ls")
+@app_argument
+@single_queue_option
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@loop_option
+@_fail_cleanly
+def dead_letters_ls(app_path: str, queue_name: str | None, limit: int, loop: str) -> None:
+    """List the oldest dead letters with the reason each was dead-lettered."""
+    app = load_app(app_path)
+
+    async def collect() -> list[list[str]]:
+        async with app:
+            letters = await app.queue(queue_name).dead_letters(limit)
+        return [
+            [
+                letter.dead_at.strftime("%Y-%m-%d %H:%M:%S"),
+                letter.task or "-",
+                letter.job_id or "-",
+                letter.reason,
+            ]
+            for letter in letters
+        ]
+
+    rows = run_async(collect, loop)
+    if not rows:
+        click.echo("no dead letters")
+        return
+    click.echo(format_table(["dead at (UTC)", "task", "job", "reason"], rows, numeric=False))
+
+
+@dead_letters.command("replay")
+@app_argument
+@single_queue_option
+@loop_option
+@_fail_cleanly
+def dead_letters_replay(app_path: str, queue_name: str | None, loop: str) -> None:
+    """Put every dead letter back into its queue, to run again from attempt 1."""
+    app = load_app(app_path)
+    queue = app.queue(queue_name)
+
+    async def replay() -> int:
+        async with app:
+            return await queue.replay_dead()
+
+    click.echo(f"replayed {run_async(replay, loop)} job(s) into {queue.name}")
+
+
+@dead_letters.command("purge")
+@app_argument
+@single_queue_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@loop_option
+@_fail_cleanly
+def dead_letters_purge(app_path: str, queue_name: str | None, yes: bool, loop: str) -> None:
+    """Delete every dead letter of the queue."""
+    app = load_app(app_path)
+    queue = app.queue(queue_name)
+    if not yes:
+        click.confirm(f"delete every dead letter of {queue.name}?", abort=True)
+
+    async def purge() -> int:
+        async with app:
+            return await queue.purge()
+
+    click.echo(f"deleted {run_async(purge, loop)} dead letter(s) from {queue.name}")

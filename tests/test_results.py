@@ -95,7 +95,7 @@ async def test_a_job_nobody_enqueued_is_unknown(app: aqueue.App) -> None:
 
 
 def test_an_id_not_made_by_aqueue_is_refused(app: aqueue.App) -> None:
-    with pytest.raises(aqueue.ConfigurationError, match="not an aqueue job id"):
+    with pytest.raises(aqueue.JobNotFound, match="not an aqueue job id"):
         app.job("42")
 
 

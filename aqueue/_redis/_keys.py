@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, JobNotFound
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
@@ -42,11 +42,11 @@ def queue_of(job_id: str) -> str:
     """The queue a job id belongs to.
 
     Raises:
-        ConfigurationError: ``job_id`` was not made by aqueue.
+        JobNotFound: ``job_id`` was not made by aqueue, so no job has it.
     """
     queue, sep, rest = job_id.partition(":")
     if not sep or not rest or not _NAME.fullmatch(queue):
-        raise ConfigurationError(
+        raise JobNotFound(
             f"{job_id!r} is not an aqueue job id (expected '<queue>:<hex>', as job.id gives)"
         )
     return queue

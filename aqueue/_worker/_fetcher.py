@@ -109,11 +109,16 @@ class Fetcher:
                 if reply:
                     await self.begin(self._deliveries(reply))
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # The stream or group vanished (FLUSHDB, failover to an empty replica).
-                logger.warning("consumer group missing; creating it again")
-                await ensure_groups(self._redis, self._queues)
+                if "NOGROUP" in str(exc):
+                    # The stream or group vanished (FLUSHDB, failover to an empty replica).
+                    logger.warning("consumer group missing; creating it again")
+                    await ensure_groups(self._redis, self._queues)
+                    continue
+                # E.g. WRONGTYPE: someone wrote another type under a stream's key. Say so
+                # loudly and keep trying, rather than die and leave the queue unserved.
+                logger.error("cannot read jobs: %s (check the queue's keys)", exc)
+                await backoff.failed(exc)
+                continue
             except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
                 continue
