@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
+from aqueue._worker._reclaim import prune_consumers
 from tests.helpers import eventually
 
 
@@ -165,3 +166,33 @@ async def _running(job: aqueue.Job[object]) -> bool:
 
 async def _refused(worker: aqueue.Worker) -> bool:
     return worker.refused_acks == 1
+
+
+async def test_many_worker_restarts_leave_a_bounded_consumer_list(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def echo(n: int) -> int:
+        return n
+
+    keys = Keys(app.namespace, "default")
+    jobs = []
+    for n in range(20):
+        async with aqueue.Worker(app):
+            job = await echo.enqueue(n)
+            assert await job.result(timeout=5) == n
+            jobs.append(job)
+    assert await redis.xinfo_consumers(keys.stream, GROUP) == []
+    assert [await job.status() for job in jobs] == [aqueue.JobStatus.SUCCEEDED] * 20
+
+
+async def test_a_silent_consumer_with_nothing_pending_is_pruned_but_one_with_work_is_kept(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    await app.enqueue("some.task")
+    await take_as_ghost(redis, keys)  # "ghost" now holds one pending entry
+    await redis.xgroup_createconsumer(keys.stream, GROUP, "idle-and-empty")
+    assert await prune_consumers(redis, keys, idle_ms=0) == 1
+    [left] = await redis.xinfo_consumers(keys.stream, GROUP)
+    assert left["name"] == b"ghost"

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP, Keys
-from .._redis._scripts import PROMOTE
+from .._redis._scripts import PROMOTE, PRUNE
 from ._backoff import Backoff
 from ._fetcher import Slots
 from ._outcome import Delivery
@@ -28,6 +28,8 @@ PROMOTE_INTERVAL = 0.05
 """Seconds between looks at the delayed set (a due job waits at most about this long)."""
 CLAIM_INTERVAL = 1.0
 """Seconds between scans for entries whose lease lapsed."""
+PRUNE_EVERY = 60
+"""Claim scans between prunings of consumers that left nothing pending."""
 PROMOTE_BATCH = 500
 
 
@@ -59,14 +61,18 @@ class Reclaimer:
         backoff = Backoff(logger, "promote or reclaim jobs")
         loop = asyncio.get_running_loop()
         next_claim = loop.time() + CLAIM_INTERVAL
+        scans = 0
         while True:
             try:
                 for keys in self._queues:
                     await self._promote(keys)
                 if loop.time() >= next_claim:
                     next_claim = loop.time() + CLAIM_INTERVAL
+                    scans += 1
                     for keys in self._queues:
                         await self._claim(keys)
+                        if scans % PRUNE_EVERY == 0:
+                            await prune_consumers(self._redis, keys, idle_ms=self._lease_ms * 10)
             except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
                 continue
@@ -126,3 +132,9 @@ class Reclaimer:
                 approximate=True,
             )
         await pipe.execute()
+
+
+async def prune_consumers(redis: Redis, keys: Keys, *, idle_ms: int, name: str = "") -> int:
+    """Delete consumers idle for ``idle_ms`` with nothing pending (only ``name``, if given)."""
+    deleted: int = await PRUNE(redis, [keys.stream], [GROUP, idle_ms, name])
+    return deleted

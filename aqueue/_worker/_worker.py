@@ -19,7 +19,7 @@ import anyio
 from redis.asyncio import Redis
 
 from .._app import App
-from .._redis._errors import translate_errors
+from .._redis._errors import REDIS_ERRORS, translate_errors
 from .._redis._keys import Keys, check_name
 from .._task import seconds
 from ..exceptions import ConfigurationError
@@ -27,7 +27,7 @@ from ._acker import Acker
 from ._fetcher import Fetcher, Slots, ensure_groups
 from ._lease import LeaseKeeper
 from ._outcome import Action, Delivery, Outcome
-from ._reclaim import Reclaimer
+from ._reclaim import Reclaimer, prune_consumers
 from ._runner import Runner
 
 logger = logging.getLogger("aqueue.worker")
@@ -226,6 +226,7 @@ class Worker:
                 await self._finish_running()
                 await acker.drained()
                 group.cancel_scope.cancel()
+            await self._leave()
         finally:
             await asyncio.to_thread(keeper.stop)
         logger.info("worker %s stopped", self.name)
@@ -257,3 +258,11 @@ class Worker:
             for job in left:
                 job.cancel()
             await asyncio.wait(left)
+
+    async def _leave(self) -> None:
+        # Everything was acked or handed back: this consumer holds nothing and can go.
+        try:
+            for keys in self._keys:
+                await prune_consumers(self.app.redis, keys, idle_ms=0, name=self.name)
+        except REDIS_ERRORS as exc:
+            logger.debug("could not remove consumer %s: %s", self.name, exc)

@@ -1,0 +1,29 @@
+"""The app fault tests run in real worker processes; configured through the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import aqueue
+
+app = aqueue.App(
+    namespace=os.environ.get("FAULT_NAMESPACE", "faults"),
+    lease=float(os.environ.get("FAULT_LEASE", "2")),
+    max_deliveries=int(os.environ.get("FAULT_MAX_DELIVERIES", "5")),
+)
+
+
+@app.task
+async def work(n: int, seconds: float) -> int:
+    """Counts every run of job ``n`` (to find duplicates), sleeps, returns ``2 * n``."""
+    await app.redis.hincrby(f"{app.namespace}:runs", str(n), 1)
+    await asyncio.sleep(seconds)
+    return 2 * n
+
+
+@app.task
+async def suicide() -> None:
+    """Kills the worker running it, every time: a poison message."""
+    os.kill(os.getpid(), signal.SIGKILL)
