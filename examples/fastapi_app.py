@@ -79,7 +79,7 @@ def create_api(aqueue_app: aqueue.App) -> FastAPI:
         """The job's status; its result once it succeeded, its error once it failed."""
         try:
             job = aqueue_app.job(job_id)
-        except aqueue.ConfigurationError:  # not even shaped like an aqueue job id
+        except aqueue.JobNotFound:  # not even shaped like an aqueue job id
             response.status_code = 404
             return JobView(id=job_id, status=aqueue.JobStatus.UNKNOWN)
         info = await job.info()

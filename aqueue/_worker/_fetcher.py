@@ -90,6 +90,8 @@ class Fetcher:
         self._skip = skip
         self._stopping = False
         self._reader_id: int | None = None
+        self.skipped = 0
+        """Entries acked without running: their job had already ended (or was cancelled)."""
 
     async def run(self) -> None:
         """Fetch until :meth:`stop`; return once no read is in flight."""
@@ -184,6 +186,13 @@ class Fetcher:
                 )
             else:
                 # Cancelled, or finished by an earlier delivery: ack it, do not run it again.
+                self.skipped += 1
+                logger.info(
+                    "job %s already %s: entry %s acked without running it",
+                    delivery.job_id,
+                    verdict.decode(),
+                    delivery.entry_id.decode(),
+                )
                 self._skip(Outcome(delivery, Action.FINISH))
 
     def _attempt_limit(self, delivery: Delivery) -> int:

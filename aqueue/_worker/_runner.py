@@ -95,15 +95,17 @@ class Runner:
             )
         try:
             args, kwargs = self._app.serializer.loads(payload)
-            options = orjson.loads(fields[b"o"]) if b"o" in fields else {}
-            task._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise _DeadLetter("aqueue.InvalidArguments", f"arguments do not bind: {exc}") from None
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise ValueError("the payload is not [args, kwargs]")
         except Exception as exc:
             raise _DeadLetter(
                 "aqueue.UndecodablePayload", f"cannot decode payload: {exc}"
             ) from None
-        return task, args, kwargs, options.get("timeout", task.config.timeout)
+        try:
+            task._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise _DeadLetter("aqueue.InvalidArguments", f"arguments do not bind: {exc}") from None
+        return task, args, kwargs, _timeout(fields.get(b"o"), task.config.timeout)
 
     def _context(self, delivery: Delivery, task_name: str, attempt: int) -> JobContext:
         enqueued_ms = int(delivery.entry_id.split(b"-", 1)[0])
@@ -184,6 +186,22 @@ class Runner:
 
     def _log(self, delivery: Delivery, what: str, level: int) -> None:
         logger.log(level, "job %s %s %s", delivery.job_id, delivery.task_name, what)
+
+
+def _timeout(raw_options: bytes | None, default: float | None) -> float | None:
+    """The job's time limit from its options (written by the producer), checked."""
+    if raw_options is None:
+        return default
+    try:
+        options = orjson.loads(raw_options)
+    except orjson.JSONDecodeError as exc:
+        raise _DeadLetter("aqueue.InvalidOptions", f"cannot decode options: {exc}") from None
+    timeout = options.get("timeout", default) if isinstance(options, dict) else False
+    if timeout is None or (
+        isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0
+    ):
+        return timeout
+    raise _DeadLetter("aqueue.InvalidOptions", f"invalid job options: {raw_options!r}")
 
 
 class _TaskTimedOut(TimeoutError):

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+import traceback
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -28,7 +29,7 @@ from ._fetcher import Fetcher, Slots, ensure_groups
 from ._lease import LeaseKeeper
 from ._outcome import Action, Delivery, Outcome
 from ._reclaim import Reclaimer, prune_consumers
-from ._runner import Runner
+from ._runner import Runner, failure_outcome
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -77,6 +78,7 @@ class Worker:
         self._in_flight: dict[tuple[bytes, bytes], Keys] = {}
         self._acker: Acker | None = None
         self._reclaimer: Reclaimer | None = None
+        self._fetcher: Fetcher | None = None
         self._keeper: LeaseKeeper | None = None
 
     def __repr__(self) -> str:
@@ -86,6 +88,11 @@ class Worker:
     def refused_acks(self) -> int:
         """Outcomes refused because another worker owned the entry by then."""
         return 0 if self._acker is None else self._acker.refused
+
+    @property
+    def skipped(self) -> int:
+        """Entries acked without running because their job had already ended."""
+        return 0 if self._fetcher is None else self._fetcher.skipped
 
     @property
     def claimed(self) -> int:
@@ -177,7 +184,7 @@ class Worker:
             job.add_done_callback(self._running.discard)
             job.add_done_callback(lambda _: slots.give())
 
-        fetcher = Fetcher(
+        fetcher = self._fetcher = Fetcher(
             app=app,
             redis=app.redis,
             reader=reader,
@@ -239,6 +246,14 @@ class Worker:
         except asyncio.CancelledError:
             # Only a shutdown cancels a job: hand it back for another worker to run.
             outcome = Outcome(delivery, Action.REQUEUE)
+        except Exception as exc:
+            # A bug of ours must not strand the entry: it goes to the dead letters, with why.
+            logger.exception("cannot handle entry %s", delivery.entry_id.decode())
+            reason = f"the worker could not handle this entry: {exc!r}"
+            text = "".join(traceback.format_exception(exc))
+            outcome = failure_outcome(
+                delivery, "aqueue.WorkerError", reason, text, dead_reason=reason
+            )
         acker.submit(outcome)
 
     async def _finish_running(self) -> None:

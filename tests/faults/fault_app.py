@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 
+from redis.exceptions import RedisError
+
 import aqueue
 
 app = aqueue.App(
@@ -15,7 +17,8 @@ app = aqueue.App(
 )
 
 
-@app.task
+# Retried when its own Redis call fails (a server restart): as a real task would be.
+@app.task(retries=10, retry_on=(RedisError, OSError), backoff=aqueue.backoff.fixed(0.2))
 async def work(n: int, seconds: float) -> int:
     """Counts every run of job ``n`` (to find duplicates), sleeps, returns ``2 * n``."""
     await app.redis.hincrby(f"{app.namespace}:runs", str(n), 1)

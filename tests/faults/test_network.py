@@ -1,0 +1,143 @@
+"""Faults of the server and the network: a Redis restart under load, dropped connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+import aqueue
+from aqueue.testing import RedisServer
+from tests.faults.conftest import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def durable_server() -> Iterator[RedisServer]:
+    """A Redis with an append-only file fsynced every second, restarted by the test."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    config = {"appendonly": "yes", "appendfsync": "everysec"}
+    with RedisServer.redis(config=config) as server:
+        yield server
+
+
+async def test_a_redis_restart_under_load_loses_no_acknowledged_job(
+    durable_server: RedisServer, namespace: str, report: Callable[..., None]
+) -> None:
+    worker = WorkerProcess(durable_server, namespace, {}, "-c", "50", "--log-level", "INFO")
+    acknowledged: list[aqueue.Job[object]] = []
+    numbers: list[int] = []
+    refused = 0
+    try:
+        async with aqueue.App(durable_server.url, namespace=namespace) as app:
+            deadline = time.monotonic() + 3.0
+            restarted = False
+            n = 0
+            while time.monotonic() < deadline:
+                if not restarted and time.monotonic() > deadline - 2.0:
+                    # SIGTERM: Redis writes its AOF before it exits, as on a planned restart.
+                    await asyncio.to_thread(durable_server.restart)
+                    restarted = True
+                try:
+                    acknowledged.append(await app.enqueue("tests.faults.fault_app.work", n, 0))
+                    numbers.append(n)
+                except aqueue.ConnectionFailed:
+                    refused += 1  # never acknowledged: the producer knows it was not enqueued
+                    await asyncio.sleep(0.05)
+                n += 1
+            results = await asyncio.gather(*(job.result(timeout=30) for job in acknowledged))
+        assert results == [2 * number for number in numbers]
+        assert worker.process.poll() is None  # the same worker went on by itself
+    finally:
+        worker.kill()
+    report(enqueued=len(acknowledged), completed=len(results), lost=0, refused_in_restart=refused)
+
+
+class DroppingProxy:
+    """A TCP proxy on loopback whose connections the test can cut at any moment."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.drops = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def drop_all(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self.drops += 1
+
+    async def close(self) -> None:
+        self.drop_all()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+        self._writers.discard(writer)
+
+
+@pytest.fixture
+async def proxy(server: RedisServer) -> AsyncIterator[DroppingProxy]:
+    dropping = DroppingProxy(server.port)
+    await dropping.start()
+    yield dropping
+    await dropping.close()
+
+
+async def test_connections_dropped_mid_flight_lose_no_job(
+    proxy: DroppingProxy, namespace: str, report: Callable[..., None]
+) -> None:
+    app = aqueue.App(proxy.url, namespace=namespace, lease=1)
+
+    @app.task
+    async def double(n: int) -> int:
+        await asyncio.sleep(0.01)
+        return 2 * n
+
+    async with app, aqueue.Worker(app, concurrency=50):
+        jobs = await double.enqueue_many([(n,) for n in range(300)])
+        for _ in range(6):
+            await asyncio.sleep(0.25)
+            proxy.drop_all()
+        results = await _results_despite_drops(jobs)
+    assert results == [2 * n for n in range(300)]
+    report(enqueued=300, completed=len(results), lost=0, connection_drops=proxy.drops)
+
+
+async def _results_despite_drops(jobs: list[aqueue.Job[int]]) -> list[int]:
+    # A waiter whose own connection was cut gets ConnectionFailed: the job is fine, wait again.
+    results = []
+    for job in jobs:
+        for _ in range(5):
+            try:
+                results.append(await job.result(timeout=30))
+                break
+            except aqueue.ConnectionFailed:
+                await asyncio.sleep(0.1)
+    return results
