@@ -168,24 +168,6 @@ async def _refused(worker: aqueue.Worker) -> bool:
     return worker.refused_acks == 1
 
 
-async def test_many_worker_restarts_leave_a_bounded_consumer_list(
-    app: aqueue.App, redis: Redis
-) -> None:
-    @app.task
-    async def echo(n: int) -> int:
-        return n
-
-    keys = Keys(app.namespace, "default")
-    jobs = []
-    for n in range(20):
-        async with aqueue.Worker(app):
-            job = await echo.enqueue(n)
-            assert await job.result(timeout=5) == n
-            jobs.append(job)
-    assert await redis.xinfo_consumers(keys.stream, GROUP) == []
-    assert [await job.status() for job in jobs] == [aqueue.JobStatus.SUCCEEDED] * 20
-
-
 async def test_a_silent_consumer_with_nothing_pending_is_pruned_but_one_with_work_is_kept(
     app: aqueue.App, redis: Redis
 ) -> None:

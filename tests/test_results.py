@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from redis.asyncio import Redis
@@ -155,3 +156,19 @@ async def test_a_result_that_cannot_be_encoded_fails_the_job(app: aqueue.App) ->
         job = await weird.enqueue()
         with pytest.raises(aqueue.TaskFailed, match="cannot be encoded"):
             await job.result(timeout=5)
+
+
+async def test_a_sync_task_past_its_timeout_fails_and_frees_its_slot(app: aqueue.App) -> None:
+    @app.task(timeout=0.2)
+    def stuck() -> None:
+        time.sleep(1)  # the thread cannot be interrupted; the worker stops waiting for it
+
+    @app.task
+    async def next_in_line() -> str:
+        return "ran"
+
+    async with aqueue.Worker(app, concurrency=1):
+        job = await stuck.enqueue()
+        with pytest.raises(aqueue.TaskTimeout):
+            await job.result(timeout=5)
+        assert await (await next_in_line.enqueue()).result(timeout=0.7) == "ran"
