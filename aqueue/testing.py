@@ -17,13 +17,18 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from .exceptions import ConfigurationError
 
-__all__ = ["RedisServer"]
+if TYPE_CHECKING:
+    from ._app import App
+
+__all__ = ["RedisServer", "configured_or_embedded"]
 
 
 def _free_port() -> int:
@@ -167,3 +172,19 @@ class RedisServer:
     def __del__(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def configured_or_embedded(app: App) -> Iterator[RedisServer | None]:
+    """Use ``AQUEUE_URL`` when it is set; otherwise start a throwaway Valkey for the block.
+
+    For demos and examples: ``app`` is pointed at the embedded server (which is stopped and
+    removed when the block ends). Yields the server, or None when ``AQUEUE_URL`` is used.
+    """
+    if os.environ.get("AQUEUE_URL"):
+        yield None
+        return
+    with RedisServer.valkey() as server:
+        print(f"AQUEUE_URL is not set: started an embedded Valkey on port {server.port}")
+        app.url = server.url
+        yield server

