@@ -216,7 +216,15 @@ class App:
         job_id = new_job_id(config.queue)
         payload = encode_call(self.serializer, config.name, args, kwargs)
         check_size(job_id, config.name, payload, self.max_payload_size)
-        return Outgoing(job_id, config.name, payload, config.result_ttl, config.timeout)
+        return Outgoing(
+            job_id,
+            config.name,
+            payload,
+            config.result_ttl,
+            config.timeout,
+            delay_ms=int(config.delay * 1000),
+            due_at_ms=0 if config.at is None else int(config.at.timestamp() * 1000),
+        )
 
     async def _write(self, queue: str, batch: list[Outgoing]) -> None:
         keys = Keys(self.namespace, queue)

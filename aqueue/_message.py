@@ -20,18 +20,24 @@ class Outgoing:
     payload: bytes
     result_ttl: int
     timeout: float | None = None
+    delay_ms: int = 0
+    """Due this long after the server's now (0: at once)."""
+    due_at_ms: int = 0
+    """Due at this epoch time in ms (0: at once)."""
 
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
         options = b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
         ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
-        return [keys.stream, keys.job(self.job_id)], [
+        return [keys.stream, keys.job(self.job_id), keys.delayed], [
             self.job_id,
             self.task,
             self.payload,
             self.result_ttl,
             options,
             ttl,
+            self.delay_ms,
+            self.due_at_ms,
         ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._job import Job
@@ -54,6 +54,10 @@ class TaskConfig:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     backoff: Backoff = DEFAULT_BACKOFF
     dead_letter_failures: bool = False
+    delay: float = 0.0
+    """Per-enqueue (set through ``options``): seconds before the job is due."""
+    at: datetime | None = None
+    """Per-enqueue (set through ``options``): when the job is due."""
 
 
 class Task(Generic[P, R]):
@@ -90,6 +94,8 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         result_ttl: float | timedelta | None = None,
         timeout: float | timedelta | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
     ) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
@@ -97,6 +103,9 @@ class Task(Generic[P, R]):
             queue: Enqueue to this queue instead of the task's own.
             result_ttl: Seconds to keep the result; 0 keeps none (fire and forget).
             timeout: Seconds the job may run before it is cancelled.
+            delay: Run no sooner than this many seconds from now (on the Redis server's
+                clock); the job's status is ``scheduled`` until then.
+            at: Run no sooner than this time (an aware datetime).
         """
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -105,6 +114,17 @@ class Task(Generic[P, R]):
             changes["result_ttl"] = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
         if timeout is not None:
             changes["timeout"] = seconds(timeout, "timeout")
+        if delay is not None and at is not None:
+            raise ConfigurationError("give either delay or at, not both")
+        if delay is not None:
+            changes["delay"] = seconds(delay, "delay", allow_zero=True)
+        if at is not None:
+            if not isinstance(at, datetime) or at.utcoffset() is None:
+                raise ConfigurationError(
+                    f"at must be an aware datetime (with a timezone), not {at!r}: "
+                    "use datetime.now(UTC) + timedelta(...) or attach tzinfo"
+                )
+            changes["at"] = at
         copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self.config, **changes))
         return copy
 

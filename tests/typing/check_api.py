@@ -31,6 +31,8 @@ async def producer() -> None:
     assert_type(await job.status(), aqueue.JobStatus)
     assert_type(await send.enqueue("a@b.c", subject="hi"), aqueue.Job[None])
     assert_type(await add.options(queue="high").enqueue(1, 2), aqueue.Job[int])
+    assert_type(await add.options(delay=30).enqueue(1, 2), aqueue.Job[int])
+    await add.options(delay=30).enqueue(1, "2")  # type: ignore[arg-type]
     assert_type(await add.enqueue_many([(1, 2), (3, 4)]), list[aqueue.Job[int]])
     assert_type(app.job("default:0"), aqueue.Job[Any])
     assert_type(await app.enqueue("emails.send", "a@b.c"), aqueue.Job[Any])

@@ -1,21 +1,41 @@
--- Add one job: the stream entry and its record together, so no reader ever sees a job
--- without a record (status would say "unknown") or a record without a job (it would wait forever).
--- KEYS: stream, job record
+-- Add one job: its entry (in the stream, or in the delayed set when it is due later) and its
+-- record together, so no reader ever sees a job without a record (status would say "unknown")
+-- or a record without a job (it would wait forever).
+-- KEYS: stream, job record, delayed set
 -- ARGV: job id, task name, payload, result ttl, options ("" for none),
---       record ttl in seconds while unfinished (0: fire and forget, no record)
-local entry
-if ARGV[5] == '' then
-  entry = redis.call('XADD', KEYS[1], '*', 'j', ARGV[1], 't', ARGV[2], 'p', ARGV[3], 'r', ARGV[4])
+--       record ttl in seconds while unfinished (0: fire and forget, no record),
+--       delay in ms from the server's now (0: none), due time in epoch ms (0: none)
+local fields = {'j', ARGV[1], 't', ARGV[2], 'p', ARGV[3], 'r', ARGV[4]}
+if ARGV[5] ~= '' then
+  fields[#fields + 1] = 'o'
+  fields[#fields + 1] = ARGV[5]
+end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- Due-ness is decided on the server's clock: a producer's skewed clock cannot move a delay.
+local due = 0
+if tonumber(ARGV[7]) > 0 then
+  due = now + tonumber(ARGV[7])
+elseif tonumber(ARGV[8]) > now then
+  due = tonumber(ARGV[8])
+end
+local entry = ''
+if due > 0 then
+  redis.call('ZADD', KEYS[3], due, cmsgpack.pack(fields))
 else
-  entry = redis.call('XADD', KEYS[1], '*', 'j', ARGV[1], 't', ARGV[2], 'p', ARGV[3], 'r', ARGV[4],
-    'o', ARGV[5])
+  entry = redis.call('XADD', KEYS[1], '*', unpack(fields))
 end
 local ttl = tonumber(ARGV[6])
 if ttl > 0 then
-  -- The entry id starts with the server's clock in ms: one clock for every producer.
-  local enqueued_at = string.match(entry, '^(%d+)')
-  redis.call('HSET', KEYS[2], 'status', 'queued', 'task', ARGV[2], 'enqueued_at', enqueued_at,
-    'attempts', 0)
+  if due > 0 then
+    -- Kept at least until a while after it is due.
+    ttl = ttl + math.ceil((due - now) / 1000)
+    redis.call('HSET', KEYS[2], 'status', 'scheduled', 'task', ARGV[2], 'enqueued_at', now,
+      'due_at', due, 'attempts', 0)
+  else
+    redis.call('HSET', KEYS[2], 'status', 'queued', 'task', ARGV[2], 'enqueued_at', now,
+      'attempts', 0)
+  end
   redis.call('EXPIRE', KEYS[2], ttl)
 end
 return entry

@@ -1,0 +1,88 @@
+"""Delayed jobs: scheduled until due on the server's clock, then run by any worker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._redis._keys import Keys
+
+
+async def test_a_delayed_job_is_scheduled_until_due_then_runs(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def ping() -> str:
+        return "pong"
+
+    async with aqueue.Worker(app):
+        started = time.monotonic()
+        job = await ping.options(delay=0.5).enqueue()
+        assert await job.status() is aqueue.JobStatus.SCHEDULED
+        assert (await app.queue().stats()).scheduled == 1
+        assert await redis.xlen(Keys(app.namespace, "default").stream) == 0
+        assert await job.result(timeout=5) == "pong"
+        waited = time.monotonic() - started
+    assert 0.5 <= waited < 0.5 + 0.3
+
+
+async def test_a_job_at_a_time_runs_no_sooner(app: aqueue.App) -> None:
+    @app.task
+    async def ping() -> str:
+        return "pong"
+
+    async with aqueue.Worker(app):
+        due = datetime.now(UTC) + timedelta(seconds=0.4)
+        job = await ping.options(at=due).enqueue()
+        assert await job.result(timeout=5) == "pong"
+        assert datetime.now(UTC) >= due
+        info = await job.info()
+    assert info.started_at is not None
+    assert info.started_at >= due - timedelta(milliseconds=5)  # server and client clocks
+
+
+async def test_a_time_in_the_past_runs_at_once(app: aqueue.App) -> None:
+    @app.task
+    async def ping() -> str:
+        return "pong"
+
+    job = await ping.options(at=datetime.now(UTC) - timedelta(hours=1)).enqueue()
+    assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+def test_a_naive_datetime_is_refused() -> None:
+    app = aqueue.App()
+
+    @app.task
+    async def ping() -> None: ...
+
+    with pytest.raises(aqueue.ConfigurationError, match="aware datetime"):
+        ping.options(at=datetime(2030, 1, 1))
+
+
+def test_delay_and_at_together_are_refused() -> None:
+    app = aqueue.App()
+
+    @app.task
+    async def ping() -> None: ...
+
+    with pytest.raises(aqueue.ConfigurationError, match="either delay or at"):
+        ping.options(delay=1, at=datetime.now(UTC))
+
+
+async def test_many_workers_move_each_due_job_exactly_once(app: aqueue.App) -> None:
+    runs: dict[int, int] = {}
+
+    @app.task
+    async def count(n: int) -> None:
+        runs[n] = runs.get(n, 0) + 1
+
+    jobs = [await count.options(delay=0.2).enqueue(n) for n in range(30)]
+    async with aqueue.Worker(app), aqueue.Worker(app), aqueue.Worker(app):
+        await asyncio.gather(*(job.result(timeout=10) for job in jobs))
+    assert runs == dict.fromkeys(range(30), 1)
