@@ -178,3 +178,40 @@ async def test_a_silent_consumer_with_nothing_pending_is_pruned_but_one_with_wor
     assert await prune_consumers(redis, keys, idle_ms=0) == 1
     [left] = await redis.xinfo_consumers(keys.stream, GROUP)
     assert left["name"] == b"ghost"
+
+
+async def test_a_pending_entry_deleted_by_hand_is_dead_lettered_not_forgotten(
+    server: aqueue.testing.RedisServer, namespace: str, redis: Redis
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, lease=0.5)
+    keys = Keys(namespace, "default")
+    async with app:
+        await app.enqueue("some.task")
+        [entry_id] = await take_as_ghost(redis, keys)
+        await redis.xdel(keys.stream, entry_id)  # pending for "ghost", but its entry is gone
+        async with aqueue.Worker(app):
+            await eventually(lambda: _dead_count_is(redis, keys, 1), timeout=5)
+    [(_, dead)] = await redis.xrange(keys.dead)
+    assert dead[b"reason"] == b"entry deleted from the stream unfinished"
+    assert dead[b"entry"] == entry_id
+    assert (await redis.xpending(keys.stream, GROUP))["pending"] == 0
+
+
+async def test_a_worker_recreates_a_vanished_stream_and_group_and_goes_on(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def echo(n: int) -> int:
+        return n
+
+    keys = Keys(app.namespace, "default")
+    async with aqueue.Worker(app):
+        assert await (await echo.enqueue(1)).result(timeout=5) == 1
+        await redis.delete(keys.stream)  # as FLUSHDB or a failover to an empty replica would
+        await asyncio.sleep(0.1)
+        assert await (await echo.enqueue(2)).result(timeout=10) == 2
+    assert [group["name"] for group in await redis.xinfo_groups(keys.stream)] == [b"aqueue"]
+
+
+async def _dead_count_is(redis: Redis, keys: Keys, count: int) -> bool:
+    return int(await redis.xlen(keys.dead)) == count

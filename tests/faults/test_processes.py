@@ -149,3 +149,35 @@ async def _all_ran(redis: Redis, namespace: str, count: int, *, times: int) -> b
 
 async def _says(worker: WorkerProcess, text: str) -> bool:
     return text in worker.output
+
+
+async def test_a_job_running_three_leases_on_a_live_worker_runs_exactly_once(
+    spawn: Spawn, producer: aqueue.App, redis: Redis, namespace: str, report: Callable[..., None]
+) -> None:
+    env = {"FAULT_LEASE": "1"}
+    first, second = spawn(**env), spawn(**env)
+    job = await producer.enqueue("tests.faults.fault_app.work", 3, 3.0)  # three leases long
+    assert await job.result(timeout=15) == 6
+    assert (await runs(redis, namespace)) == {3: 1}
+    assert "claimed" not in first.output + second.output
+    report(lease_s=1, run_s=3, runs=1)
+
+
+async def test_the_new_owner_killed_before_its_ack_still_gets_the_job_redelivered(
+    spawn: Spawn, producer: aqueue.App, redis: Redis, namespace: str, report: Callable[..., None]
+) -> None:
+    env = {"FAULT_LEASE": "1"}
+    paused = spawn(**env)
+    job = await producer.enqueue("tests.faults.fault_app.work", 5, 2.0)
+    await eventually(lambda: _all_ran(redis, namespace, 1, times=1), timeout=15)
+    paused.signal(signal.SIGSTOP)
+    taker = spawn(**env)
+    await eventually(lambda: _all_ran(redis, namespace, 1, times=2), timeout=15)
+    taker.signal(signal.SIGKILL)  # the new owner dies mid-run, before it acks
+    paused.signal(signal.SIGCONT)  # the first worker's late ack is refused...
+    assert await job.result(timeout=20) == 10  # ...and the job is redelivered and finished
+    await eventually(lambda: _says(paused, "outcome(s) refused"), timeout=10)
+    assert (await runs(redis, namespace))[5] == 3
+    paused.signal(signal.SIGTERM)
+    assert paused.wait(10) == 0
+    report(runs=3, refused_late_acks=1, lost=0)
