@@ -235,7 +235,9 @@ class App:
             pipe = self.redis.pipeline(transaction=False)
             for outgoing in batch:
                 ENQUEUE.queue(pipe, *outgoing.script_call(keys, PENDING_RECORD_TTL))
-            await execute(self.redis, pipe, [ENQUEUE])
+            for reply in await execute(self.redis, pipe, [ENQUEUE]):
+                if isinstance(reply, Exception):
+                    raise reply
 
     # -- connections ------------------------------------------------------------------------
 

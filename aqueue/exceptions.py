@@ -8,6 +8,7 @@ AqueueError
 ├── SerializationError        (also TypeError)    an argument or a result is not encodable
 ├── PayloadTooLarge           (also ValueError)   the encoded job is over the size limit
 ├── ConnectionFailed          (also ConnectionError) Redis could not be reached in time
+├── ServerError                                   Redis refused a command (ACL, OOM, WRONGTYPE)
 ├── JobNotFound               (also LookupError)  no record of this job id
 ├── ResultTimeout             (also TimeoutError) waiting for a result ran out of time
 ├── JobCancelled                                  the job was cancelled before it finished
@@ -36,6 +37,7 @@ __all__ = [
     "ResultTimeout",
     "Retry",
     "SerializationError",
+    "ServerError",
     "TaskFailed",
     "TaskRegistrationError",
     "TaskTimeout",
@@ -68,6 +70,11 @@ class PayloadTooLarge(AqueueError, ValueError):
 
 class ConnectionFailed(AqueueError, ConnectionError):
     """Redis could not be reached (or stopped answering) within the allowed time."""
+
+
+class ServerError(AqueueError):
+    """Redis refused a command: missing ACL permissions, ``maxmemory`` reached, or a key of
+    the wrong type under aqueue's namespace."""
 
 
 class JobNotFound(AqueueError, LookupError):

@@ -7,9 +7,10 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..exceptions import AqueueError, ConnectionFailed
+from ..exceptions import AqueueError, ConnectionFailed, ServerError
 
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 """What a lost or unreachable server raises: worth a retry, not a crash."""
@@ -26,7 +27,7 @@ def redact(url: str) -> str:
 
 @contextmanager
 def translate_errors(url: str) -> Iterator[None]:
-    """Raise :class:`ConnectionFailed` for a connection problem inside the block."""
+    """Raise :class:`ConnectionFailed` or :class:`ServerError` for Redis errors in the block."""
     try:
         yield
     except AqueueError:
@@ -35,4 +36,10 @@ def translate_errors(url: str) -> Iterator[None]:
         raise ConnectionFailed(
             f"cannot reach Redis at {redact(url)} ({exc}). Is the server running? Set the URL "
             "with App(url) or the AQUEUE_URL environment variable."
+        ) from exc
+    except RedisError as exc:
+        raise ServerError(
+            f"Redis at {redact(url)} refused a command: {exc}. Check the ACL user's "
+            "permissions, the server's maxmemory, and that no other program writes under "
+            "this app's namespace."
         ) from exc

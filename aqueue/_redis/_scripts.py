@@ -47,10 +47,11 @@ class Script:
 
 
 async def execute(client: Redis, pipe: Pipeline, scripts: list[Script]) -> list[Any]:
-    """Run ``pipe`` (built from ``scripts``) and return its replies.
+    """Run ``pipe`` (built from ``scripts``) and return its replies, errors in place.
 
     A NOSCRIPT reply means the server lost its script cache; load ``scripts`` and run the
-    commands that failed once more. Other errors are raised.
+    commands that failed once more. Other error replies are returned as exception objects,
+    for the caller to handle one by one; connection errors are raised.
     """
     commands = list(pipe.command_stack)
     replies: list[Any] = await pipe.execute(raise_on_error=False)
@@ -64,9 +65,6 @@ async def execute(client: Redis, pipe: Pipeline, scripts: list[Script]) -> list[
             retry.execute_command(*args, **options)
         for i, reply in zip(missing, await retry.execute(raise_on_error=False), strict=True):
             replies[i] = reply
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
     return replies
 
 

@@ -36,6 +36,8 @@ class Acker:
         self._idle.set()
         self.refused = 0
         """Acks refused because another worker owns the entry now (our lease lapsed)."""
+        self.failed = 0
+        """Outcomes the server refused to write (they are retried after the lease)."""
 
     def submit(self, outcome: Outcome) -> None:
         """Queue an outcome for the next flush."""
@@ -60,6 +62,7 @@ class Acker:
                 await self._flush(batch)
             except REDIS_ERRORS as exc:
                 # Keep the outcomes (their entries stay pending) and try again after a pause.
+                # (Error replies come back per command, not here.)
                 self._pending[:0] = batch
                 self._wake.set()
                 await backoff.failed(exc)
@@ -98,6 +101,17 @@ class Acker:
                 ],
             )
         replies = await execute(self._redis, pipe, [FINISH, REQUEUE])
+        for outcome, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, Exception):
+                # The entry stays pending: after its lease it is claimed and tried again,
+                # and it ends in the dead letters if it keeps failing. The worker goes on.
+                self.failed += 1
+                logger.error(
+                    "cannot record the outcome of job %s (entry %s): %s",
+                    outcome.delivery.job_id,
+                    outcome.delivery.entry_id.decode(),
+                    reply,
+                )
         refused = sum(1 for reply in replies if not reply)
         if refused:
             self.refused += refused

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from .._app import App
 from .._redis._errors import REDIS_ERRORS
@@ -98,6 +98,7 @@ class Fetcher:
         self._reader_id = await self._reader.client_id()
         backoff = Backoff(logger, "read jobs")
         streams: dict[Any, Any] = {keys.stream: b">" for keys in self._queues}
+        missing_group = False
         while not self._stopping:
             free = await self._slots.wait()
             if self._stopping:
@@ -105,23 +106,26 @@ class Fetcher:
             # Each stream gives up to `count`: split the free slots so the sum stays near them.
             count = max(1, -(-free // len(streams)))
             try:
+                if missing_group:
+                    # The stream or group vanished (FLUSHDB, failover to an empty replica).
+                    await ensure_groups(self._redis, self._queues)
+                    missing_group = False
                 reply = await self._reader.xreadgroup(
                     GROUP, self._consumer, streams, count=count, block=BLOCK_MS
                 )
                 if reply:
                     await self.begin(self._deliveries(reply))
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    # The stream or group vanished (FLUSHDB, failover to an empty replica).
-                    logger.warning("consumer group missing; creating it again")
-                    await ensure_groups(self._redis, self._queues)
-                    continue
-                # E.g. WRONGTYPE: someone wrote another type under a stream's key. Say so
-                # loudly and keep trying, rather than die and leave the queue unserved.
-                logger.error("cannot read jobs: %s (check the queue's keys)", exc)
+            except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
                 continue
-            except REDIS_ERRORS as exc:
+            except RedisError as exc:
+                if "NOGROUP" in str(exc):
+                    logger.warning("consumer group missing; creating it again")
+                    missing_group = True
+                    continue
+                # E.g. WRONGTYPE: another program wrote under a stream's key. Say so loudly
+                # and keep trying, rather than die and leave the queue unserved.
+                logger.error("cannot read jobs: %s (check the queue's keys)", exc)
                 await backoff.failed(exc)
                 continue
             backoff.succeeded()
@@ -169,6 +173,16 @@ class Fetcher:
             verdicts = {id(d): reply for d, reply in zip(checked, replies, strict=True)}
         for delivery in deliveries:
             verdict = verdicts.get(id(delivery), 1)
+            if isinstance(verdict, Exception):
+                # Left pending: claimed again after its lease. Say why, loudly.
+                self._slots.give()
+                logger.error(
+                    "cannot start job %s (entry %s): %s",
+                    delivery.job_id,
+                    delivery.entry_id.decode(),
+                    verdict,
+                )
+                continue
             if isinstance(verdict, int):
                 self._start_job(delivery, verdict)
                 continue

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 from redis import Redis as SyncRedis
 
-from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP, Keys
 from .._redis._scripts import HEARTBEAT, RENEW
 
@@ -68,8 +67,8 @@ class LeaseKeeper:
         try:
             for keys in self._queues:
                 HEARTBEAT.call_sync(self._client, [keys.workers], [self._consumer, ""])
-        except REDIS_ERRORS as exc:
-            logger.debug("could not deregister: %s", exc)
+        except Exception as exc:
+            logger.warning("could not deregister worker %s: %s", self._consumer, exc)
         self._client.close()
 
     def _run(self) -> None:
@@ -97,7 +96,10 @@ class LeaseKeeper:
             for keys in self._queues:
                 HEARTBEAT.call_sync(self._client, [keys.workers], [self._consumer, forget_after])
             self._renew()
-        except REDIS_ERRORS as exc:
+        except Exception as exc:
+            # Whatever the server answers (OOM at maxmemory, WRONGTYPE, a lost connection),
+            # this thread must go on: if it died, every job of this worker would lose its
+            # lease and run a second time elsewhere.
             if not self._failing:
                 logger.warning("cannot renew leases (%s); retrying", exc)
             self._failing = True

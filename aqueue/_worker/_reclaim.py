@@ -9,11 +9,13 @@ hands them to this worker, which runs them again, counting the delivery as an at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP, Keys
@@ -53,16 +55,21 @@ class Reclaimer:
         self._slots = slots
         self._begin = begin
         self._cursors = {keys.stream: b"0-0" for keys in queues}
+        self._stopping = asyncio.Event()
         self.claimed = 0
         """Entries this worker took over from silent workers."""
 
+    def stop(self) -> None:
+        """Stop after the command in flight (never cancelled mid-reply)."""
+        self._stopping.set()
+
     async def run(self) -> None:
-        """Promote and claim until cancelled."""
+        """Promote and claim until :meth:`stop`."""
         backoff = Backoff(logger, "promote or reclaim jobs")
         loop = asyncio.get_running_loop()
         next_claim = loop.time() + CLAIM_INTERVAL
         scans = 0
-        while True:
+        while not self._stopping.is_set():
             try:
                 for keys in self._queues:
                     await self._promote(keys)
@@ -76,20 +83,25 @@ class Reclaimer:
             except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
                 continue
+            except RedisError as exc:
+                logger.error("cannot promote or reclaim jobs: %s", exc)
+                await backoff.failed(exc)
+                continue
             backoff.succeeded()
-            await asyncio.sleep(PROMOTE_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), PROMOTE_INTERVAL)
 
     async def _promote(self, keys: Keys) -> None:
         while True:
             moved, _ = await PROMOTE(
                 self._redis, [keys.delayed, keys.stream], [keys.prefix, PROMOTE_BATCH]
             )
-            if moved < PROMOTE_BATCH:
+            if moved < PROMOTE_BATCH or self._stopping.is_set():
                 return
 
     async def _claim(self, keys: Keys) -> None:
         free = self._slots.free
-        if free <= 0:
+        if free <= 0 or self._stopping.is_set():
             return  # busy: leave the entries to a worker with room for them
         reply: Any = await self._redis.xautoclaim(
             keys.stream,

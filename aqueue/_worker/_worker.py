@@ -215,7 +215,7 @@ class Worker:
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(acker.run)
-                group.start_soon(reclaimer.run)
+                reclaiming = asyncio.create_task(reclaimer.run())
                 fetching = asyncio.create_task(fetcher.run())
                 logger.info(
                     "worker %s serving %s with concurrency %d",
@@ -228,10 +228,14 @@ class Worker:
                 stop = asyncio.create_task(self._stop_requested.wait())
                 await asyncio.wait([fetching, stop], return_when=asyncio.FIRST_COMPLETED)
                 stop.cancel()
+                # Take no more work, not even other workers' lapsed jobs; no command of
+                # theirs is cancelled mid-reply.
+                reclaimer.stop()
                 await fetcher.stop()
                 await fetching  # re-raises if fetching failed for a reason other than a stop
+                await reclaiming
                 await self._finish_running()
-                await acker.drained()
+                await self._write_outcomes(acker)
                 group.cancel_scope.cancel()
             await self._leave()
         finally:
@@ -273,6 +277,18 @@ class Worker:
             for job in left:
                 job.cancel()
             await asyncio.wait(left)
+
+    async def _write_outcomes(self, acker: Acker) -> None:
+        # Normally every outcome is written before the worker goes. A second stop request
+        # does not wait for a server that is down: unwritten entries stay pending, and
+        # another worker claims them after their lease.
+        drained = asyncio.create_task(acker.drained())
+        hurry = asyncio.create_task(self._hurry.wait())
+        done, _ = await asyncio.wait([drained, hurry], return_when=asyncio.FIRST_COMPLETED)
+        if drained not in done:
+            logger.warning("stopping without writing some outcomes; their jobs run again")
+        drained.cancel()
+        hurry.cancel()
 
     async def _leave(self) -> None:
         # Everything was acked or handed back: this consumer holds nothing and can go.

@@ -56,7 +56,9 @@ end
 if ttl > 0 then
   redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now)
   redis.call('EXPIRE', KEYS[2], ttl)
-  redis.call('PUBLISH', KEYS[2], ARGV[4])
+  -- Only a wake-up for waiters (they read the record): a user without channel permissions
+  -- must not fail the ack after its writes were made.
+  redis.pcall('PUBLISH', KEYS[2], ARGV[4])
 else
   redis.call('DEL', KEYS[2])
 end

@@ -13,7 +13,7 @@ for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
   for i = 1, #fields, 2 do
     if fields[i] == 'j' then
-      local record = ARGV[1] .. ':job:' .. string.match(fields[i + 1], ':(.*)$')
+      local record = ARGV[1] .. ':job:' .. (string.match(fields[i + 1], ':(.*)$') or '')
       if redis.call('HGET', record, 'status') == 'scheduled' then
         redis.call('HSET', record, 'status', 'queued')
       end

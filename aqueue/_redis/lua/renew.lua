@@ -3,15 +3,17 @@
 -- our lease lapsed, so each entry's owner is checked first.
 -- KEYS: stream
 -- ARGV: group, consumer, entry ids... (at most a few thousand: unpack has a limit)
--- Returns the ids that are no longer ours.
+-- Returns the ids another consumer owns now (ids no longer pending at all were just acked).
 local claim = {KEYS[1], ARGV[1], ARGV[2], 0}
 local lost = {}
 for i = 3, #ARGV do
   local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #pending == 1 and pending[1][2] == ARGV[2] then
-    claim[#claim + 1] = ARGV[i]
-  else
-    lost[#lost + 1] = ARGV[i]
+  if #pending == 1 then
+    if pending[1][2] == ARGV[2] then
+      claim[#claim + 1] = ARGV[i]
+    else
+      lost[#lost + 1] = ARGV[i]
+    end
   end
 end
 if #claim > 4 then
