@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from redis.asyncio import Redis
 
+from ._redis._errors import translate_errors
 from .exceptions import NotInJob
 
 
@@ -24,6 +26,7 @@ class JobContext:
     worker: str
     _redis: Redis = field(repr=False, compare=False)
     _record: bytes | None = field(repr=False, compare=False)
+    _url: str = field(repr=False, compare=False, default="")
 
     async def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the job has got; ``job.info()`` shows it.
@@ -36,9 +39,12 @@ class JobContext:
             raise ValueError(f"progress must be between 0.0 and 1.0, not {fraction}")
         if self._record is None:
             return  # result_ttl=0: the job keeps no record to show progress in.
-        await self._redis.hset(
+        write = self._redis.hset(
             self._record, mapping={b"progress": repr(fraction), b"progress_message": message}
         )
+        # Shielded: a task cancelled by its timeout must not cancel the command mid-reply.
+        with translate_errors(self._url):
+            await asyncio.shield(write)
 
 
 _current: ContextVar[JobContext] = ContextVar("aqueue_current_job")

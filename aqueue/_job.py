@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -13,7 +15,14 @@ import orjson
 
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, queue_of
-from .exceptions import JobCancelled, JobNotFound, ResultTimeout, TaskFailed, TaskTimeout
+from .exceptions import (
+    ConnectionFailed,
+    JobCancelled,
+    JobNotFound,
+    ResultTimeout,
+    TaskFailed,
+    TaskTimeout,
+)
 
 if TYPE_CHECKING:
     from ._app import App
@@ -146,7 +155,7 @@ class Job(Generic[R]):
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         with translate_errors(self._app.url):
-            async with self._app.results.watch(self._key) as woken:
+            async with self._watch() as woken:
                 while True:
                     # Cleared before reading: a wake-up that lands during the read must stay.
                     woken.clear()
@@ -167,6 +176,23 @@ class Job(Generic[R]):
                             "wait again or check job.status())"
                         ) from None
 
+    @asynccontextmanager
+    async def _watch(self) -> AsyncIterator[asyncio.Event]:
+        # The subscription is a round trip: bounded like any command, not by the caller's
+        # timeout (which bounds the wait for the job, and may be 0 for a finished job).
+        subscribing = True
+        try:
+            async with self._app.results.watch(self._key, SUBSCRIBE_TIMEOUT) as woken:
+                subscribing = False
+                yield woken
+        except TimeoutError:
+            if not subscribing:
+                raise
+            raise ConnectionFailed(
+                f"Redis did not confirm the subscription for job {self.id} within "
+                f"{SUBSCRIBE_TIMEOUT} s; check the server"
+            ) from None
+
     def _outcome(self, status: bytes | None, result: bytes | None, error: bytes | None) -> R:
         if status is None:
             raise JobNotFound(
@@ -183,6 +209,7 @@ class Job(Generic[R]):
 
 
 _FINAL_RAW = frozenset({b"succeeded", b"failed", b"cancelled"})
+SUBSCRIBE_TIMEOUT = 10.0
 
 
 def _time(raw: bytes | None) -> datetime | None:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager, suppress
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger("aqueue.results")
@@ -42,10 +43,14 @@ class ResultWaiter:
         self._send_lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def watch(self, channel: bytes) -> AsyncIterator[asyncio.Event]:
+    async def watch(
+        self, channel: bytes, timeout: float | None = None
+    ) -> AsyncIterator[asyncio.Event]:
         """Subscribe to ``channel``; the event is set on every message and on reconnects.
 
-        Read the state you wait for *inside* the block, after entering it.
+        Read the state you wait for *inside* the block, after entering it. Raises
+        TimeoutError when the subscription is not confirmed within ``timeout`` seconds, and
+        the server's error when it refuses the subscription (e.g. ACL channel permissions).
         """
         await self._ensure_reader()
         entry = self._channels.get(channel)
@@ -55,7 +60,8 @@ class ResultWaiter:
         event = asyncio.Event()
         entry.events.add(event)
         try:
-            await asyncio.shield(entry.confirmed)
+            # Only this wait is bounded, never the command in flight (it is not cancelled).
+            await asyncio.wait_for(asyncio.shield(entry.confirmed), timeout)
             yield event
         finally:
             entry.events.discard(event)
@@ -79,6 +85,12 @@ class ResultWaiter:
     async def _ensure_reader(self) -> None:
         # Under the lock: concurrent first waiters must share one connection and one reader.
         async with self._send_lock:
+            if self._reader is not None and self._reader.done():
+                # It ended on something unexpected (it logged what): start over cleanly.
+                self._reader = None
+                if self._connection is not None:
+                    await self._connection.disconnect()
+                self._channels.clear()
             if self._reader is None:
                 self._connection = await self._connect()
                 self._reader = asyncio.create_task(self._read_forever(), name="aqueue-results")
@@ -105,7 +117,21 @@ class ResultWaiter:
                 logger.warning("result connection lost (%s); reconnecting", exc)
                 await self._reconnect()
                 continue
-            self._dispatch(reply)
+            except RedisError as exc:
+                # An error reply answers the oldest unconfirmed SUBSCRIBE (e.g. NOPERM when
+                # the ACL user may not use channels): its waiters get the error.
+                self._refuse_oldest(exc)
+                continue
+            if isinstance(reply, list) and len(reply) >= 2:
+                self._dispatch(reply)
+
+    def _refuse_oldest(self, error: RedisError) -> None:
+        for channel, entry in self._channels.items():
+            if not entry.confirmed.done():
+                entry.confirmed.set_exception(error)
+                del self._channels[channel]
+                return
+        logger.error("unexpected error on the result connection: %s", error)
 
     def _dispatch(self, reply: list[bytes]) -> None:
         kind, channel = reply[0], reply[1]

@@ -103,3 +103,17 @@ async def _wait_failed(job: aqueue.Job[object]) -> None:
     except aqueue.TaskFailed:
         return
     raise AssertionError(f"{job} did not fail")
+
+
+async def test_letters_that_cannot_be_replayed_do_not_block_the_ones_behind(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    for _ in range(150):  # more than one scan's worth of letters without a job
+        await redis.xadd(keys.dead, {b"reason": b"entry deleted from the stream unfinished"})
+    await redis.xadd(
+        keys.dead, {b"reason": b"x", b"j": b"default:ab", b"t": b"t", b"p": b"[[],{}]"}
+    )
+    assert await app.queue().replay_dead() == 1
+    assert await redis.xlen(keys.stream) == 1
+    assert await redis.xlen(keys.dead) == 150

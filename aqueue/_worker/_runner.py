@@ -118,6 +118,7 @@ class Runner:
             worker=self._worker_name,
             _redis=self._app.redis,
             _record=delivery.record if delivery.result_ttl > 0 else None,
+            _url=self._app.url,
         )
 
     async def _call(

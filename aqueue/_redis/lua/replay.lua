@@ -4,32 +4,44 @@
 -- KEYS: dead-letter stream, stream
 -- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move
 -- Returns {replayed, left: entries with nothing to replay (their payload was lost)}.
-local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumber(ARGV[2]))
+local limit = tonumber(ARGV[2])
 local replayed, left = 0, 0
-for _, entry in ipairs(entries) do
-  local fields, job = {}, nil
-  local raw = entry[2]
-  for i = 1, #raw, 2 do
-    local name = raw[i]
-    if name == 'j' or name == 't' or name == 'p' or name == 'r' or name == 'o' then
-      fields[#fields + 1] = name
-      fields[#fields + 1] = raw[i + 1]
-      if name == 'j' then
-        job = raw[i + 1]
+local start = '-'
+while replayed < limit do
+  -- Scan on past letters that cannot be replayed, so they never block the ones behind them.
+  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 100)
+  if #entries == 0 then
+    break
+  end
+  start = '(' .. entries[#entries][1]
+  for _, entry in ipairs(entries) do
+    if replayed >= limit then
+      break
+    end
+    local fields, job = {}, nil
+    local raw = entry[2]
+    for i = 1, #raw, 2 do
+      local name = raw[i]
+      if name == 'j' or name == 't' or name == 'p' or name == 'r' or name == 'o' then
+        fields[#fields + 1] = name
+        fields[#fields + 1] = raw[i + 1]
+        if name == 'j' then
+          job = raw[i + 1]
+        end
       end
     end
-  end
-  if job == nil then
-    left = left + 1
-  else
-    redis.call('XADD', KEYS[2], '*', unpack(fields))
-    redis.call('XDEL', KEYS[1], entry[1])
-    local record = ARGV[1] .. ':job:' .. (string.match(job, ':(.*)$') or '')
-    if redis.call('EXISTS', record) == 1 then
-      redis.call('HDEL', record, 'error', 'finished_at', 'started_at', 'worker')
-      redis.call('HSET', record, 'status', 'queued', 'attempts', 0)
+    if job == nil then
+      left = left + 1
+    else
+      redis.call('XADD', KEYS[2], '*', unpack(fields))
+      redis.call('XDEL', KEYS[1], entry[1])
+      local record = ARGV[1] .. ':job:' .. (string.match(job, ':(.*)$') or '')
+      if redis.call('EXISTS', record) == 1 then
+        redis.call('HDEL', record, 'error', 'finished_at', 'started_at', 'worker')
+        redis.call('HSET', record, 'status', 'queued', 'attempts', 0)
+      end
+      replayed = replayed + 1
     end
-    replayed = replayed + 1
   end
 end
 return {replayed, left}
