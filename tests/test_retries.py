@@ -124,3 +124,22 @@ def test_full_jitter_stays_within_zero_and_the_ceiling() -> None:
 
 async def _status_is(job: aqueue.Job[object], status: aqueue.JobStatus) -> bool:
     return await job.status() is status
+
+
+async def test_a_fire_and_forget_job_is_retried_only_its_retries(app: aqueue.App) -> None:
+    attempts: list[int] = []
+
+    @app.task(result_ttl=0, retries=2, backoff=aqueue.backoff.fixed(0))
+    async def no_record() -> None:
+        attempts.append(aqueue.current_job().attempt)
+        raise ConnectionError("down")
+
+    async with aqueue.Worker(app):
+        await no_record.enqueue()
+        await eventually(lambda: _length_is(attempts, 3))
+        await asyncio.sleep(0.3)  # time for a fourth attempt, which must not come
+    assert attempts == [1, 2, 3]
+
+
+async def _length_is(items: list[int], length: int) -> bool:
+    return len(items) == length

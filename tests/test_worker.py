@@ -309,3 +309,40 @@ async def _workers_are(queue: aqueue.Queue, count: int) -> bool:
 async def _stats_are(queue: aqueue.Queue, *, queued: int, running: int, dead: int) -> bool:
     stats = await queue.stats()
     return (stats.queued, stats.running, stats.dead) == (queued, running, dead)
+
+
+async def test_waiting_for_a_free_thread_does_not_count_against_the_timeout(
+    app: aqueue.App,
+) -> None:
+    @app.task(timeout=0.5)
+    def steady() -> str:
+        time.sleep(0.3)
+        return "done"
+
+    async with aqueue.Worker(app, threads=1):
+        jobs = await steady.enqueue_many([(), ()])  # the second waits 0.3 s for the thread
+        assert [await job.result(timeout=5) for job in jobs] == ["done", "done"]
+
+
+async def test_sync_tasks_past_their_timeout_never_exceed_the_thread_limit(
+    app: aqueue.App,
+) -> None:
+    lock = threading.Lock()
+    running = peak = 0
+
+    @app.task(timeout=0.05)
+    def overrun() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.3)
+        with lock:
+            running -= 1
+
+    async with aqueue.Worker(app, threads=2):
+        jobs = await overrun.enqueue_many([() for _ in range(6)])
+        for job in jobs:
+            with pytest.raises(aqueue.TaskTimeout):
+                await job.result(timeout=10)
+    assert peak == 2

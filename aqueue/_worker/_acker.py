@@ -98,6 +98,7 @@ class Acker:
                     outcome.dead_reason,
                     DEAD_LETTER_LIMIT,
                     outcome.retry_delay_ms,
+                    outcome.attempt,
                 ],
             )
         replies = await execute(self._redis, pipe, [FINISH, REQUEUE])

@@ -172,7 +172,7 @@ class Fetcher:
                 return
             verdicts = {id(d): reply for d, reply in zip(checked, replies, strict=True)}
         for delivery in deliveries:
-            verdict = verdicts.get(id(delivery), 1)
+            verdict = verdicts.get(id(delivery), delivery.prior_attempts + 1)
             if isinstance(verdict, Exception):
                 # Left pending: claimed again after its lease. Say why, loudly.
                 self._slots.give()
@@ -230,6 +230,7 @@ class Fetcher:
                         GROUP,
                         self._attempt_limit(delivery),
                         1 if delivery.result_ttl > 0 else 0,
+                        delivery.prior_attempts,
                     ],
                 )
             try:

@@ -35,6 +35,14 @@ class Delivery:
             return 0
 
     @property
+    def prior_attempts(self) -> int:
+        """Attempts made before this entry was written (a retry carries the count)."""
+        try:
+            return max(0, int(self.fields.get(b"a", b"0")))
+        except ValueError:
+            return 0
+
+    @property
     def record(self) -> bytes:
         """The job's record key (a key that never exists when the entry has no job id)."""
         return self.keys.job(self.job_id or ":")
@@ -61,3 +69,5 @@ class Outcome:
     """Why the entry goes to the dead-letter stream; "" when it does not."""
     retry_delay_ms: int = 0
     """With status ``scheduled``: how long the retry waits in the delayed set."""
+    attempt: int = 0
+    """With status ``scheduled``: the attempt that failed."""

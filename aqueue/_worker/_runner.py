@@ -7,14 +7,15 @@ becomes a dead letter with the reason; the worker never crashes on bad input.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextvars
 import logging
 import time
 import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import orjson
 
 from .._context import JobContext, _current
@@ -38,10 +39,10 @@ class _DeadLetter(Exception):
 class Runner:
     """Runs deliveries for one worker."""
 
-    def __init__(self, app: App, worker_name: str, thread_limiter: anyio.CapacityLimiter) -> None:
+    def __init__(self, app: App, worker_name: str, threads: int) -> None:
         self._app = app
         self._worker_name = worker_name
-        self._threads = thread_limiter
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aqueue-sync")
         self._log_each = logger.isEnabledFor(logging.INFO)
 
     async def run(self, delivery: Delivery, attempt: int) -> Outcome:
@@ -124,25 +125,47 @@ class Runner:
     async def _call(
         self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], timeout: Any
     ) -> Any:
-        if task.is_async:
-            call = task.fn(*args, **kwargs)
-        else:
-            # Sync tasks run in a bounded thread pool so they never block the loop.
-            call = anyio.to_thread.run_sync(
-                functools.partial(task.fn, *args, **kwargs),
-                limiter=self._threads,
-                abandon_on_cancel=True,
-            )
+        if not task.is_async:
+            return await self._call_in_thread(task.fn, args, kwargs, timeout)
         if timeout is None:
-            return await call
+            return await task.fn(*args, **kwargs)
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                return await call
+                return await task.fn(*args, **kwargs)
         except TimeoutError:
             if deadline.expired():
                 raise _TaskTimedOut() from None
             raise
+
+    async def _call_in_thread(
+        self, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], timeout: Any
+    ) -> Any:
+        # Sync tasks run in the worker's own pool, so they never block the loop and never
+        # exceed `threads` at once. A thread cannot be interrupted: past its timeout the job
+        # fails and its slot frees, while the thread runs on (still counted in the pool).
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+        context = contextvars.copy_context()
+
+        def run() -> Any:
+            loop.call_soon_threadsafe(started.set)
+            return context.run(fn, *args, **kwargs)
+
+        future = loop.run_in_executor(self._pool, run)
+        try:
+            await started.wait()  # waiting for a free thread is not running: no timeout yet
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        done, _ = await asyncio.wait({future}, timeout=timeout)
+        if not done:
+            raise _TaskTimedOut()
+        return future.result()
+
+    def close(self) -> None:
+        """Let go of the thread pool (threads still running finish on their own)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _failed(
         self,
@@ -173,6 +196,7 @@ class Runner:
             )
             outcome = failure_outcome(delivery, type_name, str(exc), text, status="scheduled")
             outcome.retry_delay_ms = int(delay * 1000)
+            outcome.attempt = attempt
             return outcome
         self._log(delivery, f"failed in {_elapsed(started)}: {what}", logging.WARNING)
         dead = f"failed after {attempt} attempt(s): {what}" if config.dead_letter_failures else ""

@@ -174,7 +174,7 @@ class Worker:
                 in_flight.pop((outcome.delivery.keys.stream, outcome.delivery.entry_id), None)
 
         acker = self._acker = Acker(app.redis, self.name, written)
-        runner = Runner(app, self.name, anyio.CapacityLimiter(self.threads))
+        runner = Runner(app, self.name, self.threads)
         slots = Slots(self.concurrency)
 
         def start_job(delivery: Delivery, attempt: int) -> None:
@@ -239,6 +239,7 @@ class Worker:
                 group.cancel_scope.cancel()
             await self._leave()
         finally:
+            runner.close()
             await asyncio.to_thread(keeper.stop)
         logger.info("worker %s stopped", self.name)
 

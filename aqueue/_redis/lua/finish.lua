@@ -13,7 +13,7 @@
 --       outcome field ("result" | "error"), outcome value,
 --       result ttl in seconds (0: keep no record),
 --       dead-letter reason ("" for none), dead-letter stream max length,
---       retry delay in ms (with status "scheduled")
+--       retry delay in ms and the attempt that failed (with status "scheduled")
 -- Returns 1 when applied, 0 when refused because the entry is no longer ours.
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[2] then
@@ -46,7 +46,17 @@ if ARGV[4] == 'scheduled' then
   -- The retry waits in the delayed set (not in any worker's memory) until it is due.
   local due = now + tonumber(ARGV[10])
   if #entry == 1 then
-    redis.call('ZADD', KEYS[4], due, cmsgpack.pack(entry[1][2]))
+    -- The entry carries its attempt count ("a"), for jobs that keep no record to count in.
+    local fields, raw = {}, entry[1][2]
+    for i = 1, #raw, 2 do
+      if raw[i] ~= 'a' then
+        fields[#fields + 1] = raw[i]
+        fields[#fields + 1] = raw[i + 1]
+      end
+    end
+    fields[#fields + 1] = 'a'
+    fields[#fields + 1] = ARGV[11]
+    redis.call('ZADD', KEYS[4], due, cmsgpack.pack(fields))
   end
   if ttl > 0 then
     redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)

@@ -2,7 +2,8 @@
 -- Every delivery counts, crashes included, so a message that kills its worker each time ends
 -- in the dead-letter stream instead of killing workers forever.
 -- KEYS: job record, stream
--- ARGV: worker name, entry id, group, most attempts allowed, keeps a record ("1" or "0")
+-- ARGV: worker name, entry id, group, most attempts allowed, keeps a record ("1" or "0"),
+--       attempts made before this entry was written (its "a" field, for retries)
 -- Returns the attempt number to run, or a reason not to run it:
 --   succeeded/failed/cancelled  the job already ended (acked without running)
 --   lost                        the entry is no longer ours (another worker claimed it)
@@ -18,7 +19,7 @@ end
 local attempt
 if status == false then
   -- No record (fire and forget, or it expired): the stream's own delivery count is all we have.
-  attempt = pending[1][4]
+  attempt = tonumber(ARGV[6]) + pending[1][4]
 else
   attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 end
