@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import fnmatch
 import os
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
@@ -9,6 +11,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ResponseError
 
 from ._job import Job
 from ._message import Outgoing, check_size
@@ -20,7 +23,7 @@ from ._results import ResultWaiter
 from ._serialize import JsonSerializer, Serializer, encode_call
 from ._task import DEFAULT_BACKOFF, Task, TaskConfig, seconds
 from .backoff import Backoff
-from .exceptions import ConfigurationError, TaskRegistrationError
+from .exceptions import ConfigurationError, QueueFull, TaskRegistrationError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,6 +59,10 @@ class App:
         max_connections: Most connections the app opens at once; more callers wait.
         max_deliveries: Most times one job is delivered (crashes included) before it goes to
             the dead-letter stream as poison; a task with more ``retries`` gets that many.
+        routes: Task-name glob patterns to queues, e.g. ``{"emails.*": "emails"}``, for tasks
+            that name no queue (first match wins), so producers need not know queues.
+        max_queue_length: Most jobs a queue may hold (queued, running and scheduled), for
+            every queue or per queue name; past it ``enqueue`` raises :class:`QueueFull`.
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -72,6 +79,8 @@ class App:
         max_payload_size: int = 1 << 20,
         max_connections: int = 64,
         max_deliveries: int = 5,
+        routes: Mapping[str, str] | None = None,
+        max_queue_length: int | Mapping[str, int] | None = None,
     ) -> None:
         self.url = url or os.environ.get("AQUEUE_URL") or DEFAULT_URL
         self.namespace = check_name("namespace", namespace)
@@ -86,6 +95,10 @@ class App:
         if max_deliveries < 1:
             raise ConfigurationError("max_deliveries must be at least 1")
         self.max_deliveries = max_deliveries
+        self.routes = {
+            pattern: check_name("queue", target) for pattern, target in (routes or {}).items()
+        }
+        self._max_queue_length = max_queue_length or 0
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._redis: Redis | None = None
         self._results: ResultWaiter | None = None
@@ -158,16 +171,17 @@ class App:
             )
 
         # Checked now, so a bad option fails where it is written, not at the decorated def.
-        queue_name = check_name("queue", self.default_queue if queue is None else queue)
+        queue_name = None if queue is None else check_name("queue", queue)
         time_limit = seconds(timeout, "timeout")
         ttl = self.result_ttl
         if result_ttl is not None:
             ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or f"{function.__module__}.{function.__qualname__}"
             config = TaskConfig(
-                name=name or f"{function.__module__}.{function.__qualname__}",
-                queue=queue_name,
+                name=task_name,
+                queue=queue_name or self.route(task_name),
                 timeout=time_limit,
                 result_ttl=ttl,
                 retries=retries,
@@ -197,10 +211,22 @@ class App:
         registered = self._tasks.get(task_name)
         if registered is not None:
             return await registered.enqueue(*args, **kwargs)
-        config = TaskConfig(task_name, self.default_queue, None, self.result_ttl)
+        config = TaskConfig(task_name, self.route(task_name), None, self.result_ttl)
         outgoing = self._outgoing(config, args, kwargs)
         await self._write(config.queue, [outgoing])
         return Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)
+
+    def route(self, task_name: str) -> str:
+        """The queue of a task that names none: the first matching route, else the default."""
+        for pattern, target in self.routes.items():
+            if fnmatch.fnmatchcase(task_name, pattern):
+                return target
+        return self.default_queue
+
+    def max_queue_length(self, queue: str) -> int:
+        """The most jobs ``queue`` may hold (0: no limit)."""
+        limit = self._max_queue_length
+        return limit if isinstance(limit, int) else limit.get(queue, 0)
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on the job with this id (e.g. received from another process)."""
@@ -224,20 +250,42 @@ class App:
             config.timeout,
             delay_ms=int(config.delay * 1000),
             due_at_ms=0 if config.at is None else int(config.at.timestamp() * 1000),
+            max_queue_length=self.max_queue_length(config.queue),
         )
 
-    async def _write(self, queue: str, batch: list[Outgoing]) -> None:
+    async def _write(self, queue: str, batch: list[Outgoing], *, wait: bool = False) -> None:
+        """Write ``batch``; with ``wait``, wait for room in a full queue (growing pauses)."""
+        pause = 0.05
+        while True:
+            try:
+                await self._write_once(queue, batch)
+                return
+            except QueueFull as full:
+                if not wait:
+                    raise
+                batch = batch[full.written :]
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    async def _write_once(self, queue: str, batch: list[Outgoing]) -> None:
         keys = Keys(self.namespace, queue)
         with translate_errors(self.url):
             if len(batch) == 1:
-                await ENQUEUE(self.redis, *batch[0].script_call(keys, PENDING_RECORD_TTL))
+                try:
+                    await ENQUEUE(self.redis, *batch[0].script_call(keys, PENDING_RECORD_TTL))
+                except ResponseError as exc:
+                    full = _queue_full(exc, queue, 0)
+                    if full is None:
+                        raise
+                    raise full from None
                 return
             pipe = self.redis.pipeline(transaction=False)
             for outgoing in batch:
                 ENQUEUE.queue(pipe, *outgoing.script_call(keys, PENDING_RECORD_TTL))
-            for reply in await execute(self.redis, pipe, [ENQUEUE]):
-                if isinstance(reply, Exception):
-                    raise reply
+            replies = await execute(self.redis, pipe, [ENQUEUE])
+            for written, reply in enumerate(replies):
+                if isinstance(reply, ResponseError):
+                    raise _queue_full(reply, queue, written) or reply
 
     # -- connections ------------------------------------------------------------------------
 
@@ -279,3 +327,15 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _queue_full(error: ResponseError, queue: str, written: int) -> QueueFull | None:
+    if not str(error).startswith("QUEUEFULL"):
+        return None
+    done = f" ({written} job(s) of this batch were enqueued before it filled)" if written else ""
+    full = QueueFull(
+        f"queue {queue!r}: {str(error).removeprefix('QUEUEFULL ')}{done}. Retry later, or "
+        "enqueue with task.options(wait=True) to wait for room"
+    )
+    full.written = written
+    return full

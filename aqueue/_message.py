@@ -24,6 +24,8 @@ class Outgoing:
     """Due this long after the server's now (0: at once)."""
     due_at_ms: int = 0
     """Due at this epoch time in ms (0: at once)."""
+    max_queue_length: int = 0
+    """Refuse the job when its queue holds this many (0: no limit)."""
 
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
@@ -38,6 +40,7 @@ class Outgoing:
             ttl,
             self.delay_ms,
             self.due_at_ms,
+            self.max_queue_length,
         ]
 
 

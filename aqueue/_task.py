@@ -58,6 +58,8 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): seconds before the job is due."""
     at: datetime | None = None
     """Per-enqueue (set through ``options``): when the job is due."""
+    wait: bool = False
+    """Per-enqueue (set through ``options``): wait for room in a full queue."""
 
 
 class Task(Generic[P, R]):
@@ -96,6 +98,7 @@ class Task(Generic[P, R]):
         timeout: float | timedelta | None = None,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        wait: bool | None = None,
     ) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
@@ -106,6 +109,8 @@ class Task(Generic[P, R]):
             delay: Run no sooner than this many seconds from now (on the Redis server's
                 clock); the job's status is ``scheduled`` until then.
             at: Run no sooner than this time (an aware datetime).
+            wait: When the queue holds its ``max_queue_length``, wait for room instead of
+                raising :class:`QueueFull` (bound the wait with ``asyncio.timeout``).
         """
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -114,6 +119,8 @@ class Task(Generic[P, R]):
             changes["result_ttl"] = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
         if timeout is not None:
             changes["timeout"] = seconds(timeout, "timeout")
+        if wait is not None:
+            changes["wait"] = bool(wait)
         if delay is not None and at is not None:
             raise ConfigurationError("give either delay or at, not both")
         if delay is not None:
@@ -135,10 +142,11 @@ class Task(Generic[P, R]):
             InvalidArguments: The arguments do not bind to the task's signature.
             SerializationError: An argument cannot be encoded.
             PayloadTooLarge: The encoded arguments exceed the app's ``max_payload_size``.
+            QueueFull: The queue holds its ``max_queue_length`` (unless ``options(wait=True)``).
             ConnectionFailed: Redis could not be reached.
         """
         outgoing = self._prepare(args, kwargs)
-        await self._app._write(self.config.queue, [outgoing])
+        await self._app._write(self.config.queue, [outgoing], wait=self.config.wait)
         return Job(self._app, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)
 
     async def enqueue_many(
@@ -154,7 +162,7 @@ class Task(Generic[P, R]):
             self._prepare((), call) if isinstance(call, Mapping) else self._prepare(call, {})
             for call in calls
         ]
-        await self._app._write(self.config.queue, batch)
+        await self._app._write(self.config.queue, batch, wait=self.config.wait)
         return [Job(self._app, item.job_id, keeps_result=item.result_ttl > 0) for item in batch]
 
     def _prepare(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Outgoing:

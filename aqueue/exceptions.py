@@ -7,6 +7,7 @@ AqueueError
 ├── InvalidArguments          (also TypeError)    arguments do not bind to the task
 ├── SerializationError        (also TypeError)    an argument or a result is not encodable
 ├── PayloadTooLarge           (also ValueError)   the encoded job is over the size limit
+├── QueueFull                                     the queue holds its max_queue_length
 ├── ConnectionFailed          (also ConnectionError) Redis could not be reached in time
 ├── ServerError                                   Redis refused a command (ACL, OOM, WRONGTYPE)
 ├── JobNotFound               (also LookupError)  no record of this job id
@@ -34,6 +35,7 @@ __all__ = [
     "JobNotFound",
     "NotInJob",
     "PayloadTooLarge",
+    "QueueFull",
     "ResultTimeout",
     "Retry",
     "SerializationError",
@@ -66,6 +68,18 @@ class SerializationError(AqueueError, TypeError):
 
 class PayloadTooLarge(AqueueError, ValueError):
     """The encoded job is larger than the app's ``max_payload_size``; nothing was written."""
+
+
+class QueueFull(AqueueError):
+    """The queue holds its ``max_queue_length``; the job was not written.
+
+    Retry later, or enqueue with ``task.options(wait=True)`` to wait for room.
+
+    Attributes:
+        written: How many jobs of an ``enqueue_many`` batch were enqueued before it filled.
+    """
+
+    written: int = 0
 
 
 class ConnectionFailed(AqueueError, ConnectionError):

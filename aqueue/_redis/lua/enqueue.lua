@@ -4,7 +4,13 @@
 -- KEYS: stream, job record, delayed set
 -- ARGV: job id, task name, payload, result ttl, options ("" for none),
 --       record ttl in seconds while unfinished (0: fire and forget, no record),
---       delay in ms from the server's now (0: none), due time in epoch ms (0: none)
+--       delay in ms from the server's now (0: none), due time in epoch ms (0: none),
+--       most jobs the queue may hold (0: no limit)
+local limit = tonumber(ARGV[9])
+if limit > 0 and redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[3]) >= limit then
+  -- Backpressure: refuse before anything is written, rather than let Redis run out of memory.
+  return redis.error_reply('QUEUEFULL the queue holds its limit of ' .. limit .. ' jobs')
+end
 local fields = {'j', ARGV[1], 't', ARGV[2], 'p', ARGV[3], 'r', ARGV[4]}
 if ARGV[5] ~= '' then
   fields[#fields + 1] = 'o'

@@ -1,0 +1,95 @@
+"""Routing tables and backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._redis._keys import Keys
+from aqueue.testing import RedisServer
+
+
+def test_routes_send_tasks_that_name_no_queue_to_the_first_matching_queue() -> None:
+    app = aqueue.App(routes={"emails.*": "emails", "reports.*": "slow"})
+
+    @app.task(name="emails.send")
+    async def send() -> None: ...
+
+    @app.task(name="emails.digest", queue="batch")
+    async def digest() -> None: ...
+
+    @app.task(name="misc.ping")
+    async def ping() -> None: ...
+
+    assert (send.config.queue, digest.config.queue, ping.config.queue) == (
+        "emails",
+        "batch",  # an explicit queue wins over the routes
+        "default",
+    )
+    assert app.route("reports.monthly") == "slow"
+
+
+async def test_enqueue_by_name_follows_the_routes(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    async with aqueue.App(server.url, namespace=namespace, routes={"emails.*": "emails"}) as app:
+        job = await app.enqueue("emails.send", "a@b.c")
+    assert job.queue == "emails"
+    assert await redis.xlen(Keys(namespace, "emails").stream) == 1
+
+
+async def test_a_full_queue_refuses_jobs_and_writes_nothing(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    async with aqueue.App(server.url, namespace=namespace, max_queue_length=3) as app:
+
+        @app.task
+        async def work() -> None: ...
+
+        await work.enqueue_many([(), ()])
+        await work.options(delay=60).enqueue()  # scheduled jobs count too
+        with pytest.raises(aqueue.QueueFull, match="limit of 3 jobs"):
+            await work.enqueue()
+        with pytest.raises(aqueue.QueueFull) as full:
+            await work.enqueue_many([(), ()])
+        assert full.value.written == 0
+    assert await redis.xlen(Keys(namespace, "default").stream) == 2
+
+
+async def test_a_per_queue_limit_leaves_other_queues_alone(
+    server: RedisServer, namespace: str
+) -> None:
+    limits = {"small": 1}
+    async with aqueue.App(server.url, namespace=namespace, max_queue_length=limits) as app:
+
+        @app.task(queue="small")
+        async def small() -> None: ...
+
+        @app.task
+        async def other() -> None: ...
+
+        await small.enqueue()
+        with pytest.raises(aqueue.QueueFull):
+            await small.enqueue()
+        await other.enqueue_many([() for _ in range(5)])
+
+
+async def test_wait_true_waits_for_room_instead_of_failing(
+    server: RedisServer, namespace: str
+) -> None:
+    async with aqueue.App(server.url, namespace=namespace, max_queue_length=2) as app:
+
+        @app.task
+        async def work(n: int) -> int:
+            return n
+
+        first = await work.enqueue_many([(1,), (2,)])
+        waiting = asyncio.create_task(work.options(wait=True).enqueue(3))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        async with aqueue.Worker(app):
+            third = await asyncio.wait_for(waiting, 10)
+            assert [await job.result(timeout=5) for job in [*first, third]] == [1, 2, 3]
