@@ -212,9 +212,8 @@ class App:
         if registered is not None:
             return await registered.enqueue(*args, **kwargs)
         config = TaskConfig(task_name, self.route(task_name), None, self.result_ttl)
-        outgoing = self._outgoing(config, args, kwargs)
-        await self._write(config.queue, [outgoing])
-        return Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)
+        [job] = await self._write(config.queue, [self._outgoing(config, args, kwargs)])
+        return job
 
     def route(self, task_name: str) -> str:
         """The queue of a task that names none: the first matching route, else the default."""
@@ -251,41 +250,58 @@ class App:
             delay_ms=int(config.delay * 1000),
             due_at_ms=0 if config.at is None else int(config.at.timestamp() * 1000),
             max_queue_length=self.max_queue_length(config.queue),
+            unique_key=config.key,
+            key_ttl=config.key_ttl,
         )
 
-    async def _write(self, queue: str, batch: list[Outgoing], *, wait: bool = False) -> None:
-        """Write ``batch``; with ``wait``, wait for room in a full queue (growing pauses)."""
+    async def _write(
+        self, queue: str, batch: list[Outgoing], *, wait: bool = False
+    ) -> list[Job[Any]]:
+        """Write ``batch``; with ``wait``, wait for room in a full queue (growing pauses).
+
+        Returns a job per item: the one written, or the job already holding its key.
+        """
         pause = 0.05
+        jobs: list[Job[Any]] = []
         while True:
             try:
-                await self._write_once(queue, batch)
-                return
+                jobs += await self._write_once(queue, batch)
+                return jobs
             except QueueFull as full:
                 if not wait:
                     raise
-                batch = batch[full.written :]
+                jobs += full.jobs
+                batch = batch[len(full.jobs) :]
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    async def _write_once(self, queue: str, batch: list[Outgoing]) -> None:
+    async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any]]:
         keys = Keys(self.namespace, queue)
         with translate_errors(self.url):
             if len(batch) == 1:
                 try:
-                    await ENQUEUE(self.redis, *batch[0].script_call(keys, PENDING_RECORD_TTL))
+                    replies = [
+                        await ENQUEUE(self.redis, *batch[0].script_call(keys, PENDING_RECORD_TTL))
+                    ]
                 except ResponseError as exc:
-                    full = _queue_full(exc, queue, 0)
-                    if full is None:
-                        raise
-                    raise full from None
-                return
-            pipe = self.redis.pipeline(transaction=False)
-            for outgoing in batch:
-                ENQUEUE.queue(pipe, *outgoing.script_call(keys, PENDING_RECORD_TTL))
-            replies = await execute(self.redis, pipe, [ENQUEUE])
-            for written, reply in enumerate(replies):
-                if isinstance(reply, ResponseError):
-                    raise _queue_full(reply, queue, written) or reply
+                    replies = [exc]
+            else:
+                pipe = self.redis.pipeline(transaction=False)
+                for outgoing in batch:
+                    ENQUEUE.queue(pipe, *outgoing.script_call(keys, PENDING_RECORD_TTL))
+                replies = await execute(self.redis, pipe, [ENQUEUE])
+            jobs: list[Job[Any]] = []
+            for outgoing, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    if not str(reply).startswith("QUEUEFULL"):
+                        raise reply
+                    raise _queue_full(reply, queue, jobs)
+                holder = reply[1]
+                if holder:  # options(key=...) and a job holds the key: that job it is
+                    jobs.append(Job(self, holder.decode()))
+                else:
+                    jobs.append(Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0))
+            return jobs
 
     # -- connections ------------------------------------------------------------------------
 
@@ -329,13 +345,11 @@ class App:
         await self.close()
 
 
-def _queue_full(error: ResponseError, queue: str, written: int) -> QueueFull | None:
-    if not str(error).startswith("QUEUEFULL"):
-        return None
-    done = f" ({written} job(s) of this batch were enqueued before it filled)" if written else ""
+def _queue_full(error: Exception, queue: str, written: list[Job[Any]]) -> QueueFull:
+    done = f" ({len(written)} job(s) of this batch were enqueued first)" if written else ""
     full = QueueFull(
         f"queue {queue!r}: {str(error).removeprefix('QUEUEFULL ')}{done}. Retry later, or "
         "enqueue with task.options(wait=True) to wait for room"
     )
-    full.written = written
+    full.jobs = written
     return full

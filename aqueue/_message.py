@@ -26,12 +26,17 @@ class Outgoing:
     """Due at this epoch time in ms (0: at once)."""
     max_queue_length: int = 0
     """Refuse the job when its queue holds this many (0: no limit)."""
+    unique_key: str | None = None
+    """Add the job only if no job holds this key (``options(key=...)``)."""
+    key_ttl: int = 0
+    """Seconds the key stays held after the job ended."""
 
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
         options = b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
         ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
-        return [keys.stream, keys.job(self.job_id), keys.delayed], [
+        unique = keys.unique(self.unique_key or "")
+        return [keys.stream, keys.job(self.job_id), keys.delayed, unique], [
             self.job_id,
             self.task,
             self.payload,
@@ -41,6 +46,7 @@ class Outgoing:
             self.delay_ms,
             self.due_at_ms,
             self.max_queue_length,
+            "" if self.unique_key is None else self.key_ttl,
         ]
 
 

@@ -60,6 +60,10 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): when the job is due."""
     wait: bool = False
     """Per-enqueue (set through ``options``): wait for room in a full queue."""
+    key: str | None = None
+    """Per-enqueue (set through ``options``): at most one job with this key at a time."""
+    key_ttl: int = 0
+    """Per-enqueue (set through ``options``): seconds the key stays held after the end."""
 
 
 class Task(Generic[P, R]):
@@ -99,6 +103,8 @@ class Task(Generic[P, R]):
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         wait: bool | None = None,
+        key: str | None = None,
+        key_ttl: float | timedelta | None = None,
     ) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
@@ -111,6 +117,9 @@ class Task(Generic[P, R]):
             at: Run no sooner than this time (an aware datetime).
             wait: When the queue holds its ``max_queue_length``, wait for room instead of
                 raising :class:`QueueFull` (bound the wait with ``asyncio.timeout``).
+            key: Uniqueness: while a job with this key is queued, scheduled or running,
+                enqueueing again returns that job instead of adding one.
+            key_ttl: Keep deduplicating for this long after the job ended.
         """
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -121,6 +130,12 @@ class Task(Generic[P, R]):
             changes["timeout"] = seconds(timeout, "timeout")
         if wait is not None:
             changes["wait"] = bool(wait)
+        if key is not None:
+            if not isinstance(key, str) or not key:
+                raise ConfigurationError(f"key must be a non-empty string, not {key!r}")
+            changes["key"] = key
+        if key_ttl is not None:
+            changes["key_ttl"] = int(seconds(key_ttl, "key_ttl", allow_zero=True) or 0)
         if delay is not None and at is not None:
             raise ConfigurationError("give either delay or at, not both")
         if delay is not None:
@@ -145,9 +160,10 @@ class Task(Generic[P, R]):
             QueueFull: The queue holds its ``max_queue_length`` (unless ``options(wait=True)``).
             ConnectionFailed: Redis could not be reached.
         """
-        outgoing = self._prepare(args, kwargs)
-        await self._app._write(self.config.queue, [outgoing], wait=self.config.wait)
-        return Job(self._app, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)
+        [job] = await self._app._write(
+            self.config.queue, [self._prepare(args, kwargs)], wait=self.config.wait
+        )
+        return job
 
     async def enqueue_many(
         self, calls: Iterable[tuple[Any, ...] | Mapping[str, Any]]
@@ -162,8 +178,7 @@ class Task(Generic[P, R]):
             self._prepare((), call) if isinstance(call, Mapping) else self._prepare(call, {})
             for call in calls
         ]
-        await self._app._write(self.config.queue, batch, wait=self.config.wait)
-        return [Job(self._app, item.job_id, keeps_result=item.result_ttl > 0) for item in batch]
+        return await self._app._write(self.config.queue, batch, wait=self.config.wait)
 
     def _prepare(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Outgoing:
         try:

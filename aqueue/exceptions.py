@@ -26,6 +26,8 @@ redis-py's own exceptions never leave the public API: they are wrapped at the bo
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AqueueError",
     "ConfigurationError",
@@ -76,10 +78,14 @@ class QueueFull(AqueueError):
     Retry later, or enqueue with ``task.options(wait=True)`` to wait for room.
 
     Attributes:
-        written: How many jobs of an ``enqueue_many`` batch were enqueued before it filled.
+        jobs: The jobs of an ``enqueue_many`` batch enqueued before the queue filled.
     """
 
-    written: int = 0
+    jobs: list[Any]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.jobs = []
 
 
 class ConnectionFailed(AqueueError, ConnectionError):

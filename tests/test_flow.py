@@ -55,7 +55,7 @@ async def test_a_full_queue_refuses_jobs_and_writes_nothing(
             await work.enqueue()
         with pytest.raises(aqueue.QueueFull) as full:
             await work.enqueue_many([(), ()])
-        assert full.value.written == 0
+        assert full.value.jobs == []
     assert await redis.xlen(Keys(namespace, "default").stream) == 2
 
 
@@ -93,3 +93,55 @@ async def test_wait_true_waits_for_room_instead_of_failing(
         async with aqueue.Worker(app):
             third = await asyncio.wait_for(waiting, 10)
             assert [await job.result(timeout=5) for job in [*first, third]] == [1, 2, 3]
+
+
+async def test_a_key_deduplicates_while_the_job_waits_and_frees_once_it_ends(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def charge(order: str) -> str:
+        return f"charged {order}"
+
+    first = await charge.options(key="order-42").enqueue("42")
+    again = await charge.options(key="order-42").enqueue("42")
+    assert again == first
+    async with aqueue.Worker(app):
+        assert await first.result(timeout=5) == "charged 42"
+    later = await charge.options(key="order-42").enqueue("42")
+    assert later != first
+
+
+async def test_a_key_ttl_keeps_deduplicating_after_the_job_ended(app: aqueue.App) -> None:
+    @app.task
+    async def charge(order: str) -> str:
+        return f"charged {order}"
+
+    async with aqueue.Worker(app):
+        first = await charge.options(key="order-7", key_ttl=60).enqueue("7")
+        await first.result(timeout=5)
+        assert await charge.options(key="order-7").enqueue("7") == first
+
+
+async def test_fifty_racing_producers_with_one_key_add_one_job(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def charge(order: str) -> None: ...
+
+    jobs = await asyncio.gather(*(charge.options(key="order-9").enqueue("9") for _ in range(50)))
+    assert len({job.id for job in jobs}) == 1
+    assert await redis.xlen(Keys(app.namespace, "default").stream) == 1
+
+
+async def test_a_retried_job_keeps_its_key_until_it_ends_for_good(app: aqueue.App) -> None:
+    @app.task(retries=1, backoff=aqueue.backoff.fixed(0.3))
+    async def flaky() -> int:
+        if aqueue.current_job().attempt == 1:
+            raise ConnectionError("once")
+        return 1
+
+    async with aqueue.Worker(app):
+        job = await flaky.options(key="k").enqueue()
+        await asyncio.sleep(0.15)  # failed once, waiting for its retry
+        assert await flaky.options(key="k").enqueue() == job
+        assert await job.result(timeout=5) == 1

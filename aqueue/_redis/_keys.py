@@ -83,6 +83,10 @@ class Keys:
         """Sorted set of worker names serving the queue, scored by last heartbeat (ms)."""
         return f"{self.prefix}:workers".encode()
 
+    def unique(self, key: str) -> bytes:
+        """The key a job with ``options(key=...)`` holds while it waits or runs."""
+        return f"{self.prefix}:unique:{key}".encode()
+
     def job(self, job_id: str) -> bytes:
         """The hash holding a job's status, timestamps, progress and outcome."""
         return f"{self.prefix}:job:{job_id.partition(':')[2]}".encode()

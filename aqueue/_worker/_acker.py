@@ -84,9 +84,10 @@ class Acker:
                     [GROUP, self._consumer, delivery.entry_id],
                 )
                 continue
+            unique_key, key_ttl = delivery.unique_key
             FINISH.queue(
                 pipe,
-                [keys.stream, delivery.record, keys.dead, keys.delayed],
+                [keys.stream, delivery.record, keys.dead, keys.delayed, unique_key],
                 [
                     GROUP,
                     self._consumer,
@@ -99,6 +100,8 @@ class Acker:
                     DEAD_LETTER_LIMIT,
                     outcome.retry_delay_ms,
                     outcome.attempt,
+                    delivery.job_id or "",
+                    key_ttl,
                 ],
             )
         replies = await execute(self._redis, pipe, [FINISH, REQUEUE])

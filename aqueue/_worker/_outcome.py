@@ -43,6 +43,18 @@ class Delivery:
             return 0
 
     @property
+    def unique_key(self) -> tuple[bytes, str]:
+        """The uniqueness key the job holds and its ttl after the end ("" when none).
+
+        Only a key inside this queue's own namespace is honoured: an entry written by hand
+        cannot make the worker delete an arbitrary key.
+        """
+        key, ttl = self.fields.get(b"u"), self.fields.get(b"k", b"0")
+        if key is None or not key.startswith(self.keys.unique("")) or not ttl.isdigit():
+            return self.keys.unique(""), ""
+        return key, ttl.decode()
+
+    @property
     def record(self) -> bytes:
         """The job's record key (a key that never exists when the entry has no job id)."""
         return self.keys.job(self.job_id or ":")

@@ -1,11 +1,21 @@
 -- Add one job: its entry (in the stream, or in the delayed set when it is due later) and its
 -- record together, so no reader ever sees a job without a record (status would say "unknown")
 -- or a record without a job (it would wait forever).
--- KEYS: stream, job record, delayed set
+-- With a uniqueness key, the job is added only if no job holds the key; the holder is
+-- returned instead. Check and claim are one step, so racing producers add one job.
+-- KEYS: stream, job record, delayed set, uniqueness key
 -- ARGV: job id, task name, payload, result ttl, options ("" for none),
 --       record ttl in seconds while unfinished (0: fire and forget, no record),
 --       delay in ms from the server's now (0: none), due time in epoch ms (0: none),
---       most jobs the queue may hold (0: no limit)
+--       most jobs the queue may hold (0: no limit),
+--       seconds to keep the key after the job ended ("" when the job has no key)
+-- Returns {entry id ("" when delayed or not added), id of the job holding the key or ""}.
+if ARGV[10] ~= '' then
+  local holder = redis.call('GET', KEYS[4])
+  if holder then
+    return {'', holder}
+  end
+end
 local limit = tonumber(ARGV[9])
 if limit > 0 and redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[3]) >= limit then
   -- Backpressure: refuse before anything is written, rather than let Redis run out of memory.
@@ -15,6 +25,13 @@ local fields = {'j', ARGV[1], 't', ARGV[2], 'p', ARGV[3], 'r', ARGV[4]}
 if ARGV[5] ~= '' then
   fields[#fields + 1] = 'o'
   fields[#fields + 1] = ARGV[5]
+end
+if ARGV[10] ~= '' then
+  -- The worker releases the key (or keeps it for the key ttl) when the job ends.
+  fields[#fields + 1] = 'u'
+  fields[#fields + 1] = KEYS[4]
+  fields[#fields + 1] = 'k'
+  fields[#fields + 1] = ARGV[10]
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -44,4 +61,9 @@ if ttl > 0 then
   end
   redis.call('EXPIRE', KEYS[2], ttl)
 end
-return entry
+if ARGV[10] ~= '' then
+  -- Held while the job waits or runs; bounded, so a lost job cannot hold it forever.
+  local hold = math.max(tonumber(ARGV[6]), 7 * 24 * 3600) + math.ceil(math.max(due - now, 0) / 1000)
+  redis.call('SET', KEYS[4], ARGV[1], 'EX', hold)
+end
+return {entry, ''}

@@ -7,13 +7,14 @@
 -- in the same step that stores the outcome (or schedules the retry, or writes the dead letter),
 -- so a crash leaves either all of it or none.
 --
--- KEYS: stream, job record, dead-letter stream, delayed set
+-- KEYS: stream, job record, dead-letter stream, delayed set, uniqueness key (or any key)
 -- ARGV: group, consumer, entry id,
 --       status: succeeded | failed | cancelled | scheduled (a retry) | "" (ack only),
 --       outcome field ("result" | "error"), outcome value,
 --       result ttl in seconds (0: keep no record),
 --       dead-letter reason ("" for none), dead-letter stream max length,
---       retry delay in ms and the attempt that failed (with status "scheduled")
+--       retry delay in ms and the attempt that failed (with status "scheduled"),
+--       job id and seconds to keep the uniqueness key after the end ("" when it has none)
 -- Returns 1 when applied, 0 when refused because the entry is no longer ours.
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[2] then
@@ -62,6 +63,14 @@ if ARGV[4] == 'scheduled' then
     redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)
   end
   return 1
+end
+if ARGV[13] ~= '' and redis.call('GET', KEYS[5]) == ARGV[12] then
+  -- The job ended: free its key, or keep deduplicating for the key ttl.
+  if tonumber(ARGV[13]) > 0 then
+    redis.call('EXPIRE', KEYS[5], ARGV[13])
+  else
+    redis.call('DEL', KEYS[5])
+  end
 end
 if ttl > 0 then
   redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now)
