@@ -30,6 +30,10 @@ R = TypeVar("R")
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
+# Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
+# ConnectionFailed instead of a call that hangs. Worker reads block for 1 s, well below.
+SOCKET_TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
+
 # How long the record of an unfinished job is kept: far longer than any sane backlog, yet
 # bounded, so an abandoned queue cannot hold records forever.
 PENDING_RECORD_TTL = 7 * 24 * 3600
@@ -312,7 +316,7 @@ class App:
             # A blocking pool: a burst of callers waits for a free connection instead of
             # failing with "Too many connections" or opening thousands of sockets.
             pool = BlockingConnectionPool.from_url(
-                self.url, max_connections=self._max_connections, timeout=20
+                self.url, max_connections=self._max_connections, timeout=20, **SOCKET_TIMEOUTS
             )
             self._redis = Redis.from_pool(pool)
         return self._redis

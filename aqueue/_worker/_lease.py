@@ -40,7 +40,9 @@ class LeaseKeeper:
         in_flight: dict[tuple[bytes, bytes], Keys],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self._client = SyncRedis.from_url(url, socket_timeout=max(1.0, lease / 3))
+        self._client = SyncRedis.from_url(
+            url, socket_timeout=max(1.0, lease / 3), socket_connect_timeout=max(1.0, lease / 3)
+        )
         self._queues = queues
         self._consumer = consumer
         self._lease = lease

@@ -19,7 +19,7 @@ from typing import Self
 import anyio
 from redis.asyncio import Redis
 
-from .._app import App
+from .._app import SOCKET_TIMEOUTS, App
 from .._redis._errors import REDIS_ERRORS, translate_errors
 from .._redis._keys import Keys, check_name
 from .._task import seconds
@@ -152,7 +152,7 @@ class Worker:
 
     async def _serve(self, started: asyncio.Future[None] | None) -> None:
         app = self.app
-        reader = Redis.from_url(app.url, single_connection_client=True)
+        reader = Redis.from_url(app.url, single_connection_client=True, **SOCKET_TIMEOUTS)
         try:
             with translate_errors(app.url):
                 await ensure_groups(app.redis, self._keys)
