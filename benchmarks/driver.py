@@ -1,0 +1,398 @@
+"""Run one measurement of one library against a server that run.py started, and write JSON.
+
+Started by run.py with the interpreter of the environment that has the library (the peers
+virtualenv, or aqueue's own .venv for ``--only aqueue,raw``)::
+
+    python benchmarks/driver.py --lib arq --workload drain --n 20000 --url redis://... --out f.json
+
+The driver enqueues from this process and starts the library's worker processes with the
+library's own worker entry. Every process it starts is listed in ``--pidfile`` as soon as it
+runs, and killed by PID (with its descendants) before the driver exits, so run.py can clean up
+too if the driver itself has to be killed. A wrong count of runs, a wrong result or a worker
+that dies is a failure of this measurement: the JSON says ``"ok": false`` and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import importlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import _procs
+
+HERE = Path(__file__).resolve().parent
+BATCH_SIZE = 1_000
+PREFILL_CONCURRENCY = 64
+ROUND_TRIP_TIMEOUT = 10.0
+"""Seconds one measured round trip may take before the library fails the latency workload."""
+
+
+class Failed(Exception):
+    """The library did not do what the workload asked: fail this measurement loudly.
+
+    ``metrics`` keeps what was measured anyway (e.g. the time of a drain in which a task ran
+    twice), shown beside the failure, never as a result.
+    """
+
+    def __init__(self, message: str, metrics: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.metrics = metrics or {}
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+STARTED: list[Workers] = []
+"""Every group of workers this driver started, killed again on the way out whatever happens."""
+
+
+class Workers:
+    """The library's worker processes for one measurement."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, pidfile: Path) -> None:
+        self.argv = argv
+        self.env = env
+        self.log = log
+        self.pidfile = pidfile
+        self.procs: list[subprocess.Popen[bytes]] = []
+        STARTED.append(self)
+
+    def start(self, count: int) -> None:
+        with self.log.open("ab") as log:
+            for _ in range(count):
+                proc = subprocess.Popen(
+                    self.argv,
+                    cwd=HERE,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                self.procs.append(proc)
+                with self.pidfile.open("a") as pids:
+                    pids.write(f"{proc.pid} {_procs.start_time(proc.pid)}\n")
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise Failed(f"worker exited with {proc.returncode}:\n{self.tail()}")
+
+    def peak_rss(self) -> dict[str, int]:
+        """VmHWM of every worker process tree: the sum, the largest process, and the count."""
+        trees = [_procs.tree(proc.pid) for proc in self.procs]
+        sizes = [_procs.vm_hwm_kb(pid) for found in trees for pid, _ in found]
+        sizes = [size for size in sizes if size]
+        return {
+            "rss_tree_kb": sum(sizes),
+            "rss_max_kb": max(sizes, default=0),
+            "processes": len(sizes),
+        }
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                _procs.kill_tree(proc.pid)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, module: Any) -> None:
+        import redis.asyncio
+
+        self.args = args
+        self.module = module
+        self.client = module.Client()
+        self.redis = redis.asyncio.Redis.from_url(args.url)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+        self.env = env
+        self.workers: Workers | None = None
+
+    @property
+    def sync(self) -> bool:
+        return bool(getattr(self.module, "SYNC", False))
+
+    async def enqueue_all(self, kind: str, count: int, start: int = 0) -> None:
+        """Put ``count`` tasks in the queue as fast as the library allows (not timed)."""
+        indices = list(range(start, start + count))
+        if self.module.HAS_BATCH:
+            for at in range(0, count, BATCH_SIZE):
+                await self.client.enqueue_batch(kind, indices[at : at + BATCH_SIZE])
+        elif self.sync:
+            for i in indices:
+                await self.client.enqueue(kind, i)
+        else:
+            gate = asyncio.Semaphore(PREFILL_CONCURRENCY)
+
+            async def one(i: int) -> None:
+                async with gate:
+                    await self.client.enqueue(kind, i)
+
+            for at in range(0, count, 10_000):
+                await asyncio.gather(*(one(i) for i in indices[at : at + 10_000]))
+
+    async def expect_queued(self, count: int) -> None:
+        queued = await self.client.queued()
+        if queued != count:
+            raise Failed(f"{queued} tasks in the queue after enqueuing {count}")
+
+    def start_workers(self, kind: str, count: int) -> Workers:
+        argv = self.module.worker_argv(kind, self.args.concurrency)
+        name = f"{self.args.lib}-{self.args.workload}-w{count}-{os.getpid()}.log"
+        log, pidfile = Path(self.args.logdir) / name, Path(self.args.pidfile)
+        self.workers = Workers(argv, self.env, log, pidfile)
+        self.workers.start(count)
+        return self.workers
+
+    async def wait_for_runs(self, n: int, deadline: float) -> dict[str, Any]:
+        """Wait until ``n`` tasks recorded a run; check each ran exactly once; return the span."""
+        from peers._common import COUNT_KEY, RUNS_KEY, SPAN_KEY
+
+        assert self.workers is not None
+        count = 0
+        while count < n:
+            if time.monotonic() > deadline:
+                raise Failed(f"only {count} of {n} tasks ran before the time limit")
+            self.workers.check_alive()
+            await asyncio.sleep(0.01)
+            count = int(await self.redis.get(COUNT_KEY) or 0)
+        await asyncio.sleep(0.1)  # a duplicate delivery would be recorded by now
+        flushes = await self.redis.lrange(RUNS_KEY, 0, -1)
+        runs = collections.Counter(int(i) for flush in flushes for i in flush.split(b","))
+        missing = n - len(set(runs) & set(range(n)))
+        twice = sum(1 for times in runs.values() if times > 1)
+        strangers = len(set(runs) - set(range(n)))
+        span = {k.decode(): float(v) for k, v in (await self.redis.hgetall(SPAN_KEY)).items()}
+        first = min(v for k, v in span.items() if k.endswith(":first"))
+        last = max(v for k, v in span.items() if k.endswith(":last"))
+        measured = {"seconds": last - first, "worker_processes_used": len(span) // 2}
+        if missing or twice or strangers:
+            raise Failed(
+                f"runs are wrong: {missing} task(s) never ran, {twice} ran more than once, "
+                f"{strangers} unknown",
+                {"tasks_per_s": n / (last - first), **measured},
+            )
+        return measured
+
+    # -- the workloads ---------------------------------------------------------------------------
+
+    async def enqueue(self) -> dict[str, Any]:
+        n, warm = self.args.n, 100
+        for i in range(warm):  # connections, scripts and keys exist before the clock starts
+            await self.client.enqueue("noop", n + i)
+        started = time.perf_counter()
+        for i in range(n):
+            await self.client.enqueue("noop", i)
+        elapsed = time.perf_counter() - started
+        await self.expect_queued(n + warm)
+        return {"tasks_per_s": n / elapsed, "seconds": elapsed}
+
+    async def enqueue_batch(self) -> dict[str, Any]:
+        if not self.module.HAS_BATCH:
+            return {"skipped": "no batch enqueue API"}
+        n = self.args.n
+        await self.client.enqueue_batch("noop", list(range(n, n + 100)))
+        indices = list(range(n))
+        started = time.perf_counter()
+        for at in range(0, n, BATCH_SIZE):
+            await self.client.enqueue_batch("noop", indices[at : at + BATCH_SIZE])
+        elapsed = time.perf_counter() - started
+        await self.expect_queued(n + 100)
+        return {"tasks_per_s": n / elapsed, "seconds": elapsed, "batch": BATCH_SIZE}
+
+    async def drain(self, kind: str = "noop") -> dict[str, Any]:
+        n = self.args.n
+        await self.enqueue_all(kind, n)
+        await self.expect_queued(n)
+        deadline = time.monotonic() + self.args.timeout
+        workers = self.start_workers(kind, self.args.workers)
+        try:
+            span = await self.wait_for_runs(n, deadline)
+        except Failed as exc:
+            exc.metrics.update(workers.peak_rss())
+            raise
+        metrics = {"tasks_per_s": n / span["seconds"], **span, **workers.peak_rss()}
+        if kind == "sleep":
+            ideal = n * self.args.sleep / self.args.concurrency
+            metrics.update(ideal_seconds=ideal, vs_ideal=span["seconds"] / ideal)
+        return metrics
+
+    async def io(self) -> dict[str, Any]:
+        return await self.drain("sleep")
+
+    async def latency(self) -> dict[str, Any]:
+        n = self.args.n
+        deadline = time.monotonic() + self.args.timeout
+        self.start_workers("echo", 1)
+        # The first round trips wait for the worker to start and warm up; they are not counted.
+        # One lost while the worker starts (saq sweeps such a job) is retried and reported.
+        warm, lost = 0, 0
+        while warm < 20:
+            try:
+                first = warm + lost == 0  # may wait for the worker to start
+                wait = min(deadline - time.monotonic(), 60) if first else ROUND_TRIP_TIMEOUT
+                await self.round_trip(n + 1000 + warm + lost, max(wait, 1))
+                warm += 1
+            except Failed:
+                lost += 1
+                if lost > 5:
+                    raise
+        times: list[float] = []
+        cap = time.monotonic() + self.args.latency_cap
+        try:
+            for i in range(n):
+                started = time.perf_counter()
+                await self.round_trip(i, ROUND_TRIP_TIMEOUT)
+                times.append(time.perf_counter() - started)
+                # A library that needs far more than the others stops early, after 100 at least.
+                if i >= 99 and time.monotonic() > cap:
+                    break
+        except Failed as exc:
+            if len(times) > 1:
+                exc.metrics = {**_percentiles(times), "warmup_lost": lost}
+            raise
+        return {**_percentiles(times), "warmup_lost": lost}
+
+    async def round_trip(self, i: int, timeout: float) -> None:
+        handle = await self.client.enqueue("echo", i)
+        try:
+            value = await self.client.result(handle, timeout)
+        except Exception as exc:
+            assert self.workers is not None
+            self.workers.check_alive()
+            raise Failed(
+                f"no result for echo({i}) within {timeout:.0f} s ({type(exc).__name__} {exc})"
+            ) from exc
+        if value != i + 1:
+            raise Failed(f"echo({i}) returned {value!r}, expected {i + 1}")
+
+    async def memory(self) -> dict[str, Any]:
+        n = self.args.n
+        await self.enqueue_all("noop", 1, start=n)  # the queue's own keys exist before "before"
+        before = (await self.redis.info("memory"))["used_memory"]
+        await self.enqueue_all("noop", n)
+        await self.expect_queued(n + 1)
+        after = (await self.redis.info("memory"))["used_memory"]
+        return {"bytes_per_task": (after - before) / n, "used_memory_delta": after - before}
+
+    async def main(self) -> dict[str, Any]:
+        await self.redis.ping()
+        await self.client.open()
+        try:
+            workload = getattr(self, self.args.workload.replace("-", "_"))
+            return dict(await workload())
+        finally:
+            if self.workers is not None:
+                self.workers.kill()
+            try:
+                await self.client.close()
+            finally:
+                await self.redis.aclose()
+
+
+def _percentiles(times: list[float]) -> dict[str, Any]:
+    cuts = statistics.quantiles(times, n=100, method="inclusive")
+    return {
+        "p50_ms": cuts[49] * 1000,
+        "p90_ms": cuts[89] * 1000,
+        "p99_ms": cuts[98] * 1000,
+        "mean_ms": statistics.fmean(times) * 1000,
+        "round_trips": len(times),
+    }
+
+
+def versions(module: Any) -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    for name in module.DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "?"
+    found["python"] = sys.version.split()[0]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lib", required=True)
+    parser.add_argument("--workload", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--results", type=int, choices=[0, 1], default=1)
+    parser.add_argument("--sleep", type=float, default=0.05)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--latency-cap", type=float, default=30.0)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--logdir", required=True)
+    parser.add_argument("--pidfile", required=True)
+    args = parser.parse_args()
+
+    # The adapters read their settings from the environment, in this process and the workers.
+    os.environ.update(
+        BENCH_REDIS_URL=args.url,
+        BENCH_CONCURRENCY=str(args.concurrency),
+        BENCH_RESULTS=str(args.results),
+        BENCH_SLEEP=repr(args.sleep),
+    )
+    sys.path.insert(0, str(HERE))
+    _procs.become_subreaper()
+    # run.py stops us with SIGTERM on its time limit: unwind, so the workers are killed too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by run.py (SIGTERM)"))
+
+    report: dict[str, Any] = {"lib": args.lib, "workload": args.workload, "ok": False}
+    try:
+        module = importlib.import_module(f"peers.{args.lib}")
+        report["versions"] = versions(module)
+        kind = {"io": "sleep", "latency": "echo"}.get(args.workload, "noop")
+        report["settings"] = module.settings(kind, args.concurrency)
+        from peers._common import use_uvloop
+
+        use_uvloop()
+        run = Run(args, module)
+        report["metrics"] = asyncio.run(run.main())
+        report["ok"] = True
+    except Failed as exc:
+        report["error"] = str(exc)
+        if exc.metrics:
+            report["metrics"] = exc.metrics
+    except BaseException as exc:  # any failure is reported, never hidden
+        report["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+    finally:
+        for workers in STARTED:
+            workers.kill()
+        _procs.kill_descendants()  # anything a worker left behind (orphans come to us)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    sys.exit(0 if report["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""aqueue: Redis Streams, consumer group, fenced ack-late; worker: ``aqueue worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aqueue
+
+from ._common import RESULTS, SLEEP, URL, record, tool
+
+DISTRIBUTIONS = ("aqueue", "redis", "hiredis", "orjson", "uvloop")
+HAS_BATCH = True
+
+# BENCH_RESULTS=0 is aqueue's fire-and-forget mode: result_ttl=0 keeps no job record at all.
+app = aqueue.App(URL, namespace="bench", result_ttl=3600 if RESULTS else 0)
+
+
+@app.task(name="noop")
+async def noop(i: int) -> None:
+    record(i)
+
+
+@app.task(name="sleep")
+async def sleep(i: int) -> None:
+    started = time.time()
+    await asyncio.sleep(SLEEP)
+    record(i, started)
+
+
+@app.task(name="echo", result_ttl=3600)
+async def echo(i: int) -> int:
+    return i + 1
+
+
+TASKS = {"noop": noop, "sleep": sleep, "echo": echo}
+
+
+def worker_argv(kind: str, concurrency: int) -> list[str]:
+    return [
+        tool("aqueue"),
+        "worker",
+        "peers.aqueue:app",
+        "-c",
+        str(concurrency),
+        "--log-level",
+        "WARNING",
+    ]
+
+
+def settings(kind: str, concurrency: int) -> str:
+    ttl = "result_ttl=3600" if RESULTS else "result_ttl=0"
+    return f"`aqueue worker -c {concurrency}` (uvloop), {ttl}"
+
+
+class Client:
+    async def open(self) -> None:
+        await app.queue().stats()  # connects
+
+    async def close(self) -> None:
+        await app.close()
+
+    async def enqueue(self, kind: str, i: int) -> Any:
+        return await TASKS[kind].enqueue(i)
+
+    async def enqueue_batch(self, kind: str, indices: list[int]) -> None:
+        await TASKS[kind].enqueue_many([(i,) for i in indices])
+
+    async def result(self, handle: Any, timeout: float) -> Any:
+        return await handle.result(timeout=timeout)
+
+    async def queued(self) -> int:
+        return (await app.queue().stats()).queued
