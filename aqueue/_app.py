@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import os
+import socket
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
@@ -31,8 +32,18 @@ R = TypeVar("R")
 DEFAULT_URL = "redis://localhost:6379/0"
 
 # Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
-# ConnectionFailed instead of a call that hangs. Worker reads block for 1 s, well below.
-SOCKET_TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
+# ConnectionFailed instead of a call that hangs: connecting times out after 5 s, and TCP
+# keepalive probes notice a dead peer after about 11 s. No socket_timeout (redis-py's default
+# is 5 s): with one, redis-py wraps every send in asyncio.wait_for, a task per command.
+_KEEPALIVE = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 3}
+SOCKET_TIMEOUTS: dict[str, Any] = {
+    "socket_connect_timeout": 5.0,
+    "socket_timeout": None,
+    "socket_keepalive": True,
+    "socket_keepalive_options": {
+        getattr(socket, name): value for name, value in _KEEPALIVE.items() if hasattr(socket, name)
+    },
+}
 
 # How long the record of an unfinished job is kept: far longer than any sane backlog, yet
 # bounded, so an abandoned queue cannot hold records forever.
@@ -316,7 +327,7 @@ class App:
             # A blocking pool: a burst of callers waits for a free connection instead of
             # failing with "Too many connections" or opening thousands of sockets.
             pool = BlockingConnectionPool.from_url(
-                self.url, max_connections=self._max_connections, timeout=20, **SOCKET_TIMEOUTS
+                self.url, max_connections=self._max_connections, timeout=None, **SOCKET_TIMEOUTS
             )
             self._redis = Redis.from_pool(pool)
         return self._redis
