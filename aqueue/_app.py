@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
+import inspect
 import os
 import socket
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
-from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
@@ -21,6 +23,7 @@ from ._redis._errors import translate_errors
 from ._redis._keys import Keys, check_name, new_job_id
 from ._redis._scripts import ENQUEUE, execute
 from ._results import ResultWaiter
+from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
 from ._task import DEFAULT_BACKOFF, Task, TaskConfig, seconds
 from .backoff import Backoff
@@ -115,6 +118,7 @@ class App:
         }
         self._max_queue_length = max_queue_length or 0
         self._tasks: dict[str, Task[Any, Any]] = {}
+        self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
         self._results: ResultWaiter | None = None
 
@@ -214,6 +218,75 @@ class App:
             return registered
 
         return register if fn is None else register(fn)
+
+    # -- schedules --------------------------------------------------------------------------
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The periodic tasks registered with :meth:`cron` and :meth:`periodic`."""
+        return list(self._schedules)
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        timezone: str = "UTC",
+        misfire: Misfire = "skip",
+        name: str | None = None,
+        queue: str | None = None,
+        timeout: float | timedelta | None = None,
+        retries: int = 0,
+    ) -> TaskDecorator:
+        """Register a task that runs once per cron tick, however many workers run.
+
+        Args:
+            expression: Five fields (minute hour day month weekday), or six with seconds first.
+            timezone: The zone the expression is read in, e.g. ``"Europe/Paris"``.
+            misfire: Ticks missed while no worker ran: ``"skip"`` them (default), or
+                ``"run_once"`` for the latest of them when a worker starts.
+
+        Every worker runs the scheduler; each tick is enqueued once, under a uniqueness key
+        for the tick, and due-ness is read from the Redis server's clock.
+        """
+        schedule = cron_schedule("", expression, timezone, misfire)
+        return self._scheduled(schedule, name, queue, timeout, retries)
+
+    def periodic(
+        self,
+        *,
+        every: float | timedelta,
+        misfire: Misfire = "skip",
+        name: str | None = None,
+        queue: str | None = None,
+        timeout: float | timedelta | None = None,
+        retries: int = 0,
+    ) -> TaskDecorator:
+        """Register a task that runs once every ``every`` (ticks aligned on multiples of it)."""
+        schedule = every_schedule("", every, misfire)
+        return self._scheduled(schedule, name, queue, timeout, retries)
+
+    def _scheduled(
+        self,
+        schedule: Schedule,
+        name: str | None,
+        queue: str | None,
+        timeout: float | timedelta | None,
+        retries: int,
+    ) -> TaskDecorator:
+        decorate = self.task(name=name, queue=queue, timeout=timeout, retries=retries)
+
+        def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            try:
+                inspect.signature(function).bind()
+            except TypeError:
+                raise ConfigurationError(
+                    f"periodic task {function.__qualname__} must run without arguments"
+                ) from None
+            registered: Task[Any, Any] = decorate(function)
+            self._schedules.append(dataclasses.replace(schedule, task_name=registered.name))
+            return registered
+
+        return cast(TaskDecorator, register)
 
     # -- producing --------------------------------------------------------------------------
 

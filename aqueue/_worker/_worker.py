@@ -30,6 +30,7 @@ from ._lease import LeaseKeeper
 from ._outcome import Action, Delivery, Outcome
 from ._reclaim import Reclaimer, prune_consumers
 from ._runner import Runner, failure_outcome
+from ._scheduler import Scheduler
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -216,6 +217,8 @@ class Worker:
             async with anyio.create_task_group() as group:
                 group.start_soon(acker.run)
                 reclaiming = asyncio.create_task(reclaimer.run())
+                scheduler = Scheduler(app)
+                scheduling = asyncio.create_task(scheduler.run())
                 fetching = asyncio.create_task(fetcher.run())
                 logger.info(
                     "worker %s serving %s with concurrency %d",
@@ -231,9 +234,11 @@ class Worker:
                 # Take no more work, not even other workers' lapsed jobs; no command of
                 # theirs is cancelled mid-reply.
                 reclaimer.stop()
+                scheduler.stop()
                 await fetcher.stop()
                 await fetching  # re-raises if fetching failed for a reason other than a stop
                 await reclaiming
+                await scheduling
                 await self._finish_running()
                 await self._write_outcomes(acker)
                 group.cancel_scope.cancel()

@@ -1,0 +1,72 @@
+"""Periodic tasks: when each tick falls. Firing them is the worker's (``_worker/_scheduler``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from .exceptions import ConfigurationError
+
+Misfire = Literal["skip", "run_once"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A task that runs on a schedule: once per tick, however many workers run."""
+
+    task_name: str
+    describe: str
+    """The cron expression or the interval, for logs."""
+    misfire: Misfire
+    """What to do with ticks missed while no worker ran: ``skip`` them, or ``run_once``."""
+    next_after: Callable[[float], float]
+    """The first tick strictly after an epoch time (seconds), as an epoch time."""
+
+
+def cron_schedule(task_name: str, expression: str, timezone: str, misfire: Misfire) -> Schedule:
+    """A schedule from a cron expression: five fields, or six with seconds first."""
+    fields = expression.split()
+    if len(fields) not in (5, 6) or not croniter.is_valid(
+        expression, second_at_beginning=len(fields) == 6
+    ):
+        raise ConfigurationError(
+            f"invalid cron expression {expression!r}: use five fields (minute hour day month "
+            "weekday) or six with seconds first, e.g. '*/5 * * * *'"
+        )
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(f"unknown timezone {timezone!r}, e.g. 'Europe/Paris'") from None
+    seconds_first = len(fields) == 6
+
+    def next_after(moment: float) -> float:
+        start = datetime.fromtimestamp(moment, zone)
+        tick: float = croniter(expression, start, second_at_beginning=seconds_first).get_next(float)
+        return tick
+
+    return Schedule(task_name, f"cron {expression} ({timezone})", _misfire(misfire), next_after)
+
+
+def every_schedule(task_name: str, every: float | timedelta, misfire: Misfire) -> Schedule:
+    """A schedule of ticks every ``every``, aligned on multiples of it since the epoch."""
+    period = every.total_seconds() if isinstance(every, timedelta) else float(every)
+    if not period > 0:
+        raise ConfigurationError(f"every must be more than zero seconds, not {every!r}")
+
+    def next_after(moment: float) -> float:
+        return (math.floor(moment / period) + 1) * period
+
+    return Schedule(task_name, f"every {period:g} s", _misfire(misfire), next_after)
+
+
+def _misfire(value: Any) -> Misfire:
+    if value not in ("skip", "run_once"):
+        raise ConfigurationError(f"misfire must be 'skip' or 'run_once', not {value!r}")
+    policy: Misfire = value
+    return policy
