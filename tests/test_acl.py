@@ -1,0 +1,62 @@
+"""A minimal Redis ACL user: only the app's keys and channels, no dangerous commands."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue.testing import RedisServer
+
+
+@pytest.fixture
+async def minimal_user(server: RedisServer, namespace: str) -> AsyncIterator[str]:
+    """A user limited to the namespace's keys and channels, without @dangerous commands."""
+    admin = Redis.from_url(server.url)
+    user = f"user-{namespace}"
+    await admin.execute_command(
+        "ACL",
+        "SETUSER",
+        user,
+        "on",
+        ">secret",
+        f"~{namespace}:*",
+        f"&{namespace}:*",
+        "+@all",
+        "-@dangerous",
+        "-@admin",
+    )
+    yield f"redis://{user}:secret@127.0.0.1:{server.port}/0"
+    await admin.execute_command("ACL", "DELUSER", user)
+    await admin.aclose()
+
+
+async def test_enqueue_work_and_results_under_a_minimal_acl_user(
+    minimal_user: str, namespace: str
+) -> None:
+    app = aqueue.App(minimal_user, namespace=namespace)
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with app, aqueue.Worker(app):
+        jobs = await add.enqueue_many([(i, i) for i in range(20)])
+        assert [await job.result(timeout=10) for job in jobs] == [2 * i for i in range(20)]
+        assert (await app.queue().stats()).workers == 1
+
+
+async def test_keys_outside_the_namespace_are_refused_with_a_clear_error(
+    minimal_user: str, namespace: str
+) -> None:
+    app = aqueue.App(minimal_user, namespace=f"{namespace}x-other")
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with app:
+        with pytest.raises(aqueue.ServerError, match="refused a command"):
+            await add.enqueue(1, 2)
