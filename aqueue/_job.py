@@ -40,6 +40,7 @@ _FIELDS = (
     b"progress",
     b"progress_message",
     b"error",
+    b"due_at",
 )
 
 
@@ -96,6 +97,8 @@ class JobInfo:
     progress: float | None = None
     progress_message: str | None = None
     error: RemoteError | None = None
+    due_at: datetime | None = None
+    """When a ``scheduled`` job (delayed, or waiting for a retry) is due."""
 
 
 class Job(Generic[R]):
@@ -247,4 +250,5 @@ def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:
         progress=None if progress is None else float(progress),
         progress_message=None if message is None else message.decode(),
         error=None if raw[b"error"] is None else _error_from(raw[b"error"]),
+        due_at=_time(raw[b"due_at"]),
     )

@@ -86,3 +86,16 @@ async def test_many_workers_move_each_due_job_exactly_once(app: aqueue.App) -> N
     async with aqueue.Worker(app), aqueue.Worker(app), aqueue.Worker(app):
         await asyncio.gather(*(job.result(timeout=10) for job in jobs))
     assert runs == dict.fromkeys(range(30), 1)
+
+
+async def test_info_says_when_a_scheduled_job_is_due(app: aqueue.App) -> None:
+    @app.task
+    async def ping() -> str:
+        return "pong"
+
+    before = datetime.now(UTC)
+    job = await ping.options(delay=60).enqueue()
+    info = await job.info()
+    assert info.status is aqueue.JobStatus.SCHEDULED
+    assert info.due_at is not None
+    assert before + timedelta(seconds=59) < info.due_at < before + timedelta(seconds=62)

@@ -43,3 +43,18 @@ async def producer() -> None:
     await send.enqueue("a@b.c", subject=1)  # type: ignore[arg-type]
     await send.enqueue("a@b.c", cc="x")  # type: ignore[call-arg]
     await checksum.enqueue("text")  # type: ignore[arg-type]
+
+
+@app.cron("*/5 * * * *", timezone="Europe/Paris")
+async def report() -> None: ...
+
+
+@app.periodic(every=60)
+def sweep() -> int:
+    return 0
+
+
+async def periodic_tasks_are_tasks() -> None:
+    assert_type(await report.enqueue(), aqueue.Job[None])
+    assert_type(await sweep.options(key="once").enqueue(), aqueue.Job[int])
+    await report.enqueue(1)  # type: ignore[call-arg]
