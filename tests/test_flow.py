@@ -145,3 +145,22 @@ async def test_a_retried_job_keeps_its_key_until_it_ends_for_good(app: aqueue.Ap
         await asyncio.sleep(0.15)  # failed once, waiting for its retry
         assert await flaky.options(key="k").enqueue() == job
         assert await job.result(timeout=5) == 1
+
+
+async def test_a_worker_on_several_queues_shares_between_them(app: aqueue.App) -> None:
+    order: list[str] = []
+
+    @app.task(queue="a")
+    async def in_a() -> None:
+        order.append("a")
+
+    @app.task(queue="b")
+    async def in_b() -> None:
+        order.append("b")
+
+    jobs = await in_a.enqueue_many([() for _ in range(20)])
+    jobs += await in_b.enqueue_many([() for _ in range(20)])
+    async with aqueue.Worker(app, queues=["a", "b"], concurrency=2):
+        await asyncio.gather(*(job.result(timeout=10) for job in jobs))
+    first_half = order[:20]
+    assert 8 <= first_half.count("a") <= 12  # both backlogs advance together
