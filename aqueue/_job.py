@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -41,6 +41,7 @@ _FIELDS = (
     b"progress_message",
     b"error",
     b"due_at",
+    b"result",
 )
 
 
@@ -71,7 +72,7 @@ class JobStatus(enum.StrEnum):
 _FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RemoteError:
     """The exception a task raised on a worker."""
 
@@ -82,7 +83,7 @@ class RemoteError:
     timed_out: bool = False
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class JobInfo:
     """A snapshot of a job's record."""
 
@@ -99,6 +100,8 @@ class JobInfo:
     error: RemoteError | None = None
     due_at: datetime | None = None
     """When a ``scheduled`` job (delayed, or waiting for a retry) is due."""
+    result: Any = None
+    """The returned value once the job ``succeeded`` (read in the same step as the status)."""
 
 
 class Job(Generic[R]):
@@ -134,10 +137,15 @@ class Job(Generic[R]):
         return JobStatus.UNKNOWN if raw is None else JobStatus(raw.decode())
 
     async def info(self) -> JobInfo:
-        """Everything the job's record says: status, attempts, timestamps, worker, progress."""
+        """Everything the job's record says: status, attempts, timestamps, worker, progress,
+        and the result once it succeeded (one read: no waiting machinery for a poll)."""
         with translate_errors(self._app.url):
             values = cast("list[bytes | None]", await self._app.redis.hmget(self._key, _FIELDS))
-        return _info_from(self.id, dict(zip(_FIELDS, values, strict=True)))
+        raw = dict(zip(_FIELDS, values, strict=True))
+        info = _info_from(self.id, raw)
+        if info.status is JobStatus.SUCCEEDED and raw[b"result"] is not None:
+            return dataclasses.replace(info, result=self._app.serializer.loads(raw[b"result"]))
+        return info
 
     async def result(self, timeout: float | None = None) -> R:
         """Wait for the job to end and return its value.

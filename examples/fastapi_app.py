@@ -87,7 +87,7 @@ def create_api(aqueue_app: aqueue.App) -> FastAPI:
         if info.status is aqueue.JobStatus.UNKNOWN:  # never enqueued, or its record expired
             response.status_code = 404
         elif info.status is aqueue.JobStatus.SUCCEEDED:
-            view.result = await job.result(timeout=0)  # already recorded: returns at once
+            view.result = info.result  # read in the same step as the status
         elif info.error is not None:
             view.error = f"{info.error.type}: {info.error.message}"
         return view

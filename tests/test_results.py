@@ -141,6 +141,7 @@ async def test_info_shows_attempts_timestamps_worker_and_progress(app: aqueue.Ap
         worker.name,
     )
     assert (info.progress, info.progress_message) == (0.5, "halfway")
+    assert info.result is None  # the task returned None
     assert info.enqueued_at is not None
     assert info.started_at is not None
     assert info.finished_at is not None
@@ -172,3 +173,15 @@ async def test_a_sync_task_past_its_timeout_fails_and_frees_its_slot(app: aqueue
         with pytest.raises(aqueue.TaskTimeout):
             await job.result(timeout=5)
         assert await (await next_in_line.enqueue()).result(timeout=0.7) == "ran"
+
+
+async def test_info_carries_the_result_once_the_job_succeeded(app: aqueue.App) -> None:
+    @app.task
+    async def answer() -> dict[str, int]:
+        return {"answer": 42}
+
+    job = await answer.enqueue()
+    assert (await job.info()).result is None
+    async with aqueue.Worker(app):
+        await job.result(timeout=5)
+    assert (await job.info()).result == {"answer": 42}
