@@ -348,22 +348,32 @@ class App:
         """Write ``batch``; with ``wait``, wait for room in a full queue (growing pauses).
 
         Returns a job per item: the one written, or the job already holding its key.
+        Only items the full queue refused are sent again: an item after a refused one may
+        have been written once room appeared, and must not be written twice.
         """
         pause = 0.05
-        jobs: list[Job[Any]] = []
+        slots: list[Job[Any] | None] = [None] * len(batch)
+        waiting = list(range(len(batch)))
         while True:
-            try:
-                jobs += await self._write_once(queue, batch)
-                return jobs
-            except QueueFull as full:
-                if not wait:
-                    raise
-                jobs += full.jobs
-                batch = batch[len(full.jobs) :]
+            written = await self._write_once(queue, [batch[i] for i in waiting])
+            for index, job in zip(waiting, written, strict=True):
+                slots[index] = job
+            waiting = [index for index in waiting if slots[index] is None]
+            if not waiting:
+                return [job for job in slots if job is not None]
+            if not wait:
+                full = QueueFull(
+                    f"queue {queue!r} holds its limit of {self.max_queue_length(queue)} jobs; "
+                    f"{len(waiting)} of {len(batch)} job(s) were not enqueued. Retry later, or "
+                    "enqueue with task.options(wait=True) to wait for room"
+                )
+                full.jobs = [job for job in slots if job is not None]
+                raise full
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any]]:
+    async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any] | None]:
+        """One round trip; None for each item the full queue refused."""
         keys = Keys(self.namespace, queue)
         with translate_errors(self.url):
             if len(batch) == 1:
@@ -378,15 +388,14 @@ class App:
                 for outgoing in batch:
                     ENQUEUE.queue(pipe, *outgoing.script_call(keys, PENDING_RECORD_TTL))
                 replies = await execute(self.redis, pipe, [ENQUEUE])
-            jobs: list[Job[Any]] = []
+            jobs: list[Job[Any] | None] = []
             for outgoing, reply in zip(batch, replies, strict=True):
                 if isinstance(reply, Exception):
                     if not str(reply).startswith("QUEUEFULL"):
                         raise reply
-                    raise _queue_full(reply, queue, jobs)
-                holder = reply[1]
-                if holder:  # options(key=...) and a job holds the key: that job it is
-                    jobs.append(Job(self, holder.decode()))
+                    jobs.append(None)
+                elif reply[1]:  # options(key=...) and a job holds the key: that job it is
+                    jobs.append(Job(self, reply[1].decode()))
                 else:
                     jobs.append(Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0))
             return jobs
@@ -431,13 +440,3 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _queue_full(error: Exception, queue: str, written: list[Job[Any]]) -> QueueFull:
-    done = f" ({len(written)} job(s) of this batch were enqueued first)" if written else ""
-    full = QueueFull(
-        f"queue {queue!r}: {str(error).removeprefix('QUEUEFULL ')}{done}. Retry later, or "
-        "enqueue with task.options(wait=True) to wait for room"
-    )
-    full.jobs = written
-    return full

@@ -144,7 +144,11 @@ class Job(Generic[R]):
         raw = dict(zip(_FIELDS, values, strict=True))
         info = _info_from(self.id, raw)
         if info.status is JobStatus.SUCCEEDED and raw[b"result"] is not None:
-            return dataclasses.replace(info, result=self._app.serializer.loads(raw[b"result"]))
+            try:
+                value = self._app.serializer.loads(raw[b"result"])
+            except Exception:
+                return info  # not readable with this app's serializer: result() says why
+            return dataclasses.replace(info, result=value)
         return info
 
     async def result(self, timeout: float | None = None) -> R:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,11 @@ class Schedule:
     """What to do with ticks missed while no worker ran: ``skip`` them, or ``run_once``."""
     next_after: Callable[[float], float]
     """The first tick strictly after an epoch time (seconds), as an epoch time."""
+    latest_until: Callable[[float], float]
+    """The last tick at or before an epoch time, without walking tick by tick."""
+    tick_id: Callable[[float], str]
+    """A tick's identity. For cron it is the local wall-clock time, so the hour repeated when
+    daylight saving time ends does not fire the same tick twice."""
 
 
 def cron_schedule(task_name: str, expression: str, timezone: str, misfire: Misfire) -> Schedule:
@@ -45,12 +51,35 @@ def cron_schedule(task_name: str, expression: str, timezone: str, misfire: Misfi
         raise ConfigurationError(f"unknown timezone {timezone!r}, e.g. 'Europe/Paris'") from None
     seconds_first = len(fields) == 6
 
-    def next_after(moment: float) -> float:
+    def ticks(moment: float) -> Any:
         start = datetime.fromtimestamp(moment, zone)
-        tick: float = croniter(expression, start, second_at_beginning=seconds_first).get_next(float)
+        return croniter(expression, start, second_at_beginning=seconds_first)
+
+    def next_after(moment: float) -> float:
+        tick: float = ticks(moment).get_next(float)
         return tick
 
-    return Schedule(task_name, f"cron {expression} ({timezone})", _misfire(misfire), next_after)
+    def latest_until(moment: float) -> float:
+        # get_prev is strictly before its start: start a hair later to include `moment`.
+        tick: float = ticks(moment + 0.0005).get_prev(float)
+        return tick
+
+    def tick_id(tick: float) -> str:
+        return datetime.fromtimestamp(tick, zone).replace(tzinfo=None).isoformat()
+
+    schedule = Schedule(
+        task_name,
+        f"cron {expression} ({timezone})",
+        _misfire(misfire),
+        next_after,
+        latest_until,
+        tick_id,
+    )
+    try:
+        schedule.next_after(time.time())
+    except (ValueError, KeyError) as exc:  # e.g. "0 0 30 2 *": valid, but never matches
+        raise ConfigurationError(f"cron expression {expression!r} never matches: {exc}") from None
+    return schedule
 
 
 def every_schedule(task_name: str, every: float | timedelta, misfire: Misfire) -> Schedule:
@@ -62,7 +91,15 @@ def every_schedule(task_name: str, every: float | timedelta, misfire: Misfire) -
     def next_after(moment: float) -> float:
         return (math.floor(moment / period) + 1) * period
 
-    return Schedule(task_name, f"every {period:g} s", _misfire(misfire), next_after)
+    def latest_until(moment: float) -> float:
+        return math.floor(moment / period) * period
+
+    def tick_id(tick: float) -> str:
+        return str(round(tick * 1000))
+
+    return Schedule(
+        task_name, f"every {period:g} s", _misfire(misfire), next_after, latest_until, tick_id
+    )
 
 
 def _misfire(value: Any) -> Misfire:

@@ -164,3 +164,22 @@ async def test_a_worker_on_several_queues_shares_between_them(app: aqueue.App) -
         await asyncio.gather(*(job.result(timeout=10) for job in jobs))
     first_half = order[:20]
     assert 8 <= first_half.count("a") <= 12  # both backlogs advance together
+
+
+async def test_waiting_producers_never_write_a_job_twice(app: aqueue.App) -> None:
+    limited = aqueue.App(app.url, namespace=app.namespace, max_queue_length=20)
+    runs: dict[int, int] = {}
+
+    @limited.task(name="count")
+    async def count(n: int) -> None:
+        runs[n] = runs.get(n, 0) + 1
+
+    async with limited, aqueue.Worker(limited, concurrency=50):
+        everything = []
+        for batch in range(5):
+            calls = [(batch * 100 + i,) for i in range(100)]
+            jobs = await count.options(wait=True).enqueue_many(calls)
+            assert len({job.id for job in jobs}) == 100
+            everything += jobs
+        await asyncio.gather(*(job.result(timeout=20) for job in everything))
+    assert runs == dict.fromkeys(range(500), 1)

@@ -107,3 +107,22 @@ async def test_missed_ticks_are_skipped_by_default(app: aqueue.App, redis: Redis
     async with aqueue.Worker(app):
         await asyncio.sleep(0.5)
     assert runs == 0
+
+
+def test_a_cron_expression_that_never_matches_is_refused() -> None:
+    with pytest.raises(aqueue.ConfigurationError, match="never matches"):
+        aqueue.App().cron("0 0 30 2 *")
+
+
+def test_the_hour_repeated_when_daylight_saving_ends_is_one_tick() -> None:
+    schedule = cron_schedule("t", "30 2 * * *", "Europe/Paris", "skip")
+    first = schedule.next_after(datetime(2024, 10, 27, 0, 0, tzinfo=UTC).timestamp())
+    second = schedule.next_after(first)
+    assert second - first == 3600  # 02:30 happens twice that night...
+    assert schedule.tick_id(first) == schedule.tick_id(second)  # ...and fires once
+
+
+def test_the_latest_tick_is_found_without_walking_every_missed_tick() -> None:
+    schedule = cron_schedule("t", "* * * * * *", "UTC", "skip")
+    now = datetime(2026, 1, 1, 12, 0, 0, 400_000, tzinfo=UTC).timestamp()
+    assert schedule.latest_until(now) == datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()

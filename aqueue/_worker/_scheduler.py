@@ -74,27 +74,29 @@ class Scheduler:
             if schedule.misfire != "run_once":
                 continue
             last = await self._app.redis.get(self._last_key(schedule))
-            if last is None:
-                continue
-            missed = None
-            tick = schedule.next_after(float(last))
-            while tick <= now:
-                missed, tick = tick, schedule.next_after(tick)
-            if missed is not None:
+            missed = schedule.latest_until(now)
+            if last is not None and missed > float(last):
                 logger.info("%s missed ticks while no worker ran: once now", schedule.task_name)
                 await self._fire(schedule, missed)
         return cursors
 
     async def _fire_due(self, schedule: Schedule, cursor: float, now: float) -> float:
-        tick = schedule.next_after(cursor)
-        while tick <= now:
-            await self._fire(schedule, tick)
-            cursor, tick = tick, schedule.next_after(tick)
-        return cursor
+        # Only the latest due tick: after a stall (a paused process, a Redis outage) the
+        # ticks in between are skipped, not fired in a burst.
+        latest = schedule.latest_until(now)
+        if latest <= cursor:
+            return cursor
+        try:
+            await self._fire(schedule, latest)
+        except (RedisError, AqueueError):
+            raise
+        except Exception:
+            logger.exception("cannot fire %s; skipping this tick", schedule.task_name)
+        return latest
 
     async def _fire(self, schedule: Schedule, tick: float) -> None:
         task = self._app.tasks[schedule.task_name]
-        key = f"tick:{schedule.task_name}:{round(tick * 1000)}"
+        key = f"tick:{schedule.task_name}:{schedule.tick_id(tick)}"
         job = await task.options(key=key, key_ttl=TICK_KEY_TTL).enqueue()
         await self._app.redis.set(self._last_key(schedule), repr(tick), ex=30 * 24 * 3600)
         logger.debug("%s tick %s: job %s", schedule.task_name, tick, job.id)

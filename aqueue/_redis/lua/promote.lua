@@ -16,6 +16,7 @@ for _, member in ipairs(due) do
       local record = ARGV[1] .. ':job:' .. (string.match(fields[i + 1], ':(.*)$') or '')
       if redis.call('HGET', record, 'status') == 'scheduled' then
         redis.call('HSET', record, 'status', 'queued')
+        redis.call('HDEL', record, 'due_at')
       end
     end
   end

@@ -22,7 +22,8 @@ while replayed < limit do
     local raw = entry[2]
     for i = 1, #raw, 2 do
       local name = raw[i]
-      if name == 'j' or name == 't' or name == 'p' or name == 'r' or name == 'o' then
+      if name == 'j' or name == 't' or name == 'p' or name == 'r' or name == 'o'
+          or name == 'u' or name == 'k' then
         fields[#fields + 1] = name
         fields[#fields + 1] = raw[i + 1]
         if name == 'j' then
@@ -34,6 +35,12 @@ while replayed < limit do
       left = left + 1
     else
       redis.call('XADD', KEYS[2], '*', unpack(fields))
+      for i = 1, #fields, 2 do
+        -- A replayed job holds its uniqueness key again, unless another job took it meanwhile.
+        if fields[i] == 'u' and string.sub(fields[i + 1], 1, #ARGV[1]) == ARGV[1] then
+          redis.call('SET', fields[i + 1], job, 'NX', 'EX', 7 * 24 * 3600)
+        end
+      end
       redis.call('XDEL', KEYS[1], entry[1])
       local record = ARGV[1] .. ':job:' .. (string.match(job, ':(.*)$') or '')
       if redis.call('EXISTS', record) == 1 then
