@@ -15,11 +15,11 @@ from contextlib import asynccontextmanager, suppress
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._redis._backoff import Backoff
+from ._redis._errors import REDIS_ERRORS
 
 logger = logging.getLogger("aqueue.results")
-
-_RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 class _Channel:
@@ -113,9 +113,8 @@ class ResultWaiter:
             try:
                 # RESP3 (redis-py's default) delivers pub/sub replies as push messages.
                 reply = await self._connection.read_response(push_request=True)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                logger.warning("result connection lost (%s); reconnecting", exc)
-                await self._reconnect()
+            except REDIS_ERRORS as exc:
+                await self._reconnect(exc)
                 continue
             except RedisError as exc:
                 # An error reply answers the oldest unconfirmed SUBSCRIBE (e.g. NOPERM when
@@ -150,19 +149,18 @@ class ResultWaiter:
             else:
                 entry.confirmed.set_result(None)
 
-    async def _reconnect(self) -> None:
-        attempt = 0
+    async def _reconnect(self, lost: BaseException) -> None:
+        backoff = Backoff(logger, "keep the result connection")
+        await backoff.failed(lost)
         while True:
-            delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
-            await asyncio.sleep(delay)
             try:
                 if self._connection is not None:
                     await self._connection.disconnect()
                 self._connection = await self._connect()
                 for channel in self._channels:
                     await self._connection.send_command(b"SUBSCRIBE", channel)
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                attempt += 1
+            except REDIS_ERRORS as exc:
+                await backoff.failed(exc)
                 continue
-            logger.info("result connection restored")
+            backoff.succeeded()
             return

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from .._redis._backoff import Backoff
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
 from .._redis._scripts import FINISH, REQUEUE, execute
-from ._backoff import Backoff
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")

@@ -16,10 +16,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .._app import App
+from .._redis._backoff import Backoff
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP, Keys
 from .._redis._scripts import START, execute
-from ._backoff import Backoff
 from ._outcome import Action, Delivery, Outcome
 from ._runner import failure_outcome
 

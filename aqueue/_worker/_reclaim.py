@@ -17,10 +17,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .._redis._backoff import Backoff
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP, Keys
 from .._redis._scripts import PROMOTE, PRUNE
-from ._backoff import Backoff
 from ._fetcher import Slots
 from ._outcome import Delivery
 

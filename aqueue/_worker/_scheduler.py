@@ -16,9 +16,9 @@ import logging
 from redis.exceptions import RedisError
 
 from .._app import App
+from .._redis._backoff import Backoff
 from .._schedule import Schedule
 from ..exceptions import AqueueError
-from ._backoff import Backoff
 
 logger = logging.getLogger("aqueue.scheduler")
 
