@@ -14,6 +14,18 @@ assert await job.result(timeout=10) == 5
 
 from . import backoff
 from ._app import App, TaskDecorator
+from ._canvas import (
+    Canvas,
+    Chain,
+    Chord,
+    Group,
+    GroupJob,
+    JobOptions,
+    Signature,
+    Step,
+    chord,
+    group,
+)
 from ._context import JobContext, current_job
 from ._job import Job, JobInfo, JobStatus, RemoteError
 from ._queue import DeadLetter, Queue, QueueStats
@@ -43,15 +55,21 @@ from .exceptions import (
 __all__ = [
     "App",
     "AqueueError",
+    "Canvas",
+    "Chain",
+    "Chord",
     "ConfigurationError",
     "ConnectionFailed",
     "DeadLetter",
+    "Group",
+    "GroupJob",
     "InvalidArguments",
     "Job",
     "JobCancelled",
     "JobContext",
     "JobInfo",
     "JobNotFound",
+    "JobOptions",
     "JobStatus",
     "JsonSerializer",
     "NotInJob",
@@ -65,6 +83,8 @@ __all__ = [
     "SerializationError",
     "Serializer",
     "ServerError",
+    "Signature",
+    "Step",
     "Task",
     "TaskDecorator",
     "TaskFailed",
@@ -73,5 +93,7 @@ __all__ = [
     "Worker",
     "__version__",
     "backoff",
+    "chord",
     "current_job",
+    "group",
 ]

@@ -31,9 +31,14 @@ class Outgoing:
     key_ttl: int = 0
     """Seconds the key stays held after the job ended."""
 
+    @property
+    def options(self) -> bytes:
+        """The entry's per-job options field ("" when there are none)."""
+        return b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
+
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
-        options = b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
+        options = self.options
         ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
         unique = keys.unique(self.unique_key or "")
         return [keys.stream, keys.job(self.job_id), keys.delayed, unique], [

@@ -6,11 +6,13 @@ import dataclasses
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+from ._canvas import Signature, Step, signature, waiting_job
+from ._depend import Plan
 from ._job import Job
 from ._message import Outgoing
-from ._redis._keys import check_name
+from ._redis._keys import check_name, queue_of
 from .backoff import Backoff, exponential
 from .exceptions import ConfigurationError, InvalidArguments
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from ._app import App
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
 
 
@@ -64,6 +67,8 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): at most one job with this key at a time."""
     key_ttl: int = 0
     """Per-enqueue (set through ``options``): seconds the key stays held after the end."""
+    after: tuple[str, ...] = ()
+    """Per-enqueue (set through ``options``): ids of jobs that must succeed first."""
 
 
 class Task(Generic[P, R]):
@@ -105,6 +110,7 @@ class Task(Generic[P, R]):
         wait: bool | None = None,
         key: str | None = None,
         key_ttl: float | timedelta | None = None,
+        after: Iterable[Job[Any] | str] | None = None,
     ) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
@@ -120,6 +126,9 @@ class Task(Generic[P, R]):
             key: Uniqueness: while a job with this key is queued, scheduled or running,
                 enqueueing again returns that job instead of adding one.
             key_ttl: Keep deduplicating for this long after the job ended.
+            after: Jobs (or job ids) that must succeed first: the job waits (status
+                ``scheduled``) and is enqueued when the last of them succeeded; when one
+                fails or is cancelled, it fails with "dependency failed" and never runs.
         """
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -147,7 +156,14 @@ class Task(Generic[P, R]):
                     "use datetime.now(UTC) + timedelta(...) or attach tzinfo"
                 )
             changes["at"] = at
+        if after is not None:
+            changes["after"] = _dependencies(after)
         copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self.config, **changes))
+        if copy.config.after and (copy.config.key or copy.config.delay or copy.config.at):
+            raise ConfigurationError(
+                "a job with after= cannot also have key, delay or at: it is enqueued when "
+                "its dependencies succeeded"
+            )
         return copy
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
@@ -160,6 +176,9 @@ class Task(Generic[P, R]):
             QueueFull: The queue holds its ``max_queue_length`` (unless ``options(wait=True)``).
             ConnectionFailed: Redis could not be reached.
         """
+        if self.config.after:
+            [waiting] = await self._enqueue_after([self._prepare(args, kwargs)])
+            return waiting
         [job] = await self._app._write(
             self.config.queue, [self._prepare(args, kwargs)], wait=self.config.wait
         )
@@ -178,7 +197,34 @@ class Task(Generic[P, R]):
             self._prepare((), call) if isinstance(call, Mapping) else self._prepare(call, {})
             for call in calls
         ]
+        if self.config.after:
+            return await self._enqueue_after(batch)
         return await self._app._write(self.config.queue, batch, wait=self.config.wait)
+
+    @overload
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]: ...
+    @overload
+    def s(self: Task[Concatenate[Any, P2], R], *args: P2.args, **kwargs: P2.kwargs) -> Step[R]: ...
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        """A signature: this task with these arguments, to enqueue later or compose into a
+        chain (``a.s(1) | b.s()``), :func:`aqueue.group` or :func:`aqueue.chord`.
+
+        With every argument it is a :class:`aqueue.Signature`; without the first one it is
+        a :class:`aqueue.Step`, which a previous result completes (in a chain, or as a
+        chord's callback).
+
+        Raises:
+            InvalidArguments: The arguments do not bind, even with one more in front.
+        """
+        return signature(self, args, kwargs)
+
+    async def _enqueue_after(self, batch: list[Outgoing]) -> list[Job[R]]:
+        plan = Plan(self._app)
+        for outgoing in batch:
+            plan.wait(waiting_job(outgoing, self.config.after))
+        await plan.run()
+        keeps = self.config.result_ttl > 0
+        return [Job(self._app, outgoing.job_id, keeps_result=keeps) for outgoing in batch]
 
     def _prepare(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Outgoing:
         try:
@@ -188,3 +234,16 @@ class Task(Generic[P, R]):
                 f"cannot enqueue {self.config.name}{self._signature}: {exc}"
             ) from None
         return self._app._outgoing(self.config, args, kwargs)
+
+
+def _dependencies(after: Iterable[Job[Any] | str]) -> tuple[str, ...]:
+    ids: list[str] = []
+    for job in [after] if isinstance(after, Job | str) else after:
+        if isinstance(job, Job) and not job._keeps_result:
+            raise ConfigurationError(
+                f"job {job.id} keeps no result (result_ttl=0), so nothing can wait for it"
+            )
+        job_id = job.id if isinstance(job, Job) else job
+        queue_of(job_id)  # a malformed id fails here, not on a worker
+        ids.append(job_id)
+    return tuple(dict.fromkeys(ids))

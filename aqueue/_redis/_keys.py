@@ -90,3 +90,19 @@ class Keys:
     def job(self, job_id: str) -> bytes:
         """The hash holding a job's status, timestamps, progress and outcome."""
         return f"{self.prefix}:job:{job_id.partition(':')[2]}".encode()
+
+    def wait(self, job_id: str) -> bytes:
+        """Hash of a job that waits for others: how to enqueue or finish it once they ended."""
+        return f"{self.prefix}:wait:{job_id.partition(':')[2]}".encode()
+
+    def pending(self, job_id: str) -> bytes:
+        """Set of the dependencies a waiting job still waits for."""
+        return f"{self.prefix}:pending:{job_id.partition(':')[2]}".encode()
+
+    def dependents(self, job_id: str) -> bytes:
+        """Set of the jobs that wait for this job (told when it ends)."""
+        return f"{self.prefix}:dependents:{job_id.partition(':')[2]}".encode()
+
+    def members(self, job_id: str) -> bytes:
+        """List of a workflow parent's member job ids (chain steps, group members, chord)."""
+        return f"{self.prefix}:members:{job_id.partition(':')[2]}".encode()

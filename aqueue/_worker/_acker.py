@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
@@ -25,9 +25,15 @@ class Acker:
     """Collects outcomes and writes them in pipelines of fenced finish scripts."""
 
     def __init__(
-        self, redis: Redis, consumer: str, on_written: Callable[[list[Outcome]], None]
+        self,
+        redis: Redis,
+        consumer: str,
+        on_written: Callable[[list[Outcome]], None],
+        tell: Callable[[str], Awaitable[None]],
     ) -> None:
         self._redis = redis
+        self._tell = tell
+        self._telling: set[asyncio.Task[None]] = set()
         self._on_written = on_written
         self._consumer = consumer.encode()
         self._pending: list[Outcome] = []
@@ -51,6 +57,14 @@ class Acker:
 
     async def run(self) -> None:
         """Flush until cancelled; cancel only after :meth:`drained` to lose nothing."""
+        try:
+            await self._flush_until_cancelled()
+        finally:
+            # Entries still being told about stay pending; another delivery tells again.
+            for telling in self._telling:
+                telling.cancel()
+
+    async def _flush_until_cancelled(self) -> None:
         backoff = Backoff(logger, "write outcomes")
         while True:
             await self._wake.wait()
@@ -69,7 +83,7 @@ class Acker:
                 continue
             backoff.succeeded()
             self._on_written(batch)
-            if not self._pending:
+            if not self._pending and not self._telling:
                 self._idle.set()
 
     async def _flush(self, batch: list[Outcome]) -> None:
@@ -102,6 +116,7 @@ class Acker:
                     outcome.attempt,
                     delivery.job_id or "",
                     key_ttl,
+                    "1" if outcome.told else "",
                 ],
             )
         replies = await execute(self._redis, pipe, [FINISH, REQUEUE])
@@ -116,6 +131,11 @@ class Acker:
                     outcome.delivery.entry_id.decode(),
                     reply,
                 )
+        for outcome, reply in zip(batch, replies, strict=True):
+            if reply == 2:
+                telling = asyncio.create_task(self._tell_then_ack(outcome))
+                self._telling.add(telling)
+                telling.add_done_callback(self._told)
         refused = sum(1 for reply in replies if not reply)
         if refused:
             self.refused += refused
@@ -123,3 +143,27 @@ class Acker:
                 "%d outcome(s) refused: another worker owns those entries now (lease lapsed)",
                 refused,
             )
+
+    async def _tell_then_ack(self, outcome: Outcome) -> None:
+        # finish.lua recorded the outcome but kept the entry: jobs wait for this one. Tell
+        # them, then ack. Telling is idempotent, so a crash here only makes the redelivery
+        # tell them again (see aqueue/_depend.py).
+        job_id = outcome.delivery.job_id or ""
+        backoff = Backoff(logger, "tell waiting jobs")
+        while True:
+            try:
+                await self._tell(job_id)
+            except REDIS_ERRORS as exc:
+                await backoff.failed(exc)
+                continue
+            except Exception:
+                # Left pending: another delivery tells them again after the lease.
+                logger.exception("cannot tell the jobs waiting for job %s", job_id)
+                return
+            break
+        self.submit(Outcome(outcome.delivery, Action.FINISH, told=True))
+
+    def _told(self, telling: asyncio.Task[None]) -> None:
+        self._telling.discard(telling)
+        if not self._pending and not self._telling:
+            self._idle.set()

@@ -83,3 +83,5 @@ class Outcome:
     """With status ``scheduled``: how long the retry waits in the delayed set."""
     attempt: int = 0
     """With status ``scheduled``: the attempt that failed."""
+    told: bool = False
+    """The jobs waiting for this one were told it ended: ack even though they wait."""

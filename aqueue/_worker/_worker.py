@@ -20,6 +20,7 @@ import anyio
 from redis.asyncio import Redis
 
 from .._app import SOCKET_TIMEOUTS, App
+from .._depend import job_ended
 from .._redis._errors import REDIS_ERRORS, translate_errors
 from .._redis._keys import Keys, check_name
 from .._task import seconds
@@ -174,7 +175,9 @@ class Worker:
             for outcome in outcomes:
                 in_flight.pop((outcome.delivery.keys.stream, outcome.delivery.entry_id), None)
 
-        acker = self._acker = Acker(app.redis, self.name, written)
+        acker = self._acker = Acker(
+            app.redis, self.name, written, tell=functools.partial(job_ended, app)
+        )
         runner = Runner(app, self.name, self.threads)
         slots = Slots(self.concurrency)
 

@@ -14,14 +14,21 @@
 --       result ttl in seconds (0: keep no record),
 --       dead-letter reason ("" for none), dead-letter stream max length,
 --       retry delay in ms and the attempt that failed (with status "scheduled"),
---       job id and seconds to keep the uniqueness key after the end ("" when it has none)
--- Returns 1 when applied, 0 when refused because the entry is no longer ours.
+--       job id and seconds to keep the uniqueness key after the end ("" when it has none),
+--       "1" when the jobs waiting for this one have been told it ended (else "")
+-- Returns 1 when applied, 0 when refused because the entry is no longer ours, 2 when applied
+-- but not acked: other jobs wait for this one (see below).
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[2] then
   return 0
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- A job that others wait for (options(after=...), workflow members) is not acked until the
+-- worker has told them (aqueue/_depend.py) and acks again with ARGV[14] = "1": a crash in
+-- between redelivers the entry, and the redelivery (skipped: its job ended) tells them again.
+local held = ARGV[4] ~= 'scheduled' and ARGV[14] ~= '1'
+  and redis.call('HEXISTS', KEYS[2], 'dependents') == 1
 local entry = nil
 if ARGV[8] ~= '' or ARGV[4] == 'scheduled' then
   entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
@@ -36,11 +43,13 @@ if ARGV[8] ~= '' then
   end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(fields))
 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
+if not held then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('XDEL', KEYS[1], ARGV[3])
+end
 if ARGV[4] == '' then
   -- Acked without running (cancelled, or finished by an earlier delivery): the record stays.
-  return 1
+  return held and 2 or 1
 end
 local ttl = tonumber(ARGV[7])
 if ARGV[4] == 'scheduled' then
@@ -81,4 +90,4 @@ if ttl > 0 then
 else
   redis.call('DEL', KEYS[2])
 end
-return 1
+return held and 2 or 1

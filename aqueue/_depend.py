@@ -1,0 +1,361 @@
+"""Jobs that wait for other jobs: ``options(after=...)``, and the machinery under chains,
+groups and chords (:mod:`aqueue._canvas` builds on it).
+
+How it stays exactly-once and loses nothing, also on Redis Cluster
+------------------------------------------------------------------
+A waiting job and the jobs it waits for may live in different queues, hence different hash
+slots, so no single script may touch both. Every step therefore runs in one slot, and every
+cross-slot step is idempotent and runs *before* the ack that ends the dependency's delivery:
+
+1. ``wait.lua`` (the waiting job's slot) writes its record, a *wait hash* (how to enqueue or
+   finish it), and a *pending set* of the dependencies it still waits for.
+2. ``depend.lua`` (each dependency's slot) adds the waiting job to the dependency's
+   *dependents set* and marks its record, unless the dependency already ended; then the
+   producer resolves the waiting job itself. The check and the mark are one step, as is the
+   status change in ``finish.lua``, so there is no gap in which an end goes unnoticed.
+3. When a marked job ends, ``finish.lua`` writes its outcome but does not ack the entry; the
+   worker tells each dependent (:func:`job_ended`), then acks. ``resolve.lua`` removes the
+   dependency from the pending set (a set, not a counter: telling twice changes nothing) and
+   answers "ready" once it is empty; ``release.lua`` then enqueues the waiting job (with its
+   dependencies' results in its arguments) or finishes a parent record, and deletes the wait
+   hash in the same step, so it happens once however often it is asked. A crash anywhere
+   before the ack redelivers the entry; the redelivery finds the job ended, skips running it
+   and tells the dependents again.
+
+So a chord's callback is enqueued exactly once, when its last header ends, even when header
+jobs are retried (a retry is not an end) or redelivered after a crash. Nothing polls.
+Jobs that nobody waits for pay one ``HEXISTS`` inside ``finish.lua``: no extra round trip.
+
+A failed (or cancelled) dependency fails the waiting job with a ``DependencyFailed`` error
+that names the root cause; that end is told on in turn, so a failure travels down a chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+
+from ._message import Outgoing
+from ._redis._errors import translate_errors
+from ._redis._keys import Keys, queue_of
+from ._redis._scripts import DEPEND, RELEASE, RESOLVE, WAIT, execute
+from ._serialize import encode_call
+from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._app import App
+
+_FINAL = frozenset({b"succeeded", b"failed", b"cancelled"})
+RECORD_TTL = 7 * 24 * 3600
+"""Seconds a waiting job's record and wait state are kept (as long as a pending job's)."""
+
+ERROR_MARK = "__aqueue_error__"
+"""Key of the mapping that stands for a failed member in a list of results
+(``group(..., return_exceptions=True)``, ``chord(..., return_exceptions=True)``)."""
+
+_NOUNS = {"chain": "step", "group": "member", "chord": "header"}
+
+
+@dataclasses.dataclass(slots=True)
+class Waiting:
+    """A job, or a workflow's parent record, that waits for ``deps`` to end."""
+
+    job_id: str
+    task: str
+    deps: list[str]
+    kind: str
+    """``job`` (enqueued when released), or the parent of a ``chain``/``group``/``chord``
+    (finished when released, never run)."""
+    result_ttl: int
+    payload: bytes = b""
+    options: bytes = b""
+    inject: int = 0
+    """How many leading dependencies' results go in front of the arguments (a chain step:
+    the previous step's; a chord's callback: its headers')."""
+    as_list: bool = False
+    """Pass those results as one list (a chord's callback) rather than the first one's value."""
+    lenient: bool = False
+    """A failed dependency counts as ended: its error takes its place in the results."""
+    members: list[str] = dataclasses.field(default_factory=list)
+
+    def script_call(self, namespace: str) -> tuple[list[bytes], list[Any]]:
+        keys = Keys(namespace, queue_of(self.job_id))
+        job = self.job_id
+        status = "scheduled" if self.kind == "job" else "running"
+        ttl = max(RECORD_TTL, self.result_ttl)
+        fields = {
+            "j": job,
+            "t": self.task,
+            "r": self.result_ttl,
+            "o": self.options,
+            "p": self.payload,
+            "kind": self.kind,
+            "inject": self.inject,
+            "list": "1" if self.as_list else "",
+            "lenient": "1" if self.lenient else "",
+            "deps": orjson.dumps(self.deps),
+        }
+        args: list[Any] = [status, self.task, ttl, len(self.deps), *self.deps]
+        args += [len(self.members), *self.members]
+        for name, value in fields.items():
+            args += [name, value]
+        return [keys.job(job), keys.wait(job), keys.pending(job), keys.members(job)], args
+
+
+class Plan:
+    """What one ``enqueue`` of a workflow writes, in a fixed number of round trips.
+
+    Jobs that can run at once are written first (pipelined per queue), then the waiting
+    records (one pipeline), then the dependencies learn of them (one pipeline); dependencies
+    that had ended by then are resolved here.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._ready: dict[str, list[Outgoing]] = {}
+        self._waiting: list[Waiting] = []
+
+    def add(self, queue: str, outgoing: Outgoing) -> str:
+        """Write ``outgoing`` to ``queue``; returns its job id."""
+        self._ready.setdefault(queue, []).append(outgoing)
+        return outgoing.job_id
+
+    def wait(self, waiting: Waiting) -> str:
+        """Register ``waiting``; returns its job id."""
+        self._waiting.append(waiting)
+        return waiting.job_id
+
+    async def run(self) -> dict[str, str]:
+        """Write everything; returns each written id mapped to the job that stands for it
+        (another id when ``options(key=...)`` found a job holding the key)."""
+        app = self.app
+        keep = {o.job_id: o.result_ttl > 0 for batch in self._ready.values() for o in batch}
+        for waiting in self._waiting:
+            for dep in waiting.deps:
+                if not keep.get(dep, True):
+                    raise ConfigurationError(
+                        f"job {dep} feeds another job (a workflow member or a dependency) "
+                        "but keeps no result (result_ttl=0); give it a result_ttl"
+                    )
+        same: dict[str, str] = {}
+        for queue, batch in self._ready.items():
+            jobs = await app._write(queue, batch, wait=False)
+            same.update((o.job_id, job.id) for o, job in zip(batch, jobs, strict=True))
+        if not self._waiting:
+            return same
+        for waiting in self._waiting:
+            waiting.deps = [same.get(dep, dep) for dep in waiting.deps]
+            waiting.members = [same.get(member, member) for member in waiting.members]
+        redis = app.redis
+        with translate_errors(app.url):
+            # Waiting records first: a dependency that ends right after it learns of a
+            # waiting job must find that job's pending set.
+            pipe = redis.pipeline(transaction=False)
+            for waiting in self._waiting:
+                WAIT.queue(pipe, *waiting.script_call(app.namespace))
+            _raise_errors(await execute(redis, pipe, [WAIT]))
+            pipe = redis.pipeline(transaction=False)
+            links = [(w.job_id, dep) for w in self._waiting for dep in dict.fromkeys(w.deps)]
+            for job_id, dep in links:
+                keys = Keys(app.namespace, queue_of(dep))
+                DEPEND.queue(pipe, [keys.job(dep), keys.dependents(dep)], [job_id, RECORD_TTL])
+            replies = await execute(redis, pipe, [DEPEND])
+            _raise_errors(replies)
+            for (job_id, dep), reply in zip(links, replies, strict=True):
+                if reply:  # it had ended (or has no record): nobody will tell, so tell now
+                    await resolve(app, job_id, dep, reply.decode())
+        return same
+
+
+def _raise_errors(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
+async def members(app: App, job_id: str) -> list[str]:
+    """The member job ids of a chain, group or chord job, in order (empty for other jobs).
+
+    For a chord: the header jobs, then the callback.
+    """
+    keys = Keys(app.namespace, queue_of(job_id))
+    with translate_errors(app.url):
+        raw = cast("list[bytes]", await app.redis.lrange(keys.members(job_id), 0, -1))
+    return [member.decode() for member in raw]
+
+
+async def job_ended(app: App, job_id: str) -> None:
+    """Tell every job waiting for ``job_id`` that it ended. Idempotent; call it again freely."""
+    keys = Keys(app.namespace, queue_of(job_id))
+    pipe = app.redis.pipeline(transaction=False)
+    pipe.hget(keys.job(job_id), "status")
+    pipe.smembers(keys.dependents(job_id))
+    status, waiting = await pipe.execute()
+    if status not in _FINAL:
+        return
+    for dependent in sorted(waiting):
+        await resolve(app, dependent.decode(), job_id, status.decode())
+
+
+async def resolve(app: App, job_id: str, dep: str, dep_status: str) -> None:
+    """``dep`` ended with ``dep_status``: count it for waiting job ``job_id``, release the
+    job when nothing else is pending, and tell its own dependents when that ended it."""
+    keys = Keys(app.namespace, queue_of(job_id))
+    reply = await RESOLVE(
+        app.redis, [keys.job(job_id), keys.wait(job_id), keys.pending(job_id)], [dep, dep_status]
+    )
+    verdict = reply[0]
+    if verdict == b"wait":
+        return
+    if verdict == b"gone":
+        if reply[1] in _FINAL:  # ended already; its dependents may not have been told yet
+            await job_ended(app, job_id)
+        return
+    raw = reply[1]
+    spec = {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
+    if verdict == b"fail":
+        [row] = await _outcomes(app, [dep])
+        await _fail(app, keys, job_id, spec, _root(dep, row))
+        return
+    await _release(app, keys, job_id, spec)
+
+
+async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) -> None:
+    deps: list[str] = orjson.loads(spec["deps"])
+    kind = spec["kind"].decode()
+    if kind == "group":
+        count = len(deps)
+    elif kind == "job":
+        count = int(spec["inject"])
+    else:
+        count = 1
+    rows = await _outcomes(app, deps[:count])
+    for dep, row in zip(deps, rows, strict=False):
+        if row[0] != b"succeeded" and spec["lenient"] != b"1":
+            # Its record expired or was changed between the count and now.
+            await _fail(app, keys, job_id, spec, _root(dep, row))
+            return
+    serializer = app.serializer
+    if kind in ("chain", "chord"):
+        # The parent's outcome is its last step's (or its callback's), copied as it is.
+        result = rows[0][1]
+        if result is None:
+            result = serializer.dumps(None)
+        await _finish(app, keys, job_id, spec, "succeeded", "result", result)
+        return
+    payload = spec["p"]
+    try:
+        values = [_value(app, dep, row) for dep, row in zip(deps, rows, strict=False)]
+        if kind == "group":
+            payload = serializer.dumps(values)
+        elif count:
+            args, kwargs = serializer.loads(payload)
+            first = values if spec["list"] == b"1" else values[0]
+            payload = encode_call(serializer, spec["t"].decode(), [first, *args], kwargs)
+    except Exception as exc:
+        # E.g. a result this app's serializer cannot read: the job cannot be given its input.
+        kind_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        error = {"type": kind_name, "message": str(exc), "traceback": ""}
+        await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
+        return
+    if kind == "group":
+        await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
+        return
+    await RELEASE(
+        app.redis,
+        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream],
+        ["enqueue", payload],
+    )
+
+
+async def _fail(
+    app: App, keys: Keys, job_id: str, spec: dict[str, bytes], root: dict[str, Any]
+) -> None:
+    kind = spec["kind"].decode()
+    error: dict[str, Any]
+    if kind == "job":
+        error = {
+            "type": "aqueue.DependencyFailed",
+            "message": f"dependency failed: job {root['job']} ({root['task']}) {_ended(root)}",
+        }
+    else:
+        error = {"type": root["type"], "message": await _member_failed(app, job_id, kind, root)}
+    error |= {"traceback": root.get("traceback", ""), "cause": root}
+    await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
+
+
+async def _member_failed(app: App, job_id: str, kind: str, root: dict[str, Any]) -> str:
+    """``step 2 of 3 (tasks.b) failed with builtins.ValueError: boom``, for a parent's error."""
+    ids = await members(app, job_id)
+    what = f"{kind} member {root['job']}"
+    if root["job"] in ids:
+        index, total = ids.index(root["job"]), len(ids)
+        if kind == "chord":
+            total -= 1
+        what = "callback" if index == total else f"{_NOUNS[kind]} {index + 1} of {total}"
+    return f"{what} ({root['task']}) {_ended(root)}"
+
+
+async def _finish(
+    app: App, keys: Keys, job_id: str, spec: dict[str, bytes], status: str, field: str, value: bytes
+) -> None:
+    await RELEASE(
+        app.redis,
+        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream],
+        ["finish", status, field, value, max(1, int(spec["r"]))],
+    )
+    await job_ended(app, job_id)
+
+
+_Row = Sequence[bytes | None]
+
+
+async def _outcomes(app: App, ids: list[str]) -> list[_Row]:
+    pipe = app.redis.pipeline(transaction=False)
+    for job_id in ids:
+        keys = Keys(app.namespace, queue_of(job_id))
+        pipe.hmget(keys.job(job_id), ["status", "result", "error", "task"])
+    rows: list[_Row] = await pipe.execute()
+    return rows
+
+
+def _value(app: App, job_id: str, row: _Row) -> Any:
+    status, result = row[0], row[1]
+    if status != b"succeeded":
+        return {ERROR_MARK: _root(job_id, row)}
+    return None if result is None else app.serializer.loads(result)
+
+
+def _root(job_id: str, row: _Row) -> dict[str, Any]:
+    """What ended ``job_id`` badly: its own error, or the root cause it carries."""
+    status, _, raw_error, task = row
+    root: dict[str, Any] = {"job": job_id, "task": (task or b"?").decode()}
+    if status is None:
+        return root | {
+            "status": "unknown",
+            "type": "aqueue.JobNotFound",
+            "message": "no record (never enqueued, result_ttl=0, or expired)",
+        }
+    error: dict[str, Any] = orjson.loads(raw_error) if raw_error else {}
+    if "cause" in error:
+        cause: dict[str, Any] = error["cause"]
+        return cause
+    if status == b"cancelled":
+        return root | {"status": "cancelled", "type": "aqueue.JobCancelled", "message": ""}
+    return root | {
+        "status": status.decode(),
+        "type": error.get("type", "aqueue.UnknownError"),
+        "message": error.get("message", ""),
+        "traceback": error.get("traceback", ""),
+    }
+
+
+def _ended(root: dict[str, Any]) -> str:
+    if root["status"] == "cancelled":
+        return "was cancelled"
+    if root["status"] == "unknown":
+        return f"has {root['message']}"
+    return f"failed with {root['type']}: {root['message']}"

@@ -1,0 +1,18 @@
+-- Make a job known as a dependency of a waiting job, unless it already ended. Check and
+-- register are one step with the status change in finish.lua (same record, same slot): either
+-- this sees the end (the caller resolves the waiting job itself) or the finishing worker sees
+-- the "dependents" field and resolves it before it acks.
+-- KEYS: dependency's job record, dependency's dependents set
+-- ARGV: waiting job id, seconds to keep the set
+-- Returns the dependency's final status, "unknown" when it has no record, or "" when registered.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return 'unknown'
+end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
+  return status
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'dependents', 1)
+return ''

@@ -1,0 +1,32 @@
+-- Register a job that waits for other jobs (options(after=...), a chain's later step, a chord's
+-- callback) or a workflow's parent record, in one step: its record, what it waits for and how
+-- to enqueue or finish it once they ended. Runs before the dependencies learn of it (depend.lua),
+-- so whoever sees a dependency end finds this in place.
+-- KEYS: job record, wait hash, pending set (dependencies not ended yet), members list
+-- ARGV: status (scheduled | running), task name, record ttl in seconds,
+--       dependency count n, n dependency ids, member count m, m member ids,
+--       then field/value pairs of the wait hash
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'task', ARGV[2], 'enqueued_at', now,
+  'attempts', 0)
+redis.call('EXPIRE', KEYS[1], ttl)
+-- In chunks: unpack() of thousands of values overflows Lua's stack.
+local function add(command, key, first, count)
+  for i = first, first + count - 1, 1000 do
+    redis.call(command, key, unpack(ARGV, i, math.min(i + 999, first + count - 1)))
+  end
+  if count > 0 then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+local deps = tonumber(ARGV[4])
+add('SADD', KEYS[3], 5, deps)
+local members = tonumber(ARGV[5 + deps])
+redis.call('DEL', KEYS[4])
+add('RPUSH', KEYS[4], 6 + deps, members)
+local pairs_at = 6 + deps + members
+redis.call('HSET', KEYS[2], unpack(ARGV, pairs_at, #ARGV))
+redis.call('EXPIRE', KEYS[2], ttl)
+return 1
