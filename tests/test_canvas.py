@@ -70,7 +70,7 @@ async def test_a_chain_job_lists_its_steps(app: aqueue.App) -> None:
 
 
 async def test_a_failed_step_stops_the_chain_and_the_chain_names_it(app: aqueue.App) -> None:
-    add, double = tasks(app)
+    add, _ = tasks(app)
     ran: list[int] = []
 
     @app.task(name="explode")

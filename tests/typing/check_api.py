@@ -58,3 +58,41 @@ async def periodic_tasks_are_tasks() -> None:
     assert_type(await report.enqueue(), aqueue.Job[None])
     assert_type(await sweep.options(key="once").enqueue(), aqueue.Job[int])
     await report.enqueue(1)  # type: ignore[call-arg]
+
+
+@app.task
+async def total(values: list[int], *, bonus: int = 0) -> int:
+    return sum(values) + bonus
+
+
+@app.task
+async def show(value: int, prefix: str) -> str:
+    return f"{prefix}{value}"
+
+
+async def workflows() -> None:
+    assert_type(add.s(1, 2), aqueue.Signature[int])
+    assert_type(add.s(1), aqueue.Step[int])
+    assert_type(add.s(1, 2).options(queue="high", after=["default:0"]), aqueue.Signature[int])
+    assert_type(await add.s(1, 2).enqueue(), aqueue.Job[int])
+    add.s("1", 2)  # type: ignore[call-overload]
+    add.s(1, 2, 3)  # type: ignore[call-overload]
+    add.s(1).enqueue()  # type: ignore[attr-defined]
+
+    # A chain's job has the last step's result type.
+    chain = add.s(1, 2) | add.s(10) | show.s(prefix="n=")
+    assert_type(chain, aqueue.Chain[str])
+    assert_type(await chain.enqueue(), aqueue.Job[str])
+    assert_type(add.s(1, 2) | total.s(), aqueue.Chain[int])  # not caught: int is no list[int]
+
+    assert_type(aqueue.group([add.s(i, i) for i in range(3)]), aqueue.Group[list[int]])
+    assert_type(await aqueue.group([add.s(1, 1)]).enqueue(), aqueue.Job[list[int]])
+    with_errors = aqueue.group([add.s(1, 1)], return_exceptions=True)
+    assert_type(await with_errors.enqueue(), aqueue.Job[list[int | aqueue.TaskFailed]])
+    assert_type(aqueue.group([add.s(1, 1) | show.s("x")]), aqueue.Group[list[str]])
+
+    assert_type(aqueue.chord([add.s(1, 1)], total.s(bonus=1)), aqueue.Chord[int])
+    assert_type(await aqueue.chord([add.s(1, 1)], show.s("x")).enqueue(), aqueue.Job[str])
+    aqueue.chord([add.s(1, 1)], total.s(bonus="1"))  # type: ignore[call-overload]
+    aqueue.group([add.s(1, 1), 3])  # type: ignore[arg-type]
+    assert_type(await add.options(after=[await add.enqueue(1, 2)]).enqueue(1, 2), aqueue.Job[int])

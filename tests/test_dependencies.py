@@ -1,0 +1,128 @@
+"""Jobs that wait for other jobs: ``task.options(after=[...])``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import aqueue
+
+
+def gate_tasks(
+    app: aqueue.App,
+) -> tuple[asyncio.Event, aqueue.Task[[int], int], aqueue.Task[[str], str], list[str]]:
+    """A task that waits for an event, and one that records that it ran."""
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    @app.task(name="gated")
+    async def gated(value: int) -> int:
+        await gate.wait()
+        return value
+
+    @app.task(name="note")
+    async def note(text: str) -> str:
+        ran.append(text)
+        return text
+
+    return gate, gated, note, ran
+
+
+async def test_a_job_runs_after_its_dependencies_succeeded(app: aqueue.App) -> None:
+    gate, gated, note, ran = gate_tasks(app)
+    async with aqueue.Worker(app):
+        first = await gated.enqueue(1)
+        second = await gated.enqueue(2)
+        job = await note.options(after=[first, second]).enqueue("done")
+        assert await job.status() is aqueue.JobStatus.SCHEDULED
+        await asyncio.sleep(0.2)  # the dependencies are running: nothing may start it
+        assert ran == []
+        gate.set()
+        assert await job.result(timeout=5) == "done"
+    assert ran == ["done"]
+
+
+async def test_a_job_whose_dependency_fails_fails_without_running(app: aqueue.App) -> None:
+    _, _, note, ran = gate_tasks(app)
+
+    @app.task(name="broken")
+    async def broken() -> None:
+        raise RuntimeError("disk full")
+
+    async with aqueue.Worker(app):
+        dependency = await broken.enqueue()
+        job = await note.options(after=[dependency]).enqueue("never")
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=5)
+    assert await job.status() is aqueue.JobStatus.FAILED
+    assert failure.value.type == "aqueue.DependencyFailed"
+    assert failure.value.message == (
+        f"dependency failed: job {dependency.id} (broken) failed with builtins.RuntimeError: "
+        "disk full"
+    )
+    assert ran == []
+
+
+async def test_a_dependency_that_already_succeeded_lets_the_job_run(app: aqueue.App) -> None:
+    _, _, note, _ = gate_tasks(app)
+    async with aqueue.Worker(app):
+        dependency = await note.enqueue("first")
+        await dependency.result(timeout=5)
+        job = await note.options(after=[dependency]).enqueue("second")
+        assert await job.result(timeout=5) == "second"
+
+
+async def test_a_dependency_that_already_failed_fails_the_job_at_once(app: aqueue.App) -> None:
+    _, _, note, ran = gate_tasks(app)
+
+    @app.task(name="broken")
+    async def broken() -> None:
+        raise RuntimeError("disk full")
+
+    async with aqueue.Worker(app):
+        dependency = await broken.enqueue()
+        with pytest.raises(aqueue.TaskFailed):
+            await dependency.result(timeout=5)
+        job = await note.options(after=[dependency.id]).enqueue("never")
+        assert await job.status() is aqueue.JobStatus.FAILED
+    assert ran == []
+
+
+async def test_a_job_can_wait_for_a_workflow(app: aqueue.App) -> None:
+    _, _, note, _ = gate_tasks(app)
+    async with aqueue.Worker(app):
+        workflow = await aqueue.group([note.s("a"), note.s("b")]).enqueue()
+        job = await note.options(after=[workflow]).enqueue("after the group")
+        assert await job.result(timeout=5) == "after the group"
+        assert await workflow.result(timeout=1) == ["a", "b"]
+
+
+async def test_a_job_waiting_for_an_unknown_id_fails(app: aqueue.App) -> None:
+    _, _, note, _ = gate_tasks(app)
+    job = await note.options(after=["default:doesnotexist"]).enqueue("never")
+    with pytest.raises(aqueue.TaskFailed, match=r"dependency failed.*no record"):
+        await job.result(timeout=5)
+
+
+async def test_after_does_not_combine_with_a_uniqueness_key(app: aqueue.App) -> None:
+    _, _, note, _ = gate_tasks(app)
+    with pytest.raises(aqueue.ConfigurationError, match="after="):
+        note.options(after=["default:abc"], key="k")
+
+
+async def test_nothing_can_wait_for_a_job_that_keeps_no_result(app: aqueue.App) -> None:
+    _, _, note, _ = gate_tasks(app)
+    dependency = await note.options(result_ttl=0).enqueue("fire and forget")
+    with pytest.raises(aqueue.ConfigurationError, match="keeps no result"):
+        note.options(after=[dependency])
+
+
+async def test_enqueue_many_jobs_after_one_dependency(app: aqueue.App) -> None:
+    gate, gated, note, ran = gate_tasks(app)
+    async with aqueue.Worker(app):
+        dependency = await gated.enqueue(1)
+        jobs = await note.options(after=[dependency]).enqueue_many([("x",), ("y",)])
+        gate.set()
+        assert [await job.result(timeout=5) for job in jobs] == ["x", "y"]
+    assert sorted(ran) == ["x", "y"]
