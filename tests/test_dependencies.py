@@ -7,6 +7,9 @@ import asyncio
 import pytest
 
 import aqueue
+import aqueue._worker._worker
+from aqueue._depend import job_ended
+from aqueue.testing import RedisServer
 
 
 def gate_tasks(
@@ -126,3 +129,27 @@ async def test_enqueue_many_jobs_after_one_dependency(app: aqueue.App) -> None:
         gate.set()
         assert [await job.result(timeout=5) for job in jobs] == ["x", "y"]
     assert sorted(ran) == ["x", "y"]
+
+
+async def test_a_dependency_whose_worker_failed_to_tell_is_told_on_redelivery(
+    server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outcome is written but the entry stays pending until the waiting jobs are told;
+    the redelivery (skipped: the job ended) tells them."""
+    tells: list[str] = []
+
+    async def tell_once(app: aqueue.App, job_id: str) -> None:
+        tells.append(job_id)
+        if len(tells) == 1:
+            raise RuntimeError("the worker dies here")  # as if killed between outcome and ack
+        await job_ended(app, job_id)
+
+    monkeypatch.setattr(aqueue._worker._worker, "job_ended", tell_once)
+    async with aqueue.App(server.url, namespace=namespace, lease=1) as app:
+        _, _, note, _ = gate_tasks(app)
+        async with aqueue.Worker(app) as worker:
+            dependency = await note.enqueue("first")
+            job = await note.options(after=[dependency]).enqueue("second")
+            assert await job.result(timeout=10) == "second"
+            assert worker.skipped == 1
+        assert tells == [dependency.id, dependency.id]

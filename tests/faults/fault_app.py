@@ -30,3 +30,20 @@ async def work(n: int, seconds: float) -> int:
 async def suicide() -> None:
     """Kills the worker running it, every time: a poison message."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task
+async def header(n: int) -> int:
+    """A chord's header job: counts its runs; jobs 5 and up hang on their first attempt (to
+    be killed mid-run), the others and every later attempt end at once. Returns ``2 * n``."""
+    await app.redis.hincrby(f"{app.namespace}:runs", str(n), 1)
+    if n >= 5 and aqueue.current_job().attempt == 1:
+        await asyncio.sleep(60)
+    return 2 * n
+
+
+@app.task
+async def collect(values: list[int]) -> int:
+    """A chord's callback: counts its runs (to find duplicates), returns the sum."""
+    await app.redis.incr(f"{app.namespace}:callback_runs")
+    return sum(values)
