@@ -128,16 +128,16 @@ class _Call:
         return Step(self.task, self.args, self.kwargs)
 
     def _outgoing(self) -> Outgoing:
-        config = self.task.config
-        if config.result_ttl == 0:
-            raise ConfigurationError(
-                f"{self.task.name} is part of a workflow but keeps no result (result_ttl=0): "
-                "its result is needed; give it a result_ttl"
-            )
-        return self.task._app._outgoing(config, self.args, self.kwargs)
+        return self.task._app._outgoing(self.task.config, self.args, self.kwargs)
 
     def _wait_for(self, plan: Plan, deps: list[str], *, as_list: bool, lenient: bool) -> str:
         """Register this call as a job that waits for ``deps`` and gets their results."""
+        config = self.task.config
+        if config.key or config.delay or config.at:
+            raise ConfigurationError(
+                f"{self.task.name} waits for a previous result (a chain's later step or a "
+                "chord's callback), so it cannot have key, delay or at"
+            )
         outgoing = self._outgoing()
         return plan.wait(
             Waiting(
@@ -172,7 +172,7 @@ class Signature(_Call, Canvas[R]):
         outgoing = self._outgoing()
         if self.task.config.after:
             return plan.wait(waiting_job(outgoing, self.task.config.after))
-        return plan.add(self.queue, outgoing)
+        return plan.add(self.queue, outgoing, wait=self.task.config.wait)
 
     def _handle(self, job_id: str) -> Job[R]:
         return Job(self.app, job_id, keeps_result=self.task.config.result_ttl > 0)

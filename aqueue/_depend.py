@@ -116,11 +116,15 @@ class Plan:
     def __init__(self, app: App) -> None:
         self.app = app
         self._ready: dict[str, list[Outgoing]] = {}
+        self._wait_for_room: set[str] = set()
         self._waiting: list[Waiting] = []
 
-    def add(self, queue: str, outgoing: Outgoing) -> str:
-        """Write ``outgoing`` to ``queue``; returns its job id."""
+    def add(self, queue: str, outgoing: Outgoing, *, wait: bool = False) -> str:
+        """Write ``outgoing`` to ``queue`` (with ``wait``: wait for room in a full queue);
+        returns its job id."""
         self._ready.setdefault(queue, []).append(outgoing)
+        if wait:
+            self._wait_for_room.add(queue)
         return outgoing.job_id
 
     def wait(self, waiting: Waiting) -> str:
@@ -133,6 +137,7 @@ class Plan:
         (another id when ``options(key=...)`` found a job holding the key)."""
         app = self.app
         keep = {o.job_id: o.result_ttl > 0 for batch in self._ready.values() for o in batch}
+        keep |= {w.job_id: w.result_ttl > 0 for w in self._waiting}
         for waiting in self._waiting:
             for dep in waiting.deps:
                 if not keep.get(dep, True):
@@ -142,7 +147,7 @@ class Plan:
                     )
         same: dict[str, str] = {}
         for queue, batch in self._ready.items():
-            jobs = await app._write(queue, batch, wait=False)
+            jobs = await app._write(queue, batch, wait=queue in self._wait_for_room)
             same.update((o.job_id, job.id) for o, job in zip(batch, jobs, strict=True))
         if not self._waiting:
             return same
@@ -264,11 +269,13 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
     if kind == "group":
         await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
         return
-    await RELEASE(
+    released = await RELEASE(
         app.redis,
         [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream],
         ["enqueue", payload],
     )
+    if not released:  # cancelled while it waited: that end is news to its own dependents
+        await job_ended(app, job_id)
 
 
 async def _fail(

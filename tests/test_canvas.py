@@ -251,3 +251,11 @@ async def test_a_member_that_keeps_no_result_is_refused(app: aqueue.App) -> None
     add, double = tasks(app)
     with pytest.raises(aqueue.ConfigurationError, match="result_ttl"):
         await (add.s(1, 2).options(result_ttl=0) | double.s()).enqueue()
+
+
+async def test_a_lone_signature_may_keep_no_result(app: aqueue.App) -> None:
+    add, _ = tasks(app)
+    async with aqueue.Worker(app):
+        job = await add.s(1, 2).options(result_ttl=0).enqueue()
+        with pytest.raises(aqueue.JobNotFound, match="fire and forget"):
+            await job.result()

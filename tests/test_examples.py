@@ -107,9 +107,11 @@ async def test_a_failed_job_shows_its_error_and_no_result(
     assert view["result"] is None
 
 
-def run_example(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_example(
+    env: dict[str, str], script: str = "embedded_worker.py"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, os.path.join("examples", "embedded_worker.py")],
+        [sys.executable, os.path.join("examples", script)],
         capture_output=True,
         text=True,
         env={**env, "PYTHONPATH": ROOT},
@@ -139,3 +141,15 @@ def test_the_embedded_worker_example_starts_its_own_valkey_without_aqueue_url() 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("AQUEUE_URL is not set: started an embedded Valkey")
     assert "worker stopped; the last job succeeded with 144" in result.stdout
+
+
+def test_the_canvas_example_runs_a_chain_group_chord_and_dependency(server: RedisServer) -> None:
+    result = run_example({**os.environ, "AQUEUE_URL": server.url}, "canvas.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "chain: 6 words on page 3",
+        "group: [2, 4, 6, 8, 10]",
+        "chord: all: 30 words",
+        "after: sent 'report ready'",
+        "failed: step 2 of 3 (__main__.parse) failed with builtins.ValueError: nothing to parse",
+    ]
