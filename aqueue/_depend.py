@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
+from redis.asyncio.client import Pipeline
 
 from ._message import Outgoing
 from ._redis._errors import translate_errors
@@ -135,7 +136,42 @@ class Plan:
     async def run(self) -> dict[str, str]:
         """Write everything; returns each written id mapped to the job that stands for it
         (another id when ``options(key=...)`` found a job holding the key)."""
+        self._check_results_kept()
         app = self.app
+        # Jobs with a uniqueness key first: the job that stands for one is known only then.
+        same = await self._write(keyed=True)
+        for waiting in self._waiting:
+            waiting.deps = [same.get(dep, dep) for dep in waiting.deps]
+            waiting.members = [same.get(member, member) for member in waiting.members]
+        fresh = {o.job_id for b in self._ready.values() for o in b if o.unique_key is None}
+        planned = fresh | {w.job_id for w in self._waiting}
+        links = [(w.job_id, dep) for w in self._waiting for dep in dict.fromkeys(w.deps)]
+        early = [(job_id, dep) for job_id, dep in links if dep in planned]
+        late = [(job_id, dep) for job_id, dep in links if dep not in planned]
+        redis = app.redis
+        with translate_errors(app.url):
+            if self._waiting:
+                # Before any member is written, so none can end unnoticed: the waiting
+                # records, and the marks on members of this plan (records of fresh jobs are
+                # marked before they exist; enqueue.lua fills in the rest).
+                pipe = redis.pipeline(transaction=False)
+                for waiting in self._waiting:
+                    WAIT.queue(pipe, *waiting.script_call(app.namespace))
+                self._depend(pipe, early, fresh)
+                _raise_errors(await execute(redis, pipe, [WAIT, DEPEND]))
+            same |= await self._write(keyed=False)
+            if not late:
+                return same
+            pipe = redis.pipeline(transaction=False)
+            self._depend(pipe, late, fresh)
+            replies = await execute(redis, pipe, [DEPEND])
+            _raise_errors(replies)
+            for (job_id, dep), reply in zip(late, replies, strict=True):
+                if reply:  # it had ended (or has no record): nobody will tell, so tell now
+                    await resolve(app, job_id, dep, reply.decode())
+        return same
+
+    def _check_results_kept(self) -> None:
         keep = {o.job_id: o.result_ttl > 0 for batch in self._ready.values() for o in batch}
         keep |= {w.job_id: w.result_ttl > 0 for w in self._waiting}
         for waiting in self._waiting:
@@ -145,34 +181,24 @@ class Plan:
                         f"job {dep} feeds another job (a workflow member or a dependency) "
                         "but keeps no result (result_ttl=0); give it a result_ttl"
                     )
+
+    async def _write(self, *, keyed: bool) -> dict[str, str]:
         same: dict[str, str] = {}
-        for queue, batch in self._ready.items():
-            jobs = await app._write(queue, batch, wait=queue in self._wait_for_room)
-            same.update((o.job_id, job.id) for o, job in zip(batch, jobs, strict=True))
-        if not self._waiting:
-            return same
-        for waiting in self._waiting:
-            waiting.deps = [same.get(dep, dep) for dep in waiting.deps]
-            waiting.members = [same.get(member, member) for member in waiting.members]
-        redis = app.redis
-        with translate_errors(app.url):
-            # Waiting records first: a dependency that ends right after it learns of a
-            # waiting job must find that job's pending set.
-            pipe = redis.pipeline(transaction=False)
-            for waiting in self._waiting:
-                WAIT.queue(pipe, *waiting.script_call(app.namespace))
-            _raise_errors(await execute(redis, pipe, [WAIT]))
-            pipe = redis.pipeline(transaction=False)
-            links = [(w.job_id, dep) for w in self._waiting for dep in dict.fromkeys(w.deps)]
-            for job_id, dep in links:
-                keys = Keys(app.namespace, queue_of(dep))
-                DEPEND.queue(pipe, [keys.job(dep), keys.dependents(dep)], [job_id, RECORD_TTL])
-            replies = await execute(redis, pipe, [DEPEND])
-            _raise_errors(replies)
-            for (job_id, dep), reply in zip(links, replies, strict=True):
-                if reply:  # it had ended (or has no record): nobody will tell, so tell now
-                    await resolve(app, job_id, dep, reply.decode())
+        for queue, ready in self._ready.items():
+            batch = [o for o in ready if (o.unique_key is not None) is keyed]
+            if batch:
+                jobs = await self.app._write(queue, batch, wait=queue in self._wait_for_room)
+                same.update((o.job_id, job.id) for o, job in zip(batch, jobs, strict=True))
         return same
+
+    def _depend(self, pipe: Pipeline, links: list[tuple[str, str]], fresh: set[str]) -> None:
+        for job_id, dep in links:
+            keys = Keys(self.app.namespace, queue_of(dep))
+            DEPEND.queue(
+                pipe,
+                [keys.job(dep), keys.dependents(dep)],
+                [job_id, RECORD_TTL, "1" if dep in fresh else ""],
+            )
 
 
 def _raise_errors(replies: list[Any]) -> None:
