@@ -167,8 +167,9 @@ class Plan:
             replies = await execute(redis, pipe, [DEPEND])
             _raise_errors(replies)
             for (job_id, dep), reply in zip(late, replies, strict=True):
-                if reply:  # it had ended (or has no record): nobody will tell, so tell now
-                    await resolve(app, job_id, dep, reply.decode())
+                # It had ended (or has no record): nobody will tell, so tell now.
+                if reply and await resolve(app, job_id, dep, reply.decode()):
+                    await job_ended(app, job_id)
         return same
 
     def _check_results_kept(self) -> None:
@@ -219,42 +220,50 @@ async def members(app: App, job_id: str) -> list[str]:
 
 
 async def job_ended(app: App, job_id: str) -> None:
-    """Tell every job waiting for ``job_id`` that it ended. Idempotent; call it again freely."""
-    keys = Keys(app.namespace, queue_of(job_id))
-    pipe = app.redis.pipeline(transaction=False)
-    pipe.hget(keys.job(job_id), "status")
-    pipe.smembers(keys.dependents(job_id))
-    status, waiting = await pipe.execute()
-    if status not in _FINAL:
-        return
-    for dependent in sorted(waiting):
-        await resolve(app, dependent.decode(), job_id, status.decode())
+    """Tell every job waiting for ``job_id`` that it ended. Idempotent; call it again freely.
+
+    Ends that this causes (a failure travelling down a chain, a finished parent) are told
+    on in turn, in a loop rather than by recursion: a long chain cannot exhaust the stack.
+    """
+    ended = [job_id]
+    while ended:
+        current = ended.pop()
+        keys = Keys(app.namespace, queue_of(current))
+        pipe = app.redis.pipeline(transaction=False)
+        pipe.hget(keys.job(current), "status")
+        pipe.smembers(keys.dependents(current))
+        status, waiting = await pipe.execute()
+        if status not in _FINAL:
+            continue
+        for raw in sorted(waiting):
+            dependent = raw.decode()
+            if await resolve(app, dependent, current, status.decode()):
+                ended.append(dependent)
 
 
-async def resolve(app: App, job_id: str, dep: str, dep_status: str) -> None:
-    """``dep`` ended with ``dep_status``: count it for waiting job ``job_id``, release the
-    job when nothing else is pending, and tell its own dependents when that ended it."""
+async def resolve(app: App, job_id: str, dep: str, dep_status: str) -> bool:
+    """``dep`` ended with ``dep_status``: count it for waiting job ``job_id``, and release
+    the job when nothing else is pending. True when ``job_id`` has ended (now or before), so
+    its own dependents must be told (:func:`job_ended`)."""
     keys = Keys(app.namespace, queue_of(job_id))
     reply = await RESOLVE(
         app.redis, [keys.job(job_id), keys.wait(job_id), keys.pending(job_id)], [dep, dep_status]
     )
     verdict = reply[0]
     if verdict == b"wait":
-        return
+        return False
     if verdict == b"gone":
-        if reply[1] in _FINAL:  # ended already; its dependents may not have been told yet
-            await job_ended(app, job_id)
-        return
+        # Ended already? Then its dependents may not have been told yet (a crash).
+        return bool(reply[1] in _FINAL)
     raw = reply[1]
     spec = {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
     if verdict == b"fail":
         [row] = await _outcomes(app, [dep])
-        await _fail(app, keys, job_id, spec, _root(dep, row))
-        return
-    await _release(app, keys, job_id, spec)
+        return await _fail(app, keys, job_id, spec, _root(dep, row))
+    return await _release(app, keys, job_id, spec)
 
 
-async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) -> None:
+async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) -> bool:
     deps: list[str] = orjson.loads(spec["deps"])
     kind = spec["kind"].decode()
     if kind == "group":
@@ -267,16 +276,14 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
     for dep, row in zip(deps, rows, strict=False):
         if row[0] != b"succeeded" and spec["lenient"] != b"1":
             # Its record expired or was changed between the count and now.
-            await _fail(app, keys, job_id, spec, _root(dep, row))
-            return
+            return await _fail(app, keys, job_id, spec, _root(dep, row))
     serializer = app.serializer
     if kind in ("chain", "chord"):
         # The parent's outcome is its last step's (or its callback's), copied as it is.
         result = rows[0][1]
         if result is None:
             result = serializer.dumps(None)
-        await _finish(app, keys, job_id, spec, "succeeded", "result", result)
-        return
+        return await _finish(app, keys, job_id, spec, "succeeded", "result", result)
     payload = spec["p"]
     try:
         values = [_value(app, dep, row) for dep, row in zip(deps, rows, strict=False)]
@@ -290,23 +297,21 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
         # E.g. a result this app's serializer cannot read: the job cannot be given its input.
         kind_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
         error = {"type": kind_name, "message": str(exc), "traceback": ""}
-        await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
-        return
+        return await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
     if kind == "group":
-        await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
-        return
+        return await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
     released = await RELEASE(
         app.redis,
         [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream],
         ["enqueue", payload],
     )
-    if not released:  # cancelled while it waited: that end is news to its own dependents
-        await job_ended(app, job_id)
+    # Not released: cancelled while it waited, an end its own dependents must hear of.
+    return not released
 
 
 async def _fail(
     app: App, keys: Keys, job_id: str, spec: dict[str, bytes], root: dict[str, Any]
-) -> None:
+) -> bool:
     kind = spec["kind"].decode()
     error: dict[str, Any]
     if kind == "job":
@@ -317,7 +322,7 @@ async def _fail(
     else:
         error = {"type": root["type"], "message": await _member_failed(app, job_id, kind, root)}
     error |= {"traceback": root.get("traceback", ""), "cause": root}
-    await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
+    return await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
 
 
 async def _member_failed(app: App, job_id: str, kind: str, root: dict[str, Any]) -> str:
@@ -334,13 +339,15 @@ async def _member_failed(app: App, job_id: str, kind: str, root: dict[str, Any])
 
 async def _finish(
     app: App, keys: Keys, job_id: str, spec: dict[str, bytes], status: str, field: str, value: bytes
-) -> None:
+) -> bool:
+    """Finish a waiting job without running it. True: it ended (by this call or, when it was
+    cancelled or finished meanwhile, before), so its dependents must be told."""
     await RELEASE(
         app.redis,
         [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream],
         ["finish", status, field, value, max(1, int(spec["r"]))],
     )
-    await job_ended(app, job_id)
+    return True
 
 
 _Row = Sequence[bytes | None]

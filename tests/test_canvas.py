@@ -259,3 +259,19 @@ async def test_a_lone_signature_may_keep_no_result(app: aqueue.App) -> None:
         job = await add.s(1, 2).options(result_ttl=0).enqueue()
         with pytest.raises(aqueue.JobNotFound, match="fire and forget"):
             await job.result()
+
+
+async def test_a_failure_travels_down_a_long_chain(app: aqueue.App) -> None:
+    _, double = tasks(app)
+
+    @app.task(name="explode")
+    async def explode() -> int:
+        raise ValueError("at the start")
+
+    chain = explode.s() | double.s()
+    for _ in range(500):
+        chain = chain | double.s()
+    async with aqueue.Worker(app):
+        job = await chain.enqueue()
+        with pytest.raises(aqueue.TaskFailed, match=r"step 1 of 502 \(explode\) failed"):
+            await job.result(timeout=10)
