@@ -74,6 +74,8 @@ async def workflows() -> None:
     assert_type(add.s(1, 2), aqueue.Signature[int])
     assert_type(add.s(1), aqueue.Step[int])
     assert_type(add.s(1, 2).options(queue="high", after=["default:0"]), aqueue.Signature[int])
+    assert_type(add.s(1).options(timeout=5), aqueue.Step[int])
+    add.s(1, 2).options(queue=1)  # type: ignore[arg-type]
     assert_type(await add.s(1, 2).enqueue(), aqueue.Job[int])
     add.s("1", 2)  # type: ignore[call-overload]
     add.s(1, 2, 3)  # type: ignore[call-overload]
