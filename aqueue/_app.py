@@ -9,7 +9,7 @@ import inspect
 import os
 import socket
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
@@ -340,6 +340,12 @@ class App:
             max_queue_length=self.max_queue_length(config.queue),
             unique_key=config.key,
             key_ttl=config.key_ttl,
+            expires_ms=int(config.expires * 1000) if isinstance(config.expires, float) else 0,
+            expires_at_ms=(
+                int(config.expires.timestamp() * 1000)
+                if isinstance(config.expires, datetime)
+                else 0
+            ),
         )
 
     async def _write(

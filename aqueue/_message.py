@@ -30,6 +30,10 @@ class Outgoing:
     """Add the job only if no job holds this key (``options(key=...)``)."""
     key_ttl: int = 0
     """Seconds the key stays held after the job ended."""
+    expires_ms: int = 0
+    """Cancelled if not started this long after the server's now (0: never)."""
+    expires_at_ms: int = 0
+    """Cancelled if not started by this epoch time in ms (0: never)."""
 
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
@@ -47,6 +51,8 @@ class Outgoing:
             self.due_at_ms,
             self.max_queue_length,
             "" if self.unique_key is None else self.key_ttl,
+            self.expires_ms,
+            self.expires_at_ms,
         ]
 
 

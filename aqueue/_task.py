@@ -39,6 +39,15 @@ def seconds(
     return float(value)
 
 
+def _aware(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ConfigurationError(
+            f"{what} must be an aware datetime (with a timezone), not {value!r}: "
+            "use datetime.now(UTC) + timedelta(...) or attach tzinfo"
+        )
+    return value
+
+
 DEFAULT_BACKOFF = exponential()
 
 
@@ -64,6 +73,8 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): at most one job with this key at a time."""
     key_ttl: int = 0
     """Per-enqueue (set through ``options``): seconds the key stays held after the end."""
+    expires: float | datetime | None = None
+    """Per-enqueue (set through ``options``): cancel the job if not started by then."""
 
 
 class Task(Generic[P, R]):
@@ -105,6 +116,7 @@ class Task(Generic[P, R]):
         wait: bool | None = None,
         key: str | None = None,
         key_ttl: float | timedelta | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
@@ -120,6 +132,8 @@ class Task(Generic[P, R]):
             key: Uniqueness: while a job with this key is queued, scheduled or running,
                 enqueueing again returns that job instead of adding one.
             key_ttl: Keep deduplicating for this long after the job ended.
+            expires: Seconds (or a timedelta) from now, or an aware datetime: a job not
+                started by then is not run but ends ``cancelled`` (reason: expired).
         """
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -136,17 +150,18 @@ class Task(Generic[P, R]):
             changes["key"] = key
         if key_ttl is not None:
             changes["key_ttl"] = int(seconds(key_ttl, "key_ttl", allow_zero=True) or 0)
+        if expires is not None:
+            changes["expires"] = (
+                _aware(expires, "expires")
+                if isinstance(expires, datetime)
+                else seconds(expires, "expires")
+            )
         if delay is not None and at is not None:
             raise ConfigurationError("give either delay or at, not both")
         if delay is not None:
             changes["delay"] = seconds(delay, "delay", allow_zero=True)
         if at is not None:
-            if not isinstance(at, datetime) or at.utcoffset() is None:
-                raise ConfigurationError(
-                    f"at must be an aware datetime (with a timezone), not {at!r}: "
-                    "use datetime.now(UTC) + timedelta(...) or attach tzinfo"
-                )
-            changes["at"] = at
+            changes["at"] = _aware(at, "at")
         copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self.config, **changes))
         return copy
 

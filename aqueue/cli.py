@@ -203,6 +203,23 @@ def status(app_path: str, queues: tuple[str, ...], loop: str) -> None:
     click.echo(format_table(header, rows))
 
 
+@main.command()
+@app_argument
+@click.argument("job_ids", metavar="JOB_ID...", nargs=-1, required=True)
+@loop_option
+@_fail_cleanly
+def cancel(app_path: str, job_ids: tuple[str, ...], loop: str) -> None:
+    """Cancel jobs by id: queued ones never run, running ones are stopped."""
+    app = load_app(app_path)
+
+    async def cancel_all() -> list[bool]:
+        async with app:
+            return [await app.job(job_id).cancel() for job_id in job_ids]
+
+    for job_id, cancelled in zip(job_ids, run_async(cancel_all, loop), strict=True):
+        click.echo(f"{job_id}: {'cancelled' if cancelled else 'already ended'}")
+
+
 def _known_queues(app: App) -> list[str]:
     return sorted({app.default_queue, *(task.config.queue for task in app.tasks.values())})
 

@@ -79,6 +79,12 @@ class Keys:
         return f"{self.prefix}:delayed".encode()
 
     @cached_property
+    def cancelled(self) -> bytes:
+        """Sorted set of running jobs cancelled lately, scored by cancel time (ms): the
+        workers of the queue read it to stop those runs."""
+        return f"{self.prefix}:cancelled".encode()
+
+    @cached_property
     def workers(self) -> bytes:
         """Sorted set of worker names serving the queue, scored by last heartbeat (ms)."""
         return f"{self.prefix}:workers".encode()

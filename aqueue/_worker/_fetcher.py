@@ -21,7 +21,7 @@ from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP, Keys
 from .._redis._scripts import START, execute
 from ._outcome import Action, Delivery, Outcome
-from ._runner import failure_outcome
+from ._runner import expired_outcome, failure_outcome
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -162,7 +162,9 @@ class Fetcher:
         script, one pipeline for the batch.
         """
         self._slots.take(len(deliveries))
-        checked = [d for d in deliveries if claimed or (d.job_id and d.result_ttl > 0)]
+        checked = [
+            d for d in deliveries if claimed or (d.job_id and d.result_ttl > 0) or d.expires_ms
+        ]
         verdicts: dict[int, Any] = {}
         if checked:
             replies = await self._start_scripts(checked)
@@ -198,6 +200,11 @@ class Fetcher:
                 self._skip(
                     failure_outcome(delivery, "aqueue.Poison", reason, "", dead_reason=reason)
                 )
+            elif verdict == b"expired":
+                logger.info(
+                    "job %s %s expired before it started", delivery.job_id, delivery.task_name
+                )
+                self._skip(expired_outcome(delivery))
             else:
                 # Cancelled, or finished by an earlier delivery: ack it, do not run it again.
                 self.skipped += 1
@@ -231,6 +238,7 @@ class Fetcher:
                         self._attempt_limit(delivery),
                         1 if delivery.result_ttl > 0 else 0,
                         delivery.prior_attempts,
+                        delivery.expires_ms,
                     ],
                 )
             try:

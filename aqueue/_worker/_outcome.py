@@ -43,6 +43,12 @@ class Delivery:
             return 0
 
     @property
+    def expires_ms(self) -> int:
+        """Epoch ms after which the job must not start (0: never)."""
+        raw = self.fields.get(b"x")
+        return int(raw) if raw is not None and raw.isdigit() else 0
+
+    @property
     def unique_key(self) -> tuple[bytes, str]:
         """The uniqueness key the job holds and its ttl after the end ("" when none).
 

@@ -1,5 +1,8 @@
 """Reclaiming: jobs that wait in the delayed set, and entries whose worker went silent.
 
+The frequent promote call also brings the ids of running jobs cancelled lately, so every
+worker learns of a cancellation within one promote interval, with no extra round trip.
+
 Every worker runs this; no single scheduler process exists to babysit. Due jobs move into the
 stream in one script (whichever worker gets there first moves each job once). Entries idle for
 longer than the lease belonged to a worker that died (or lost its connection): XAUTOCLAIM
@@ -47,6 +50,7 @@ class Reclaimer:
         lease: float,
         slots: Slots,
         begin: Callable[[list[Delivery]], Awaitable[None]],
+        cancel: Callable[[list[str]], None],
     ) -> None:
         self._redis = redis
         self._queues = queues
@@ -54,7 +58,9 @@ class Reclaimer:
         self._lease_ms = int(lease * 1000)
         self._slots = slots
         self._begin = begin
+        self._cancel = cancel
         self._cursors = {keys.stream: b"0-0" for keys in queues}
+        self._cancel_cursors = {keys.stream: 0 for keys in queues}
         self._stopping = asyncio.Event()
         self.claimed = 0
         """Entries this worker took over from silent workers."""
@@ -93,9 +99,14 @@ class Reclaimer:
 
     async def _promote(self, keys: Keys) -> None:
         while True:
-            moved, _ = await PROMOTE(
-                self._redis, [keys.delayed, keys.stream], [keys.prefix, PROMOTE_BATCH]
+            moved, _, cursor, *cancelled = await PROMOTE(
+                self._redis,
+                [keys.delayed, keys.stream, keys.cancelled],
+                [keys.prefix, PROMOTE_BATCH, self._cancel_cursors[keys.stream]],
             )
+            self._cancel_cursors[keys.stream] = cursor
+            if cancelled:
+                self._cancel([job_id.decode() for job_id in cancelled])
             if moved < PROMOTE_BATCH or self._stopping.is_set():
                 return
 

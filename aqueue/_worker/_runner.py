@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._context import JobContext, _current
-from ..exceptions import Retry, SerializationError, TaskTimeout
+from .._context import JobContext, ProgressReporter, _current
+from .._job import encode_error
+from ..exceptions import AqueueError, Retry, SerializationError, TaskTimeout
 from ._outcome import Action, Delivery, Outcome
 
 if TYPE_CHECKING:
@@ -65,11 +66,14 @@ class Runner:
         except _TaskTimedOut:
             message = f"task ran longer than its timeout of {timeout} s"
             timed_out = TaskTimeout(context.id, "aqueue.TaskTimeout", message, "")
+            await _flush_progress(context)
             return self._failed(delivery, task, attempt, timed_out, started)
         except Exception as exc:
+            await _flush_progress(context)
             return self._failed(delivery, task, attempt, exc, started)
         finally:
             _current.reset(token)
+        await _flush_progress(context)
         try:
             encoded = self._app.serializer.dumps(value)
         except Exception as exc:
@@ -117,9 +121,11 @@ class Runner:
             attempt=attempt,
             enqueued_at=datetime.fromtimestamp(enqueued_ms / 1000, UTC),
             worker=self._worker_name,
-            _redis=self._app.redis,
-            _record=delivery.record if delivery.result_ttl > 0 else None,
-            _url=self._app.url,
+            _progress=(
+                ProgressReporter(self._app.redis, delivery.record, self._app.url)
+                if delivery.result_ttl > 0
+                else None
+            ),
         )
 
     async def _call(
@@ -244,10 +250,23 @@ def failure_outcome(
     dead_reason: str = "",
 ) -> Outcome:
     """An outcome that records an error: a failure, a retry to schedule, or a dead letter."""
-    error = {"type": error_type, "message": message, "traceback": text, "timed_out": timed_out}
-    return Outcome(
-        delivery, Action.FINISH, status, "error", orjson.dumps(error), dead_reason=dead_reason
-    )
+    error = encode_error(error_type, message, text, timed_out=timed_out)
+    return Outcome(delivery, Action.FINISH, status, "error", error, dead_reason=dead_reason)
+
+
+def expired_outcome(delivery: Delivery) -> Outcome:
+    """The outcome of a job whose ``expires`` passed before it started: cancelled, not run."""
+    message = "the job expired before a worker started it"
+    return failure_outcome(delivery, "aqueue.Expired", message, "", status="cancelled")
+
+
+async def _flush_progress(context: JobContext) -> None:
+    # The last progress report lands before the outcome (which ends the job's record).
+    if context._progress is not None:
+        try:
+            await context._progress.flush()
+        except AqueueError as exc:
+            logger.warning("cannot record the progress of job %s: %s", context.id, exc)
 
 
 def _elapsed(started: float) -> str:

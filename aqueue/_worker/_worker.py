@@ -75,6 +75,8 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._by_job: dict[str, asyncio.Task[None]] = {}
+        self._cancelled = _RecentIds()
         self._background: asyncio.Task[None] | None = None
         self._in_flight: dict[tuple[bytes, bytes], Keys] = {}
         self._acker: Acker | None = None
@@ -179,10 +181,18 @@ class Worker:
         slots = Slots(self.concurrency)
 
         def start_job(delivery: Delivery, attempt: int) -> None:
+            job_id = delivery.job_id or ""
+            if job_id in self._cancelled:
+                # Cancelled while its start was on the wire: the record says so already.
+                slots.give()
+                acker.submit(Outcome(delivery, Action.FINISH))
+                return
             in_flight[(delivery.keys.stream, delivery.entry_id)] = delivery.keys
             job = asyncio.create_task(self._run_job(runner, acker, delivery, attempt))
             self._running.add(job)
+            self._by_job[job_id] = job
             job.add_done_callback(self._running.discard)
+            job.add_done_callback(lambda _: self._by_job.pop(job_id, None))
             job.add_done_callback(lambda _: slots.give())
 
         fetcher = self._fetcher = Fetcher(
@@ -202,6 +212,7 @@ class Worker:
             lease=app.lease,
             slots=slots,
             begin=functools.partial(fetcher.begin, claimed=True),
+            cancel=self._cancel_jobs,
         )
         keeper = self._keeper = LeaseKeeper(
             url=app.url,
@@ -248,14 +259,26 @@ class Worker:
             await asyncio.to_thread(keeper.stop)
         logger.info("worker %s stopped", self.name)
 
+    def _cancel_jobs(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self._cancelled.add(job_id)
+            job = self._by_job.get(job_id)
+            if job is not None and not job.done():
+                logger.info("job %s was cancelled: stopping it", job_id)
+                job.cancel()
+
     async def _run_job(
         self, runner: Runner, acker: Acker, delivery: Delivery, attempt: int
     ) -> None:
         try:
             outcome = await runner.run(delivery, attempt)
         except asyncio.CancelledError:
-            # Only a shutdown cancels a job: hand it back for another worker to run.
-            outcome = Outcome(delivery, Action.REQUEUE)
+            if (delivery.job_id or "") in self._cancelled:
+                # Cancelled by request: the cancel recorded the outcome; only ack.
+                outcome = Outcome(delivery, Action.FINISH)
+            else:
+                # A shutdown: hand the job back for another worker to run.
+                outcome = Outcome(delivery, Action.REQUEUE)
         except Exception as exc:
             # A bug of ours must not strand the entry: it goes to the dead letters, with why.
             logger.exception("cannot handle entry %s", delivery.entry_id.decode())
@@ -303,3 +326,20 @@ class Worker:
                 await prune_consumers(self.app.redis, keys, idle_ms=0, name=self.name)
         except REDIS_ERRORS as exc:
             logger.debug("could not remove consumer %s: %s", self.name, exc)
+
+
+class _RecentIds:
+    """The last few thousand job ids cancelled while running, oldest forgotten first."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._ids: dict[str, None] = {}
+
+    def add(self, job_id: str) -> None:
+        self._ids[job_id] = None
+        if len(self._ids) > self.LIMIT:
+            del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._ids

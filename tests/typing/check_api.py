@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, assert_type
 
 import aqueue
@@ -36,6 +37,11 @@ async def producer() -> None:
     assert_type(await add.enqueue_many([(1, 2), (3, 4)]), list[aqueue.Job[int]])
     assert_type(app.job("default:0"), aqueue.Job[Any])
     assert_type(await app.enqueue("emails.send", "a@b.c"), aqueue.Job[Any])
+    assert_type(await job.cancel(), bool)
+    async for info in job.events():
+        assert_type(info, aqueue.JobInfo)
+    assert_type(await add.options(expires=timedelta(minutes=5)).enqueue(1, 2), aqueue.Job[int])
+    add.options(expires="soon")  # type: ignore[arg-type]
 
     await add.enqueue("2", 3)  # type: ignore[arg-type]
     await add.enqueue(2)  # type: ignore[call-arg]

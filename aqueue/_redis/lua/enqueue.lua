@@ -8,7 +8,9 @@
 --       record ttl in seconds while unfinished (0: fire and forget, no record),
 --       delay in ms from the server's now (0: none), due time in epoch ms (0: none),
 --       most jobs the queue may hold (0: no limit),
---       seconds to keep the key after the job ended ("" when the job has no key)
+--       seconds to keep the key after the job ended ("" when the job has no key),
+--       expiry in ms from the server's now and expiry in epoch ms (0: none; a job not
+--       started by then is cancelled instead of running late)
 -- Returns {entry id ("" when delayed or not added), id of the job holding the key or ""}.
 if ARGV[10] ~= '' then
   local holder = redis.call('GET', KEYS[4])
@@ -35,6 +37,14 @@ if ARGV[10] ~= '' then
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local expires = tonumber(ARGV[12])
+if tonumber(ARGV[11]) > 0 then
+  expires = now + tonumber(ARGV[11])
+end
+if expires > 0 then
+  fields[#fields + 1] = 'x'
+  fields[#fields + 1] = expires
+end
 -- Due-ness is decided on the server's clock: a producer's skewed clock cannot move a delay.
 local due = 0
 if tonumber(ARGV[7]) > 0 then
@@ -58,6 +68,10 @@ if ttl > 0 then
   else
     redis.call('HSET', KEYS[2], 'status', 'queued', 'task', ARGV[2], 'enqueued_at', now,
       'attempts', 0)
+  end
+  if ARGV[10] ~= '' then
+    -- So that cancelling the job can free its key.
+    redis.call('HSET', KEYS[2], 'unique', KEYS[4])
   end
   redis.call('EXPIRE', KEYS[2], ttl)
 end

@@ -3,10 +3,12 @@
 -- in the dead-letter stream instead of killing workers forever.
 -- KEYS: job record, stream
 -- ARGV: worker name, entry id, group, most attempts allowed, keeps a record ("1" or "0"),
---       attempts made before this entry was written (its "a" field, for retries)
+--       attempts made before this entry was written (its "a" field, for retries),
+--       epoch ms after which the job must not start (its "x" field; 0: none)
 -- Returns the attempt number to run, or a reason not to run it:
 --   succeeded/failed/cancelled  the job already ended (acked without running)
 --   lost                        the entry is no longer ours (another worker claimed it)
+--   expired                     not started before its expiry (the worker records it cancelled)
 --   poison                      delivered more often than allowed (dead-lettered)
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
@@ -15,6 +17,12 @@ end
 local pending = redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[2], ARGV[2], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[1] then
   return 'lost'
+end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local expires = tonumber(ARGV[7])
+if expires > 0 and now > expires then
+  return 'expired'
 end
 local attempt
 if status == false then
@@ -27,9 +35,8 @@ if attempt > tonumber(ARGV[4]) then
   return 'poison'
 end
 if status ~= false or ARGV[5] == '1' then
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
   redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', now,
     'attempts', attempt)
+  redis.pcall('PUBLISH', KEYS[1], 'running')
 end
 return attempt
