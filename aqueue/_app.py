@@ -14,14 +14,14 @@ from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ResponseError
 
 from ._job import Job
 from ._message import Outgoing, check_size
 from ._queue import Queue
+from ._redis._direct import DirectCalls
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, check_name, new_job_id
-from ._redis._scripts import ENQUEUE, execute
+from ._redis._scripts import ENQUEUE
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
@@ -121,6 +121,7 @@ class App:
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
         self._results: ResultWaiter | None = None
+        self._direct_calls: DirectCalls | None = None
 
     def __repr__(self) -> str:
         return f"<App namespace={self.namespace!r} tasks={len(self._tasks)}>"
@@ -381,19 +382,9 @@ class App:
     async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any] | None]:
         """One round trip; None for each item the full queue refused."""
         keys = Keys(self.namespace, queue)
+        calls = [outgoing.script_call(keys, PENDING_RECORD_TTL) for outgoing in batch]
         with translate_errors(self.url):
-            if len(batch) == 1:
-                try:
-                    replies = [
-                        await ENQUEUE(self.redis, *batch[0].script_call(keys, PENDING_RECORD_TTL))
-                    ]
-                except ResponseError as exc:
-                    replies = [exc]
-            else:
-                pipe = self.redis.pipeline(transaction=False)
-                for outgoing in batch:
-                    ENQUEUE.queue(pipe, *outgoing.script_call(keys, PENDING_RECORD_TTL))
-                replies = await execute(self.redis, pipe, [ENQUEUE])
+            replies = await self._direct.run(ENQUEUE, calls)
             jobs: list[Job[Any] | None] = []
             for outgoing, reply in zip(batch, replies, strict=True):
                 if isinstance(reply, Exception):
@@ -421,6 +412,12 @@ class App:
         return self._redis
 
     @property
+    def _direct(self) -> DirectCalls:
+        if self._direct_calls is None:
+            self._direct_calls = DirectCalls(self.redis.connection_pool, self._max_connections)
+        return self._direct_calls
+
+    @property
     def results(self) -> ResultWaiter:
         """The shared subscription that ``job.result()`` waits on."""
         if self._results is None:
@@ -432,6 +429,9 @@ class App:
         if self._results is not None:
             await self._results.close()
             self._results = None
+        if self._direct_calls is not None:
+            await self._direct_calls.close()
+            self._direct_calls = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
