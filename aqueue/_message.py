@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ._redis._keys import Keys
+from ._redis._keys import DEFAULT_PRIORITY, Keys
 from .exceptions import PayloadTooLarge
 
 
@@ -30,13 +30,16 @@ class Outgoing:
     """Add the job only if no job holds this key (``options(key=...)``)."""
     key_ttl: int = 0
     """Seconds the key stays held after the job ended."""
+    priority: int = DEFAULT_PRIORITY
 
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
         options = b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
         ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
         unique = keys.unique(self.unique_key or "")
-        return [keys.stream, keys.job(self.job_id), keys.delayed, unique], [
+        level = "" if self.priority == DEFAULT_PRIORITY else self.priority
+        stream = keys.stream if level == "" else keys.stream_at(self.priority)
+        return [stream, keys.job(self.job_id), keys.delayed, unique, keys.levels, keys.stream], [
             self.job_id,
             self.task,
             self.payload,
@@ -47,6 +50,7 @@ class Outgoing:
             self.due_at_ms,
             self.max_queue_length,
             "" if self.unique_key is None else self.key_ttl,
+            level,
         ]
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._job import Job
 from ._message import Outgoing
-from ._redis._keys import check_name
+from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, check_name
 from .backoff import Backoff, exponential
 from .exceptions import ConfigurationError, InvalidArguments
 
@@ -39,6 +39,17 @@ def seconds(
     return float(value)
 
 
+def check_priority(value: int) -> int:
+    """``value`` if it is a priority level, else raise ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITIES:
+        raise ConfigurationError(
+            f"priority must be a whole number from {PRIORITIES[0]} (lowest) to "
+            f"{PRIORITIES[-1]} (highest), not {value!r}; jobs that set none run at "
+            f"{DEFAULT_PRIORITY}"
+        )
+    return value
+
+
 DEFAULT_BACKOFF = exponential()
 
 
@@ -64,6 +75,8 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): at most one job with this key at a time."""
     key_ttl: int = 0
     """Per-enqueue (set through ``options``): seconds the key stays held after the end."""
+    priority: int = DEFAULT_PRIORITY
+    """0 (lowest) to 9 (highest): with a backlog, a worker runs higher levels first."""
 
 
 class Task(Generic[P, R]):
@@ -105,6 +118,7 @@ class Task(Generic[P, R]):
         wait: bool | None = None,
         key: str | None = None,
         key_ttl: float | timedelta | None = None,
+        priority: int | None = None,
     ) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
@@ -120,6 +134,8 @@ class Task(Generic[P, R]):
             key: Uniqueness: while a job with this key is queued, scheduled or running,
                 enqueueing again returns that job instead of adding one.
             key_ttl: Keep deduplicating for this long after the job ended.
+            priority: 0 (lowest) to 9 (highest); when a worker has a backlog, higher levels
+                run first. Jobs that set none run at 5.
         """
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -136,6 +152,8 @@ class Task(Generic[P, R]):
             changes["key"] = key
         if key_ttl is not None:
             changes["key_ttl"] = int(seconds(key_ttl, "key_ttl", allow_zero=True) or 0)
+        if priority is not None:
+            changes["priority"] = check_priority(priority)
         if delay is not None and at is not None:
             raise ConfigurationError("give either delay or at, not both")
         if delay is not None:
