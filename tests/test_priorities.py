@@ -236,3 +236,20 @@ def test_an_invalid_priority_is_refused(priority: Any) -> None:
 def test_an_invalid_starvation_guard_is_refused(guard: Any) -> None:
     with pytest.raises(aqueue.ConfigurationError, match="starvation_guard"):
         aqueue.Worker(aqueue.App(), starvation_guard=guard)
+
+
+async def test_a_worker_on_several_queues_serves_each_by_its_own_priorities(
+    app: aqueue.App,
+) -> None:
+    done: list[str] = []
+
+    @app.task
+    async def note(name: str) -> None:
+        done.append(name)
+
+    await note.options(queue="a", priority=1).enqueue("a-low")
+    await note.options(queue="a", priority=8).enqueue("a-high")
+    await note.options(queue="b").enqueue("b-normal")
+    await run_backlog(app, done, 3, queues=["a", "b"], concurrency=1)
+    assert set(done) == {"a-low", "a-high", "b-normal"}
+    assert done.index("a-high") < done.index("a-low")

@@ -1,5 +1,8 @@
 """Fetching: batched XREADGROUP on a connection of its own, as many entries as free slots.
 
+A queue with several priority levels is read level by level in one script first (see
+``fetch.lua``); only when nothing waits does the worker block on every stream at once.
+
 The blocking read has a finite BLOCK and is never cancelled mid-reply (a cancelled read once
 handed redis-py replies to the wrong caller: CVE-2023-28858/28859). To stop promptly, the
 worker asks the server to end the block early with CLIENT UNBLOCK from another connection.
@@ -175,9 +178,11 @@ class Fetcher:
             FETCH.queue(pipe, streams, [GROUP, self._consumer, share])
         replies = await execute(self._redis, pipe, [FETCH])
         deliveries: list[Delivery] = []
+        failed: Exception | None = None
         for keys, reply in zip(queues, replies, strict=True):
             if isinstance(reply, Exception):
-                raise reply
+                failed = failed or reply  # e.g. NOGROUP: raised once the others are started
+                continue
             for stream, entries in reply:
                 deliveries.extend(
                     Delivery(keys, entry_id, _pairs(raw), stream)
@@ -186,6 +191,8 @@ class Fetcher:
                 )
         if deliveries:
             await self.begin(deliveries)
+        if failed is not None:
+            raise failed
         return bool(deliveries)
 
     async def begin(self, deliveries: list[Delivery], *, claimed: bool = False) -> None:
