@@ -20,12 +20,12 @@ from ._message import Outgoing, check_size
 from ._queue import Queue
 from ._redis._direct import DirectCalls
 from ._redis._errors import translate_errors
-from ._redis._keys import Keys, check_name, new_job_id
+from ._redis._keys import DEFAULT_PRIORITY, Keys, check_name, new_job_id
 from ._redis._scripts import ENQUEUE
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
-from ._task import DEFAULT_BACKOFF, Task, TaskConfig, seconds
+from ._task import DEFAULT_BACKOFF, Task, TaskConfig, check_priority, seconds
 from .backoff import Backoff
 from .exceptions import ConfigurationError, QueueFull, TaskRegistrationError
 
@@ -151,6 +151,7 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         backoff: Backoff = DEFAULT_BACKOFF,
         dead_letter_failures: bool = False,
+        priority: int = DEFAULT_PRIORITY,
     ) -> TaskDecorator: ...
 
     def task(
@@ -166,6 +167,7 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         backoff: Backoff = DEFAULT_BACKOFF,
         dead_letter_failures: bool = False,
+        priority: int = DEFAULT_PRIORITY,
     ) -> Any:
         """Register a function as a task; use bare (``@app.task``) or with options.
 
@@ -179,6 +181,8 @@ class App:
             backoff: How long to wait before each retry (see :mod:`aqueue.backoff`).
             dead_letter_failures: Also put jobs that failed for good in the dead-letter
                 stream, so they can be replayed.
+            priority: Level of its jobs, 0 (lowest) to 9 (highest); with a backlog, a worker
+                runs higher levels first. The default, 5, leaves room below and above.
 
         Raises:
             TaskRegistrationError: Another task is already registered under the name.
@@ -193,6 +197,7 @@ class App:
         # Checked now, so a bad option fails where it is written, not at the decorated def.
         queue_name = None if queue is None else check_name("queue", queue)
         time_limit = seconds(timeout, "timeout")
+        level = check_priority(priority)
         ttl = self.result_ttl
         if result_ttl is not None:
             ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
@@ -208,6 +213,7 @@ class App:
                 retry_on=retry_on,
                 backoff=backoff,
                 dead_letter_failures=dead_letter_failures,
+                priority=level,
             )
             if config.name in self._tasks:
                 raise TaskRegistrationError(
@@ -347,6 +353,7 @@ class App:
                 if isinstance(config.expires, datetime)
                 else 0
             ),
+            priority=config.priority,
         )
 
     async def _write(

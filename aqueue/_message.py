@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ._redis._keys import Keys
+from ._redis._keys import DEFAULT_PRIORITY, Keys
 from .exceptions import PayloadTooLarge
 
 
@@ -34,13 +34,16 @@ class Outgoing:
     """Cancelled if not started this long after the server's now (0: never)."""
     expires_at_ms: int = 0
     """Cancelled if not started by this epoch time in ms (0: never)."""
+    priority: int = DEFAULT_PRIORITY
 
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
         options = b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
         ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
         unique = keys.unique(self.unique_key or "")
-        return [keys.stream, keys.job(self.job_id), keys.delayed, unique], [
+        level = "" if self.priority == DEFAULT_PRIORITY else self.priority
+        stream = keys.stream if level == "" else keys.stream_at(self.priority)
+        return [stream, keys.job(self.job_id), keys.delayed, unique, keys.levels, keys.stream], [
             self.job_id,
             self.task,
             self.payload,
@@ -53,6 +56,7 @@ class Outgoing:
             "" if self.unique_key is None else self.key_ttl,
             self.expires_ms,
             self.expires_at_ms,
+            level,
         ]
 
 

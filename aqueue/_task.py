@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._job import Job
 from ._message import Outgoing
-from ._redis._keys import check_name
+from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, check_name
 from .backoff import Backoff, exponential
 from .exceptions import ConfigurationError, InvalidArguments
 
@@ -48,6 +48,17 @@ def _aware(value: datetime, what: str) -> datetime:
     return value
 
 
+def check_priority(value: int) -> int:
+    """``value`` if it is a priority level, else raise ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITIES:
+        raise ConfigurationError(
+            f"priority must be a whole number from {PRIORITIES[0]} (lowest) to "
+            f"{PRIORITIES[-1]} (highest), not {value!r}; jobs that set none run at "
+            f"{DEFAULT_PRIORITY}"
+        )
+    return value
+
+
 DEFAULT_BACKOFF = exponential()
 
 
@@ -75,6 +86,8 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): seconds the key stays held after the end."""
     expires: float | datetime | None = None
     """Per-enqueue (set through ``options``): cancel the job if not started by then."""
+    priority: int = DEFAULT_PRIORITY
+    """0 (lowest) to 9 (highest): with a backlog, a worker runs higher levels first."""
 
 
 class Task(Generic[P, R]):
@@ -117,6 +130,7 @@ class Task(Generic[P, R]):
         key: str | None = None,
         key_ttl: float | timedelta | None = None,
         expires: float | timedelta | datetime | None = None,
+        priority: int | None = None,
     ) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
@@ -134,6 +148,8 @@ class Task(Generic[P, R]):
             key_ttl: Keep deduplicating for this long after the job ended.
             expires: Seconds (or a timedelta) from now, or an aware datetime: a job not
                 started by then is not run but ends ``cancelled`` (reason: expired).
+            priority: 0 (lowest) to 9 (highest); when a worker has a backlog, higher levels
+                run first. Jobs that set none run at 5.
         """
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -156,6 +172,8 @@ class Task(Generic[P, R]):
                 if isinstance(expires, datetime)
                 else seconds(expires, "expires")
             )
+        if priority is not None:
+            changes["priority"] = check_priority(priority)
         if delay is not None and at is not None:
             raise ConfigurationError("give either delay or at, not both")
         if delay is not None:

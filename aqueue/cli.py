@@ -139,6 +139,14 @@ def main() -> None:
     help="Most synchronous (def) tasks run at once.",
 )
 @click.option(
+    "--starvation-guard",
+    type=click.IntRange(min=2),
+    default=None,
+    show_envvar=True,
+    envvar="AQUEUE_STARVATION_GUARD",
+    help="Every Nth read takes the lowest waiting priority level first (default: off).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -154,6 +162,7 @@ def worker(
     concurrency: int,
     grace_period: float,
     threads: int,
+    starvation_guard: int | None,
     log_level: str,
     loop: str,
 ) -> None:
@@ -170,6 +179,7 @@ def worker(
         concurrency=concurrency,
         grace_period=grace_period,
         threads=threads,
+        starvation_guard=starvation_guard,
     )
 
     async def serve() -> None:

@@ -80,14 +80,14 @@ class Acker:
             if outcome.action is Action.REQUEUE:
                 REQUEUE.queue(
                     pipe,
-                    [keys.stream, delivery.record],
+                    [delivery.stream, delivery.record],
                     [GROUP, self._consumer, delivery.entry_id],
                 )
                 continue
             unique_key, key_ttl = delivery.unique_key
             FINISH.queue(
                 pipe,
-                [keys.stream, delivery.record, keys.dead, keys.delayed, unique_key],
+                [delivery.stream, delivery.record, keys.dead, keys.delayed, unique_key],
                 [
                     GROUP,
                     self._consumer,

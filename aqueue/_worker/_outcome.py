@@ -15,6 +15,8 @@ class Delivery:
     keys: Keys
     entry_id: bytes
     fields: dict[bytes, bytes]
+    stream: bytes
+    """The stream the entry was read from: its queue's stream of the job's priority level."""
 
     @property
     def job_id(self) -> str | None:

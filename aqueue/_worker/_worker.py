@@ -25,8 +25,9 @@ from .._redis._keys import Keys, check_name
 from .._task import seconds
 from ..exceptions import ConfigurationError
 from ._acker import Acker
-from ._fetcher import Fetcher, Slots, ensure_groups
+from ._fetcher import Fetcher, Slots
 from ._lease import LeaseKeeper
+from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
 from ._reclaim import Reclaimer, prune_consumers
 from ._runner import Runner, failure_outcome
@@ -46,6 +47,9 @@ class Worker:
             and handed back to the queue.
         threads: Most synchronous (``def``) tasks run at once, each in a thread.
         name: The worker's consumer name; unique by default (host, pid, random suffix).
+        starvation_guard: With a backlog on several priority levels, every this many reads
+            take from the lowest waiting level first, so low-priority work still moves while
+            higher work keeps coming. ``None`` (the default): strictly higher first.
 
     Run it until stopped with ``await worker.run()``, or in the background of a running loop
     with ``async with worker: ...`` (leaving the block stops it gracefully).
@@ -60,6 +64,7 @@ class Worker:
         grace_period: float | timedelta = 30.0,
         threads: int = 20,
         name: str | None = None,
+        starvation_guard: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
@@ -70,8 +75,19 @@ class Worker:
         self.concurrency = concurrency
         self.grace_period = seconds(grace_period, "grace_period", allow_zero=True) or 0.0
         self.threads = threads
+        if starvation_guard is not None and (
+            isinstance(starvation_guard, bool)
+            or not isinstance(starvation_guard, int)
+            or starvation_guard < 2
+        ):
+            raise ConfigurationError(
+                "starvation_guard must be a whole number >= 2 (every Nth read takes the lowest "
+                f"level first) or None, not {starvation_guard!r}"
+            )
+        self.starvation_guard = starvation_guard
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._keys = [Keys(app.namespace, q) for q in self.queues]
+        self._levels = Levels(self._keys)
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -158,7 +174,7 @@ class Worker:
         reader = Redis.from_url(app.url, single_connection_client=True, **SOCKET_TIMEOUTS)
         try:
             with translate_errors(app.url):
-                await ensure_groups(app.redis, self._keys)
+                await self._levels.refresh(app.redis, recreate=True)
             await self._work(reader, started)
         except BaseException as exc:
             if started is not None and not started.done():
@@ -174,7 +190,7 @@ class Worker:
 
         def written(outcomes: list[Outcome]) -> None:
             for outcome in outcomes:
-                in_flight.pop((outcome.delivery.keys.stream, outcome.delivery.entry_id), None)
+                in_flight.pop((outcome.delivery.stream, outcome.delivery.entry_id), None)
 
         acker = self._acker = Acker(app.redis, self.name, written)
         runner = Runner(app, self.name, self.threads)
@@ -187,7 +203,7 @@ class Worker:
                 slots.give()
                 acker.submit(Outcome(delivery, Action.FINISH))
                 return
-            in_flight[(delivery.keys.stream, delivery.entry_id)] = delivery.keys
+            in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
             job = asyncio.create_task(self._run_job(runner, acker, delivery, attempt))
             self._running.add(job)
             self._by_job[job_id] = job
@@ -199,20 +215,22 @@ class Worker:
             app=app,
             redis=app.redis,
             reader=reader,
-            queues=self._keys,
+            levels=self._levels,
             consumer=self.name,
             slots=slots,
             start_job=start_job,
             skip=acker.submit,
+            starvation_guard=self.starvation_guard,
         )
         reclaimer = self._reclaimer = Reclaimer(
             redis=app.redis,
-            queues=self._keys,
+            levels=self._levels,
             consumer=self.name,
             lease=app.lease,
             slots=slots,
             begin=functools.partial(fetcher.begin, claimed=True),
             cancel=self._cancel_jobs,
+            levels_changed=fetcher.levels_changed,
         )
         keeper = self._keeper = LeaseKeeper(
             url=app.url,

@@ -34,6 +34,8 @@ async def producer() -> None:
     assert_type(await add.options(queue="high").enqueue(1, 2), aqueue.Job[int])
     assert_type(await add.options(delay=30).enqueue(1, 2), aqueue.Job[int])
     await add.options(delay=30).enqueue(1, "2")  # type: ignore[arg-type]
+    assert_type(await add.options(priority=9).enqueue(1, 2), aqueue.Job[int])
+    add.options(priority="high")  # type: ignore[arg-type]
     assert_type(await add.enqueue_many([(1, 2), (3, 4)]), list[aqueue.Job[int]])
     assert_type(app.job("default:0"), aqueue.Job[Any])
     assert_type(await app.enqueue("emails.send", "a@b.c"), aqueue.Job[Any])
@@ -64,3 +66,17 @@ async def periodic_tasks_are_tasks() -> None:
     assert_type(await report.enqueue(), aqueue.Job[None])
     assert_type(await sweep.options(key="once").enqueue(), aqueue.Job[int])
     await report.enqueue(1)  # type: ignore[call-arg]
+
+
+@app.task(priority=2)
+async def backfill(day: str) -> int:
+    return 0
+
+
+async def priorities() -> None:
+    assert_type(await backfill.enqueue("2024-01-01"), aqueue.Job[int])
+    assert_type(await backfill.options(priority=0).enqueue("2024-01-01"), aqueue.Job[int])
+    assert_type((await app.queue().stats()).queued_by_priority[9], int)
+    aqueue.Worker(app, starvation_guard=10)
+    aqueue.Worker(app, starvation_guard="often")  # type: ignore[arg-type]
+    app.task(priority="low")  # type: ignore[call-overload]
