@@ -11,7 +11,7 @@ import contextvars
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .._context import JobContext, _current
+from .._hooks import ResourceKey
 from ..exceptions import Retry, SerializationError, TaskTimeout
 from ._outcome import Action, Delivery, Outcome
 
@@ -39,17 +40,32 @@ class _DeadLetter(Exception):
 class Runner:
     """Runs deliveries for one worker."""
 
-    def __init__(self, app: App, worker_name: str, threads: int) -> None:
+    def __init__(
+        self,
+        app: App,
+        worker_name: str,
+        threads: int,
+        resources: Mapping[ResourceKey[Any], Any],
+    ) -> None:
         self._app = app
         self._worker_name = worker_name
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aqueue-sync")
         self._log_each = logger.isEnabledFor(logging.INFO)
+        self._resources = resources
+        # Middleware read once, at the worker's start; None keeps a run free of them.
+        self._hooks = app._middleware.job_hooks()
+        self._invoke = self._call if self._hooks is None else self._hooks.wrap(self._call)
 
     async def run(self, delivery: Delivery, attempt: int) -> Outcome:
         """Run ``delivery`` as its ``attempt``-th try and return what to record.
 
         Cancellation from outside (worker shutdown) propagates; the caller hands the entry back.
         """
+        if self._hooks is None:
+            return await self._run(delivery, attempt)
+        return await self._hooks.run(self._run, delivery, attempt)
+
+    async def _run(self, delivery: Delivery, attempt: int) -> Outcome:
         started = time.perf_counter()
         try:
             task, args, kwargs, timeout = self._decode(delivery)
@@ -61,7 +77,7 @@ class Runner:
         context = self._context(delivery, task.name, attempt)
         token = _current.set(context)
         try:
-            value = await self._call(task, args, kwargs, timeout)
+            value = await self._invoke(task, args, kwargs, timeout)
         except _TaskTimedOut:
             message = f"task ran longer than its timeout of {timeout} s"
             timed_out = TaskTimeout(context.id, "aqueue.TaskTimeout", message, "")
@@ -120,6 +136,8 @@ class Runner:
             _redis=self._app.redis,
             _record=delivery.record if delivery.result_ttl > 0 else None,
             _url=self._app.url,
+            _options=delivery.fields.get(b"o"),
+            _resources=self._resources,
         )
 
     async def _call(
@@ -194,7 +212,9 @@ class Runner:
                 f"retry {attempt} of {config.retries} in {delay:.2f} s",
                 logging.WARNING,
             )
-            outcome = failure_outcome(delivery, type_name, str(exc), text, status="scheduled")
+            outcome = failure_outcome(
+                delivery, type_name, str(exc), text, status="scheduled", exception=exc
+            )
             outcome.retry_delay_ms = int(delay * 1000)
             outcome.attempt = attempt
             return outcome
@@ -207,6 +227,7 @@ class Runner:
             text,
             timed_out=isinstance(exc, TaskTimeout),
             dead_reason=dead,
+            exception=exc,
         )
 
     def _log(self, delivery: Delivery, what: str, level: int) -> None:
@@ -242,12 +263,15 @@ def failure_outcome(
     status: str = "failed",
     timed_out: bool = False,
     dead_reason: str = "",
+    exception: Exception | None = None,
 ) -> Outcome:
     """An outcome that records an error: a failure, a retry to schedule, or a dead letter."""
     error = {"type": error_type, "message": message, "traceback": text, "timed_out": timed_out}
-    return Outcome(
+    outcome = Outcome(
         delivery, Action.FINISH, status, "error", orjson.dumps(error), dead_reason=dead_reason
     )
+    outcome.error = exception
+    return outcome
 
 
 def _elapsed(started: float) -> str:
