@@ -56,7 +56,7 @@ def lookup(resources: Mapping[ResourceKey[Any], Any], key: ResourceKey[T], worke
     except KeyError:
         raise ResourceNotProvided(
             f"worker {worker} has no resource {key.name!r}: provide it in an "
-            f"@app.on_worker_start hook with worker.provide(key, value)"
+            "@app.on_worker_start hook with worker.provide(KEY, value)"
         ) from None
     return value
 
@@ -94,8 +94,11 @@ class Lifecycle:
                 continue
             try:
                 await _call(hook, worker)
-            except Exception as exc:
+            except BaseException as exc:
+                # Also when the start is cancelled: what the earlier hooks set up is undone.
                 await self.stop(worker, armed)
+                if not isinstance(exc, Exception):
+                    raise
                 raise WorkerStartError(
                     f"on_worker_start hook {_name(hook)} failed: {type(exc).__name__}: {exc}. "
                     f"Worker {worker.name} did not start; fix what the hook sets up"

@@ -8,6 +8,8 @@ import logging
 import pytest
 
 import aqueue
+from aqueue.testing import RedisServer
+from tests.test_cli import cli_env, run_cli
 
 
 class Pool:
@@ -186,3 +188,17 @@ async def test_a_resource_can_be_provided_before_an_embedded_worker_starts(
 def test_reading_a_resource_nobody_provided_names_the_key(app: aqueue.App) -> None:
     with pytest.raises(aqueue.ResourceNotProvided, match="no resource 'db'"):
         aqueue.Worker(app).resource(DB)
+
+
+def test_the_worker_command_exits_1_with_one_line_when_a_start_hook_fails(
+    server: RedisServer, namespace: str
+) -> None:
+    result = run_cli("worker", "tests.hooks_app:app", env=cli_env(server, namespace))
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(
+        "error: on_worker_start hook open_db failed: ConnectionRefusedError: "
+        "database at db:5432 refused the connection. Worker "
+    )
+    assert last.endswith("did not start; fix what the hook sets up")
+    assert "Traceback" not in result.stderr
