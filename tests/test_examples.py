@@ -139,3 +139,26 @@ def test_the_embedded_worker_example_starts_its_own_valkey_without_aqueue_url() 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("AQUEUE_URL is not set: started an embedded Valkey")
     assert "worker stopped; the last job succeeded with 144" in result.stdout
+
+
+def test_the_hooks_example_shares_a_pool_carries_the_tenant_and_counts_signals(
+    server: RedisServer,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, os.path.join("examples", "hooks.py")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AQUEUE_URL": server.url, "PYTHONPATH": ROOT},
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "worker start: database pool open",
+        "acme has 3 orders",
+        "globex has 5 orders",
+        "retrying flaky_report in 0.1 s after ConnectionError('report service busy')",
+        "report for acme",
+        "worker stop: database pool closed",
+        "signals: retried=1, started=4, succeeded=3",
+    ]
