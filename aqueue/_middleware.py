@@ -118,8 +118,8 @@ class Middleware:
     async def around_run(self, job: JobContext, call_next: CallNext) -> Any:
         """Wrap one run of a task: return ``await call_next()`` (its result), or something else.
 
-        The exception the task raised propagates out of ``call_next()``; the task's
-        ``timeout`` applies to the task alone, not to middleware.
+        The exception the task raised propagates out of ``call_next()`` (a ``TimeoutError``
+        when the task ran past its ``timeout``, which covers the task alone, not middleware).
         """
         return await call_next()
 
@@ -172,14 +172,14 @@ class MiddlewareStack:
                 )
         return job.metadata
 
-    def job_hooks(self) -> JobHooks | None:
+    def for_runs(self) -> RunMiddleware | None:
         """What a worker runs around each job, or None when no middleware acts there."""
-        hooks = JobHooks(self._all)
-        return hooks if hooks.active else None
+        run_side = RunMiddleware(self._all)
+        return run_side if run_side.active else None
 
 
 @dataclass(slots=True)
-class _Run:
+class _RunRecord:
     """What one run produced, gathered for the signals that follow its outcome."""
 
     job: JobContext | None = None
@@ -187,14 +187,14 @@ class _Run:
     result: Any = None
 
 
-# The run in progress in this asyncio task. Set by JobHooks.run around the runner and filled
-# in by the wrapped call inside it, so neither has to thread it through the runner's code.
-_run: ContextVar[_Run] = ContextVar("aqueue_run")
+# The run in progress in this asyncio task: set by RunMiddleware.run around the runner, filled
+# in by the wrapped call inside it, so the runner's code need not pass it along.
+_current_run: ContextVar[_RunRecord] = ContextVar("aqueue_run")
 
 Handler: TypeAlias = Callable[..., Awaitable[None]]
 
 
-class JobHooks:
+class RunMiddleware:
     """The worker side of the middleware: the around-run chain and the signals."""
 
     def __init__(self, middleware: Sequence[Middleware]) -> None:
@@ -215,7 +215,7 @@ class JobHooks:
 
         @functools.wraps(call)
         async def wrapped(*args: P.args, **kwargs: P.kwargs) -> Any:
-            run = _run.get()
+            run = _current_run.get()
             job = run.job = _current.get()
             await _notify(self._started, job)
             chain: CallNext = functools.partial(call, *args, **kwargs)
@@ -233,12 +233,12 @@ class JobHooks:
         attempt: int,
     ) -> Outcome:
         """Run ``delivery`` through ``runner``, then signal its outcome."""
-        run = _Run()
-        token = _run.set(run)
+        run = _RunRecord()
+        token = _current_run.set(run)
         try:
             outcome = await runner(delivery, attempt)
         finally:
-            _run.reset(token)
+            _current_run.reset(token)
         job = run.job
         if job is None:
             return outcome

@@ -53,17 +53,18 @@ class Runner:
         self._log_each = logger.isEnabledFor(logging.INFO)
         self._resources = resources
         # Middleware read once, at the worker's start; None keeps a run free of them.
-        self._hooks = app._middleware.job_hooks()
-        self._invoke = self._call if self._hooks is None else self._hooks.wrap(self._call)
+        self._middleware = app._middleware.for_runs()
+        middleware = self._middleware
+        self._invoke = self._call if middleware is None else middleware.wrap(self._call)
 
     async def run(self, delivery: Delivery, attempt: int) -> Outcome:
         """Run ``delivery`` as its ``attempt``-th try and return what to record.
 
         Cancellation from outside (worker shutdown) propagates; the caller hands the entry back.
         """
-        if self._hooks is None:
+        if self._middleware is None:
             return await self._run(delivery, attempt)
-        return await self._hooks.run(self._run, delivery, attempt)
+        return await self._middleware.run(self._run, delivery, attempt)
 
     async def _run(self, delivery: Delivery, attempt: int) -> Outcome:
         started = time.perf_counter()
