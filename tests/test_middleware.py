@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
+from tests.helpers import eventually
 
 tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 
@@ -295,3 +297,37 @@ async def test_middleware_wrap_the_run_in_the_order_they_were_added(app: aqueue.
 def test_only_middleware_instances_can_be_added(app: aqueue.App) -> None:
     with pytest.raises(aqueue.ConfigurationError, match=r"aqueue\.Middleware subclass"):
         app.add_middleware(Recorder)  # type: ignore[arg-type]
+
+
+async def test_a_periodic_tick_refused_by_enqueue_middleware_is_logged_and_the_worker_goes_on(
+    app: aqueue.App, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    class NeedsTenant(Tenancy):
+        def on_enqueue(self, job: aqueue.OutgoingJob) -> None:
+            if job.task == "hourly":
+                raise LookupError("no tenant outside a request")
+            super().on_enqueue(job)
+
+    app.add_middleware(NeedsTenant())
+
+    @app.periodic(every=3600, misfire="run_once", name="hourly")
+    async def hourly() -> None: ...
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    # A missed tick: the worker fires it as it starts, and the middleware refuses it.
+    two_hours_ago = (time.time() // 3600 - 2) * 3600
+    await redis.set(f"{app.namespace}:cron:hourly:last", repr(two_hours_ago))
+    token = tenant.set("acme")
+    with caplog.at_level(logging.ERROR, logger="aqueue"):
+        async with aqueue.Worker(app):
+            assert await (await add.enqueue(2, 3)).result(timeout=5) == 5
+            await eventually(lambda: _logged(caplog, "cannot fire hourly"))
+    tenant.reset(token)
+    assert "no tenant outside a request" in caplog.text
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return text in caplog.text
