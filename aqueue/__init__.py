@@ -15,7 +15,9 @@ assert await job.result(timeout=10) == 5
 from . import backoff
 from ._app import App, TaskDecorator
 from ._context import JobContext, current_job
+from ._hooks import ResourceKey, WorkerHook
 from ._job import Job, JobInfo, JobStatus, RemoteError
+from ._middleware import CallNext, Middleware, OutgoingJob
 from ._queue import DeadLetter, Queue, QueueStats
 from ._serialize import JsonSerializer, Serializer
 from ._task import Task
@@ -31,6 +33,7 @@ from .exceptions import (
     NotInJob,
     PayloadTooLarge,
     QueueFull,
+    ResourceNotProvided,
     ResultTimeout,
     Retry,
     SerializationError,
@@ -38,11 +41,13 @@ from .exceptions import (
     TaskFailed,
     TaskRegistrationError,
     TaskTimeout,
+    WorkerStartError,
 )
 
 __all__ = [
     "App",
     "AqueueError",
+    "CallNext",
     "ConfigurationError",
     "ConnectionFailed",
     "DeadLetter",
@@ -54,12 +59,16 @@ __all__ = [
     "JobNotFound",
     "JobStatus",
     "JsonSerializer",
+    "Middleware",
     "NotInJob",
+    "OutgoingJob",
     "PayloadTooLarge",
     "Queue",
     "QueueFull",
     "QueueStats",
     "RemoteError",
+    "ResourceKey",
+    "ResourceNotProvided",
     "ResultTimeout",
     "Retry",
     "SerializationError",
@@ -71,6 +80,8 @@ __all__ = [
     "TaskRegistrationError",
     "TaskTimeout",
     "Worker",
+    "WorkerHook",
+    "WorkerStartError",
     "__version__",
     "backoff",
     "current_job",

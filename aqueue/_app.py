@@ -15,8 +15,10 @@ from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from ._hooks import H, Lifecycle
 from ._job import Job
 from ._message import Outgoing, check_size
+from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis._direct import DirectCalls
 from ._redis._errors import translate_errors
@@ -122,6 +124,8 @@ class App:
         self._redis: Redis | None = None
         self._results: ResultWaiter | None = None
         self._direct_calls: DirectCalls | None = None
+        self._lifecycle = Lifecycle()
+        self._middleware = MiddlewareStack()
 
     def __repr__(self) -> str:
         return f"<App namespace={self.namespace!r} tasks={len(self._tasks)}>"
@@ -295,6 +299,38 @@ class App:
 
         return cast(TaskDecorator, register)
 
+    # -- hooks and middleware ---------------------------------------------------------------
+
+    def on_worker_start(self, hook: H, /) -> H:
+        """Register a function every worker of this app runs before it fetches any job.
+
+        Use it to set up what tasks share and hand it over with ``worker.provide(KEY,
+        value)``; tasks get it with ``aqueue.current_job().resource(KEY)``. The hook takes
+        the :class:`Worker`; it may be ``async def`` or a quick plain ``def``. Hooks run in
+        the order they were registered. If one raises, the worker does not start: it raises
+        :class:`WorkerStartError`, after running the stop hooks registered before the failed
+        hook.
+        """
+        return self._lifecycle.on_start(hook)
+
+    def on_worker_stop(self, hook: H, /) -> H:
+        """Register a function every worker of this app runs after it stopped.
+
+        It runs once every job has finished (or was handed back) and its outcome was
+        written. Stop hooks run last registered first, and only those registered after
+        start hooks that all succeeded: register each right after the start hook whose work
+        it undoes. A stop hook that raises is logged, and the others still run.
+        """
+        return self._lifecycle.on_stop(hook)
+
+    def add_middleware(self, middleware: Middleware, /) -> None:
+        """Add middleware around enqueueing and running this app's jobs (see :class:`Middleware`).
+
+        Add it before enqueueing and before workers start: a worker reads the app's
+        middleware when it starts.
+        """
+        self._middleware.add(middleware)
+
     # -- producing --------------------------------------------------------------------------
 
     async def enqueue(self, task_name: str, /, *args: Any, **kwargs: Any) -> Job[Any]:
@@ -334,6 +370,9 @@ class App:
         self, config: TaskConfig, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> Outgoing:
         job_id = new_job_id(config.queue)
+        metadata = None
+        if self._middleware.enqueue:
+            metadata = self._middleware.metadata(job_id, config, args, kwargs)
         payload = encode_call(self.serializer, config.name, args, kwargs)
         check_size(job_id, config.name, payload, self.max_payload_size)
         return Outgoing(
@@ -354,6 +393,7 @@ class App:
                 else 0
             ),
             priority=config.priority,
+            metadata=metadata,
         )
 
     async def _write(

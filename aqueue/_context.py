@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any, TypeVar
 
+import orjson
 from redis.asyncio import Redis
 
+from ._hooks import ResourceKey, lookup
 from ._redis._errors import REDIS_ERRORS, translate_errors
 from ._redis._scripts import PROGRESS
 from .exceptions import NotInJob
+
+T = TypeVar("T")
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -83,6 +91,34 @@ class JobContext:
     enqueued_at: datetime
     worker: str
     _progress: ProgressReporter | None = field(repr=False, compare=False, default=None)
+    _options: bytes | None = field(repr=False, compare=False, default=None)
+    _resources: Mapping[ResourceKey[Any], Any] = field(
+        repr=False, compare=False, default_factory=dict
+    )
+
+    def resource(self, key: ResourceKey[T]) -> T:
+        """The resource the worker provides under ``key`` (see ``Worker.provide``).
+
+        Raises:
+            ResourceNotProvided: No ``on_worker_start`` hook provided it.
+        """
+        return lookup(self._resources, key, self.worker)
+
+    @cached_property
+    def metadata(self) -> Mapping[str, str]:
+        """What enqueue middleware attached to the job (e.g. a tenant or a trace id)."""
+        # Decoded on first use only: a job nobody asks about pays nothing. The options
+        # field was written by a producer; anything but a mapping of strings is ignored.
+        try:
+            options = orjson.loads(self._options) if self._options else None
+        except orjson.JSONDecodeError:
+            options = None
+        meta = options.get("meta") if isinstance(options, dict) else None
+        if not isinstance(meta, dict):
+            return MappingProxyType({})
+        return MappingProxyType(
+            {k: v for k, v in meta.items() if isinstance(k, str) and isinstance(v, str)}
+        )
 
     async def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the job has got; ``job.info()`` and ``job.events()`` show it.

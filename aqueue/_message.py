@@ -35,10 +35,15 @@ class Outgoing:
     expires_at_ms: int = 0
     """Cancelled if not started by this epoch time in ms (0: never)."""
     priority: int = DEFAULT_PRIORITY
+    metadata: dict[str, str] | None = None
+    """Set by enqueue middleware; travels in the options field, read by the worker."""
 
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
         options = b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
+        if self.metadata:
+            timeout = {} if self.timeout is None else {"timeout": self.timeout}
+            options = orjson.dumps({**timeout, "meta": self.metadata})
         ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
         unique = keys.unique(self.unique_key or "")
         level = "" if self.priority == DEFAULT_PRIORITY else self.priority

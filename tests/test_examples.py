@@ -107,9 +107,11 @@ async def test_a_failed_job_shows_its_error_and_no_result(
     assert view["result"] is None
 
 
-def run_example(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_example(
+    env: dict[str, str], script: str = "embedded_worker.py"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, os.path.join("examples", "embedded_worker.py")],
+        [sys.executable, os.path.join("examples", script)],
         capture_output=True,
         text=True,
         env={**env, "PYTHONPATH": ROOT},
@@ -139,3 +141,19 @@ def test_the_embedded_worker_example_starts_its_own_valkey_without_aqueue_url() 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("AQUEUE_URL is not set: started an embedded Valkey")
     assert "worker stopped; the last job succeeded with 144" in result.stdout
+
+
+def test_the_hooks_example_shares_a_pool_carries_the_tenant_and_counts_signals(
+    server: RedisServer,
+) -> None:
+    result = run_example({**os.environ, "AQUEUE_URL": server.url}, "hooks.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "worker start: database pool open",
+        "acme has 3 orders",
+        "globex has 5 orders",
+        "retrying flaky_report in 0.1 s after ConnectionError('report service busy')",
+        "report for acme",
+        "worker stop: database pool closed",
+        "signals: retried=1, started=4, succeeded=3",
+    ]

@@ -91,3 +91,5 @@ class Outcome:
     """With status ``scheduled``: how long the retry waits in the delayed set."""
     attempt: int = 0
     """With status ``scheduled``: the attempt that failed."""
+    error: Exception | None = None
+    """The exception of a failed run (for the middleware's signals)."""

@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import anyio
 from redis.asyncio import Redis
 
 from .._app import SOCKET_TIMEOUTS, App
+from .._hooks import ResourceKey, lookup
 from .._redis._errors import REDIS_ERRORS, translate_errors
 from .._redis._keys import Keys, check_name
 from .._task import seconds
@@ -34,6 +35,8 @@ from ._runner import Runner, failure_outcome
 from ._scheduler import Scheduler
 
 logger = logging.getLogger("aqueue.worker")
+
+T = TypeVar("T")
 
 
 class Worker:
@@ -99,6 +102,7 @@ class Worker:
         self._reclaimer: Reclaimer | None = None
         self._fetcher: Fetcher | None = None
         self._keeper: LeaseKeeper | None = None
+        self._resources: dict[ResourceKey[Any], Any] = {}
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} queues={self.queues}>"
@@ -117,6 +121,21 @@ class Worker:
     def claimed(self) -> int:
         """Jobs this worker took over from workers that went silent."""
         return 0 if self._reclaimer is None else self._reclaimer.claimed
+
+    def provide(self, key: ResourceKey[T], value: T) -> None:
+        """Make ``value`` available to this worker's tasks as ``current_job().resource(key)``.
+
+        Call it from an ``@app.on_worker_start`` hook, or before the worker starts.
+        """
+        self._resources[key] = value
+
+    def resource(self, key: ResourceKey[T]) -> T:
+        """The value provided under ``key``, e.g. to close it in an ``on_worker_stop`` hook.
+
+        Raises:
+            ResourceNotProvided: Nothing was provided under ``key``.
+        """
+        return lookup(self._resources, key, self.name)
 
     def stop(self) -> None:
         """Stop gracefully: fetch no more, let running jobs finish within the grace period.
@@ -175,7 +194,11 @@ class Worker:
         try:
             with translate_errors(app.url):
                 await self._levels.refresh(app.redis, recreate=True)
-            await self._work(reader, started)
+            stop_hooks = await app._lifecycle.start(self)
+            try:
+                await self._work(reader, started)
+            finally:
+                await app._lifecycle.stop(self, stop_hooks)
         except BaseException as exc:
             if started is not None and not started.done():
                 started.set_exception(exc)
@@ -193,7 +216,7 @@ class Worker:
                 in_flight.pop((outcome.delivery.stream, outcome.delivery.entry_id), None)
 
         acker = self._acker = Acker(app.redis, self.name, written)
-        runner = Runner(app, self.name, self.threads)
+        runner = Runner(app, self.name, self.threads, self._resources)
         slots = Slots(self.concurrency)
 
         def start_job(delivery: Delivery, attempt: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, assert_type
 
@@ -80,3 +81,58 @@ async def priorities() -> None:
     aqueue.Worker(app, starvation_guard=10)
     aqueue.Worker(app, starvation_guard="often")  # type: ignore[arg-type]
     app.task(priority="low")  # type: ignore[call-overload]
+
+
+class Pool:
+    async def close(self) -> None: ...
+
+
+DB = aqueue.ResourceKey[Pool]("db")
+
+
+@app.on_worker_start
+async def open_db(worker: aqueue.Worker) -> None:
+    worker.provide(DB, Pool())
+    worker.provide(DB, "not a pool")  # type: ignore[misc]
+
+
+@app.on_worker_stop
+def close_db(worker: aqueue.Worker) -> None:
+    assert_type(worker.resource(DB), Pool)
+
+
+@app.on_worker_start  # type: ignore[type-var]
+async def takes_no_worker() -> None: ...
+
+
+async def hooks_keep_their_type() -> None:
+    assert_type(await open_db(aqueue.Worker(app)), None)
+    hook: aqueue.WorkerHook = close_db
+    assert_type(hook, Callable[[aqueue.Worker], Awaitable[None] | None])
+
+
+async def task_context() -> None:
+    job = aqueue.current_job()
+    assert_type(job.resource(DB), Pool)
+    assert_type(job.metadata, Mapping[str, str])
+    job.resource("db")  # type: ignore[arg-type]
+
+
+class Tenancy(aqueue.Middleware):
+    def on_enqueue(self, job: aqueue.OutgoingJob) -> None:
+        job.metadata["tenant"] = "acme"
+        job.metadata["attempts"] = 1  # type: ignore[assignment]
+
+    async def around_run(self, job: aqueue.JobContext, call_next: aqueue.CallNext) -> Any:
+        assert_type(job.metadata["tenant"], str)
+        return await call_next()
+
+    async def on_retried(self, job: aqueue.JobContext, error: Exception, delay: float) -> None: ...
+
+
+class WrongSignal(aqueue.Middleware):
+    async def on_failed(self, job: aqueue.JobContext) -> None: ...  # type: ignore[override]
+
+
+app.add_middleware(Tenancy())
+app.add_middleware(Tenancy)  # type: ignore[arg-type]
