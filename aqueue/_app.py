@@ -17,6 +17,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
 from ._job import Job
+from ._limits import max_concurrency as check_concurrency
+from ._limits import rate_limit as check_rate
 from ._message import Outgoing, check_size
 from ._queue import Queue
 from ._redis._errors import translate_errors
@@ -150,6 +152,8 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         backoff: Backoff = DEFAULT_BACKOFF,
         dead_letter_failures: bool = False,
+        rate_limit: str | float | None = None,
+        max_concurrency: int | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -165,6 +169,8 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         backoff: Backoff = DEFAULT_BACKOFF,
         dead_letter_failures: bool = False,
+        rate_limit: str | float | None = None,
+        max_concurrency: int | None = None,
     ) -> Any:
         """Register a function as a task; use bare (``@app.task``) or with options.
 
@@ -178,6 +184,10 @@ class App:
             backoff: How long to wait before each retry (see :mod:`aqueue.backoff`).
             dead_letter_failures: Also put jobs that failed for good in the dead-letter
                 stream, so they can be replayed.
+            rate_limit: Most jobs let through by all workers together, as ``"N/s"``,
+                ``"N/m"`` or ``"N/h"`` (or a number per second), spaced evenly; jobs that
+                come too early wait, status ``scheduled``, without holding a worker slot.
+            max_concurrency: Most jobs running at once on all workers together.
 
         Raises:
             TaskRegistrationError: Another task is already registered under the name.
@@ -192,6 +202,8 @@ class App:
         # Checked now, so a bad option fails where it is written, not at the decorated def.
         queue_name = None if queue is None else check_name("queue", queue)
         time_limit = seconds(timeout, "timeout")
+        rate = check_rate(rate_limit)
+        concurrency = check_concurrency(max_concurrency)
         ttl = self.result_ttl
         if result_ttl is not None:
             ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
@@ -207,6 +219,8 @@ class App:
                 retry_on=retry_on,
                 backoff=backoff,
                 dead_letter_failures=dead_letter_failures,
+                rate_limit=rate,
+                max_concurrency=concurrency,
             )
             if config.name in self._tasks:
                 raise TaskRegistrationError(

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._job import Job
+from ._limits import RateLimit
 from ._message import Outgoing
 from ._redis._keys import check_name
 from .backoff import Backoff, exponential
@@ -64,6 +65,10 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): at most one job with this key at a time."""
     key_ttl: int = 0
     """Per-enqueue (set through ``options``): seconds the key stays held after the end."""
+    rate_limit: RateLimit | None = None
+    """Most jobs of the task let through per second, minute or hour, by all workers."""
+    max_concurrency: int | None = None
+    """Most jobs of the task running at once, on all workers together."""
 
 
 class Task(Generic[P, R]):

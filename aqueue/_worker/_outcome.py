@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .._limits import Limits
 from .._redis._keys import Keys
 
 
@@ -15,6 +16,8 @@ class Delivery:
     keys: Keys
     entry_id: bytes
     fields: dict[bytes, bytes]
+    limits: Limits | None = None
+    """The task's limits, acquired when the delivery started (None for tasks without)."""
 
     @property
     def job_id(self) -> str | None:

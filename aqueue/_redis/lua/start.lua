@@ -8,6 +8,7 @@
 --   succeeded/failed/cancelled  the job already ended (acked without running)
 --   lost                        the entry is no longer ours (another worker claimed it)
 --   poison                      delivered more often than allowed (dead-lettered)
+--   deferred/parked             held back by a rate/concurrency limit (moved to the delayed set)
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
   return status
@@ -15,6 +16,83 @@ end
 local pending = redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[2], ARGV[2], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[1] then
   return 'lost'
+end
+if #KEYS > 2 and ARGV[10] ~= '' then
+  -- Limits, only for tasks that have some (see aqueue/_limits.py), acquired before the
+  -- attempt is counted: a job held back does not run. It leaves the stream for the delayed
+  -- set in this same step, so it holds no worker slot while it waits and is never lost.
+  -- KEYS: (3) rate tat, (4) rate reservations, (5) concurrency holders, (6) parked list,
+  --       (7) delayed set
+  -- ARGV: (7) microseconds between two jobs of the rate ("" for none), (8) most running at once
+  --       ("" for none), (9) lease in ms, (10) job id
+  local t = redis.call('TIME')
+  local now_us = t[1] * 1000000 + t[2]
+  local now = math.floor(now_us / 1000)
+  local lease = tonumber(ARGV[9])
+  local most = tonumber(ARGV[8])
+  local function hold_back(due, parked)
+    if most then
+      -- An entry claimed from a dead worker held a slot; the job waits without it.
+      redis.call('ZREM', KEYS[5], ARGV[2])
+    end
+    local entry = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])
+    redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])
+    redis.call('XDEL', KEYS[2], ARGV[2])
+    if #entry == 1 then
+      local member = cmsgpack.pack(entry[1][2])
+      redis.call('ZADD', KEYS[7], due, member)
+      if parked then
+        -- Every parked member is due within a lease: by then the list holds only stale ones.
+        redis.call('RPUSH', KEYS[6], member)
+        redis.call('PEXPIRE', KEYS[6], lease + 60000)
+      end
+    end
+    if status ~= false then
+      redis.call('HSET', KEYS[1], 'status', 'scheduled', 'due_at', due)
+    end
+  end
+  -- An entry claimed from a dead worker may still hold its slot: it keeps it.
+  if most and not redis.call('ZSCORE', KEYS[5], ARGV[2]) then
+    if redis.call('ZCARD', KEYS[5]) >= most then
+      -- A slot is held only while its entry is pending and renewed by its worker's lease:
+      -- forget the holders that finished without a release or whose worker died.
+      for _, holder in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+        local held = redis.call('XPENDING', KEYS[2], ARGV[3], holder, holder, 1)
+        if #held == 0 or held[1][3] >= lease then
+          redis.call('ZREM', KEYS[5], holder)
+        end
+      end
+    end
+    if redis.call('ZCARD', KEYS[5]) >= most then
+      -- Woken by the next release; due after a lease anyway, in case no release comes.
+      hold_back(now + lease, true)
+      return 'parked'
+    end
+  end
+  if ARGV[7] ~= '' then
+    -- GCRA: tat is when the next job may go. A job that comes too early reserves that time
+    -- (and moves tat on), so each held-back job comes back to a slot of its own.
+    local slot = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[10]))
+    if slot == nil then
+      local interval = tonumber(ARGV[7])
+      slot = math.max(tonumber(redis.call('GET', KEYS[3]) or 0), now_us)
+      local ahead = math.ceil((slot + interval - now_us) / 1000)
+      redis.call('SET', KEYS[3], string.format('%.17g', slot + interval), 'PX', ahead + 1000)
+      if slot > now_us then
+        redis.call('ZADD', KEYS[4], string.format('%.17g', slot), ARGV[10])
+        redis.call('PEXPIRE', KEYS[4], ahead + lease + 60000)
+      end
+    elseif slot <= now_us then
+      redis.call('ZREM', KEYS[4], ARGV[10])
+    end
+    if slot > now_us then
+      hold_back(math.ceil(slot / 1000), false)
+      return 'deferred'
+    end
+  end
+  if most then
+    redis.call('ZADD', KEYS[5], now, ARGV[2])
+  end
 end
 local attempt
 if status == false then
