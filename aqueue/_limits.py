@@ -12,9 +12,11 @@ worker slot while it waits:
   written) makes the job parked longest due at once. A parked job is also due after one lease,
   in case no release ever comes (its holder died).
 
-A concurrency slot is held by the running entry's id, and is only held while that entry is
-pending and not idle for longer than the lease: the lease keeper's renewal of the entry renews
-the slot too, and a dead worker's slots come back within the lease without any bookkeeping.
+A concurrency slot is held by the running entry's id, and only while that entry is pending and
+not idle for longer than the lease: the lease keeper's renewal of the entry (which resets its
+idle time) renews the slot too, with no extra command, and a dead worker's slots come back
+within the lease. Holders are scored by when they were last seen renewed, so a full limit
+looks only at the holders that may have lapsed.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class Limits:
 
     @property
     def running(self) -> bytes:
-        """Sorted set of the entry ids that hold a concurrency slot."""
+        """Sorted set of the entry ids holding a concurrency slot, by last seen renewed (ms)."""
         return f"{self.keys.prefix}:limit:{self.task}:running".encode()
 
     @property

@@ -111,16 +111,8 @@ async def test_a_dead_workers_concurrency_slot_comes_back_after_the_lease(
     async with app:
         ghosts_job = await scarce.enqueue(1)
         # A worker takes the job, acquires its slot, and dies (it never renews nor releases).
-        await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
-        [[_, [(entry_id, _)]]] = await redis.xreadgroup(GROUP, "ghost", {keys.stream: ">"})
-        more_keys, more_args = limits.start_call(ghosts_job.id, 1000)
-        started = await START(
-            redis,
-            [keys.job(ghosts_job.id), keys.stream, *more_keys],
-            ["ghost", entry_id, GROUP, 5, 1, 0, *more_args],
-        )
-        assert started == 1
-        assert await redis.zcard(limits.running) == 1
+        [entry_id] = await _read_as(redis, keys, "ghost")
+        assert await _start_as(redis, "ghost", limits, ghosts_job.id, entry_id) == 1
         died = time.monotonic()
         job = await scarce.enqueue(2)
         async with aqueue.Worker(app):
@@ -129,6 +121,53 @@ async def test_a_dead_workers_concurrency_slot_comes_back_after_the_lease(
             assert await ghosts_job.result(timeout=10) == 1  # claimed and run again
     assert waited <= 1.0 + 1.0 + 1.0  # the lease, one claim or promote pass, and slack
     assert await redis.zcard(limits.running) == 0
+
+
+async def test_a_slot_whose_holder_was_not_renewed_for_a_lease_is_taken_over(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    limits = Limits("scarce", keys, None, 1)
+    first, second, third = [await app.enqueue("scarce") for _ in range(3)]
+    [first_entry, second_entry, third_entry] = await _read_as(redis, keys, "ghost")
+    assert await _start_as(redis, "ghost", limits, first.id, first_entry) == 1
+    assert await _start_as(redis, "ghost", limits, third.id, third_entry) == b"parked"
+
+    async def lapsed() -> bool:
+        [pending] = await redis.xpending_range(keys.stream, GROUP, first_entry, first_entry, 1)
+        return bool(pending["time_since_delivered"] >= 1000)
+
+    # The ghost's entry is idle past a lease of 1 s: it stopped renewing (it died).
+    await eventually(lapsed)
+    assert await _start_as(redis, "ghost", limits, second.id, second_entry, lease_ms=1000) == 1
+    assert await redis.zrange(limits.running, 0, -1) == [second_entry]
+
+
+async def _read_as(redis: Redis, keys: Keys, consumer: str) -> list[bytes]:
+    """Read the queue's entries as ``consumer``, as a worker's fetcher does."""
+    await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
+    reply = await redis.xreadgroup(GROUP, consumer, {keys.stream: ">"})
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    return [entry_id for _, entries in pairs for entry_id, _ in entries]
+
+
+async def _start_as(
+    redis: Redis,
+    consumer: str,
+    limits: Limits,
+    job_id: str,
+    entry_id: bytes,
+    *,
+    lease_ms: int = 1000,
+) -> Any:
+    """Run the start script with ``limits`` as ``consumer`` would (without running the job)."""
+    keys = limits.keys
+    more_keys, more_args = limits.start_call(job_id, lease_ms)
+    return await START(
+        redis,
+        [keys.job(job_id), keys.stream, *more_keys],
+        [consumer, entry_id, GROUP, 5, 1, 0, *more_args],
+    )
 
 
 async def test_jobs_held_back_by_a_limit_do_not_block_other_tasks_on_the_worker(
@@ -148,7 +187,7 @@ async def test_jobs_held_back_by_a_limit_do_not_block_other_tasks_on_the_worker(
     async with aqueue.Worker(app, concurrency=2) as worker:
 
         async def nine_held_back() -> bool:
-            return worker._fetcher is not None and worker._fetcher.held_back >= 9
+            return worker.held_back >= 9
 
         await eventually(nine_held_back)
         assert await (await free.enqueue()).result(timeout=2) == "ran"

@@ -54,12 +54,17 @@ if #KEYS > 2 and ARGV[10] ~= '' then
   -- An entry claimed from a dead worker may still hold its slot: it keeps it.
   if most and not redis.call('ZSCORE', KEYS[5], ARGV[2]) then
     if redis.call('ZCARD', KEYS[5]) >= most then
-      -- A slot is held only while its entry is pending and renewed by its worker's lease:
-      -- forget the holders that finished without a release or whose worker died.
-      for _, holder in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+      -- A slot is held only while its entry is pending and renewed by its worker's lease
+      -- (which resets the entry's idle time). Holders are scored by when they were last seen
+      -- renewed, so only those not seen for a lease are looked at: forget the ones that
+      -- finished without a release or whose worker died, note when the others were renewed.
+      local stale = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - lease)
+      for _, holder in ipairs(stale) do
         local held = redis.call('XPENDING', KEYS[2], ARGV[3], holder, holder, 1)
         if #held == 0 or held[1][3] >= lease then
           redis.call('ZREM', KEYS[5], holder)
+        else
+          redis.call('ZADD', KEYS[5], now - held[1][3], holder)
         end
       end
     end
