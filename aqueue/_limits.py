@@ -98,7 +98,7 @@ class Limits:
 
     @property
     def parked(self) -> bytes:
-        """List of delayed-set members waiting for a concurrency slot, oldest first."""
+        """Sorted set of delayed-set members waiting for a concurrency slot, by when parked."""
         return f"{self.keys.prefix}:limit:{self.task}:parked".encode()
 
     def start_call(self, job_id: str, lease_ms: int) -> tuple[list[bytes], list[Any]]:

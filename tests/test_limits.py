@@ -196,6 +196,32 @@ async def test_jobs_held_back_by_a_limit_do_not_block_other_tasks_on_the_worker(
             await job.result(timeout=10)
 
 
+async def test_jobs_waiting_for_a_slot_longer_than_a_lease_stay_in_line_once(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, lease=0.5)
+    gate = asyncio.Event()
+
+    @app.task(max_concurrency=1)
+    async def scarce() -> None:
+        await gate.wait()
+
+    limits = Limits(scarce.name, Keys(namespace, "default"), None, 1)
+    async with app:
+        jobs = await scarce.enqueue_many([() for _ in range(4)])
+        async with aqueue.Worker(app) as worker:
+
+            async def parked_twice() -> bool:
+                return worker.held_back >= 6  # three jobs, each back after a lease at least once
+
+            await eventually(parked_twice)
+            assert await redis.zcard(limits.parked) == 3
+            gate.set()
+            for job in jobs:
+                await job.result(timeout=10)
+    assert await redis.exists(limits.parked, limits.running) == 0
+
+
 @pytest.mark.parametrize("outcome", ["failure", "timeout", "retry"])
 async def test_a_job_that_ends_any_way_frees_its_slot(
     app: aqueue.App, redis: Redis, outcome: str

@@ -1,7 +1,7 @@
 -- Free the concurrency slot of an entry whose outcome was written (or that was handed back),
 -- and make the job parked longest for that slot due at once. Runs in the same pipeline right
 -- after the finish or requeue script of a task with max_concurrency.
--- KEYS: stream, concurrency holders, parked list, delayed set
+-- KEYS: stream, concurrency holders, parked line (sorted set), delayed set
 -- ARGV: group, entry id
 -- Returns 1 when a slot was freed.
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) > 0 then
@@ -15,13 +15,13 @@ end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 while true do
-  local member = redis.call('LPOP', KEYS[3])
-  if not member then
+  local first = redis.call('ZPOPMIN', KEYS[3])
+  if #first == 0 then
     break
   end
-  -- Members already moved on (due after their lease, or purged) are skipped.
-  if redis.call('ZSCORE', KEYS[4], member) then
-    redis.call('ZADD', KEYS[4], now, member)
+  -- Members no longer in the delayed set (came back after their lease, purged) are dropped.
+  if redis.call('ZSCORE', KEYS[4], first[1]) then
+    redis.call('ZADD', KEYS[4], now, first[1])
     break
   end
 end

@@ -21,7 +21,7 @@ if #KEYS > 2 and ARGV[10] ~= '' then
   -- Limits, only for tasks that have some (see aqueue/_limits.py), acquired before the
   -- attempt is counted: a job held back does not run. It leaves the stream for the delayed
   -- set in this same step, so it holds no worker slot while it waits and is never lost.
-  -- KEYS: (3) rate tat, (4) rate reservations, (5) concurrency holders, (6) parked list,
+  -- KEYS: (3) rate tat, (4) rate reservations, (5) concurrency holders, (6) parked line,
   --       (7) delayed set
   -- ARGV: (7) microseconds between two jobs of the rate ("" for none), (8) most running at once
   --       ("" for none), (9) lease in ms, (10) job id
@@ -42,8 +42,10 @@ if #KEYS > 2 and ARGV[10] ~= '' then
       local member = cmsgpack.pack(entry[1][2])
       redis.call('ZADD', KEYS[7], due, member)
       if parked then
-        -- Every parked member is due within a lease: by then the list holds only stale ones.
-        redis.call('RPUSH', KEYS[6], member)
+        -- In line by when it was first parked (NX: a job refused again keeps its place).
+        -- Each parked job is due within a lease and parks again if refused, so the line
+        -- may expire once nobody parked for longer than that.
+        redis.call('ZADD', KEYS[6], 'NX', now, member)
         redis.call('PEXPIRE', KEYS[6], lease + 60000)
       end
     end
@@ -96,6 +98,13 @@ if #KEYS > 2 and ARGV[10] ~= '' then
     end
   end
   if most then
+    if redis.call('EXISTS', KEYS[6]) == 1 then
+      -- Back after a lease, not woken by a release: leave the line.
+      local entry = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])
+      if #entry == 1 then
+        redis.call('ZREM', KEYS[6], cmsgpack.pack(entry[1][2]))
+      end
+    end
     redis.call('ZADD', KEYS[5], now, ARGV[2])
   end
 end
