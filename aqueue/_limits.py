@@ -21,6 +21,7 @@ looks only at the holders that may have lapsed.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -44,10 +45,6 @@ class RateLimit:
         """Microseconds between two jobs let through."""
         return self.period * 1_000_000 / self.count
 
-    def __str__(self) -> str:
-        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}[self.period]
-        return f"{self.count:g}/{unit}"
-
 
 def rate_limit(value: str | float | None) -> RateLimit | None:
     """Parse ``"N/s"``, ``"N/m"``, ``"N/h"`` or a number of jobs per second.
@@ -66,8 +63,10 @@ def rate_limit(value: str | float | None) -> RateLimit | None:
             f"rate_limit must be 'N/s', 'N/m' or 'N/h' (e.g. '100/s', '30/m') or a number "
             f"of jobs per second, not {value!r}"
         )
-    if count <= 0:
-        raise ConfigurationError(f"rate_limit must let more than zero jobs through, not {value!r}")
+    if not 0 < count < math.inf:  # also refuses NaN
+        raise ConfigurationError(
+            f"rate_limit must let a finite number of jobs through, more than zero, not {value!r}"
+        )
     return RateLimit(count, period)
 
 

@@ -285,7 +285,9 @@ def test_rate_limits_are_read_per_second_minute_or_hour(given: Any, per_second: 
     assert rate.count / rate.period == pytest.approx(per_second)
 
 
-@pytest.mark.parametrize("given", ["100", "10/d", "0/s", "-1/s", "fast", "1/s/s", True, 0, -2])
+@pytest.mark.parametrize(
+    "given", ["100", "10/d", "0/s", "-1/s", "fast", "1/s/s", True, 0, -2, float("nan"), 1e999]
+)
 def test_a_bad_rate_limit_is_refused_at_registration(given: Any) -> None:
     app = aqueue.App()
     with pytest.raises(aqueue.ConfigurationError, match="rate_limit"):
