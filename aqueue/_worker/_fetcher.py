@@ -170,7 +170,8 @@ class Fetcher:
 
         Fresh entries without a record start at attempt 1 with no round trip; the others (and
         every claimed entry, whose owner and delivery count matter) go through the start
-        script, one pipeline for the batch.
+        script, one pipeline for the batch. Jobs of tasks with limits always do: the script
+        acquires the limits, or moves the job to the delayed set to wait (its slot is freed).
         """
         self._slots.take(len(deliveries))
         if self._limited:
