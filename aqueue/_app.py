@@ -17,6 +17,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from ._hooks import H, Lifecycle
 from ._job import Job
+from ._limits import max_concurrency as check_concurrency
+from ._limits import rate_limit as check_rate
 from ._message import Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
@@ -156,6 +158,8 @@ class App:
         backoff: Backoff = DEFAULT_BACKOFF,
         dead_letter_failures: bool = False,
         priority: int = DEFAULT_PRIORITY,
+        rate_limit: str | float | None = None,
+        max_concurrency: int | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -172,6 +176,8 @@ class App:
         backoff: Backoff = DEFAULT_BACKOFF,
         dead_letter_failures: bool = False,
         priority: int = DEFAULT_PRIORITY,
+        rate_limit: str | float | None = None,
+        max_concurrency: int | None = None,
     ) -> Any:
         """Register a function as a task; use bare (``@app.task``) or with options.
 
@@ -187,6 +193,10 @@ class App:
                 stream, so they can be replayed.
             priority: Level of its jobs, 0 (lowest) to 9 (highest); with a backlog, a worker
                 runs higher levels first. The default, 5, leaves room below and above.
+            rate_limit: Most jobs let through by all workers together, as ``"N/s"``,
+                ``"N/m"`` or ``"N/h"`` (or a number per second), spaced evenly; jobs that
+                come too early wait, status ``scheduled``, without holding a worker slot.
+            max_concurrency: Most jobs running at once on all workers together.
 
         Raises:
             TaskRegistrationError: Another task is already registered under the name.
@@ -202,6 +212,8 @@ class App:
         queue_name = None if queue is None else check_name("queue", queue)
         time_limit = seconds(timeout, "timeout")
         level = check_priority(priority)
+        rate = check_rate(rate_limit)
+        concurrency = check_concurrency(max_concurrency)
         ttl = self.result_ttl
         if result_ttl is not None:
             ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
@@ -218,6 +230,8 @@ class App:
                 backoff=backoff,
                 dead_letter_failures=dead_letter_failures,
                 priority=level,
+                rate_limit=rate,
+                max_concurrency=concurrency,
             )
             if config.name in self._tasks:
                 raise TaskRegistrationError(

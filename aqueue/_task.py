@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._job import Job
+from ._limits import RateLimit
 from ._message import Outgoing
 from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, check_name
 from .backoff import Backoff, exponential
@@ -88,6 +89,10 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): cancel the job if not started by then."""
     priority: int = DEFAULT_PRIORITY
     """0 (lowest) to 9 (highest): with a backlog, a worker runs higher levels first."""
+    rate_limit: RateLimit | None = None
+    """Most jobs of the task let through per second, minute or hour, by all workers."""
+    max_concurrency: int | None = None
+    """Most jobs of the task running at once, on all workers together."""
 
 
 class Task(Generic[P, R]):

@@ -11,11 +11,12 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from .._redis._backoff import Backoff
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
-from .._redis._scripts import FINISH, REQUEUE, execute
+from .._redis._scripts import FINISH, RELEASE, REQUEUE, execute
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
@@ -74,6 +75,7 @@ class Acker:
 
     async def _flush(self, batch: list[Outcome]) -> None:
         pipe = self._redis.pipeline(transaction=False)
+        releases: set[int] = set()
         for outcome in batch:
             delivery = outcome.delivery
             keys = delivery.keys
@@ -83,6 +85,8 @@ class Acker:
                     [delivery.stream, delivery.record],
                     [GROUP, self._consumer, delivery.entry_id],
                 )
+                if delivery.limits is not None:
+                    _release(pipe, outcome, releases)
                 continue
             unique_key, key_ttl = delivery.unique_key
             FINISH.queue(
@@ -104,7 +108,16 @@ class Acker:
                     key_ttl,
                 ],
             )
-        replies = await execute(self._redis, pipe, [FINISH, REQUEUE])
+            if delivery.limits is not None:
+                _release(pipe, outcome, releases)
+        replies = await execute(self._redis, pipe, [FINISH, REQUEUE, RELEASE])
+        if releases:
+            for index in releases:
+                if isinstance(replies[index], Exception):
+                    # The slot comes back when a job finds the limit full (its entry was
+                    # acked); parked jobs wait for another release, or a lease at most.
+                    logger.warning("cannot release a concurrency slot: %s", replies[index])
+            replies = [reply for i, reply in enumerate(replies) if i not in releases]
         for outcome, reply in zip(batch, replies, strict=True):
             if isinstance(reply, Exception):
                 # The entry stays pending: after its lease it is claimed and tried again,
@@ -123,3 +136,15 @@ class Acker:
                 "%d outcome(s) refused: another worker owns those entries now (lease lapsed)",
                 refused,
             )
+
+
+def _release(pipe: Pipeline, outcome: Outcome, releases: set[int]) -> None:
+    """Free the outcome's concurrency slot, if its task has one, right after its script.
+
+    In the same round trip, and only if that script acked the entry (see release.lua); the
+    release's index in the pipeline goes into ``releases``.
+    """
+    limits = outcome.delivery.limits
+    if limits is not None and limits.concurrency is not None:
+        releases.add(len(pipe.command_stack))
+        RELEASE.queue(pipe, *limits.release_call(outcome.delivery.stream, outcome.delivery.entry_id))

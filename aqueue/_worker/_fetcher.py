@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .._app import App
+from .._limits import Limits
 from .._redis._backoff import Backoff
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP
@@ -85,6 +86,16 @@ class Fetcher:
         self._reader_id: int | None = None
         self.skipped = 0
         """Entries acked without running: their job had already ended (or was cancelled)."""
+        self.held_back = 0
+        """Deliveries a rate or concurrency limit moved to the delayed set to wait."""
+        self._lease_ms = int(app.lease * 1000)
+        # Only tasks with limits pay for them: with none, begin() does no per-delivery work.
+        self._limited = {
+            name: task.config
+            for name, task in app.tasks.items()
+            if task.config.rate_limit is not None or task.config.max_concurrency is not None
+        }
+        self._limits: dict[tuple[str, str], Limits] = {}
 
     async def run(self) -> None:
         """Fetch until :meth:`stop`; return once no read is in flight."""
@@ -200,11 +211,17 @@ class Fetcher:
 
         Fresh entries without a record start at attempt 1 with no round trip; the others (and
         every claimed entry, whose owner and delivery count matter) go through the start
-        script, one pipeline for the batch.
+        script, one pipeline for the batch. Jobs of tasks with limits always do: the script
+        acquires the limits, or moves the job to the delayed set to wait (its slot is freed).
         """
         self._slots.take(len(deliveries))
+        if self._limited:
+            for delivery in deliveries:
+                delivery.limits = self._limits_of(delivery)
         checked = [
-            d for d in deliveries if claimed or (d.job_id and d.result_ttl > 0) or d.expires_ms
+            d
+            for d in deliveries
+            if claimed or (d.job_id and d.result_ttl > 0) or d.expires_ms or d.limits is not None
         ]
         verdicts: dict[int, Any] = {}
         if checked:
@@ -232,6 +249,9 @@ class Fetcher:
             self._slots.give()
             if verdict == b"lost":
                 continue  # another worker owns it now: neither run nor ack it
+            if verdict in (b"deferred", b"parked"):
+                self.held_back += 1  # the script moved it to the delayed set to wait
+                continue
             if verdict == b"poison":
                 reason = (
                     f"delivered more than {self._attempt_limit(delivery)} times without an "
@@ -257,6 +277,18 @@ class Fetcher:
                 )
                 self._skip(Outcome(delivery, Action.FINISH))
 
+    def _limits_of(self, delivery: Delivery) -> Limits | None:
+        name, queue = delivery.task_name or "", delivery.keys.queue
+        config = self._limited.get(name)
+        if config is None or delivery.job_id is None:
+            return None
+        limits = self._limits.get((queue, name))
+        if limits is None:
+            # Scoped to (queue, task): the keys share the queue's hash tag (Cluster slot).
+            limits = Limits(name, delivery.keys, config.rate_limit, config.max_concurrency)
+            self._limits[(queue, name)] = limits
+        return limits
+
     def _attempt_limit(self, delivery: Delivery) -> int:
         task = self._app.tasks.get(delivery.task_name or "")
         retries = 0 if task is None else task.config.retries
@@ -269,19 +301,23 @@ class Fetcher:
         while True:
             pipe = self._redis.pipeline(transaction=False)
             for delivery in deliveries:
-                START.queue(
-                    pipe,
-                    [delivery.record, delivery.stream],
-                    [
-                        self._consumer,
-                        delivery.entry_id,
-                        GROUP,
-                        self._attempt_limit(delivery),
-                        1 if delivery.result_ttl > 0 else 0,
-                        delivery.prior_attempts,
-                        delivery.expires_ms,
-                    ],
-                )
+                keys = [delivery.record, delivery.stream]
+                args = [
+                    self._consumer,
+                    delivery.entry_id,
+                    GROUP,
+                    self._attempt_limit(delivery),
+                    1 if delivery.result_ttl > 0 else 0,
+                    delivery.prior_attempts,
+                    delivery.expires_ms,
+                ]
+                if delivery.limits is not None:
+                    more_keys, more_args = delivery.limits.start_call(
+                        delivery.job_id or "", self._lease_ms
+                    )
+                    keys += more_keys
+                    args += more_args
+                START.queue(pipe, keys, args)
             try:
                 replies = await execute(self._redis, pipe, [START])
             except REDIS_ERRORS as exc:

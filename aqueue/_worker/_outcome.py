@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .._limits import Limits
 from .._redis._keys import Keys
 
 
@@ -17,6 +18,8 @@ class Delivery:
     fields: dict[bytes, bytes]
     stream: bytes
     """The stream the entry was read from: its queue's stream of the job's priority level."""
+    limits: Limits | None = None
+    """The task's limits, acquired when the delivery started (None for tasks without)."""
 
     @property
     def job_id(self) -> str | None:

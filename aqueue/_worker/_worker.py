@@ -118,6 +118,11 @@ class Worker:
         return 0 if self._fetcher is None else self._fetcher.skipped
 
     @property
+    def held_back(self) -> int:
+        """Deliveries a rate or concurrency limit sent back to wait (see the Limits guide)."""
+        return 0 if self._fetcher is None else self._fetcher.held_back
+
+    @property
     def claimed(self) -> int:
         """Jobs this worker took over from workers that went silent."""
         return 0 if self._reclaimer is None else self._reclaimer.claimed

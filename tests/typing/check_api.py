@@ -136,3 +136,21 @@ class WrongSignal(aqueue.Middleware):
 
 app.add_middleware(Tenancy())
 app.add_middleware(Tenancy)  # type: ignore[arg-type]
+
+
+@app.task(rate_limit="100/s", max_concurrency=5)
+async def limited(n: int) -> int:
+    return n
+
+
+@app.task(rate_limit=2.5)
+async def per_second() -> None: ...
+
+
+async def limited_tasks_are_tasks() -> None:
+    assert_type(await limited.enqueue(1), aqueue.Job[int])
+    await limited.enqueue("1")  # type: ignore[arg-type]
+
+
+app.task(max_concurrency="5")  # type: ignore[call-overload]
+app.task(rate_limit=["100/s"])  # type: ignore[call-overload]
