@@ -147,4 +147,5 @@ def _release(pipe: Pipeline, outcome: Outcome, releases: set[int]) -> None:
     limits = outcome.delivery.limits
     if limits is not None and limits.concurrency is not None:
         releases.add(len(pipe.command_stack))
-        RELEASE.queue(pipe, *limits.release_call(outcome.delivery.stream, outcome.delivery.entry_id))
+        delivery = outcome.delivery
+        RELEASE.queue(pipe, *limits.release_call(delivery.stream, delivery.entry_id))
