@@ -27,7 +27,9 @@ from ._canvas import (
     group,
 )
 from ._context import JobContext, current_job
+from ._hooks import ResourceKey, WorkerHook
 from ._job import Job, JobInfo, JobStatus, RemoteError
+from ._middleware import CallNext, Middleware, OutgoingJob
 from ._queue import DeadLetter, Queue, QueueStats
 from ._serialize import JsonSerializer, Serializer
 from ._task import Task
@@ -43,6 +45,7 @@ from .exceptions import (
     NotInJob,
     PayloadTooLarge,
     QueueFull,
+    ResourceNotProvided,
     ResultTimeout,
     Retry,
     SerializationError,
@@ -50,11 +53,13 @@ from .exceptions import (
     TaskFailed,
     TaskRegistrationError,
     TaskTimeout,
+    WorkerStartError,
 )
 
 __all__ = [
     "App",
     "AqueueError",
+    "CallNext",
     "Canvas",
     "Chain",
     "Chord",
@@ -72,12 +77,16 @@ __all__ = [
     "JobOptions",
     "JobStatus",
     "JsonSerializer",
+    "Middleware",
     "NotInJob",
+    "OutgoingJob",
     "PayloadTooLarge",
     "Queue",
     "QueueFull",
     "QueueStats",
     "RemoteError",
+    "ResourceKey",
+    "ResourceNotProvided",
     "ResultTimeout",
     "Retry",
     "SerializationError",
@@ -91,6 +100,8 @@ __all__ = [
     "TaskRegistrationError",
     "TaskTimeout",
     "Worker",
+    "WorkerHook",
+    "WorkerStartError",
     "__version__",
     "backoff",
     "chord",

@@ -9,23 +9,27 @@ import inspect
 import os
 import socket
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ResponseError
 
+from ._hooks import H, Lifecycle
 from ._job import Job
+from ._limits import max_concurrency as check_concurrency
+from ._limits import rate_limit as check_rate
 from ._message import Outgoing, check_size
+from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
+from ._redis._direct import DirectCalls
 from ._redis._errors import translate_errors
-from ._redis._keys import Keys, check_name, new_job_id
-from ._redis._scripts import ENQUEUE, execute
+from ._redis._keys import DEFAULT_PRIORITY, Keys, check_name, new_job_id
+from ._redis._scripts import ENQUEUE
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
-from ._task import DEFAULT_BACKOFF, Task, TaskConfig, seconds
+from ._task import DEFAULT_BACKOFF, Task, TaskConfig, check_priority, seconds
 from .backoff import Backoff
 from .exceptions import ConfigurationError, QueueFull, TaskRegistrationError
 
@@ -121,6 +125,9 @@ class App:
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
         self._results: ResultWaiter | None = None
+        self._direct_calls: DirectCalls | None = None
+        self._lifecycle = Lifecycle()
+        self._middleware = MiddlewareStack()
 
     def __repr__(self) -> str:
         return f"<App namespace={self.namespace!r} tasks={len(self._tasks)}>"
@@ -150,6 +157,9 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         backoff: Backoff = DEFAULT_BACKOFF,
         dead_letter_failures: bool = False,
+        priority: int = DEFAULT_PRIORITY,
+        rate_limit: str | float | None = None,
+        max_concurrency: int | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -165,6 +175,9 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         backoff: Backoff = DEFAULT_BACKOFF,
         dead_letter_failures: bool = False,
+        priority: int = DEFAULT_PRIORITY,
+        rate_limit: str | float | None = None,
+        max_concurrency: int | None = None,
     ) -> Any:
         """Register a function as a task; use bare (``@app.task``) or with options.
 
@@ -178,6 +191,12 @@ class App:
             backoff: How long to wait before each retry (see :mod:`aqueue.backoff`).
             dead_letter_failures: Also put jobs that failed for good in the dead-letter
                 stream, so they can be replayed.
+            priority: Level of its jobs, 0 (lowest) to 9 (highest); with a backlog, a worker
+                runs higher levels first. The default, 5, leaves room below and above.
+            rate_limit: Most jobs let through by all workers together, as ``"N/s"``,
+                ``"N/m"`` or ``"N/h"`` (or a number per second), spaced evenly; jobs that
+                come too early wait, status ``scheduled``, without holding a worker slot.
+            max_concurrency: Most jobs running at once on all workers together.
 
         Raises:
             TaskRegistrationError: Another task is already registered under the name.
@@ -192,6 +211,9 @@ class App:
         # Checked now, so a bad option fails where it is written, not at the decorated def.
         queue_name = None if queue is None else check_name("queue", queue)
         time_limit = seconds(timeout, "timeout")
+        level = check_priority(priority)
+        rate = check_rate(rate_limit)
+        concurrency = check_concurrency(max_concurrency)
         ttl = self.result_ttl
         if result_ttl is not None:
             ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
@@ -207,6 +229,9 @@ class App:
                 retry_on=retry_on,
                 backoff=backoff,
                 dead_letter_failures=dead_letter_failures,
+                priority=level,
+                rate_limit=rate,
+                max_concurrency=concurrency,
             )
             if config.name in self._tasks:
                 raise TaskRegistrationError(
@@ -288,6 +313,38 @@ class App:
 
         return cast(TaskDecorator, register)
 
+    # -- hooks and middleware ---------------------------------------------------------------
+
+    def on_worker_start(self, hook: H, /) -> H:
+        """Register a function every worker of this app runs before it fetches any job.
+
+        Use it to set up what tasks share and hand it over with ``worker.provide(KEY,
+        value)``; tasks get it with ``aqueue.current_job().resource(KEY)``. The hook takes
+        the :class:`Worker`; it may be ``async def`` or a quick plain ``def``. Hooks run in
+        the order they were registered. If one raises, the worker does not start: it raises
+        :class:`WorkerStartError`, after running the stop hooks registered before the failed
+        hook.
+        """
+        return self._lifecycle.on_start(hook)
+
+    def on_worker_stop(self, hook: H, /) -> H:
+        """Register a function every worker of this app runs after it stopped.
+
+        It runs once every job has finished (or was handed back) and its outcome was
+        written. Stop hooks run last registered first, and only those registered after
+        start hooks that all succeeded: register each right after the start hook whose work
+        it undoes. A stop hook that raises is logged, and the others still run.
+        """
+        return self._lifecycle.on_stop(hook)
+
+    def add_middleware(self, middleware: Middleware, /) -> None:
+        """Add middleware around enqueueing and running this app's jobs (see :class:`Middleware`).
+
+        Add it before enqueueing and before workers start: a worker reads the app's
+        middleware when it starts.
+        """
+        self._middleware.add(middleware)
+
     # -- producing --------------------------------------------------------------------------
 
     async def enqueue(self, task_name: str, /, *args: Any, **kwargs: Any) -> Job[Any]:
@@ -327,6 +384,9 @@ class App:
         self, config: TaskConfig, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> Outgoing:
         job_id = new_job_id(config.queue)
+        metadata = None
+        if self._middleware.enqueue:
+            metadata = self._middleware.metadata(job_id, config, args, kwargs)
         payload = encode_call(self.serializer, config.name, args, kwargs)
         check_size(job_id, config.name, payload, self.max_payload_size)
         return Outgoing(
@@ -340,6 +400,14 @@ class App:
             max_queue_length=self.max_queue_length(config.queue),
             unique_key=config.key,
             key_ttl=config.key_ttl,
+            expires_ms=int(config.expires * 1000) if isinstance(config.expires, float) else 0,
+            expires_at_ms=(
+                int(config.expires.timestamp() * 1000)
+                if isinstance(config.expires, datetime)
+                else 0
+            ),
+            priority=config.priority,
+            metadata=metadata,
         )
 
     async def _write(
@@ -375,19 +443,9 @@ class App:
     async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any] | None]:
         """One round trip; None for each item the full queue refused."""
         keys = Keys(self.namespace, queue)
+        calls = [outgoing.script_call(keys, PENDING_RECORD_TTL) for outgoing in batch]
         with translate_errors(self.url):
-            if len(batch) == 1:
-                try:
-                    replies = [
-                        await ENQUEUE(self.redis, *batch[0].script_call(keys, PENDING_RECORD_TTL))
-                    ]
-                except ResponseError as exc:
-                    replies = [exc]
-            else:
-                pipe = self.redis.pipeline(transaction=False)
-                for outgoing in batch:
-                    ENQUEUE.queue(pipe, *outgoing.script_call(keys, PENDING_RECORD_TTL))
-                replies = await execute(self.redis, pipe, [ENQUEUE])
+            replies = await self._direct.run(ENQUEUE, calls)
             jobs: list[Job[Any] | None] = []
             for outgoing, reply in zip(batch, replies, strict=True):
                 if isinstance(reply, Exception):
@@ -415,6 +473,12 @@ class App:
         return self._redis
 
     @property
+    def _direct(self) -> DirectCalls:
+        if self._direct_calls is None:
+            self._direct_calls = DirectCalls(self.redis.connection_pool, self._max_connections)
+        return self._direct_calls
+
+    @property
     def results(self) -> ResultWaiter:
         """The shared subscription that ``job.result()`` waits on."""
         if self._results is None:
@@ -426,6 +490,9 @@ class App:
         if self._results is not None:
             await self._results.close()
             self._results = None
+        if self._direct_calls is not None:
+            await self._direct_calls.close()
+            self._direct_calls = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None

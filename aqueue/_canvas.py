@@ -54,6 +54,8 @@ class JobOptions(TypedDict, total=False):
     key: str
     key_ttl: float | timedelta
     after: Iterable[Job[Any] | str]
+    expires: float | timedelta | datetime
+    priority: int
 
 
 class Canvas(Generic[R]):
@@ -148,6 +150,7 @@ class _Call:
                 outgoing.result_ttl,
                 outgoing.payload,
                 outgoing.options,
+                level=outgoing.level,
                 inject=len(deps),
                 as_list=as_list,
                 lenient=lenient,
@@ -212,6 +215,7 @@ def waiting_job(outgoing: Outgoing, after: Sequence[str]) -> Waiting:
         outgoing.result_ttl,
         outgoing.payload,
         outgoing.options,
+        level=outgoing.level,
     )
 
 

@@ -16,7 +16,7 @@ cross-slot step is idempotent and runs *before* the ack that ends the dependency
 3. When a marked job ends, ``finish.lua`` writes its outcome but does not ack the entry; the
    worker tells each dependent (:func:`job_ended`), then acks. ``resolve.lua`` removes the
    dependency from the pending set (a set, not a counter: telling twice changes nothing) and
-   answers "ready" once it is empty; ``release.lua`` then enqueues the waiting job (with its
+   answers "ready" once it is empty; ``unblock.lua`` then enqueues the waiting job (with its
    dependencies' results in its arguments) or finishes a parent record, and deletes the wait
    hash in the same step, so it happens once however often it is asked. A crash anywhere
    before the ack redelivers the entry; the redelivery finds the job ended, skips running it
@@ -42,7 +42,7 @@ from redis.asyncio.client import Pipeline
 from ._message import Outgoing
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, queue_of
-from ._redis._scripts import DEPEND, RELEASE, RESOLVE, WAIT, execute
+from ._redis._scripts import DEPEND, RESOLVE, UNBLOCK, WAIT, execute
 from ._serialize import encode_call
 from .exceptions import ConfigurationError
 
@@ -73,6 +73,8 @@ class Waiting:
     result_ttl: int
     payload: bytes = b""
     options: bytes = b""
+    level: str = ""
+    """Its priority level ("" for the default), so it is released into that level's stream."""
     inject: int = 0
     """How many leading dependencies' results go in front of the arguments (a chain step:
     the previous step's; a chord's callback: its headers')."""
@@ -92,6 +94,7 @@ class Waiting:
             "t": self.task,
             "r": self.result_ttl,
             "o": self.options,
+            "l": self.level,
             "p": self.payload,
             "kind": self.kind,
             "inject": self.inject,
@@ -300,9 +303,9 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
         return await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
     if kind == "group":
         return await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
-    released = await RELEASE(
+    released = await UNBLOCK(
         app.redis,
-        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream],
+        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream, keys.levels],
         ["enqueue", payload],
     )
     # Not released: cancelled while it waited, an end its own dependents must hear of.
@@ -342,9 +345,9 @@ async def _finish(
 ) -> bool:
     """Finish a waiting job without running it. True: it ended (by this call or, when it was
     cancelled or finished meanwhile, before), so its dependents must be told."""
-    await RELEASE(
+    await UNBLOCK(
         app.redis,
-        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream],
+        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream, keys.levels],
         ["finish", status, field, value, max(1, int(spec["r"]))],
     )
     return True

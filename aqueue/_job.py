@@ -191,6 +191,52 @@ class Job(Generic[R]):
                             "wait again or check job.status())"
                         ) from None
 
+    async def cancel(self) -> bool:
+        """Cancel the job unless it already ended.
+
+        A queued or scheduled job never runs. A running one is cancelled on its worker within
+        about a second (a synchronous task's thread cannot be interrupted: it runs on, but its
+        outcome is dropped). Either way the status is ``cancelled`` at once, ``result()``
+        raises :class:`JobCancelled`, and a uniqueness key the job held is freed.
+
+        Returns:
+            True if this call cancelled the job; False if it had already ended.
+
+        Raises:
+            JobNotFound: There is no record of the job (never enqueued, ``result_ttl=0``,
+                or expired): nothing to cancel.
+        """
+        from ._cancel import cancel
+
+        return await cancel(self._app, self.id)
+
+    async def events(self) -> AsyncIterator[JobInfo]:
+        """Follow the job: a snapshot each time its status or progress changes.
+
+        The first snapshot is the job's state now; the iteration ends after the job ends
+        (its last snapshot has a final status). Changes that come faster than they are read
+        are merged into the next snapshot, which is always the latest state.
+
+        Raises:
+            JobNotFound: There is no record of the job to follow.
+        """
+        last: JobInfo | None = None
+        with translate_errors(self._app.url):
+            async with self._watch() as woken:
+                while True:
+                    woken.clear()  # before the read: a change during the read wakes us again
+                    info = await self.info()
+                    if info.status is JobStatus.UNKNOWN:
+                        if last is None:
+                            raise JobNotFound(f"no record of job {self.id} to follow")
+                        return  # deleted (purged) while followed
+                    if last is None or _changed(last, info):
+                        last = info
+                        yield info
+                    if info.status.is_final:
+                        return
+                    await woken.wait()
+
     @asynccontextmanager
     async def _watch(self) -> AsyncIterator[asyncio.Event]:
         # The subscription is a round trip: bounded like any command, not by the caller's
@@ -217,7 +263,8 @@ class Job(Generic[R]):
         if status == b"succeeded":
             return cast(R, None if result is None else self._app.serializer.loads(result))
         if status == b"cancelled":
-            raise JobCancelled(f"job {self.id} was cancelled")
+            why = "" if error is None else f": {_error_from(error).message}"
+            raise JobCancelled(f"job {self.id} was cancelled{why}")
         remote = _error_from(error)
         failure = TaskTimeout if remote.timed_out else TaskFailed
         raise failure(self.id, remote.type, remote.message, remote.traceback)
@@ -225,6 +272,24 @@ class Job(Generic[R]):
 
 _FINAL_RAW = frozenset({b"succeeded", b"failed", b"cancelled"})
 SUBSCRIBE_TIMEOUT = 10.0
+
+
+def _changed(before: JobInfo, after: JobInfo) -> bool:
+    return (before.status, before.attempts, before.progress, before.progress_message) != (
+        after.status,
+        after.attempts,
+        after.progress,
+        after.progress_message,
+    )
+
+
+def encode_error(
+    error_type: str, message: str, traceback: str = "", *, timed_out: bool = False
+) -> bytes:
+    """The ``error`` field of a job's record, as :class:`RemoteError` reads it back."""
+    return orjson.dumps(
+        {"type": error_type, "message": message, "traceback": traceback, "timed_out": timed_out}
+    )
 
 
 def _time(raw: bytes | None) -> datetime | None:

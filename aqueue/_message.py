@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ._redis._keys import Keys
+from ._redis._keys import DEFAULT_PRIORITY, Keys
 from .exceptions import PayloadTooLarge
 
 
@@ -30,18 +30,35 @@ class Outgoing:
     """Add the job only if no job holds this key (``options(key=...)``)."""
     key_ttl: int = 0
     """Seconds the key stays held after the job ended."""
+    expires_ms: int = 0
+    """Cancelled if not started this long after the server's now (0: never)."""
+    expires_at_ms: int = 0
+    """Cancelled if not started by this epoch time in ms (0: never)."""
+    priority: int = DEFAULT_PRIORITY
+    metadata: dict[str, str] | None = None
+    """Set by enqueue middleware; travels in the options field, read by the worker."""
 
     @property
     def options(self) -> bytes:
         """The entry's per-job options field ("" when there are none)."""
-        return b"" if self.timeout is None else orjson.dumps({"timeout": self.timeout})
+        options: dict[str, Any] = {} if self.timeout is None else {"timeout": self.timeout}
+        if self.metadata:
+            options["meta"] = self.metadata
+        return orjson.dumps(options) if options else b""
+
+    @property
+    def level(self) -> str:
+        """The priority level as the entry's ``l`` field ("" for the default level)."""
+        return "" if self.priority == DEFAULT_PRIORITY else str(self.priority)
 
     def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
         """KEYS and ARGV of the enqueue script for this job."""
         options = self.options
         ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
         unique = keys.unique(self.unique_key or "")
-        return [keys.stream, keys.job(self.job_id), keys.delayed, unique], [
+        level = self.level
+        stream = keys.stream if level == "" else keys.stream_at(self.priority)
+        return [stream, keys.job(self.job_id), keys.delayed, unique, keys.levels, keys.stream], [
             self.job_id,
             self.task,
             self.payload,
@@ -52,6 +69,9 @@ class Outgoing:
             self.due_at_ms,
             self.max_queue_length,
             "" if self.unique_key is None else self.key_ttl,
+            self.expires_ms,
+            self.expires_at_ms,
+            level,
         ]
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from ._redis._errors import translate_errors
-from ._redis._keys import GROUP, Keys
+from ._redis._keys import DEFAULT_PRIORITY, GROUP, Keys
 from ._redis._scripts import REPLAY, STATS
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class QueueStats:
     """Entries in the dead-letter stream."""
     workers: int
     """Workers that served this queue within the lease time."""
+    queued_by_priority: Mapping[int, int] = field(default_factory=dict)
+    """Jobs waiting for a worker at each priority level in use (the default level always)."""
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,22 @@ class Queue:
         return f"<Queue {self.name}>"
 
     async def stats(self) -> QueueStats:
-        """Queued, scheduled, running and dead-lettered counts and the number of live workers."""
+        """Queued, scheduled, running and dead-lettered counts and the number of live workers.
+
+        Queued and running jobs are counted over every priority level's stream.
+        """
         keys = self.keys
         with translate_errors(self._app.url):
-            queued, scheduled, running, dead, workers = await STATS(
+            queued, scheduled, running, dead, workers, at_default, *levels = await STATS(
                 self._app.redis,
-                [keys.stream, keys.dead, keys.workers, keys.delayed],
+                [keys.stream, keys.dead, keys.workers, keys.delayed, keys.levels],
                 [GROUP, int(self._app.lease * 1000)],
             )
-        return QueueStats(self.name, queued, scheduled, running, dead, workers)
+        by_priority = {DEFAULT_PRIORITY: at_default}
+        pairs = zip(levels[::2], levels[1::2], strict=True)
+        by_priority.update((int(level), count) for level, count in pairs if level.isdigit())
+        ordered = dict(sorted(by_priority.items(), reverse=True))
+        return QueueStats(self.name, queued, scheduled, running, dead, workers, ordered)
 
     async def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters, each with the reason it was dead-lettered."""
@@ -80,15 +90,17 @@ class Queue:
     async def replay_dead(self, limit: int = 10_000) -> int:
         """Move up to ``limit`` dead letters back into the queue, oldest first.
 
-        Replayed jobs start over (attempts count from zero). Use it once the cause is fixed,
-        e.g. after deploying the task a worker did not know.
+        Replayed jobs start over (attempts count from zero), each at its own priority level.
+        Use it once the cause is fixed, e.g. after deploying the task a worker did not know.
 
         Returns:
             How many jobs went back into the queue.
         """
         with translate_errors(self._app.url):
             replayed, _ = await REPLAY(
-                self._app.redis, [self.keys.dead, self.keys.stream], [self.keys.prefix, limit]
+                self._app.redis,
+                [self.keys.dead, self.keys.stream, self.keys.levels],
+                [self.keys.prefix, limit],
             )
         return int(replayed)
 

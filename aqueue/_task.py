@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 from ._canvas import Signature, Step, signature, waiting_job
 from ._depend import Plan
 from ._job import Job
+from ._limits import RateLimit
 from ._message import Outgoing
-from ._redis._keys import check_name, queue_of
+from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, check_name, queue_of
 from .backoff import Backoff, exponential
 from .exceptions import ConfigurationError, InvalidArguments
 
@@ -42,6 +43,26 @@ def seconds(
     return float(value)
 
 
+def _aware(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ConfigurationError(
+            f"{what} must be an aware datetime (with a timezone), not {value!r}: "
+            "use datetime.now(UTC) + timedelta(...) or attach tzinfo"
+        )
+    return value
+
+
+def check_priority(value: int) -> int:
+    """``value`` if it is a priority level, else raise ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITIES:
+        raise ConfigurationError(
+            f"priority must be a whole number from {PRIORITIES[0]} (lowest) to "
+            f"{PRIORITIES[-1]} (highest), not {value!r}; jobs that set none run at "
+            f"{DEFAULT_PRIORITY}"
+        )
+    return value
+
+
 DEFAULT_BACKOFF = exponential()
 
 
@@ -69,6 +90,14 @@ class TaskConfig:
     """Per-enqueue (set through ``options``): seconds the key stays held after the end."""
     after: tuple[str, ...] = ()
     """Per-enqueue (set through ``options``): ids of jobs that must succeed first."""
+    expires: float | datetime | None = None
+    """Per-enqueue (set through ``options``): cancel the job if not started by then."""
+    priority: int = DEFAULT_PRIORITY
+    """0 (lowest) to 9 (highest): with a backlog, a worker runs higher levels first."""
+    rate_limit: RateLimit | None = None
+    """Most jobs of the task let through per second, minute or hour, by all workers."""
+    max_concurrency: int | None = None
+    """Most jobs of the task running at once, on all workers together."""
 
 
 class Task(Generic[P, R]):
@@ -111,6 +140,8 @@ class Task(Generic[P, R]):
         key: str | None = None,
         key_ttl: float | timedelta | None = None,
         after: Iterable[Job[Any] | str] | None = None,
+        expires: float | timedelta | datetime | None = None,
+        priority: int | None = None,
     ) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
@@ -129,6 +160,10 @@ class Task(Generic[P, R]):
             after: Jobs (or job ids) that must succeed first: the job waits (status
                 ``scheduled``) and is enqueued when the last of them succeeded; when one
                 fails or is cancelled, it fails with "dependency failed" and never runs.
+            expires: Seconds (or a timedelta) from now, or an aware datetime: a job not
+                started by then is not run but ends ``cancelled`` (reason: expired).
+            priority: 0 (lowest) to 9 (highest); when a worker has a backlog, higher levels
+                run first. Jobs that set none run at 5.
         """
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -145,17 +180,20 @@ class Task(Generic[P, R]):
             changes["key"] = key
         if key_ttl is not None:
             changes["key_ttl"] = int(seconds(key_ttl, "key_ttl", allow_zero=True) or 0)
+        if expires is not None:
+            changes["expires"] = (
+                _aware(expires, "expires")
+                if isinstance(expires, datetime)
+                else seconds(expires, "expires")
+            )
+        if priority is not None:
+            changes["priority"] = check_priority(priority)
         if delay is not None and at is not None:
             raise ConfigurationError("give either delay or at, not both")
         if delay is not None:
             changes["delay"] = seconds(delay, "delay", allow_zero=True)
         if at is not None:
-            if not isinstance(at, datetime) or at.utcoffset() is None:
-                raise ConfigurationError(
-                    f"at must be an aware datetime (with a timezone), not {at!r}: "
-                    "use datetime.now(UTC) + timedelta(...) or attach tzinfo"
-                )
-            changes["at"] = at
+            changes["at"] = _aware(at, "at")
         if after is not None:
             changes["after"] = _dependencies(after)
         copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self.config, **changes))

@@ -139,6 +139,14 @@ def main() -> None:
     help="Most synchronous (def) tasks run at once.",
 )
 @click.option(
+    "--starvation-guard",
+    type=click.IntRange(min=2),
+    default=None,
+    show_envvar=True,
+    envvar="AQUEUE_STARVATION_GUARD",
+    help="Every Nth read takes the lowest waiting priority level first (default: off).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -154,6 +162,7 @@ def worker(
     concurrency: int,
     grace_period: float,
     threads: int,
+    starvation_guard: int | None,
     log_level: str,
     loop: str,
 ) -> None:
@@ -170,6 +179,7 @@ def worker(
         concurrency=concurrency,
         grace_period=grace_period,
         threads=threads,
+        starvation_guard=starvation_guard,
     )
 
     async def serve() -> None:
@@ -201,6 +211,23 @@ def status(app_path: str, queues: tuple[str, ...], loop: str) -> None:
     rows = run_async(collect, loop)
     header = ["queue", "queued", "scheduled", "running", "dead", "workers"]
     click.echo(format_table(header, rows))
+
+
+@main.command()
+@app_argument
+@click.argument("job_ids", metavar="JOB_ID...", nargs=-1, required=True)
+@loop_option
+@_fail_cleanly
+def cancel(app_path: str, job_ids: tuple[str, ...], loop: str) -> None:
+    """Cancel jobs by id: queued ones never run, running ones are stopped."""
+    app = load_app(app_path)
+
+    async def cancel_all() -> list[bool]:
+        async with app:
+            return [await app.job(job_id).cancel() for job_id in job_ids]
+
+    for job_id, cancelled in zip(job_ids, run_async(cancel_all, loop), strict=True):
+        click.echo(f"{job_id}: {'cancelled' if cancelled else 'already ended'}")
 
 
 def _known_queues(app: App) -> list[str]:

@@ -14,6 +14,8 @@ AqueueError
 ├── ResultTimeout             (also TimeoutError) waiting for a result ran out of time
 ├── JobCancelled                                  the job was cancelled before it finished
 ├── NotInJob                  (also LookupError)  current_job() outside a running task
+├── ResourceNotProvided       (also LookupError)  no worker hook provided this resource
+├── WorkerStartError                              an on_worker_start hook failed
 └── TaskFailed                                    the task raised; carries the remote error
     └── TaskTimeout                               the task ran past its time limit
 ```
@@ -38,6 +40,7 @@ __all__ = [
     "NotInJob",
     "PayloadTooLarge",
     "QueueFull",
+    "ResourceNotProvided",
     "ResultTimeout",
     "Retry",
     "SerializationError",
@@ -45,6 +48,7 @@ __all__ = [
     "TaskFailed",
     "TaskRegistrationError",
     "TaskTimeout",
+    "WorkerStartError",
 ]
 
 
@@ -111,6 +115,14 @@ class JobCancelled(AqueueError):
 
 class NotInJob(AqueueError, LookupError):
     """``current_job()`` was called outside of a task run by a worker."""
+
+
+class ResourceNotProvided(AqueueError, LookupError):
+    """A task asked for a resource that no ``on_worker_start`` hook provided."""
+
+
+class WorkerStartError(AqueueError):
+    """An ``on_worker_start`` hook raised, so the worker did not start (the cause is chained)."""
 
 
 class TaskFailed(AqueueError):

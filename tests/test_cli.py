@@ -118,3 +118,20 @@ async def test_status_prints_a_table_of_the_queues(
         "queue    queued  scheduled  running  dead  workers",
         "default       2          0        0     0        0",
     ]
+
+
+async def test_cancel_cancels_jobs_by_id_and_says_which_had_ended(
+    server: RedisServer, namespace: str, cli_app: aqueue.App
+) -> None:
+    async with cli_app:
+        waiting = await cli_app.enqueue("tests.cli_app.add", 1, 1)
+    result = run_cli(
+        "cancel", "tests.cli_app:app", waiting.id, waiting.id, env=cli_env(server, namespace)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{waiting.id}: cancelled",
+        f"{waiting.id}: already ended",
+    ]
+    async with cli_app:
+        assert await cli_app.job(waiting.id).status() is aqueue.JobStatus.CANCELLED

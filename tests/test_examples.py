@@ -153,3 +153,19 @@ def test_the_canvas_example_runs_a_chain_group_chord_and_dependency(server: Redi
         "after: sent 'report ready'",
         "failed: step 2 of 3 (__main__.parse) failed with builtins.ValueError: nothing to parse",
     ]
+
+
+def test_the_hooks_example_shares_a_pool_carries_the_tenant_and_counts_signals(
+    server: RedisServer,
+) -> None:
+    result = run_example({**os.environ, "AQUEUE_URL": server.url}, "hooks.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "worker start: database pool open",
+        "acme has 3 orders",
+        "globex has 5 orders",
+        "retrying flaky_report in 0.1 s after ConnectionError('report service busy')",
+        "report for acme",
+        "worker stop: database pool closed",
+        "signals: retried=1, started=4, succeeded=3",
+    ]

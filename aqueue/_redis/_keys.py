@@ -19,6 +19,12 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 GROUP = "aqueue"
 """The consumer group every worker of a queue joins."""
 
+DEFAULT_PRIORITY = 5
+"""The level of jobs that set none. Its entries live in the queue's own stream, so users who
+never set a priority read and write exactly the keys they would without priorities."""
+PRIORITIES = range(10)
+"""Job priorities, lowest first: a worker with a backlog on several levels runs higher first."""
+
 DEAD_LETTER_LIMIT = 10_000
 """Approximate length the dead-letter stream is trimmed to. It is not a work stream: trimming
 it keeps a flood of bad input from filling the server's memory."""
@@ -68,6 +74,20 @@ class Keys:
         """The work stream: entries not finished yet (queued or running)."""
         return f"{self.prefix}:stream".encode()
 
+    def stream_at(self, priority: int) -> bytes:
+        """The work stream of one priority level (the queue's own stream for the default)."""
+        if priority == DEFAULT_PRIORITY:
+            return self.stream
+        return self.stream + f":{priority}".encode()
+
+    @cached_property
+    def levels(self) -> bytes:
+        """Set of the priority levels besides the default that were ever used on the queue.
+
+        Workers read it to learn which streams to read; enqueueing at a level adds it.
+        """
+        return f"{self.prefix}:levels".encode()
+
     @cached_property
     def dead(self) -> bytes:
         """The dead-letter stream: entries that could not be run, with the reason."""
@@ -77,6 +97,12 @@ class Keys:
     def delayed(self) -> bytes:
         """Sorted set of jobs waiting for their time (retries, delays), scored by due ms."""
         return f"{self.prefix}:delayed".encode()
+
+    @cached_property
+    def cancelled(self) -> bytes:
+        """Sorted set of running jobs cancelled lately, scored by cancel time (ms): the
+        workers of the queue read it to stop those runs."""
+        return f"{self.prefix}:cancelled".encode()
 
     @cached_property
     def workers(self) -> bytes:

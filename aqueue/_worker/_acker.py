@@ -11,11 +11,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from .._redis._backoff import Backoff
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
-from .._redis._scripts import FINISH, REQUEUE, execute
+from .._redis._scripts import FINISH, RELEASE, REQUEUE, execute
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
@@ -88,20 +89,23 @@ class Acker:
 
     async def _flush(self, batch: list[Outcome]) -> None:
         pipe = self._redis.pipeline(transaction=False)
+        releases: set[int] = set()
         for outcome in batch:
             delivery = outcome.delivery
             keys = delivery.keys
             if outcome.action is Action.REQUEUE:
                 REQUEUE.queue(
                     pipe,
-                    [keys.stream, delivery.record],
+                    [delivery.stream, delivery.record],
                     [GROUP, self._consumer, delivery.entry_id],
                 )
+                if delivery.limits is not None:
+                    _release(pipe, outcome, releases)
                 continue
             unique_key, key_ttl = delivery.unique_key
             FINISH.queue(
                 pipe,
-                [keys.stream, delivery.record, keys.dead, keys.delayed, unique_key],
+                [delivery.stream, delivery.record, keys.dead, keys.delayed, unique_key],
                 [
                     GROUP,
                     self._consumer,
@@ -119,7 +123,16 @@ class Acker:
                     "1" if outcome.told else "",
                 ],
             )
-        replies = await execute(self._redis, pipe, [FINISH, REQUEUE])
+            if delivery.limits is not None:
+                _release(pipe, outcome, releases)
+        replies = await execute(self._redis, pipe, [FINISH, REQUEUE, RELEASE])
+        if releases:
+            for index in releases:
+                if isinstance(replies[index], Exception):
+                    # The slot comes back when a job finds the limit full (its entry was
+                    # acked); parked jobs wait for another release, or a lease at most.
+                    logger.warning("cannot release a concurrency slot: %s", replies[index])
+            replies = [reply for i, reply in enumerate(replies) if i not in releases]
         for outcome, reply in zip(batch, replies, strict=True):
             if isinstance(reply, Exception):
                 # The entry stays pending: after its lease it is claimed and tried again,
@@ -167,3 +180,16 @@ class Acker:
         self._telling.discard(telling)
         if not self._pending and not self._telling:
             self._idle.set()
+
+
+def _release(pipe: Pipeline, outcome: Outcome, releases: set[int]) -> None:
+    """Free the outcome's concurrency slot, if its task has one, right after its script.
+
+    In the same round trip, and only if that script acked the entry (see release.lua); the
+    release's index in the pipeline goes into ``releases``.
+    """
+    limits = outcome.delivery.limits
+    if limits is not None and limits.concurrency is not None:
+        releases.add(len(pipe.command_stack))
+        delivery = outcome.delivery
+        RELEASE.queue(pipe, *limits.release_call(delivery.stream, delivery.entry_id))

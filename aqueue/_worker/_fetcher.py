@@ -1,5 +1,8 @@
 """Fetching: batched XREADGROUP on a connection of its own, as many entries as free slots.
 
+A queue with several priority levels is read level by level in one script first (see
+``fetch.lua``); only when nothing waits does the worker block on every stream at once.
+
 The blocking read has a finite BLOCK and is never cancelled mid-reply (a cancelled read once
 handed redis-py replies to the wrong caller: CVE-2023-28858/28859). To stop promptly, the
 worker asks the server to end the block early with CLIENT UNBLOCK from another connection.
@@ -9,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .._app import App
+from .._limits import Limits
 from .._redis._backoff import Backoff
 from .._redis._errors import REDIS_ERRORS
-from .._redis._keys import GROUP, Keys
-from .._redis._scripts import START, execute
+from .._redis._keys import GROUP
+from .._redis._scripts import FETCH, START, execute
+from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
-from ._runner import failure_outcome
+from ._runner import expired_outcome, failure_outcome
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -51,19 +56,6 @@ class Slots:
         return self.free
 
 
-async def ensure_groups(redis: Redis, queues: Sequence[Keys]) -> None:
-    """Create each queue's stream and consumer group unless they exist.
-
-    The group starts at id 0 so that jobs enqueued before any worker ever ran are read too.
-    """
-    for keys in queues:
-        try:
-            await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-
 class Fetcher:
     """Reads deliveries for a worker and starts them while slots are free."""
 
@@ -73,17 +65,19 @@ class Fetcher:
         app: App,
         redis: Redis,
         reader: Redis,
-        queues: Sequence[Keys],
+        levels: Levels,
         consumer: str,
         slots: Slots,
         start_job: Callable[[Delivery, int], None],
         skip: Callable[[Outcome], None],
+        starvation_guard: int | None = None,
     ) -> None:
         self._app = app
         self._redis = redis
         self._reader = reader
-        self._queues = queues
-        self._by_stream = {keys.stream: keys for keys in queues}
+        self._levels = levels
+        self._starvation_guard = starvation_guard
+        self._priority_reads = 0
         self._consumer = consumer
         self._slots = slots
         self._start_job = start_job
@@ -92,24 +86,40 @@ class Fetcher:
         self._reader_id: int | None = None
         self.skipped = 0
         """Entries acked without running: their job had already ended (or was cancelled)."""
+        self.held_back = 0
+        """Deliveries a rate or concurrency limit moved to the delayed set to wait."""
+        self._lease_ms = int(app.lease * 1000)
+        # Only tasks with limits pay for them: with none, begin() does no per-delivery work.
+        self._limited = {
+            name: task.config
+            for name, task in app.tasks.items()
+            if task.config.rate_limit is not None or task.config.max_concurrency is not None
+        }
+        self._limits: dict[tuple[str, str], Limits] = {}
 
     async def run(self) -> None:
         """Fetch until :meth:`stop`; return once no read is in flight."""
         self._reader_id = await self._reader.client_id()
         backoff = Backoff(logger, "read jobs")
-        streams: dict[Any, Any] = {keys.stream: b">" for keys in self._queues}
+        levels = self._levels
         missing_group = False
         while not self._stopping:
             free = await self._slots.wait()
             if self._stopping:
                 break
-            # Each stream gives up to `count`: split the free slots so the sum stays near them.
-            count = max(1, -(-free // len(streams)))
             try:
-                if missing_group:
-                    # The stream or group vanished (FLUSHDB, failover to an empty replica).
-                    await ensure_groups(self._redis, self._queues)
+                if missing_group or levels.stale:
+                    # A queue uses a new priority level, or the stream or group vanished
+                    # (FLUSHDB, failover to an empty replica).
+                    await levels.refresh(self._redis, recreate=missing_group)
                     missing_group = False
+                if levels.prioritized and await self._take_by_priority(free):
+                    backoff.succeeded()
+                    continue
+                # Nothing waits (or one level only): block until any stream gets an entry.
+                # Each stream gives up to `count`: split the free slots so the sum stays near.
+                streams = levels.blocking
+                count = max(1, -(-free // len(streams)))
                 reply = await self._reader.xreadgroup(
                     GROUP, self._consumer, streams, count=count, block=BLOCK_MS
                 )
@@ -134,6 +144,14 @@ class Fetcher:
         """Stop fetching; a blocked read returns at once where the server allows it."""
         self._stopping = True
         self._slots.give()  # wakes a fetcher waiting for a slot; it sees _stopping and leaves
+        await self._unblock()
+
+    async def levels_changed(self) -> None:
+        """A queue uses a new priority level: read its stream too, from the next read on."""
+        self._levels.stale = True
+        await self._unblock()
+
+    async def _unblock(self) -> None:
         if self._reader_id is None:
             return
         try:
@@ -148,21 +166,63 @@ class Fetcher:
         # RESP3 replies with a map of streams, RESP2 with a list of pairs.
         pairs = reply.items() if isinstance(reply, dict) else reply
         for stream, entries in pairs:
-            keys = self._by_stream[stream]
+            keys = self._levels.by_stream[stream]
             deliveries.extend(
-                Delivery(keys, entry_id, fields) for entry_id, fields in entries if fields
+                Delivery(keys, entry_id, fields, stream) for entry_id, fields in entries if fields
             )
         return deliveries
+
+    async def _take_by_priority(self, free: int) -> bool:
+        """Take up to ``free`` waiting entries, higher levels first; False when none waits.
+
+        Every ``starvation_guard``-th read takes from the lowest waiting level first, so a
+        steady flow of high-priority work cannot hold low levels back forever.
+        """
+        self._priority_reads += 1
+        guard = self._starvation_guard
+        lowest_first = guard is not None and self._priority_reads % guard == 0
+        queues = self._levels.queues
+        share = max(1, -(-free // len(queues)))
+        pipe = self._redis.pipeline(transaction=False)
+        for keys in queues:
+            streams = self._levels.streams(keys, lowest_first=lowest_first)
+            FETCH.queue(pipe, streams, [GROUP, self._consumer, share])
+        replies = await execute(self._redis, pipe, [FETCH])
+        deliveries: list[Delivery] = []
+        failed: Exception | None = None
+        for keys, reply in zip(queues, replies, strict=True):
+            if isinstance(reply, Exception):
+                failed = failed or reply  # e.g. NOGROUP: raised once the others are started
+                continue
+            for stream, entries in reply:
+                deliveries.extend(
+                    Delivery(keys, entry_id, _pairs(raw), stream)
+                    for entry_id, raw in entries
+                    if raw
+                )
+        if deliveries:
+            await self.begin(deliveries)
+        if failed is not None:
+            raise failed
+        return bool(deliveries)
 
     async def begin(self, deliveries: list[Delivery], *, claimed: bool = False) -> None:
         """Count each delivery as an attempt, then start what should run.
 
         Fresh entries without a record start at attempt 1 with no round trip; the others (and
         every claimed entry, whose owner and delivery count matter) go through the start
-        script, one pipeline for the batch.
+        script, one pipeline for the batch. Jobs of tasks with limits always do: the script
+        acquires the limits, or moves the job to the delayed set to wait (its slot is freed).
         """
         self._slots.take(len(deliveries))
-        checked = [d for d in deliveries if claimed or (d.job_id and d.result_ttl > 0)]
+        if self._limited:
+            for delivery in deliveries:
+                delivery.limits = self._limits_of(delivery)
+        checked = [
+            d
+            for d in deliveries
+            if claimed or (d.job_id and d.result_ttl > 0) or d.expires_ms or d.limits is not None
+        ]
         verdicts: dict[int, Any] = {}
         if checked:
             replies = await self._start_scripts(checked)
@@ -189,6 +249,9 @@ class Fetcher:
             self._slots.give()
             if verdict == b"lost":
                 continue  # another worker owns it now: neither run nor ack it
+            if verdict in (b"deferred", b"parked"):
+                self.held_back += 1  # the script moved it to the delayed set to wait
+                continue
             if verdict == b"poison":
                 reason = (
                     f"delivered more than {self._attempt_limit(delivery)} times without an "
@@ -198,6 +261,11 @@ class Fetcher:
                 self._skip(
                     failure_outcome(delivery, "aqueue.Poison", reason, "", dead_reason=reason)
                 )
+            elif verdict == b"expired":
+                logger.info(
+                    "job %s %s expired before it started", delivery.job_id, delivery.task_name
+                )
+                self._skip(expired_outcome(delivery))
             else:
                 # Cancelled, or finished by an earlier delivery: ack it, do not run it again.
                 self.skipped += 1
@@ -208,6 +276,18 @@ class Fetcher:
                     delivery.entry_id.decode(),
                 )
                 self._skip(Outcome(delivery, Action.FINISH))
+
+    def _limits_of(self, delivery: Delivery) -> Limits | None:
+        name, queue = delivery.task_name or "", delivery.keys.queue
+        config = self._limited.get(name)
+        if config is None or delivery.job_id is None:
+            return None
+        limits = self._limits.get((queue, name))
+        if limits is None:
+            # Scoped to (queue, task): the keys share the queue's hash tag (Cluster slot).
+            limits = Limits(name, delivery.keys, config.rate_limit, config.max_concurrency)
+            self._limits[(queue, name)] = limits
+        return limits
 
     def _attempt_limit(self, delivery: Delivery) -> int:
         task = self._app.tasks.get(delivery.task_name or "")
@@ -221,18 +301,23 @@ class Fetcher:
         while True:
             pipe = self._redis.pipeline(transaction=False)
             for delivery in deliveries:
-                START.queue(
-                    pipe,
-                    [delivery.record, delivery.keys.stream],
-                    [
-                        self._consumer,
-                        delivery.entry_id,
-                        GROUP,
-                        self._attempt_limit(delivery),
-                        1 if delivery.result_ttl > 0 else 0,
-                        delivery.prior_attempts,
-                    ],
-                )
+                keys = [delivery.record, delivery.stream]
+                args = [
+                    self._consumer,
+                    delivery.entry_id,
+                    GROUP,
+                    self._attempt_limit(delivery),
+                    1 if delivery.result_ttl > 0 else 0,
+                    delivery.prior_attempts,
+                    delivery.expires_ms,
+                ]
+                if delivery.limits is not None:
+                    more_keys, more_args = delivery.limits.start_call(
+                        delivery.job_id or "", self._lease_ms
+                    )
+                    keys += more_keys
+                    args += more_args
+                START.queue(pipe, keys, args)
             try:
                 replies = await execute(self._redis, pipe, [START])
             except REDIS_ERRORS as exc:
@@ -242,3 +327,8 @@ class Fetcher:
                 continue
             backoff.succeeded()
             return replies
+
+
+def _pairs(raw: list[bytes]) -> dict[bytes, bytes]:
+    """An entry's fields from the flat list a script returns."""
+    return dict(zip(raw[::2], raw[1::2], strict=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .._limits import Limits
 from .._redis._keys import Keys
 
 
@@ -15,6 +16,10 @@ class Delivery:
     keys: Keys
     entry_id: bytes
     fields: dict[bytes, bytes]
+    stream: bytes
+    """The stream the entry was read from: its queue's stream of the job's priority level."""
+    limits: Limits | None = None
+    """The task's limits, acquired when the delivery started (None for tasks without)."""
 
     @property
     def job_id(self) -> str | None:
@@ -41,6 +46,12 @@ class Delivery:
             return max(0, int(self.fields.get(b"a", b"0")))
         except ValueError:
             return 0
+
+    @property
+    def expires_ms(self) -> int:
+        """Epoch ms after which the job must not start (0: never)."""
+        raw = self.fields.get(b"x")
+        return int(raw) if raw is not None and raw.isdigit() else 0
 
     @property
     def unique_key(self) -> tuple[bytes, str]:
@@ -85,3 +96,5 @@ class Outcome:
     """With status ``scheduled``: the attempt that failed."""
     told: bool = False
     """The jobs waiting for this one were told it ended: ack even though they wait."""
+    error: Exception | None = None
+    """The exception of a failed run (for the middleware's signals)."""

@@ -1,5 +1,8 @@
 """Reclaiming: jobs that wait in the delayed set, and entries whose worker went silent.
 
+The frequent promote call also brings the ids of running jobs cancelled lately, so every
+worker learns of a cancellation within one promote interval, with no extra round trip.
+
 Every worker runs this; no single scheduler process exists to babysit. Due jobs move into the
 stream in one script (whichever worker gets there first moves each job once). Entries idle for
 longer than the lease belonged to a worker that died (or lost its connection): XAUTOCLAIM
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -22,6 +25,7 @@ from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP, Keys
 from .._redis._scripts import PROMOTE, PRUNE
 from ._fetcher import Slots
+from ._levels import Levels
 from ._outcome import Delivery
 
 logger = logging.getLogger("aqueue.worker")
@@ -42,22 +46,34 @@ class Reclaimer:
         self,
         *,
         redis: Redis,
-        queues: Sequence[Keys],
+        levels: Levels,
         consumer: str,
         lease: float,
         slots: Slots,
         begin: Callable[[list[Delivery]], Awaitable[None]],
+        cancel: Callable[[list[str]], None],
+        levels_changed: Callable[[], Awaitable[None]],
     ) -> None:
         self._redis = redis
-        self._queues = queues
+        self._levels = levels
+        self._queues = levels.queues
         self._consumer = consumer
         self._lease_ms = int(lease * 1000)
         self._slots = slots
         self._begin = begin
-        self._cursors = {keys.stream: b"0-0" for keys in queues}
+        self._cancel = cancel
+        self._levels_changed = levels_changed
+        self._cursors: dict[bytes, bytes] = {}
+        self._cancel_cursors = {keys.queue: 0 for keys in self._queues}
         self._stopping = asyncio.Event()
+        self._claiming = True
         self.claimed = 0
         """Entries this worker took over from silent workers."""
+
+    def stop_claiming(self) -> None:
+        """Take no more work (the worker stops); keep promoting and hearing of cancellations,
+        so a job cancelled during the grace period still stops."""
+        self._claiming = False
 
     def stop(self) -> None:
         """Stop after the command in flight (never cancelled mid-reply)."""
@@ -73,11 +89,13 @@ class Reclaimer:
             try:
                 for keys in self._queues:
                     await self._promote(keys)
-                if loop.time() >= next_claim:
+                if self._claiming and loop.time() >= next_claim:
                     next_claim = loop.time() + CLAIM_INTERVAL
                     scans += 1
                     for keys in self._queues:
-                        await self._claim(keys)
+                        # Every level's stream, highest first: scarce slots go to higher work.
+                        for stream in self._levels.streams(keys):
+                            await self._claim(keys, stream)
                         if scans % PRUNE_EVERY == 0:
                             await prune_consumers(self._redis, keys, idle_ms=self._lease_ms * 10)
             except REDIS_ERRORS as exc:
@@ -93,30 +111,40 @@ class Reclaimer:
 
     async def _promote(self, keys: Keys) -> None:
         while True:
-            moved, _ = await PROMOTE(
-                self._redis, [keys.delayed, keys.stream], [keys.prefix, PROMOTE_BATCH]
+            moved, _, levels, cursor, *cancelled = await PROMOTE(
+                self._redis,
+                [keys.delayed, keys.stream, keys.levels, keys.cancelled],
+                [keys.prefix, PROMOTE_BATCH, self._cancel_cursors[keys.queue]],
             )
+            self._cancel_cursors[keys.queue] = cursor
+            if cancelled:
+                self._cancel([job_id.decode() for job_id in cancelled])
+            if levels != self._levels.seen(keys) and not self._levels.stale:
+                # A producer used a new priority level: the fetcher must read its stream.
+                await self._levels_changed()
             if moved < PROMOTE_BATCH or self._stopping.is_set():
                 return
 
-    async def _claim(self, keys: Keys) -> None:
+    async def _claim(self, keys: Keys, stream: bytes) -> None:
         free = self._slots.free
-        if free <= 0 or self._stopping.is_set():
+        if free <= 0 or not self._claiming:
             return  # busy: leave the entries to a worker with room for them
         reply: Any = await self._redis.xautoclaim(
-            keys.stream,
+            stream,
             GROUP,
             self._consumer,
             self._lease_ms,
-            start_id=self._cursors[keys.stream],
+            start_id=self._cursors.get(stream, b"0-0"),
             count=free,
         )
         cursor, entries = reply[0], reply[1]
         deleted = reply[2] if len(reply) > 2 else []
-        self._cursors[keys.stream] = cursor
+        self._cursors[stream] = cursor
         if deleted:
             await self._note_deleted(keys, deleted)
-        deliveries = [Delivery(keys, entry_id, fields) for entry_id, fields in entries if fields]
+        deliveries = [
+            Delivery(keys, entry_id, fields, stream) for entry_id, fields in entries if fields
+        ]
         if deliveries:
             self.claimed += len(deliveries)
             logger.warning(
@@ -148,5 +176,5 @@ class Reclaimer:
 
 async def prune_consumers(redis: Redis, keys: Keys, *, idle_ms: int, name: str = "") -> int:
     """Delete consumers idle for ``idle_ms`` with nothing pending (only ``name``, if given)."""
-    deleted: int = await PRUNE(redis, [keys.stream], [GROUP, idle_ms, name])
+    deleted: int = await PRUNE(redis, [keys.stream, keys.levels], [GROUP, idle_ms, name])
     return deleted

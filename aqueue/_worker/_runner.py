@@ -11,15 +11,17 @@ import contextvars
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._context import JobContext, _current
-from ..exceptions import Retry, SerializationError, TaskTimeout
+from .._context import JobContext, ProgressReporter, _current
+from .._hooks import ResourceKey
+from .._job import encode_error
+from ..exceptions import AqueueError, Retry, SerializationError, TaskTimeout
 from ._outcome import Action, Delivery, Outcome
 
 if TYPE_CHECKING:
@@ -39,17 +41,33 @@ class _DeadLetter(Exception):
 class Runner:
     """Runs deliveries for one worker."""
 
-    def __init__(self, app: App, worker_name: str, threads: int) -> None:
+    def __init__(
+        self,
+        app: App,
+        worker_name: str,
+        threads: int,
+        resources: Mapping[ResourceKey[Any], Any],
+    ) -> None:
         self._app = app
         self._worker_name = worker_name
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aqueue-sync")
         self._log_each = logger.isEnabledFor(logging.INFO)
+        self._resources = resources
+        # Middleware read once, at the worker's start; None keeps a run free of them.
+        self._middleware = app._middleware.for_runs()
+        middleware = self._middleware
+        self._invoke = self._call if middleware is None else middleware.wrap(self._call)
 
     async def run(self, delivery: Delivery, attempt: int) -> Outcome:
         """Run ``delivery`` as its ``attempt``-th try and return what to record.
 
         Cancellation from outside (worker shutdown) propagates; the caller hands the entry back.
         """
+        if self._middleware is None:
+            return await self._run(delivery, attempt)
+        return await self._middleware.run(self._run, delivery, attempt)
+
+    async def _run(self, delivery: Delivery, attempt: int) -> Outcome:
         started = time.perf_counter()
         try:
             task, args, kwargs, timeout = self._decode(delivery)
@@ -61,15 +79,18 @@ class Runner:
         context = self._context(delivery, task.name, attempt)
         token = _current.set(context)
         try:
-            value = await self._call(task, args, kwargs, timeout)
+            value = await self._invoke(task, args, kwargs, timeout)
         except _TaskTimedOut:
             message = f"task ran longer than its timeout of {timeout} s"
             timed_out = TaskTimeout(context.id, "aqueue.TaskTimeout", message, "")
+            await _flush_progress(context)
             return self._failed(delivery, task, attempt, timed_out, started)
         except Exception as exc:
+            await _flush_progress(context)
             return self._failed(delivery, task, attempt, exc, started)
         finally:
             _current.reset(token)
+        await _flush_progress(context)
         try:
             encoded = self._app.serializer.dumps(value)
         except Exception as exc:
@@ -117,9 +138,13 @@ class Runner:
             attempt=attempt,
             enqueued_at=datetime.fromtimestamp(enqueued_ms / 1000, UTC),
             worker=self._worker_name,
-            _redis=self._app.redis,
-            _record=delivery.record if delivery.result_ttl > 0 else None,
-            _url=self._app.url,
+            _progress=(
+                ProgressReporter(self._app.redis, delivery.record, self._app.url)
+                if delivery.result_ttl > 0
+                else None
+            ),
+            _options=delivery.fields.get(b"o"),
+            _resources=self._resources,
         )
 
     async def _call(
@@ -194,7 +219,9 @@ class Runner:
                 f"retry {attempt} of {config.retries} in {delay:.2f} s",
                 logging.WARNING,
             )
-            outcome = failure_outcome(delivery, type_name, str(exc), text, status="scheduled")
+            outcome = failure_outcome(
+                delivery, type_name, str(exc), text, status="scheduled", exception=exc
+            )
             outcome.retry_delay_ms = int(delay * 1000)
             outcome.attempt = attempt
             return outcome
@@ -207,6 +234,7 @@ class Runner:
             text,
             timed_out=isinstance(exc, TaskTimeout),
             dead_reason=dead,
+            exception=exc,
         )
 
     def _log(self, delivery: Delivery, what: str, level: int) -> None:
@@ -242,12 +270,28 @@ def failure_outcome(
     status: str = "failed",
     timed_out: bool = False,
     dead_reason: str = "",
+    exception: Exception | None = None,
 ) -> Outcome:
     """An outcome that records an error: a failure, a retry to schedule, or a dead letter."""
-    error = {"type": error_type, "message": message, "traceback": text, "timed_out": timed_out}
-    return Outcome(
-        delivery, Action.FINISH, status, "error", orjson.dumps(error), dead_reason=dead_reason
-    )
+    error = encode_error(error_type, message, text, timed_out=timed_out)
+    outcome = Outcome(delivery, Action.FINISH, status, "error", error, dead_reason=dead_reason)
+    outcome.error = exception
+    return outcome
+
+
+def expired_outcome(delivery: Delivery) -> Outcome:
+    """The outcome of a job whose ``expires`` passed before it started: cancelled, not run."""
+    message = "the job expired before a worker started it"
+    return failure_outcome(delivery, "aqueue.Expired", message, "", status="cancelled")
+
+
+async def _flush_progress(context: JobContext) -> None:
+    # The last progress report lands before the outcome (which ends the job's record).
+    if context._progress is not None:
+        try:
+            await context._progress.flush()
+        except AqueueError as exc:
+            logger.warning("cannot record the progress of job %s: %s", context.id, exc)
 
 
 def _elapsed(started: float) -> str:

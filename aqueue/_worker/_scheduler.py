@@ -86,18 +86,21 @@ class Scheduler:
         latest = schedule.latest_until(now)
         if latest <= cursor:
             return cursor
-        try:
-            await self._fire(schedule, latest)
-        except (RedisError, AqueueError):
-            raise
-        except Exception:
-            logger.exception("cannot fire %s; skipping this tick", schedule.task_name)
+        await self._fire(schedule, latest)
         return latest
 
     async def _fire(self, schedule: Schedule, tick: float) -> None:
         task = self._app.tasks[schedule.task_name]
         key = f"tick:{schedule.task_name}:{schedule.tick_id(tick)}"
-        job = await task.options(key=key, key_ttl=TICK_KEY_TTL).enqueue()
+        try:
+            job = await task.options(key=key, key_ttl=TICK_KEY_TTL).enqueue()
+        except (RedisError, AqueueError):
+            raise
+        except Exception:
+            # E.g. enqueue middleware that refuses the tick: skip it, never stop the scheduler
+            # (also for the missed tick fired at start).
+            logger.exception("cannot fire %s; skipping this tick", schedule.task_name)
+            return
         await self._app.redis.set(self._last_key(schedule), repr(tick), ex=30 * 24 * 3600)
         logger.debug("%s tick %s: job %s", schedule.task_name, tick, job.id)
 

@@ -14,26 +14,30 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import anyio
 from redis.asyncio import Redis
 
 from .._app import SOCKET_TIMEOUTS, App
 from .._depend import job_ended
+from .._hooks import ResourceKey, lookup
 from .._redis._errors import REDIS_ERRORS, translate_errors
 from .._redis._keys import Keys, check_name
 from .._task import seconds
 from ..exceptions import ConfigurationError
 from ._acker import Acker
-from ._fetcher import Fetcher, Slots, ensure_groups
+from ._fetcher import Fetcher, Slots
 from ._lease import LeaseKeeper
+from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
 from ._reclaim import Reclaimer, prune_consumers
 from ._runner import Runner, failure_outcome
 from ._scheduler import Scheduler
 
 logger = logging.getLogger("aqueue.worker")
+
+T = TypeVar("T")
 
 
 class Worker:
@@ -47,6 +51,9 @@ class Worker:
             and handed back to the queue.
         threads: Most synchronous (``def``) tasks run at once, each in a thread.
         name: The worker's consumer name; unique by default (host, pid, random suffix).
+        starvation_guard: With a backlog on several priority levels, every this many reads
+            take from the lowest waiting level first, so low-priority work still moves while
+            higher work keeps coming. ``None`` (the default): strictly higher first.
 
     Run it until stopped with ``await worker.run()``, or in the background of a running loop
     with ``async with worker: ...`` (leaving the block stops it gracefully).
@@ -61,6 +68,7 @@ class Worker:
         grace_period: float | timedelta = 30.0,
         threads: int = 20,
         name: str | None = None,
+        starvation_guard: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
@@ -71,17 +79,31 @@ class Worker:
         self.concurrency = concurrency
         self.grace_period = seconds(grace_period, "grace_period", allow_zero=True) or 0.0
         self.threads = threads
+        if starvation_guard is not None and (
+            isinstance(starvation_guard, bool)
+            or not isinstance(starvation_guard, int)
+            or starvation_guard < 2
+        ):
+            raise ConfigurationError(
+                "starvation_guard must be a whole number >= 2 (every Nth read takes the lowest "
+                f"level first) or None, not {starvation_guard!r}"
+            )
+        self.starvation_guard = starvation_guard
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._keys = [Keys(app.namespace, q) for q in self.queues]
+        self._levels = Levels(self._keys)
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._by_job: dict[str, asyncio.Task[None]] = {}
+        self._cancelled = _RecentIds()
         self._background: asyncio.Task[None] | None = None
         self._in_flight: dict[tuple[bytes, bytes], Keys] = {}
         self._acker: Acker | None = None
         self._reclaimer: Reclaimer | None = None
         self._fetcher: Fetcher | None = None
         self._keeper: LeaseKeeper | None = None
+        self._resources: dict[ResourceKey[Any], Any] = {}
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} queues={self.queues}>"
@@ -97,9 +119,29 @@ class Worker:
         return 0 if self._fetcher is None else self._fetcher.skipped
 
     @property
+    def held_back(self) -> int:
+        """Deliveries a rate or concurrency limit sent back to wait (see the Limits guide)."""
+        return 0 if self._fetcher is None else self._fetcher.held_back
+
+    @property
     def claimed(self) -> int:
         """Jobs this worker took over from workers that went silent."""
         return 0 if self._reclaimer is None else self._reclaimer.claimed
+
+    def provide(self, key: ResourceKey[T], value: T) -> None:
+        """Make ``value`` available to this worker's tasks as ``current_job().resource(key)``.
+
+        Call it from an ``@app.on_worker_start`` hook, or before the worker starts.
+        """
+        self._resources[key] = value
+
+    def resource(self, key: ResourceKey[T]) -> T:
+        """The value provided under ``key``, e.g. to close it in an ``on_worker_stop`` hook.
+
+        Raises:
+            ResourceNotProvided: Nothing was provided under ``key``.
+        """
+        return lookup(self._resources, key, self.name)
 
     def stop(self) -> None:
         """Stop gracefully: fetch no more, let running jobs finish within the grace period.
@@ -157,8 +199,12 @@ class Worker:
         reader = Redis.from_url(app.url, single_connection_client=True, **SOCKET_TIMEOUTS)
         try:
             with translate_errors(app.url):
-                await ensure_groups(app.redis, self._keys)
-            await self._work(reader, started)
+                await self._levels.refresh(app.redis, recreate=True)
+            stop_hooks = await app._lifecycle.start(self)
+            try:
+                await self._work(reader, started)
+            finally:
+                await app._lifecycle.stop(self, stop_hooks)
         except BaseException as exc:
             if started is not None and not started.done():
                 started.set_exception(exc)
@@ -173,38 +219,49 @@ class Worker:
 
         def written(outcomes: list[Outcome]) -> None:
             for outcome in outcomes:
-                in_flight.pop((outcome.delivery.keys.stream, outcome.delivery.entry_id), None)
+                in_flight.pop((outcome.delivery.stream, outcome.delivery.entry_id), None)
 
         acker = self._acker = Acker(
             app.redis, self.name, written, tell=functools.partial(job_ended, app)
         )
-        runner = Runner(app, self.name, self.threads)
+        runner = Runner(app, self.name, self.threads, self._resources)
         slots = Slots(self.concurrency)
 
         def start_job(delivery: Delivery, attempt: int) -> None:
-            in_flight[(delivery.keys.stream, delivery.entry_id)] = delivery.keys
+            job_id = delivery.job_id or ""
+            if job_id in self._cancelled:
+                # Cancelled while its start was on the wire: the record says so already.
+                slots.give()
+                acker.submit(Outcome(delivery, Action.FINISH))
+                return
+            in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
             job = asyncio.create_task(self._run_job(runner, acker, delivery, attempt))
             self._running.add(job)
+            self._by_job[job_id] = job
             job.add_done_callback(self._running.discard)
+            job.add_done_callback(lambda _: self._by_job.pop(job_id, None))
             job.add_done_callback(lambda _: slots.give())
 
         fetcher = self._fetcher = Fetcher(
             app=app,
             redis=app.redis,
             reader=reader,
-            queues=self._keys,
+            levels=self._levels,
             consumer=self.name,
             slots=slots,
             start_job=start_job,
             skip=acker.submit,
+            starvation_guard=self.starvation_guard,
         )
         reclaimer = self._reclaimer = Reclaimer(
             redis=app.redis,
-            queues=self._keys,
+            levels=self._levels,
             consumer=self.name,
             lease=app.lease,
             slots=slots,
             begin=functools.partial(fetcher.begin, claimed=True),
+            cancel=self._cancel_jobs,
+            levels_changed=fetcher.levels_changed,
         )
         keeper = self._keeper = LeaseKeeper(
             url=app.url,
@@ -236,13 +293,14 @@ class Worker:
                 stop.cancel()
                 # Take no more work, not even other workers' lapsed jobs; no command of
                 # theirs is cancelled mid-reply.
-                reclaimer.stop()
+                reclaimer.stop_claiming()
                 scheduler.stop()
                 await fetcher.stop()
                 await fetching  # re-raises if fetching failed for a reason other than a stop
-                await reclaiming
                 await scheduling
                 await self._finish_running()
+                reclaimer.stop()
+                await reclaiming
                 await self._write_outcomes(acker)
                 group.cancel_scope.cancel()
             await self._leave()
@@ -251,14 +309,26 @@ class Worker:
             await asyncio.to_thread(keeper.stop)
         logger.info("worker %s stopped", self.name)
 
+    def _cancel_jobs(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self._cancelled.add(job_id)
+            job = self._by_job.get(job_id)
+            if job is not None and not job.done():
+                logger.info("job %s was cancelled: stopping it", job_id)
+                job.cancel()
+
     async def _run_job(
         self, runner: Runner, acker: Acker, delivery: Delivery, attempt: int
     ) -> None:
         try:
             outcome = await runner.run(delivery, attempt)
         except asyncio.CancelledError:
-            # Only a shutdown cancels a job: hand it back for another worker to run.
-            outcome = Outcome(delivery, Action.REQUEUE)
+            if (delivery.job_id or "") in self._cancelled:
+                # Cancelled by request: the cancel recorded the outcome; only ack.
+                outcome = Outcome(delivery, Action.FINISH)
+            else:
+                # A shutdown: hand the job back for another worker to run.
+                outcome = Outcome(delivery, Action.REQUEUE)
         except Exception as exc:
             # A bug of ours must not strand the entry: it goes to the dead letters, with why.
             logger.exception("cannot handle entry %s", delivery.entry_id.decode())
@@ -306,3 +376,20 @@ class Worker:
                 await prune_consumers(self.app.redis, keys, idle_ms=0, name=self.name)
         except REDIS_ERRORS as exc:
             logger.debug("could not remove consumer %s: %s", self.name, exc)
+
+
+class _RecentIds:
+    """The last few thousand job ids cancelled while running, oldest forgotten first."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._ids: dict[str, None] = {}
+
+    def add(self, job_id: str) -> None:
+        self._ids[job_id] = None
+        if len(self._ids) > self.LIMIT:
+            del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._ids

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Any, assert_type
 
 import aqueue
@@ -33,9 +35,16 @@ async def producer() -> None:
     assert_type(await add.options(queue="high").enqueue(1, 2), aqueue.Job[int])
     assert_type(await add.options(delay=30).enqueue(1, 2), aqueue.Job[int])
     await add.options(delay=30).enqueue(1, "2")  # type: ignore[arg-type]
+    assert_type(await add.options(priority=9).enqueue(1, 2), aqueue.Job[int])
+    add.options(priority="high")  # type: ignore[arg-type]
     assert_type(await add.enqueue_many([(1, 2), (3, 4)]), list[aqueue.Job[int]])
     assert_type(app.job("default:0"), aqueue.Job[Any])
     assert_type(await app.enqueue("emails.send", "a@b.c"), aqueue.Job[Any])
+    assert_type(await job.cancel(), bool)
+    async for info in job.events():
+        assert_type(info, aqueue.JobInfo)
+    assert_type(await add.options(expires=timedelta(minutes=5)).enqueue(1, 2), aqueue.Job[int])
+    add.options(expires="soon")  # type: ignore[arg-type]
 
     await add.enqueue("2", 3)  # type: ignore[arg-type]
     await add.enqueue(2)  # type: ignore[call-arg]
@@ -98,3 +107,90 @@ async def workflows() -> None:
     aqueue.chord([add.s(1, 1)], total.s(bonus="1"))  # type: ignore[call-overload]
     aqueue.group([add.s(1, 1), 3])  # type: ignore[arg-type]
     assert_type(await add.options(after=[await add.enqueue(1, 2)]).enqueue(1, 2), aqueue.Job[int])
+
+
+@app.task(priority=2)
+async def backfill(day: str) -> int:
+    return 0
+
+
+async def priorities() -> None:
+    assert_type(await backfill.enqueue("2024-01-01"), aqueue.Job[int])
+    assert_type(await backfill.options(priority=0).enqueue("2024-01-01"), aqueue.Job[int])
+    assert_type((await app.queue().stats()).queued_by_priority[9], int)
+    aqueue.Worker(app, starvation_guard=10)
+    aqueue.Worker(app, starvation_guard="often")  # type: ignore[arg-type]
+    app.task(priority="low")  # type: ignore[call-overload]
+
+
+class Pool:
+    async def close(self) -> None: ...
+
+
+DB = aqueue.ResourceKey[Pool]("db")
+
+
+@app.on_worker_start
+async def open_db(worker: aqueue.Worker) -> None:
+    worker.provide(DB, Pool())
+    worker.provide(DB, "not a pool")  # type: ignore[misc]
+
+
+@app.on_worker_stop
+def close_db(worker: aqueue.Worker) -> None:
+    assert_type(worker.resource(DB), Pool)
+
+
+@app.on_worker_start  # type: ignore[type-var]
+async def takes_no_worker() -> None: ...
+
+
+async def hooks_keep_their_type() -> None:
+    assert_type(await open_db(aqueue.Worker(app)), None)
+    hook: aqueue.WorkerHook = close_db
+    assert_type(hook, Callable[[aqueue.Worker], Awaitable[None] | None])
+
+
+async def task_context() -> None:
+    job = aqueue.current_job()
+    assert_type(job.resource(DB), Pool)
+    assert_type(job.metadata, Mapping[str, str])
+    job.resource("db")  # type: ignore[arg-type]
+
+
+class Tenancy(aqueue.Middleware):
+    def on_enqueue(self, job: aqueue.OutgoingJob) -> None:
+        job.metadata["tenant"] = "acme"
+        job.metadata["attempts"] = 1  # type: ignore[assignment]
+
+    async def around_run(self, job: aqueue.JobContext, call_next: aqueue.CallNext) -> Any:
+        assert_type(job.metadata["tenant"], str)
+        return await call_next()
+
+    async def on_retried(self, job: aqueue.JobContext, error: Exception, delay: float) -> None: ...
+
+
+class WrongSignal(aqueue.Middleware):
+    async def on_failed(self, job: aqueue.JobContext) -> None: ...  # type: ignore[override]
+
+
+app.add_middleware(Tenancy())
+app.add_middleware(Tenancy)  # type: ignore[arg-type]
+
+
+@app.task(rate_limit="100/s", max_concurrency=5)
+async def limited(n: int) -> int:
+    return n
+
+
+@app.task(rate_limit=2.5)
+async def per_second() -> None: ...
+
+
+async def limited_tasks_are_tasks() -> None:
+    assert_type(await limited.enqueue(1), aqueue.Job[int])
+    await limited.enqueue("1")  # type: ignore[arg-type]
+
+
+app.task(max_concurrency="5")  # type: ignore[call-overload]
+app.task(rate_limit=["100/s"])  # type: ignore[call-overload]

@@ -3,12 +3,16 @@
 -- or a record without a job (it would wait forever).
 -- With a uniqueness key, the job is added only if no job holds the key; the holder is
 -- returned instead. Check and claim are one step, so racing producers add one job.
--- KEYS: stream, job record, delayed set, uniqueness key
+-- KEYS: stream (of the job's priority level), job record, delayed set, uniqueness key,
+--       priority levels set, the queue's own stream (of the default level)
 -- ARGV: job id, task name, payload, result ttl, options ("" for none),
 --       record ttl in seconds while unfinished (0: fire and forget, no record),
 --       delay in ms from the server's now (0: none), due time in epoch ms (0: none),
 --       most jobs the queue may hold (0: no limit),
---       seconds to keep the key after the job ended ("" when the job has no key)
+--       seconds to keep the key after the job ended ("" when the job has no key),
+--       expiry in ms from the server's now and expiry in epoch ms (0: none; a job not
+--       started by then is cancelled instead of running late),
+--       priority level ("" for the default level)
 -- Returns {entry id ("" when delayed or not added), id of the job holding the key or ""}.
 if ARGV[10] ~= '' then
   local holder = redis.call('GET', KEYS[4])
@@ -17,9 +21,16 @@ if ARGV[10] ~= '' then
   end
 end
 local limit = tonumber(ARGV[9])
-if limit > 0 and redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[3]) >= limit then
-  -- Backpressure: refuse before anything is written, rather than let Redis run out of memory.
-  return redis.error_reply('QUEUEFULL the queue holds its limit of ' .. limit .. ' jobs')
+if limit > 0 then
+  -- The limit counts every priority level's stream.
+  local held = redis.call('XLEN', KEYS[6]) + redis.call('ZCARD', KEYS[3])
+  for _, level in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    held = held + redis.call('XLEN', KEYS[6] .. ':' .. level)
+  end
+  if held >= limit then
+    -- Backpressure: refuse before anything is written, rather than let Redis run out of memory.
+    return redis.error_reply('QUEUEFULL the queue holds its limit of ' .. limit .. ' jobs')
+  end
 end
 local fields = {'j', ARGV[1], 't', ARGV[2], 'p', ARGV[3], 'r', ARGV[4]}
 if ARGV[5] ~= '' then
@@ -33,8 +44,23 @@ if ARGV[10] ~= '' then
   fields[#fields + 1] = 'k'
   fields[#fields + 1] = ARGV[10]
 end
+if ARGV[13] ~= '' then
+  -- The level travels with the entry, so a retry, a delay or a replay comes back to it;
+  -- the set tells workers which streams to read.
+  fields[#fields + 1] = 'l'
+  fields[#fields + 1] = ARGV[13]
+  redis.call('SADD', KEYS[5], ARGV[13])
+end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local expires = tonumber(ARGV[12])
+if tonumber(ARGV[11]) > 0 then
+  expires = now + tonumber(ARGV[11])
+end
+if expires > 0 then
+  fields[#fields + 1] = 'x'
+  fields[#fields + 1] = expires
+end
 -- Due-ness is decided on the server's clock: a producer's skewed clock cannot move a delay.
 local due = 0
 if tonumber(ARGV[7]) > 0 then
@@ -58,6 +84,10 @@ if ttl > 0 then
   else
     redis.call('HSET', KEYS[2], 'status', 'queued', 'task', ARGV[2], 'enqueued_at', now,
       'attempts', 0)
+  end
+  if ARGV[10] ~= '' then
+    -- So that cancelling the job can free its key.
+    redis.call('HSET', KEYS[2], 'unique', KEYS[4])
   end
   redis.call('EXPIRE', KEYS[2], ttl)
 end

@@ -47,6 +47,11 @@ if not held then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
   redis.call('XDEL', KEYS[1], ARGV[3])
 end
+if ARGV[4] ~= 'cancelled' and redis.call('HGET', KEYS[2], 'status') == 'cancelled' then
+  -- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result
+  -- or retry must not bring the job back.
+  return held and 2 or 1
+end
 if ARGV[4] == '' then
   -- Acked without running (cancelled, or finished by an earlier delivery): the record stays.
   return held and 2 or 1
@@ -70,6 +75,7 @@ if ARGV[4] == 'scheduled' then
   end
   if ttl > 0 then
     redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)
+    redis.pcall('PUBLISH', KEYS[2], 'scheduled')
   end
   return 1
 end

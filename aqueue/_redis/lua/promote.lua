@@ -1,28 +1,59 @@
 -- Move due jobs from the delayed set into the stream, on the server's clock, so a worker with
 -- a skewed clock cannot fire work early. Each member is removed in the same step that adds its
 -- entry: whichever worker runs this first moves a job, and no job is moved twice.
--- KEYS: delayed set, stream
--- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move
--- Returns {moved, ms until the next due job or -1 when none waits}.
+-- A job with a priority level ("l" field) goes back to its level's stream.
+-- Workers call this every few milliseconds, so it also tells them how many priority levels
+-- are in use (they notice a new level without a read of their own) and which running jobs
+-- were cancelled since they last looked (the cancel script writes that set).
+-- KEYS: delayed set, stream, priority levels set, cancelled set
+-- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
+--       cancel-time cursor in ms from the previous call (0 on the first: the last minute)
+-- Returns {moved, ms until the next due job or -1 when none waits, levels in use besides the
+--          default, next cursor, ids of jobs cancelled since the cursor...}.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
   local fields = cmsgpack.unpack(member)
-  redis.call('XADD', KEYS[2], '*', unpack(fields))
-  redis.call('ZREM', KEYS[1], member)
+  local stream = KEYS[2]
   for i = 1, #fields, 2 do
     if fields[i] == 'j' then
       local record = ARGV[1] .. ':job:' .. (string.match(fields[i + 1], ':(.*)$') or '')
       if redis.call('HGET', record, 'status') == 'scheduled' then
         redis.call('HSET', record, 'status', 'queued')
         redis.call('HDEL', record, 'due_at')
+        redis.pcall('PUBLISH', record, 'queued')
       end
+    elseif fields[i] == 'l' and string.match(fields[i + 1], '^[0-46-9]$') then
+      -- Any level but 5, the default, whose stream is the queue's own.
+      stream = KEYS[2] .. ':' .. fields[i + 1]
+      redis.call('SADD', KEYS[3], fields[i + 1])
     end
   end
+  redis.call('XADD', stream, '*', unpack(fields))
+  redis.call('ZREM', KEYS[1], member)
 end
+local levels = redis.call('SCARD', KEYS[3])
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #first == 0 then
-  return {#due, -1}
+local wait = -1
+if #first > 0 then
+  wait = math.max(0, tonumber(first[2]) - now)
 end
-return {#due, math.max(0, tonumber(first[2]) - now)}
+local reply = {#due, wait, levels}
+local cursor = tonumber(ARGV[3])
+if cursor == 0 then
+  -- A worker's first look: its fetcher may have started a job cancelled a moment before.
+  cursor = now - 60000
+end
+-- Inclusive: a cancel in the same ms as the cursor is not missed (seeing one twice is harmless).
+local cancelled = redis.call('ZRANGEBYSCORE', KEYS[4], cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, 10000)
+reply[4] = cursor
+for i = 1, #cancelled, 2 do
+  reply[#reply + 1] = cancelled[i]
+  reply[4] = math.max(reply[4], tonumber(cancelled[i + 1]))
+end
+if #cancelled == 20000 and reply[4] == cursor then
+  -- A full page within one ms: move on rather than read the same page forever.
+  reply[4] = cursor + 1
+end
+return reply

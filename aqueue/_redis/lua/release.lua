@@ -1,31 +1,28 @@
--- Release a waiting job exactly once: add its stream entry (with the payload that carries its
--- dependencies' results), or finish a parent record with its outcome. The wait hash goes in the
--- same step, so a second caller (a redelivered dependency, a racing worker) does nothing.
--- KEYS: job record, wait hash, pending set, stream
--- ARGV: "enqueue", payload | "finish", status, outcome field, outcome value, result ttl
--- Returns 1 when released, 0 when it was not waiting any more.
-if redis.call('EXISTS', KEYS[2]) == 0 then
+-- Free the concurrency slot of an entry whose outcome was written (or that was handed back),
+-- and make the job parked longest for that slot due at once. Runs in the same pipeline right
+-- after the finish or requeue script of a task with max_concurrency.
+-- KEYS: the entry's stream, concurrency holders (members "<stream> <entry id>"), parked line (sorted set), delayed set
+-- ARGV: group, entry id
+-- Returns 1 when a slot was freed.
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) > 0 then
+  -- Still pending: the outcome was not written (the entry runs again and keeps its slot), or
+  -- another worker claimed it (this worker's lease lapsed) and holds the slot now.
   return 0
 end
-local w = redis.call('HMGET', KEYS[2], 'j', 't', 'r', 'o')
-redis.call('DEL', KEYS[2], KEYS[3])
-if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
-  -- Cancelled while it waited: it never runs.
+if redis.call('ZREM', KEYS[2], KEYS[1] .. ' ' .. ARGV[2]) == 0 then
   return 0
-end
-if ARGV[1] == 'enqueue' then
-  local fields = {'j', w[1], 't', w[2], 'p', ARGV[2], 'r', w[3]}
-  if w[4] and w[4] ~= '' then
-    fields[#fields + 1] = 'o'
-    fields[#fields + 1] = w[4]
-  end
-  redis.call('XADD', KEYS[4], '*', unpack(fields))
-  redis.call('HSET', KEYS[1], 'status', 'queued')
-  return 1
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[3], ARGV[4], 'finished_at', now)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.pcall('PUBLISH', KEYS[1], ARGV[2])
+while true do
+  local first = redis.call('ZPOPMIN', KEYS[3])
+  if #first == 0 then
+    break
+  end
+  -- Members no longer in the delayed set (came back after their lease, purged) are dropped.
+  if redis.call('ZSCORE', KEYS[4], first[1]) then
+    redis.call('ZADD', KEYS[4], now, first[1])
+    break
+  end
+end
 return 1

@@ -5,7 +5,7 @@
 -- Returns {"gone", status}: already enqueued or finished (or expired);
 --         {"wait"}: other dependencies are still pending;
 --         {"fail", wait hash}: a dependency failed and failures are not passed on;
---         {"ready", wait hash}: every dependency ended, release it (release.lua).
+--         {"ready", wait hash}: every dependency ended, release it (unblock.lua).
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'gone', redis.call('HGET', KEYS[1], 'status') or ''}
 end

@@ -3,11 +3,14 @@
 -- in the dead-letter stream instead of killing workers forever.
 -- KEYS: job record, stream
 -- ARGV: worker name, entry id, group, most attempts allowed, keeps a record ("1" or "0"),
---       attempts made before this entry was written (its "a" field, for retries)
+--       attempts made before this entry was written (its "a" field, for retries),
+--       epoch ms after which the job must not start (its "x" field; 0: none)
 -- Returns the attempt number to run, or a reason not to run it:
 --   succeeded/failed/cancelled  the job already ended (acked without running)
 --   lost                        the entry is no longer ours (another worker claimed it)
+--   expired                     not started before its expiry (the worker records it cancelled)
 --   poison                      delivered more often than allowed (dead-lettered)
+--   deferred/parked             held back by a rate/concurrency limit (moved to the delayed set)
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
   return status
@@ -15,6 +18,106 @@ end
 local pending = redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[2], ARGV[2], 1)
 if #pending == 0 or pending[1][2] ~= ARGV[1] then
   return 'lost'
+end
+local t = redis.call('TIME')
+local now_us = t[1] * 1000000 + t[2]
+local now = math.floor(now_us / 1000)
+local expires = tonumber(ARGV[7])
+if expires > 0 and now > expires then
+  return 'expired'
+end
+if #KEYS > 2 and ARGV[11] ~= '' then
+  -- Limits, only for tasks that have some (see aqueue/_limits.py), acquired before the
+  -- attempt is counted: a job held back does not run. It leaves the stream for the delayed
+  -- set in this same step, so it holds no worker slot while it waits and is never lost.
+  -- KEYS: (3) rate tat, (4) rate reservations, (5) concurrency holders, (6) parked line,
+  --       (7) delayed set
+  -- ARGV: (8) microseconds between two jobs of the rate ("" for none), (9) most running at once
+  --       ("" for none), (10) lease in ms, (11) job id
+  -- A slot holder is "<stream> <entry id>": the entry's stream is that of its level.
+  local holder = KEYS[2] .. ' ' .. ARGV[2]
+  local lease = tonumber(ARGV[10])
+  local most = tonumber(ARGV[9])
+  local function hold_back(due, parked)
+    if most then
+      -- An entry claimed from a dead worker held a slot; the job waits without it.
+      redis.call('ZREM', KEYS[5], holder)
+    end
+    local entry = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])
+    redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])
+    redis.call('XDEL', KEYS[2], ARGV[2])
+    if #entry == 1 then
+      local member = cmsgpack.pack(entry[1][2])
+      redis.call('ZADD', KEYS[7], due, member)
+      if parked then
+        -- In line by when it was first parked (NX: a job refused again keeps its place).
+        -- Each parked job is due within a lease and parks again if refused, so the line
+        -- may expire once nobody parked for longer than that.
+        redis.call('ZADD', KEYS[6], 'NX', now, member)
+        redis.call('PEXPIRE', KEYS[6], lease + 60000)
+      end
+    end
+    if status ~= false then
+      redis.call('HSET', KEYS[1], 'status', 'scheduled', 'due_at', due)
+      redis.pcall('PUBLISH', KEYS[1], 'scheduled')
+    end
+  end
+  -- An entry claimed from a dead worker may still hold its slot: it keeps it.
+  if most and not redis.call('ZSCORE', KEYS[5], holder) then
+    if redis.call('ZCARD', KEYS[5]) >= most then
+      -- A slot is held only while its entry is pending and renewed by its worker's lease
+      -- (which resets the entry's idle time). Holders are scored by when they were last seen
+      -- renewed, so only those not seen for a lease are looked at: forget the ones that
+      -- finished without a release or whose worker died, note when the others were renewed.
+      local stale = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - lease)
+      for _, other in ipairs(stale) do
+        -- Holders of every priority level share the limit: each names its own stream.
+        local stream, id = string.match(other, '^(.*) ([^ ]*)$')
+        local held = stream and redis.call('XPENDING', stream, ARGV[3], id, id, 1) or {}
+        if #held == 0 or held[1][3] >= lease then
+          redis.call('ZREM', KEYS[5], other)
+        else
+          redis.call('ZADD', KEYS[5], now - held[1][3], other)
+        end
+      end
+    end
+    if redis.call('ZCARD', KEYS[5]) >= most then
+      -- Woken by the next release; due after a lease anyway, in case no release comes.
+      hold_back(now + lease, true)
+      return 'parked'
+    end
+  end
+  if ARGV[8] ~= '' then
+    -- GCRA: tat is when the next job may go. A job that comes too early reserves that time
+    -- (and moves tat on), so each held-back job comes back to a slot of its own.
+    local slot = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[11]))
+    if slot == nil then
+      local interval = tonumber(ARGV[8])
+      slot = math.max(tonumber(redis.call('GET', KEYS[3]) or 0), now_us)
+      local ahead = math.ceil((slot + interval - now_us) / 1000)
+      redis.call('SET', KEYS[3], string.format('%.17g', slot + interval), 'PX', ahead + 1000)
+      if slot > now_us then
+        redis.call('ZADD', KEYS[4], string.format('%.17g', slot), ARGV[11])
+        redis.call('PEXPIRE', KEYS[4], ahead + lease + 60000)
+      end
+    elseif slot <= now_us then
+      redis.call('ZREM', KEYS[4], ARGV[11])
+    end
+    if slot > now_us then
+      hold_back(math.ceil(slot / 1000), false)
+      return 'deferred'
+    end
+  end
+  if most then
+    if redis.call('EXISTS', KEYS[6]) == 1 then
+      -- Back after a lease, not woken by a release: leave the line.
+      local entry = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])
+      if #entry == 1 then
+        redis.call('ZREM', KEYS[6], cmsgpack.pack(entry[1][2]))
+      end
+    end
+    redis.call('ZADD', KEYS[5], now, holder)
+  end
 end
 local attempt
 if status == false then
@@ -27,9 +130,8 @@ if attempt > tonumber(ARGV[4]) then
   return 'poison'
 end
 if status ~= false or ARGV[5] == '1' then
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
   redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', now,
     'attempts', attempt)
+  redis.pcall('PUBLISH', KEYS[1], 'running')
 end
 return attempt

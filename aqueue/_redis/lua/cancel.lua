@@ -1,0 +1,31 @@
+-- Cancel a job that has not ended, in one step: its record says `cancelled` (with why) before
+-- any worker can start it, so the start script refuses to run it and the finish script refuses
+-- to overwrite it with a late outcome.
+-- A running job is also announced in the queue's cancelled set: the workers of the queue read
+-- it in their frequent promote calls and cancel the run (no extra connection or round trip).
+-- KEYS: job record, cancelled set (job ids scored by cancel time in ms)
+-- ARGV: job id, error value (JSON: type and message), seconds to keep the record
+-- Returns {status before the call ("" when there is no record), 1 if cancelled now else 0}.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return {'', 0}
+end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
+  return {status, 0}
+end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'error', ARGV[2], 'finished_at', now)
+redis.call('HDEL', KEYS[1], 'due_at')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if status == 'running' then
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  -- Workers look every few milliseconds; an hour of history is plenty for one that reconnects.
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)
+end
+local unique = redis.call('HGET', KEYS[1], 'unique')
+if unique and redis.call('GET', unique) == ARGV[1] then
+  redis.call('DEL', unique)
+end
+redis.pcall('PUBLISH', KEYS[1], 'cancelled')
+return {status, 1}

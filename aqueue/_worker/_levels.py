@@ -1,0 +1,86 @@
+"""Priority levels: which streams of each queue a worker reads, and in which order.
+
+A queue has one stream per priority level in use. The default level's is the queue's own
+stream, so a worker whose queues never saw a priority reads one stream per queue, exactly as
+without priorities. A worker learns the other levels from each queue's levels set: when it
+starts, and when the reclaimer's promote step sees that set grow (see ``Reclaimer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from .._redis._keys import DEFAULT_PRIORITY, GROUP, PRIORITIES, Keys
+
+
+async def ensure_group(redis: Redis, stream: bytes) -> None:
+    """Create ``stream`` and its consumer group unless they exist.
+
+    The group starts at id 0 so that jobs enqueued before any worker ever ran are read too.
+    """
+    try:
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class Levels:
+    """The priority levels in use on the queues one worker serves."""
+
+    def __init__(self, queues: Sequence[Keys]) -> None:
+        self.queues = list(queues)
+        self._levels = {keys: [DEFAULT_PRIORITY] for keys in queues}
+        self._seen = dict.fromkeys(queues, 0)
+        self.stale = False
+        """Set when a queue's levels set grew: :meth:`refresh` before the next read."""
+        self.prioritized = False
+        """Whether some queue has more than one level, so reads must mind their order."""
+        self.by_stream: dict[bytes, Keys] = {}
+        """Every stream to read, with its queue."""
+        self.blocking: dict[Any, Any] = {}
+        """Every stream to read, with the id to read after (``>``: new entries), for XREADGROUP."""
+        self._index()
+
+    def streams(self, keys: Keys, *, lowest_first: bool = False) -> list[bytes]:
+        """The streams of ``keys``'s queue, highest level first (or lowest first)."""
+        levels = self._levels[keys]
+        return [keys.stream_at(level) for level in (levels[::-1] if lowest_first else levels)]
+
+    def seen(self, keys: Keys) -> int:
+        """How many members the queue's levels set had at the last refresh."""
+        return self._seen[keys]
+
+    async def refresh(self, redis: Redis, *, recreate: bool = False) -> None:
+        """Learn the levels in use; create the consumer group of each new level's stream.
+
+        With ``recreate``, every stream's group is created again unless it exists (after a
+        FLUSHDB, or a failover to an empty replica).
+        """
+        pipe = redis.pipeline(transaction=False)
+        for keys in self.queues:
+            pipe.smembers(keys.levels)
+        replies: list[set[bytes]] = await pipe.execute()
+        for keys, members in zip(self.queues, replies, strict=True):
+            levels = sorted({DEFAULT_PRIORITY, *_valid(members)}, reverse=True)
+            for level in levels:
+                if recreate or level not in self._levels[keys]:
+                    await ensure_group(redis, keys.stream_at(level))
+            self._levels[keys] = levels
+            self._seen[keys] = len(members)
+        self.stale = False
+        self._index()
+
+    def _index(self) -> None:
+        self.prioritized = any(len(levels) > 1 for levels in self._levels.values())
+        self.by_stream = {stream: keys for keys in self.queues for stream in self.streams(keys)}
+        self.blocking = dict.fromkeys(self.by_stream, b">")
+
+
+def _valid(members: Iterable[bytes]) -> set[int]:
+    # Only levels aqueue writes; anything else in the set (written by hand) is no level.
+    return {int(member) for member in members if member.isdigit() and int(member) in PRIORITIES}

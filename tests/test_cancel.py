@@ -1,0 +1,284 @@
+"""Cancellation (``job.cancel()``) and expiry (``options(expires=...)``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+import aqueue._depend
+from aqueue._redis._keys import Keys
+from tests.helpers import eventually
+
+
+async def test_a_cancelled_queued_job_never_runs(app: aqueue.App) -> None:
+    ran: list[int] = []
+
+    @app.task
+    async def record(n: int) -> None:
+        ran.append(n)
+
+    job = await record.enqueue(1)
+    assert await job.cancel() is True
+    assert await job.status() is aqueue.JobStatus.CANCELLED
+    async with aqueue.Worker(app) as worker:
+        await eventually(lambda: _true(worker.skipped == 1))
+    assert ran == []
+
+
+async def test_result_of_a_cancelled_job_raises_job_cancelled(app: aqueue.App) -> None:
+    @app.task
+    async def work() -> int:
+        return 1
+
+    job = await work.enqueue()
+    await job.cancel()
+    with pytest.raises(aqueue.JobCancelled, match="cancelled by request"):
+        await job.result(timeout=1)
+
+
+async def test_a_cancelled_scheduled_job_never_runs(app: aqueue.App) -> None:
+    ran = asyncio.Event()
+
+    @app.task
+    async def later() -> None:
+        ran.set()
+
+    job = await later.options(delay=0.2).enqueue()
+    await job.cancel()
+    async with aqueue.Worker(app):
+        await asyncio.sleep(0.6)  # past its due time: promoted, then refused at start
+    assert not ran.is_set()
+    assert await job.status() is aqueue.JobStatus.CANCELLED
+
+
+async def test_a_running_async_task_is_cancelled_within_a_second(app: aqueue.App) -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    @app.task
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+
+    async with aqueue.Worker(app):
+        job = await forever.enqueue()
+        await asyncio.wait_for(started.wait(), 5)
+        cancelled_at = time.monotonic()
+        assert await job.cancel() is True
+        await asyncio.wait_for(stopped.wait(), 1)
+        assert time.monotonic() - cancelled_at < 1
+        with pytest.raises(aqueue.JobCancelled):
+            await job.result(timeout=1)
+
+
+async def test_a_running_sync_task_is_cancelled_and_its_slot_freed(app: aqueue.App) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    @app.task
+    def blocking() -> str:
+        started.set()
+        release.wait(10)
+        return "late"
+
+    @app.task
+    async def quick() -> str:
+        return "quick"
+
+    async with aqueue.Worker(app, concurrency=1):
+        job = await blocking.enqueue()
+        await asyncio.to_thread(started.wait, 5)
+        await job.cancel()
+        # The thread cannot be interrupted, but the job's slot is: the next job runs.
+        assert await (await quick.enqueue()).result(timeout=2) == "quick"
+        release.set()
+    assert await job.status() is aqueue.JobStatus.CANCELLED
+
+
+async def test_a_result_after_cancel_does_not_overwrite_cancelled(app: aqueue.App) -> None:
+    started = asyncio.Event()
+
+    @app.task
+    async def stubborn() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return "swallowed the cancellation"
+        return "finished"
+
+    async with aqueue.Worker(app) as worker:
+        job = await stubborn.enqueue()
+        await asyncio.wait_for(started.wait(), 5)
+        await job.cancel()
+        await eventually(lambda: _true(not worker._running))
+    assert await job.status() is aqueue.JobStatus.CANCELLED
+
+
+async def test_cancel_of_an_ended_job_returns_false(app: aqueue.App) -> None:
+    @app.task
+    async def work() -> int:
+        return 1
+
+    async with aqueue.Worker(app):
+        job = await work.enqueue()
+        await job.result(timeout=5)
+    assert await job.cancel() is False
+    assert await job.result() == 1
+
+
+async def test_cancel_of_an_unknown_job_raises_job_not_found(app: aqueue.App) -> None:
+    with pytest.raises(aqueue.JobNotFound, match="no record of job default:nope"):
+        await app.job("default:nope").cancel()
+
+
+async def test_cancelling_frees_the_uniqueness_key(app: aqueue.App) -> None:
+    @app.task
+    async def report(day: str) -> None: ...
+
+    first = await report.options(key="report-monday").enqueue("monday")
+    await first.cancel()
+    second = await report.options(key="report-monday").enqueue("monday")
+    assert second.id != first.id
+
+
+async def test_a_job_not_started_before_it_expires_ends_cancelled(app: aqueue.App) -> None:
+    ran = asyncio.Event()
+
+    @app.task
+    async def stale() -> None:
+        ran.set()
+
+    job = await stale.options(expires=0.05).enqueue()
+    await asyncio.sleep(0.1)
+    async with aqueue.Worker(app):
+        with pytest.raises(aqueue.JobCancelled, match="expired"):
+            await job.result(timeout=5)
+    assert not ran.is_set()
+    info = await job.info()
+    assert info.error is not None
+    assert info.error.type == "aqueue.Expired"
+
+
+async def test_a_job_started_in_time_runs_despite_an_expiry(app: aqueue.App) -> None:
+    @app.task
+    async def fresh() -> str:
+        return "ran"
+
+    async with aqueue.Worker(app):
+        job = await fresh.options(expires=timedelta(minutes=1)).enqueue()
+        assert await job.result(timeout=5) == "ran"
+
+
+async def test_expires_at_an_aware_datetime(app: aqueue.App) -> None:
+    @app.task
+    async def stale() -> None: ...
+
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    job = await stale.options(expires=past).enqueue()
+    async with aqueue.Worker(app):
+        with pytest.raises(aqueue.JobCancelled, match="expired"):
+            await job.result(timeout=5)
+
+
+async def test_an_expired_fire_and_forget_job_does_not_run(app: aqueue.App) -> None:
+    ran = asyncio.Event()
+
+    @app.task(result_ttl=0)
+    async def stale() -> None:
+        ran.set()
+
+    @app.task
+    async def after() -> None: ...
+
+    await stale.options(expires=0.05).enqueue()
+    await asyncio.sleep(0.1)
+    async with aqueue.Worker(app, concurrency=1):
+        await (await after.enqueue()).result(timeout=5)
+    assert not ran.is_set()
+
+
+def test_a_naive_expiry_datetime_is_refused(app: aqueue.App) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    with pytest.raises(aqueue.ConfigurationError, match="expires must be an aware datetime"):
+        work.options(expires=datetime(2030, 1, 1))
+
+
+async def test_a_cancelled_job_record_expires(app: aqueue.App, redis: Redis) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    job = await work.enqueue()
+    await job.cancel()
+    assert 0 < await redis.ttl(Keys(app.namespace, "default").job(job.id)) <= app.result_ttl
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_cancelling_a_dependency_fails_the_job_waiting_for_it(app: aqueue.App) -> None:
+    @app.task
+    async def first() -> int:
+        return 1
+
+    @app.task
+    async def second() -> int:
+        return 2
+
+    dependency = await first.enqueue()
+    waiting = await second.options(after=[dependency]).enqueue()
+    await dependency.cancel()
+    with pytest.raises(aqueue.TaskFailed, match="dependency failed"):
+        await waiting.result(timeout=5)
+
+
+async def test_cancelling_a_group_cancels_its_members(app: aqueue.App) -> None:
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    group = await aqueue.group([add.s(i, i) for i in range(20)]).enqueue()
+    assert await group.cancel() is True
+    with pytest.raises(aqueue.JobCancelled):
+        await group.result(timeout=1)
+    members = await aqueue._depend.members(app, group.id)
+    statuses = {await app.job(member).status() for member in members}
+    assert statuses == {aqueue.JobStatus.CANCELLED}
+
+
+async def test_cancelling_a_running_chain_stops_it_and_its_later_steps(app: aqueue.App) -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    @app.task
+    async def slow(x: int) -> int:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+        return x
+
+    @app.task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async with aqueue.Worker(app):
+        chain = await (slow.s(1) | double.s() | double.s()).enqueue()
+        await asyncio.wait_for(started.wait(), 5)
+        await chain.cancel()
+        members = await aqueue._depend.members(app, chain.id)
+        for member in members:
+            with pytest.raises(aqueue.JobCancelled):
+                await app.job(member).result(timeout=2)
+        await asyncio.wait_for(stopped.wait(), 1)
