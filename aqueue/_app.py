@@ -443,9 +443,9 @@ class App:
     async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any] | None]:
         """One round trip; None for each item the full queue refused."""
         keys = Keys(self.namespace, queue)
-        calls = [outgoing.script_call(keys, PENDING_RECORD_TTL) for outgoing in batch]
+        calls = [(ENQUEUE, *outgoing.script_call(keys, PENDING_RECORD_TTL)) for outgoing in batch]
         with translate_errors(self.url):
-            replies = await self._direct.run(ENQUEUE, calls)
+            replies = await self._direct.run(calls)
             jobs: list[Job[Any] | None] = []
             for outgoing, reply in zip(batch, replies, strict=True):
                 if isinstance(reply, Exception):
@@ -474,6 +474,7 @@ class App:
 
     @property
     def _direct(self) -> DirectCalls:
+        # Script calls on the hot paths: enqueue, and a worker's starts and acks.
         if self._direct_calls is None:
             self._direct_calls = DirectCalls(self.redis.connection_pool, self._max_connections)
         return self._direct_calls

@@ -1,11 +1,12 @@
-"""The enqueue hot path: script calls packed in C and sent on connections of our own.
+"""The hot paths (enqueue, start, ack): script calls packed in C, on connections of our own.
 
 A redis-py command pays for machinery the enqueue path does not need: a Python encoder that
 packs the many arguments of an EVALSHA one by one, a health check of every connection taken
 from the pool, a retry wrapper and observability hooks. Profiled on single enqueues, those were
-over a third of the time. Here a batch of script calls is packed by hiredis into one buffer,
-written at once, and its replies read back in order, on a small stack of connections made
-from the app's own connection settings (so TLS, ACL user, database and RESP version match).
+over a third of the time, and the same machinery dominated the worker's acks. Here a batch of
+script calls is packed by hiredis into one buffer, written at once, and its replies read back
+in order, on a small stack of connections made from the app's own connection settings (so TLS,
+ACL user, database and RESP version match).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from ._errors import REDIS_ERRORS
 from ._scripts import Script
 
-Call = tuple[list[bytes], list[Any]]
-"""The KEYS and ARGV of one script call."""
+ScriptCall = tuple[Script, list[bytes], list[Any]]
+"""One script call: the script, its KEYS and its ARGV."""
 
 
 class DirectCalls:
@@ -33,18 +34,19 @@ class DirectCalls:
         self._idle: list[AbstractConnection] = []
         self._room = asyncio.Semaphore(limit)
 
-    async def run(self, script: Script, calls: Sequence[Call]) -> list[Any]:
-        """Run ``script`` once per call; each reply, or the server's error as an exception.
+    async def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run each call; each reply, or the server's error as an exception, in order.
 
         A NOSCRIPT reply (the server's script cache was flushed or the server restarted)
-        loads the script and runs the calls that got it once more.
+        loads the scripts and runs the calls that got it once more.
         """
-        replies = await self._round_trip([_pack(script, call) for call in calls])
+        replies = await self._round_trip([_pack(call) for call in calls])
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            load = _command(b"SCRIPT", b"LOAD", script.source)
-            again = await self._round_trip([load, *(_pack(script, calls[i]) for i in missing)])
-            for i, reply in zip(missing, again[1:], strict=True):
+            scripts = {calls[i][0].sha: calls[i][0] for i in missing}.values()
+            loads = [_command(b"SCRIPT", b"LOAD", script.source) for script in scripts]
+            again = await self._round_trip([*loads, *(_pack(calls[i]) for i in missing)])
+            for i, reply in zip(missing, again[len(loads) :], strict=True):
                 replies[i] = reply
         return replies
 
@@ -86,8 +88,8 @@ class DirectCalls:
         return connection
 
 
-def _pack(script: Script, call: Call) -> bytes:
-    keys, args = call
+def _pack(call: ScriptCall) -> bytes:
+    script, keys, args = call
     return _command(b"EVALSHA", script.sha, len(keys), *keys, *args)
 
 

@@ -10,29 +10,27 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
 from .._redis._backoff import Backoff
+from .._redis._direct import DirectCalls, ScriptCall
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
-from .._redis._scripts import FINISH, RELEASE, REQUEUE, execute
+from .._redis._scripts import FINISH, RELEASE, REQUEUE
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
 
 
 class Acker:
-    """Collects outcomes and writes them in pipelines of fenced finish scripts."""
+    """Collects outcomes and writes them in batches of fenced finish scripts."""
 
     def __init__(
         self,
-        redis: Redis,
+        calls: DirectCalls,
         consumer: str,
         on_written: Callable[[list[Outcome]], None],
         tell: Callable[[str], Awaitable[None]],
     ) -> None:
-        self._redis = redis
+        self._calls = calls
         self._tell = tell
         self._telling: set[asyncio.Task[None]] = set()
         self._on_written = on_written
@@ -88,44 +86,48 @@ class Acker:
                 self._idle.set()
 
     async def _flush(self, batch: list[Outcome]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        calls: list[ScriptCall] = []
         releases: set[int] = set()
         for outcome in batch:
             delivery = outcome.delivery
             keys = delivery.keys
             if outcome.action is Action.REQUEUE:
-                REQUEUE.queue(
-                    pipe,
-                    [delivery.stream, delivery.record],
-                    [GROUP, self._consumer, delivery.entry_id],
+                calls.append(
+                    (
+                        REQUEUE,
+                        [delivery.stream, delivery.record],
+                        [GROUP, self._consumer, delivery.entry_id],
+                    )
                 )
                 if delivery.limits is not None:
-                    _release(pipe, outcome, releases)
+                    _release(calls, outcome, releases)
                 continue
             unique_key, key_ttl = delivery.unique_key
-            FINISH.queue(
-                pipe,
-                [delivery.stream, delivery.record, keys.dead, keys.delayed, unique_key],
-                [
-                    GROUP,
-                    self._consumer,
-                    delivery.entry_id,
-                    outcome.status,
-                    outcome.field,
-                    outcome.value,
-                    delivery.result_ttl,
-                    outcome.dead_reason,
-                    DEAD_LETTER_LIMIT,
-                    outcome.retry_delay_ms,
-                    outcome.attempt,
-                    delivery.job_id or "",
-                    key_ttl,
-                    "1" if outcome.told else "",
-                ],
+            calls.append(
+                (
+                    FINISH,
+                    [delivery.stream, delivery.record, keys.dead, keys.delayed, unique_key],
+                    [
+                        GROUP,
+                        self._consumer,
+                        delivery.entry_id,
+                        outcome.status,
+                        outcome.field,
+                        outcome.value,
+                        delivery.result_ttl,
+                        outcome.dead_reason,
+                        DEAD_LETTER_LIMIT,
+                        outcome.retry_delay_ms,
+                        outcome.attempt,
+                        delivery.job_id or "",
+                        key_ttl,
+                        "1" if outcome.told else "",
+                    ],
+                )
             )
             if delivery.limits is not None:
-                _release(pipe, outcome, releases)
-        replies = await execute(self._redis, pipe, [FINISH, REQUEUE, RELEASE])
+                _release(calls, outcome, releases)
+        replies = await self._calls.run(calls)
         if releases:
             for index in releases:
                 if isinstance(replies[index], Exception):
@@ -182,14 +184,14 @@ class Acker:
             self._idle.set()
 
 
-def _release(pipe: Pipeline, outcome: Outcome, releases: set[int]) -> None:
+def _release(calls: list[ScriptCall], outcome: Outcome, releases: set[int]) -> None:
     """Free the outcome's concurrency slot, if its task has one, right after its script.
 
     In the same round trip, and only if that script acked the entry (see release.lua); the
-    release's index in the pipeline goes into ``releases``.
+    release's index in the batch goes into ``releases``.
     """
     limits = outcome.delivery.limits
     if limits is not None and limits.concurrency is not None:
-        releases.add(len(pipe.command_stack))
+        releases.add(len(calls))
         delivery = outcome.delivery
-        RELEASE.queue(pipe, *limits.release_call(delivery.stream, delivery.entry_id))
+        calls.append((RELEASE, *limits.release_call(delivery.stream, delivery.entry_id)))

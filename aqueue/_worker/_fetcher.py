@@ -21,6 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 from .._app import App
 from .._limits import Limits
 from .._redis._backoff import Backoff
+from .._redis._direct import ScriptCall
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP
 from .._redis._scripts import FETCH, START, execute
@@ -298,28 +299,28 @@ class Fetcher:
         # The entries are ours now: keep trying, since giving up would strand them until
         # their lease lapses. Only a stop ends the attempts (they are then reclaimed).
         backoff = Backoff(logger, "start jobs")
+        calls: list[ScriptCall] = []
+        for delivery in deliveries:
+            keys = [delivery.record, delivery.stream]
+            args = [
+                self._consumer,
+                delivery.entry_id,
+                GROUP,
+                self._attempt_limit(delivery),
+                1 if delivery.result_ttl > 0 else 0,
+                delivery.prior_attempts,
+                delivery.expires_ms,
+            ]
+            if delivery.limits is not None:
+                more_keys, more_args = delivery.limits.start_call(
+                    delivery.job_id or "", self._lease_ms
+                )
+                keys += more_keys
+                args += more_args
+            calls.append((START, keys, args))
         while True:
-            pipe = self._redis.pipeline(transaction=False)
-            for delivery in deliveries:
-                keys = [delivery.record, delivery.stream]
-                args = [
-                    self._consumer,
-                    delivery.entry_id,
-                    GROUP,
-                    self._attempt_limit(delivery),
-                    1 if delivery.result_ttl > 0 else 0,
-                    delivery.prior_attempts,
-                    delivery.expires_ms,
-                ]
-                if delivery.limits is not None:
-                    more_keys, more_args = delivery.limits.start_call(
-                        delivery.job_id or "", self._lease_ms
-                    )
-                    keys += more_keys
-                    args += more_args
-                START.queue(pipe, keys, args)
             try:
-                replies = await execute(self._redis, pipe, [START])
+                replies = await self._app._direct.run(calls)
             except REDIS_ERRORS as exc:
                 if self._stopping:
                     return None

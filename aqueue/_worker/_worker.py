@@ -222,7 +222,7 @@ class Worker:
                 in_flight.pop((outcome.delivery.stream, outcome.delivery.entry_id), None)
 
         acker = self._acker = Acker(
-            app.redis, self.name, written, tell=functools.partial(job_ended, app)
+            app._direct, self.name, written, tell=functools.partial(job_ended, app)
         )
         runner = Runner(app, self.name, self.threads, self._resources)
         slots = Slots(self.concurrency)
