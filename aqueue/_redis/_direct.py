@@ -26,66 +26,66 @@ ScriptCall = tuple[Script, list[bytes], list[Any]]
 """One script call: the script, its KEYS and its ARGV."""
 
 
+class _Lane:
+    """A connection, and the scripts it loaded: loaded before their first call on it."""
+
+    __slots__ = ("connection", "loaded")
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+        self.loaded: set[str] = set()
+
+
 class DirectCalls:
-    """Runs batches of script calls, each batch in one round trip, errors in place."""
+    """Runs batches of script calls, each batch in one round trip, errors in place.
+
+    Each connection loads (SCRIPT LOAD) a script in the same buffer, just before its first
+    call there. Answering NOSCRIPT and retrying would run the refused call after the calls
+    that followed it, and order matters: a requeue must come before the release of its slot.
+    """
 
     def __init__(self, pool: ConnectionPool, limit: int) -> None:
         self._pool = pool
-        self._idle: list[AbstractConnection] = []
+        self._idle: list[_Lane] = []
         self._room = asyncio.Semaphore(limit)
 
     async def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Run each call; each reply, or the server's error as an exception, in order.
-
-        A NOSCRIPT reply (the server's script cache was flushed or the server restarted)
-        loads the scripts and runs the calls that got it once more.
-        """
-        replies = await self._round_trip([_pack(call) for call in calls])
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:
-            scripts = {calls[i][0].sha: calls[i][0] for i in missing}.values()
-            loads = [_command(b"SCRIPT", b"LOAD", script.source) for script in scripts]
-            again = await self._round_trip([*loads, *(_pack(calls[i]) for i in missing)])
-            for i, reply in zip(missing, again[len(loads) :], strict=True):
-                replies[i] = reply
-        return replies
-
-    async def close(self) -> None:
-        """Close the idle connections (calls in flight close theirs when they end)."""
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.disconnect()
-
-    async def _round_trip(self, commands: list[bytes]) -> list[Any]:
+        """Run each call, in order; each reply, or the server's error as an exception."""
         async with self._room:
             reused = bool(self._idle)
-            connection = self._idle.pop() if reused else await self._connect()
+            lane = self._idle.pop() if reused else await self._open()
             try:
-                replies = await _exchange(connection, commands)
+                replies = await _exchange(lane, calls)
             except REDIS_ERRORS:
-                await connection.disconnect()
+                await lane.connection.disconnect()
                 if not reused:
                     raise
                 # An idle connection may have died with a server restart: one more try on a
                 # fresh one, as redis-py's own retry would do.
-                connection = await self._connect()
+                lane = await self._open()
                 try:
-                    replies = await _exchange(connection, commands)
+                    replies = await _exchange(lane, calls)
                 except BaseException:
-                    await connection.disconnect()
+                    await lane.connection.disconnect()
                     raise
             except BaseException:
                 # Cancelled or failed mid-exchange: replies may still be on the wire, so the
                 # connection can never serve another call.
-                await connection.disconnect()
+                await lane.connection.disconnect()
                 raise
-            self._idle.append(connection)
+            self._idle.append(lane)
             return replies
 
-    async def _connect(self) -> AbstractConnection:
+    async def close(self) -> None:
+        """Close the idle connections (calls in flight close theirs when they end)."""
+        idle, self._idle = self._idle, []
+        for lane in idle:
+            await lane.connection.disconnect()
+
+    async def _open(self) -> _Lane:
         connection = self._pool.connection_class(**self._pool.connection_kwargs)
         await connection.connect()  # type: ignore[no-untyped-call]
-        return connection
+        return _Lane(connection)
 
 
 def _pack(call: ScriptCall) -> bytes:
@@ -98,7 +98,11 @@ def _command(*parts: Any) -> bytes:
     return packed
 
 
-async def _exchange(connection: AbstractConnection, commands: list[bytes]) -> list[Any]:
+async def _exchange(lane: _Lane, calls: Sequence[ScriptCall]) -> list[Any]:
+    loads = {script.sha: script for script, _, _ in calls if script.sha not in lane.loaded}
+    commands = [_command(b"SCRIPT", b"LOAD", script.source) for script in loads.values()]
+    commands += [_pack(call) for call in calls]
+    connection = lane.connection
     await connection.send_packed_command(commands, check_health=False)
     replies: list[Any] = []
     for _ in commands:
@@ -106,4 +110,10 @@ async def _exchange(connection: AbstractConnection, commands: list[bytes]) -> li
             replies.append(await connection.read_response())
         except ResponseError as error:
             replies.append(error)  # an error reply: read in full, the next ones follow
-    return replies
+    for sha, reply in zip(loads, replies, strict=False):
+        if not isinstance(reply, Exception):
+            lane.loaded.add(sha)
+    if any(isinstance(reply, NoScriptError) for reply in replies):
+        # Only after SCRIPT FLUSH on a live connection: load everything again next time.
+        lane.loaded.clear()
+    return replies[len(loads) :]

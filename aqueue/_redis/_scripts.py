@@ -49,23 +49,20 @@ class Script:
 async def execute(client: Redis, pipe: Pipeline, scripts: list[Script]) -> list[Any]:
     """Run ``pipe`` (built from ``scripts``) and return its replies, errors in place.
 
-    A NOSCRIPT reply means the server lost its script cache; load ``scripts`` and run the
-    commands that failed once more. Other error replies are returned as exception objects,
-    for the caller to handle one by one; connection errors are raised.
+    The scripts are loaded (SCRIPT LOAD) at the head of the same pipeline: a NOSCRIPT reply
+    retried afterwards would run the refused call after the ones that followed it, and the
+    order of a pipeline's calls matters. Error replies are returned as exception objects, for
+    the caller to handle one by one; connection errors are raised.
     """
-    commands = list(pipe.command_stack)
+    loads: list[tuple[tuple[bytes, ...], dict[str, Any]]] = [
+        ((b"SCRIPT", b"LOAD", script.source), {}) for script in scripts
+    ]
+    pipe.command_stack[0:0] = loads
     replies: list[Any] = await pipe.execute(raise_on_error=False)
-    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if missing:
-        for script in scripts:
-            await client.script_load(script.source)
-        retry = client.pipeline(transaction=False)
-        for i in missing:
-            args, options = commands[i]
-            retry.execute_command(*args, **options)
-        for i, reply in zip(missing, await retry.execute(raise_on_error=False), strict=True):
-            replies[i] = reply
-    return replies
+    for reply in replies[: len(loads)]:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies[len(loads) :]
 
 
 ENQUEUE = Script("enqueue")
