@@ -56,3 +56,15 @@ async def test_a_pipeline_keeps_its_order_when_the_server_lacks_its_first_script
     requeued, released = await execute(redis, pipe, [REQUEUE, RELEASE])
     assert requeued
     assert released == 1
+
+
+async def test_calls_still_run_after_the_server_flushed_its_scripts(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    await work.enqueue()  # the app's connection has loaded the enqueue script
+    await redis.script_flush()
+    job = await work.enqueue()
+    assert await job.status() is aqueue.JobStatus.QUEUED

@@ -73,6 +73,13 @@ class DirectCalls:
                 # connection can never serve another call.
                 await lane.connection.disconnect()
                 raise
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                # Only after SCRIPT FLUSH on a live connection (the lane forgot what it
+                # loaded): the refused calls run once more, now after the ones behind them.
+                again = await _exchange(lane, [calls[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
             self._idle.append(lane)
             return replies
 
