@@ -4,6 +4,7 @@ and nothing escapes the worker loop."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import orjson
 import pytest
@@ -62,7 +63,9 @@ def test_every_entry_is_run_or_dead_lettered(
 
 
 async def _run_batch(server: RedisServer, batch: list[dict[bytes, bytes]]) -> None:
-    namespace = f"fuzz{id(batch)}"
+    # A namespace of its own per example (id(batch) was reused across examples, which then
+    # counted each other's dead letters).
+    namespace = f"fuzz{uuid.uuid4().hex[:12]}"
     # A lease long enough that no entry is reclaimed mid-test: a redelivery after a stall
     # would count an entry twice, and this test is about dispatch, not crash recovery.
     app = aqueue.App(server.url, namespace=namespace, lease=5)
