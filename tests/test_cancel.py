@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 import aqueue
 import aqueue._depend
 from aqueue._redis._keys import Keys
+from aqueue._redis._scripts import PROMOTE
 from tests.helpers import eventually
 
 
@@ -282,3 +283,24 @@ async def test_cancelling_a_running_chain_stops_it_and_its_later_steps(app: aque
             with pytest.raises(aqueue.JobCancelled):
                 await app.job(member).result(timeout=2)
         await asyncio.wait_for(stopped.wait(), 1)
+
+
+async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis) -> None:
+    keys = Keys(app.namespace, "default")
+
+    async def look(cursor: int) -> tuple[int, list[bytes]]:
+        reply = await PROMOTE(
+            redis,
+            [keys.delayed, keys.stream, keys.levels, keys.cancelled],
+            [keys.prefix, 500, cursor],
+        )
+        return reply[3], reply[4:]
+
+    cursor, _ = await look(0)
+    await redis.zadd(keys.cancelled, {b"default:abc": cursor})
+    await asyncio.sleep(0.01)  # the next look is a later ms (one ms may be read twice)
+    cursor, heard = await look(cursor)
+    assert heard == [b"default:abc"]
+    await asyncio.sleep(0.01)
+    _, heard_again = await look(cursor)
+    assert heard_again == []

@@ -45,15 +45,16 @@ if cursor == 0 then
   -- A worker's first look: its fetcher may have started a job cancelled a moment before.
   cursor = now - 60000
 end
--- Inclusive: a cancel in the same ms as the cursor is not missed (seeing one twice is harmless).
+-- Inclusive, and the next look starts from this script's own time: a cancel later in this same
+-- ms is not missed, and what was read is not read again (beyond that one ms).
 local cancelled = redis.call('ZRANGEBYSCORE', KEYS[4], cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, 10000)
-reply[4] = cursor
+reply[4] = now
 for i = 1, #cancelled, 2 do
   reply[#reply + 1] = cancelled[i]
-  reply[4] = math.max(reply[4], tonumber(cancelled[i + 1]))
 end
-if #cancelled == 20000 and reply[4] == cursor then
-  -- A full page within one ms: move on rather than read the same page forever.
-  reply[4] = cursor + 1
+if #cancelled == 20000 then
+  -- A full page: go on from its last score (or past it, if the whole page shares one ms).
+  local last = tonumber(cancelled[#cancelled])
+  reply[4] = last > cursor and last or cursor + 1
 end
 return reply
