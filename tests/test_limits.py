@@ -70,20 +70,26 @@ async def test_jobs_held_back_by_a_rate_limit_are_scheduled_each_at_its_own_time
     assert [info.attempts for info in infos] == [0, 0, 0]  # waiting is not an attempt
 
 
+class _Peak:
+    """A task body that counts how many of its runs overlap at most."""
+
+    def __init__(self) -> None:
+        self.running = self.peak = 0
+
+    async def run(self, n: int) -> int:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.05)
+        self.running -= 1
+        return n
+
+
 async def test_max_concurrency_is_never_exceeded_by_three_workers(
     server: RedisServer, namespace: str
 ) -> None:
     app = aqueue.App(server.url, namespace=namespace, lease=3)
-    running = peak = 0
-
-    @app.task(max_concurrency=2)
-    async def scarce(n: int) -> int:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.05)
-        running -= 1
-        return n
+    counter = _Peak()
+    scarce = app.task(max_concurrency=2, name="scarce")(counter.run)
 
     async with app:
         jobs = await scarce.enqueue_many([(n,) for n in range(20)])
@@ -94,26 +100,18 @@ async def test_max_concurrency_is_never_exceeded_by_three_workers(
         ):
             results = [await job.result(timeout=10) for job in jobs]
     assert results == list(range(20))
-    assert peak == 2
+    assert counter.peak == 2
 
 
 async def test_max_concurrency_holds_across_priority_levels(app: aqueue.App) -> None:
-    running = peak = 0
-
-    @app.task(max_concurrency=1)
-    async def scarce(n: int) -> int:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.05)
-        running -= 1
-        return n
+    counter = _Peak()
+    scarce = app.task(max_concurrency=1, name="scarce")(counter.run)
 
     jobs = [await scarce.options(priority=level).enqueue(level) for level in (1, 5, 9) * 3]
     async with aqueue.Worker(app, concurrency=10), aqueue.Worker(app, concurrency=10):
         results = [await job.result(timeout=10) for job in jobs]
     assert results == [1, 5, 9] * 3
-    assert peak == 1
+    assert counter.peak == 1
 
 
 async def test_a_dead_workers_concurrency_slot_comes_back_after_the_lease(
