@@ -146,10 +146,13 @@ async def test_a_dependency_whose_worker_failed_to_tell_is_told_on_redelivery(
 
     monkeypatch.setattr(aqueue._worker._worker, "job_ended", tell_once)
     async with aqueue.App(server.url, namespace=namespace, lease=1) as app:
-        _, _, note, _ = gate_tasks(app)
+        gate, gated, note, _ = gate_tasks(app)
         async with aqueue.Worker(app):
-            dependency = await note.enqueue("first")
+            # Gated: the dependency ends only after the dependent is registered, so the
+            # worker (not the producer) is the one to tell it.
+            dependency = await gated.enqueue(1)
             job = await note.options(after=[dependency]).enqueue("second")
+            gate.set()
             assert await job.result(timeout=10) == "second"
         # Told again by the redelivery. (Whether the redelivery was skipped as ended or, after a
         # stall past the 1 s lease, ran the job again, is timing: at least once either way.)
