@@ -131,6 +131,31 @@ async def test_enqueue_many_jobs_after_one_dependency(app: aqueue.App) -> None:
     assert sorted(ran) == ["x", "y"]
 
 
+async def test_a_dependency_keeps_its_lease_while_its_waiting_jobs_are_told(
+    server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telling may outlast the lease (a 10,000-member group's release, a slow server): the
+    entry is still this worker's until the ack, so no other worker claims and reruns it."""
+    tells: list[str] = []
+
+    async def slow_tell(app: aqueue.App, job_id: str) -> None:
+        tells.append(job_id)
+        await asyncio.sleep(2.0)  # four leases
+        await job_ended(app, job_id)
+
+    monkeypatch.setattr(aqueue._worker._worker, "job_ended", slow_tell)
+    async with aqueue.App(server.url, namespace=namespace, lease=0.5) as app:
+        gate, gated, note, _ = gate_tasks(app)
+        async with aqueue.Worker(app, name="a") as first, aqueue.Worker(app, name="b") as second:
+            dependency = await gated.enqueue(1)
+            job = await note.options(after=[dependency]).enqueue("second")
+            gate.set()
+            assert await job.result(timeout=10) == "second"
+    assert tells == [dependency.id]
+    assert first.claimed == second.claimed == 0
+    assert first.refused_acks == second.refused_acks == 0
+
+
 async def test_a_dependency_whose_worker_failed_to_tell_is_told_on_redelivery(
     server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,13 +27,16 @@ class Acker:
         self,
         calls: DirectCalls,
         consumer: str,
-        on_written: Callable[[list[Outcome]], None],
+        stop_renewing: Callable[[list[Outcome]], None],
         tell: Callable[[str], Awaitable[None]],
     ) -> None:
+        """``stop_renewing`` gets the outcomes whose entries are no longer this worker's to
+        keep (acked, handed back, or left for a redelivery); ``tell`` tells the jobs waiting
+        for a job id that it ended."""
         self._calls = calls
         self._tell = tell
         self._telling: set[asyncio.Task[None]] = set()
-        self._on_written = on_written
+        self._stop_renewing = stop_renewing
         self._consumer = consumer.encode()
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -72,7 +75,7 @@ class Acker:
             if not batch:
                 continue
             try:
-                await self._flush(batch)
+                held = await self._flush(batch)
             except REDIS_ERRORS as exc:
                 # Keep the outcomes (their entries stay pending) and try again after a pause.
                 # (Error replies come back per command, not here.)
@@ -81,11 +84,15 @@ class Acker:
                 await backoff.failed(exc)
                 continue
             backoff.succeeded()
-            self._on_written(batch)
+            # Entries held while their dependents are told stay this worker's (their lease
+            # renewed) until the ack that follows: a long telling must not let them lapse.
+            held_ids = {id(outcome) for outcome in held}
+            self._stop_renewing([outcome for outcome in batch if id(outcome) not in held_ids])
             if not self._pending and not self._telling:
                 self._idle.set()
 
-    async def _flush(self, batch: list[Outcome]) -> None:
+    async def _flush(self, batch: list[Outcome]) -> list[Outcome]:
+        """Write ``batch``; returns the outcomes whose entries are held for telling."""
         calls: list[ScriptCall] = []
         releases: set[int] = set()
         for outcome in batch:
@@ -146,11 +153,11 @@ class Acker:
                     outcome.delivery.entry_id.decode(),
                     reply,
                 )
-        for outcome, reply in zip(batch, replies, strict=True):
-            if reply == 2:
-                telling = asyncio.create_task(self._tell_then_ack(outcome))
-                self._telling.add(telling)
-                telling.add_done_callback(self._told)
+        held = [outcome for outcome, reply in zip(batch, replies, strict=True) if reply == 2]
+        for outcome in held:
+            telling = asyncio.create_task(self._tell_then_ack(outcome))
+            self._telling.add(telling)
+            telling.add_done_callback(self._told)
         refused = sum(1 for reply in replies if not reply)
         if refused:
             self.refused += refused
@@ -158,6 +165,7 @@ class Acker:
                 "%d outcome(s) refused: another worker owns those entries now (lease lapsed)",
                 refused,
             )
+        return held
 
     async def _tell_then_ack(self, outcome: Outcome) -> None:
         # finish.lua recorded the outcome but kept the entry: jobs wait for this one. Tell
@@ -172,8 +180,9 @@ class Acker:
                 await backoff.failed(exc)
                 continue
             except Exception:
-                # Left pending: another delivery tells them again after the lease.
+                # Left pending and let go: its lease lapses, and the redelivery tells again.
                 logger.exception("cannot tell the jobs waiting for job %s", job_id)
+                self._stop_renewing([outcome])
                 return
             break
         self.submit(Outcome(outcome.delivery, Action.FINISH, told=True))

@@ -217,12 +217,12 @@ class Worker:
         app = self.app
         in_flight = self._in_flight
 
-        def written(outcomes: list[Outcome]) -> None:
+        def stop_renewing(outcomes: list[Outcome]) -> None:
             for outcome in outcomes:
                 in_flight.pop((outcome.delivery.stream, outcome.delivery.entry_id), None)
 
         acker = self._acker = Acker(
-            app._direct, self.name, written, tell=functools.partial(job_ended, app)
+            app._direct, self.name, stop_renewing, tell=functools.partial(job_ended, app)
         )
         runner = Runner(app, self.name, self.threads, self._resources)
         slots = Slots(self.concurrency)
