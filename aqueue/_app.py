@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import fnmatch
 import inspect
+import itertools
 import os
 import socket
 from collections.abc import Callable, Coroutine, Mapping
@@ -22,9 +23,9 @@ from ._limits import rate_limit as check_rate
 from ._message import Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
-from ._redis._direct import DirectCalls
+from ._redis._direct import DirectCalls, ScriptCall
 from ._redis._errors import translate_errors
-from ._redis._keys import DEFAULT_PRIORITY, Keys, check_name, new_job_id
+from ._redis._keys import DEFAULT_PRIORITY, check_name, keys_of, new_job_id
 from ._redis._scripts import ENQUEUE
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
@@ -55,6 +56,10 @@ SOCKET_TIMEOUTS: dict[str, Any] = {
 # How long the record of an unfinished job is kept: far longer than any sane backlog, yet
 # bounded, so an abandoned queue cannot hold records forever.
 PENDING_RECORD_TTL = 7 * 24 * 3600
+
+# Jobs per call of the enqueue script: its fixed cost is paid once per call, and a call stays
+# short (a few ms) so that it never holds up the server for long.
+ENQUEUE_CHUNK = 500
 
 
 class TaskDecorator(Protocol):
@@ -397,7 +402,6 @@ class App:
             config.timeout,
             delay_ms=int(config.delay * 1000),
             due_at_ms=0 if config.at is None else int(config.at.timestamp() * 1000),
-            max_queue_length=self.max_queue_length(config.queue),
             unique_key=config.key,
             key_ttl=config.key_ttl,
             expires_ms=int(config.expires * 1000) if isinstance(config.expires, float) else 0,
@@ -442,21 +446,32 @@ class App:
 
     async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any] | None]:
         """One round trip; None for each item the full queue refused."""
-        keys = Keys(self.namespace, queue)
-        calls = [(ENQUEUE, *outgoing.script_call(keys, PENDING_RECORD_TTL)) for outgoing in batch]
+        keys = keys_of(self.namespace, queue)
+        limit = self.max_queue_length(queue)
+        calls: list[ScriptCall] = []
+        for start in range(0, len(batch), ENQUEUE_CHUNK):
+            chunk = batch[start : start + ENQUEUE_CHUNK]
+            call_keys = [keys.stream, keys.delayed, keys.levels]
+            args: list[Any] = [limit]
+            for outgoing in chunk:
+                call_keys += outgoing.script_keys(keys)
+                args += outgoing.script_args(PENDING_RECORD_TTL)
+            calls.append((ENQUEUE, call_keys, args))
         with translate_errors(self.url):
             replies = await self._direct.run(calls)
-            jobs: list[Job[Any] | None] = []
-            for outgoing, reply in zip(batch, replies, strict=True):
+            for reply in replies:
                 if isinstance(reply, Exception):
-                    if not str(reply).startswith("QUEUEFULL"):
-                        raise reply
-                    jobs.append(None)
-                elif reply[1]:  # options(key=...) and a job holds the key: that job it is
-                    jobs.append(Job(self, reply[1].decode()))
-                else:
-                    jobs.append(Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0))
-            return jobs
+                    raise reply
+        added = itertools.chain.from_iterable(replies)
+        return [self._written(o, reply) for o, reply in zip(batch, added, strict=True)]
+
+    def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
+        """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""
+        if reply == 1:
+            return Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)
+        if reply == 0:
+            return None  # refused: the queue holds its limit
+        return Job(self, bytes(reply).decode())  # options(key=...): the job holding the key
 
     # -- connections ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ._depend import job_ended
 from ._job import encode_error
 from ._redis._errors import translate_errors
-from ._redis._keys import Keys, queue_of
+from ._redis._keys import keys_of, queue_of
 from ._redis._scripts import CANCEL, execute
 from .exceptions import JobNotFound
 
@@ -44,7 +44,7 @@ async def _cancel_each(app: App, job_ids: list[str]) -> list[Any]:
     keep = app.result_ttl or CANCELLED_RECORD_TTL
     pipe = app.redis.pipeline(transaction=False)
     for job_id in job_ids:
-        keys = Keys(app.namespace, queue_of(job_id))
+        keys = keys_of(app.namespace, queue_of(job_id))
         CANCEL.queue(pipe, [keys.job(job_id), keys.cancelled], [job_id, error, keep])
     replies = await execute(app.redis, pipe, [CANCEL])
     for reply in replies:
@@ -59,7 +59,7 @@ async def _cascade(app: App, ended: list[str]) -> None:
             await asyncio.gather(*(job_ended(app, j) for j in ended[start : start + _TELL_AT_ONCE]))
         pipe = app.redis.pipeline(transaction=False)
         for job_id in ended:
-            pipe.lrange(Keys(app.namespace, queue_of(job_id)).members(job_id), 0, -1)
+            pipe.lrange(keys_of(app.namespace, queue_of(job_id)).members(job_id), 0, -1)
         lists = cast("list[list[bytes]]", await pipe.execute())
         members = [member.decode() for found in lists for member in found]
         if not members:

@@ -196,7 +196,7 @@ def signature(task: Task[Any, R], args: tuple[Any, ...], kwargs: dict[str, Any])
         InvalidArguments: They do not bind either way.
     """
     try:
-        task._signature.bind(*args, **kwargs)
+        task._check_binds(args, kwargs)
     except TypeError:
         pass
     else:
@@ -414,7 +414,7 @@ _RESULT = object()
 
 def _bind(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     try:
-        task._signature.bind(*args, **kwargs)
+        task._check_binds(args, kwargs)
     except TypeError as exc:
         raise InvalidArguments(
             f"cannot make a signature of {task.name}{task._signature}: {exc} "

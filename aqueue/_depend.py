@@ -41,7 +41,7 @@ from redis.asyncio.client import Pipeline
 
 from ._message import Outgoing
 from ._redis._errors import translate_errors
-from ._redis._keys import Keys, queue_of
+from ._redis._keys import Keys, keys_of, queue_of
 from ._redis._scripts import DEPEND, RESOLVE, UNBLOCK, WAIT, execute
 from ._serialize import encode_call
 from .exceptions import ConfigurationError
@@ -85,7 +85,7 @@ class Waiting:
     members: list[str] = dataclasses.field(default_factory=list)
 
     def script_call(self, namespace: str) -> tuple[list[bytes], list[Any]]:
-        keys = Keys(namespace, queue_of(self.job_id))
+        keys = keys_of(namespace, queue_of(self.job_id))
         job = self.job_id
         status = "scheduled" if self.kind == "job" else "running"
         ttl = max(RECORD_TTL, self.result_ttl)
@@ -197,7 +197,7 @@ class Plan:
 
     def _depend(self, pipe: Pipeline, links: list[tuple[str, str]], fresh: set[str]) -> None:
         for job_id, dep in links:
-            keys = Keys(self.app.namespace, queue_of(dep))
+            keys = keys_of(self.app.namespace, queue_of(dep))
             DEPEND.queue(
                 pipe,
                 [keys.job(dep), keys.dependents(dep)],
@@ -216,7 +216,7 @@ async def members(app: App, job_id: str) -> list[str]:
 
     For a chord: the header jobs, then the callback.
     """
-    keys = Keys(app.namespace, queue_of(job_id))
+    keys = keys_of(app.namespace, queue_of(job_id))
     with translate_errors(app.url):
         raw = cast("list[bytes]", await app.redis.lrange(keys.members(job_id), 0, -1))
     return [member.decode() for member in raw]
@@ -231,7 +231,7 @@ async def job_ended(app: App, job_id: str) -> None:
     ended = [job_id]
     while ended:
         current = ended.pop()
-        keys = Keys(app.namespace, queue_of(current))
+        keys = keys_of(app.namespace, queue_of(current))
         pipe = app.redis.pipeline(transaction=False)
         pipe.hget(keys.job(current), "status")
         pipe.smembers(keys.dependents(current))
@@ -248,7 +248,7 @@ async def resolve(app: App, job_id: str, dep: str, dep_status: str) -> bool:
     """``dep`` ended with ``dep_status``: count it for waiting job ``job_id``, and release
     the job when nothing else is pending. True when ``job_id`` has ended (now or before), so
     its own dependents must be told (:func:`job_ended`)."""
-    keys = Keys(app.namespace, queue_of(job_id))
+    keys = keys_of(app.namespace, queue_of(job_id))
     reply = await RESOLVE(
         app.redis, [keys.job(job_id), keys.wait(job_id), keys.pending(job_id)], [dep, dep_status]
     )
@@ -359,7 +359,7 @@ _Row = Sequence[bytes | None]
 async def _outcomes(app: App, ids: list[str]) -> list[_Row]:
     pipe = app.redis.pipeline(transaction=False)
     for job_id in ids:
-        keys = Keys(app.namespace, queue_of(job_id))
+        keys = keys_of(app.namespace, queue_of(job_id))
         pipe.hmget(keys.job(job_id), ["status", "result", "error", "task"])
     rows: list[_Row] = await pipe.execute()
     return rows

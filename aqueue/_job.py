@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import orjson
 
 from ._redis._errors import translate_errors
-from ._redis._keys import Keys, queue_of
+from ._redis._keys import keys_of, queue_of
 from .exceptions import (
     ConnectionFailed,
     JobCancelled,
@@ -118,7 +118,7 @@ class Job(Generic[R]):
         self._app = app
         self.id = job_id
         self.queue = queue_of(job_id)
-        self._key = Keys(app.namespace, self.queue).job(job_id)
+        self._key = keys_of(app.namespace, self.queue).job(job_id)
         self._keeps_result = keeps_result
 
     def __repr__(self) -> str:

@@ -24,8 +24,6 @@ class Outgoing:
     """Due this long after the server's now (0: at once)."""
     due_at_ms: int = 0
     """Due at this epoch time in ms (0: at once)."""
-    max_queue_length: int = 0
-    """Refuse the job when its queue holds this many (0: no limit)."""
     unique_key: str | None = None
     """Add the job only if no job holds this key (``options(key=...)``)."""
     key_ttl: int = 0
@@ -51,28 +49,26 @@ class Outgoing:
         """The priority level as the entry's ``l`` field ("" for the default level)."""
         return "" if self.priority == DEFAULT_PRIORITY else str(self.priority)
 
-    def script_call(self, keys: Keys, record_ttl: int) -> tuple[list[bytes], list[Any]]:
-        """KEYS and ARGV of the enqueue script for this job."""
-        options = self.options
-        ttl = max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0
-        unique = keys.unique(self.unique_key or "")
-        level = self.level
-        stream = keys.stream if level == "" else keys.stream_at(self.priority)
-        return [stream, keys.job(self.job_id), keys.delayed, unique, keys.levels, keys.stream], [
+    def script_keys(self, keys: Keys) -> tuple[bytes, bytes]:
+        """This job's KEYS of the enqueue script: its record and its uniqueness key."""
+        return keys.job(self.job_id), keys.unique(self.unique_key or "")
+
+    def script_args(self, record_ttl: int) -> tuple[Any, ...]:
+        """This job's 12 ARGV values of the enqueue script."""
+        return (
             self.job_id,
             self.task,
             self.payload,
             self.result_ttl,
-            options,
-            ttl,
+            self.options,
+            max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0,
             self.delay_ms,
             self.due_at_ms,
-            self.max_queue_length,
             "" if self.unique_key is None else self.key_ttl,
             self.expires_ms,
             self.expires_at_ms,
-            level,
-        ]
+            self.level,
+        )
 
 
 def check_size(job_id: str, task: str, payload: bytes, limit: int) -> None:

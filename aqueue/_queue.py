@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from ._redis._errors import translate_errors
-from ._redis._keys import DEFAULT_PRIORITY, GROUP, Keys
+from ._redis._keys import DEFAULT_PRIORITY, GROUP, keys_of
 from ._redis._scripts import REPLAY, STATS
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Queue:
     def __init__(self, app: App, name: str) -> None:
         self._app = app
         self.name = name
-        self.keys = Keys(app.namespace, name)
+        self.keys = keys_of(app.namespace, name)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -107,7 +107,7 @@ class Task(Generic[P, R]):
     function directly, in the caller's process.
     """
 
-    __slots__ = ("_app", "_signature", "config", "fn", "is_async")
+    __slots__ = ("_app", "_arity", "_signature", "config", "fn", "is_async")
 
     def __init__(self, app: App, fn: Callable[..., Any], config: TaskConfig) -> None:
         self._app = app
@@ -115,6 +115,7 @@ class Task(Generic[P, R]):
         self.config = config
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
+        self._arity = _plain_arity(self._signature)
 
     @property
     def name(self) -> str:
@@ -127,6 +128,13 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Run the function here and now (a coroutine for ``async def`` tasks)."""
         return self.fn(*args, **kwargs)
+
+    def _check_binds(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError (as a call would) unless the arguments bind to the signature."""
+        # On every enqueue and every run: a call with exactly as many positional arguments
+        # as a plain signature has parameters always binds, without inspect's full check.
+        if kwargs or len(args) != self._arity:
+            self._signature.bind(*args, **kwargs)
 
     def options(
         self,
@@ -266,12 +274,22 @@ class Task(Generic[P, R]):
 
     def _prepare(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Outgoing:
         try:
-            self._signature.bind(*args, **kwargs)
+            self._check_binds(args, kwargs)
         except TypeError as exc:
             raise InvalidArguments(
                 f"cannot enqueue {self.config.name}{self._signature}: {exc}"
             ) from None
         return self._app._outgoing(self.config, args, kwargs)
+
+
+def _plain_arity(signature: inspect.Signature) -> int:
+    """How many parameters a signature has when each is a plain one without a default
+    (so any call with that many positional arguments binds); -1 otherwise."""
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = signature.parameters.values()
+    if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
+        return len(signature.parameters)
+    return -1
 
 
 def _dependencies(after: Iterable[Job[Any] | str]) -> tuple[str, ...]:

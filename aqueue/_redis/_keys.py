@@ -7,8 +7,9 @@ find a job's record from the id alone, without a lookup round trip.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -41,7 +42,7 @@ def check_name(kind: str, name: str) -> str:
 
 def new_job_id(queue: str) -> str:
     """A fresh job id for ``queue``."""
-    return f"{queue}:{uuid.uuid4().hex}"
+    return f"{queue}:{os.urandom(16).hex()}"
 
 
 def queue_of(job_id: str) -> str:
@@ -132,3 +133,9 @@ class Keys:
     def members(self, job_id: str) -> bytes:
         """List of a workflow parent's member job ids (chain steps, group members, chord)."""
         return f"{self.prefix}:members:{job_id.partition(':')[2]}".encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def keys_of(namespace: str, queue: str) -> Keys:
+    """The keys of ``queue``, made once per queue: their names are on every hot path."""
+    return Keys(namespace, queue)

@@ -124,7 +124,7 @@ class Runner:
                 "aqueue.UndecodablePayload", f"cannot decode payload: {exc}"
             ) from None
         try:
-            task._signature.bind(*args, **kwargs)
+            task._check_binds(args, kwargs)
         except TypeError as exc:
             raise _DeadLetter("aqueue.InvalidArguments", f"arguments do not bind: {exc}") from None
         return task, args, kwargs, _timeout(fields.get(b"o"), task.config.timeout)

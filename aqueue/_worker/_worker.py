@@ -23,7 +23,7 @@ from .._app import SOCKET_TIMEOUTS, App
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
 from .._redis._errors import REDIS_ERRORS, translate_errors
-from .._redis._keys import Keys, check_name
+from .._redis._keys import Keys, check_name, keys_of
 from .._task import seconds
 from ..exceptions import ConfigurationError
 from ._acker import Acker
@@ -90,7 +90,7 @@ class Worker:
             )
         self.starvation_guard = starvation_guard
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._keys = [Keys(app.namespace, q) for q in self.queues]
+        self._keys = [keys_of(app.namespace, q) for q in self.queues]
         self._levels = Levels(self._keys)
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()
