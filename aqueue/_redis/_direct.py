@@ -2,22 +2,26 @@
 
 A redis-py command pays for machinery the enqueue path does not need: a Python encoder that
 packs the many arguments of an EVALSHA one by one, a health check of every connection taken
-from the pool, a retry wrapper and observability hooks. Profiled on single enqueues, those were
-over a third of the time, and the same machinery dominated the worker's acks. Here a batch of
-script calls is packed by hiredis into one buffer, written at once, and its replies read back
-in order, on a small stack of connections made from the app's own connection settings (so TLS,
-ACL user, database and RESP version match).
+from the pool, a retry wrapper, observability hooks, and a stream reader under a parser under
+the connection for every reply. Profiled on single enqueues, those were most of the time, and
+the same machinery dominated the worker's acks. Here a batch of script calls is packed by
+hiredis into one buffer and written at once; the replies are parsed by hiredis as the bytes
+arrive (an asyncio protocol of our own on the socket) and handed over together. A connection
+is set up by redis-py from the app's own connection settings (so TLS, ACL user, database and
+RESP version match) before its socket is taken over.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
-from redis.exceptions import NoScriptError, ResponseError
+from redis._parsers.base import BaseParser
+from redis.asyncio.connection import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, NoScriptError
 
 from ._errors import REDIS_ERRORS
 from ._scripts import Script
@@ -26,14 +30,60 @@ ScriptCall = tuple[Script, list[bytes], list[Any]]
 """One script call: the script, its KEYS and its ARGV."""
 
 
-class _Lane:
-    """A connection, and the scripts it loaded: loaded before their first call on it."""
+class _Lane(asyncio.Protocol):
+    """A connection, the scripts it loaded (before their first call on it), and its replies
+    as they arrive: one exchange at a time waits for all of its replies at once."""
 
-    __slots__ = ("connection", "loaded")
-
-    def __init__(self, connection: AbstractConnection) -> None:
-        self.connection = connection
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.loaded: set[str] = set()
+        # Held: a collected StreamWriter closes its transport.
+        self._writer = writer
+        self._transport = transport = cast("asyncio.Transport", writer.transport)
+        self._reader = hiredis.Reader(
+            protocolError=InvalidResponse, replyError=BaseParser.parse_error
+        )
+        self._replies: list[Any] = []
+        self._expected = 0
+        self._waiter: asyncio.Future[list[Any]] | None = None
+        self._lost: Exception | None = None
+        transport.set_protocol(self)
+
+    async def exchange(self, commands: list[bytes]) -> list[Any]:
+        """Send ``commands``; their replies (error replies as exceptions), in order."""
+        if self._lost is not None:
+            raise self._lost
+        if not commands:
+            return []
+        self._replies, self._expected = [], len(commands)
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self._transport.writelines(commands)
+        replies: list[Any] = await waiter
+        return replies
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        try:
+            while (reply := reader.gets()) is not False:
+                self._replies.append(reply)
+        except InvalidResponse as exc:
+            self._fail(RedisConnectionError(f"unreadable reply from the server: {exc}"))
+            self._transport.close()
+            return
+        waiter = self._waiter
+        if len(self._replies) >= self._expected and waiter is not None and not waiter.done():
+            waiter.set_result(self._replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RedisConnectionError(f"connection to the server lost: {exc or 'closed'}"))
+
+    def _fail(self, error: Exception) -> None:
+        self._lost = error
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(error)
 
 
 class DirectCalls:
@@ -57,7 +107,7 @@ class DirectCalls:
             try:
                 replies = await _exchange(lane, calls)
             except REDIS_ERRORS:
-                await lane.connection.disconnect()
+                lane.close()
                 if not reused:
                     raise
                 # An idle connection may have died with a server restart: one more try on a
@@ -66,12 +116,12 @@ class DirectCalls:
                 try:
                     replies = await _exchange(lane, calls)
                 except BaseException:
-                    await lane.connection.disconnect()
+                    lane.close()
                     raise
             except BaseException:
                 # Cancelled or failed mid-exchange: replies may still be on the wire, so the
                 # connection can never serve another call.
-                await lane.connection.disconnect()
+                lane.close()
                 raise
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
@@ -87,12 +137,17 @@ class DirectCalls:
         """Close the idle connections (calls in flight close theirs when they end)."""
         idle, self._idle = self._idle, []
         for lane in idle:
-            await lane.connection.disconnect()
+            lane.close()
 
     async def _open(self) -> _Lane:
         connection = self._pool.connection_class(**self._pool.connection_kwargs)
         await connection.connect()  # type: ignore[no-untyped-call]
-        return _Lane(connection)
+        # The handshake (AUTH, HELLO, SELECT) is done: from here the socket is the lane's.
+        writer = connection._writer
+        assert writer is not None  # connected
+        # Forgotten by redis-py, which would otherwise warn and close it when collected.
+        connection._reader = connection._writer = None
+        return _Lane(writer)
 
 
 def _pack(call: ScriptCall) -> bytes:
@@ -109,14 +164,7 @@ async def _exchange(lane: _Lane, calls: Sequence[ScriptCall]) -> list[Any]:
     loads = {script.sha: script for script, _, _ in calls if script.sha not in lane.loaded}
     commands = [_command(b"SCRIPT", b"LOAD", script.source) for script in loads.values()]
     commands += [_pack(call) for call in calls]
-    connection = lane.connection
-    await connection.send_packed_command(commands, check_health=False)
-    replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(await connection.read_response())
-        except ResponseError as error:
-            replies.append(error)  # an error reply: read in full, the next ones follow
+    replies = await lane.exchange(commands)
     for sha, reply in zip(loads, replies, strict=False):
         if not isinstance(reply, Exception):
             lane.loaded.add(sha)
