@@ -170,7 +170,8 @@ class Job(Generic[R]):
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         with translate_errors(self._app.url):
-            async with self._watch() as woken:
+            # Woken by final statuses only: "running" or "progress" would cost a read each.
+            async with self._watch(only=_FINAL_RAW) as woken:
                 while True:
                     # Cleared before reading: a wake-up that lands during the read must stay.
                     woken.clear()
@@ -238,12 +239,12 @@ class Job(Generic[R]):
                     await woken.wait()
 
     @asynccontextmanager
-    async def _watch(self) -> AsyncIterator[asyncio.Event]:
+    async def _watch(self, *, only: frozenset[bytes] | None = None) -> AsyncIterator[asyncio.Event]:
         # The subscription is a round trip: bounded like any command, not by the caller's
         # timeout (which bounds the wait for the job, and may be 0 for a finished job).
         subscribing = True
         try:
-            async with self._app.results.watch(self._key, SUBSCRIBE_TIMEOUT) as woken:
+            async with self._app.results.watch(self._key, SUBSCRIBE_TIMEOUT, only=only) as woken:
                 subscribing = False
                 yield woken
         except TimeoutError:

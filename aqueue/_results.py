@@ -23,12 +23,13 @@ logger = logging.getLogger("aqueue.results")
 
 
 class _Channel:
-    """The waiters of one channel and whether the server confirmed the subscription."""
+    """The waiters of one channel (each with the messages that wake it, None for all) and
+    whether the server confirmed the subscription."""
 
     __slots__ = ("confirmed", "events")
 
     def __init__(self) -> None:
-        self.events: set[asyncio.Event] = set()
+        self.events: dict[asyncio.Event, frozenset[bytes] | None] = {}
         self.confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
@@ -44,9 +45,14 @@ class ResultWaiter:
 
     @asynccontextmanager
     async def watch(
-        self, channel: bytes, timeout: float | None = None
+        self,
+        channel: bytes,
+        timeout: float | None = None,
+        *,
+        only: frozenset[bytes] | None = None,
     ) -> AsyncIterator[asyncio.Event]:
-        """Subscribe to ``channel``; the event is set on every message and on reconnects.
+        """Subscribe to ``channel``; the event is set on every message (with ``only``: on
+        the messages in it) and on reconnects.
 
         Read the state you wait for *inside* the block, after entering it. Raises
         TimeoutError when the subscription is not confirmed within ``timeout`` seconds, and
@@ -58,13 +64,13 @@ class ResultWaiter:
             entry = self._channels[channel] = _Channel()
             await self._send(b"SUBSCRIBE", channel)
         event = asyncio.Event()
-        entry.events.add(event)
+        entry.events[event] = only
         try:
             # Only this wait is bounded, never the command in flight (it is not cancelled).
             await asyncio.wait_for(asyncio.shield(entry.confirmed), timeout)
             yield event
         finally:
-            entry.events.discard(event)
+            entry.events.pop(event, None)
             if not entry.events and self._channels.get(channel) is entry:
                 del self._channels[channel]
                 with suppress(RedisConnectionError, OSError):
@@ -138,8 +144,10 @@ class ResultWaiter:
         if entry is None:
             return
         if kind == b"message":
-            for event in entry.events:
-                event.set()
+            message = reply[2] if len(reply) > 2 else b""
+            for event, only in entry.events.items():
+                if only is None or message in only:
+                    event.set()
         elif kind == b"subscribe":
             if entry.confirmed.done():
                 # Subscribed again after a reconnect: an outcome may have been published while

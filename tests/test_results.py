@@ -185,3 +185,20 @@ async def test_info_carries_the_result_once_the_job_succeeded(app: aqueue.App) -
     async with aqueue.Worker(app):
         await job.result(timeout=5)
     assert (await job.info()).result == {"answer": 42}
+
+
+async def test_a_result_waiter_is_woken_by_final_statuses_only(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Progress and "running" messages do not make result() read the record again."""
+    channel = b"%s:channel" % app.namespace.encode()
+    final = frozenset({b"succeeded"})
+    async with (
+        app.results.watch(channel, 5, only=final) as woken,
+        app.results.watch(channel, 5) as every,
+    ):
+        await redis.publish(channel, b"running")
+        await asyncio.wait_for(every.wait(), 5)
+        assert not woken.is_set()
+        await redis.publish(channel, b"succeeded")
+        await asyncio.wait_for(woken.wait(), 5)
