@@ -423,26 +423,24 @@ class App:
         Only items the full queue refused are sent again: an item after a refused one may
         have been written once room appeared, and must not be written twice.
         """
+        written = await self._write_once(queue, batch)
         pause = 0.05
-        slots: list[Job[Any] | None] = [None] * len(batch)
-        waiting = list(range(len(batch)))
-        while True:
-            written = await self._write_once(queue, [batch[i] for i in waiting])
-            for index, job in zip(waiting, written, strict=True):
-                slots[index] = job
-            waiting = [index for index in waiting if slots[index] is None]
-            if not waiting:
-                return [job for job in slots if job is not None]
+        while None in written:
+            waiting = [index for index, job in enumerate(written) if job is None]
             if not wait:
                 full = QueueFull(
                     f"queue {queue!r} holds its limit of {self.max_queue_length(queue)} jobs; "
                     f"{len(waiting)} of {len(batch)} job(s) were not enqueued. Retry later, or "
                     "enqueue with task.options(wait=True) to wait for room"
                 )
-                full.jobs = [job for job in slots if job is not None]
+                full.jobs = [job for job in written if job is not None]
                 raise full
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
+            again = await self._write_once(queue, [batch[index] for index in waiting])
+            for index, job in zip(waiting, again, strict=True):
+                written[index] = job
+        return cast("list[Job[Any]]", written)
 
     async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any] | None]:
         """One round trip; None for each item the full queue refused."""
