@@ -34,7 +34,13 @@ sys.path.insert(0, str(HERE))
 
 import _procs  # noqa: E402
 from _server import redis_server  # noqa: E402
-from peers import COMMON_REQUIREMENTS, LIBRARIES, PEERS, REQUIREMENTS  # noqa: E402
+from peers import (  # noqa: E402
+    COMMON_REQUIREMENTS,
+    LIBRARIES,
+    PEERS,
+    REQUIREMENTS,
+    RESULTS_CHANGE_ENQUEUE,
+)
 
 VENV = HERE / ".venv-peers"
 RESULTS = HERE / "results"
@@ -137,7 +143,7 @@ def plan(libs: list[str], workloads: list[str], sizes: Sizes) -> dict[str, list[
             todo += [Unit(lib, f"scale{k}", "drain", sizes.n, k, c, results=0) for k in (2, 4)]
         if "memory" in workloads:
             todo.append(Unit(lib, "memory", "memory", sizes.memory_n, concurrency=c, once=True))
-            if lib != "raw":  # the floor keeps no results either way
+            if lib in RESULTS_CHANGE_ENQUEUE:
                 todo.append(
                     Unit(
                         lib,
@@ -496,6 +502,10 @@ def main() -> None:
             "sizes": dataclasses.asdict(sizes),
             "libraries": libs,
             "workloads": workloads,
+            # Their memory with no results kept is the results-kept measurement (see peers).
+            "memory_once": [
+                lib for lib in libs if lib not in RESULTS_CHANGE_ENQUEUE and lib != "raw"
+            ],
         },
         "status": {lib: status.get(lib, "?") for lib in libs},
         "units": {},

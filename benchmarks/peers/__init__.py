@@ -48,5 +48,11 @@ REQUIREMENTS = {
 }
 """What ``pip install`` gets for each peer."""
 
+RESULTS_CHANGE_ENQUEUE = ("aqueue", "saq")
+"""Libraries whose enqueue writes something else when results are kept: aqueue a status record
+per job, saq the ttl in its job key. The others write the same bytes either way (measured side
+by side, 2026-12-01), so their Redis memory per queued task is measured once and stands for both
+modes: enqueueing 100,000 tasks twice costs celery alone two minutes of the run."""
+
 COMMON_REQUIREMENTS = ["redis", "hiredis", "uvloop", "matplotlib"]
 """Installed into the peers environment for the driver, the raw floor and the chart."""
