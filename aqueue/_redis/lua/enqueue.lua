@@ -85,14 +85,15 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
     end
     local ttl = tonumber(ARGV[a + 6])
     if ttl > 0 then
+      -- No attempts field until the first start counts one (absent reads as 0): a queued
+      -- job's record is the bulk of the memory a backlog takes.
       if due > 0 then
         -- Kept at least until a while after it is due.
         ttl = ttl + math.ceil((due - now) / 1000)
         redis.call('HSET', record, 'status', 'scheduled', 'task', task, 'enqueued_at', now,
-          'due_at', due, 'attempts', 0)
+          'due_at', due)
       else
-        redis.call('HSET', record, 'status', 'queued', 'task', task, 'enqueued_at', now,
-          'attempts', 0)
+        redis.call('HSET', record, 'status', 'queued', 'task', task, 'enqueued_at', now)
       end
       if key_ttl ~= '' then
         -- So that cancelling the job can free its key.
