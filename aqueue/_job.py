@@ -185,7 +185,10 @@ class Job(Generic[R]):
                     # flight: cancelling one mid-reply is what corrupted redis-py connections.
                     remaining = None if deadline is None else deadline - time.monotonic()
                     try:
-                        await asyncio.wait_for(woken.wait(), remaining)
+                        # asyncio.timeout, not wait_for: no task of its own, so the
+                        # wake-up that ends the wait reaches us one loop turn sooner.
+                        async with asyncio.timeout(remaining):
+                            await woken.wait()
                     except TimeoutError:
                         raise ResultTimeout(
                             f"job {self.id} did not finish within {timeout} s (it goes on; "

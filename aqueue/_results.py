@@ -67,7 +67,8 @@ class ResultWaiter:
         entry.events[event] = only
         try:
             # Only this wait is bounded, never the command in flight (it is not cancelled).
-            await asyncio.wait_for(asyncio.shield(entry.confirmed), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(entry.confirmed)
             yield event
         finally:
             entry.events.pop(event, None)
