@@ -133,7 +133,9 @@ class Job(Generic[R]):
     async def status(self) -> JobStatus:
         """The job's current status (``unknown`` when there is no record of it)."""
         with translate_errors(self._app.url):
-            raw = cast("bytes | None", await self._app.redis.hget(self._key, b"status"))
+            raw = cast(
+                "bytes | None", await self._app._direct.command(b"HGET", self._key, b"status")
+            )
         return JobStatus.UNKNOWN if raw is None else JobStatus(raw.decode())
 
     async def info(self) -> JobInfo:
@@ -177,7 +179,9 @@ class Job(Generic[R]):
                     woken.clear()
                     status, result, error = cast(
                         "list[bytes | None]",
-                        await self._app.redis.hmget(self._key, (b"status", b"result", b"error")),
+                        await self._app._direct.command(
+                            b"HMGET", self._key, b"status", b"result", b"error"
+                        ),
                     )
                     if status is None or status in _FINAL_RAW:
                         return self._outcome(status, result, error)

@@ -202,3 +202,14 @@ async def test_a_result_waiter_is_woken_by_final_statuses_only(
         assert not woken.is_set()
         await redis.publish(channel, b"succeeded")
         await asyncio.wait_for(woken.wait(), 5)
+
+
+async def test_a_record_key_overwritten_by_another_program_raises_server_error(
+    app: aqueue.App, redis: Redis
+) -> None:
+    job = app.job("default:" + "0" * 32)
+    await redis.set(Keys(app.namespace, "default").job(job.id), "not a hash")
+    with pytest.raises(aqueue.ServerError, match="WRONGTYPE"):
+        await job.status()
+    with pytest.raises(aqueue.ServerError, match="WRONGTYPE"):
+        await job.result(timeout=1)

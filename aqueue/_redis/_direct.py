@@ -14,7 +14,7 @@ RESP version match) before its socket is taken over.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -102,36 +102,56 @@ class DirectCalls:
     async def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run each call, in order; each reply, or the server's error as an exception."""
         async with self._room:
-            reused = bool(self._idle)
-            lane = self._idle.pop() if reused else await self._open()
-            try:
-                replies = await _exchange(lane, calls)
-            except REDIS_ERRORS:
-                lane.close()
-                if not reused:
-                    raise
-                # An idle connection may have died with a server restart: one more try on a
-                # fresh one, as redis-py's own retry would do.
-                lane = await self._open()
-                try:
-                    replies = await _exchange(lane, calls)
-                except BaseException:
-                    lane.close()
-                    raise
-            except BaseException:
-                # Cancelled or failed mid-exchange: replies may still be on the wire, so the
-                # connection can never serve another call.
-                lane.close()
-                raise
+            lane, replies = await self._exchange(lambda lane: _scripts(lane, calls))
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
                 # Only after SCRIPT FLUSH on a live connection (the lane forgot what it
                 # loaded): the refused calls run once more, now after the ones behind them.
-                again = await _exchange(lane, [calls[i] for i in missing])
+                try:
+                    again = await _scripts(lane, [calls[i] for i in missing])
+                except BaseException:
+                    lane.close()
+                    raise
                 for i, reply in zip(missing, again, strict=True):
                     replies[i] = reply
             self._idle.append(lane)
             return replies
+
+    async def command(self, *parts: Any) -> Any:
+        """Run one plain command (e.g. the HMGET of a result); its reply, or its error raised."""
+        packed = [_command(*parts)]
+        async with self._room:
+            lane, [reply] = await self._exchange(lambda lane: lane.exchange(packed))
+            self._idle.append(lane)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _exchange(
+        self, send: Callable[[_Lane], Awaitable[list[Any]]]
+    ) -> tuple[_Lane, list[Any]]:
+        """``send`` on an idle lane (or a new one); the lane, to give back, and the replies."""
+        reused = bool(self._idle)
+        lane = self._idle.pop() if reused else await self._open()
+        try:
+            return lane, await send(lane)
+        except REDIS_ERRORS:
+            lane.close()
+            if not reused:
+                raise
+            # An idle connection may have died with a server restart: one more try on a
+            # fresh one, as redis-py's own retry would do.
+            lane = await self._open()
+            try:
+                return lane, await send(lane)
+            except BaseException:
+                lane.close()
+                raise
+        except BaseException:
+            # Cancelled or failed mid-exchange: replies may still be on the wire, so the
+            # connection can never serve another call.
+            lane.close()
+            raise
 
     async def close(self) -> None:
         """Close the idle connections (calls in flight close theirs when they end)."""
@@ -160,7 +180,7 @@ def _command(*parts: Any) -> bytes:
     return packed
 
 
-async def _exchange(lane: _Lane, calls: Sequence[ScriptCall]) -> list[Any]:
+async def _scripts(lane: _Lane, calls: Sequence[ScriptCall]) -> list[Any]:
     loads = {script.sha: script for script, _, _ in calls if script.sha not in lane.loaded}
     commands = [_command(b"SCRIPT", b"LOAD", script.source) for script in loads.values()]
     commands += [_pack(call) for call in calls]
