@@ -117,14 +117,27 @@ class DirectCalls:
             self._idle.append(lane)
             return replies
 
-    async def command(self, *parts: Any) -> Any:
-        """Run one plain command (e.g. the HMGET of a result); its reply, or its error raised."""
-        packed = [_command(*parts)]
-        async with self._room:
-            lane, [reply] = await self._exchange(lambda lane: lane.exchange(packed))
-            self._idle.append(lane)
+    async def call(self, script: Script, keys: list[bytes], args: list[Any]) -> Any:
+        """Run one script call; its reply, or the server's error raised."""
+        [reply] = await self.run([(script, keys, args)])
         if isinstance(reply, Exception):
             raise reply
+        return reply
+
+    async def commands(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run plain commands in one round trip; their replies, the server's errors raised."""
+        packed = [_command(*parts) for parts in commands]
+        async with self._room:
+            lane, replies = await self._exchange(lambda lane: lane.exchange(packed))
+            self._idle.append(lane)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def command(self, *parts: Any) -> Any:
+        """Run one plain command (e.g. the HMGET of a result); its reply, or its error raised."""
+        [reply] = await self.commands([parts])
         return reply
 
     async def _exchange(
