@@ -106,7 +106,9 @@ class DirectCalls:
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
                 # Only after SCRIPT FLUSH on a live connection (the lane forgot what it
-                # loaded): the refused calls run once more, now after the ones behind them.
+                # loaded): load everything again, and the refused calls run once more, now
+                # after the ones behind them.
+                lane.loaded.clear()
                 try:
                     again = await _scripts(lane, [calls[i] for i in missing])
                 except BaseException:
@@ -183,25 +185,26 @@ class DirectCalls:
         return _Lane(writer)
 
 
-def _pack(call: ScriptCall) -> bytes:
-    script, keys, args = call
-    return _command(b"EVALSHA", script.sha, len(keys), *keys, *args)
-
-
 def _command(*parts: Any) -> bytes:
     packed: bytes = hiredis.pack_command(parts)
     return packed
 
 
 async def _scripts(lane: _Lane, calls: Sequence[ScriptCall]) -> list[Any]:
-    loads = {script.sha: script for script, _, _ in calls if script.sha not in lane.loaded}
-    commands = [_command(b"SCRIPT", b"LOAD", script.source) for script in loads.values()]
-    commands += [_pack(call) for call in calls]
+    # One pass over the calls: this runs for every enqueue and every batch of starts and acks.
+    loaded = lane.loaded
+    loads: dict[str, Script] = {}
+    commands: list[bytes] = []
+    for script, keys, args in calls:
+        sha = script.sha
+        if sha not in loaded:
+            loads[sha] = script
+        commands.append(hiredis.pack_command((b"EVALSHA", sha, len(keys), *keys, *args)))
+    if not loads:
+        return await lane.exchange(commands)
+    commands[0:0] = [_command(b"SCRIPT", b"LOAD", script.source) for script in loads.values()]
     replies = await lane.exchange(commands)
     for sha, reply in zip(loads, replies, strict=False):
         if not isinstance(reply, Exception):
-            lane.loaded.add(sha)
-    if any(isinstance(reply, NoScriptError) for reply in replies):
-        # Only after SCRIPT FLUSH on a live connection: load everything again next time.
-        lane.loaded.clear()
+            loaded.add(sha)
     return replies[len(loads) :]
