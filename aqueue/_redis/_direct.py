@@ -26,6 +26,9 @@ from redis.exceptions import InvalidResponse, NoScriptError
 from ._errors import REDIS_ERRORS
 from ._scripts import Script
 
+_NO_REPLY_YET = object()
+"""What the reader's gets() returns while a reply is incomplete (False is a reply in RESP3)."""
+
 ScriptCall = tuple[Script, list[bytes], list[Any]]
 """One script call: the script, its KEYS and its ARGV."""
 
@@ -40,22 +43,29 @@ class _Lane(asyncio.Protocol):
         self._writer = writer
         self._transport = transport = cast("asyncio.Transport", writer.transport)
         self._reader = hiredis.Reader(
-            protocolError=InvalidResponse, replyError=BaseParser.parse_error
+            protocolError=InvalidResponse,
+            replyError=BaseParser.parse_error,
+            notEnoughData=_NO_REPLY_YET,
         )
         self._replies: list[Any] = []
         self._expected = 0
         self._waiter: asyncio.Future[list[Any]] | None = None
         self._lost: Exception | None = None
+        self.sent = False
+        """Whether the last exchange wrote its commands: a failure after that may come after
+        the server ran them, so they must not be sent again elsewhere."""
         transport.set_protocol(self)
 
     async def exchange(self, commands: list[bytes]) -> list[Any]:
         """Send ``commands``; their replies (error replies as exceptions), in order."""
+        self.sent = False
         if self._lost is not None:
             raise self._lost
         if not commands:
             return []
         self._replies, self._expected = [], len(commands)
         self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self.sent = True
         self._transport.writelines(commands)
         replies: list[Any] = await waiter
         return replies
@@ -67,8 +77,10 @@ class _Lane(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         try:
-            while (reply := reader.gets()) is not False:
-                self._replies.append(reply)
+            while (reply := reader.gets()) is not _NO_REPLY_YET:
+                # A RESP3 push (e.g. a managed server's maintenance notice) answers nothing.
+                if not isinstance(reply, hiredis.PushNotification):
+                    self._replies.append(reply)
         except InvalidResponse as exc:
             self._fail(RedisConnectionError(f"unreadable reply from the server: {exc}"))
             self._transport.close()
@@ -152,10 +164,11 @@ class DirectCalls:
             return lane, await send(lane)
         except REDIS_ERRORS:
             lane.close()
-            if not reused:
+            if not reused or lane.sent:
                 raise
-            # An idle connection may have died with a server restart: one more try on a
-            # fresh one, as redis-py's own retry would do.
+            # The idle connection had died (a server restart) before anything was written
+            # on it: one more try on a fresh one. After a write the server may have run the
+            # commands (an enqueue would be written twice), so the error is the caller's.
             lane = await self._open()
             try:
                 return lane, await send(lane)

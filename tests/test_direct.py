@@ -1,0 +1,35 @@
+"""The hot-path connections (enqueue, starts, acks, record reads): each call gets its own
+replies, whatever else the server sends on the connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue.testing import RedisServer
+
+
+async def test_a_resp3_false_reply_does_not_hold_up_the_replies_behind_it(
+    server: RedisServer, namespace: str
+) -> None:
+    async with aqueue.App(f"{server.url}?protocol=3", namespace=namespace) as app:
+        script = "redis.setresp(3); return false"
+        replies = await asyncio.wait_for(
+            app._direct.commands([(b"EVAL", script, 0), (b"PING",)]), 5
+        )
+    assert replies == [False, b"PONG"]
+
+
+async def test_a_resp3_push_amid_the_replies_is_no_reply(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    """Client tracking makes the server push an invalidation when a key it read changes,
+    here in the middle of the replies to the call that changes it."""
+    key = f"{namespace}:tracked"
+    await redis.set(key, "before")
+    async with aqueue.App(f"{server.url}?protocol=3", namespace=namespace) as app:
+        tracked = [(b"CLIENT", b"TRACKING", b"ON"), (b"GET", key), (b"SET", key, b"after")]
+        assert await app._direct.commands(tracked) == [b"OK", b"before", b"OK"]
+        assert await app._direct.command(b"PING") == b"PONG"
