@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 import aqueue
 import aqueue._worker._worker
@@ -154,6 +156,30 @@ async def test_a_dependency_keeps_its_lease_while_its_waiting_jobs_are_told(
     assert tells == [dependency.id]
     assert first.claimed == second.claimed == 0
     assert first.refused_acks == second.refused_acks == 0
+
+
+async def test_telling_that_keeps_failing_lets_the_entry_go_and_the_redelivery_tells(
+    server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lasting Redis error on telling (only this worker's, the lease thread still renews)
+    must not keep the entry renewed forever: after a lease it is let go and delivered again."""
+    tells: list[float] = []
+
+    async def failing_for_a_while(app: aqueue.App, job_id: str) -> None:
+        tells.append(time.monotonic())
+        if tells[-1] - tells[0] < 1.5:
+            raise RedisConnectionError("this worker's connections are refused")
+        await job_ended(app, job_id)
+
+    monkeypatch.setattr(aqueue._worker._worker, "job_ended", failing_for_a_while)
+    async with aqueue.App(server.url, namespace=namespace, lease=0.5) as app:
+        gate, gated, note, _ = gate_tasks(app)
+        async with aqueue.Worker(app) as worker:
+            dependency = await gated.enqueue(1)
+            job = await note.options(after=[dependency]).enqueue("second")
+            gate.set()
+            assert await job.result(timeout=10) == "second"
+    assert worker.claimed >= 1  # let go after a lease of failures, then delivered again
 
 
 async def test_a_dependency_whose_worker_failed_to_tell_is_told_on_redelivery(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from .._redis._backoff import Backoff
@@ -29,12 +30,14 @@ class Acker:
         consumer: str,
         stop_renewing: Callable[[list[Outcome]], None],
         tell: Callable[[str], Awaitable[None]],
+        lease: float,
     ) -> None:
         """``stop_renewing`` gets the outcomes whose entries are no longer this worker's to
         keep (acked, handed back, or left for a redelivery); ``tell`` tells the jobs waiting
-        for a job id that it ended."""
+        for a job id that it ended. Telling that keeps failing for a ``lease`` gives up."""
         self._calls = calls
         self._tell = tell
+        self._lease = lease
         self._telling: set[asyncio.Task[None]] = set()
         self._stop_renewing = stop_renewing
         self._consumer = consumer.encode()
@@ -173,19 +176,25 @@ class Acker:
         # tell them again (see aqueue/_depend.py).
         job_id = outcome.delivery.job_id or ""
         backoff = Backoff(logger, "tell waiting jobs")
+        started = time.monotonic()
         while True:
             try:
                 await self._tell(job_id)
             except REDIS_ERRORS as exc:
-                await backoff.failed(exc)
-                continue
+                if time.monotonic() - started < self._lease:
+                    await backoff.failed(exc)
+                    continue
+                # Still failing after a lease (e.g. only this worker's new connections are
+                # refused): renewing the entry on would keep it from everyone else.
+                logger.warning("cannot tell the jobs waiting for job %s: %s", job_id, exc)
             except Exception:
-                # Left pending and let go: its lease lapses, and the redelivery tells again.
                 logger.exception("cannot tell the jobs waiting for job %s", job_id)
-                self._stop_renewing([outcome])
+            else:
+                self.submit(Outcome(outcome.delivery, Action.FINISH, told=True))
                 return
-            break
-        self.submit(Outcome(outcome.delivery, Action.FINISH, told=True))
+            # Left pending and let go: its lease lapses, and the redelivery tells again.
+            self._stop_renewing([outcome])
+            return
 
     def _told(self, telling: asyncio.Task[None]) -> None:
         self._telling.discard(telling)

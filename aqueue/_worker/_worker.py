@@ -222,7 +222,11 @@ class Worker:
                 in_flight.pop((outcome.delivery.stream, outcome.delivery.entry_id), None)
 
         acker = self._acker = Acker(
-            app._direct, self.name, stop_renewing, tell=functools.partial(job_ended, app)
+            app._direct,
+            self.name,
+            stop_renewing,
+            tell=functools.partial(job_ended, app),
+            lease=app.lease,
         )
         runner = Runner(app, self.name, self.threads, self._resources)
         slots = Slots(self.concurrency)
