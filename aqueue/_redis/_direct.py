@@ -87,7 +87,9 @@ class _Lane(asyncio.Protocol):
             return
         waiter = self._waiter
         if len(self._replies) >= self._expected and waiter is not None and not waiter.done():
+            # Handed over whole: nothing arriving later can change the caller's list.
             waiter.set_result(self._replies)
+            self._replies = []
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"connection to the server lost: {exc or 'closed'}"))
