@@ -53,10 +53,6 @@ SOCKET_TIMEOUTS: dict[str, Any] = {
     },
 }
 
-# How long the record of an unfinished job is kept: far longer than any sane backlog, yet
-# bounded, so an abandoned queue cannot hold records forever.
-PENDING_RECORD_TTL = 7 * 24 * 3600
-
 # Jobs per call of the enqueue script: its fixed cost is paid once per call, and a call stays
 # short (a few ms) so that it never holds up the server for long.
 ENQUEUE_CHUNK = 500
@@ -453,7 +449,7 @@ class App:
             args: list[Any] = [limit]
             for outgoing in chunk:
                 call_keys += outgoing.script_keys(keys)
-                args += outgoing.script_args(PENDING_RECORD_TTL)
+                args += outgoing.script_args()
             calls.append((ENQUEUE, call_keys, args))
         with translate_errors(self.url):
             replies = await self._direct.run(calls)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 from redis.asyncio.client import Pipeline
 
-from ._message import Outgoing
+from ._message import UNFINISHED_RECORD_TTL, Outgoing, record_ttl
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from ._redis._scripts import DEPEND, RESOLVE, UNBLOCK, WAIT, execute
@@ -50,8 +50,6 @@ if TYPE_CHECKING:
     from ._app import App
 
 _FINAL = frozenset({b"succeeded", b"failed", b"cancelled"})
-RECORD_TTL = 7 * 24 * 3600
-"""Seconds a waiting job's record and wait state are kept (as long as a pending job's)."""
 
 ERROR_MARK = "__aqueue_error__"
 """Key of the mapping that stands for a failed member in a list of results
@@ -88,7 +86,7 @@ class Waiting:
         keys = keys_of(namespace, queue_of(self.job_id))
         job = self.job_id
         status = "scheduled" if self.kind == "job" else "running"
-        ttl = max(RECORD_TTL, self.result_ttl)
+        ttl = record_ttl(self.result_ttl)
         fields = {
             "j": job,
             "t": self.task,
@@ -200,8 +198,8 @@ class Plan:
             keys = keys_of(self.app.namespace, queue_of(dep))
             DEPEND.queue(
                 pipe,
-                [keys.job(dep), keys.dependents(dep)],
-                [job_id, RECORD_TTL, "1" if dep in fresh else ""],
+                [keys.job(dep), keys.dependents(dep), keys.queued(dep)],
+                [job_id, UNFINISHED_RECORD_TTL, "1" if dep in fresh else ""],
             )
 
 

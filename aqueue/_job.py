@@ -112,13 +112,15 @@ class Job(Generic[R]):
         queue: The queue the job was enqueued to.
     """
 
-    __slots__ = ("_app", "_keeps_result", "_key", "id", "queue")
+    __slots__ = ("_app", "_keeps_result", "_key", "_keys", "_queued", "id", "queue")
 
     def __init__(self, app: App, job_id: str, *, keeps_result: bool = True) -> None:
         self._app = app
         self.id = job_id
         self.queue = queue_of(job_id)
-        self._key = keys_of(app.namespace, self.queue).job(job_id)
+        self._keys = keys_of(app.namespace, self.queue)
+        self._key = self._keys.job(job_id)
+        self._queued = (self._keys.queued(job_id), job_id.partition(":")[2].encode())
         self._keeps_result = keeps_result
 
     def __repr__(self) -> str:
@@ -133,16 +135,14 @@ class Job(Generic[R]):
     async def status(self) -> JobStatus:
         """The job's current status (``unknown`` when there is no record of it)."""
         with translate_errors(self._app.url):
-            raw = cast(
-                "bytes | None", await self._app._direct.command(b"HGET", self._key, b"status")
-            )
+            [raw] = await self._read(b"status")
         return JobStatus.UNKNOWN if raw is None else JobStatus(raw.decode())
 
     async def info(self) -> JobInfo:
         """Everything the job's record says: status, attempts, timestamps, worker, progress,
         and the result once it succeeded (one read: no waiting machinery for a poll)."""
         with translate_errors(self._app.url):
-            values = cast("list[bytes | None]", await self._app.redis.hmget(self._key, _FIELDS))
+            values = await self._read(*_FIELDS)
         raw = dict(zip(_FIELDS, values, strict=True))
         info = _info_from(self.id, raw)
         if info.status is JobStatus.SUCCEEDED and raw[b"result"] is not None:
@@ -177,12 +177,7 @@ class Job(Generic[R]):
                 while True:
                     # Cleared before reading: a wake-up that lands during the read must stay.
                     woken.clear()
-                    status, result, error = cast(
-                        "list[bytes | None]",
-                        await self._app._direct.command(
-                            b"HMGET", self._key, b"status", b"result", b"error"
-                        ),
-                    )
+                    status, result, error = await self._read(b"status", b"result", b"error")
                     if status is None or status in _FINAL_RAW:
                         return self._outcome(status, result, error)
                     # Only this wait is bounded by the timeout, never a Redis command in
@@ -244,6 +239,39 @@ class Job(Generic[R]):
                     if info.status.is_final:
                         return
                     await woken.wait()
+
+    async def _read(self, *fields: bytes) -> list[bytes | None]:
+        """``fields`` (``status`` first) of the job's record. A queued job that has no record
+        yet reads as ``status: queued`` with its task and enqueue time (see Keys.queued)."""
+        # The "queued" field first: the start script moves it into the record in one step,
+        # so a job between the two reads is found in the second, never in neither.
+        queued, values = cast(
+            "tuple[bytes | None, list[bytes | None]]",
+            await self._app._direct.commands(
+                [(b"HGET", *self._queued), (b"HMGET", self._key, *fields)]
+            ),
+        )
+        if queued is None or values[0] is not None:
+            return values
+        entry, _, level = queued.partition(b" ")
+        known: dict[bytes, bytes | None] = {
+            b"status": b"queued",
+            b"enqueued_at": entry.partition(b"-")[0],
+        }
+        if b"task" in fields:
+            # Only the stream entry names the task: one more round trip, for info() alone.
+            stream = self._keys.stream_at(int(level)) if level else self._keys.stream
+            found, values = cast(
+                "tuple[list[tuple[bytes, list[bytes]]], list[bytes | None]]",
+                await self._app._direct.commands(
+                    [(b"XRANGE", stream, entry, entry), (b"HMGET", self._key, *fields)]
+                ),
+            )
+            if values[0] is not None:
+                return values  # it started meanwhile
+            pairs = found[0][1] if found else []
+            known[b"task"] = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(b"t")
+        return [known.get(field) for field in fields]
 
     @asynccontextmanager
     async def _watch(self, *, only: frozenset[bytes] | None = None) -> AsyncIterator[asyncio.Event]:

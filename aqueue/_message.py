@@ -10,6 +10,15 @@ import orjson
 from ._redis._keys import DEFAULT_PRIORITY, Keys
 from .exceptions import PayloadTooLarge
 
+UNFINISHED_RECORD_TTL = 7 * 24 * 3600
+"""Seconds the record of an unfinished job is kept: far longer than any sane backlog, yet
+bounded, so an abandoned queue cannot hold records forever."""
+
+
+def record_ttl(result_ttl: int) -> int:
+    """Seconds to keep the record of an unfinished job that keeps its result ``result_ttl``."""
+    return max(UNFINISHED_RECORD_TTL, result_ttl)
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -49,11 +58,12 @@ class Outgoing:
         """The priority level as the entry's ``l`` field ("" for the default level)."""
         return "" if self.priority == DEFAULT_PRIORITY else str(self.priority)
 
-    def script_keys(self, keys: Keys) -> tuple[bytes, bytes]:
-        """This job's KEYS of the enqueue script: its record and its uniqueness key."""
-        return keys.job(self.job_id), keys.unique(self.unique_key or "")
+    def script_keys(self, keys: Keys) -> tuple[bytes, bytes, bytes]:
+        """This job's KEYS of the enqueue script: its record, its "queued" hash and its
+        uniqueness key."""
+        return keys.job(self.job_id), keys.queued(self.job_id), keys.unique(self.unique_key or "")
 
-    def script_args(self, record_ttl: int) -> tuple[Any, ...]:
+    def script_args(self) -> tuple[Any, ...]:
         """This job's 12 ARGV values of the enqueue script."""
         return (
             self.job_id,
@@ -61,7 +71,7 @@ class Outgoing:
             self.payload,
             self.result_ttl,
             self.options,
-            max(record_ttl, self.result_ttl) if self.result_ttl > 0 else 0,
+            record_ttl(self.result_ttl) if self.result_ttl > 0 else 0,
             self.delay_ms,
             self.due_at_ms,
             "" if self.unique_key is None else self.key_ttl,

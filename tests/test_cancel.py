@@ -14,7 +14,7 @@ import aqueue
 import aqueue._depend
 from aqueue._redis._keys import Keys
 from aqueue._redis._scripts import PROMOTE
-from tests.helpers import eventually
+from tests.helpers import eventually, has_status
 
 
 async def test_a_cancelled_queued_job_never_runs(app: aqueue.App) -> None:
@@ -167,6 +167,23 @@ async def test_a_job_not_started_before_it_expires_ends_cancelled(app: aqueue.Ap
     info = await job.info()
     assert info.error is not None
     assert info.error.type == "aqueue.Expired"
+
+
+async def test_ended_jobs_leave_nothing_in_the_queued_hashes(app: aqueue.App, redis: Redis) -> None:
+    @app.task
+    async def stale() -> None: ...
+
+    expired = await stale.options(expires=0.05).enqueue()
+    cancelled = await stale.enqueue()
+    await cancelled.cancel()
+    ran = await stale.enqueue()
+    await asyncio.sleep(0.1)
+    async with aqueue.Worker(app):
+        await ran.result(timeout=5)
+        await eventually(lambda: has_status(expired, aqueue.JobStatus.CANCELLED))
+    assert [key async for key in redis.scan_iter(match=f"{app.namespace}:*:queued:*")] == []
+    assert (await expired.info()).task == stale.name
+    assert (await cancelled.info()).task == stale.name
 
 
 async def test_a_job_started_in_time_runs_despite_an_expiry(app: aqueue.App) -> None:

@@ -69,6 +69,16 @@ async def test_a_job_whose_dependency_fails_fails_without_running(app: aqueue.Ap
     assert ran == []
 
 
+async def test_a_job_can_wait_for_a_job_still_queued(app: aqueue.App) -> None:
+    _, _, note, ran = gate_tasks(app)
+    dependency = await note.enqueue("first")
+    job = await note.options(after=[dependency]).enqueue("second")
+    assert await dependency.status() is aqueue.JobStatus.QUEUED
+    async with aqueue.Worker(app):
+        assert await job.result(timeout=5) == "second"
+    assert ran == ["first", "second"]
+
+
 async def test_a_dependency_that_already_succeeded_lets_the_job_run(app: aqueue.App) -> None:
     _, _, note, _ = gate_tasks(app)
     async with aqueue.Worker(app):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -9,10 +10,31 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
-from tests.helpers import keys_of
+from tests.helpers import eventually, has_status, keys_of
 
 
-async def test_enqueue_writes_one_stream_entry_and_a_queued_record_with_a_ttl(
+async def test_enqueue_writes_one_stream_entry_and_the_job_reads_queued(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    before = dt.datetime.now(dt.UTC)
+    job = await add.enqueue(2, y=3)
+
+    keys = Keys(app.namespace, "default")
+    [(_, fields)] = await redis.xrange(keys.stream)
+    assert fields[b"j"] == job.id.encode()
+    assert fields[b"t"] == add.name.encode()
+    assert fields[b"p"] == b'[[2],{"y":3}]'
+    info = await job.info()
+    assert (info.status, info.task, info.attempts) == (aqueue.JobStatus.QUEUED, add.name, 0)
+    assert info.enqueued_at is not None
+    assert before - dt.timedelta(seconds=1) <= info.enqueued_at <= dt.datetime.now(dt.UTC)
+
+
+async def test_a_queued_job_takes_a_field_of_a_shared_hash_not_a_key_of_its_own(
     app: aqueue.App, redis: Redis
 ) -> None:
     @app.task
@@ -22,12 +44,46 @@ async def test_enqueue_writes_one_stream_entry_and_a_queued_record_with_a_ttl(
     job = await add.enqueue(2, y=3)
 
     keys = Keys(app.namespace, "default")
-    [(_, fields)] = await redis.xrange(keys.stream)
-    assert fields[b"j"] == job.id.encode()
-    assert fields[b"t"] == add.name.encode()
-    assert fields[b"p"] == b'[[2],{"y":3}]'
-    assert await job.status() is aqueue.JobStatus.QUEUED
-    assert await redis.ttl(keys.job(job.id)) > 3600
+    assert await keys_of(redis, app.namespace) == {keys.stream, keys.queued(job.id)}
+    [(entry_id, _)] = await redis.xrange(keys.stream)
+    assert await redis.hget(keys.queued(job.id), job.id.partition(":")[2]) == entry_id
+
+
+async def test_a_backlog_keeps_its_queued_hashes_in_the_compact_encoding(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def noop() -> None: ...
+
+    await noop.enqueue_many([() for _ in range(3000)])
+
+    hashes = {key for key in await keys_of(redis, app.namespace) if b":queued:" in key}
+    assert 0 < len(hashes) <= 4096
+    assert {await redis.object("encoding", key) for key in hashes} == {b"listpack"}
+    assert sum([await redis.hlen(key) for key in hashes]) == 3000
+
+
+async def test_a_job_gets_its_record_with_a_ttl_when_it_starts(
+    app: aqueue.App, redis: Redis
+) -> None:
+    gate = asyncio.Event()
+
+    @app.task
+    async def wait() -> None:
+        await gate.wait()
+
+    job = await wait.enqueue()
+    keys = Keys(app.namespace, "default")
+    async with aqueue.Worker(app):
+        await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING))
+        assert await redis.ttl(keys.job(job.id)) > 3600
+        assert await redis.exists(keys.queued(job.id)) == 0
+        info = await job.info()
+        assert (info.task, info.attempts) == (wait.name, 1)
+        assert info.enqueued_at is not None
+        assert info.started_at is not None
+        gate.set()
+        await job.result(timeout=5)
 
 
 async def test_arguments_that_do_not_bind_are_refused_and_nothing_is_written(

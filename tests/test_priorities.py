@@ -48,6 +48,20 @@ async def test_a_backlog_runs_highest_priority_first_with_concurrency_one(
     assert done == ["urgent-1", "urgent-2", "urgent-3", "high", "normal-1", "normal-2", "low"]
 
 
+async def test_a_queued_job_at_a_priority_level_reads_queued_with_its_task(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def urgent() -> None: ...
+
+    job = await urgent.options(priority=9).enqueue()
+
+    info = await job.info()
+    assert (info.status, info.task) == (aqueue.JobStatus.QUEUED, urgent.name)
+    assert await job.cancel() is True
+    assert (await job.info()).task == urgent.name
+
+
 async def test_a_retried_job_comes_back_at_its_own_priority(app: aqueue.App) -> None:
     done: list[str] = []
 

@@ -95,6 +95,20 @@ async def test_a_job_nobody_enqueued_is_unknown(app: aqueue.App) -> None:
         await job.result(timeout=1)
 
 
+async def test_a_job_is_never_seen_without_a_status_while_it_starts(app: aqueue.App) -> None:
+    # Its status moves from the queue's shared hash into its own record as it starts.
+    @app.task
+    async def noop() -> None: ...
+
+    jobs = await noop.enqueue_many([() for _ in range(300)])
+    seen: set[aqueue.JobStatus] = set()
+    async with aqueue.Worker(app, concurrency=50):
+        while not seen or any(not s.is_final for s in seen):
+            seen = set(await asyncio.gather(*(job.status() for job in jobs)))
+            assert aqueue.JobStatus.UNKNOWN not in seen
+    assert seen == {aqueue.JobStatus.SUCCEEDED}
+
+
 def test_an_id_not_made_by_aqueue_is_refused(app: aqueue.App) -> None:
     with pytest.raises(aqueue.JobNotFound, match="not an aqueue job id"):
         app.job("42")

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
-from tests.helpers import eventually
+from tests.helpers import eventually, has_status
 
 
 async def test_a_failing_task_is_retried_until_it_succeeds(app: aqueue.App) -> None:
@@ -60,7 +60,7 @@ async def test_a_retry_waits_scheduled_in_the_delayed_set(app: aqueue.App, redis
 
     async with aqueue.Worker(app):
         job = await later.enqueue()
-        await eventually(lambda: _status_is(job, aqueue.JobStatus.SCHEDULED))
+        await eventually(lambda: has_status(job, aqueue.JobStatus.SCHEDULED))
         stats = await app.queue().stats()
     assert (stats.scheduled, stats.queued, stats.running) == (1, 0, 0)
     assert await redis.zcard(Keys(app.namespace, "default").delayed) == 1
@@ -120,10 +120,6 @@ def test_full_jitter_stays_within_zero_and_the_ceiling() -> None:
     delays = [policy.delay(4) for _ in range(200)]
     assert all(0 <= delay <= 8 for delay in delays)
     assert len(set(delays)) > 100
-
-
-async def _status_is(job: aqueue.Job[object], status: aqueue.JobStatus) -> bool:
-    return await job.status() is status
 
 
 async def test_a_fire_and_forget_job_is_retried_only_its_retries(app: aqueue.App) -> None:

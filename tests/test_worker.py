@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
-from tests.helpers import eventually
+from tests.helpers import eventually, has_status
 
 
 async def test_an_entry_stays_pending_while_its_task_runs_and_is_gone_after(
@@ -27,7 +27,7 @@ async def test_an_entry_stays_pending_while_its_task_runs_and_is_gone_after(
     stream = Keys(app.namespace, "default").stream
     async with aqueue.Worker(app):
         job = await held.enqueue()
-        await eventually(lambda: _status_is(job, aqueue.JobStatus.RUNNING))
+        await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING))
         assert (await redis.xpending(stream, GROUP))["pending"] == 1
         assert await redis.xlen(stream) == 1
         release.set()
@@ -259,7 +259,7 @@ async def test_a_handed_back_job_is_finished_by_the_next_worker(app: aqueue.App)
     started = asyncio.Event()
     async with aqueue.Worker(app, grace_period=0):
         job = await sometimes_slow.enqueue()
-        await eventually(lambda: _status_is(job, aqueue.JobStatus.RUNNING))
+        await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING))
         started.set()
     async with aqueue.Worker(app):
         assert await job.result(timeout=5) == 2
@@ -292,10 +292,6 @@ async def test_a_worker_against_an_unreachable_server_fails_clearly() -> None:
     with pytest.raises(aqueue.ConnectionFailed, match="cannot reach Redis"):
         async with app, aqueue.Worker(app):
             pass
-
-
-async def _status_is(job: aqueue.Job[object], status: aqueue.JobStatus) -> bool:
-    return await job.status() is status
 
 
 async def _length_is(redis: Redis, stream: bytes, length: int) -> bool:

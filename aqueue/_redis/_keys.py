@@ -118,6 +118,17 @@ class Keys:
         """The hash holding a job's status, timestamps, progress and outcome."""
         return f"{self.prefix}:job:{job_id.partition(':')[2]}".encode()
 
+    def queued(self, job_id: str) -> bytes:
+        """The small hash holding the status of a queued job that has no record yet.
+
+        Field: the id's hex part; value: the job's stream entry id, then ``" <level>"`` when
+        it waits in a priority level's stream. The queue's jobs spread over 4,096 such hashes
+        by the id's first three hex digits, so each stays small enough for Redis's compact
+        (listpack) encoding up to about half a million queued jobs: about 55 bytes per job,
+        where a record key with a TTL costs about 230.
+        """
+        return f"{self.prefix}:queued:{job_id.partition(':')[2][:3]}".encode()
+
     def wait(self, job_id: str) -> bytes:
         """Hash of a job that waits for others: how to enqueue or finish it once they ended."""
         return f"{self.prefix}:wait:{job_id.partition(':')[2]}".encode()

@@ -20,9 +20,12 @@ class Script:
     SCRIPT EXISTS before every pipeline, an extra round trip on the hot path.)
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, uses: tuple[str, ...] = ()) -> None:
         self.name = name
-        self.source = resources.files(__package__).joinpath("lua", f"{name}.lua").read_bytes()
+        lua = resources.files(__package__).joinpath("lua")
+        # Shared pieces (``lua/_<piece>.lua``) go first: Lua scripts cannot import.
+        parts = [lua.joinpath(f"_{piece}.lua").read_bytes() for piece in uses]
+        self.source = b"".join([*parts, lua.joinpath(f"{name}.lua").read_bytes()])
         self.sha = hashlib.sha1(self.source).hexdigest()
 
     async def __call__(self, client: Redis, keys: list[bytes], args: list[Any]) -> Any:
@@ -66,7 +69,7 @@ async def execute(client: Redis, pipe: Pipeline, scripts: list[Script]) -> list[
 
 
 ENQUEUE = Script("enqueue")
-START = Script("start")
+START = Script("start", uses=("queued",))
 FINISH = Script("finish")
 REQUEUE = Script("requeue")
 HEARTBEAT = Script("heartbeat")
@@ -74,11 +77,11 @@ PROMOTE = Script("promote")
 RENEW = Script("renew")
 REPLAY = Script("replay")
 PRUNE = Script("prune")
-CANCEL = Script("cancel")
+CANCEL = Script("cancel", uses=("queued",))
 PROGRESS = Script("progress")
 STATS = Script("stats")
 WAIT = Script("wait")
-DEPEND = Script("depend")
+DEPEND = Script("depend", uses=("queued",))
 RESOLVE = Script("resolve")
 FETCH = Script("fetch")
 RELEASE = Script("release")

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .._app import App
 from .._limits import Limits
+from .._message import record_ttl
 from .._redis._backoff import Backoff
 from .._redis._direct import ScriptCall
 from .._redis._errors import REDIS_ERRORS
@@ -301,7 +302,7 @@ class Fetcher:
         backoff = Backoff(logger, "start jobs")
         calls: list[ScriptCall] = []
         for delivery in deliveries:
-            keys = [delivery.record, delivery.stream]
+            keys = [delivery.record, delivery.stream, delivery.queued]
             args = [
                 self._consumer,
                 delivery.entry_id,
@@ -310,6 +311,8 @@ class Fetcher:
                 1 if delivery.result_ttl > 0 else 0,
                 delivery.prior_attempts,
                 delivery.expires_ms,
+                record_ttl(delivery.result_ttl),
+                delivery.task_name or "",
             ]
             if delivery.limits is not None:
                 more_keys, more_args = delivery.limits.start_call(

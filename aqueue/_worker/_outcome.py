@@ -70,6 +70,11 @@ class Delivery:
         """The job's record key (a key that never exists when the entry has no job id)."""
         return self.keys.job(self.job_id or ":")
 
+    @property
+    def queued(self) -> bytes:
+        """The "queued" hash that holds the job's status until its record is made."""
+        return self.keys.queued(self.job_id or ":")
+
 
 class Action(enum.Enum):
     FINISH = "finish"

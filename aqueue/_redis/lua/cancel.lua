@@ -3,10 +3,15 @@
 -- to overwrite it with a late outcome.
 -- A running job is also announced in the queue's cancelled set: the workers of the queue read
 -- it in their frequent promote calls and cancel the run (no extra connection or round trip).
--- KEYS: job record, cancelled set (job ids scored by cancel time in ms)
+-- KEYS: job record, cancelled set (job ids scored by cancel time in ms), the job's "queued" hash
 -- ARGV: job id, error value (JSON: type and message), seconds to keep the record
 -- Returns {status before the call ("" when there is no record), 1 if cancelled now else 0}.
 local status = redis.call('HGET', KEYS[1], 'status')
+local queued = not status and queued_state(KEYS[1], KEYS[3])
+if queued then
+  record_queued(KEYS[1], KEYS[3], queued, ARGV[3])
+  status = 'queued'
+end
 if not status then
   return {'', 0}
 end

@@ -2,7 +2,7 @@
 -- register are one step with the status change in finish.lua (same record, same slot): either
 -- this sees the end (the caller resolves the waiting job itself) or the finishing worker sees
 -- the "dependents" field and resolves it before it acks.
--- KEYS: dependency's job record, dependency's dependents set
+-- KEYS: dependency's job record, dependency's dependents set, dependency's "queued" hash
 -- ARGV: waiting job id, seconds to keep the set (and a fresh record),
 --       "1" when the dependency is about to be enqueued (its record does not exist yet)
 -- Returns the dependency's final status, "unknown" when it has no record, or "" when registered.
@@ -16,6 +16,12 @@ if ARGV[3] == '1' then
   return ''
 end
 local status = redis.call('HGET', KEYS[1], 'status')
+local queued = not status and queued_state(KEYS[1], KEYS[3])
+if queued then
+  -- It needs its record now: the "dependents" mark lives there.
+  record_queued(KEYS[1], KEYS[3], queued, ARGV[2])
+  status = 'queued'
+end
 if not status then
   return 'unknown'
 end

@@ -1,12 +1,14 @@
 -- Add jobs to one queue: each job's entry (in its level's stream, or in the delayed set when it
--- is due later) and its record together, so no reader ever sees a job without a record (status
--- would say "unknown") or a record without a job (it would wait forever).
+-- is due later) and its status together, so no reader ever sees a job without a status (it
+-- would say "unknown") or a status without a job (it would wait forever).
+-- A job that runs at once and holds no key keeps its status in a field of a small "queued" hash
+-- (see _queued.lua); the others get their record key at once.
 -- With a uniqueness key, a job is added only if no job holds the key; the holder is returned
 -- instead. Check and claim are one step, so racing producers add one job.
 -- One call adds many jobs (enqueue_many): the script's fixed cost is paid once per call, not
 -- once per job, and the queue's length is counted once.
 -- KEYS: the queue's own stream (of the default level), delayed set, priority levels set,
---       then per job: its record, its uniqueness key
+--       then per job: its record, its "queued" hash, its uniqueness key
 -- ARGV: most jobs the queue may hold (0: no limit), then per job, 12 values:
 --       job id, task name, payload, result ttl, options ("" for none),
 --       record ttl in seconds while unfinished (0: fire and forget, no record),
@@ -31,7 +33,7 @@ end
 local replies = {}
 for i = 0, (#ARGV - 1) / 12 - 1 do
   local a = 1 + i * 12
-  local record, unique = KEYS[4 + i * 2], KEYS[5 + i * 2]
+  local record, queued, unique = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
   local id, task, key_ttl, level = ARGV[a + 1], ARGV[a + 2], ARGV[a + 9], ARGV[a + 12]
   local holder = key_ttl ~= '' and redis.call('GET', unique)
   if holder then
@@ -78,15 +80,22 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
     elseif tonumber(ARGV[a + 8]) > now then
       due = tonumber(ARGV[a + 8])
     end
+    local entry
     if due > 0 then
       redis.call('ZADD', KEYS[2], due, cmsgpack.pack(fields))
     else
-      redis.call('XADD', stream, '*', unpack(fields))
+      entry = redis.call('XADD', stream, '*', unpack(fields))
     end
     local ttl = tonumber(ARGV[a + 6])
-    if ttl > 0 then
-      -- No attempts field until the first start counts one (absent reads as 0): a queued
-      -- job's record is the bulk of the memory a backlog takes.
+    if ttl > 0 and entry and key_ttl == '' and redis.call('EXISTS', record) == 0 then
+      -- The bulk of the memory a backlog takes: a field, not a key (a job marked as a
+      -- dependency before it was written already has its record, and keeps it).
+      if level ~= '' then
+        entry = entry .. ' ' .. level
+      end
+      redis.call('HSET', queued, string.match(record, ':job:(.*)$'), entry)
+    elseif ttl > 0 then
+      -- No attempts field until the first start counts one (absent reads as 0).
       if due > 0 then
         -- Kept at least until a while after it is due.
         ttl = ttl + math.ceil((due - now) / 1000)
