@@ -10,7 +10,7 @@ import itertools
 import os
 import socket
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
@@ -390,25 +390,7 @@ class App:
             metadata = self._middleware.metadata(job_id, config, args, kwargs)
         payload = encode_call(self.serializer, config.name, args, kwargs)
         check_size(job_id, config.name, payload, self.max_payload_size)
-        return Outgoing(
-            job_id,
-            config.name,
-            payload,
-            config.result_ttl,
-            config.timeout,
-            delay_ms=int(config.delay * 1000),
-            due_at_ms=0 if config.at is None else int(config.at.timestamp() * 1000),
-            unique_key=config.key,
-            key_ttl=config.key_ttl,
-            expires_ms=int(config.expires * 1000) if isinstance(config.expires, float) else 0,
-            expires_at_ms=(
-                int(config.expires.timestamp() * 1000)
-                if isinstance(config.expires, datetime)
-                else 0
-            ),
-            priority=config.priority,
-            metadata=metadata,
-        )
+        return Outgoing(job_id, payload, config.spec, metadata)
 
     async def _write(
         self, queue: str, batch: list[Outgoing], *, wait: bool = False
@@ -462,7 +444,7 @@ class App:
     def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
         """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""
         if reply == 1:
-            return Job(self, outgoing.job_id, keeps_result=outgoing.result_ttl > 0)
+            return Job(self, outgoing.job_id, keeps_result=outgoing.spec.result_ttl > 0)
         if reply == 0:
             return None  # refused: the queue holds its limit
         return Job(self, bytes(reply).decode())  # options(key=...): the job holding the key

@@ -147,10 +147,10 @@ class _Call:
                 self.task.name,
                 [*deps, *self.task.config.after],
                 "job",
-                outgoing.result_ttl,
+                outgoing.spec.result_ttl,
                 outgoing.payload,
                 outgoing.options,
-                level=outgoing.level,
+                level=outgoing.spec.level,
                 inject=len(deps),
                 as_list=as_list,
                 lenient=lenient,
@@ -209,13 +209,13 @@ def waiting_job(outgoing: Outgoing, after: Sequence[str]) -> Waiting:
     """A job that is enqueued as it is once every job in ``after`` succeeded."""
     return Waiting(
         outgoing.job_id,
-        outgoing.task,
+        outgoing.spec.task,
         list(after),
         "job",
-        outgoing.result_ttl,
+        outgoing.spec.result_ttl,
         outgoing.payload,
         outgoing.options,
-        level=outgoing.level,
+        level=outgoing.spec.level,
     )
 
 

@@ -144,7 +144,7 @@ class Plan:
         for waiting in self._waiting:
             waiting.deps = [same.get(dep, dep) for dep in waiting.deps]
             waiting.members = [same.get(member, member) for member in waiting.members]
-        fresh = {o.job_id for b in self._ready.values() for o in b if o.unique_key is None}
+        fresh = {o.job_id for b in self._ready.values() for o in b if o.spec.unique_key is None}
         planned = fresh | {w.job_id for w in self._waiting}
         links = [(w.job_id, dep) for w in self._waiting for dep in dict.fromkeys(w.deps)]
         early = [(job_id, dep) for job_id, dep in links if dep in planned]
@@ -174,7 +174,7 @@ class Plan:
         return same
 
     def _check_results_kept(self) -> None:
-        keep = {o.job_id: o.result_ttl > 0 for batch in self._ready.values() for o in batch}
+        keep = {o.job_id: o.spec.result_ttl > 0 for batch in self._ready.values() for o in batch}
         keep |= {w.job_id: w.result_ttl > 0 for w in self._waiting}
         for waiting in self._waiting:
             for dep in waiting.deps:
@@ -187,7 +187,7 @@ class Plan:
     async def _write(self, *, keyed: bool) -> dict[str, str]:
         same: dict[str, str] = {}
         for queue, ready in self._ready.items():
-            batch = [o for o in ready if (o.unique_key is not None) is keyed]
+            batch = [o for o in ready if (o.spec.unique_key is not None) is keyed]
             if batch:
                 jobs = await self.app._write(queue, batch, wait=queue in self._wait_for_room)
                 same.update((o.job_id, job.id) for o, job in zip(batch, jobs, strict=True))

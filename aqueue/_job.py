@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import orjson
 
 from ._redis._errors import translate_errors
-from ._redis._keys import keys_of, queue_of
+from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import (
     ConnectionFailed,
     JobCancelled,
@@ -112,16 +112,23 @@ class Job(Generic[R]):
         queue: The queue the job was enqueued to.
     """
 
-    __slots__ = ("_app", "_keeps_result", "_key", "_keys", "_queued", "id", "queue")
+    __slots__ = ("_app", "_keeps_result", "id", "queue")
 
     def __init__(self, app: App, job_id: str, *, keeps_result: bool = True) -> None:
+        # Made for every enqueued job: key names are worked out only when a read needs them.
         self._app = app
         self.id = job_id
         self.queue = queue_of(job_id)
-        self._keys = keys_of(app.namespace, self.queue)
-        self._key = self._keys.job(job_id)
-        self._queued = (self._keys.queued(job_id), job_id.partition(":")[2].encode())
         self._keeps_result = keeps_result
+
+    @property
+    def _keys(self) -> Keys:
+        return keys_of(self._app.namespace, self.queue)
+
+    @property
+    def _key(self) -> bytes:
+        """The job's record."""
+        return self._keys.job(self.id)
 
     def __repr__(self) -> str:
         return f"<Job {self.id}>"
@@ -248,7 +255,10 @@ class Job(Generic[R]):
         queued, values = cast(
             "tuple[bytes | None, list[bytes | None]]",
             await self._app._direct.commands(
-                [(b"HGET", *self._queued), (b"HMGET", self._key, *fields)]
+                [
+                    (b"HGET", self._keys.queued(self.id), self.id.partition(":")[2]),
+                    (b"HMGET", self._key, *fields),
+                ]
             ),
         )
         if queued is None or values[0] is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,12 +21,14 @@ def record_ttl(result_ttl: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A job ready to be written: its id, task, encoded arguments and per-job options."""
+class JobSpec:
+    """What every job of one task configuration shares: its task and per-job options.
 
-    job_id: str
+    Made once per configuration (each :class:`aqueue.Task` holds one), so the enqueue
+    script's values that follow from the options are worked out once, not on every enqueue.
+    """
+
     task: str
-    payload: bytes
     result_ttl: int
     timeout: float | None = None
     delay_ms: int = 0
@@ -42,43 +44,68 @@ class Outgoing:
     expires_at_ms: int = 0
     """Cancelled if not started by this epoch time in ms (0: never)."""
     priority: int = DEFAULT_PRIORITY
-    metadata: dict[str, str] | None = None
-    """Set by enqueue middleware; travels in the options field, read by the worker."""
+    options: bytes = field(init=False)
+    """The entry's options field for jobs without metadata ("" when there are none)."""
+    script_tail: tuple[Any, ...] = field(init=False)
+    """The enqueue script's values for each job after its options."""
 
-    @property
-    def options(self) -> bytes:
-        """The entry's per-job options field ("" when there are none)."""
-        options: dict[str, Any] = {} if self.timeout is None else {"timeout": self.timeout}
-        if self.metadata:
-            options["meta"] = self.metadata
-        return orjson.dumps(options) if options else b""
+    def __post_init__(self) -> None:
+        # Frozen: the derived fields are set once, here.
+        object.__setattr__(self, "options", self.options_with(None))
+        object.__setattr__(
+            self,
+            "script_tail",
+            (
+                record_ttl(self.result_ttl) if self.result_ttl > 0 else 0,
+                self.delay_ms,
+                self.due_at_ms,
+                "" if self.unique_key is None else self.key_ttl,
+                self.expires_ms,
+                self.expires_at_ms,
+                self.level,
+            ),
+        )
 
     @property
     def level(self) -> str:
         """The priority level as the entry's ``l`` field ("" for the default level)."""
         return "" if self.priority == DEFAULT_PRIORITY else str(self.priority)
 
+    def options_with(self, metadata: dict[str, str] | None) -> bytes:
+        """The entry's options field for a job with this enqueue middleware ``metadata``."""
+        options: dict[str, Any] = {} if self.timeout is None else {"timeout": self.timeout}
+        if metadata:
+            options["meta"] = metadata
+        return orjson.dumps(options) if options else b""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A job ready to be written: its id, encoded arguments, and what its task configuration
+    says about it."""
+
+    job_id: str
+    payload: bytes
+    spec: JobSpec
+    metadata: dict[str, str] | None = None
+    """Set by enqueue middleware; travels in the options field, read by the worker."""
+
+    @property
+    def options(self) -> bytes:
+        """The entry's per-job options field ("" when there are none)."""
+        return self.spec.options_with(self.metadata) if self.metadata else self.spec.options
+
     def script_keys(self, keys: Keys) -> tuple[bytes, bytes, bytes]:
         """This job's KEYS of the enqueue script: its record, its "queued" hash and its
         uniqueness key."""
-        return keys.job(self.job_id), keys.queued(self.job_id), keys.unique(self.unique_key or "")
+        unique = keys.unique(self.spec.unique_key or "")
+        return keys.job(self.job_id), keys.queued(self.job_id), unique
 
     def script_args(self) -> tuple[Any, ...]:
         """This job's 12 ARGV values of the enqueue script."""
-        return (
-            self.job_id,
-            self.task,
-            self.payload,
-            self.result_ttl,
-            self.options,
-            record_ttl(self.result_ttl) if self.result_ttl > 0 else 0,
-            self.delay_ms,
-            self.due_at_ms,
-            "" if self.unique_key is None else self.key_ttl,
-            self.expires_ms,
-            self.expires_at_ms,
-            self.level,
-        )
+        spec = self.spec
+        head = (self.job_id, spec.task, self.payload, spec.result_ttl, self.options)
+        return (*head, *spec.script_tail)
 
 
 def check_size(job_id: str, task: str, payload: bytes, limit: int) -> None:

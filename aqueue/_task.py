@@ -12,7 +12,7 @@ from ._canvas import Signature, Step, signature, waiting_job
 from ._depend import Plan
 from ._job import Job
 from ._limits import RateLimit
-from ._message import Outgoing
+from ._message import JobSpec, Outgoing
 from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, check_name, queue_of
 from .backoff import Backoff, exponential
 from .exceptions import ConfigurationError, InvalidArguments
@@ -98,6 +98,24 @@ class TaskConfig:
     """Most jobs of the task let through per second, minute or hour, by all workers."""
     max_concurrency: int | None = None
     """Most jobs of the task running at once, on all workers together."""
+    spec: JobSpec = dataclasses.field(init=False, repr=False, compare=False)
+    """What each job enqueued with this configuration carries, worked out once."""
+
+    def __post_init__(self) -> None:
+        expires = self.expires
+        spec = JobSpec(
+            self.name,
+            self.result_ttl,
+            self.timeout,
+            delay_ms=int(self.delay * 1000),
+            due_at_ms=0 if self.at is None else int(self.at.timestamp() * 1000),
+            unique_key=self.key,
+            key_ttl=self.key_ttl,
+            expires_ms=int(expires * 1000) if isinstance(expires, float) else 0,
+            expires_at_ms=int(expires.timestamp() * 1000) if isinstance(expires, datetime) else 0,
+            priority=self.priority,
+        )
+        object.__setattr__(self, "spec", spec)  # frozen: set once, here
 
 
 class Task(Generic[P, R]):
