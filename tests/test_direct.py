@@ -33,3 +33,26 @@ async def test_a_resp3_push_amid_the_replies_is_no_reply(
         tracked = [(b"CLIENT", b"TRACKING", b"ON"), (b"GET", key), (b"SET", key, b"after")]
         assert await app._direct.commands(tracked) == [b"OK", b"before", b"OK"]
         assert await app._direct.command(b"PING") == b"PONG"
+
+
+async def test_calls_beyond_the_connection_limit_wait_for_a_free_connection(
+    server: RedisServer, namespace: str
+) -> None:
+    async with aqueue.App(server.url, namespace=namespace, max_connections=2) as app:
+        replies = await asyncio.gather(
+            *(app._direct.command(b"EVAL", "return ARGV[1]", 0, i) for i in range(20))
+        )
+        assert replies == [str(i).encode() for i in range(20)]
+        assert len(app._direct._idle) == 2
+
+
+async def test_a_call_cancelled_while_it_waits_for_a_connection_takes_none_away(
+    server: RedisServer, namespace: str
+) -> None:
+    async with aqueue.App(server.url, namespace=namespace, max_connections=1) as app:
+        slow = asyncio.create_task(app._direct.command(b"EVAL", "redis.call('PING')", 0))
+        waiting = asyncio.create_task(app._direct.command(b"PING"))
+        await asyncio.sleep(0)  # both have asked for the one connection
+        waiting.cancel()
+        await slow
+        assert await asyncio.wait_for(app._direct.command(b"PING"), 5) == b"PONG"

@@ -14,6 +14,7 @@ RESP version match) before its socket is taken over.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -100,6 +101,36 @@ class _Lane(asyncio.Protocol):
             self._waiter.set_exception(error)
 
 
+class _Room:
+    """At most ``limit`` exchanges at once. A semaphore whose free place costs a counter:
+    ``async with asyncio.Semaphore`` cost more than the rest of an enqueue's bookkeeping."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if not waiter.cancelled():
+                self.give()  # handed a place just as it was cancelled: pass it on
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter left its future behind
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
 class DirectCalls:
     """Runs batches of script calls, each batch in one round trip, errors in place.
 
@@ -111,11 +142,12 @@ class DirectCalls:
     def __init__(self, pool: ConnectionPool, limit: int) -> None:
         self._pool = pool
         self._idle: list[_Lane] = []
-        self._room = asyncio.Semaphore(limit)
+        self._room = _Room(limit)
 
     async def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run each call, in order; each reply, or the server's error as an exception."""
-        async with self._room:
+        await self._room.take()
+        try:
             lane, replies = await self._exchange(lambda lane: _scripts(lane, calls))
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
@@ -132,6 +164,8 @@ class DirectCalls:
                     replies[i] = reply
             self._idle.append(lane)
             return replies
+        finally:
+            self._room.give()
 
     async def call(self, script: Script, keys: list[bytes], args: list[Any]) -> Any:
         """Run one script call; its reply, or the server's error raised."""
@@ -143,9 +177,12 @@ class DirectCalls:
     async def commands(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Run plain commands in one round trip; their replies, the server's errors raised."""
         packed = [_command(*parts) for parts in commands]
-        async with self._room:
+        await self._room.take()
+        try:
             lane, replies = await self._exchange(lambda lane: lane.exchange(packed))
             self._idle.append(lane)
+        finally:
+            self._room.give()
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
