@@ -10,21 +10,21 @@ cross-slot step is idempotent and runs *before* the ack that ends the dependency
 1. ``wait.lua`` (the waiting job's slot) writes its record, a *wait hash* (how to enqueue or
    finish it), and a *pending set* of the dependencies it still waits for.
 2. ``depend.lua`` (each dependency's slot) adds the waiting job to the dependency's
-   *dependents set* and marks its record, unless the dependency already ended; then the
-   producer resolves the waiting job itself. The check and the mark are one step, as is the
-   status change in ``finish.lua``, so there is no gap in which an end goes unnoticed.
-3. When a marked job ends, ``finish.lua`` writes its outcome but does not ack the entry; the
-   worker tells each dependent (:func:`job_ended`), then acks. ``resolve.lua`` removes the
-   dependency from the pending set (a set, not a counter: telling twice changes nothing) and
-   answers "ready" once it is empty; ``unblock.lua`` then enqueues the waiting job (with its
-   dependencies' results in its arguments) or finishes a parent record, and deletes the wait
-   hash in the same step, so it happens once however often it is asked. A crash anywhere
-   before the ack redelivers the entry; the redelivery finds the job ended, skips running it
-   and tells the dependents again.
+   *dependents set*, unless the dependency already ended; then the producer resolves the
+   waiting job itself. The check and the registration are one step, as is the status change
+   in ``finish.lua``, so there is no gap in which an end goes unnoticed.
+3. When a job with dependents ends, ``finish.lua`` writes its outcome but does not ack the
+   entry; the worker tells each dependent (:func:`job_ended`), then acks. ``resolve.lua``
+   removes the dependency from the pending set (a set, not a counter: telling twice changes
+   nothing) and answers "ready" once it is empty; ``unblock.lua`` then enqueues the waiting
+   job (with its dependencies' results in its arguments) or finishes a parent record, and
+   deletes the wait hash in the same step, so it happens once however often it is asked. A
+   crash anywhere before the ack redelivers the entry; the redelivery finds the job ended,
+   skips running it and tells the dependents again.
 
 So a chord's callback is enqueued exactly once, when its last header ends, even when header
 jobs are retried (a retry is not an end) or redelivered after a crash. Nothing polls.
-Jobs that nobody waits for pay one ``HEXISTS`` inside ``finish.lua``: no extra round trip.
+Jobs that nobody waits for pay one ``EXISTS`` inside ``finish.lua``: no extra round trip.
 
 A failed (or cancelled) dependency fails the waiting job with a ``DependencyFailed`` error
 that names the root cause; that end is told on in turn, so a failure travels down a chain.
@@ -153,8 +153,8 @@ class Plan:
         with translate_errors(app.url):
             if self._waiting:
                 # Before any member is written, so none can end unnoticed: the waiting
-                # records, and the marks on members of this plan (records of fresh jobs are
-                # marked before they exist; enqueue.lua fills in the rest).
+                # records, and the members of this plan registered as dependencies (fresh
+                # jobs before they exist).
                 pipe = redis.pipeline(transaction=False)
                 for waiting in self._waiting:
                     WAIT.queue(pipe, *waiting.script_call(app.namespace))

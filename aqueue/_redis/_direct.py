@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -57,17 +57,26 @@ class _Lane(asyncio.Protocol):
         the server ran them, so they must not be sent again elsewhere."""
         transport.set_protocol(self)
 
-    async def exchange(self, commands: list[bytes]) -> list[Any]:
-        """Send ``commands``; their replies (error replies as exceptions), in order."""
+    async def exchange(self, commands: Iterable[bytes]) -> list[Any]:
+        """Send ``commands``; their replies (error replies as exceptions), in order.
+
+        Each command is written as soon as it is made: the server runs the first ones of a
+        batch while the rest are still being packed. (Replies cannot be read in between:
+        nothing here awaits, so the count is complete before the first one is looked at.)
+        """
         self.sent = False
         if self._lost is not None:
             raise self._lost
-        if not commands:
+        self._replies, count = [], 0
+        write = self._transport.write
+        for command in commands:
+            self.sent = True
+            write(command)
+            count += 1
+        if not count:
             return []
-        self._replies, self._expected = [], len(commands)
+        self._expected = count
         self._waiter = waiter = asyncio.get_running_loop().create_future()
-        self.sent = True
-        self._transport.writelines(commands)
         replies: list[Any] = await waiter
         return replies
 
@@ -144,11 +153,16 @@ class DirectCalls:
         self._idle: list[_Lane] = []
         self._room = _Room(limit)
 
-    async def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Run each call, in order; each reply, or the server's error as an exception."""
+    async def run(self, calls: Iterable[ScriptCall]) -> list[Any]:
+        """Run each call, in order; each reply, or the server's error as an exception.
+
+        ``calls`` may be a generator: each call is made just before it is written, while the
+        server runs the ones before it. It must not fail once it has yielded a call.
+        """
+        made: list[ScriptCall] = []
         await self._room.take()
         try:
-            lane, replies = await self._exchange(lambda lane: _scripts(lane, calls))
+            lane, replies = await self._exchange(lambda lane: _scripts(lane, calls, made))
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
                 # Only after SCRIPT FLUSH on a live connection (the lane forgot what it
@@ -156,7 +170,7 @@ class DirectCalls:
                 # after the ones behind them.
                 lane.loaded.clear()
                 try:
-                    again = await _scripts(lane, [calls[i] for i in missing])
+                    again = await _scripts(lane, [made[i] for i in missing], [])
                 except BaseException:
                     lane.close()
                     raise
@@ -242,21 +256,28 @@ def _command(*parts: Any) -> bytes:
     return packed
 
 
-async def _scripts(lane: _Lane, calls: Sequence[ScriptCall]) -> list[Any]:
-    # One pass over the calls: this runs for every enqueue and every batch of starts and acks.
+async def _scripts(lane: _Lane, calls: Iterable[ScriptCall], made: list[ScriptCall]) -> list[Any]:
+    # One pass over the calls, packed as the lane writes them: this runs for every enqueue
+    # and every batch of starts and acks.
     loaded = lane.loaded
-    loads: dict[str, Script] = {}
-    commands: list[bytes] = []
-    for script, keys, args in calls:
-        sha = script.sha
-        if sha not in loaded:
-            loads[sha] = script
-        commands.append(hiredis.pack_command((b"EVALSHA", sha, len(keys), *keys, *args)))
+    loads: dict[str, int] = {}  # each script loaded in this exchange: its load's reply index
+
+    def packed() -> Iterator[bytes]:
+        for call in calls:
+            script, keys, args = call
+            sha = script.sha
+            if sha not in loaded and sha not in loads:
+                # Just before its first call on this connection.
+                loads[sha] = len(made) + len(loads)
+                yield _command(b"SCRIPT", b"LOAD", script.source)
+            made.append(call)
+            yield hiredis.pack_command((b"EVALSHA", sha, len(keys), *keys, *args))
+
+    replies = await lane.exchange(packed())
     if not loads:
-        return await lane.exchange(commands)
-    commands[0:0] = [_command(b"SCRIPT", b"LOAD", script.source) for script in loads.values()]
-    replies = await lane.exchange(commands)
-    for sha, reply in zip(loads, replies, strict=False):
-        if not isinstance(reply, Exception):
+        return replies
+    for sha, at in loads.items():
+        if not isinstance(replies[at], Exception):
             loaded.add(sha)
-    return replies[len(loads) :]
+    skip = set(loads.values())
+    return [reply for at, reply in enumerate(replies) if at not in skip]

@@ -116,7 +116,14 @@ class Acker:
             calls.append(
                 (
                     FINISH,
-                    [delivery.stream, delivery.record, keys.dead, keys.delayed, unique_key],
+                    [
+                        delivery.stream,
+                        delivery.record,
+                        keys.dead,
+                        keys.delayed,
+                        unique_key,
+                        keys.dependents(delivery.job_id or ":"),
+                    ],
                     [
                         GROUP,
                         self._consumer,

@@ -87,9 +87,8 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
       entry = redis.call('XADD', stream, '*', unpack(fields))
     end
     local ttl = tonumber(ARGV[a + 6])
-    if ttl > 0 and entry and key_ttl == '' and redis.call('EXISTS', record) == 0 then
-      -- The bulk of the memory a backlog takes: a field, not a key (a job marked as a
-      -- dependency before it was written already has its record, and keeps it).
+    if ttl > 0 and entry and key_ttl == '' then
+      -- The bulk of the memory a backlog takes: a field, not a key.
       if level ~= '' then
         entry = entry .. ' ' .. level
       end

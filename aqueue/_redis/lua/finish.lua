@@ -7,7 +7,8 @@
 -- in the same step that stores the outcome (or schedules the retry, or writes the dead letter),
 -- so a crash leaves either all of it or none.
 --
--- KEYS: stream, job record, dead-letter stream, delayed set, uniqueness key (or any key)
+-- KEYS: stream, job record, dead-letter stream, delayed set, uniqueness key (or any key),
+--       the job's dependents set (the jobs that wait for it)
 -- ARGV: group, consumer, entry id,
 --       status: succeeded | failed | cancelled | scheduled (a retry) | "" (ack only),
 --       outcome field ("result" | "error"), outcome value,
@@ -28,7 +29,7 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 -- worker has told them (aqueue/_depend.py) and acks again with ARGV[14] = "1": a crash in
 -- between redelivers the entry, and the redelivery (skipped: its job ended) tells them again.
 local held = ARGV[4] ~= 'scheduled' and ARGV[14] ~= '1'
-  and redis.call('HEXISTS', KEYS[2], 'dependents') == 1
+  and redis.call('EXISTS', KEYS[6]) == 1
 local entry = nil
 if ARGV[8] ~= '' or ARGV[4] == 'scheduled' then
   entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
