@@ -12,13 +12,12 @@
 --   expired                     not started before its expiry (the worker records it cancelled)
 --   poison                      delivered more often than allowed (dead-lettered)
 --   deferred/parked             held back by a rate/concurrency limit (moved to the delayed set)
-local status = redis.call('HGET', KEYS[1], 'status')
 -- A job queued with no record yet (see _queued.lua): the write that marks it running makes
--- its record; any other way out that changes its status makes it first (settle).
-local queued = not status and queued_state(KEYS[1], KEYS[3])
-if queued then
-  status = 'queued'
-end
+-- its record; any other way out that changes its status makes it first (settle). A job in
+-- its "queued" hash has no record (whatever makes one removes the field in the same step),
+-- so the usual first start reads one key, not two.
+local queued = queued_state(KEYS[1], KEYS[3])
+local status = queued and 'queued' or redis.call('HGET', KEYS[1], 'status')
 local task = ARGV[9] ~= '' and ARGV[9] or nil
 local function settle()
   if queued then
