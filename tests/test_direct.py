@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue._redis._direct import _Room
 from aqueue.testing import RedisServer
 
 
@@ -56,3 +58,15 @@ async def test_a_call_cancelled_while_it_waits_for_a_connection_takes_none_away(
         waiting.cancel()
         await slow
         assert await asyncio.wait_for(app._direct.command(b"PING"), 5) == b"PONG"
+
+
+async def test_a_caller_handed_a_connection_as_it_is_cancelled_passes_it_on() -> None:
+    room = _Room(1)
+    await room.take()
+    handed = asyncio.create_task(room.take())
+    await asyncio.sleep(0)  # waiting for the one place
+    room.give()  # the place goes to the waiter...
+    handed.cancel()  # ...which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await handed
+    await asyncio.wait_for(room.take(), 1)  # the place was passed on, not lost

@@ -45,6 +45,7 @@ async def test_a_queued_job_takes_a_field_of_a_shared_hash_not_a_key_of_its_own(
 
     keys = Keys(app.namespace, "default")
     assert await keys_of(redis, app.namespace) == {keys.stream, keys.queued(job.id)}
+    assert await redis.ttl(keys.queued(job.id)) > 3600  # bounded like a record
     [(entry_id, _)] = await redis.xrange(keys.stream)
     assert await redis.hget(keys.queued(job.id), job.id.partition(":")[2]) == entry_id
 
@@ -123,7 +124,7 @@ async def test_a_payload_over_the_limit_is_refused_and_nothing_is_written(
         with pytest.raises(aqueue.PayloadTooLarge, match="over the limit of 1000"):
             await upload.enqueue("x" * 1000)
         await upload.enqueue("x" * 900)
-    assert len(await keys_of(redis, namespace)) == 2  # the stream and the small job's record
+    assert len(await keys_of(redis, namespace)) == 2  # the stream and the job's queued hash
 
 
 async def test_enqueue_many_writes_every_job_in_order(app: aqueue.App, redis: Redis) -> None:

@@ -16,7 +16,7 @@ from aqueue._limits import Limits
 from aqueue._redis._keys import GROUP, Keys
 from aqueue._redis._scripts import START
 from aqueue.testing import RedisServer
-from tests.helpers import eventually
+from tests.helpers import eventually, has_status
 
 
 async def test_a_rate_limit_is_held_within_ten_percent_by_three_workers(
@@ -68,6 +68,22 @@ async def test_jobs_held_back_by_a_rate_limit_are_scheduled_each_at_its_own_time
     # One job a second: no two held-back jobs come back at the same time.
     assert [round(b - a, 1) for a, b in itertools.pairwise(due)] == [1.0, 1.0]
     assert [info.attempts for info in infos] == [0, 0, 0]  # waiting is not an attempt
+
+
+async def test_a_job_held_back_by_a_limit_moves_its_status_into_its_record(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task(rate_limit="60/m")
+    async def call_api() -> None: ...
+
+    first, second = await call_api.enqueue_many([(), ()])
+    keys = Keys(app.namespace, "default")
+    async with aqueue.Worker(app):
+        await first.result(timeout=5)
+        await eventually(lambda: has_status(second, aqueue.JobStatus.SCHEDULED))
+        assert not await redis.hexists(keys.queued(second.id), second.id.partition(":")[2])
+        assert (await second.info()).task == call_api.name
+        assert await redis.ttl(keys.job(second.id)) > 3600
 
 
 class _Peak:

@@ -93,6 +93,9 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
         entry = entry .. ' ' .. level
       end
       redis.call('HSET', queued, string.match(record, ':job:(.*)$'), entry)
+      -- Bounded like a record: a hash no job was added to for that long goes (a field whose
+      -- entry was deleted behind aqueue's back would otherwise stay forever).
+      redis.call('EXPIRE', queued, ttl)
     elseif ttl > 0 then
       -- No attempts field until the first start counts one (absent reads as 0).
       if due > 0 then

@@ -12,16 +12,19 @@
 --   expired                     not started before its expiry (the worker records it cancelled)
 --   poison                      delivered more often than allowed (dead-lettered)
 --   deferred/parked             held back by a rate/concurrency limit (moved to the delayed set)
+local status = redis.call('HGET', KEYS[1], 'status')
 -- A job queued with no record yet (see _queued.lua): the write that marks it running makes
--- its record; any other way out that changes its status makes it first (settle). A job in
--- its "queued" hash has no record (whatever makes one removes the field in the same step),
--- so the usual first start reads one key, not two.
-local queued = queued_state(KEYS[1], KEYS[3])
-local status = queued and 'queued' or redis.call('HGET', KEYS[1], 'status')
+-- its record; any other way out that changes its status makes it first (settle). The record
+-- is read first: whatever makes one removes the field, but a record (a cancel) must win.
+local queued = not status and queued_state(KEYS[1], KEYS[3])
+if queued then
+  status = 'queued'
+end
 local task = ARGV[9] ~= '' and ARGV[9] or nil
-local function settle()
+-- later: seconds from now until it is due again, kept on top of the record's ttl.
+local function settle(later)
   if queued then
-    record_queued(KEYS[1], KEYS[3], queued, ARGV[8], task)
+    record_queued(KEYS[1], KEYS[3], queued, ARGV[8] + (later or 0), task)
     queued = nil
   end
 end
@@ -53,7 +56,7 @@ if #KEYS > 3 and ARGV[13] ~= '' then
   local lease = tonumber(ARGV[12])
   local most = tonumber(ARGV[11])
   local function hold_back(due, parked)
-    settle()
+    settle(math.ceil(math.max(due - now, 0) / 1000))
     if most then
       -- An entry claimed from a dead worker held a slot; the job waits without it.
       redis.call('ZREM', KEYS[6], holder)
