@@ -35,6 +35,8 @@ import _procs
 HERE = Path(__file__).resolve().parent
 BATCH_SIZE = 1_000
 PREFILL_CONCURRENCY = 64
+PREFILL_PROCESSES = 2
+"""Processes that share an untimed prefill through a blocking client (one per core here)."""
 ROUND_TRIP_TIMEOUT = 10.0
 """Seconds one measured round trip may take before the library fails the latency workload."""
 
@@ -144,8 +146,7 @@ class Run:
             for at in range(0, count, BATCH_SIZE):
                 await self.client.enqueue_batch(kind, indices[at : at + BATCH_SIZE])
         elif self.sync:
-            for i in indices:
-                await self.client.enqueue(kind, i)
+            await self.prefill_in_processes(kind, start, count)
         else:
             gate = asyncio.Semaphore(PREFILL_CONCURRENCY)
 
@@ -155,6 +156,41 @@ class Run:
 
             for at in range(0, count, 10_000):
                 await asyncio.gather(*(one(i) for i in indices[at : at + 10_000]))
+
+    async def prefill_in_processes(self, kind: str, start: int, count: int) -> None:
+        """Enqueue through a blocking client from one process per core, each a share: an
+        untimed prefill of a slow client (celery: 1,000 a second) need not stretch the run."""
+        share = -(-count // PREFILL_PROCESSES)
+        groups = []
+        for at in range(start, start + count, share):
+            n = min(share, start + count - at)
+            argv = [sys.executable, str(HERE / "driver.py"), *self.argv_for("prefill", n)]
+            argv += ["--kind", kind, "--start", str(at)]
+            log = Path(self.args.logdir) / f"{self.args.lib}-prefill-{at}-{os.getpid()}.log"
+            group = Workers(argv, self.env, log, Path(self.args.pidfile))
+            group.start(1)
+            groups.append(group)
+        for group in groups:
+            [proc] = group.procs
+            if await asyncio.to_thread(proc.wait) != 0:
+                raise Failed(f"a prefill process exited with {proc.returncode}:\n{group.tail()}")
+
+    def argv_for(self, workload: str, n: int) -> list[str]:
+        """Driver arguments for another measurement process of this run's library."""
+        args = self.args
+        out = Path(args.logdir) / f"{args.lib}-{workload}-{os.getpid()}-{time.monotonic_ns()}.json"
+        return [
+            *("--lib", args.lib, "--workload", workload, "--n", str(n)),
+            *("--concurrency", str(args.concurrency), "--results", str(args.results)),
+            *("--sleep", repr(args.sleep), "--url", args.url, "--out", str(out)),
+            *("--logdir", args.logdir, "--pidfile", args.pidfile),
+        ]
+
+    async def prefill(self) -> dict[str, Any]:
+        """Not a measurement: a share of another process's prefill (see prefill_in_processes)."""
+        for i in range(self.args.start, self.args.start + self.args.n):
+            await self.client.enqueue(self.args.kind, i)
+        return {"enqueued": self.args.n}
 
     async def expect_queued(self, count: int) -> None:
         queued = await self.client.queued()
@@ -354,6 +390,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--pidfile", required=True)
+    parser.add_argument("--kind", default="noop", help="prefill only: the task to enqueue")
+    parser.add_argument("--start", type=int, default=0, help="prefill only: the first index")
     args = parser.parse_args()
 
     # The adapters read their settings from the environment, in this process and the workers.
