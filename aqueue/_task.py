@@ -256,11 +256,11 @@ class Task(Generic[P, R]):
         Args:
             calls: Each item is a tuple of positional arguments or a mapping of keyword
                 arguments. Every item is checked before anything is written.
+
+        Raises:
+            InvalidArguments: An item is neither, or its arguments do not bind.
         """
-        batch = [
-            self._prepare((), call) if isinstance(call, Mapping) else self._prepare(call, {})
-            for call in calls
-        ]
+        batch = [self._prepare(*self._call_of(call)) for call in calls]
         if self.config.after:
             return await self._enqueue_after(batch)
         return await self._app._write(self.config.queue, batch, wait=self.config.wait)
@@ -289,6 +289,20 @@ class Task(Generic[P, R]):
         await plan.run()
         keeps = self.config.result_ttl > 0
         return [Job(self._app, outgoing.job_id, keeps_result=keeps) for outgoing in batch]
+
+    def _call_of(self, item: object) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
+        """The positional and keyword arguments of one ``enqueue_many`` item."""
+        if type(item) is tuple:  # the usual case first: no ABC check per job
+            return item, {}
+        if isinstance(item, Mapping):
+            return (), item
+        if isinstance(item, list):
+            return tuple(item), {}
+        raise InvalidArguments(
+            f"{self.config.name}.enqueue_many takes one tuple of positional arguments or one "
+            f"mapping of keyword arguments per job, not {type(item).__name__} ({item!r:.60}); "
+            "to enqueue signatures, enqueue each one or put them in aqueue.group([...])"
+        )
 
     def _prepare(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Outgoing:
         try:

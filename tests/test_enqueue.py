@@ -151,6 +151,25 @@ async def test_enqueue_many_checks_every_item_before_writing_any(
     assert await keys_of(redis, app.namespace) == set()
 
 
+async def test_enqueue_many_says_what_an_item_must_be(app: aqueue.App, redis: Redis) -> None:
+    @app.task
+    async def square(x: int) -> int:
+        return x * x
+
+    with pytest.raises(aqueue.InvalidArguments, match=r"one tuple of positional arguments.*Sig"):
+        await square.enqueue_many([(1,), square.s(2)])  # type: ignore[list-item]
+    assert await keys_of(redis, app.namespace) == set()
+
+
+async def test_enqueue_many_takes_lists_and_mappings_as_items(app: aqueue.App) -> None:
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    jobs = await add.enqueue_many([[1, 2], {"x": 3, "y": 4}])  # type: ignore[list-item]
+    assert [await job.status() for job in jobs] == [aqueue.JobStatus.QUEUED] * 2
+
+
 async def test_options_queue_sends_the_job_to_that_queue(app: aqueue.App, redis: Redis) -> None:
     @app.task
     async def work() -> None: ...
