@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -36,7 +37,9 @@ HERE = Path(__file__).resolve().parent
 BATCH_SIZE = 1_000
 PREFILL_CONCURRENCY = 64
 PREFILL_PROCESSES = 2
-"""Processes that share an untimed prefill through a blocking client (one per core here)."""
+"""Processes that share an untimed prefill without a batch API (one per core here)."""
+PREFILL_SPLIT_FROM = 2_000
+"""Smaller prefills stay in the driver: starting a process costs more than they take."""
 ROUND_TRIP_TIMEOUT = 10.0
 """Seconds one measured round trip may take before the library fails the latency workload."""
 
@@ -141,25 +144,38 @@ class Run:
 
     async def enqueue_all(self, kind: str, count: int, start: int = 0) -> None:
         """Put ``count`` tasks in the queue as fast as the library allows (not timed)."""
-        indices = list(range(start, start + count))
-        if self.module.HAS_BATCH:
-            for at in range(0, count, BATCH_SIZE):
-                await self.client.enqueue_batch(kind, indices[at : at + BATCH_SIZE])
-        elif self.sync:
+        if count >= PREFILL_SPLIT_FROM:
             await self.prefill_in_processes(kind, start, count)
         else:
-            gate = asyncio.Semaphore(PREFILL_CONCURRENCY)
+            await self.enqueue_each(kind, count, start)
 
-            async def one(i: int) -> None:
-                async with gate:
-                    await self.client.enqueue(kind, i)
+    async def enqueue_each(self, kind: str, count: int, start: int) -> None:
+        """From this process: through the batch API, else one call at a time through a
+        blocking client, else 64 awaits at once."""
+        if self.module.HAS_BATCH:
+            for at in range(start, start + count, BATCH_SIZE):
+                await self.client.enqueue_batch(
+                    kind, list(range(at, min(at + BATCH_SIZE, start + count)))
+                )
+            return
+        if self.sync:
+            for i in range(start, start + count):
+                await self.client.enqueue(kind, i)
+            return
+        gate = asyncio.Semaphore(PREFILL_CONCURRENCY)
 
-            for at in range(0, count, 10_000):
-                await asyncio.gather(*(one(i) for i in indices[at : at + 10_000]))
+        async def one(i: int) -> None:
+            async with gate:
+                await self.client.enqueue(kind, i)
+
+        for at in range(start, start + count, 10_000):
+            await asyncio.gather(*(one(i) for i in range(at, min(at + 10_000, start + count))))
 
     async def prefill_in_processes(self, kind: str, start: int, count: int) -> None:
-        """Enqueue through a blocking client from one process per core, each a share: an
-        untimed prefill of a slow client (celery: 1,000 a second) need not stretch the run."""
+        """Enqueue from one process per core, each a share: the clients spend their time in
+        Python (celery: 1,000 a second), so an untimed prefill of 100,000 tasks from one
+        process would stretch the run by minutes. Each process's connections close when it
+        exits, so none of them counts in the server's memory after the prefill."""
         share = -(-count // PREFILL_PROCESSES)
         groups = []
         for at in range(start, start + count, share):
@@ -188,9 +204,18 @@ class Run:
 
     async def prefill(self) -> dict[str, Any]:
         """Not a measurement: a share of another process's prefill (see prefill_in_processes)."""
-        for i in range(self.args.start, self.args.start + self.args.n):
-            await self.client.enqueue(self.args.kind, i)
+        await self.enqueue_each(self.args.kind, self.args.n, self.args.start)
         return {"enqueued": self.args.n}
+
+    async def save_snapshot(self, path: Path) -> None:
+        """Save the server's dataset (the queued tasks) for run.py to start the next
+        measurement of the same tasks from, instead of enqueuing them again."""
+        await self.redis.save()
+        config = await self.redis.config_get("dir")
+        config.update(await self.redis.config_get("dbfilename"))
+        written = path.with_suffix(".partial")
+        shutil.copyfile(Path(config["dir"]) / config["dbfilename"], written)
+        written.rename(path)
 
     async def expect_queued(self, count: int) -> None:
         queued = await self.client.queued()
@@ -263,8 +288,11 @@ class Run:
 
     async def drain(self, kind: str = "noop") -> dict[str, Any]:
         n = self.args.n
-        await self.enqueue_all(kind, n)
+        if not self.args.prefilled:
+            await self.enqueue_all(kind, n)
         await self.expect_queued(n)
+        if self.args.snapshot and not self.args.prefilled:
+            await self.save_snapshot(Path(self.args.snapshot))
         deadline = time.monotonic() + self.args.timeout
         workers = self.start_workers(kind, self.args.workers)
         try:
@@ -385,11 +413,15 @@ def main() -> None:
     parser.add_argument("--results", type=int, choices=[0, 1], default=1)
     parser.add_argument("--sleep", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--latency-cap", type=float, default=30.0)
+    parser.add_argument("--latency-cap", type=float, default=20.0)
     parser.add_argument("--url", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--pidfile", required=True)
+    parser.add_argument("--snapshot", help="drain and io: save the prefilled dataset here")
+    parser.add_argument(
+        "--prefilled", action="store_true", help="drain and io: the server loaded the snapshot"
+    )
     parser.add_argument("--kind", default="noop", help="prefill only: the task to enqueue")
     parser.add_argument("--start", type=int, default=0, help="prefill only: the first index")
     args = parser.parse_args()
