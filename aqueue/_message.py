@@ -46,25 +46,19 @@ class JobSpec:
     priority: int = DEFAULT_PRIORITY
     options: bytes = field(init=False)
     """The entry's options field for jobs without metadata ("" when there are none)."""
-    script_tail: tuple[Any, ...] = field(init=False)
-    """The enqueue script's values for each job after its options."""
+    script_spec: bytes = field(init=False)
+    """The enqueue script's spec of this configuration's jobs (see enqueue.lua)."""
 
     def __post_init__(self) -> None:
         # Frozen: the derived fields are set once, here.
         object.__setattr__(self, "options", self.options_with(None))
-        object.__setattr__(
-            self,
-            "script_tail",
-            (
-                record_ttl(self.result_ttl) if self.result_ttl > 0 else 0,
-                self.delay_ms,
-                self.due_at_ms,
-                "" if self.unique_key is None else self.key_ttl,
-                self.expires_ms,
-                self.expires_at_ms,
-                self.level,
-            ),
+        key_ttl = "-" if self.unique_key is None else self.key_ttl
+        ttl = record_ttl(self.result_ttl) if self.result_ttl > 0 else 0
+        spec = (
+            f"{self.result_ttl} {ttl} {self.delay_ms} {self.due_at_ms} {key_ttl} "
+            f"{self.expires_ms} {self.expires_at_ms} {self.level or '-'} {self.task}"
         )
+        object.__setattr__(self, "script_spec", spec.encode())
 
     @property
     def level(self) -> str:
@@ -101,11 +95,9 @@ class Outgoing:
         unique = keys.unique(self.spec.unique_key or "")
         return keys.job(self.job_id), keys.queued(self.job_id), unique
 
-    def script_args(self) -> tuple[Any, ...]:
-        """This job's 12 ARGV values of the enqueue script."""
-        spec = self.spec
-        head = (self.job_id, spec.task, self.payload, spec.result_ttl, self.options)
-        return (*head, *spec.script_tail)
+    def script_args(self) -> tuple[str, bytes, bytes, bytes]:
+        """This job's 4 ARGV values of the enqueue script."""
+        return self.job_id, self.payload, self.options, self.spec.script_spec
 
 
 def check_size(job_id: str, task: str, payload: bytes, limit: int) -> None:

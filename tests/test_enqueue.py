@@ -214,6 +214,16 @@ async def test_enqueue_by_name_writes_a_job_for_a_task_known_only_to_workers(
     assert await job.status() is aqueue.JobStatus.QUEUED
 
 
+async def test_a_task_name_with_spaces_is_written_and_read_intact(
+    app: aqueue.App, redis: Redis
+) -> None:
+    job = await app.enqueue("reports: daily summary", 1)
+
+    [(_, fields)] = await redis.xrange(Keys(app.namespace, "default").stream)
+    assert fields[b"t"] == b"reports: daily summary"
+    assert (await job.info()).task == "reports: daily summary"
+
+
 async def test_enqueue_fails_with_a_clear_error_when_redis_is_unreachable() -> None:
     app = aqueue.App("redis://127.0.0.1:1/0")
 

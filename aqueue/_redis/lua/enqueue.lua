@@ -9,16 +9,32 @@
 -- once per job, and the queue's length is counted once.
 -- KEYS: the queue's own stream (of the default level), delayed set, priority levels set,
 --       then per job: its record, its "queued" hash, its uniqueness key
--- ARGV: most jobs the queue may hold (0: no limit), then per job, 12 values:
---       job id, task name, payload, result ttl, options ("" for none),
---       record ttl in seconds while unfinished (0: fire and forget, no record),
---       delay in ms from the server's now (0: none), due time in epoch ms (0: none),
---       seconds to keep the key after the job ended ("" when the job has no key),
---       expiry in ms from the server's now and expiry in epoch ms (0: none; a job not
---       started by then is cancelled instead of running late),
---       priority level ("" for the default level)
+-- ARGV: most jobs the queue may hold (0: no limit), then per job, 4 values:
+--       job id, payload, options ("" for none), and its task configuration's spec (what the
+--       jobs of one configuration share, so a batch's jobs mostly share one; see spec_of)
 -- Returns per job: 1 (added), 0 (refused: the queue holds its limit), or the id of the job
 -- holding its key.
+local specs = {}
+-- A spec is "<result ttl> <record ttl> <delay> <due> <key ttl> <expiry in> <expiry at>
+-- <level> <task>": record ttl in seconds while unfinished (0: fire and forget, no record),
+-- delay in ms from the server's now and due time in epoch ms (0: none), seconds to keep the
+-- uniqueness key after the job ended ("-": the job has no key), expiry in ms from the
+-- server's now and in epoch ms (0: none; a job not started by then is cancelled instead of
+-- running late), priority level ("-": the default level), then the task name (which may hold
+-- spaces). Parsed once per call, however many jobs share it.
+local function spec_of(text)
+  local spec = specs[text]
+  if not spec then
+    local result_ttl, record_ttl, delay, due_at, key_ttl, expires_in, expires_at, level, task =
+      string.match(text, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (.*)$')
+    spec = {result_ttl = result_ttl, record_ttl = tonumber(record_ttl), delay = tonumber(delay),
+      due_at = tonumber(due_at), key_ttl = key_ttl ~= '-' and key_ttl or nil,
+      expires_in = tonumber(expires_in), expires_at = tonumber(expires_at),
+      level = level ~= '-' and level or nil, task = task}
+    specs[text] = spec
+  end
+  return spec
+end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local limit = tonumber(ARGV[1])
@@ -31,11 +47,12 @@ if limit > 0 then
   end
 end
 local replies = {}
-for i = 0, (#ARGV - 1) / 12 - 1 do
-  local a = 1 + i * 12
+for i = 0, (#ARGV - 1) / 4 - 1 do
+  local a = 1 + i * 4
   local record, queued, unique = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
-  local id, task, key_ttl, level = ARGV[a + 1], ARGV[a + 2], ARGV[a + 9], ARGV[a + 12]
-  local holder = key_ttl ~= '' and redis.call('GET', unique)
+  local id, spec = ARGV[a + 1], spec_of(ARGV[a + 4])
+  local task, key_ttl, level = spec.task, spec.key_ttl, spec.level
+  local holder = key_ttl and redis.call('GET', unique)
   if holder then
     replies[#replies + 1] = holder
   elseif limit > 0 and held >= limit then
@@ -44,12 +61,12 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
     replies[#replies + 1] = 0
   else
     held = held + 1
-    local fields = {'j', id, 't', task, 'p', ARGV[a + 3], 'r', ARGV[a + 4]}
-    if ARGV[a + 5] ~= '' then
+    local fields = {'j', id, 't', task, 'p', ARGV[a + 2], 'r', spec.result_ttl}
+    if ARGV[a + 3] ~= '' then
       fields[#fields + 1] = 'o'
-      fields[#fields + 1] = ARGV[a + 5]
+      fields[#fields + 1] = ARGV[a + 3]
     end
-    if key_ttl ~= '' then
+    if key_ttl then
       -- The worker releases the key (or keeps it for the key ttl) when the job ends.
       fields[#fields + 1] = 'u'
       fields[#fields + 1] = unique
@@ -57,7 +74,7 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
       fields[#fields + 1] = key_ttl
     end
     local stream = KEYS[1]
-    if level ~= '' then
+    if level then
       -- The level travels with the entry, so a retry, a delay or a replay comes back to it;
       -- the set tells workers which streams to read.
       fields[#fields + 1] = 'l'
@@ -65,9 +82,9 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
       redis.call('SADD', KEYS[3], level)
       stream = KEYS[1] .. ':' .. level
     end
-    local expires = tonumber(ARGV[a + 11])
-    if tonumber(ARGV[a + 10]) > 0 then
-      expires = now + tonumber(ARGV[a + 10])
+    local expires = spec.expires_at
+    if spec.expires_in > 0 then
+      expires = now + spec.expires_in
     end
     if expires > 0 then
       fields[#fields + 1] = 'x'
@@ -75,10 +92,10 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
     end
     -- Due-ness is decided on the server's clock: a producer's skewed clock cannot move a delay.
     local due = 0
-    if tonumber(ARGV[a + 7]) > 0 then
-      due = now + tonumber(ARGV[a + 7])
-    elseif tonumber(ARGV[a + 8]) > now then
-      due = tonumber(ARGV[a + 8])
+    if spec.delay > 0 then
+      due = now + spec.delay
+    elseif spec.due_at > now then
+      due = spec.due_at
     end
     local entry
     if due > 0 then
@@ -86,10 +103,10 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
     else
       entry = redis.call('XADD', stream, '*', unpack(fields))
     end
-    local ttl = tonumber(ARGV[a + 6])
-    if ttl > 0 and entry and key_ttl == '' then
+    local ttl = spec.record_ttl
+    if ttl > 0 and entry and not key_ttl then
       -- The bulk of the memory a backlog takes: a field, not a key.
-      if level ~= '' then
+      if level then
         entry = entry .. ' ' .. level
       end
       redis.call('HSET', queued, string.match(record, ':job:(.*)$'), entry)
@@ -106,15 +123,15 @@ for i = 0, (#ARGV - 1) / 12 - 1 do
       else
         redis.call('HSET', record, 'status', 'queued', 'task', task, 'enqueued_at', now)
       end
-      if key_ttl ~= '' then
+      if key_ttl then
         -- So that cancelling the job can free its key.
         redis.call('HSET', record, 'unique', unique)
       end
       redis.call('EXPIRE', record, ttl)
     end
-    if key_ttl ~= '' then
+    if key_ttl then
       -- Held while the job waits or runs; bounded, so a lost job cannot hold it forever.
-      local hold = math.max(tonumber(ARGV[a + 6]), 7 * 24 * 3600) + math.ceil(math.max(due - now, 0) / 1000)
+      local hold = math.max(spec.record_ttl, 7 * 24 * 3600) + math.ceil(math.max(due - now, 0) / 1000)
       redis.call('SET', unique, id, 'EX', hold)
     end
     replies[#replies + 1] = 1
