@@ -413,7 +413,7 @@ def main() -> None:
     parser.add_argument("--results", type=int, choices=[0, 1], default=1)
     parser.add_argument("--sleep", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--latency-cap", type=float, default=20.0)
+    parser.add_argument("--latency-cap", type=float, default=10.0)
     parser.add_argument("--url", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--logdir", required=True)

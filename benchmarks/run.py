@@ -82,7 +82,7 @@ class Sizes:
     sleep: float = 0.05
     reps: int = 3
     timeout: float = 240.0
-    latency_cap: float = 20.0
+    latency_cap: float = 10.0
     """Round trips stop after this many seconds (with at least 100 done)."""
     budget: float = 13.5 * 60
     """Seconds the whole run should take: repetitions 2 and 3 go, cheapest and most important
