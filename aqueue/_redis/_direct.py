@@ -30,6 +30,10 @@ from ._scripts import Script
 _NO_REPLY_YET = object()
 """What the reader's gets() returns while a reply is incomplete (False is a reply in RESP3)."""
 
+WRITE_SIZE = 4096
+"""Bytes of commands gathered into one write. About 15 starts or acks; an enqueue script call
+of many jobs is larger, so it still goes out on its own as soon as it is packed."""
+
 ScriptCall = tuple[Script, list[bytes], list[Any]]
 """One script call: the script, its KEYS and its ARGV."""
 
@@ -60,19 +64,30 @@ class _Lane(asyncio.Protocol):
     async def exchange(self, commands: Iterable[bytes]) -> list[Any]:
         """Send ``commands``; their replies (error replies as exceptions), in order.
 
-        Each command is written as soon as it is made: the server runs the first ones of a
-        batch while the rest are still being packed. (Replies cannot be read in between:
-        nothing here awaits, so the count is complete before the first one is looked at.)
+        Commands are written as they are made, as soon as ``WRITE_SIZE`` bytes are at hand:
+        the server runs the first ones of a batch while the rest are still being packed, and
+        a batch of small commands (a fetch's starts, a flush's acks) costs a system call per
+        few kilobytes, not one per command. (Replies cannot be read in between: nothing here
+        awaits, so the count is complete before the first one is looked at.)
         """
         self.sent = False
         if self._lost is not None:
             raise self._lost
         self._replies, count = [], 0
         write = self._transport.write
+        made: list[bytes] = []
+        size = 0
         for command in commands:
-            self.sent = True
-            write(command)
+            made.append(command)
+            size += len(command)
             count += 1
+            if size >= WRITE_SIZE:
+                self.sent = True
+                write(b"".join(made))
+                made, size = [], 0
+        if made:
+            self.sent = True
+            write(b"".join(made))
         if not count:
             return []
         self._expected = count
