@@ -167,8 +167,14 @@ async def test_a_slot_whose_holder_was_not_renewed_for_a_lease_is_taken_over(
     assert await _start_as(redis, "ghost", limits, third.id, third_entry) == b"parked"
 
     async def lapsed() -> bool:
+        # Both the entry's idle time and its slot's last renewal (its start, a moment after
+        # the read) must be a lease old.
         [pending] = await redis.xpending_range(keys.stream, GROUP, first_entry, first_entry, 1)
-        return bool(pending["time_since_delivered"] >= 1000)
+        renewed = await redis.zscore(limits.running, keys.stream + b" " + first_entry)
+        seconds, micros = await redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        idle = pending["time_since_delivered"] >= 1000
+        return bool(idle and renewed is not None and renewed <= now_ms - 1000)
 
     # The ghost's entry is idle past a lease of 1 s: it stopped renewing (it died).
     await eventually(lapsed)
