@@ -54,6 +54,10 @@ WORKLOADS = (
     "scaling",
     "memory",
 )
+FULL_RUN = tuple(name for name in WORKLOADS if name != "drain_results")
+"""What a run without ``--workloads`` measures (``--quick`` measures everything). A drain with
+results kept takes 3 of a full run's 15 minutes (celery drains about 550 tasks a second), and
+without it a full run has room for repetitions; ``--workloads drain_results`` measures it."""
 BATCH_APIS = {"aqueue", "streaq", "docket", "raw"}
 """Libraries with a batch enqueue API (the others skip ``enqueue_batch``)."""
 PRIORITY = (
@@ -69,6 +73,9 @@ PRIORITY = (
     "memory_ff",
 )
 """Which measurements get their repetitions first when the time budget is short."""
+ALWAYS_REPEATED = frozenset({"aqueue/enqueue", "raw/enqueue", "aqueue/latency", "raw/latency"})
+"""Repeated whatever the budget: about 2 s each, and their targets are the floor's own single
+round trip and absolute latencies, where one measurement varies by 15% from run to run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,7 +391,7 @@ def repeat(
     chosen: set[str] = set()
     for unit in candidates:
         cost = (sizes.reps - 1) * first[unit.key]["elapsed"]
-        if cost <= left:
+        if cost <= left or unit.key in ALWAYS_REPEATED:
             chosen.add(unit.key)
             left -= cost
         else:
@@ -479,7 +486,9 @@ def main() -> None:
     args = parser.parse_args()
 
     libs = args.only.split(",") if args.only else list(LIBRARIES)
-    workloads = args.workloads.split(",") if args.workloads else list(WORKLOADS)
+    workloads = (
+        args.workloads.split(",") if args.workloads else list(WORKLOADS if args.quick else FULL_RUN)
+    )
     for name, known in (("library", LIBRARIES), ("workload", WORKLOADS)):
         chosen = libs if name == "library" else workloads
         unknown = [x for x in chosen if x not in known]
