@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue._redis._direct import _Room
 from aqueue.testing import RedisServer
+from tests.helpers import eventually
 
 
 async def test_a_resp3_false_reply_does_not_hold_up_the_replies_behind_it(
@@ -80,3 +81,22 @@ async def test_a_batch_written_in_pieces_gets_every_reply_in_order(
     async with aqueue.App(server.url, namespace=namespace) as app:
         replies = await app._direct.commands([(b"ECHO", value) for value in values])
     assert replies == values
+
+
+async def test_a_connection_in_use_when_the_app_closes_is_closed_after_its_call(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    before = len(await redis.client_list())
+    app = aqueue.App(server.url, namespace=namespace)
+    # A call that stays on the wire for 0.3 s without blocking the server.
+    call = asyncio.create_task(app._direct.command(b"BLPOP", f"{namespace}:empty", 0.3))
+    await eventually(lambda: _clients_are(redis, before + 1))
+    await app.close()
+    assert not call.done()
+
+    assert await call is None
+    await eventually(lambda: _clients_are(redis, before))
+
+
+async def _clients_are(redis: Redis, count: int) -> bool:
+    return len(await redis.client_list()) == count

@@ -167,6 +167,7 @@ class DirectCalls:
         self._pool = pool
         self._idle: list[_Lane] = []
         self._room = _Room(limit)
+        self._closed = False
 
     async def run(self, calls: Iterable[ScriptCall]) -> list[Any]:
         """Run each call, in order; each reply, or the server's error as an exception.
@@ -191,7 +192,7 @@ class DirectCalls:
                     raise
                 for i, reply in zip(missing, again, strict=True):
                     replies[i] = reply
-            self._idle.append(lane)
+            self._give_back(lane)
             return replies
         finally:
             self._room.give()
@@ -209,7 +210,7 @@ class DirectCalls:
         await self._room.take()
         try:
             lane, replies = await self._exchange(lambda lane: lane.exchange(packed))
-            self._idle.append(lane)
+            self._give_back(lane)
         finally:
             self._room.give()
         for reply in replies:
@@ -250,10 +251,17 @@ class DirectCalls:
             raise
 
     async def close(self) -> None:
-        """Close the idle connections (calls in flight close theirs when they end)."""
+        """Close the idle connections; calls in flight close theirs when they end."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for lane in idle:
             lane.close()
+
+    def _give_back(self, lane: _Lane) -> None:
+        if self._closed:
+            lane.close()  # closed while the call was on the wire: nobody takes it again
+        else:
+            self._idle.append(lane)
 
     async def _open(self) -> _Lane:
         connection = self._pool.connection_class(**self._pool.connection_kwargs)
