@@ -21,7 +21,6 @@ import contextlib
 import importlib
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -207,16 +206,6 @@ class Run:
         await self.enqueue_each(self.args.kind, self.args.n, self.args.start)
         return {"enqueued": self.args.n}
 
-    async def save_snapshot(self, path: Path) -> None:
-        """Save the server's dataset (the queued tasks) for run.py to start the next
-        measurement of the same tasks from, instead of enqueuing them again."""
-        await self.redis.save()
-        config = await self.redis.config_get("dir")
-        config.update(await self.redis.config_get("dbfilename"))
-        written = path.with_suffix(".partial")
-        shutil.copyfile(Path(config["dir"]) / config["dbfilename"], written)
-        written.rename(path)
-
     async def expect_queued(self, count: int) -> None:
         queued = await self.client.queued()
         if queued != count:
@@ -291,8 +280,9 @@ class Run:
         if not self.args.prefilled:
             await self.enqueue_all(kind, n)
         await self.expect_queued(n)
-        if self.args.snapshot and not self.args.prefilled:
-            await self.save_snapshot(Path(self.args.snapshot))
+        if self.args.save:
+            # The queued tasks, for run.py to start the next measurement of them from.
+            await self.redis.save()
         deadline = time.monotonic() + self.args.timeout
         workers = self.start_workers(kind, self.args.workers)
         try:
@@ -418,7 +408,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--pidfile", required=True)
-    parser.add_argument("--snapshot", help="drain and io: save the prefilled dataset here")
+    parser.add_argument(
+        "--save", action="store_true", help="drain and io: SAVE the dataset once prefilled"
+    )
     parser.add_argument(
         "--prefilled", action="store_true", help="drain and io: the server loaded the snapshot"
     )

@@ -277,8 +277,7 @@ def run_unit(unit: Unit, python: Path, sizes: Sizes, logdir: Path) -> dict[str, 
     server = redis_server()
     snapshot = snapshot_of(unit, logdir)
     prefilled = snapshot is not None and snapshot.exists()
-    if prefilled:
-        assert snapshot is not None
+    if snapshot is not None and prefilled:
         shutil.copyfile(snapshot, server.directory / "dump.rdb")  # loaded at start
     server.start()
     tag = f"{unit.lib}-{unit.row}-{time.monotonic_ns()}"
@@ -312,7 +311,7 @@ def run_unit(unit: Unit, python: Path, sizes: Sizes, logdir: Path) -> dict[str, 
         str(logdir),
         "--pidfile",
         str(pidfile),
-        *(["--snapshot", str(snapshot)] if snapshot else []),
+        *(["--save"] if snapshot and not prefilled else []),
         *(["--prefilled"] if prefilled else []),
     ]
     started = time.monotonic()
@@ -348,6 +347,9 @@ def run_unit(unit: Unit, python: Path, sizes: Sizes, logdir: Path) -> dict[str, 
             pass
         assert server.process is not None
         _procs.kill_descendants(keep=frozenset({server.process.pid}))
+        saved = server.directory / "dump.rdb"  # only once the prefill was checked
+        if snapshot is not None and not prefilled and saved.exists():
+            shutil.copyfile(saved, snapshot)
         server.close()
     elapsed = time.monotonic() - started
     try:

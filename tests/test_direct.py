@@ -76,7 +76,7 @@ async def test_a_caller_handed_a_connection_as_it_is_cancelled_passes_it_on() ->
 async def test_a_batch_written_in_pieces_gets_every_reply_in_order(
     server: RedisServer, namespace: str
 ) -> None:
-    """Small commands are gathered into writes of a few kilobytes, large ones go alone."""
+    """Commands of mixed sizes, written in pieces of a few kilobytes: every reply, in order."""
     values = [b"x" * (10_000 if i % 50 == 0 else i % 7) + str(i).encode() for i in range(400)]
     async with aqueue.App(server.url, namespace=namespace) as app:
         replies = await app._direct.commands([(b"ECHO", value) for value in values])
