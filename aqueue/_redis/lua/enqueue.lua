@@ -35,8 +35,17 @@ local function spec_of(text)
   end
   return spec
 end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- The server's time in ms, asked for only when a job needs it: a job that runs at once
+-- without a key gets its enqueue time from its entry id, and a redis.call costs as much as
+-- the command it runs.
+local now
+local function server_now()
+  if not now then
+    local t = redis.call('TIME')
+    now = t[1] * 1000 + math.floor(t[2] / 1000)
+  end
+  return now
+end
 local limit = tonumber(ARGV[1])
 local held = 0
 if limit > 0 then
@@ -84,7 +93,7 @@ for i = 0, (#ARGV - 1) / 4 - 1 do
     end
     local expires = spec.expires_at
     if spec.expires_in > 0 then
-      expires = now + spec.expires_in
+      expires = server_now() + spec.expires_in
     end
     if expires > 0 then
       fields[#fields + 1] = 'x'
@@ -93,8 +102,8 @@ for i = 0, (#ARGV - 1) / 4 - 1 do
     -- Due-ness is decided on the server's clock: a producer's skewed clock cannot move a delay.
     local due = 0
     if spec.delay > 0 then
-      due = now + spec.delay
-    elseif spec.due_at > now then
+      due = server_now() + spec.delay
+    elseif spec.due_at > 0 and spec.due_at > server_now() then
       due = spec.due_at
     end
     local entry
@@ -115,24 +124,26 @@ for i = 0, (#ARGV - 1) / 4 - 1 do
       redis.call('EXPIRE', queued, ttl)
     elseif ttl > 0 then
       -- No attempts field until the first start counts one (absent reads as 0).
+      local status = {'status', 'queued', 'task', task, 'enqueued_at', server_now()}
       if due > 0 then
         -- Kept at least until a while after it is due.
         ttl = ttl + math.ceil((due - now) / 1000)
-        redis.call('HSET', record, 'status', 'scheduled', 'task', task, 'enqueued_at', now,
-          'due_at', due)
-      else
-        redis.call('HSET', record, 'status', 'queued', 'task', task, 'enqueued_at', now)
+        status[2] = 'scheduled'
+        status[#status + 1] = 'due_at'
+        status[#status + 1] = due
       end
       if key_ttl then
         -- So that cancelling the job can free its key.
-        redis.call('HSET', record, 'unique', unique)
+        status[#status + 1] = 'unique'
+        status[#status + 1] = unique
       end
+      redis.call('HSET', record, unpack(status))
       redis.call('EXPIRE', record, ttl)
     end
     if key_ttl then
       -- Held while the job waits or runs; bounded, so a lost job cannot hold it forever.
-      local hold = math.max(spec.record_ttl, 7 * 24 * 3600) + math.ceil(math.max(due - now, 0) / 1000)
-      redis.call('SET', unique, id, 'EX', hold)
+      local wait = due > 0 and math.ceil((due - now) / 1000) or 0
+      redis.call('SET', unique, id, 'EX', math.max(spec.record_ttl, 7 * 24 * 3600) + wait)
     end
     replies[#replies + 1] = 1
   end
