@@ -46,6 +46,8 @@ class _Lane(asyncio.Protocol):
         self.loaded: set[str] = set()
         # Held: a collected StreamWriter closes its transport.
         self._writer = writer
+        # Kept: on Python 3.11 asyncio.get_running_loop() makes a getpid() system call.
+        self._loop = asyncio.get_running_loop()
         self._transport = transport = cast("asyncio.Transport", writer.transport)
         self._reader = hiredis.Reader(
             protocolError=InvalidResponse,
@@ -91,7 +93,7 @@ class _Lane(asyncio.Protocol):
         if not count:
             return []
         self._expected = count
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter = self._loop.create_future()
         replies: list[Any] = await waiter
         return replies
 
