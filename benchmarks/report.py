@@ -169,19 +169,33 @@ class Results:
             return "", best
         return f"{ours / peers[best]:.2f}", best
 
+    def floor_ratio(self, row: Row) -> str:
+        """aqueue divided by the floor: the median of the ratios of repetitions run one after
+        the other (run.py runs each of aqueue's right before the floor's), so the machine's
+        drift over a run cancels out; "" where either was not measured or failed."""
+        pairs = []
+        for lib in ("aqueue", "raw"):
+            entry = self.entry(lib, row.row)
+            if entry is None or not all(rep.get("ok") for rep in entry["reps"]):
+                return ""
+            pairs.append([rep["metrics"].get(row.metric) for rep in entry["reps"]])
+        ratios = [ours / floor for ours, floor in zip(*pairs, strict=False) if ours and floor]
+        return f"{statistics.median(ratios):.2f}" if ratios else ""
+
 
 def table(results: Results) -> list[str]:
     libs = results.libs
-    head = ["Workload", "Unit", *libs, "aqueue ÷ best peer", "best peer"]
+    head = ["Workload", "Unit", *libs, "aqueue ÷ best peer", "best peer", "aqueue ÷ floor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows(results.meta["sizes"]):
         cells = [results.cell(lib, row) for lib in libs]
         if all(cell in ("—", "no API", "not run") for cell in cells):
             continue
         ratio, best = results.ratio(row)
+        floor = results.floor_ratio(row)
         arrow = "↑" if row.higher_is_better else "↓"
         lines.append(
-            "| " + " | ".join([row.label, f"{row.unit} {arrow}", *cells, ratio, best]) + " |"
+            "| " + " | ".join([row.label, f"{row.unit} {arrow}", *cells, ratio, best, floor]) + " |"
         )
     return lines
 
@@ -308,7 +322,9 @@ def markdown(results: Results, chart: str | None) -> str:
         "",
         "Medians. ↑: higher is better, ↓: lower is better. *aqueue ÷ best peer* divides "
         "aqueue's value by the best peer's (raw is the floor, not a peer): above 1 is ahead "
-        "for ↑ rows, below 1 is ahead for ↓ rows.",
+        "for ↑ rows, below 1 is ahead for ↓ rows. *aqueue ÷ floor* is the median of the "
+        "ratios of aqueue's and the floor's repetitions, each pair measured one right after "
+        "the other.",
         "",
         *table(results),
         "",

@@ -365,6 +365,22 @@ def run_unit(unit: Unit, python: Path, sizes: Sizes, logdir: Path) -> dict[str, 
     return report
 
 
+def schedule(units: dict[str, list[Unit]]) -> list[Unit]:
+    """The order of one round: each of aqueue's measurements right before the floor's of the
+    same row, then the peers'. The machine's speed drifts over a run (seen here: 20% within
+    minutes), and the aqueue / floor ratios should not measure the drift."""
+    ours, floor = units.get("aqueue", []), units.get("raw", [])
+    floor_rows = {unit.row: unit for unit in floor}
+    paired: list[Unit] = []
+    for unit in ours:
+        paired.append(unit)
+        if unit.row in floor_rows:
+            paired.append(floor_rows.pop(unit.row))
+    paired += floor_rows.values()
+    peers = [unit for lib, todo in units.items() if lib not in ("aqueue", "raw") for unit in todo]
+    return paired + peers
+
+
 def repeat(
     units: dict[str, list[Unit]],
     first: dict[str, dict[str, Any]],
@@ -562,16 +578,13 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps(data, indent=1))
         return report
 
-    # The floor right after aqueue: the machine's speed drifts over a run (seen here: 20%
-    # within minutes), and the aqueue / floor ratio should not measure the drift.
-    order = sorted(units, key=lambda lib: lib not in ("aqueue", "raw"))
-    first = {unit.key: measure(unit, 0) for lib in order for unit in units[lib]}
+    order = schedule(units)
+    first = {unit.key: measure(unit, 0) for unit in order}
     again = repeat(units, first, sizes, time.monotonic() - began, data)
     for rep in range(1, sizes.reps):
-        for lib in order:
-            for unit in units[lib]:
-                if unit.key in again:
-                    measure(unit, rep)
+        for unit in order:
+            if unit.key in again:
+                measure(unit, rep)
     data["meta"]["total_seconds"] = time.monotonic() - began
     data["meta"]["load_after"] = round(os.getloadavg()[0], 2)
     (out / "results.json").write_text(json.dumps(data, indent=1))
