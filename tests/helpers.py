@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue._redis._keys import GROUP, Keys
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+"""A stream entry as a bytes client reads it: its id and its fields."""
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -26,3 +30,21 @@ async def keys_of(redis: Redis, namespace: str) -> set[bytes]:
 async def has_status(job: aqueue.Job[Any], status: aqueue.JobStatus) -> bool:
     """Whether ``job`` is in ``status`` now (for :func:`eventually`)."""
     return await job.status() is status
+
+
+async def entries(redis: Redis, stream: bytes | str) -> list[Entry]:
+    """Every entry of ``stream``, oldest first (XRANGE, typed for a bytes client)."""
+    return cast("list[Entry]", await redis.xrange(stream))
+
+
+async def read_as(redis: Redis, keys: Keys, consumer: str, count: int | None = None) -> list[bytes]:
+    """Read the queue's new entries as ``consumer`` of the workers' group (created if need be),
+    as a worker's fetcher does; their ids. The entries stay pending for that consumer."""
+    await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
+    reply = await redis.xreadgroup(GROUP, consumer, {keys.stream: ">"}, count=count)
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    return [
+        entry_id
+        for _, read in cast("list[tuple[bytes, list[Entry]]]", pairs)
+        for entry_id, _ in read
+    ]

@@ -16,20 +16,16 @@ async def minimal_user(server: RedisServer, namespace: str) -> AsyncIterator[str
     """A user limited to the namespace's keys and channels, without @dangerous commands."""
     admin = Redis.from_url(server.url)
     user = f"user-{namespace}"
-    await admin.execute_command(
-        "ACL",
-        "SETUSER",
+    await admin.acl_setuser(
         user,
-        "on",
-        ">secret",
-        f"~{namespace}:*",
-        f"&{namespace}:*",
-        "+@all",
-        "-@dangerous",
-        "-@admin",
+        enabled=True,
+        passwords=["+secret"],
+        keys=[f"{namespace}:*"],
+        channels=[f"{namespace}:*"],
+        categories=["+@all", "-@dangerous", "-@admin"],
     )
     yield f"redis://{user}:secret@127.0.0.1:{server.port}/0"
-    await admin.execute_command("ACL", "DELUSER", user)
+    await admin.acl_deluser(user)
     await admin.aclose()
 
 

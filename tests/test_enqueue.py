@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
-from tests.helpers import eventually, has_status, keys_of
+from aqueue.testing import RedisServer
+from tests.helpers import entries, eventually, has_status, keys_of
 
 
 async def test_enqueue_writes_one_stream_entry_and_the_job_reads_queued(
@@ -24,7 +25,7 @@ async def test_enqueue_writes_one_stream_entry_and_the_job_reads_queued(
     job = await add.enqueue(2, y=3)
 
     keys = Keys(app.namespace, "default")
-    [(_, fields)] = await redis.xrange(keys.stream)
+    [(_, fields)] = await entries(redis, keys.stream)
     assert fields[b"j"] == job.id.encode()
     assert fields[b"t"] == add.name.encode()
     assert fields[b"p"] == b'[[2],{"y":3}]'
@@ -46,7 +47,7 @@ async def test_a_queued_job_takes_a_field_of_a_shared_hash_not_a_key_of_its_own(
     keys = Keys(app.namespace, "default")
     assert await keys_of(redis, app.namespace) == {keys.stream, keys.queued(job.id)}
     assert await redis.ttl(keys.queued(job.id)) > 3600  # bounded like a record
-    [(entry_id, _)] = await redis.xrange(keys.stream)
+    [(entry_id, _)] = await entries(redis, keys.stream)
     assert await redis.hget(keys.queued(job.id), job.id.partition(":")[2]) == entry_id
 
 
@@ -113,7 +114,7 @@ async def test_an_unencodable_argument_is_named_and_nothing_is_written(
 
 
 async def test_a_payload_over_the_limit_is_refused_and_nothing_is_written(
-    server: aqueue.testing.RedisServer, redis: Redis, namespace: str
+    server: RedisServer, redis: Redis, namespace: str
 ) -> None:
     app = aqueue.App(server.url, namespace=namespace, max_payload_size=1000)
 
@@ -134,9 +135,9 @@ async def test_enqueue_many_writes_every_job_in_order(app: aqueue.App, redis: Re
 
     jobs = await square.enqueue_many([(i,) for i in range(50)] + [{"x": 50}])
 
-    entries = await redis.xrange(Keys(app.namespace, "default").stream)
-    assert [fields[b"j"].decode() for _, fields in entries] == [job.id for job in jobs]
-    assert entries[-1][1][b"p"] == b'[[],{"x":50}]'
+    written = await entries(redis, Keys(app.namespace, "default").stream)
+    assert [fields[b"j"].decode() for _, fields in written] == [job.id for job in jobs]
+    assert written[-1][1][b"p"] == b'[[],{"x":50}]'
 
 
 async def test_enqueue_many_checks_every_item_before_writing_any(
@@ -208,7 +209,7 @@ async def test_enqueue_by_name_writes_a_job_for_a_task_known_only_to_workers(
 ) -> None:
     job = await app.enqueue("emails.send", "a@b.c", when=dt.date(2026, 1, 2))
 
-    [(_, fields)] = await redis.xrange(Keys(app.namespace, "default").stream)
+    [(_, fields)] = await entries(redis, Keys(app.namespace, "default").stream)
     assert fields[b"t"] == b"emails.send"
     assert fields[b"p"] == b'[["a@b.c"],{"when":"2026-01-02"}]'
     assert await job.status() is aqueue.JobStatus.QUEUED
@@ -219,7 +220,7 @@ async def test_a_task_name_with_spaces_is_written_and_read_intact(
 ) -> None:
     job = await app.enqueue("reports: daily summary", 1)
 
-    [(_, fields)] = await redis.xrange(Keys(app.namespace, "default").stream)
+    [(_, fields)] = await entries(redis, Keys(app.namespace, "default").stream)
     assert fields[b"t"] == b"reports: daily summary"
     assert (await job.info()).task == "reports: daily summary"
 

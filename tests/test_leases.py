@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -13,19 +14,12 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
 from aqueue._worker._reclaim import prune_consumers
-from tests.helpers import eventually
-
-
-async def take_as_ghost(redis: Redis, keys: Keys, count: int = 10) -> list[bytes]:
-    """Read entries as a consumer that then 'dies' without acking them."""
-    await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
-    reply = await redis.xreadgroup(GROUP, "ghost", {keys.stream: ">"}, count=count)
-    pairs = reply.items() if isinstance(reply, dict) else reply
-    return [entry_id for _, entries in pairs for entry_id, _ in entries]
+from aqueue.testing import RedisServer
+from tests.helpers import entries, eventually, read_as
 
 
 async def test_a_dead_workers_job_is_claimed_and_run_after_the_lease(
-    server: aqueue.testing.RedisServer, namespace: str, redis: Redis
+    server: RedisServer, namespace: str, redis: Redis
 ) -> None:
     app = aqueue.App(server.url, namespace=namespace, lease=1)
 
@@ -36,7 +30,7 @@ async def test_a_dead_workers_job_is_claimed_and_run_after_the_lease(
     keys = Keys(namespace, "default")
     async with app:
         job = await add.enqueue(2, 3)
-        assert len(await take_as_ghost(redis, keys)) == 1
+        assert len(await read_as(redis, keys, "ghost")) == 1
         taken = time.monotonic()
         async with aqueue.Worker(app) as worker:
             assert await job.result(timeout=10) == 5
@@ -48,7 +42,7 @@ async def test_a_dead_workers_job_is_claimed_and_run_after_the_lease(
 
 
 async def test_a_job_running_longer_than_the_lease_is_not_claimed_by_another_worker(
-    server: aqueue.testing.RedisServer, namespace: str
+    server: RedisServer, namespace: str
 ) -> None:
     app = aqueue.App(server.url, namespace=namespace, lease=0.6)
     runs = 0
@@ -68,7 +62,7 @@ async def test_a_job_running_longer_than_the_lease_is_not_claimed_by_another_wor
 
 
 async def test_leases_are_renewed_while_a_task_blocks_the_event_loop(
-    server: aqueue.testing.RedisServer, namespace: str
+    server: RedisServer, namespace: str
 ) -> None:
     runs = 0
 
@@ -118,7 +112,7 @@ async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_stands
     async with aqueue.Worker(app, name="stale") as stale:
         job = await slow.enqueue()
         await eventually(lambda: _running(job))
-        [(entry_id, _)] = await redis.xrange(keys.stream)
+        [(entry_id, _)] = await entries(redis, keys.stream)
         # Another consumer takes the entry over, as XAUTOCLAIM does once a lease lapsed.
         await redis.xclaim(keys.stream, GROUP, "new-owner", 0, [entry_id])
         release.set()
@@ -128,7 +122,7 @@ async def test_a_stale_workers_late_outcome_is_refused_and_the_new_owners_stands
 
 
 async def test_a_job_delivered_more_than_its_limit_is_dead_lettered_as_poison(
-    server: aqueue.testing.RedisServer, namespace: str, redis: Redis
+    server: RedisServer, namespace: str, redis: Redis
 ) -> None:
     app = aqueue.App(server.url, namespace=namespace, lease=0.5, max_deliveries=3)
     ran = False
@@ -144,12 +138,12 @@ async def test_a_job_delivered_more_than_its_limit_is_dead_lettered_as_poison(
         # As three deliveries that died left it: started (so it has its record) three times.
         await redis.hdel(keys.queued(job.id), job.id.partition(":")[2])
         await redis.hset(keys.job(job.id), mapping={"status": "running", "attempts": 3})
-        await take_as_ghost(redis, keys)
+        await read_as(redis, keys, "ghost")
         async with aqueue.Worker(app):
             with_error = await _failure(job)
     assert not ran
     assert with_error.type == "aqueue.Poison"
-    [(_, dead)] = await redis.xrange(keys.dead)
+    [(_, dead)] = await entries(redis, keys.dead)
     assert dead[b"reason"].startswith(b"delivered more than 3 times")
     assert orjson.loads(dead[b"p"]) == [[], {}]
 
@@ -162,7 +156,7 @@ async def _failure(job: aqueue.Job[None]) -> aqueue.TaskFailed:
     raise AssertionError("the job did not fail")
 
 
-async def _running(job: aqueue.Job[object]) -> bool:
+async def _running(job: aqueue.Job[Any]) -> bool:
     return await job.status() is aqueue.JobStatus.RUNNING
 
 
@@ -175,7 +169,7 @@ async def test_a_silent_consumer_with_nothing_pending_is_pruned_but_one_with_wor
 ) -> None:
     keys = Keys(app.namespace, "default")
     await app.enqueue("some.task")
-    await take_as_ghost(redis, keys)  # "ghost" now holds one pending entry
+    await read_as(redis, keys, "ghost")  # "ghost" now holds one pending entry
     await redis.xgroup_createconsumer(keys.stream, GROUP, "idle-and-empty")
     assert await prune_consumers(redis, keys, idle_ms=0) == 1
     [left] = await redis.xinfo_consumers(keys.stream, GROUP)
@@ -183,17 +177,17 @@ async def test_a_silent_consumer_with_nothing_pending_is_pruned_but_one_with_wor
 
 
 async def test_a_pending_entry_deleted_by_hand_is_dead_lettered_not_forgotten(
-    server: aqueue.testing.RedisServer, namespace: str, redis: Redis
+    server: RedisServer, namespace: str, redis: Redis
 ) -> None:
     app = aqueue.App(server.url, namespace=namespace, lease=0.5)
     keys = Keys(namespace, "default")
     async with app:
         await app.enqueue("some.task")
-        [entry_id] = await take_as_ghost(redis, keys)
+        [entry_id] = await read_as(redis, keys, "ghost")
         await redis.xdel(keys.stream, entry_id)  # pending for "ghost", but its entry is gone
         async with aqueue.Worker(app):
             await eventually(lambda: _dead_count_is(redis, keys, 1), timeout=5)
-    [(_, dead)] = await redis.xrange(keys.dead)
+    [(_, dead)] = await entries(redis, keys.dead)
     assert dead[b"reason"] == b"entry deleted from the stream unfinished"
     assert dead[b"entry"] == entry_id
     assert (await redis.xpending(keys.stream, GROUP))["pending"] == 0

@@ -16,7 +16,7 @@ from aqueue._limits import Limits
 from aqueue._redis._keys import GROUP, Keys
 from aqueue._redis._scripts import START
 from aqueue.testing import RedisServer
-from tests.helpers import eventually, has_status
+from tests.helpers import eventually, has_status, read_as
 
 
 async def test_a_rate_limit_is_held_within_ten_percent_by_three_workers(
@@ -144,7 +144,7 @@ async def test_a_dead_workers_concurrency_slot_comes_back_after_the_lease(
     async with app:
         ghosts_job = await scarce.enqueue(1)
         # A worker takes the job, acquires its slot, and dies (it never renews nor releases).
-        [entry_id] = await _read_as(redis, keys, "ghost")
+        [entry_id] = await read_as(redis, keys, "ghost")
         assert await _start_as(redis, "ghost", limits, ghosts_job.id, entry_id) == 1
         died = time.monotonic()
         job = await scarce.enqueue(2)
@@ -162,7 +162,7 @@ async def test_a_slot_whose_holder_was_not_renewed_for_a_lease_is_taken_over(
     keys = Keys(app.namespace, "default")
     limits = Limits("scarce", keys, None, 1)
     first, second, third = [await app.enqueue("scarce") for _ in range(3)]
-    [first_entry, second_entry, third_entry] = await _read_as(redis, keys, "ghost")
+    [first_entry, second_entry, third_entry] = await read_as(redis, keys, "ghost")
     assert await _start_as(redis, "ghost", limits, first.id, first_entry) == 1
     assert await _start_as(redis, "ghost", limits, third.id, third_entry) == b"parked"
 
@@ -173,21 +173,13 @@ async def test_a_slot_whose_holder_was_not_renewed_for_a_lease_is_taken_over(
         renewed = await redis.zscore(limits.running, keys.stream + b" " + first_entry)
         seconds, micros = await redis.time()
         now_ms = seconds * 1000 + micros // 1000
-        idle = pending["time_since_delivered"] >= 1000
+        idle = int(pending["time_since_delivered"]) >= 1000
         return bool(idle and renewed is not None and renewed <= now_ms - 1000)
 
     # The ghost's entry is idle past a lease of 1 s: it stopped renewing (it died).
     await eventually(lapsed)
     assert await _start_as(redis, "ghost", limits, second.id, second_entry, lease_ms=1000) == 1
     assert await redis.zrange(limits.running, 0, -1) == [keys.stream + b" " + second_entry]
-
-
-async def _read_as(redis: Redis, keys: Keys, consumer: str) -> list[bytes]:
-    """Read the queue's entries as ``consumer``, as a worker's fetcher does."""
-    await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
-    reply = await redis.xreadgroup(GROUP, consumer, {keys.stream: ">"})
-    pairs = reply.items() if isinstance(reply, dict) else reply
-    return [entry_id for _, entries in pairs for entry_id, _ in entries]
 
 
 async def _start_as(

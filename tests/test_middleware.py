@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
-from tests.helpers import eventually
+from tests.helpers import entries, eventually
 
 tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 
@@ -79,7 +79,7 @@ async def test_metadata_travels_in_the_stream_entry_and_only_when_set(
 
     stream = Keys(app.namespace, "default").stream
     await noop.enqueue()
-    [(_, plain)] = await redis.xrange(stream)
+    [(_, plain)] = await entries(redis, stream)
     assert b"o" not in plain  # no middleware: the entry is what it always was
 
     class Tracing(aqueue.Middleware):
@@ -88,7 +88,7 @@ async def test_metadata_travels_in_the_stream_entry_and_only_when_set(
 
     app.add_middleware(Tracing())
     await limited.enqueue()
-    [_, (_, traced)] = await redis.xrange(stream)
+    [_, (_, traced)] = await entries(redis, stream)
     assert orjson.loads(traced[b"o"]) == {"timeout": 9, "meta": {"trace": "trace-of-limited"}}
 
 

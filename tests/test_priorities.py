@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
+from aqueue.testing import RedisServer
 from tests.helpers import eventually
 
 
@@ -121,7 +122,7 @@ async def test_a_replayed_dead_letter_goes_back_to_its_own_priority(app: aqueue.
 
 
 async def test_a_dead_workers_job_on_another_level_is_claimed_and_run(
-    server: aqueue.testing.RedisServer, namespace: str, redis: Redis
+    server: RedisServer, namespace: str, redis: Redis
 ) -> None:
     app = aqueue.App(server.url, namespace=namespace, lease=1)
 
@@ -166,7 +167,7 @@ async def test_a_queue_without_priorities_reports_only_the_default_level(
 
 
 async def test_the_queue_length_limit_counts_every_level(
-    server: aqueue.testing.RedisServer, namespace: str
+    server: RedisServer, namespace: str
 ) -> None:
     async with aqueue.App(server.url, namespace=namespace, max_queue_length=2) as app:
 

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
-from tests.helpers import eventually, has_status
+from tests.helpers import entries, eventually, has_status
 
 
 async def test_a_failing_task_is_retried_until_it_succeeds(app: aqueue.App) -> None:
@@ -106,7 +106,7 @@ async def test_failures_can_also_go_to_the_dead_letter_stream(
     async with aqueue.Worker(app):
         with pytest.raises(aqueue.TaskFailed):
             await (await doomed.enqueue()).result(timeout=10)
-    [(_, dead)] = await redis.xrange(Keys(app.namespace, "default").dead)
+    [(_, dead)] = await entries(redis, Keys(app.namespace, "default").dead)
     assert dead[b"reason"] == b"failed after 1 attempt(s): builtins.RuntimeError: no way"
 
 

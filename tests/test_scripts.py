@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis.asyncio import Redis
 
 import aqueue
@@ -11,7 +13,7 @@ from aqueue._redis._scripts import RELEASE, REQUEUE, execute
 
 async def _pending_entry(redis: Redis, stream: str) -> bytes:
     await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    entry_id: bytes = await redis.xadd(stream, {"j": "default:1"})
+    entry_id = cast("bytes", await redis.xadd(stream, {"j": "default:1"}))
     await redis.xreadgroup(GROUP, "worker", {stream: ">"})
     return entry_id
 

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
-from tests.helpers import eventually, has_status
+from tests.helpers import entries, eventually, has_status
 
 
 async def test_an_entry_stays_pending_while_its_task_runs_and_is_gone_after(
@@ -134,7 +134,7 @@ async def test_an_unknown_task_is_dead_lettered_and_the_worker_goes_on(
         with pytest.raises(aqueue.TaskFailed, match=r"no task named 'nobody\.knows'"):
             await ghost.result(timeout=5)
         assert await (await known.enqueue()).result(timeout=5) == "ok"
-    [(_, dead)] = await redis.xrange(Keys(app.namespace, "default").dead)
+    [(_, dead)] = await entries(redis, Keys(app.namespace, "default").dead)
     assert dead[b"reason"].startswith(b"no task named 'nobody.knows'")
     assert dead[b"j"] == ghost.id.encode()
     assert dead[b"t"] == b"nobody.knows"
@@ -153,7 +153,7 @@ async def test_arguments_that_do_not_bind_on_the_worker_are_dead_lettered(
         with pytest.raises(aqueue.TaskFailed) as failure:
             await job.result(timeout=5)
     assert failure.value.type == "aqueue.InvalidArguments"
-    [(_, dead)] = await redis.xrange(Keys(app.namespace, "default").dead)
+    [(_, dead)] = await entries(redis, Keys(app.namespace, "default").dead)
     assert dead[b"reason"].startswith(b"arguments do not bind")
 
 
@@ -170,7 +170,7 @@ async def test_garbage_in_the_stream_is_dead_lettered_and_the_queue_flows(
     async with aqueue.Worker(app):
         assert await (await known.enqueue()).result(timeout=5) == "ok"
         await eventually(lambda: _length_is(redis, keys.dead, 2))
-    reasons = [fields[b"reason"] for _, fields in await redis.xrange(keys.dead)]
+    reasons = [fields[b"reason"] for _, fields in await entries(redis, keys.dead)]
     assert reasons[0] == b"entry lacks a job id, task or payload"
     assert reasons[1].startswith(b"cannot decode payload")
     assert await redis.xlen(keys.stream) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import orjson
 import pytest
@@ -81,7 +82,8 @@ async def _run_batch(server: RedisServer, batch: list[dict[bytes, bytes]]) -> No
     redis = Redis.from_url(server.url)
     try:
         for fields in batch:
-            await redis.xadd(keys.stream, fields or {b"empty": b""})
+            entry: dict[Any, Any] = fields or {b"empty": b""}  # redis-py types the dict invariant
+            await redis.xadd(keys.stream, entry)
         async with app, aqueue.Worker(app, concurrency=10) as worker:
             async with asyncio.timeout(10):
                 while await redis.xlen(keys.stream):  # noqa: ASYNC110 - polls Redis

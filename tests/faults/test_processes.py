@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -22,10 +22,10 @@ Spawn = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-async def producer(server: RedisServer, namespace: str) -> aqueue.App:
+async def producer(server: RedisServer, namespace: str) -> AsyncIterator[aqueue.App]:
     """Enqueues the fault app's tasks by name, as a service without their code would."""
     async with aqueue.App(server.url, namespace=namespace) as app:
-        yield app  # type: ignore[misc]
+        yield app
 
 
 async def runs(redis: Redis, namespace: str) -> dict[int, int]:
