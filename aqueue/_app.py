@@ -13,9 +13,11 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
+from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from ._checks import seconds, whole_number, whole_seconds
 from ._hooks import H, Lifecycle
 from ._job import Job
 from ._limits import max_concurrency as check_concurrency
@@ -24,13 +26,13 @@ from ._message import Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis._direct import DirectCalls, ScriptCall
-from ._redis._errors import translate_errors
+from ._redis._errors import redact, translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, check_name, keys_of, new_job_id
 from ._redis._scripts import ENQUEUE
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
-from ._task import DEFAULT_BACKOFF, Task, TaskConfig, check_priority, seconds
+from ._task import DEFAULT_BACKOFF, Task, TaskConfig, check_priority
 from .backoff import Backoff
 from .exceptions import ConfigurationError, QueueFull, TaskRegistrationError
 
@@ -66,6 +68,41 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+_URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _check_url(url: str) -> str:
+    if not isinstance(url, str) or urlsplit(url).scheme not in _URL_SCHEMES:
+        shown = redact(url) if isinstance(url, str) else repr(url)
+        raise ConfigurationError(
+            f"the Redis URL must start with redis://, rediss:// (TLS) or unix://, not {shown!r}: "
+            "set it with App(url) or the AQUEUE_URL environment variable"
+        )
+    return url
+
+
+def _check_task_name(name: object) -> None:
+    if isinstance(name, Task):
+        raise ConfigurationError(
+            "app.enqueue takes a task's name, not the task: call the task's own "
+            f"enqueue(...), or app.enqueue({name.name!r}, ...)"
+        )
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"a task name must be a non-empty string, not {name!r}")
+
+
+def _queue_lengths(value: int | Mapping[str, int] | None) -> int | Mapping[str, int]:
+    """``max_queue_length`` checked: 0 (or None) for no limit, a limit, or one per queue."""
+    if value is None:
+        return 0
+    if isinstance(value, Mapping):
+        return {
+            check_name("queue", queue): whole_number(limit, f"max_queue_length[{queue!r}]", least=0)
+            for queue, limit in value.items()
+        }
+    return whole_number(value, "max_queue_length", least=0)
 
 
 class App:
@@ -106,23 +143,19 @@ class App:
         routes: Mapping[str, str] | None = None,
         max_queue_length: int | Mapping[str, int] | None = None,
     ) -> None:
-        self.url = url or os.environ.get("AQUEUE_URL") or DEFAULT_URL
+        self.url = _check_url(url or os.environ.get("AQUEUE_URL") or DEFAULT_URL)
         self.namespace = check_name("namespace", namespace)
         self.default_queue = check_name("queue", default_queue)
-        self.result_ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
+        self.result_ttl = whole_seconds(result_ttl, "result_ttl")
         self.lease = seconds(lease, "lease") or 30.0
         self.serializer: Serializer = serializer or JsonSerializer()
-        if max_payload_size <= 0:
-            raise ConfigurationError("max_payload_size must be a positive number of bytes")
-        self.max_payload_size = max_payload_size
-        self._max_connections = max_connections
-        if max_deliveries < 1:
-            raise ConfigurationError("max_deliveries must be at least 1")
-        self.max_deliveries = max_deliveries
+        self.max_payload_size = whole_number(max_payload_size, "max_payload_size (bytes)")
+        self._max_connections = whole_number(max_connections, "max_connections")
+        self.max_deliveries = whole_number(max_deliveries, "max_deliveries")
         self.routes = {
             pattern: check_name("queue", target) for pattern, target in (routes or {}).items()
         }
-        self._max_queue_length = max_queue_length or 0
+        self._max_queue_length = _queue_lengths(max_queue_length)
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
@@ -211,6 +244,8 @@ class App:
             )
 
         # Checked now, so a bad option fails where it is written, not at the decorated def.
+        if name is not None:
+            _check_task_name(name)
         queue_name = None if queue is None else check_name("queue", queue)
         time_limit = seconds(timeout, "timeout")
         level = check_priority(priority)
@@ -218,7 +253,7 @@ class App:
         concurrency = check_concurrency(max_concurrency)
         ttl = self.result_ttl
         if result_ttl is not None:
-            ttl = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
+            ttl = whole_seconds(result_ttl, "result_ttl")
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f"{function.__module__}.{function.__qualname__}"
@@ -355,6 +390,7 @@ class App:
         The arguments are checked against the signature when the task is registered here;
         otherwise the worker checks them and dead-letters a job whose arguments do not bind.
         """
+        _check_task_name(task_name)
         registered = self._tasks.get(task_name)
         if registered is not None:
             return await registered.enqueue(*args, **kwargs)

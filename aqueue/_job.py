@@ -8,11 +8,12 @@ import enum
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import orjson
 
+from ._checks import seconds
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import (
@@ -160,11 +161,12 @@ class Job(Generic[R]):
             return dataclasses.replace(info, result=value)
         return info
 
-    async def result(self, timeout: float | None = None) -> R:
+    async def result(self, timeout: float | timedelta | None = None) -> R:
         """Wait for the job to end and return its value.
 
         Args:
-            timeout: Seconds to wait at most; ``None`` waits as long as it takes.
+            timeout: Seconds (or a timedelta) to wait at most; ``None`` waits as long as it
+                takes.
 
         Raises:
             TaskFailed: The task raised (:class:`TaskTimeout` when it ran out of time).
@@ -177,7 +179,8 @@ class Job(Generic[R]):
                 f"job {self.id} was enqueued with result_ttl=0 (fire and forget): it keeps no "
                 "result to wait for. Give it a result_ttl to await its result."
             )
-        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = seconds(timeout, "timeout", allow_zero=True)
+        deadline = None if wait is None else time.monotonic() + wait
         with translate_errors(self._app.url):
             # Woken by final statuses only: "running" or "progress" would cost a read each.
             async with self._watch(only=_FINAL_RAW) as woken:
@@ -197,7 +200,7 @@ class Job(Generic[R]):
                             await woken.wait()
                     except TimeoutError:
                         raise ResultTimeout(
-                            f"job {self.id} did not finish within {timeout} s (it goes on; "
+                            f"job {self.id} did not finish within {wait:g} s (it goes on; "
                             "wait again or check job.status())"
                         ) from None
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from ._checks import whole_number
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, GROUP, keys_of
 from ._redis._scripts import REPLAY, STATS
@@ -82,6 +83,7 @@ class Queue:
 
     async def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters, each with the reason it was dead-lettered."""
+        whole_number(limit, "limit")
         with translate_errors(self._app.url):
             entries = await self._app.redis.xrange(self.keys.dead, count=limit)
         raw = cast("list[tuple[bytes, dict[bytes, bytes]]]", entries)
@@ -96,6 +98,7 @@ class Queue:
         Returns:
             How many jobs went back into the queue.
         """
+        whole_number(limit, "limit")
         with translate_errors(self._app.url):
             replayed, _ = await REPLAY(
                 self._app.redis,

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from ._canvas import Signature, Step, signature, waiting_job
+from ._checks import seconds, whole_seconds
 from ._depend import Plan
 from ._job import Job
 from ._limits import RateLimit
@@ -23,24 +24,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
-
-
-def seconds(
-    value: float | timedelta | None, what: str, *, allow_zero: bool = False
-) -> float | None:
-    """``value`` in seconds, checked to be positive (or zero where allowed)."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(
-            f"{what} must be a number of seconds or a timedelta, not {value!r}"
-        )
-    if value < 0 or (value == 0 and not allow_zero):
-        expected = "zero or more" if allow_zero else "more than zero"
-        raise ConfigurationError(f"{what} must be {expected} seconds, not {value!r}")
-    return float(value)
 
 
 def _aware(value: datetime, what: str) -> datetime:
@@ -195,7 +178,7 @@ class Task(Generic[P, R]):
         if queue is not None:
             changes["queue"] = check_name("queue", queue)
         if result_ttl is not None:
-            changes["result_ttl"] = int(seconds(result_ttl, "result_ttl", allow_zero=True) or 0)
+            changes["result_ttl"] = whole_seconds(result_ttl, "result_ttl")
         if timeout is not None:
             changes["timeout"] = seconds(timeout, "timeout")
         if wait is not None:
@@ -205,7 +188,7 @@ class Task(Generic[P, R]):
                 raise ConfigurationError(f"key must be a non-empty string, not {key!r}")
             changes["key"] = key
         if key_ttl is not None:
-            changes["key_ttl"] = int(seconds(key_ttl, "key_ttl", allow_zero=True) or 0)
+            changes["key_ttl"] = whole_seconds(key_ttl, "key_ttl")
         if expires is not None:
             changes["expires"] = (
                 _aware(expires, "expires")

@@ -20,11 +20,11 @@ import anyio
 from redis.asyncio import Redis
 
 from .._app import SOCKET_TIMEOUTS, App
+from .._checks import seconds
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
 from .._redis._errors import REDIS_ERRORS, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
-from .._task import seconds
 from ..exceptions import ConfigurationError
 from ._acker import Acker
 from ._fetcher import Fetcher, Slots
