@@ -56,3 +56,18 @@ async def test_keys_outside_the_namespace_are_refused_with_a_clear_error(
     async with app:
         with pytest.raises(aqueue.ServerError, match="refused a command"):
             await add.enqueue(1, 2)
+
+
+async def test_a_wrong_password_is_reported_as_refused_credentials(
+    minimal_user: str, namespace: str
+) -> None:
+    app = aqueue.App(minimal_user.replace(":secret@", ":wrong@"), namespace=namespace)
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with app:
+        with pytest.raises(aqueue.ConnectionFailed, match="refused the credentials") as refused:
+            await add.enqueue(1, 2)
+    assert "wrong" not in str(refused.value)

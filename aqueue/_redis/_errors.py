@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
+from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import AqueueError, ConnectionFailed, ServerError
@@ -45,6 +45,11 @@ class _Translated:
     ) -> None:
         if exc is None or isinstance(exc, AqueueError):
             return  # ours already (ResultTimeout is an OSError too, through TimeoutError)
+        if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError):
+            raise ConnectionFailed(
+                f"Redis at {redact(self.url)} refused the credentials ({exc}). Check the user "
+                "name and password in the URL (redis://user:password@host:port/db)."
+            ) from exc
         if isinstance(exc, REDIS_ERRORS):
             raise ConnectionFailed(
                 f"cannot reach Redis at {redact(self.url)} ({exc}). Is the server running? Set "
