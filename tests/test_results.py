@@ -58,8 +58,13 @@ async def test_a_task_past_its_timeout_fails_with_task_timeout(app: aqueue.App) 
 
     async with aqueue.Worker(app):
         job = await slow.enqueue()
-        with pytest.raises(aqueue.TaskTimeout, match=r"longer than its timeout of 0\.1 s"):
+        with pytest.raises(
+            aqueue.TaskTimeout, match=r"longer than its timeout of 0\.1 s"
+        ) as lapsed:
             await job.result(timeout=5)
+    # Said once: the stored message is the reason, not another "job ... failed with".
+    assert lapsed.value.message == "task ran longer than its timeout of 0.1 s"
+    assert str(lapsed.value).count("failed with") == 1
 
 
 async def test_a_timeout_error_raised_by_the_task_itself_is_an_ordinary_failure(

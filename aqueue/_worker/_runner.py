@@ -202,13 +202,14 @@ class Runner:
     ) -> Outcome:
         config = task.config
         if isinstance(exc, TaskTimeout):
-            type_name, text = exc.type, ""
+            # Its str() already says "job ... failed with aqueue.TaskTimeout: ...".
+            type_name, message, text = exc.type, exc.message, ""
         else:
             kind = type(exc)
-            type_name = f"{kind.__module__}.{kind.__qualname__}"
+            type_name, message = f"{kind.__module__}.{kind.__qualname__}", str(exc)
             text = "".join(traceback.format_exception(exc))
         wanted = isinstance(exc, (Retry, *config.retry_on))
-        what = f"{type_name}: {exc}" if str(exc) else type_name
+        what = f"{type_name}: {message}" if message else type_name
         if wanted and attempt <= config.retries:
             delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else None
             if delay is None:
@@ -220,7 +221,7 @@ class Runner:
                 logging.WARNING,
             )
             outcome = failure_outcome(
-                delivery, type_name, str(exc), text, status="scheduled", exception=exc
+                delivery, type_name, message, text, status="scheduled", exception=exc
             )
             outcome.retry_delay_ms = int(delay * 1000)
             outcome.attempt = attempt
@@ -230,7 +231,7 @@ class Runner:
         return failure_outcome(
             delivery,
             type_name,
-            str(exc),
+            message,
             text,
             timed_out=isinstance(exc, TaskTimeout),
             dead_reason=dead,
