@@ -20,7 +20,7 @@ import click
 from ._app import App
 from ._redis._keys import check_name
 from ._worker import Worker
-from .exceptions import AqueueError
+from .exceptions import AqueueError, JobNotFound
 
 T = TypeVar("T")
 
@@ -222,12 +222,22 @@ def cancel(app_path: str, job_ids: tuple[str, ...], loop: str) -> None:
     """Cancel jobs by id: queued ones never run, running ones are stopped."""
     app = load_app(app_path)
 
-    async def cancel_all() -> list[bool]:
+    async def cancel_all() -> int:
+        # Each id on its own: one unknown id must neither stop the others nor hide what was done.
+        failed = 0
         async with app:
-            return [await app.job(job_id).cancel() for job_id in job_ids]
+            for job_id in job_ids:
+                try:
+                    cancelled = await app.job(job_id).cancel()
+                except JobNotFound as exc:
+                    click.echo(f"error: {exc}", err=True)
+                    failed += 1
+                else:
+                    click.echo(f"{job_id}: {'cancelled' if cancelled else 'already ended'}")
+        return failed
 
-    for job_id, cancelled in zip(job_ids, run_async(cancel_all, loop), strict=True):
-        click.echo(f"{job_id}: {'cancelled' if cancelled else 'already ended'}")
+    if run_async(cancel_all, loop):
+        sys.exit(1)
 
 
 def _known_queues(app: App) -> list[str]:

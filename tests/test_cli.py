@@ -135,3 +135,20 @@ async def test_cancel_cancels_jobs_by_id_and_says_which_had_ended(
     ]
     async with cli_app:
         assert await cli_app.job(waiting.id).status() is aqueue.JobStatus.CANCELLED
+
+
+async def test_cancel_goes_on_past_an_unknown_id_and_then_exits_1(
+    server: RedisServer, namespace: str, cli_app: aqueue.App
+) -> None:
+    async with cli_app:
+        first = await cli_app.enqueue("tests.cli_app.add", 1, 1)
+        second = await cli_app.enqueue("tests.cli_app.add", 2, 2)
+    unknown = "default:" + "f" * 32
+    result = run_cli(
+        "cancel", "tests.cli_app:app", first.id, unknown, second.id, env=cli_env(server, namespace)
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [f"{first.id}: cancelled", f"{second.id}: cancelled"]
+    assert result.stderr.startswith(f"error: no record of job {unknown}")
+    async with cli_app:
+        assert await cli_app.job(second.id).status() is aqueue.JobStatus.CANCELLED
