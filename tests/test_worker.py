@@ -176,6 +176,41 @@ async def test_garbage_in_the_stream_is_dead_lettered_and_the_queue_flows(
     assert await redis.xlen(keys.stream) == 0
 
 
+async def _await_a_cancelled_future() -> None:
+    # What a library does when it closes under a caller: the future it awaited is cancelled.
+    future = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(future.cancel)
+    await future
+
+
+@pytest.mark.parametrize("result_ttl", [3600, 0])
+async def test_a_cancelled_error_raised_by_the_task_itself_fails_it_once(
+    app: aqueue.App, redis: Redis, result_ttl: int
+) -> None:
+    runs = 0
+
+    @app.task(result_ttl=result_ttl)
+    async def calls_a_library() -> None:
+        nonlocal runs
+        runs += 1
+        await _await_a_cancelled_future()
+
+    @app.task
+    async def after() -> str:
+        return "next"
+
+    async with aqueue.Worker(app, concurrency=1):
+        job = await calls_a_library.enqueue()
+        if result_ttl:
+            with pytest.raises(aqueue.TaskFailed, match=r"raised asyncio\.CancelledError itself"):
+                await job.result(timeout=5)
+        # One job at a time: once the next job ran, the first is done with for good.
+        assert await (await after.enqueue()).result(timeout=5) == "next"
+        await asyncio.sleep(0.2)  # time a wrongly handed-back job would run again in
+    assert runs == 1
+    assert await redis.xlen(Keys(app.namespace, "default").stream) == 0
+
+
 async def test_a_fire_and_forget_job_runs_and_leaves_nothing_behind(
     app: aqueue.App, redis: Redis
 ) -> None:

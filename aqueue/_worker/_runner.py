@@ -85,6 +85,15 @@ class Runner:
             timed_out = TaskTimeout(context.id, "aqueue.TaskTimeout", message, "")
             await _flush_progress(context)
             return self._failed(delivery, task, attempt, timed_out, started)
+        except asyncio.CancelledError as exc:
+            if _cancelled_from_outside():
+                raise  # the worker's: a shutdown, or the job was cancelled
+            # The task's own (say, a library cancelled a future it awaited): a failure like
+            # any other. Taken for a shutdown, the job went back and ran again at once.
+            own = RuntimeError(f"the task raised asyncio.CancelledError itself ({exc!r})")
+            own.__cause__ = exc
+            await _flush_progress(context)
+            return self._failed(delivery, task, attempt, own, started)
         except Exception as exc:
             await _flush_progress(context)
             return self._failed(delivery, task, attempt, exc, started)
@@ -284,6 +293,13 @@ def expired_outcome(delivery: Delivery) -> Outcome:
     """The outcome of a job whose ``expires`` passed before it started: cancelled, not run."""
     message = "the job expired before a worker started it"
     return failure_outcome(delivery, "aqueue.Expired", message, "", status="cancelled")
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether the running asyncio task was asked to stop (Task.cancel()), rather than a
+    CancelledError just raised through it."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 async def _flush_progress(context: JobContext) -> None:
