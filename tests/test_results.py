@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
+from tests.helpers import entries
 
 
 async def test_result_returns_the_value_the_task_returned(app: aqueue.App) -> None:
@@ -49,6 +50,25 @@ async def test_a_failed_task_raises_task_failed_with_the_remote_error(app: aqueu
     assert (await job.info()).error == aqueue.RemoteError(
         "builtins.ZeroDivisionError", "division by zero", failure.value.traceback
     )
+
+
+async def test_an_error_message_that_utf8_cannot_carry_is_recorded_escaped(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task(dead_letter_failures=True)
+    async def reads_a_file() -> None:
+        # A file name decoded with surrogateescape holds a lone surrogate.
+        name = b"caf\xe9.txt".decode(errors="surrogateescape")
+        raise FileNotFoundError(f"no such file: {name}")
+
+    async with aqueue.Worker(app):
+        job = await reads_a_file.enqueue()
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=5)
+    assert failure.value.message == "no such file: caf\\udce9.txt"
+    [(_, dead)] = await entries(redis, Keys(app.namespace, "default").dead)
+    assert dead[b"reason"].endswith(b"no such file: caf\\udce9.txt")
+    assert await redis.xlen(Keys(app.namespace, "default").stream) == 0
 
 
 async def test_a_task_past_its_timeout_fails_with_task_timeout(app: aqueue.App) -> None:

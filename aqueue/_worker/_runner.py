@@ -283,6 +283,7 @@ def failure_outcome(
     exception: Exception | None = None,
 ) -> Outcome:
     """An outcome that records an error: a failure, a retry to schedule, or a dead letter."""
+    message, text, dead_reason = _utf8(message), _utf8(text), _utf8(dead_reason)
     error = encode_error(error_type, message, text, timed_out=timed_out)
     outcome = Outcome(delivery, Action.FINISH, status, "error", error, dead_reason=dead_reason)
     outcome.error = exception
@@ -293,6 +294,17 @@ def expired_outcome(delivery: Delivery) -> Outcome:
     """The outcome of a job whose ``expires`` passed before it started: cancelled, not run."""
     message = "the job expired before a worker started it"
     return failure_outcome(delivery, "aqueue.Expired", message, "", status="cancelled")
+
+
+def _utf8(text: str) -> str:
+    """``text`` as UTF-8 can carry it: an exception's message may hold lone surrogates (a
+    file name decoded with surrogateescape), which neither JSON nor Redis take, and an
+    error that cannot be written would leave its job running forever."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors="backslashreplace").decode()
+    return text
 
 
 def _cancelled_from_outside() -> bool:
