@@ -308,8 +308,8 @@ async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis
     async def look(cursor: int) -> tuple[int, list[bytes]]:
         reply = await PROMOTE(
             redis,
-            [keys.delayed, keys.stream, keys.levels, keys.cancelled],
-            [keys.prefix, 500, cursor],
+            [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead],
+            [keys.prefix, 500, cursor, 100],
         )
         return reply[3], reply[4:]
 

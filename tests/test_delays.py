@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
+from tests.helpers import entries
 
 
 async def test_a_delayed_job_is_scheduled_until_due_then_runs(
@@ -99,3 +100,22 @@ async def test_info_says_when_a_scheduled_job_is_due(app: aqueue.App) -> None:
     assert info.status is aqueue.JobStatus.SCHEDULED
     assert info.due_at is not None
     assert before + timedelta(seconds=59) < info.due_at < before + timedelta(seconds=62)
+
+
+@pytest.mark.parametrize("member", [b"not msgpack \xc1", b"\x93\x01\x02\x03", b"\x92\x91\x01\x80"])
+async def test_a_delayed_set_member_that_is_no_job_is_dead_lettered_and_others_move_on(
+    app: aqueue.App, redis: Redis, member: bytes
+) -> None:
+    @app.task
+    async def later() -> str:
+        return "ran"
+
+    keys = Keys(app.namespace, "default")
+    await redis.zadd(keys.delayed, {member: 0})  # due first, in front of every job
+    async with aqueue.Worker(app):
+        job = await later.options(delay=0.05).enqueue()
+        assert await job.result(timeout=5) == "ran"
+    [(_, dead)] = await entries(redis, keys.dead)
+    assert dead[b"reason"].startswith(b"a member of the delayed set is no job")
+    assert dead[b"member"] == member
+    assert await redis.zcard(keys.delayed) == 0

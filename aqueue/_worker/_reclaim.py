@@ -113,8 +113,8 @@ class Reclaimer:
         while True:
             moved, _, levels, cursor, *cancelled = await PROMOTE(
                 self._redis,
-                [keys.delayed, keys.stream, keys.levels, keys.cancelled],
-                [keys.prefix, PROMOTE_BATCH, self._cancel_cursors[keys.queue]],
+                [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead],
+                [keys.prefix, PROMOTE_BATCH, self._cancel_cursors[keys.queue], DEAD_LETTER_LIMIT],
             )
             self._cancel_cursors[keys.queue] = cursor
             if cancelled:

@@ -5,16 +5,32 @@
 -- Workers call this every few milliseconds, so it also tells them how many priority levels
 -- are in use (they notice a new level without a read of their own) and which running jobs
 -- were cancelled since they last looked (the cancel script writes that set).
--- KEYS: delayed set, stream, priority levels set, cancelled set
+-- A member that is no job's fields (written by another program, or by hand) goes to the dead
+-- letters with the reason: left in place, it would stop every due job behind it.
+-- KEYS: delayed set, stream, priority levels set, cancelled set, dead-letter stream
 -- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
---       cancel-time cursor in ms from the previous call (0 on the first: the last minute)
+--       cancel-time cursor in ms from the previous call (0 on the first: the last minute),
+--       dead-letter stream max length
 -- Returns {moved, ms until the next due job or -1 when none waits, levels in use besides the
 --          default, next cursor, ids of jobs cancelled since the cursor...}.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- The member's field/value list, or nil when it is none.
+local function fields_of(member)
+  local ok, fields = pcall(cmsgpack.unpack, member)
+  if not ok or type(fields) ~= 'table' or #fields == 0 or #fields % 2 == 1 then
+    return nil
+  end
+  for _, value in ipairs(fields) do
+    if type(value) ~= 'string' and type(value) ~= 'number' then
+      return nil
+    end
+  end
+  return fields
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
-  local fields = cmsgpack.unpack(member)
+-- Move one due job's entry into its stream (and its record's status to queued).
+local function promote(fields)
   local stream = KEYS[2]
   for i = 1, #fields, 2 do
     if fields[i] == 'j' then
@@ -31,6 +47,16 @@ for _, member in ipairs(due) do
     end
   end
   redis.call('XADD', stream, '*', unpack(fields))
+end
+for _, member in ipairs(due) do
+  local fields = fields_of(member)
+  if fields then
+    promote(fields)
+  else
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 'reason',
+      'a member of the delayed set is no job (not a msgpack list of fields and values)',
+      'dead_at', now, 'member', member)
+  end
   redis.call('ZREM', KEYS[1], member)
 end
 local levels = redis.call('SCARD', KEYS[3])
