@@ -13,7 +13,10 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
-from aqueue._worker._reclaim import prune_consumers
+from aqueue._worker._fetcher import Slots
+from aqueue._worker._levels import Levels
+from aqueue._worker._outcome import Delivery
+from aqueue._worker._reclaim import Reclaimer, prune_consumers
 from aqueue.testing import RedisServer
 from tests.helpers import entries, eventually, read_as
 
@@ -211,3 +214,46 @@ async def test_a_worker_recreates_a_vanished_stream_and_group_and_goes_on(
 
 async def _dead_count_is(redis: Redis, keys: Keys, count: int) -> bool:
     return int(await redis.xlen(keys.dead)) == count
+
+
+async def test_stopping_claims_waits_for_a_claim_in_flight_to_start_its_jobs(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def work() -> None: ...
+
+    keys = Keys(app.namespace, "default")
+    await work.enqueue()
+    await read_as(redis, keys, "ghost")
+    claimed = asyncio.Event()
+    release = asyncio.Event()
+    started: list[Delivery] = []
+
+    async def begin(deliveries: list[Delivery]) -> None:
+        claimed.set()
+        await release.wait()  # the start scripts of the claimed jobs are on a slow link
+        started.extend(deliveries)
+
+    async def levels_changed() -> None: ...
+
+    reclaimer = Reclaimer(
+        redis=app.redis,
+        levels=Levels([keys]),
+        consumer="heir",
+        lease=0.001,
+        slots=Slots(10),
+        begin=begin,
+        cancel=lambda job_ids: None,
+        levels_changed=levels_changed,
+    )
+    running = asyncio.create_task(reclaimer.run())
+    await asyncio.wait_for(claimed.wait(), 5)
+    stopping = asyncio.create_task(reclaimer.stop_claiming())
+    await asyncio.sleep(0.1)
+    # A worker waits for its running jobs once this returns: the claimed job must be one.
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert len(started) == 1
+    reclaimer.stop()
+    await asyncio.wait_for(running, 5)

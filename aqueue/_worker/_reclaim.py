@@ -67,13 +67,20 @@ class Reclaimer:
         self._cancel_cursors = {keys.queue: 0 for keys in self._queues}
         self._stopping = asyncio.Event()
         self._claiming = True
+        self._claim_pass = asyncio.Lock()
+        """Held while claimed entries are taken and started."""
         self.claimed = 0
         """Entries this worker took over from silent workers."""
 
-    def stop_claiming(self) -> None:
+    async def stop_claiming(self) -> None:
         """Take no more work (the worker stops); keep promoting and hearing of cancellations,
-        so a job cancelled during the grace period still stops."""
+        so a job cancelled during the grace period still stops.
+
+        Returns once a claim in flight has started its jobs, so the worker's wait for its
+        running jobs includes them (started later, they would run unrenewed and unacked)."""
         self._claiming = False
+        async with self._claim_pass:
+            pass
 
     def stop(self) -> None:
         """Stop after the command in flight (never cancelled mid-reply)."""
@@ -92,12 +99,8 @@ class Reclaimer:
                 if self._claiming and loop.time() >= next_claim:
                     next_claim = loop.time() + CLAIM_INTERVAL
                     scans += 1
-                    for keys in self._queues:
-                        # Every level's stream, highest first: scarce slots go to higher work.
-                        for stream in self._levels.streams(keys):
-                            await self._claim(keys, stream)
-                        if scans % PRUNE_EVERY == 0:
-                            await prune_consumers(self._redis, keys, idle_ms=self._lease_ms * 10)
+                    async with self._claim_pass:
+                        await self._claim_all(prune=scans % PRUNE_EVERY == 0)
             except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
                 continue
@@ -124,6 +127,14 @@ class Reclaimer:
                 await self._levels_changed()
             if moved < PROMOTE_BATCH or self._stopping.is_set():
                 return
+
+    async def _claim_all(self, *, prune: bool) -> None:
+        for keys in self._queues:
+            # Every level's stream, highest first: scarce slots go to higher work.
+            for stream in self._levels.streams(keys):
+                await self._claim(keys, stream)
+            if prune:
+                await prune_consumers(self._redis, keys, idle_ms=self._lease_ms * 10)
 
     async def _claim(self, keys: Keys, stream: bytes) -> None:
         free = self._slots.free

@@ -297,7 +297,7 @@ class Worker:
                 stop.cancel()
                 # Take no more work, not even other workers' lapsed jobs; no command of
                 # theirs is cancelled mid-reply.
-                reclaimer.stop_claiming()
+                await reclaimer.stop_claiming()
                 scheduler.stop()
                 await fetcher.stop()
                 await fetching  # re-raises if fetching failed for a reason other than a stop
