@@ -345,7 +345,7 @@ def group(signatures: Iterable[Canvas[Any]], *, return_exceptions: bool = False)
             (with the member's job id, error type, message and traceback) instead of
             failing the group. Without it the group fails as soon as a member fails.
     """
-    return Group(list(signatures), return_exceptions)
+    return Group(_members(signatures, "a group"), return_exceptions)
 
 
 def chord(
@@ -367,7 +367,30 @@ def chord(
             callback runs anyway. Without it a failed header fails the chord (naming the
             header) and the callback never runs.
     """
-    return Chord(list(header), callback._as_step(), return_exceptions)
+    if not isinstance(callback, _Call):
+        raise InvalidArguments(
+            f"a chord's callback must be a signature without its first argument, such as "
+            f"total.s(), not {callback!r}"
+        )
+    return Chord(_members(header, "a chord's header"), callback._as_step(), return_exceptions)
+
+
+def _members(items: Iterable[object], what: str) -> list[Canvas[Any]]:
+    """The members of a group or a chord's header, checked to be complete canvases."""
+    members: list[Canvas[Any]] = []
+    for member in items:
+        if isinstance(member, Step):
+            raise InvalidArguments(
+                f"{what} member {member!r} lacks its first argument: give it all of them, as "
+                "in task.s(x, y) (only a chain's later steps and a chord's callback take a "
+                "previous result)"
+            )
+        if not isinstance(member, Canvas):
+            raise InvalidArguments(
+                f"{what} takes signatures (task.s(...)), chains, groups or chords, not {member!r}"
+            )
+        members.append(member)
+    return members
 
 
 class GroupJob(Job[R]):

@@ -45,6 +45,22 @@ def test_arguments_that_bind_neither_way_are_refused(app: aqueue.App) -> None:
         add.s(1, 2, 3)  # type: ignore[call-overload]  # wrong on purpose
 
 
+def test_a_group_member_missing_its_first_argument_is_refused(app: aqueue.App) -> None:
+    add, _ = tasks(app)
+    with pytest.raises(aqueue.InvalidArguments, match="lacks its first argument"):
+        aqueue.group([add.s(1, 2), add.s(3)])  # type: ignore[arg-type]  # wrong on purpose
+    with pytest.raises(aqueue.InvalidArguments, match="lacks its first argument"):
+        aqueue.chord([add.s(3)], add.s(1))  # type: ignore[list-item]  # wrong on purpose
+
+
+def test_a_task_where_a_signature_belongs_is_refused(app: aqueue.App) -> None:
+    add, _ = tasks(app)
+    with pytest.raises(aqueue.InvalidArguments, match="takes signatures"):
+        aqueue.group([add])  # type: ignore[arg-type]  # wrong on purpose
+    with pytest.raises(aqueue.InvalidArguments, match="callback must be a signature"):
+        aqueue.chord([add.s(1, 2)], add)  # type: ignore[arg-type]  # wrong on purpose
+
+
 async def test_a_chain_passes_each_result_first_into_the_next_step(app: aqueue.App) -> None:
     add, double = tasks(app)
 
