@@ -215,7 +215,8 @@ class Runner:
             type_name, message, text = exc.type, exc.message, ""
         else:
             kind = type(exc)
-            type_name, message = f"{kind.__module__}.{kind.__qualname__}", str(exc)
+            # Escaped here already: the log lines below carry it too.
+            type_name, message = f"{kind.__module__}.{kind.__qualname__}", _utf8(str(exc))
             text = "".join(traceback.format_exception(exc))
         wanted = isinstance(exc, (Retry, *config.retry_on))
         what = f"{type_name}: {message}" if message else type_name
