@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fnmatch
 import inspect
@@ -161,6 +162,8 @@ class App:
         self._redis: Redis | None = None
         self._results: ResultWaiter | None = None
         self._direct_calls: DirectCalls | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the connections were opened in."""
         self._lifecycle = Lifecycle()
         self._middleware = MiddlewareStack()
 
@@ -492,6 +495,7 @@ class App:
     @property
     def redis(self) -> Redis:
         """The app's redis-py client (created on first use)."""
+        self._forget_a_closed_loop()
         if self._redis is None:
             # A blocking pool: a burst of callers waits for a free connection instead of
             # failing with "Too many connections" or opening thousands of sockets.
@@ -499,21 +503,37 @@ class App:
                 self.url, max_connections=self._max_connections, timeout=None, **SOCKET_TIMEOUTS
             )
             self._redis = Redis.from_pool(pool)
+            with contextlib.suppress(RuntimeError):  # made outside a loop: bound at first use
+                self._loop = asyncio.get_running_loop()
         return self._redis
 
     @property
     def _direct(self) -> DirectCalls:
         # Script calls on the hot paths: enqueue, and a worker's starts and acks.
+        self._forget_a_closed_loop()
         if self._direct_calls is None:
             self._direct_calls = DirectCalls(self.redis.connection_pool, self._max_connections)
+            self._loop = asyncio.get_running_loop()
         return self._direct_calls
 
     @property
     def results(self) -> ResultWaiter:
         """The shared subscription that ``job.result()`` waits on."""
+        self._forget_a_closed_loop()
         if self._results is None:
             self._results = ResultWaiter(self.redis.connection_pool)
+            self._loop = asyncio.get_running_loop()
         return self._results
+
+    def _forget_a_closed_loop(self) -> None:
+        # Connections belong to the event loop that opened them. Once that loop closed
+        # without app.close() (asyncio.run() called again, a test's loop of its own), they
+        # can be neither used nor closed: dropped, so that the app connects again.
+        if self._loop is not None and self._loop.is_closed():
+            self._redis = None
+            self._direct_calls = None
+            self._results = None
+            self._loop = None
 
     async def close(self) -> None:
         """Close the app's connections. The app connects again if used afterwards."""
@@ -526,6 +546,7 @@ class App:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+        self._loop = None
 
     async def __aenter__(self) -> Self:
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 
 import pytest
 from redis.asyncio import Redis
@@ -236,3 +237,30 @@ async def test_enqueue_fails_with_a_clear_error_when_redis_is_unreachable() -> N
             aqueue.ConnectionFailed, match=r"cannot reach Redis at redis://127\.0\.0\.1:1"
         ):
             await work.enqueue()
+
+
+# The first loop's connections were never closed: their sockets are left to the garbage
+# collector, which warns, as it would of any client not closed before its loop ended.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_app_used_again_in_a_new_event_loop_connects_again(
+    server: RedisServer, namespace: str
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace)
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async def round_trip(*, close: bool) -> int:
+        async with aqueue.Worker(app):
+            result = await (await add.enqueue(2, 3)).result(timeout=5)
+        if close:
+            await app.close()
+        return result
+
+    # No app.close() in the first loop, as with a module-level app under asyncio.run() or
+    # a test's event loop of its own.
+    assert asyncio.run(round_trip(close=False)) == 5
+    assert asyncio.run(round_trip(close=True)) == 5
+    gc.collect()  # the first loop's leftovers warn here, not in a later test
