@@ -308,6 +308,10 @@ def _plain_arity(signature: inspect.Signature) -> int:
 
 
 def _dependencies(after: Iterable[Job[Any] | str]) -> tuple[str, ...]:
+    if not isinstance(after, Job | str | Iterable):
+        raise ConfigurationError(
+            f"after= takes a job or a job id, or several in a list, not {after!r}"
+        )
     ids: list[str] = []
     for job in [after] if isinstance(after, Job | str) else after:
         if isinstance(job, Job) and not job._keeps_result:

@@ -136,3 +136,26 @@ async def test_a_dead_letter_limit_that_is_no_positive_count_is_refused(
         await queue.dead_letters(limit=limit)  # type: ignore[arg-type]
     with pytest.raises(aqueue.ConfigurationError, match="limit must be a whole number"):
         await queue.replay_dead(limit=limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("job_id", [123, b"default:abc", None])
+def test_a_job_id_that_is_no_string_is_refused(job_id: object) -> None:
+    with pytest.raises(aqueue.JobNotFound, match="a job id is a string"):
+        aqueue.App().job(job_id)  # type: ignore[arg-type]
+
+
+def test_a_string_that_is_no_job_id_is_refused() -> None:
+    with pytest.raises(aqueue.JobNotFound, match="is not an aqueue job id"):
+        aqueue.App().job("no-colon")
+
+
+def test_after_takes_jobs_or_job_ids_only() -> None:
+    app = aqueue.App()
+
+    @app.task
+    async def work() -> None: ...
+
+    with pytest.raises(aqueue.ConfigurationError, match="after= takes a job or a job id"):
+        work.options(after=123)  # type: ignore[arg-type]
+    with pytest.raises(aqueue.JobNotFound, match="a job id is a string"):
+        work.options(after=[123])  # type: ignore[list-item]

@@ -51,6 +51,10 @@ def queue_of(job_id: str) -> str:
     Raises:
         JobNotFound: ``job_id`` was not made by aqueue, so no job has it.
     """
+    if not isinstance(job_id, str):
+        raise JobNotFound(
+            f"a job id is a string ('<queue>:<hex>', as job.id gives), not {job_id!r}"
+        )
     queue, sep, rest = job_id.partition(":")
     if not sep or not rest or not _NAME.fullmatch(queue):
         raise JobNotFound(
