@@ -257,3 +257,27 @@ async def test_stopping_claims_waits_for_a_claim_in_flight_to_start_its_jobs(
     assert len(started) == 1
     reclaimer.stop()
     await asyncio.wait_for(running, 5)
+
+
+async def test_a_job_whose_entry_is_trimmed_while_it_runs_still_records_its_outcome(
+    namespace: str, server: RedisServer, redis: Redis
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, lease=0.6)
+    release = asyncio.Event()
+
+    @app.task
+    async def held() -> str:
+        await release.wait()
+        return "done"
+
+    stream = Keys(namespace, "default").stream
+    async with app, aqueue.Worker(app) as worker:
+        job = await held.enqueue()
+        await eventually(lambda: _running(job))
+        await redis.xtrim(stream, maxlen=0)  # an operator empties the stream by hand
+        await asyncio.sleep(0.5)  # a renewal (every lease / 3) passes over the entry
+        assert len(await redis.xpending_range(stream, GROUP, "-", "+", 10)) == 1
+        release.set()
+        assert await job.result(timeout=5) == "done"
+        assert worker.refused_acks == 0
+    assert await redis.xpending_range(stream, GROUP, "-", "+", 10) == []

@@ -1,6 +1,10 @@
 -- Renew the lease of entries this worker still runs: XCLAIM ... JUSTID resets their idle time
 -- without counting a delivery. XCLAIM would also take an entry another worker claimed after
--- our lease lapsed, so each entry's owner is checked first.
+-- our lease lapsed, so each entry's owner is checked first. An entry deleted from the stream
+-- (XTRIM or XDEL by hand) while its job runs is left out: XCLAIM would drop it from the
+-- pending list, and the job's outcome would then be refused as a late ack. Left pending, the
+-- outcome is recorded as usual, or, should this worker die, the id is dead-lettered by the
+-- worker that claims it.
 -- KEYS: stream
 -- ARGV: group, consumer, entry ids... (at most a few thousand: unpack has a limit)
 -- Returns the ids another consumer owns now (ids no longer pending at all were just acked).
@@ -9,10 +13,10 @@ local lost = {}
 for i = 3, #ARGV do
   local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if #pending == 1 then
-    if pending[1][2] == ARGV[2] then
-      claim[#claim + 1] = ARGV[i]
-    else
+    if pending[1][2] ~= ARGV[2] then
       lost[#lost + 1] = ARGV[i]
+    elseif #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) == 1 then
+      claim[#claim + 1] = ARGV[i]
     end
   end
 end
