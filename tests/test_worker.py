@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue._checks import MAX_SECONDS
 from aqueue._redis._keys import GROUP, Keys
 from tests.helpers import entries, eventually, has_status
 
@@ -173,6 +174,26 @@ async def test_garbage_in_the_stream_is_dead_lettered_and_the_queue_flows(
     reasons = [fields[b"reason"] for _, fields in await entries(redis, keys.dead)]
     assert reasons[0] == b"entry lacks a job id, task or payload"
     assert reasons[1].startswith(b"cannot decode payload")
+    assert await redis.xlen(keys.stream) == 0
+
+
+async def test_an_entry_asking_to_keep_its_result_beyond_any_ttl_keeps_it_a_century(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task(name="hand.made")
+    async def hand_made() -> str:
+        return "ok"
+
+    keys = Keys(app.namespace, "default")
+    job_id = "default:" + "a" * 32
+    # Written by another program: a result ttl out of EXPIRE's range.
+    fields = {b"j": job_id, b"t": b"hand.made", b"p": b"[[],{}]", b"r": b"99999999999999999"}
+    await redis.xadd(keys.stream, fields)  # type: ignore[arg-type]
+    async with aqueue.Worker(app):
+        # The worker makes the record when it starts the job (nobody enqueued it).
+        await eventually(lambda: has_status(app.job(job_id), aqueue.JobStatus.SUCCEEDED))
+    assert await app.job(job_id).result(timeout=0) == "ok"
+    assert 0 < await redis.ttl(keys.job(job_id)) <= MAX_SECONDS
     assert await redis.xlen(keys.stream) == 0
 
 

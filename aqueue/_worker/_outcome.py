@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .._checks import MAX_SECONDS
 from .._limits import Limits
 from .._redis._keys import Keys
 
@@ -33,11 +34,16 @@ class Delivery:
 
     @property
     def result_ttl(self) -> int:
-        """Seconds to keep the outcome; 0 when the job keeps no record at all."""
+        """Seconds to keep the outcome; 0 when the job keeps no record at all.
+
+        Clamped to what producers may ask for: the finish script acks before it sets the
+        TTL, and an EXPIRE out of Redis's range would fail it after the ack (an entry not
+        written by aqueue can hold anything)."""
         try:
-            return int(self.fields.get(b"r", b"0"))
+            ttl = int(self.fields.get(b"r", b"0"))
         except ValueError:
             return 0
+        return min(max(ttl, 0), MAX_SECONDS)
 
     @property
     def prior_attempts(self) -> int:
