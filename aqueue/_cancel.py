@@ -46,7 +46,9 @@ async def _cancel_each(app: App, job_ids: list[str]) -> list[Any]:
     for job_id in job_ids:
         keys = keys_of(app.namespace, queue_of(job_id))
         CANCEL.queue(
-            pipe, [keys.job(job_id), keys.cancelled, keys.queued(job_id)], [job_id, error, keep]
+            pipe,
+            [keys.job(job_id), keys.cancelled, keys.queued(job_id), keys.delayed],
+            [job_id, error, keep],
         )
     replies = await execute(app.redis, pipe, [CANCEL])
     for reply in replies:

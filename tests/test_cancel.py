@@ -14,6 +14,7 @@ import aqueue
 import aqueue._depend
 from aqueue._redis._keys import Keys
 from aqueue._redis._scripts import PROMOTE
+from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status
 
 
@@ -53,9 +54,42 @@ async def test_a_cancelled_scheduled_job_never_runs(app: aqueue.App) -> None:
     job = await later.options(delay=0.2).enqueue()
     await job.cancel()
     async with aqueue.Worker(app):
-        await asyncio.sleep(0.6)  # past its due time: promoted, then refused at start
+        await asyncio.sleep(0.6)  # past its due time
     assert not ran.is_set()
     assert await job.status() is aqueue.JobStatus.CANCELLED
+
+
+async def test_a_cancelled_scheduled_job_leaves_the_delayed_set_and_frees_its_place(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, max_queue_length=4)
+
+    @app.task
+    async def later(n: int) -> None: ...
+
+    async with app:
+        jobs = await later.options(delay=3600).enqueue_many([(n,) for n in range(3)])
+        other = await later.options(delay=3600).enqueue_many([(3,)])  # due at another time
+        assert [await job.cancel() for job in jobs] == [True, True, True]
+        stats = await app.queue().stats()
+        assert stats.scheduled == 1  # the other job's member stays
+        await later.enqueue_many([(n,) for n in range(4, 7)])  # room again: 1 + 3 of 4
+        assert await redis.zcard(Keys(namespace, "default").delayed) == 1
+        assert await other[0].status() is aqueue.JobStatus.SCHEDULED
+
+
+async def test_a_job_cancelled_while_waiting_for_a_retry_leaves_the_delayed_set(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task(retries=1, retry_on=(ValueError,), backoff=aqueue.backoff.fixed(3600))
+    async def flaky() -> None:
+        raise ValueError("not yet")
+
+    async with aqueue.Worker(app):
+        job = await flaky.enqueue()
+        await eventually(lambda: has_status(job, aqueue.JobStatus.SCHEDULED))
+    assert await job.cancel()
+    assert await redis.zcard(Keys(app.namespace, "default").delayed) == 0
 
 
 async def test_a_running_async_task_is_cancelled_within_a_second(app: aqueue.App) -> None:

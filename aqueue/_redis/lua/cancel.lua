@@ -3,7 +3,11 @@
 -- to overwrite it with a late outcome.
 -- A running job is also announced in the queue's cancelled set: the workers of the queue read
 -- it in their frequent promote calls and cancel the run (no extra connection or round trip).
--- KEYS: job record, cancelled set (job ids scored by cancel time in ms), the job's "queued" hash
+-- A scheduled job also leaves the delayed set: waiting there until it is due, it would count
+-- against the queue's length limit and in its statistics. Its member is found by its score,
+-- which is the record's due time.
+-- KEYS: job record, cancelled set (job ids scored by cancel time in ms), the job's "queued" hash,
+--       delayed set
 -- ARGV: job id, error value (JSON: type and message), seconds to keep the record
 -- Returns {status before the call ("" when there is no record), 1 if cancelled now else 0}.
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -20,6 +24,17 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('HGET', KEYS[1], 'due_at')
+if status == 'scheduled' and due then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], due, due)) do
+    local ok, fields = pcall(cmsgpack.unpack, member)
+    for i = 1, ok and type(fields) == 'table' and #fields or 0, 2 do
+      if fields[i] == 'j' and fields[i + 1] == ARGV[1] then
+        redis.call('ZREM', KEYS[4], member)
+      end
+    end
+  end
+end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'error', ARGV[2], 'finished_at', now)
 redis.call('HDEL', KEYS[1], 'due_at')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
