@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -204,6 +205,27 @@ async def _await_a_cancelled_future() -> None:
     await future
 
 
+async def test_a_task_calling_sys_exit_fails_and_the_worker_goes_on(app: aqueue.App) -> None:
+    @app.task
+    async def exits() -> None:
+        sys.exit(3)
+
+    @app.task
+    def exits_in_a_thread() -> None:
+        sys.exit(4)
+
+    @app.task
+    async def after() -> str:
+        return "next"
+
+    async with aqueue.Worker(app):
+        for task, code in ((exits, 3), (exits_in_a_thread, 4)):
+            job = await task.enqueue()
+            with pytest.raises(aqueue.TaskFailed, match=f"raised SystemExit itself .*{code}"):
+                await job.result(timeout=5)
+        assert await (await after.enqueue()).result(timeout=5) == "next"
+
+
 @pytest.mark.parametrize("result_ttl", [3600, 0])
 async def test_a_cancelled_error_raised_by_the_task_itself_fails_it_once(
     app: aqueue.App, redis: Redis, result_ttl: int
@@ -223,7 +245,7 @@ async def test_a_cancelled_error_raised_by_the_task_itself_fails_it_once(
     async with aqueue.Worker(app, concurrency=1):
         job = await calls_a_library.enqueue()
         if result_ttl:
-            with pytest.raises(aqueue.TaskFailed, match=r"raised asyncio\.CancelledError itself"):
+            with pytest.raises(aqueue.TaskFailed, match="raised CancelledError itself"):
                 await job.result(timeout=5)
         # One job at a time: once the next job ran, the first is done with for good.
         assert await (await after.enqueue()).result(timeout=5) == "next"

@@ -85,12 +85,13 @@ class Runner:
             timed_out = TaskTimeout(context.id, "aqueue.TaskTimeout", message, "")
             await _flush_progress(context)
             return self._failed(delivery, task, attempt, timed_out, started)
-        except asyncio.CancelledError as exc:
-            if _cancelled_from_outside():
+        except (asyncio.CancelledError, SystemExit) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
                 raise  # the worker's: a shutdown, or the job was cancelled
-            # The task's own (say, a library cancelled a future it awaited): a failure like
-            # any other. Taken for a shutdown, the job went back and ran again at once.
-            own = RuntimeError(f"the task raised asyncio.CancelledError itself ({exc!r})")
+            # Not the task's to raise: a CancelledError of its own (a library cancelled a
+            # future it awaited) is no shutdown, and sys.exit() must not stop a worker that
+            # runs other jobs. Either fails the job like any other error.
+            own = RuntimeError(f"the task raised {type(exc).__name__} itself ({exc!r})")
             own.__cause__ = exc
             await _flush_progress(context)
             return self._failed(delivery, task, attempt, own, started)
