@@ -199,10 +199,13 @@ class Task(Generic[P, R]):
             changes["priority"] = check_priority(priority)
         if delay is not None and at is not None:
             raise ConfigurationError("give either delay or at, not both")
+        # Each replaces the other when chained: options(delay=5).options(at=t) runs at t.
         if delay is not None:
             changes["delay"] = seconds(delay, "delay", allow_zero=True)
+            changes["at"] = None
         if at is not None:
             changes["at"] = _aware(at, "at")
+            changes["delay"] = 0.0
         if after is not None:
             changes["after"] = _dependencies(after)
         copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self.config, **changes))

@@ -76,6 +76,19 @@ def test_delay_and_at_together_are_refused() -> None:
         ping.options(delay=1, at=datetime.now(UTC))
 
 
+def test_a_later_delay_or_at_replaces_the_earlier_one() -> None:
+    app = aqueue.App()
+
+    @app.task
+    async def ping() -> None: ...
+
+    when = datetime.now(UTC) + timedelta(hours=1)
+    at_later = ping.options(delay=5).options(at=when).config
+    assert (at_later.delay, at_later.at) == (0.0, when)
+    delayed_later = ping.options(at=when).options(delay=5).config
+    assert (delayed_later.delay, delayed_later.at) == (5.0, None)
+
+
 async def test_many_workers_move_each_due_job_exactly_once(app: aqueue.App) -> None:
     runs: dict[int, int] = {}
 
