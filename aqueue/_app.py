@@ -239,8 +239,7 @@ class App:
         Raises:
             TaskRegistrationError: Another task is already registered under the name.
         """
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigurationError(f"retries must be a whole number >= 0, not {retries!r}")
+        whole_number(retries, "retries", least=0)
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
             raise ConfigurationError(
                 f"retry_on must be a tuple of exception types, not {retry_on!r}"

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ._checks import whole_number
 from ._redis._keys import GROUP, Keys
 from .exceptions import ConfigurationError
 
@@ -72,13 +73,7 @@ def rate_limit(value: str | float | None) -> RateLimit | None:
 
 def max_concurrency(value: int | None) -> int | None:
     """``value`` checked to be a positive whole number (or None: no limit)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"max_concurrency must be a whole number of at least 1, not {value!r}"
-        )
-    return value
+    return None if value is None else whole_number(value, "max_concurrency")
 
 
 @dataclass(frozen=True, slots=True)

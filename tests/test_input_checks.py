@@ -159,3 +159,17 @@ def test_after_takes_jobs_or_job_ids_only() -> None:
         work.options(after=123)  # type: ignore[arg-type]
     with pytest.raises(aqueue.JobNotFound, match="a job id is a string"):
         work.options(after=[123])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("concurrency", 0), ("concurrency", "10"), ("threads", 0)]
+)
+def test_a_worker_count_that_is_no_whole_number_is_refused(option: str, value: object) -> None:
+    with pytest.raises(aqueue.ConfigurationError, match=f"{option} must be a whole number"):
+        aqueue.Worker(aqueue.App(), **{option: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("retries", [-1, 1.5, True])
+def test_a_retry_count_that_is_no_whole_number_is_refused(retries: object) -> None:
+    with pytest.raises(aqueue.ConfigurationError, match="retries must be a whole number"):
+        aqueue.App().task(retries=retries)  # type: ignore[call-overload]

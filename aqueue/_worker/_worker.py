@@ -20,7 +20,7 @@ import anyio
 from redis.asyncio import Redis
 
 from .._app import SOCKET_TIMEOUTS, App
-from .._checks import seconds
+from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
 from .._redis._errors import REDIS_ERRORS, translate_errors
@@ -70,10 +70,8 @@ class Worker:
         name: str | None = None,
         starvation_guard: int | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
-        if threads < 1:
-            raise ConfigurationError(f"threads must be at least 1, not {threads}")
+        whole_number(concurrency, "concurrency")
+        whole_number(threads, "threads")
         self.app = app
         self.queues = [check_name("queue", q) for q in (queues or [app.default_queue])]
         self.concurrency = concurrency
