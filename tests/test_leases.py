@@ -4,16 +4,22 @@ worker keeps its leases, and a stale worker's late outcome is refused (fenced ac
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
 from aqueue._worker._fetcher import Slots
+from aqueue._worker._lease import LeaseKeeper
 from aqueue._worker._levels import Levels
 from aqueue._worker._outcome import Delivery
 from aqueue._worker._reclaim import Reclaimer, prune_consumers
@@ -281,3 +287,128 @@ async def test_a_job_whose_entry_is_trimmed_while_it_runs_still_records_its_outc
         assert await job.result(timeout=5) == "done"
         assert worker.refused_acks == 0
     assert await redis.xpending_range(stream, GROUP, "-", "+", 10) == []
+
+
+@pytest.fixture(params=["valkey", "redis"])
+def small_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A server of its own with a small ``maxmemory`` and no eviction, for tests that fill it."""
+    if request.param == "redis" and shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    launcher = RedisServer.valkey if request.param == "valkey" else RedisServer.redis
+    config = {"maxmemory": "16mb", "maxmemory-policy": "noeviction"}
+    with launcher(config=config) as running:
+        yield running
+
+
+async def _fill(redis: Redis, namespace: str) -> list[str]:
+    """Write until the server refuses with OOM, and keep it full; the keys written."""
+    filler: list[str] = []
+    while True:
+        key = f"{namespace}:filler:{len(filler)}"
+        try:
+            await redis.set(key, b"x" * 65536)
+        except ResponseError as exc:
+            if not str(exc).startswith("command not allowed when used memory"):
+                raise
+            break
+        filler.append(key)
+    # The refused write's buffer is freed again, leaving room for small writes: lower the
+    # limit under what is used, as more data would, so that every write is refused.
+    used = (await redis.info("memory"))["used_memory"]
+    await redis.config_set("maxmemory", used - 1024 * 1024)
+    return filler
+
+
+@pytest.mark.slow
+async def test_a_running_job_keeps_its_lease_while_redis_is_full(
+    small_server: RedisServer, namespace: str
+) -> None:
+    """At maxmemory (noeviction) the heartbeat is refused; the renewal must go on anyway."""
+    app = aqueue.App(small_server.url, namespace=namespace, lease=0.6)
+    release = asyncio.Event()
+    runs = 0
+
+    @app.task
+    async def held() -> str:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return "once"
+
+    redis = Redis.from_url(small_server.url)
+    async with app, aqueue.Worker(app, name="a") as first, aqueue.Worker(app, name="b") as second:
+        job = await held.enqueue()
+        await eventually(lambda: _running(job))
+        filler = await _fill(redis, namespace)
+        await asyncio.sleep(2.0)  # three leases and a claim interval with the server full
+        await redis.delete(*filler)
+        release.set()
+        assert await job.result(timeout=10) == "once"
+    await redis.aclose()
+    assert runs == 1
+    assert first.claimed == second.claimed == 0
+
+
+async def test_a_stream_whose_renewal_fails_does_not_keep_the_other_streams_from_renewal(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    await app.enqueue("some.task")
+    [entry_id] = await read_as(redis, keys, "holder")
+    broken = f"{app.namespace}:broken".encode()
+    await redis.set(broken, "a stream replaced by hand")  # its renewal fails: WRONGTYPE
+    await asyncio.sleep(1.0)
+    keeper = LeaseKeeper(
+        url=app.url,
+        queues=[keys],
+        consumer="holder",
+        lease=30,
+        in_flight={(broken, b"1-0"): keys, (keys.stream, entry_id): keys},
+        loop=asyncio.get_running_loop(),
+    )
+    await asyncio.to_thread(keeper.start)  # one cycle at once, the next after 10 s
+    try:
+        [pending] = await redis.xpending_range(keys.stream, GROUP, "-", "+", 1)
+        assert int(pending["time_since_delivered"]) < 500  # renewed by that cycle
+    finally:
+        await asyncio.to_thread(keeper.stop)
+
+
+async def test_a_renewal_that_keeps_failing_is_logged_once_not_every_cycle(
+    app: aqueue.App, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = Keys(app.namespace, "default")
+    broken = f"{app.namespace}:broken".encode()
+    await redis.set(broken, "a stream replaced by hand")
+    keeper = LeaseKeeper(
+        url=app.url,
+        queues=[keys],
+        consumer="holder",
+        lease=0.3,
+        in_flight={(broken, b"1-0"): keys},
+        loop=asyncio.get_running_loop(),
+    )
+    with caplog.at_level(logging.WARNING, logger="aqueue.worker"):
+        await asyncio.to_thread(keeper.start)
+        await asyncio.sleep(0.6)  # about six cycles
+        await asyncio.to_thread(keeper.stop)
+    failures = [r for r in caplog.records if r.getMessage().startswith("cannot renew leases")]
+    assert len(failures) == 1
+
+
+async def test_a_live_worker_still_says_it_is_alive_while_redis_is_full(
+    small_server: RedisServer, namespace: str
+) -> None:
+    app = aqueue.App(small_server.url, namespace=namespace, lease=0.6)
+    workers = Keys(namespace, "default").workers
+    redis = Redis.from_url(small_server.url)
+    async with app, aqueue.Worker(app, name="a"):
+        filler = await _fill(redis, namespace)
+        before = await redis.zscore(workers, "a")
+        await asyncio.sleep(0.5)  # two heartbeats (every lease / 3)
+        after = await redis.zscore(workers, "a")
+        await redis.delete(*filler)
+    await redis.aclose()
+    assert before is not None
+    assert after is not None
+    assert after > before

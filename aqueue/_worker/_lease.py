@@ -4,6 +4,11 @@ A task that blocks the event loop (CPU-bound code in an async task, a sync call 
 have been a thread) must not make its job look abandoned: if renewal ran on the loop, a long
 block would let the lease lapse and another worker would run the job a second time. This
 thread keeps renewing while the loop is stuck, and says when the loop lags.
+
+Each queue's heartbeat and each stream's renewal is its own attempt: a refusal of one (OOM at
+``maxmemory`` for the heartbeat's ZADD, a stream turned into another type by hand) must not
+keep the others from running, or the jobs of every stream would lose their leases and run a
+second time elsewhere.
 """
 
 from __future__ import annotations
@@ -52,7 +57,12 @@ class LeaseKeeper:
         self._thread = threading.Thread(
             target=self._run, name=f"aqueue-lease-{consumer}", daemon=True
         )
-        self._failing = False
+        # Queues whose heartbeat and streams whose renewal failed last time: a failure is
+        # logged when it starts and when it ends, not every cycle in between.
+        self._beats_failing: set[str] = set()
+        self._renewals_failing: set[str] = set()
+        self._died = asyncio.Event()
+        self._death: BaseException | None = None
         self._last_pong = time.monotonic()
         self.lost = 0
         """Jobs this worker was still running when another worker had claimed them."""
@@ -61,6 +71,12 @@ class LeaseKeeper:
         """Beat once now (so the worker is counted at once), then keep going in the thread."""
         self._beat()
         self._thread.start()
+
+    async def watch(self) -> None:
+        """Wait, for as long as the thread keeps renewing; raise what killed it if it dies."""
+        await self._died.wait()
+        assert self._death is not None
+        raise self._death
 
     def stop(self) -> None:
         """Stop renewing and deregister the worker. Blocks: call it through a thread."""
@@ -74,9 +90,16 @@ class LeaseKeeper:
         self._client.close()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self._lease / 3):
-            self._check_loop()
-            self._beat()
+        try:
+            while not self._stopping.wait(self._lease / 3):
+                self._check_loop()
+                self._beat()
+        except BaseException as exc:
+            # A bug of ours: with renewal gone, every running job would run twice. The loop
+            # learns of it (see watch) and stops the worker with this error.
+            self._death = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to tell
+                self._loop.call_soon_threadsafe(self._died.set)
 
     def _check_loop(self) -> None:
         lag = time.monotonic() - self._last_pong
@@ -93,31 +116,32 @@ class LeaseKeeper:
         self._last_pong = time.monotonic()
 
     def _beat(self) -> None:
-        try:
-            forget_after = int(self._lease * 10_000)
-            for keys in self._queues:
+        forget_after = int(self._lease * 10_000)
+        for keys in self._queues:
+            try:
                 HEARTBEAT.call_sync(self._client, [keys.workers], [self._consumer, forget_after])
-            self._renew()
-        except Exception as exc:
-            # Whatever the server answers (OOM at maxmemory, WRONGTYPE, a lost connection),
-            # this thread must go on: if it died, every job of this worker would lose its
-            # lease and run a second time elsewhere.
-            if not self._failing:
-                logger.warning("cannot renew leases (%s); retrying", exc)
-            self._failing = True
-            return
-        if self._failing:
-            logger.info("renewing leases again")
-            self._failing = False
+            except Exception as exc:
+                _failed(self._beats_failing, keys.queue, "say the worker is alive in queue", exc)
+            else:
+                _worked(self._beats_failing, keys.queue, "saying the worker is alive in queue")
+        self._renew()
 
     def _renew(self) -> None:
         by_stream: dict[bytes, list[bytes]] = {}
         for stream, entry_id in self._in_flight.copy():
             by_stream.setdefault(stream, []).append(entry_id)
         for stream, ids in by_stream.items():
+            name = stream.decode(errors="replace")
+            refused: Exception | None = None
             for start in range(0, len(ids), RENEW_CHUNK):
                 chunk = ids[start : start + RENEW_CHUNK]
-                lost = RENEW.call_sync(self._client, [stream], [GROUP, self._consumer, *chunk])
+                try:
+                    lost = RENEW.call_sync(self._client, [stream], [GROUP, self._consumer, *chunk])
+                except Exception as exc:
+                    # Whatever the server answers (WRONGTYPE, a lost connection), the other
+                    # chunks and streams are still renewed, and this one again next cycle.
+                    refused = exc
+                    continue
                 if lost:
                     self.lost += len(lost)
                     logger.warning(
@@ -125,3 +149,21 @@ class LeaseKeeper:
                         "unresponsive past its lease); their outcomes from here will be refused",
                         len(lost),
                     )
+            if refused is None:
+                _worked(self._renewals_failing, name, "renewing leases in")
+            else:
+                _failed(self._renewals_failing, name, "renew leases in", refused)
+        # Forget streams no longer in flight: the set stays as small as the work.
+        self._renewals_failing &= {stream.decode(errors="replace") for stream in by_stream}
+
+
+def _failed(failing: set[str], name: str, what: str, exc: Exception) -> None:
+    if name not in failing:
+        failing.add(name)
+        logger.warning("cannot %s %s (%s); retrying", what, name, exc)
+
+
+def _worked(failing: set[str], name: str, what: str) -> None:
+    if name in failing:
+        failing.discard(name)
+        logger.info("%s %s again", what, name)

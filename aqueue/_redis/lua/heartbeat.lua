@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- A worker says it is alive, on the server's clock, and forgets workers silent for long.
+-- allow-oom (the shebang line must come first): a live worker stays listed at maxmemory
+-- under noeviction; its member exists already, so the ZADD only changes its score.
 -- KEYS: workers sorted set of one queue
 -- ARGV: worker name, forget-after in ms ("" to only remove this worker)
 if ARGV[2] == '' then

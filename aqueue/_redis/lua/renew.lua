@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Renew the lease of entries this worker still runs: XCLAIM ... JUSTID resets their idle time
 -- without counting a delivery. XCLAIM would also take an entry another worker claimed after
 -- our lease lapsed, so each entry's owner is checked first. An entry deleted from the stream
@@ -5,6 +6,9 @@
 -- pending list, and the job's outcome would then be refused as a late ack. Left pending, the
 -- outcome is recorded as usual, or, should this worker die, the id is dead-lettered by the
 -- worker that claims it.
+-- allow-oom (the shebang line must come first): renewal must work at maxmemory under
+-- noeviction, or every running job would be claimed and run by a second worker while Redis
+-- is full. It allocates nothing: XCLAIM ... JUSTID only resets existing pending entries.
 -- KEYS: stream
 -- ARGV: group, consumer, entry ids... (at most a few thousand: unpack has a limit)
 -- Returns the ids another consumer owns now (ids no longer pending at all were just acked).
