@@ -289,6 +289,34 @@ async def test_a_job_whose_entry_is_trimmed_while_it_runs_still_records_its_outc
     assert await redis.xpending_range(stream, GROUP, "-", "+", 10) == []
 
 
+@pytest.mark.slow
+async def test_a_running_jobs_idle_time_in_the_pending_list_stays_well_under_the_lease(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    """Leases are renewed about three times per lease, not once: never near lapsing."""
+    lease = 1.5
+    app = aqueue.App(server.url, namespace=namespace, lease=lease)
+    release = asyncio.Event()
+
+    @app.task
+    async def held() -> None:
+        await release.wait()
+
+    stream = Keys(namespace, "default").stream
+    idle_ms: list[int] = []
+    async with app, aqueue.Worker(app):
+        job = await held.enqueue()
+        await eventually(lambda: _running(job))
+        sampled_until = time.monotonic() + 2 * lease
+        while time.monotonic() < sampled_until:
+            [pending] = await redis.xpending_range(stream, GROUP, "-", "+", 1)
+            idle_ms.append(int(pending["time_since_delivered"]))
+            await asyncio.sleep(0.05)
+        release.set()
+        await job.result(timeout=5)
+    assert max(idle_ms) < 0.6 * lease * 1000
+
+
 @pytest.fixture(params=["valkey", "redis"])
 def small_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     """A server of its own with a small ``maxmemory`` and no eviction, for tests that fill it."""
