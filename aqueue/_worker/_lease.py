@@ -62,7 +62,7 @@ class LeaseKeeper:
         self._beats_failing: set[str] = set()
         self._renewals_failing: set[str] = set()
         self._died = asyncio.Event()
-        self._death: BaseException | None = None
+        self._death: Exception | None = None
         self._last_pong = time.monotonic()
         self.lost = 0
         """Jobs this worker was still running when another worker had claimed them."""
@@ -94,7 +94,7 @@ class LeaseKeeper:
             while not self._stopping.wait(self._lease / 3):
                 self._check_loop()
                 self._beat()
-        except BaseException as exc:
+        except Exception as exc:
             # A bug of ours: with renewal gone, every running job would run twice. The loop
             # learns of it (see watch) and stops the worker with this error.
             self._death = exc

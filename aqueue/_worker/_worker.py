@@ -34,6 +34,7 @@ from ._outcome import Action, Delivery, Outcome
 from ._reclaim import Reclaimer, prune_consumers
 from ._runner import Runner, failure_outcome
 from ._scheduler import Scheduler
+from ._supervisor import Loops
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -101,6 +102,8 @@ class Worker:
         self._reclaimer: Reclaimer | None = None
         self._fetcher: Fetcher | None = None
         self._keeper: LeaseKeeper | None = None
+        self._died: Exception | None = None
+        """What a loop of this worker died of (raised once the worker has stopped)."""
         self._resources: dict[ResourceKey[Any], Any] = {}
 
     def __repr__(self) -> str:
@@ -154,6 +157,12 @@ class Worker:
         """Run until :meth:`stop` (or SIGTERM/SIGINT when ``handle_signals``), then shut down.
 
         Signal handlers are installed only from the main thread, and removed on return.
+
+        Raises:
+            Exception: What one of the worker's loops (fetcher, outcome writer, promoter and
+                reclaimer, scheduler, lease keeper) died of, once the worker has stopped; it
+                is logged at ERROR with its traceback when it happens. Leaving
+                ``async with worker`` raises it too.
         """
         installed = handle_signals and threading.current_thread() is threading.main_thread()
         loop = asyncio.get_running_loop()
@@ -275,13 +284,15 @@ class Worker:
         )
         with translate_errors(app.url):
             await asyncio.to_thread(keeper.start)
+        scheduler = Scheduler(app)
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(acker.run)
-                reclaiming = asyncio.create_task(reclaimer.run())
-                scheduler = Scheduler(app)
-                scheduling = asyncio.create_task(scheduler.run())
-                fetching = asyncio.create_task(fetcher.run())
+                loops = Loops(group, self._loop_died)
+                loops.start("outcome writer", acker.run, hurry=True)
+                loops.start("lease keeper", keeper.watch, hurry=True)
+                reclaiming = loops.start("promoter and reclaimer", reclaimer.run)
+                scheduling = loops.start("scheduler", scheduler.run)
+                fetching = loops.start("fetcher", fetcher.run)
                 logger.info(
                     "worker %s serving %s with concurrency %d",
                     self.name,
@@ -290,19 +301,17 @@ class Worker:
                 )
                 if started is not None:
                     started.set_result(None)
-                stop = asyncio.create_task(self._stop_requested.wait())
-                await asyncio.wait([fetching, stop], return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
+                await self._stop_requested.wait()  # a stop, or a loop that died
                 # Take no more work, not even other workers' lapsed jobs; no command of
                 # theirs is cancelled mid-reply.
                 await reclaimer.stop_claiming()
                 scheduler.stop()
                 await fetcher.stop()
-                await fetching  # re-raises if fetching failed for a reason other than a stop
-                await scheduling
+                await fetching.wait()
+                await scheduling.wait()
                 await self._finish_running()
                 reclaimer.stop()
-                await reclaiming
+                await reclaiming.wait()
                 await self._write_outcomes(acker)
                 group.cancel_scope.cancel()
             await self._leave()
@@ -310,6 +319,15 @@ class Worker:
             runner.close()
             await asyncio.to_thread(keeper.stop)
         logger.info("worker %s stopped", self.name)
+        if self._died is not None:
+            raise self._died
+
+    def _loop_died(self, error: Exception, hurry: bool) -> None:
+        if self._died is None:
+            self._died = error  # the first: the others may only follow from it
+        if hurry:
+            self._hurry.set()
+        self.stop()
 
     def _cancel_jobs(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
