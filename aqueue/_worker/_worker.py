@@ -19,7 +19,7 @@ from typing import Any, Self, TypeVar
 import anyio
 from redis.asyncio import Redis
 
-from .._app import SOCKET_TIMEOUTS, App
+from .._app import App, socket_options
 from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
@@ -194,7 +194,7 @@ class Worker:
 
     async def _serve(self, started: asyncio.Future[None] | None) -> None:
         app = self.app
-        reader = Redis.from_url(app.url, single_connection_client=True, **SOCKET_TIMEOUTS)
+        reader = Redis.from_url(app.url, single_connection_client=True, **socket_options(app.url))
         try:
             with translate_errors(app.url):
                 await self._levels.refresh(app.redis, recreate=True)
