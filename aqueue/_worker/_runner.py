@@ -237,7 +237,11 @@ class Runner:
             outcome.retry_delay_ms = int(delay * 1000)
             outcome.attempt = attempt
             return outcome
-        self._log(delivery, f"failed in {_elapsed(started)}: {what}", logging.WARNING)
+        # The job's end: an error to look into, with where the task failed (a retry to come
+        # is a warning, without it). The traceback goes in as escaped text, not exc_info: a
+        # UTF-8 log stream cannot carry a lone surrogate of the message.
+        ending = f"failed in {_elapsed(started)}: {what}"
+        self._log(delivery, f"{ending}\n{_utf8(text).rstrip()}" if text else ending, logging.ERROR)
         dead = f"failed after {attempt} attempt(s): {what}" if config.dead_letter_failures else ""
         return failure_outcome(
             delivery,
