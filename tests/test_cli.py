@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from typing import IO
 
 import pytest
@@ -95,13 +97,7 @@ async def test_the_worker_command_waits_for_a_server_that_is_not_up_yet(
 ) -> None:
     late = RedisServer(server.binary)
     with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(  # noqa: ASYNC220 - starts the process, does not wait for it
-            [sys.executable, "-m", "aqueue", "worker", "tests.cli_app:app"],
-            env=cli_env(late, namespace),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_worker(late, namespace, log)
         try:
             await eventually(lambda: _logged(log, "retrying with backoff"), timeout=15)
             with late:
@@ -117,6 +113,47 @@ async def test_the_worker_command_waits_for_a_server_that_is_not_up_yet(
         output = _read(log)
     assert f"cannot reach Redis at {late.url} to start" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.slow
+async def test_a_second_sigint_exits_at_once_and_hands_a_running_sync_task_back(
+    server: RedisServer, namespace: str, cli_app: aqueue.App
+) -> None:
+    with tempfile.TemporaryFile("w+") as log, tempfile.TemporaryFile("w+") as next_log:
+        first = start_worker(server, namespace, log)
+        following = None
+        try:
+            async with cli_app:
+                job = await cli_app.enqueue("tests.cli_app.doze_once", 15)
+                await eventually(lambda: _is_running(job), timeout=10)
+                first.send_signal(signal.SIGINT)
+                await eventually(lambda: _logged(log, "running job(s)"))
+                first.send_signal(signal.SIGINT)
+                began = time.monotonic()
+                assert await asyncio.to_thread(first.wait, 10) == 0
+                assert time.monotonic() - began < 2.0
+                following = start_worker(server, namespace, next_log)
+                assert await job.result(timeout=15) == 2  # run again, from the start
+        finally:
+            for process in (first, following):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+        output = _read(log)
+    assert "handing 1 unfinished job(s) back to the queue" in output
+    assert "without writing" not in output
+    assert "Traceback" not in output
+
+
+def start_worker(server: RedisServer, namespace: str, log: IO[str]) -> subprocess.Popen[bytes]:
+    """An ``aqueue worker`` process of the CLI's app, its output going to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aqueue", "worker", "tests.cli_app:app"],
+        env=cli_env(server, namespace),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 async def _logged(log: IO[str], text: str) -> bool:

@@ -12,7 +12,6 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from .._hooks import ResourceKey
 from .._job import encode_error
 from ..exceptions import AqueueError, Retry, SerializationError, TaskTimeout
 from ._outcome import Action, Delivery, Outcome
+from ._threads import DaemonThreads
 
 if TYPE_CHECKING:
     from .._app import App
@@ -50,7 +50,7 @@ class Runner:
     ) -> None:
         self._app = app
         self._worker_name = worker_name
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aqueue-sync")
+        self._pool = DaemonThreads(threads, "aqueue-sync")
         self._log_each = logger.isEnabledFor(logging.INFO)
         self._resources = resources
         # Middleware read once, at the worker's start; None keeps a run free of them.
@@ -199,7 +199,8 @@ class Runner:
         return future.result()
 
     def close(self) -> None:
-        """Let go of the thread pool (threads still running finish on their own)."""
+        """Let go of the threads (those still running finish on their own, or stop when the
+        process exits)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _failed(

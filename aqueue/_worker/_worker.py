@@ -42,6 +42,9 @@ logger = logging.getLogger("aqueue.worker")
 
 T = TypeVar("T")
 
+HURRIED_WRITES = 2.0
+"""Seconds a worker stopped at once still gives the server to take the outcomes it holds."""
+
 
 class Worker:
     """Runs an app's jobs: many at once on the current event loop.
@@ -412,15 +415,22 @@ class Worker:
 
     async def _write_outcomes(self, acker: Acker) -> None:
         # Normally every outcome is written before the worker goes. A second stop request
-        # does not wait for a server that is down: unwritten entries stay pending, and
-        # another worker claims them after their lease.
+        # does not wait long for a server that is down: unwritten entries stay pending, and
+        # another worker claims them after their lease. A server that is up writes them
+        # (the hand-backs of the jobs the second request cancelled too) in milliseconds.
         drained = asyncio.create_task(acker.drained())
         hurry = asyncio.create_task(self._hurry.wait())
-        done, _ = await asyncio.wait([drained, hurry], return_when=asyncio.FIRST_COMPLETED)
-        if drained not in done:
-            logger.warning("stopping without writing some outcomes; their jobs run again")
-        drained.cancel()
+        await asyncio.wait([drained, hurry], return_when=asyncio.FIRST_COMPLETED)
         hurry.cancel()
+        if not drained.done():
+            await asyncio.wait([drained], timeout=HURRIED_WRITES)
+        if not drained.done():
+            logger.warning(
+                "stopping without writing some outcomes (Redis did not answer within %.0f s); "
+                "their jobs run again after their lease",
+                HURRIED_WRITES,
+            )
+            drained.cancel()
 
     async def _leave(self) -> None:
         # Everything was acked or handed back: this consumer holds nothing and can go.
