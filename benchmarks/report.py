@@ -313,7 +313,8 @@ def markdown(results: Results, chart: str | None) -> str:
         + (" (quick: small counts, not for comparison)" if meta.get("quick") else ""),
         "",
         f"Machine: {meta['cores']} cores ({meta['cpu']}), Linux {meta['kernel']}; "
-        f"redis-server {meta['redis_server']} (a fresh one per measurement, no persistence); "
+        f"{meta.get('server', 'redis-server')} {meta['redis_server']} "
+        "(a fresh one per measurement, no persistence); "
         f"Python {meta.get('python', '?')}; aqueue at {meta['aqueue_commit']}. "
         f"Whole run: {meta.get('total_seconds', 0) / 60:.1f} min; load average (1 min) "
         f"{meta.get('load_before', '?')} before, {meta.get('load_after', '?')} after.",
@@ -411,7 +412,7 @@ def draw(results: Results, path: Path) -> bool:
         ax.axis("off")
     figure.suptitle(
         f"aqueue (red) and its peers; raw redis-py floor in grey. {results.meta['cores']} cores, "
-        f"redis-server {results.meta['redis_server']}",
+        f"{results.meta.get('server', 'redis-server')} {results.meta['redis_server']}",
         fontsize=11,
     )
     figure.tight_layout()

@@ -3,11 +3,12 @@
     python benchmarks/run.py [--quick] [--only aqueue,arq,...] [--workloads drain,latency,...]
 
 Installs the peers from PyPI into ``benchmarks/.venv-peers`` (with aqueue itself, editable),
-starts a fresh ``redis-server`` on a free loopback port for every measurement, runs each one in
-a driver process (``driver.py``) bounded by a time limit, and writes the median of the
-repetitions as a Markdown table and a bar chart. ``--only aqueue,raw`` needs no peers
-environment: it runs with the interpreter that runs this script, which must have aqueue (CI's
-smoke test: ``.venv/bin/python benchmarks/run.py --quick --only aqueue,raw``).
+starts a fresh ``redis-server`` (the embedded Valkey where there is none) on a free loopback
+port for every measurement, runs each one in a driver process (``driver.py``) bounded by a time
+limit, and writes the median of the repetitions as a Markdown table and a bar chart.
+``--only aqueue,raw`` needs no peers environment: it runs with the interpreter that runs this
+script, which must have aqueue (CI's smoke test:
+``.venv/bin/python benchmarks/run.py --quick --only aqueue,raw``).
 
 Standard library only, so any Python 3.11+ can start it; see README.md beside it.
 """
@@ -462,6 +463,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "cpu": cpu,
         "kernel": platform.release(),
+        "server": Path(server.binary).name,  # redis-server, or valkey-server when it is absent
         "redis_server": version,
         "aqueue_commit": commit + (" + uncommitted changes in aqueue/" if dirty else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

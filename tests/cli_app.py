@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import aqueue
 
@@ -19,6 +20,16 @@ async def add(x: int, y: int) -> int:
 async def nap(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "rested"
+
+
+@app.task
+def doze_once(seconds: float) -> int:
+    """A synchronous task (its thread cannot be interrupted) that sleeps on its first attempt
+    only; returns its attempt."""
+    attempt = aqueue.current_job().attempt
+    if attempt == 1:
+        time.sleep(seconds)
+    return attempt
 
 
 not_an_app = 42

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
+from typing import IO
 
 import pytest
 
@@ -87,12 +91,114 @@ def test_a_wrong_app_path_is_a_one_line_error(server: RedisServer, namespace: st
         assert "Traceback" not in result.stderr
 
 
-def test_an_unreachable_server_is_a_one_line_error(namespace: str) -> None:
-    env = {**os.environ, "AQUEUE_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": ROOT}
-    result = run_cli("worker", "tests.cli_app:app", env=env)
+@pytest.mark.slow
+async def test_the_worker_command_waits_for_a_server_that_is_not_up_yet(
+    server: RedisServer, namespace: str
+) -> None:
+    late = RedisServer(server.binary)
+    with tempfile.TemporaryFile("w+") as log:
+        process = start_worker(late, namespace, log)
+        try:
+            await eventually(lambda: _logged(log, "retrying with backoff"), timeout=15)
+            with late:
+                async with aqueue.App(late.url, namespace=namespace) as producer:
+                    job = await producer.enqueue("tests.cli_app.add", 2, 3)
+                    assert await job.result(timeout=15) == 5
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(15) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        output = _read(log)
+    assert f"cannot reach Redis at {late.url} to start" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.slow
+async def test_a_second_sigint_exits_at_once_and_hands_a_running_sync_task_back(
+    server: RedisServer, namespace: str, cli_app: aqueue.App
+) -> None:
+    with tempfile.TemporaryFile("w+") as log, tempfile.TemporaryFile("w+") as next_log:
+        first = start_worker(server, namespace, log)
+        following = None
+        try:
+            async with cli_app:
+                job = await cli_app.enqueue("tests.cli_app.doze_once", 15)
+                await eventually(lambda: _is_running(job), timeout=10)
+                first.send_signal(signal.SIGINT)
+                await eventually(lambda: _logged(log, "running job(s)"))
+                first.send_signal(signal.SIGINT)
+                began = time.monotonic()
+                assert await asyncio.to_thread(first.wait, 10) == 0
+                assert time.monotonic() - began < 2.0
+                following = start_worker(server, namespace, next_log)
+                assert await job.result(timeout=15) == 2  # run again, from the start
+        finally:
+            for process in (first, following):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+        output = _read(log)
+    assert "handing 1 unfinished job(s) back to the queue" in output
+    assert "without writing" not in output
+    assert "Traceback" not in output
+
+
+def start_worker(server: RedisServer, namespace: str, log: IO[str]) -> subprocess.Popen[bytes]:
+    """An ``aqueue worker`` process of the CLI's app, its output going to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aqueue", "worker", "tests.cli_app:app"],
+        env=cli_env(server, namespace),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def _logged(log: IO[str], text: str) -> bool:
+    return text in _read(log)
+
+
+def _read(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()
+
+
+def test_refused_credentials_are_a_one_line_error(server: RedisServer, namespace: str) -> None:
+    url = server.url.replace("redis://", "redis://nobody:wrong@")
+    result = run_cli("worker", "tests.cli_app:app", env=cli_env(server, namespace, AQUEUE_URL=url))
     assert result.returncode == 1
-    assert result.stderr.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0")
+    assert result.stderr.splitlines()[-1].startswith("error: Redis at redis://nobody:***@")
+    assert "refused the credentials" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_the_worker_command_without_queues_serves_every_queue_the_app_names(
+    server: RedisServer, namespace: str
+) -> None:
+    process = subprocess.Popen(  # noqa: ASYNC220 - starts the process, does not wait for it
+        [sys.executable, "-m", "aqueue", "worker", "tests.queues_app:app"],
+        env=cli_env(server, namespace),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        routes = {"emails.*": "emails", "reports.*": "reports"}
+        async with aqueue.App(server.url, namespace=namespace, routes=routes) as producer:
+            sent = await producer.enqueue("emails.send", "a@b.c")
+            routed = await producer.enqueue("reports.weekly")
+            assert await sent.result(timeout=15) == "sent to a@b.c"
+            assert await routed.result(timeout=15) == "reported"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "queues:     billing, default, emails, reports, yearly" in output  # the banner
 
 
 def test_options_also_read_aqueue_environment_variables(

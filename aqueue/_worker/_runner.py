@@ -12,7 +12,6 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from .._hooks import ResourceKey
 from .._job import encode_error
 from ..exceptions import AqueueError, Retry, SerializationError, TaskTimeout
 from ._outcome import Action, Delivery, Outcome
+from ._threads import DaemonThreads
 
 if TYPE_CHECKING:
     from .._app import App
@@ -50,7 +50,7 @@ class Runner:
     ) -> None:
         self._app = app
         self._worker_name = worker_name
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aqueue-sync")
+        self._pool = DaemonThreads(threads, "aqueue-sync")
         self._log_each = logger.isEnabledFor(logging.INFO)
         self._resources = resources
         # Middleware read once, at the worker's start; None keeps a run free of them.
@@ -199,7 +199,8 @@ class Runner:
         return future.result()
 
     def close(self) -> None:
-        """Let go of the thread pool (threads still running finish on their own)."""
+        """Let go of the threads (those still running finish on their own, or stop when the
+        process exits)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _failed(
@@ -237,7 +238,11 @@ class Runner:
             outcome.retry_delay_ms = int(delay * 1000)
             outcome.attempt = attempt
             return outcome
-        self._log(delivery, f"failed in {_elapsed(started)}: {what}", logging.WARNING)
+        # The job's end: an error to look into, with where the task failed (a retry to come
+        # is a warning, without it). The traceback goes in as escaped text, not exc_info: a
+        # UTF-8 log stream cannot carry a lone surrogate of the message.
+        ending = f"failed in {_elapsed(started)}: {what}"
+        self._log(delivery, f"{ending}\n{_utf8(text).rstrip()}" if text else ending, logging.ERROR)
         dead = f"failed after {attempt} attempt(s): {what}" if config.dead_letter_failures else ""
         return failure_outcome(
             delivery,

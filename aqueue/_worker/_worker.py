@@ -18,14 +18,17 @@ from typing import Any, Self, TypeVar
 
 import anyio
 from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError
 
-from .._app import SOCKET_TIMEOUTS, App
+from .._app import App, socket_options
 from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
-from .._redis._errors import REDIS_ERRORS, translate_errors
+from .._redis._backoff import Backoff
+from .._redis._errors import REDIS_ERRORS, redact, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
-from ..exceptions import ConfigurationError
+from .._version import __version__
+from ..exceptions import ConfigurationError, ConnectionFailed
 from ._acker import Acker
 from ._fetcher import Fetcher, Slots
 from ._lease import LeaseKeeper
@@ -39,6 +42,9 @@ from ._supervisor import Loops
 logger = logging.getLogger("aqueue.worker")
 
 T = TypeVar("T")
+
+HURRIED_WRITES = 2.0
+"""Seconds a worker stopped at once still gives the server to take the outcomes it holds."""
 
 
 class Worker:
@@ -156,7 +162,9 @@ class Worker:
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until :meth:`stop` (or SIGTERM/SIGINT when ``handle_signals``), then shut down.
 
-        Signal handlers are installed only from the main thread, and removed on return.
+        A Redis that cannot be reached at start-up is waited for, with backoff (logged);
+        ``async with worker`` raises :class:`ConnectionFailed` instead. Signal handlers are
+        installed only from the main thread, and removed on return.
 
         Raises:
             Exception: What one of the worker's loops (fetcher, outcome writer, promoter and
@@ -203,10 +211,14 @@ class Worker:
 
     async def _serve(self, started: asyncio.Future[None] | None) -> None:
         app = self.app
-        reader = Redis.from_url(app.url, single_connection_client=True, **SOCKET_TIMEOUTS)
+        logger.info("%s", self._banner())
+        reader = Redis.from_url(app.url, single_connection_client=True, **socket_options(app.url))
         try:
-            with translate_errors(app.url):
-                await self._levels.refresh(app.redis, recreate=True)
+            # run() (the command) outlives a server that is not up yet, as in a deploy that
+            # starts both at once; an embedding program learns at once from `async with`.
+            if not await self._reach_redis(wait=started is None):
+                logger.info("worker %s stopped before Redis could be reached", self.name)
+                return
             stop_hooks = await app._lifecycle.start(self)
             try:
                 await self._work(reader, started)
@@ -219,6 +231,48 @@ class Worker:
             raise
         finally:
             await reader.aclose()
+
+    def _banner(self) -> str:
+        """What this worker serves and where, so a look at its log says what to expect."""
+        app = self.app
+        tasks = [f"{name} ({task.config.queue})" for name, task in sorted(app.tasks.items())]
+        schedules = [f"{s.task_name}: {s.describe}" for s in app.schedules]
+        return "\n".join(
+            [
+                f"worker {self.name} starting (aqueue {__version__})",
+                f"  redis:      {redact(app.url)}, namespace {app.namespace}",
+                f"  queues:     {', '.join(self.queues)}",
+                f"  slots:      {self.concurrency} jobs at once, {self.threads} threads",
+                f"  tasks:      {', '.join(tasks) or 'none registered'}",
+                f"  schedules:  {', '.join(schedules) or 'none'}",
+            ]
+        )
+
+    async def _reach_redis(self, *, wait: bool) -> bool:
+        """Create the queues' streams and groups; False when stopped before Redis answered.
+
+        With ``wait``, a server that cannot be reached is tried again with backoff until it
+        answers or the worker is stopped. Refused credentials are no outage: they raise.
+        """
+        backoff = Backoff(logger, f"reach Redis at {redact(self.app.url)} to start")
+        while True:
+            try:
+                with translate_errors(self.app.url):
+                    await self._levels.refresh(self.app.redis, recreate=True)
+            except ConnectionFailed as exc:
+                refused = (AuthenticationError, AuthenticationWrongNumberOfArgsError)
+                if not wait or isinstance(exc.__cause__, refused):
+                    raise
+                retrying = asyncio.create_task(backoff.failed(exc.__cause__ or exc))
+                stopping = asyncio.create_task(self._stop_requested.wait())
+                await asyncio.wait([retrying, stopping], return_when=asyncio.FIRST_COMPLETED)
+                retrying.cancel()
+                stopping.cancel()
+                if self._stop_requested.is_set():
+                    return False
+            else:
+                backoff.succeeded()
+                return True
 
     async def _work(self, reader: Redis, started: asyncio.Future[None] | None) -> None:
         app = self.app
@@ -379,15 +433,22 @@ class Worker:
 
     async def _write_outcomes(self, acker: Acker) -> None:
         # Normally every outcome is written before the worker goes. A second stop request
-        # does not wait for a server that is down: unwritten entries stay pending, and
-        # another worker claims them after their lease.
+        # does not wait long for a server that is down: unwritten entries stay pending, and
+        # another worker claims them after their lease. A server that is up writes them
+        # (the hand-backs of the jobs the second request cancelled too) in milliseconds.
         drained = asyncio.create_task(acker.drained())
         hurry = asyncio.create_task(self._hurry.wait())
-        done, _ = await asyncio.wait([drained, hurry], return_when=asyncio.FIRST_COMPLETED)
-        if drained not in done:
-            logger.warning("stopping without writing some outcomes; their jobs run again")
-        drained.cancel()
+        await asyncio.wait([drained, hurry], return_when=asyncio.FIRST_COMPLETED)
         hurry.cancel()
+        if not drained.done():
+            await asyncio.wait([drained], timeout=HURRIED_WRITES)
+        if not drained.done():
+            logger.warning(
+                "stopping without writing some outcomes (Redis did not answer within %.0f s); "
+                "their jobs run again after their lease",
+                HURRIED_WRITES,
+            )
+            drained.cancel()
 
     async def _leave(self) -> None:
         # Everything was acked or handed back: this consumer holds nothing and can go.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -18,13 +17,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def durable_server() -> Iterator[RedisServer]:
-    """A Redis with an append-only file fsynced every second, restarted by the test."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+def durable_server(server: RedisServer) -> Iterator[RedisServer]:
+    """A server of each kind with an append-only file fsynced every second, restarted by the
+    test (Valkey too, so that a machine without redis-server runs it)."""
     config = {"appendonly": "yes", "appendfsync": "everysec"}
-    with RedisServer.redis(config=config) as server:
-        yield server
+    with RedisServer(server.binary, config=config) as durable:
+        yield durable
 
 
 async def test_a_redis_restart_under_load_loses_no_acknowledged_job(
