@@ -305,6 +305,8 @@ class App:
         self,
         expression: str,
         *,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
         timezone: str = "UTC",
         misfire: Misfire = "skip",
         name: str | None = None,
@@ -315,50 +317,72 @@ class App:
         """Register a task that runs once per cron tick, however many workers run.
 
         Args:
-            expression: Five fields (minute hour day month weekday), or six with seconds first.
+            expression: Five fields (minute hour day month weekday), six with seconds first,
+                or a nickname: ``@hourly``, ``@daily`` (or ``@midnight``), ``@weekly``,
+                ``@monthly``, ``@yearly`` (or ``@annually``).
+            args: The positional arguments every tick's job is enqueued with.
+            kwargs: The keyword arguments every tick's job is enqueued with.
             timezone: The zone the expression is read in, e.g. ``"Europe/Paris"``.
             misfire: Ticks missed while no worker ran: ``"skip"`` them (default), or
                 ``"run_once"`` for the latest of them when a worker starts.
 
         Every worker runs the scheduler; each tick is enqueued once, under a uniqueness key
-        for the tick, and due-ness is read from the Redis server's clock.
+        for the tick, and due-ness is read from the Redis server's clock. The arguments are
+        bound to the task's signature and encoded when the task is decorated, so a mistake
+        stops the program at import rather than at each tick.
         """
         schedule = cron_schedule("", expression, timezone, misfire)
-        return self._scheduled(schedule, name, queue, timeout, retries)
+        return self._scheduled(schedule, args, kwargs, name, queue, timeout, retries)
 
     def periodic(
         self,
         *,
         every: float | timedelta,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
         misfire: Misfire = "skip",
         name: str | None = None,
         queue: str | None = None,
         timeout: float | timedelta | None = None,
         retries: int = 0,
     ) -> TaskDecorator:
-        """Register a task that runs once every ``every`` (ticks aligned on multiples of it)."""
+        """Register a task that runs once every ``every`` (ticks aligned on multiples of it).
+
+        ``args`` and ``kwargs`` are the arguments of every tick's job, as for :meth:`cron`.
+        """
         schedule = every_schedule("", every, misfire)
-        return self._scheduled(schedule, name, queue, timeout, retries)
+        return self._scheduled(schedule, args, kwargs, name, queue, timeout, retries)
 
     def _scheduled(
         self,
         schedule: Schedule,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
         name: str | None,
         queue: str | None,
         timeout: float | timedelta | None,
         retries: int,
     ) -> TaskDecorator:
         decorate = self.task(name=name, queue=queue, timeout=timeout, retries=retries)
+        # A copy: a caller changing its dict later does not change the ticks.
+        call_kwargs = dict(kwargs or {})
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             try:
-                inspect.signature(function).bind()
-            except TypeError:
+                inspect.signature(function).bind(*args, **call_kwargs)
+            except TypeError as exc:
                 raise ConfigurationError(
-                    f"periodic task {function.__qualname__} must run without arguments"
+                    f"periodic task {function.__qualname__} cannot be called with "
+                    f"args={args!r} and kwargs={call_kwargs!r}: {exc}. Give args= and kwargs= "
+                    "that fit its signature"
                 ) from None
+            encode_call(self.serializer, function.__qualname__, args, call_kwargs)
             registered: Task[Any, Any] = decorate(function)
-            self._schedules.append(dataclasses.replace(schedule, task_name=registered.name))
+            self._schedules.append(
+                dataclasses.replace(
+                    schedule, task_name=registered.name, args=args, kwargs=call_kwargs
+                )
+            )
             return registered
 
         return cast(TaskDecorator, register)

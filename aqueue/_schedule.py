@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,6 +16,20 @@ from croniter import croniter
 from .exceptions import ConfigurationError
 
 Misfire = Literal["skip", "run_once"]
+
+NICKNAMES = MappingProxyType(
+    {
+        "@yearly": "0 0 1 1 *",
+        "@annually": "0 0 1 1 *",
+        "@monthly": "0 0 1 * *",
+        "@weekly": "0 0 * * 0",
+        "@daily": "0 0 * * *",
+        "@midnight": "0 0 * * *",
+        "@hourly": "0 * * * *",
+    }
+)
+"""The cron nicknames of crontab(5) and the fields they stand for. aqueue reads them itself, so
+that any other word after an ``@`` is refused with this list rather than a count of fields."""
 
 
 @dataclass(frozen=True)
@@ -33,17 +48,28 @@ class Schedule:
     tick_id: Callable[[float], str]
     """A tick's identity. For cron it is the local wall-clock time, so the hour repeated when
     daylight saving time ends does not fire the same tick twice."""
+    args: tuple[Any, ...] = ()
+    """The positional arguments each tick's job is enqueued with."""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """The keyword arguments each tick's job is enqueued with."""
 
 
 def cron_schedule(task_name: str, expression: str, timezone: str, misfire: Misfire) -> Schedule:
-    """A schedule from a cron expression: five fields, or six with seconds first."""
-    fields = expression.split()
+    """A schedule from a cron expression: five fields, six with seconds first, or a nickname."""
+    crontab = NICKNAMES.get(expression.lower(), expression)
+    if crontab.startswith("@"):
+        raise ConfigurationError(
+            f"unknown cron nickname {expression!r}: use one of {', '.join(NICKNAMES)}, "
+            "or five fields (minute hour day month weekday)"
+        )
+    fields = crontab.split()
     if len(fields) not in (5, 6) or not croniter.is_valid(
-        expression, second_at_beginning=len(fields) == 6
+        crontab, second_at_beginning=len(fields) == 6
     ):
         raise ConfigurationError(
             f"invalid cron expression {expression!r}: use five fields (minute hour day month "
-            "weekday) or six with seconds first, e.g. '*/5 * * * *'"
+            "weekday), six with seconds first, e.g. '*/5 * * * *', or a nickname such as "
+            "'@hourly'"
         )
     try:
         zone = ZoneInfo(timezone)
@@ -53,7 +79,7 @@ def cron_schedule(task_name: str, expression: str, timezone: str, misfire: Misfi
 
     def ticks(moment: float) -> Any:
         start = datetime.fromtimestamp(moment, zone)
-        return croniter(expression, start, second_at_beginning=seconds_first)
+        return croniter(crontab, start, second_at_beginning=seconds_first)
 
     def next_after(moment: float) -> float:
         tick: float = ticks(moment).get_next(float)

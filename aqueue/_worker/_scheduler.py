@@ -93,7 +93,9 @@ class Scheduler:
         task = self._app.tasks[schedule.task_name]
         key = f"tick:{schedule.task_name}:{schedule.tick_id(tick)}"
         try:
-            job = await task.options(key=key, key_ttl=TICK_KEY_TTL).enqueue()
+            job = await task.options(key=key, key_ttl=TICK_KEY_TTL).enqueue(
+                *schedule.args, **schedule.kwargs
+            )
         except (RedisError, AqueueError):
             raise
         except Exception:
