@@ -19,6 +19,7 @@ import click
 
 from ._app import App
 from ._redis._keys import check_name
+from ._version import __version__
 from ._worker import Worker
 from .exceptions import AqueueError, JobNotFound
 
@@ -102,7 +103,7 @@ loop_option = click.option(
 
 
 @click.group()
-@click.version_option(package_name="aqueue")
+@click.version_option(__version__)
 def main() -> None:
     """aqueue: an asyncio-native task queue on Redis Streams."""
 

