@@ -1,0 +1,88 @@
+"""aqueue.contrib.aiohttp through aiohttp's own test client and server, against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+import aqueue
+from aqueue.contrib.aiohttp import APP_KEY, job_events, setup
+
+
+async def enqueue(request: web.Request) -> web.Response:
+    job = await request.app[APP_KEY].enqueue(request.match_info["task"])
+    return web.json_response({"id": job.id}, status=202)
+
+
+@pytest.fixture
+async def client(app: aqueue.App) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """A web app with the helpers, served on a loopback port; its embedded worker running."""
+    web_app = web.Application()
+    setup(web_app, app, worker=lambda app: aqueue.Worker(app, concurrency=5, grace_period=1))
+    web_app.router.add_post("/jobs/{task}", enqueue)
+    web_app.router.add_get("/jobs/{job_id}/events", job_events)
+    async with TestClient(TestServer(web_app)) as the_client:
+        yield the_client
+
+
+async def test_a_handler_gets_the_typed_app_and_the_embedded_worker_runs_the_job(
+    app: aqueue.App, client: TestClient[web.Request, web.Application]
+) -> None:
+    @app.task(name="answer")
+    async def answer() -> int:
+        return 42
+
+    response = await client.post("/jobs/answer")
+    assert response.status == 202
+    assert await app.job((await response.json())["id"]).result(timeout=5) == 42
+
+
+async def test_the_event_stream_arrives_as_the_job_goes_and_ends_with_its_result(
+    app: aqueue.App, client: TestClient[web.Request, web.Application]
+) -> None:
+    seen_halfway = asyncio.Event()
+
+    @app.task(name="slow")
+    async def slow() -> str:
+        await aqueue.current_job().progress(0.5, "halfway")
+        await seen_halfway.wait()
+        return "done"
+
+    job = await app.enqueue("slow")
+    response = await client.get(f"/jobs/{job.id}/events")
+    assert response.content_type == "text/event-stream"
+    events = []
+    async with asyncio.timeout(5):
+        while not response.content.at_eof():
+            block = (await response.content.readuntil(b"\n\n")).strip()
+            if not block:
+                continue
+            event, data = (line.split(b": ", 1)[1] for line in block.split(b"\n"))
+            events.append((event.decode(), orjson.loads(data)))
+            if orjson.loads(data)["message"] == "halfway":
+                seen_halfway.set()  # the stream showed the progress while the job waited
+    assert events[0][0] == "progress"
+    assert events[-1][0] == "end"
+    assert events[-1][1]["result"] == "done"
+    assert [data["status"] for _, data in events].count("succeeded") == 1
+
+
+async def test_the_event_stream_of_a_job_nobody_enqueued_is_404(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/jobs/default:0123456789abcdef0123456789abcdef/events")
+    assert response.status == 404
+    assert (await response.json())["status"] == "unknown"
+
+
+async def test_closing_the_web_app_stops_the_embedded_worker(app: aqueue.App) -> None:
+    web_app = web.Application()
+    setup(web_app, app, worker=True)
+    async with TestClient(TestServer(web_app)):
+        assert (await app.queue().stats()).workers == 1
+    assert (await app.queue().stats()).workers == 0
