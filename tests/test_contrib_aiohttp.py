@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import aqueue
 from aqueue.contrib.aiohttp import APP_KEY, job_events, setup
+from tests.web_helpers import task_stopping_halfway
 
 
 async def enqueue(request: web.Request) -> web.Response:
@@ -45,14 +46,7 @@ async def test_a_handler_gets_the_typed_app_and_the_embedded_worker_runs_the_job
 async def test_the_event_stream_arrives_as_the_job_goes_and_ends_with_its_result(
     app: aqueue.App, client: TestClient[web.Request, web.Application]
 ) -> None:
-    seen_halfway = asyncio.Event()
-
-    @app.task(name="slow")
-    async def slow() -> str:
-        await aqueue.current_job().progress(0.5, "halfway")
-        await seen_halfway.wait()
-        return "done"
-
+    seen_halfway = task_stopping_halfway(app)
     job = await app.enqueue("slow")
     response = await client.get(f"/jobs/{job.id}/events")
     assert response.content_type == "text/event-stream"

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import aqueue
 from aqueue.contrib.fastapi import AqueueApp, job_events, lifespan, stream_job
+from tests.web_helpers import task_stopping_halfway
 
 
 def small_worker(app: aqueue.App) -> aqueue.Worker:
@@ -90,14 +91,7 @@ async def test_a_handler_gets_the_app_by_dependency_and_the_embedded_worker_runs
 async def test_the_event_stream_sends_the_jobs_progress_then_its_result(
     app: aqueue.App, lifespan_manager: LifespanManager
 ) -> None:
-    seen_halfway = asyncio.Event()
-
-    @app.task(name="slow")
-    async def slow() -> str:
-        await aqueue.current_job().progress(0.5, "halfway")
-        await seen_halfway.wait()
-        return "done"
-
+    seen_halfway = task_stopping_halfway(app)
     job = await app.enqueue("slow")
     async with client_of(opening_on(lifespan_manager.app, b"halfway", seen_halfway)) as client:
         response = await client.get(f"/jobs/{job.id}/events")
