@@ -93,7 +93,10 @@ async def test_the_event_stream_sends_the_jobs_progress_then_its_result(
 ) -> None:
     seen_halfway = task_stopping_halfway(app)
     job = await app.enqueue("slow")
-    async with client_of(opening_on(lifespan_manager.app, b"halfway", seen_halfway)) as client:
+    async with (
+        client_of(opening_on(lifespan_manager.app, b"halfway", seen_halfway)) as client,
+        asyncio.timeout(5),  # the job waits until the client saw its progress
+    ):
         response = await client.get(f"/jobs/{job.id}/events")
     assert response.headers["content-type"].startswith("text/event-stream")
     events = events_of(response.content)
