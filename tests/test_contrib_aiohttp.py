@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
 
 import aqueue
+import aqueue.contrib._sse
+from aqueue._redis._keys import keys_of
 from aqueue.contrib.aiohttp import APP_KEY, job_events, setup
+from tests.helpers import eventually
 from tests.web_helpers import task_stopping_halfway
 
 
@@ -80,3 +85,35 @@ async def test_closing_the_web_app_stops_the_embedded_worker(app: aqueue.App) ->
     async with TestClient(TestServer(web_app)):
         assert (await app.queue().stats()).workers == 1
     assert (await app.queue().stats()).workers == 0
+
+
+async def subscribers(redis: Redis, app: aqueue.App, job: aqueue.Job[Any]) -> int:
+    """How many connections follow the job (its record's channel)."""
+    [(_, count)] = await redis.pubsub_numsub(keys_of(app.namespace, job.queue).job(job.id))
+    return int(count)
+
+
+async def has_no_subscribers(redis: Redis, app: aqueue.App, job: aqueue.Job[Any]) -> bool:
+    return await subscribers(redis, app, job) == 0
+
+
+async def test_a_quiet_stream_keeps_alive_and_ends_its_subscription_when_the_client_leaves(
+    app: aqueue.App,
+    client: TestClient[web.Request, web.Application],
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aqueue.contrib._sse, "KEEPALIVE", 0.05)
+
+    @app.task(name="later")
+    async def later() -> None: ...
+
+    job = await later.options(delay=60).enqueue()  # it stays scheduled: the stream is quiet
+    response = await client.get(f"/jobs/{job.id}/events")
+    async with asyncio.timeout(5):
+        assert (await response.content.readuntil(b"\n\n")).startswith(b"event: progress\n")
+        assert await response.content.readuntil(b"\n\n") == b": keepalive\n\n"
+    assert await subscribers(redis, app, job) == 1
+
+    response.close()
+    await eventually(lambda: has_no_subscribers(redis, app, job))

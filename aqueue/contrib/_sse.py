@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -18,6 +19,9 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 """Headers of an event stream, next to its ``text/event-stream`` content type."""
+
+KEEPALIVE = 15.0
+"""Seconds a stream may stay silent before it sends a comment line."""
 
 
 def frame(info: JobInfo) -> bytes:
@@ -52,13 +56,44 @@ async def job_to_follow(app: App, job_id: str) -> Job[Any] | None:
     return None if await job.status() is JobStatus.UNKNOWN else job
 
 
-async def frames(job: Job[Any]) -> AsyncIterator[bytes]:
-    """The job's events until it ends. Its record may vanish meanwhile (expired, purged):
-    the stream then ends with status ``unknown``, so that a client stops too."""
+async def frames(job: Job[Any]) -> AsyncGenerator[bytes, None]:
+    """The job's events until it ends, and a comment line after each quiet spell of
+    :data:`KEEPALIVE` seconds.
+
+    The comments keep proxies from closing a quiet stream, and they are how a server learns
+    that its client went away: only a write fails then, and without one the stream, and the
+    job's subscription, would live on until the job next changed.
+    """
+    events: asyncio.Queue[bytes] = asyncio.Queue()
+    follower = asyncio.create_task(_follow(job, events))
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(KEEPALIVE):
+                    event = await events.get()
+            except TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            if not event:
+                break
+            yield event
+        await follower  # raises what ended the following early (e.g. ConnectionFailed)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+
+
+async def _follow(job: Job[Any], events: asyncio.Queue[bytes]) -> None:
+    """Put the job's events in ``events``, then an empty one for the end. Its record may
+    vanish meanwhile (expired, purged): the stream then ends with status ``unknown``, so
+    that a client stops too."""
     ended = False
-    with contextlib.suppress(JobNotFound):
-        async for info in job.events():
-            ended = info.status.is_final
-            yield frame(info)
-    if not ended:
-        yield frame(JobInfo(job.id, JobStatus.UNKNOWN))
+    try:
+        with contextlib.suppress(JobNotFound):
+            async for info in job.events():
+                ended = info.status.is_final
+                events.put_nowait(frame(info))
+        if not ended:
+            events.put_nowait(frame(JobInfo(job.id, JobStatus.UNKNOWN)))
+    finally:
+        events.put_nowait(b"")

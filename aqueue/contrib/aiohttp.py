@@ -77,7 +77,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         return web.json_response({"id": job_id, "status": "unknown"}, status=404)
     response = web.StreamResponse(headers={**SSE_HEADERS, "Content-Type": "text/event-stream"})
     await response.prepare(request)
-    async for event in frames(job):
+    async for event in frames(job):  # a client that left makes write() raise: the stream ends
         await response.write(event)
     await response.write_eof()
     return response
