@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -50,9 +51,17 @@ class _LoopThread:
         self._thread: threading.Thread | None = None
         self._apps: set[App] = set()
         """The apps that ran calls here: their connections belong to this loop."""
+        self._pid = 0
+        """The process that started the loop: a forked child has no thread to run it."""
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The loop, its thread started on first use."""
+        if self._loop is not None and self._pid != os.getpid():
+            # The child of a fork has the parent's loop and connections, but not its thread.
+            raise ConfigurationError(
+                "aqueue.sync was first used before this process forked: make the first call "
+                "in each worker process (not at import time under gunicorn --preload, say)"
+            )
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -60,7 +69,7 @@ class _LoopThread:
                 thread.start()
                 if self._thread is None:  # the first start of the process
                     atexit.register(self.close)
-                self._loop, self._thread = loop, thread
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
             return self._loop
 
     def run(self, app: App, call: Coroutine[Any, Any, T]) -> T:

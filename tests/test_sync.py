@@ -129,3 +129,35 @@ def test_a_script_that_enqueues_exits_cleanly_without_closing_anything(
         cwd=ROOT,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "queued\nstill queued\n", "")
+
+
+FORKING = """
+import os
+import aqueue
+from aqueue.sync import SyncApp
+
+app = aqueue.App({url!r}, namespace={namespace!r})
+queue = SyncApp(app)
+print("parent", queue.enqueue_by_name("tasks.add", 1, 2).status(), flush=True)
+child = os.fork()
+if child == 0:
+    try:
+        queue.enqueue_by_name("tasks.add", 3, 4)
+    except aqueue.ConfigurationError as exc:
+        print("child", exc, flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+def test_a_process_forked_after_sync_calls_is_told_to_call_after_the_fork(
+    server: RedisServer, namespace: str
+) -> None:
+    script = FORKING.format(url=server.url, namespace=namespace)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    parent, child = result.stdout.splitlines()
+    assert parent == "parent queued"
+    assert child.startswith("child aqueue.sync was first used before this process forked")
