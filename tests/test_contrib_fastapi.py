@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import aqueue
 from aqueue.contrib.fastapi import AqueueApp, job_events, lifespan, stream_job
+from aqueue.testing import _free_port as free_port
 from tests.web_helpers import task_stopping_halfway
 
 
@@ -187,3 +188,11 @@ def test_a_helper_whose_framework_is_missing_names_the_extra_to_install(
         monkeypatch.delitem(sys.modules, name, raising=False)
     with pytest.raises(ImportError, match=rf"pip install 'aqueue\[{extra}\]'"):
         importlib.import_module(module)
+
+
+async def test_a_web_app_whose_redis_cannot_be_reached_fails_as_it_starts() -> None:
+    unreachable = aqueue.App(f"redis://127.0.0.1:{free_port()}/0")
+    producer_only = FastAPI(lifespan=lifespan(unreachable))
+    with pytest.raises(aqueue.ConnectionFailed):
+        async with LifespanManager(producer_only):
+            pass
