@@ -53,9 +53,33 @@ class _LoopThread:
         """The apps that ran calls here: their connections belong to this loop."""
         self._pid = 0
         """The process that started the loop: a forked child has no thread to run it."""
+        self._exit_handler = False
 
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop, its thread started on first use."""
+    def run(self, app: App, call: Coroutine[Any, Any, T]) -> T:
+        """Run ``call`` (which uses ``app``) on the loop and wait for its outcome."""
+        try:
+            loop = self._loop_for(app)
+        except BaseException:
+            call.close()  # never awaited: closed, so that Python does not warn about it
+            raise
+        future: Future[T] = asyncio.run_coroutine_threadsafe(call, loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. Ctrl-C while waiting: the call stops too
+            raise
+
+    def _loop_for(self, app: App) -> asyncio.AbstractEventLoop:
+        """The loop to run ``app``'s calls on, its thread started on first use."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigurationError(
+                "aqueue.sync blocks its caller: it is for code without a running event loop. "
+                "In async code, await the app's own methods (await task.enqueue(...))"
+            )
         if self._loop is not None and self._pid != os.getpid():
             # The child of a fork has the parent's loop and connections, but not its thread.
             raise ConfigurationError(
@@ -64,49 +88,34 @@ class _LoopThread:
             )
         with self._lock:
             if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="aqueue-sync", daemon=True)
-                thread.start()
-                if self._thread is None:  # the first start of the process
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="aqueue-sync", daemon=True
+                )
+                self._thread.start()
+                self._pid = os.getpid()
+                if not self._exit_handler:
                     atexit.register(self.close)
-                self._loop, self._thread, self._pid = loop, thread, os.getpid()
-            return self._loop
-
-    def run(self, app: App, call: Coroutine[Any, Any, T]) -> T:
-        """Run ``call`` (which uses ``app``) on the loop and wait for its outcome."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            call.close()  # never awaited: closed, so that Python does not warn about it
-            raise ConfigurationError(
-                "aqueue.sync blocks its caller: it is for code without a running event loop. "
-                "In async code, await the app's own methods (await task.enqueue(...))"
-            )
-        loop = self.loop()
-        # An app's connections belong to the loop that opened them: the same App used on a
-        # loop of its own meanwhile (an embedded worker) would share sockets between loops.
-        if app._loop not in (None, loop) and not app._loop.is_closed():
-            call.close()
-            raise ConfigurationError(
-                f"{app!r} is in use on another event loop; give the synchronous code an "
-                "aqueue.App of its own (with the same URL and namespace)"
-            )
-        with self._lock:
+                    self._exit_handler = True
+            loop = self._loop
+            # An app's connections belong to the loop that opened them: the same App used on a
+            # loop of its own meanwhile (an embedded worker) would share sockets between loops.
+            if app._loop not in (None, loop) and not app._loop.is_closed():
+                raise ConfigurationError(
+                    f"{app!r} is in use on another event loop; give the synchronous code an "
+                    "aqueue.App of its own (with the same URL and namespace)"
+                )
             self._apps.add(app)
-        future: Future[T] = asyncio.run_coroutine_threadsafe(call, loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # e.g. Ctrl-C while waiting: the call stops too
-            raise
+            return loop
 
     def close(self) -> None:
         """Close every app's connections, then stop the loop and its thread.
 
-        Registered with ``atexit``; a later call starts a fresh loop.
+        Registered with ``atexit``; a later call starts a fresh loop. A forked child leaves
+        them alone: they are its parent's.
         """
+        if self._pid != os.getpid():
+            return
         with self._lock:
             loop, thread, apps = self._loop, self._thread, list(self._apps)
             self._loop = None
