@@ -88,15 +88,15 @@ class _LoopThread:
             )
         with self._lock:
             if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(
-                    target=self._loop.run_forever, name="aqueue-sync", daemon=True
-                )
-                self._thread.start()
-                self._pid = os.getpid()
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="aqueue-sync", daemon=True)
+                thread.start()
                 if not self._exit_handler:
                     atexit.register(self.close)
                     self._exit_handler = True
+                # The loop last: the fork check above reads it without the lock, and must
+                # find the pid of a loop it sees.
+                self._pid, self._thread, self._loop = os.getpid(), thread, loop
             loop = self._loop
             # An app's connections belong to the loop that opened them: the same App used on a
             # loop of its own meanwhile (an embedded worker) would share sockets between loops.
