@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 import aqueue
 from aqueue.testing import RedisServer
@@ -24,14 +25,12 @@ UNFINISHED = {"queued", "scheduled", "running"}
 @pytest.fixture
 async def client(app: aqueue.App) -> AsyncIterator[httpx.AsyncClient]:
     """The example's API on the test server and namespace, its lifespan (worker) running."""
-    api = fastapi_app.create_api(app)
-    transport = httpx.ASGITransport(app=api)
-    # ASGITransport sends no lifespan events: enter the lifespan (the embedded worker) here.
-    async with (
-        api.router.lifespan_context(api),
-        httpx.AsyncClient(transport=transport, base_url="http://example") as the_client,
-    ):
-        yield the_client
+    # ASGITransport sends no lifespan events: LifespanManager runs the lifespan (the embedded
+    # worker) and hands its state (the app, for the handlers) to each request.
+    async with LifespanManager(fastapi_app.create_api(app)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://example") as the_client:
+            yield the_client
 
 
 async def poll(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
@@ -105,6 +104,13 @@ async def test_a_failed_job_shows_its_error_and_no_result(
     assert view["status"] == "failed"
     assert view["error"] == "builtins.ValueError: no such account"
     assert view["result"] is None
+
+
+async def test_the_events_of_a_sum_end_with_its_result(client: httpx.AsyncClient) -> None:
+    job_id = (await client.post("/sum", params={"x": 2, "y": 3})).json()["id"]
+    response = await client.get(f"/jobs/{job_id}/events")
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.text.endswith('"result":5}\n\n')
 
 
 def run_example(
