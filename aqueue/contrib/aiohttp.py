@@ -26,9 +26,7 @@ from .._version import pip_install
 try:
     from aiohttp import web
 except ImportError as exc:
-    raise ImportError(
-        f"aqueue.contrib.aiohttp needs aiohttp: {pip_install('aiohttp')}"
-    ) from exc
+    raise ImportError(f"aqueue.contrib.aiohttp needs aiohttp: {pip_install('aiohttp')}") from exc
 
 from .._app import App
 from ._embed import WorkerFactory, serving

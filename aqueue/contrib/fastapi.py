@@ -29,9 +29,7 @@ from .._version import pip_install
 try:
     from fastapi import Depends
 except ImportError as exc:
-    raise ImportError(
-        f"aqueue.contrib.fastapi needs FastAPI: {pip_install('fastapi')}"
-    ) from exc
+    raise ImportError(f"aqueue.contrib.fastapi needs FastAPI: {pip_install('fastapi')}") from exc
 
 from .._app import App
 from .starlette import STATE_KEY, WorkerFactory, get_app, job_events, lifespan, stream_job
