@@ -1,14 +1,16 @@
 """Fetching: batched XREADGROUP on a connection of its own, as many entries as free slots.
 
-A queue with several priority levels is read level by level in one script first (see
-``fetch.lua``); only when nothing waits does the worker block on every stream at once.
+A worker that reads several streams (several queues, or priority levels) first takes what
+waits, as many entries as slots are free, shared out between its queues in turn, each queue
+read level by level in one script (see ``fetch.lua``); only when nothing waits does it block
+on every stream at once.
 
-A read of several streams takes up to COUNT entries from each, so it may return more entries
-than slots are free (one slot, fifty queues: one entry of each). Those entries are this
-worker's now (no command hands an entry back unread), so they are held: kept pending with
-their leases renewed like running jobs', started in turn as slots free, before anything new is
-read, and handed back to their queues at once when the worker stops. Only a start counts an
-attempt, so waiting costs a job none.
+That blocking read takes up to COUNT entries from each stream, so it may return more entries
+than slots are free (one slot, fifty queues: entries that arrive together, one of each).
+Those entries are this worker's now (no command hands an entry back unread), so they are
+held: kept pending with their leases renewed like running jobs', started in turn as slots
+free, before anything new is read, and handed back to their queues at once when the worker
+stops. Only a start counts an attempt, so waiting costs a job none.
 
 The blocking read has a finite BLOCK and is never cancelled mid-reply (a cancelled read once
 handed redis-py replies to the wrong caller: CVE-2023-28858/28859). To stop promptly, the
@@ -149,13 +151,13 @@ class Fetcher:
                     await levels.refresh(self._redis, recreate=missing_group)
                     missing_group = False
                 self._turn += 1
-                if levels.prioritized and await self._take_by_priority(free):
+                streams = levels.blocking
+                if len(streams) > 1 and await self._take_waiting(free):
                     backoff.succeeded()
                     continue
-                # Nothing waits (or one level only): block until any stream gets an entry.
+                # Nothing waits (or one stream only): block until any stream gets an entry.
                 # Each stream gives up to `count`: split the free slots so the sum stays near
                 # (entries beyond them are held).
-                streams = levels.blocking
                 count = -(-free // len(streams))
                 reply = await self._reader.xreadgroup(
                     GROUP, self._consumer, streams, count=count, block=BLOCK_MS
@@ -219,13 +221,14 @@ class Fetcher:
         first = self._turn % len(queues)
         return queues[first:] + queues[:first]
 
-    async def _take_by_priority(self, free: int) -> bool:
+    async def _take_waiting(self, free: int) -> bool:
         """Take up to ``free`` waiting entries, higher levels first; False when none waits.
 
         The free slots are shared out between the queues, in turn (one slot, many queues:
-        one queue is asked, another at the next read). Every ``starvation_guard``-th read
-        takes from the lowest waiting level first, so a steady flow of high-priority work
-        cannot hold low levels back forever.
+        one queue is asked, another at the next read), so a worker takes no more than it can
+        start and leaves the rest to other workers. Every ``starvation_guard``-th read takes
+        from the lowest waiting level first, so a steady flow of high-priority work cannot
+        hold low levels back forever.
         """
         self._priority_reads += 1
         guard = self._starvation_guard
