@@ -1,7 +1,16 @@
 """Fetching: batched XREADGROUP on a connection of its own, as many entries as free slots.
 
-A queue with several priority levels is read level by level in one script first (see
-``fetch.lua``); only when nothing waits does the worker block on every stream at once.
+A worker that reads several streams (several queues, or priority levels) first takes what
+waits, as many entries as slots are free, shared out between its queues in turn, each queue
+read level by level in one script (see ``fetch.lua``); only when nothing waits does it block
+on every stream at once.
+
+That blocking read takes up to COUNT entries from each stream, so it may return more entries
+than slots are free (one slot, fifty queues: entries that arrive together, one of each).
+Those entries are this worker's now (no command hands an entry back unread), so they are
+held: kept pending with their leases renewed like running jobs', started in turn as slots
+free, before anything new is read, and handed back to their queues at once when the worker
+stops. Only a start counts an attempt, so waiting costs a job none.
 
 The blocking read has a finite BLOCK and is never cancelled mid-reply (a cancelled read once
 handed redis-py replies to the wrong caller: CVE-2023-28858/28859). To stop promptly, the
@@ -11,8 +20,10 @@ worker asks the server to end the block early with CLIENT UNBLOCK from another c
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,7 +35,7 @@ from .._message import record_ttl
 from .._redis._backoff import Backoff
 from .._redis._direct import ScriptCall
 from .._redis._errors import REDIS_ERRORS
-from .._redis._keys import GROUP
+from .._redis._keys import GROUP, Keys
 from .._redis._scripts import FETCH, START, execute
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
@@ -52,8 +63,12 @@ class Slots:
         self.free += 1
         self._available.set()
 
+    def wake(self) -> None:
+        """End a :meth:`wait` now, free slot or not (the worker stops)."""
+        self._available.set()
+
     async def wait(self) -> int:
-        """Wait until at least one slot is free and return how many are."""
+        """Wait until at least one slot is free (or :meth:`wake`) and return how many are."""
         await self._available.wait()
         return self.free
 
@@ -70,6 +85,7 @@ class Fetcher:
         levels: Levels,
         consumer: str,
         slots: Slots,
+        in_flight: MutableMapping[tuple[bytes, bytes], Keys],
         start_job: Callable[[Delivery, int], None],
         skip: Callable[[Outcome], None],
         starvation_guard: int | None = None,
@@ -82,6 +98,12 @@ class Fetcher:
         self._priority_reads = 0
         self._consumer = consumer
         self._slots = slots
+        self._in_flight = in_flight
+        """Entries whose leases the worker renews: held ones are added here."""
+        self._held: deque[Delivery] = deque()
+        """Entries read beyond the free slots, in the order they start."""
+        self._turn = 0
+        """Reads made: which queue goes first in this one (see :meth:`_queues_in_turn`)."""
         self._start_job = start_job
         self._skip = skip
         self._stopping = False
@@ -100,7 +122,17 @@ class Fetcher:
         self._limits: dict[tuple[str, str], Limits] = {}
 
     async def run(self) -> None:
-        """Fetch until :meth:`stop`; return once no read is in flight."""
+        """Fetch until :meth:`stop`; return once no read is in flight, with held entries
+        handed back."""
+        try:
+            await self._fetch()
+        finally:
+            # Unstarted: back to their queues now, rather than pending until their lease
+            # lapses while this worker lets its running jobs finish.
+            while self._held:
+                self._skip(Outcome(self._held.popleft(), Action.REQUEUE))
+
+    async def _fetch(self) -> None:
         self._reader_id = await self._reader.client_id()
         backoff = Backoff(logger, "read jobs")
         levels = self._levels
@@ -110,18 +142,23 @@ class Fetcher:
             if self._stopping:
                 break
             try:
+                if self._held:
+                    await self._start_held()
+                    continue
                 if missing_group or levels.stale:
                     # A queue uses a new priority level, or the stream or group vanished
                     # (FLUSHDB, failover to an empty replica).
                     await levels.refresh(self._redis, recreate=missing_group)
                     missing_group = False
-                if levels.prioritized and await self._take_by_priority(free):
+                self._turn += 1
+                streams = levels.blocking
+                if len(streams) > 1 and await self._take_waiting(free):
                     backoff.succeeded()
                     continue
-                # Nothing waits (or one level only): block until any stream gets an entry.
-                # Each stream gives up to `count`: split the free slots so the sum stays near.
-                streams = levels.blocking
-                count = max(1, -(-free // len(streams)))
+                # Nothing waits (or one stream only): block until any stream gets an entry.
+                # Each stream gives up to `count`: split the free slots so the sum stays near
+                # (entries beyond them are held).
+                count = -(-free // len(streams))
                 reply = await self._reader.xreadgroup(
                     GROUP, self._consumer, streams, count=count, block=BLOCK_MS
                 )
@@ -145,7 +182,7 @@ class Fetcher:
     async def stop(self) -> None:
         """Stop fetching; a blocked read returns at once where the server allows it."""
         self._stopping = True
-        self._slots.give()  # wakes a fetcher waiting for a slot; it sees _stopping and leaves
+        self._slots.wake()  # a fetcher waiting for a slot sees _stopping and leaves
         await self._unblock()
 
     async def levels_changed(self) -> None:
@@ -164,35 +201,50 @@ class Fetcher:
             pass
 
     def _deliveries(self, reply: Any) -> list[Delivery]:
-        deliveries: list[Delivery] = []
+        """A blocking read's entries in the order to start them: one of each queue in turn,
+        and a queue's own in the order read (its higher levels' first)."""
+        by_queue: dict[Keys, list[Delivery]] = {}
         # RESP3 replies with a map of streams, RESP2 with a list of pairs.
         pairs = reply.items() if isinstance(reply, dict) else reply
         for stream, entries in pairs:
             keys = self._levels.by_stream[stream]
-            deliveries.extend(
+            by_queue.setdefault(keys, []).extend(
                 Delivery(keys, entry_id, fields, stream) for entry_id, fields in entries if fields
             )
-        return deliveries
+        lines = [by_queue[keys] for keys in self._queues_in_turn() if keys in by_queue]
+        return [d for one_each in itertools.zip_longest(*lines) for d in one_each if d]
 
-    async def _take_by_priority(self, free: int) -> bool:
+    def _queues_in_turn(self) -> list[Keys]:
+        """The worker's queues, a different one first at each read: when slots are scarce,
+        the first ones get them, and a busy queue must not get them every time."""
+        queues = self._levels.queues
+        first = self._turn % len(queues)
+        return queues[first:] + queues[:first]
+
+    async def _take_waiting(self, free: int) -> bool:
         """Take up to ``free`` waiting entries, higher levels first; False when none waits.
 
-        Every ``starvation_guard``-th read takes from the lowest waiting level first, so a
-        steady flow of high-priority work cannot hold low levels back forever.
+        The free slots are shared out between the queues, in turn (one slot, many queues:
+        one queue is asked, another at the next read), so a worker takes no more than it can
+        start and leaves the rest to other workers. Every ``starvation_guard``-th read takes
+        from the lowest waiting level first, so a steady flow of high-priority work cannot
+        hold low levels back forever.
         """
         self._priority_reads += 1
         guard = self._starvation_guard
         lowest_first = guard is not None and self._priority_reads % guard == 0
-        queues = self._levels.queues
-        share = max(1, -(-free // len(queues)))
+        queues = self._queues_in_turn()
+        share, extra = divmod(free, len(queues))
+        asked = [(keys, share + 1 if n < extra else share) for n, keys in enumerate(queues)]
+        asked = [(keys, count) for keys, count in asked if count]
         pipe = self._redis.pipeline(transaction=False)
-        for keys in queues:
+        for keys, count in asked:
             streams = self._levels.streams(keys, lowest_first=lowest_first)
-            FETCH.queue(pipe, streams, [GROUP, self._consumer, share])
+            FETCH.queue(pipe, streams, [GROUP, self._consumer, count])
         replies = await execute(self._redis, pipe, [FETCH])
         deliveries: list[Delivery] = []
         failed: Exception | None = None
-        for keys, reply in zip(queues, replies, strict=True):
+        for (keys, _), reply in zip(asked, replies, strict=True):
             if isinstance(reply, Exception):
                 failed = failed or reply  # e.g. NOGROUP: raised once the others are started
                 continue
@@ -209,35 +261,68 @@ class Fetcher:
         return bool(deliveries)
 
     async def begin(self, deliveries: list[Delivery], *, claimed: bool = False) -> None:
+        """Start as many deliveries as slots are free; hold the others until slots free.
+
+        Held entries start after those held before, each when a slot frees, never beyond
+        the free slots, however many streams the reads and claims took them from.
+        """
+        if not self._held and len(deliveries) <= self._slots.free:
+            await self._start(deliveries, checked=claimed)
+            return
+        self._hold(deliveries)
+        await self._start_held()
+
+    def _hold(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
+        self._held.extend(deliveries)
+
+    async def _start_held(self) -> None:
+        batch = [self._held.popleft() for _ in range(min(self._slots.free, len(self._held)))]
+        if batch:
+            # Checked like claimed entries: the start script refuses an entry that another
+            # worker claimed while it waited (its lease lapsed: this worker hung).
+            await self._start(batch, checked=True)
+
+    async def _start(self, deliveries: list[Delivery], *, checked: bool) -> None:
         """Count each delivery as an attempt, then start what should run.
 
         Fresh entries without a record start at attempt 1 with no round trip; the others (and
-        every claimed entry, whose owner and delivery count matter) go through the start
+        every ``checked`` entry, whose owner and delivery count matter) go through the start
         script, one pipeline for the batch. Jobs of tasks with limits always do: the script
         acquires the limits, or moves the job to the delayed set to wait (its slot is freed).
         """
+        # Taken before the first await: a claim and a read that begin at once share them.
         self._slots.take(len(deliveries))
         if self._limited:
             for delivery in deliveries:
                 delivery.limits = self._limits_of(delivery)
-        checked = [
+        scripted = [
             d
             for d in deliveries
-            if claimed or (d.job_id and d.result_ttl > 0) or d.expires_ms or d.limits is not None
+            if checked or (d.job_id and d.result_ttl > 0) or d.expires_ms or d.limits is not None
         ]
         verdicts: dict[int, Any] = {}
-        if checked:
-            replies = await self._start_scripts(checked)
+        if scripted:
+            replies = await self._start_scripts(scripted)
             if replies is None:
+                # Stopping, and the server does not answer: handed back with the held ones.
                 for _ in deliveries:
                     self._slots.give()
+                self._hold(deliveries)
                 return
-            verdicts = {id(d): reply for d, reply in zip(checked, replies, strict=True)}
+            verdicts = {id(d): reply for d, reply in zip(scripted, replies, strict=True)}
         for delivery in deliveries:
             verdict = verdicts.get(id(delivery), delivery.prior_attempts + 1)
+            if isinstance(verdict, int):
+                self._start_job(delivery, verdict)
+                continue
+            self._slots.give()
+            # Not run: a held entry's lease is renewed no more (an outcome, if any, is
+            # written without one, as for an entry that was never held).
+            self._in_flight.pop((delivery.stream, delivery.entry_id), None)
             if isinstance(verdict, Exception):
                 # Left pending: claimed again after its lease. Say why, loudly.
-                self._slots.give()
                 logger.error(
                     "cannot start job %s (entry %s): %s",
                     delivery.job_id,
@@ -245,10 +330,6 @@ class Fetcher:
                     verdict,
                 )
                 continue
-            if isinstance(verdict, int):
-                self._start_job(delivery, verdict)
-                continue
-            self._slots.give()
             if verdict == b"lost":
                 continue  # another worker owns it now: neither run nor ack it
             if verdict in (b"deferred", b"parked"):

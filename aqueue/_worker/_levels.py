@@ -38,8 +38,6 @@ class Levels:
         self._seen = dict.fromkeys(queues, 0)
         self.stale = False
         """Set when a queue's levels set grew: :meth:`refresh` before the next read."""
-        self.prioritized = False
-        """Whether some queue has more than one level, so reads must mind their order."""
         self.by_stream: dict[bytes, Keys] = {}
         """Every stream to read, with its queue."""
         self.blocking: dict[Any, Any] = {}
@@ -76,7 +74,6 @@ class Levels:
         self._index()
 
     def _index(self) -> None:
-        self.prioritized = any(len(levels) > 1 for levels in self._levels.values())
         self.by_stream = {stream: keys for keys in self.queues for stream in self.streams(keys)}
         self.blocking = dict.fromkeys(self.by_stream, b">")
 

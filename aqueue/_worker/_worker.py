@@ -314,6 +314,7 @@ class Worker:
             levels=self._levels,
             consumer=self.name,
             slots=slots,
+            in_flight=in_flight,
             start_job=start_job,
             skip=acker.submit,
             starvation_guard=self.starvation_guard,

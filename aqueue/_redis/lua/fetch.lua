@@ -1,6 +1,7 @@
--- Read new entries from a queue's priority streams in the order given, until the worker's free
--- slots are filled. In one step, so that while slots are scarce a lower level's entry is never
--- taken before a higher level's (separate reads could each take some of both).
+-- Read new entries from a queue's priority streams in the order given, until the queue's share
+-- of the worker's free slots is filled. In one step, so that while slots are scarce a lower
+-- level's entry is never taken before a higher level's (separate reads could each take some of
+-- both), and never more entries than the share (the worker could not start them).
 -- No BLOCK here (scripts cannot block): the worker blocks with XREADGROUP when this finds none.
 -- KEYS: the queue's streams in read order (highest level first, or lowest first when the
 --       worker lets low levels through)
