@@ -1,4 +1,5 @@
-"""Outcomes the server refuses: kept and written again while the entry stays the worker's."""
+"""Outcomes the server refuses: kept and written again while the entry stays the worker's,
+and results no server would store fail their job at once."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def own_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     if request.param == "redis" and shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     launcher = RedisServer.valkey if request.param == "valkey" else RedisServer.redis
-    with launcher() as running:
+    with launcher(config={"proto-max-bulk-len": "1mb"}) as running:
         yield running
 
 
@@ -108,6 +109,47 @@ async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
         await eventually(lambda: _says(caplog, "cannot record the outcome"))
         assert await redis.xlen(keys.stream) == 1
         assert (await redis.xpending(keys.stream, GROUP))["pending"] == 1
+
+
+async def test_a_result_over_max_result_size_fails_the_job_saying_the_limit(
+    server: RedisServer, namespace: str
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, max_result_size=1000)
+    runs = 0
+
+    @app.task
+    async def big() -> str:
+        nonlocal runs
+        runs += 1
+        return "x" * 2000
+
+    async with app, aqueue.Worker(app):
+        job = await big.enqueue()
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=10)
+        assert not await app.queue("default").dead_letters()
+    assert failure.value.type == "aqueue.ResultTooLarge"
+    assert "2002 bytes, over the limit of 1000" in failure.value.message
+    assert "max_result_size" in failure.value.message
+    assert runs == 1
+
+
+async def test_a_result_over_the_servers_bulk_limit_fails_the_job_instead_of_running_again(
+    own_server: RedisServer,
+) -> None:
+    # The server takes at most 1 MiB in one value, though the app would allow 4 MiB.
+    app = aqueue.App(own_server.url, namespace="bulk", max_result_size=4 << 20)
+
+    @app.task
+    async def big() -> str:
+        return "x" * (2 << 20)
+
+    async with app, aqueue.Worker(app):
+        job = await big.enqueue()
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=10)
+    assert failure.value.type == "aqueue.ResultTooLarge"
+    assert f"over the limit of {1 << 20}" in failure.value.message
 
 
 async def _is_running(job: aqueue.Job[Any]) -> bool:

@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from .._context import JobContext, ProgressReporter, _current
 from .._hooks import ResourceKey
 from .._job import encode_error
-from ..exceptions import AqueueError, Retry, SerializationError, TaskTimeout
+from ..exceptions import AqueueError, ResultTooLarge, Retry, SerializationError, TaskTimeout
 from ._outcome import Action, Delivery, Outcome
 
 if TYPE_CHECKING:
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     from .._task import Task
 
 logger = logging.getLogger("aqueue.worker")
+
+LEAST_BULK_LIMIT = 1 << 20
+"""The smallest ``proto-max-bulk-len`` a server accepts: a value up to this always fits."""
+DEFAULT_BULK_LIMIT = 512 << 20
+"""A server's ``proto-max-bulk-len`` unless configured otherwise."""
 
 
 class _DeadLetter(Exception):
@@ -53,6 +59,8 @@ class Runner:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aqueue-sync")
         self._log_each = logger.isEnabledFor(logging.INFO)
         self._resources = resources
+        self._bulk_limit: int | None = None
+        """The server's ``proto-max-bulk-len``, once a result large enough to need it came."""
         # Middleware read once, at the worker's start; None keeps a run free of them.
         self._middleware = app._middleware.for_runs()
         middleware = self._middleware
@@ -109,9 +117,37 @@ class Runner:
                 f"{exc}. Return JSON-friendly values."
             )
             return self._failed(delivery, task, attempt, error, started)
+        limit = await self._result_limit(len(encoded))
+        if len(encoded) > limit:
+            # A value the server cannot (or must not) store would be refused on every write,
+            # and the job would run again and again until it ended as poison.
+            message = (
+                f"task {task.name} returned a result of {len(encoded)} bytes, over the limit "
+                f"of {limit}: store large data elsewhere (a blob store, a database) and return "
+                "its key, or raise App(max_result_size=...)"
+            )
+            too_large = ResultTooLarge(context.id, "aqueue.ResultTooLarge", message, "")
+            return self._failed(delivery, task, attempt, too_large, started)
         if self._log_each:
             self._log(delivery, f"succeeded in {_elapsed(started)}", logging.INFO)
         return Outcome(delivery, Action.FINISH, "succeeded", "result", encoded)
+
+    async def _result_limit(self, size: int) -> int:
+        """The most bytes a result of ``size`` bytes may have: ``max_result_size``, or less
+        when the server takes less in one value (asked once, and only for a result larger
+        than every server takes)."""
+        limit = self._app.max_result_size
+        if size <= min(limit, LEAST_BULK_LIMIT):
+            return limit
+        if self._bulk_limit is None:
+            try:
+                reply = await self._app.redis.config_get("proto-max-bulk-len")
+                value = reply.get("proto-max-bulk-len")
+                self._bulk_limit = int(value) if value else DEFAULT_BULK_LIMIT
+            except (RedisError, OSError, ValueError):
+                # Not allowed to ask (a minimal ACL user has no CONFIG): the default holds.
+                self._bulk_limit = DEFAULT_BULK_LIMIT
+        return min(limit, self._bulk_limit)
 
     def _decode(self, delivery: Delivery) -> tuple[Task[Any, Any], list[Any], dict[str, Any], Any]:
         fields = delivery.fields
@@ -211,7 +247,7 @@ class Runner:
         started: float,
     ) -> Outcome:
         config = task.config
-        if isinstance(exc, TaskTimeout):
+        if isinstance(exc, TaskTimeout | ResultTooLarge):
             # Its str() already says "job ... failed with aqueue.TaskTimeout: ...".
             type_name, message, text = exc.type, exc.message, ""
         else:
