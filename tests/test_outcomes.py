@@ -111,6 +111,23 @@ async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
         assert (await redis.xpending(keys.stream, GROUP))["pending"] == 1
 
 
+async def test_an_outcome_refused_for_good_is_let_go_to_be_delivered_again(
+    server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writing it again would fail forever: the worker stops renewing the entry's lease."""
+    app = aqueue.App(server.url, namespace=namespace, lease=1)
+    keys = Keys(namespace, "default")
+
+    @app.task
+    async def clobbered() -> None:
+        await redis.set(keys.job(aqueue.current_job().id), "not a hash")
+
+    async with app, aqueue.Worker(app):
+        await clobbered.enqueue()
+        await eventually(lambda: _says(caplog, "cannot record the outcome"))
+        await eventually(lambda: _delivered_again(redis, keys.stream), timeout=5)
+
+
 async def test_a_result_over_max_result_size_fails_the_job_saying_the_limit(
     server: RedisServer, namespace: str
 ) -> None:
@@ -154,6 +171,11 @@ async def test_a_result_over_the_servers_bulk_limit_fails_the_job_instead_of_run
 
 async def _is_running(job: aqueue.Job[Any]) -> bool:
     return await job.status() is aqueue.JobStatus.RUNNING
+
+
+async def _delivered_again(redis: Redis, stream: bytes) -> bool:
+    [pending] = await redis.xpending_range(stream, GROUP, "-", "+", 1)
+    return int(pending["times_delivered"]) >= 2
 
 
 async def _says(caplog: pytest.LogCaptureFixture, text: str) -> bool:
