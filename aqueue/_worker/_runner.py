@@ -60,7 +60,8 @@ class Runner:
         self._log_each = logger.isEnabledFor(logging.INFO)
         self._resources = resources
         self._bulk_limit: int | None = None
-        """The server's ``proto-max-bulk-len``, once a result large enough to need it came."""
+        """The server's ``proto-max-bulk-len``, once a result large enough to need it came;
+        until then every result fits (none is over the least a server takes)."""
         # Middleware read once, at the worker's start; None keeps a run free of them.
         self._middleware = app._middleware.for_runs()
         middleware = self._middleware
@@ -117,12 +118,17 @@ class Runner:
                 f"{exc}. Return JSON-friendly values."
             )
             return self._failed(delivery, task, attempt, error, started)
-        limit = await self._result_limit(len(encoded))
-        if len(encoded) > limit:
-            # A value the server cannot (or must not) store would be refused on every write,
-            # and the job would run again and again until it ended as poison.
+        size, limit = len(encoded), self._app.max_result_size
+        if size > LEAST_BULK_LIMIT and self._bulk_limit is None:
+            self._bulk_limit = await self._server_bulk_limit()
+        if self._bulk_limit is not None:
+            limit = min(limit, self._bulk_limit)
+        if size > limit:
+            # A value the server cannot (or must not) store would fail every write of the
+            # outcome (over its bulk limit, the server even drops the connection): the job
+            # fails instead, saying why.
             message = (
-                f"task {task.name} returned a result of {len(encoded)} bytes, over the limit "
+                f"task {task.name} returned a result of {size} bytes, over the limit "
                 f"of {limit}: store large data elsewhere (a blob store, a database) and return "
                 "its key, or raise App(max_result_size=...)"
             )
@@ -132,22 +138,16 @@ class Runner:
             self._log(delivery, f"succeeded in {_elapsed(started)}", logging.INFO)
         return Outcome(delivery, Action.FINISH, "succeeded", "result", encoded)
 
-    async def _result_limit(self, size: int) -> int:
-        """The most bytes a result of ``size`` bytes may have: ``max_result_size``, or less
-        when the server takes less in one value (asked once, and only for a result larger
-        than every server takes)."""
-        limit = self._app.max_result_size
-        if size <= min(limit, LEAST_BULK_LIMIT):
-            return limit
-        if self._bulk_limit is None:
-            try:
-                reply = await self._app.redis.config_get("proto-max-bulk-len")
-                value = reply.get("proto-max-bulk-len")
-                self._bulk_limit = int(value) if value else DEFAULT_BULK_LIMIT
-            except (RedisError, OSError, ValueError):
-                # Not allowed to ask (a minimal ACL user has no CONFIG): the default holds.
-                self._bulk_limit = DEFAULT_BULK_LIMIT
-        return min(limit, self._bulk_limit)
+    async def _server_bulk_limit(self) -> int:
+        """The most bytes the server takes in one value (``proto-max-bulk-len``): asked only
+        once a result is larger than every server takes."""
+        try:
+            reply = await self._app.redis.config_get("proto-max-bulk-len")
+            value = reply.get("proto-max-bulk-len")
+            return int(value) if value else DEFAULT_BULK_LIMIT
+        except (RedisError, OSError, ValueError):
+            # Not allowed to ask (a minimal ACL user has no CONFIG): the default holds.
+            return DEFAULT_BULK_LIMIT
 
     def _decode(self, delivery: Delivery) -> tuple[Task[Any, Any], list[Any], dict[str, Any], Any]:
         fields = delivery.fields
