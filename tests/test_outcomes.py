@@ -92,6 +92,18 @@ async def test_an_outcome_refused_by_a_read_only_replica_is_written_once_it_is_m
     assert meanwhile is aqueue.JobStatus.RUNNING
 
 
+async def test_an_outcome_refused_for_want_of_replicas_is_written_once_they_are_back(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    result, runs, meanwhile = await _outcome_refused_for_a_while(
+        own_server,
+        lambda: admin.config_set("min-replicas-to-write", 1),  # NOREPLICAS: it has none
+        lambda: admin.config_set("min-replicas-to-write", 0),
+    )
+    assert (result, runs) == ("done", 1)
+    assert meanwhile is aqueue.JobStatus.RUNNING
+
+
 async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
     server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
