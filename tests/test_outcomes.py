@@ -78,6 +78,34 @@ async def test_an_outcome_refused_at_maxmemory_is_written_once_memory_frees(
     assert meanwhile is aqueue.JobStatus.RUNNING  # the refused outcome was not half-written
 
 
+@pytest.mark.slow
+async def test_a_job_whose_outcome_is_refused_for_several_leases_runs_once(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    """Leases are renewed at maxmemory while the outcome waits: a second worker, idle and
+    claiming all along, never takes the job over, however long the server stays full."""
+    app = aqueue.App(own_server.url, namespace="full", lease=1)
+    runs = 0
+    release = asyncio.Event()
+
+    @app.task
+    async def slow() -> str:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return "done"
+
+    async with app, aqueue.Worker(app, name="first"), aqueue.Worker(app, name="second"):
+        job = await slow.enqueue()
+        await eventually(lambda: _is_running(job))
+        await admin.config_set("maxmemory", 1)  # noeviction, the default policy
+        release.set()
+        await asyncio.sleep(3.5)  # three and a half leases of refused outcomes
+        await admin.config_set("maxmemory", 0)
+        assert await job.result(timeout=10) == "done"
+    assert runs == 1
+
+
 async def test_an_outcome_refused_by_a_read_only_replica_is_written_once_it_is_master(
     own_server: RedisServer, admin: Redis
 ) -> None:
