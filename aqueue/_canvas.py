@@ -148,9 +148,8 @@ class _Call:
                 [*deps, *self.task.config.after],
                 "job",
                 outgoing.spec.result_ttl,
-                outgoing.payload,
-                outgoing.options,
-                level=outgoing.spec.level,
+                outgoing.entry(),
+                outgoing.spec.expires_ms,
                 inject=len(deps),
                 as_list=as_list,
                 lenient=lenient,
@@ -213,9 +212,8 @@ def waiting_job(outgoing: Outgoing, after: Sequence[str]) -> Waiting:
         list(after),
         "job",
         outgoing.spec.result_ttl,
-        outgoing.payload,
-        outgoing.options,
-        level=outgoing.spec.level,
+        outgoing.entry(),
+        outgoing.spec.expires_ms,
     )
 
 
