@@ -1,5 +1,5 @@
-"""What a handle and a replay promise: any handle on a job reads its outcome alike, and a
-replay is the one way out of a final status."""
+"""What the API promises: any handle on a job reads its outcome alike, a replay is the one
+way out of a final status, and what cannot be done is refused with a clear error."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import Keys
 from tests.helpers import eventually
 
@@ -82,3 +83,51 @@ async def test_a_job_cancelled_after_its_dead_letter_is_not_replayed(
     assert await app.queue().replay_dead() == 0
     assert await job.status() is aqueue.JobStatus.CANCELLED
     assert await redis.xlen(keys.dead) == 1
+
+
+async def test_a_value_redis_py_refuses_to_send_is_not_called_a_server_refusal(
+    app: aqueue.App, redis: Redis
+) -> None:
+    refused = pytest.raises(aqueue.ConfigurationError, match="nothing was sent")
+    with refused as caught, translate_errors(app.url):
+        await redis.set("key", None)  # type: ignore[arg-type]
+    assert "refused a command" not in str(caught.value)
+
+
+def test_key_ttl_without_a_key_is_refused(app: aqueue.App) -> None:
+    @app.task
+    async def once() -> None:
+        pass
+
+    with pytest.raises(aqueue.ConfigurationError, match=r"options\(key=..., key_ttl=...\)"):
+        once.options(key_ttl=60)
+
+
+def test_key_ttl_with_a_key_set_earlier_is_taken(app: aqueue.App) -> None:
+    @app.task
+    async def once() -> None:
+        pass
+
+    assert once.options(key="k").options(key_ttl=60).config.key_ttl == 60
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+async def test_a_non_finite_number_is_refused_at_enqueue_naming_the_argument(
+    app: aqueue.App, value: float
+) -> None:
+    @app.task
+    async def measure(label: str, readings: list[float]) -> None:
+        pass
+
+    with pytest.raises(aqueue.SerializationError, match="argument 'readings'"):
+        await measure.enqueue("a", readings=[1.0, value])
+    with pytest.raises(aqueue.SerializationError, match="positional argument 1"):
+        await measure.enqueue("a", [value])
+
+
+async def test_none_and_finite_numbers_still_encode(app: aqueue.App) -> None:
+    @app.task
+    async def measure(readings: list[float | None]) -> None:
+        pass
+
+    await measure.enqueue([None, 1.5, 1e308])
