@@ -223,16 +223,21 @@ class Job(Generic[R]):
         outcome is dropped). Either way the status is ``cancelled`` at once, ``result()``
         raises :class:`JobCancelled`, and a uniqueness key the job held is freed.
 
+        A job enqueued with ``result_ttl=0`` keeps no record, so nothing tells whether it
+        already ran: cancelled through the handle its enqueue returned, it does not start
+        from now on (within the hour the workers keep cancellations) and a run is stopped;
+        its status stays ``unknown``.
+
         Returns:
             True if this call cancelled the job; False if it had already ended.
 
         Raises:
-            JobNotFound: There is no record of the job (never enqueued, ``result_ttl=0``,
-                or expired): nothing to cancel.
+            JobNotFound: There is no record of the job (never enqueued, or expired; or
+                ``result_ttl=0`` and this handle does not know it): nothing to cancel.
         """
         from ._cancel import cancel
 
-        return await cancel(self._app, self.id)
+        return await cancel(self._app, self.id, keeps_record=self._keeps_result)
 
     async def events(self) -> AsyncIterator[JobInfo]:
         """Follow the job: a snapshot each time its status or progress changes.

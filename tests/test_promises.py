@@ -3,13 +3,15 @@ way out of a final status, and what cannot be done is refused with a clear error
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import Keys
-from tests.helpers import eventually
+from tests.helpers import eventually, has_status
 
 
 async def test_a_handle_from_a_groups_id_gives_failed_members_as_task_failed(
@@ -131,3 +133,42 @@ async def test_none_and_finite_numbers_still_encode(app: aqueue.App) -> None:
         pass
 
     await measure.enqueue([None, 1.5, 1e308])
+
+
+async def test_a_fire_and_forget_job_cancelled_before_a_worker_started_never_runs(
+    app: aqueue.App,
+) -> None:
+    runs: list[str] = []
+
+    @app.task
+    async def note(what: str) -> None:
+        runs.append(what)
+
+    forgotten = await note.options(result_ttl=0).enqueue("cancelled")
+    assert await forgotten.cancel() is True
+    after = await note.enqueue("after")
+    async with aqueue.Worker(app, concurrency=1):
+        await after.result(timeout=10)
+    assert runs == ["after"]
+
+
+async def test_a_fire_and_forget_job_cancelled_while_queued_never_runs(app: aqueue.App) -> None:
+    runs: list[str] = []
+    release = asyncio.Event()
+
+    @app.task
+    async def note(what: str) -> None:
+        if what == "busy":
+            await release.wait()
+        runs.append(what)
+
+    async with aqueue.Worker(app, concurrency=1):
+        busy = await note.enqueue("busy")
+        await eventually(lambda: has_status(busy, aqueue.JobStatus.RUNNING))
+        forgotten = await note.options(result_ttl=0).enqueue("cancelled")
+        assert await forgotten.cancel() is True
+        await asyncio.sleep(0.2)  # the worker hears of it (it looks every 50 ms)
+        release.set()
+        after = await note.enqueue("after")
+        await after.result(timeout=10)
+    assert runs == ["busy", "after"]
