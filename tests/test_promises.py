@@ -172,3 +172,14 @@ async def test_a_fire_and_forget_job_cancelled_while_queued_never_runs(app: aque
         after = await note.enqueue("after")
         await after.result(timeout=10)
     assert runs == ["busy", "after"]
+
+
+async def test_a_task_returning_nan_fails_instead_of_returning_none(app: aqueue.App) -> None:
+    @app.task
+    async def ratio() -> float:
+        return float("nan")
+
+    async with aqueue.Worker(app):
+        job = await ratio.enqueue()
+        with pytest.raises(aqueue.TaskFailed, match="NaN and infinities have no JSON form"):
+            await job.result(timeout=10)
