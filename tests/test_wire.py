@@ -205,3 +205,20 @@ async def test_a_retry_keeps_every_field_of_its_entry(app: aqueue.App, redis: Re
     unpacked = cast("list[bytes]", await redis.eval("return cmsgpack.unpack(ARGV[1])", 0, member))
     retried = {unpacked[i].decode(): unpacked[i + 1] for i in range(0, len(unpacked), 2)}
     assert retried == before | {"a": b"1"}
+
+
+async def test_an_entry_holds_the_fields_without_a_default_and_each_reads_as_its_type(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task(name="wire.job")
+    async def job() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    options = {k: v for case in OPTIONS.values() for k, v in case.items()} | KEYED
+    plain = await _entry(redis, keys, (await job.enqueue()).id)
+    full = await _entry(redis, keys, (await job.options(**options).enqueue()).id)
+    assert set(plain) == {wire.code for wire in FIELDS if wire.default is None}
+    for wire in FIELDS:
+        value = full.get(wire.code, (wire.default or "").encode())
+        assert wire.type is not int or value.isdigit(), (wire.code, value)
