@@ -340,6 +340,11 @@ class App:
         bound to the task's signature and encoded when the task is decorated, so a mistake
         stops the program at import rather than at each tick.
         """
+        if not isinstance(expression, str):
+            # A bare @app.cron hands it the function: @app.task is used bare, so this is met.
+            raise ConfigurationError(
+                f"@app.cron needs its schedule, as in @app.cron('*/5 * * * *'), not {expression!r}"
+            )
         schedule = cron_schedule("", expression, timezone, misfire)
         return self._scheduled(schedule, args, kwargs, name, queue, timeout, retries)
 
