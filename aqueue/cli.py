@@ -26,6 +26,7 @@ from .exceptions import AqueueError, JobNotFound
 T = TypeVar("T")
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+logger = logging.getLogger("aqueue.cli")
 
 
 def load_app(target: str) -> App:
@@ -207,6 +208,17 @@ def worker(
     """
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     app = load_app(app_path)
+    if not app.tasks:
+        # Tasks kept in modules that the app's module does not import are a first project's
+        # usual layout: every job would be dead-lettered as an unknown task.
+        module = app_path.partition(":")[0]
+        logger.warning(
+            "importing %s registered no task on the app: every job this worker takes will be "
+            "dead-lettered as an unknown task. Name the module that defines the tasks as APP "
+            "(it imports the app), or import it in %s",
+            module,
+            module,
+        )
     the_worker = Worker(
         app,
         queues=list(queues) or _known_queues(app),

@@ -301,3 +301,30 @@ def test_a_module_that_imports_a_missing_package_names_that_package(project: Pat
 def test_an_app_path_naming_no_app_suggests_the_modules_app(project: Path) -> None:
     assert "did you mean 'walkshop.tasks:app'?" in app_path_error("walkshop.tasks:ap")
     assert "did you mean 'walkshop.tasks:app'?" in app_path_error("walkshop.tasks")
+
+
+def test_a_worker_whose_app_has_no_task_says_to_name_the_module_of_the_tasks(
+    server: RedisServer, namespace: str, project: Path
+) -> None:
+    (project / "walkshop" / "bare.py").write_text(
+        "import os\nimport aqueue\n\n"
+        "app = aqueue.App(namespace=os.environ['AQUEUE_TEST_NAMESPACE'])\n"
+    )
+    output = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "aqueue", "worker", "walkshop.bare:app"],
+        env=cli_env(server, namespace),
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:  # up to the line that says it serves
+                output.append(line)
+                if "serving" in line:
+                    break
+        finally:
+            process.kill()
+    assert "importing walkshop.bare registered no task" in "".join(output)
