@@ -219,9 +219,18 @@ def worker(
             module,
             module,
         )
+    known = _known_queues(app)
+    if strays := [queue for queue in queues if queue not in known]:
+        # Served all the same (jobs can be sent to any queue), but most often a typo: the
+        # worker would wait on a queue none of the app's jobs go to.
+        logger.warning(
+            "the app names no queue %s: its tasks, routes and default use %s",
+            ", ".join(strays),
+            ", ".join(known),
+        )
     the_worker = Worker(
         app,
-        queues=list(queues) or _known_queues(app),
+        queues=list(queues) or known,
         concurrency=concurrency,
         grace_period=grace_period,
         threads=threads,

@@ -303,6 +303,28 @@ def test_an_app_path_naming_no_app_suggests_the_modules_app(project: Path) -> No
     assert "did you mean 'walkshop.tasks:app'?" in app_path_error("walkshop.tasks")
 
 
+def worker_start_output(app_path: str, *flags: str, env: dict[str, str], cwd: Path) -> str:
+    """What the worker command prints up to the line that says it serves."""
+    output = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "aqueue", "worker", app_path, *flags],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                output.append(line)
+                if "serving" in line:
+                    break
+        finally:
+            process.kill()
+    return "".join(output)
+
+
 def test_a_worker_whose_app_has_no_task_says_to_name_the_module_of_the_tasks(
     server: RedisServer, namespace: str, project: Path
 ) -> None:
@@ -310,21 +332,14 @@ def test_a_worker_whose_app_has_no_task_says_to_name_the_module_of_the_tasks(
         "import os\nimport aqueue\n\n"
         "app = aqueue.App(namespace=os.environ['AQUEUE_TEST_NAMESPACE'])\n"
     )
-    output = []
-    with subprocess.Popen(
-        [sys.executable, "-m", "aqueue", "worker", "walkshop.bare:app"],
-        env=cli_env(server, namespace),
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
-        assert process.stdout is not None
-        try:
-            for line in process.stdout:  # up to the line that says it serves
-                output.append(line)
-                if "serving" in line:
-                    break
-        finally:
-            process.kill()
-    assert "importing walkshop.bare registered no task" in "".join(output)
+    output = worker_start_output("walkshop.bare:app", env=cli_env(server, namespace), cwd=project)
+    assert "importing walkshop.bare registered no task" in output
+
+
+def test_a_worker_told_a_queue_the_app_does_not_name_warns_of_it(
+    server: RedisServer, namespace: str
+) -> None:
+    output = worker_start_output(
+        "tests.cli_app:app", "-q", "emials", env=cli_env(server, namespace), cwd=Path(ROOT)
+    )
+    assert "the app names no queue emials" in output
