@@ -97,6 +97,14 @@ def _check_url(url: str) -> str:
             f"the Redis URL must start with redis://, rediss:// (TLS) or unix://, not {shown!r}: "
             "set it with App(url) or the AQUEUE_URL environment variable"
         )
+    parts = urlsplit(url)
+    # redis-py reads a path that is no number as database 0: the jobs would go elsewhere.
+    database = "" if parts.scheme == "unix" else parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ConfigurationError(
+            f"the Redis URL's path is the database number, as in redis://localhost:6379/0, "
+            f"not {database!r} in {redact(url)!r}"
+        )
     return url
 
 
@@ -340,6 +348,11 @@ class App:
         bound to the task's signature and encoded when the task is decorated, so a mistake
         stops the program at import rather than at each tick.
         """
+        if not isinstance(expression, str):
+            # A bare @app.cron hands it the function: @app.task is used bare, so this is met.
+            raise ConfigurationError(
+                f"@app.cron needs its schedule, as in @app.cron('*/5 * * * *'), not {expression!r}"
+            )
         schedule = cron_schedule("", expression, timezone, misfire)
         return self._scheduled(schedule, args, kwargs, name, queue, timeout, retries)
 

@@ -210,10 +210,19 @@ class Job(Generic[R]):
                         async with asyncio.timeout(remaining):
                             await woken.wait()
                     except TimeoutError:
-                        raise ResultTimeout(
-                            f"job {self.id} did not finish within {wait:g} s (it goes on; "
-                            "wait again or check job.status())"
-                        ) from None
+                        raise ResultTimeout(await self._still_waiting(wait)) from None
+
+    async def _still_waiting(self, wait: float | None) -> str:
+        """What :class:`ResultTimeout` says: a job still queued when the wait ends most often
+        has no worker serving its queue (the quickstart's first trap)."""
+        message = f"job {self.id} did not finish within {wait:g} s (it goes on; wait again"
+        [status] = await self._read(b"status")
+        if status == JobStatus.QUEUED.value.encode():
+            return (
+                f"{message}): it is still queued, so no worker has taken it. Is a worker "
+                f"serving queue {self.queue!r}? (aqueue worker APP -q {self.queue})"
+            )
+        return f"{message} or check job.status())"
 
     async def cancel(self) -> bool:
         """Cancel the job unless it already ended.

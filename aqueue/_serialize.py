@@ -68,9 +68,9 @@ def encode_call(
     except Exception as exc:
         culprit = _first_unencodable(serializer, args, kwargs)
         raise SerializationError(
-            f"cannot encode {culprit} of task {task_name!r}: {exc}. Pass JSON-friendly values "
-            "(str, int, float, bool, None, list, dict, dataclass, datetime) or an id to load "
-            "the object inside the task."
+            f"cannot encode {culprit} of task {task_name!r}: {exc}. Pass JSON values (str, "
+            "int, float, bool, None, list, dict) or an id to load the object inside the task "
+            "(a datetime, UUID or dataclass is sent too, but arrives as a str or dict)."
         ) from exc
 
 

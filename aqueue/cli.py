@@ -26,31 +26,65 @@ from .exceptions import AqueueError, JobNotFound
 T = TypeVar("T")
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+logger = logging.getLogger("aqueue.cli")
 
 
 def load_app(target: str) -> App:
     """Import ``module:attribute`` and return the :class:`App` it names."""
     module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        # A file path is what a newcomer types first; the worker imports modules, not files.
+        raise click.BadParameter(
+            f"{module_name!r} is a file path: name the module as Python imports it, "
+            f"{_import_path(module_name, attribute or 'app')}",
+            param_hint="APP",
+        )
+    if not module_name:
         raise click.BadParameter(f"{target!r} is not of the form 'module:app'", param_hint="APP")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name != missing and not module_name.startswith(f"{missing}."):
+            # The module was found, but something it imports is not installed here: most often
+            # the command runs in another environment than the project's.
+            raise click.BadParameter(
+                f"module {module_name!r} imports {missing!r}, which is not installed in the "
+                f"environment of {sys.executable}: install it there, or run the aqueue of the "
+                "project's environment",
+                param_hint="APP",
+            ) from None
         raise click.BadParameter(
             f"cannot import module {module_name!r} ({exc}); run from the project's directory "
             "or install it",
             param_hint="APP",
         ) from None
+    # What to write instead, when the module holds apps.
+    apps = [name for name, value in vars(module).items() if isinstance(value, App)]
+    candidates = " or ".join(f"'{module_name}:{name}'" for name in apps)
+    hint = f"; did you mean {candidates}?" if candidates else ""
+    if not sep or not attribute:
+        raise click.BadParameter(
+            f"{target!r} is not of the form 'module:app'{hint}", param_hint="APP"
+        )
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
+        found = "missing" if app is None else type(app).__name__
         raise click.BadParameter(
-            f"{module_name}.{attribute} is {'missing' if app is None else type(app).__name__}, "
-            "not an aqueue.App",
-            param_hint="APP",
+            f"{module_name}.{attribute} is {found}, not an aqueue.App{hint}", param_hint="APP"
         )
     return app
+
+
+def _import_path(path: str, attribute: str) -> str:
+    """How to name the module at ``path`` (a file or package) for the worker to import it."""
+    relative = os.path.relpath(path.removesuffix(".py"))
+    if relative.startswith(os.pardir):
+        directory, module = os.path.split(os.path.abspath(relative))
+        return f"'{module}:{attribute}' run from {directory}"
+    return f"'{relative.replace(os.sep, '.')}:{attribute}' from this directory"
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, T]], loop: str) -> T:
@@ -174,9 +208,29 @@ def worker(
     """
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     app = load_app(app_path)
+    if not app.tasks:
+        # Tasks kept in modules that the app's module does not import are a first project's
+        # usual layout: every job would be dead-lettered as an unknown task.
+        module = app_path.partition(":")[0]
+        logger.warning(
+            "importing %s registered no task on the app: every job this worker takes will be "
+            "dead-lettered as an unknown task. Name the module that defines the tasks as APP "
+            "(it imports the app), or import it in %s",
+            module,
+            module,
+        )
+    known = _known_queues(app)
+    if strays := [queue for queue in queues if queue not in known]:
+        # Served all the same (jobs can be sent to any queue), but most often a typo: the
+        # worker would wait on a queue none of the app's jobs go to.
+        logger.warning(
+            "the app names no queue %s: its tasks, routes and default use %s",
+            ", ".join(strays),
+            ", ".join(known),
+        )
     the_worker = Worker(
         app,
-        queues=list(queues) or _known_queues(app),
+        queues=list(queues) or known,
         concurrency=concurrency,
         grace_period=grace_period,
         threads=threads,

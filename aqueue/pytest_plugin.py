@@ -204,4 +204,4 @@ def _load(target: str) -> App:
     try:
         return load_app(target)
     except click.BadParameter as exc:
-        raise pytest.UsageError(f"aqueue_app = {target!r}: {exc.format_message()}") from None
+        raise pytest.UsageError(f"aqueue_app = {target!r}: {exc.message}") from None

@@ -9,11 +9,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import IO
 
+import click
 import pytest
 
 import aqueue
+from aqueue.cli import load_app
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
 
@@ -258,3 +261,85 @@ async def test_cancel_goes_on_past_an_unknown_id_and_then_exits_1(
     assert result.stderr.startswith(f"error: no record of job {unknown}")
     async with cli_app:
         assert await cli_app.job(second.id).status() is aqueue.JobStatus.CANCELLED
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory, the current one, with a package ``walkshop`` whose ``tasks``
+    module holds an app named ``app``."""
+    package = tmp_path / "walkshop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text("import aqueue\n\napp = aqueue.App()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # Imported anew by each test: another test's project is another directory.
+    for name in [name for name in sys.modules if name.startswith("walkshop")]:
+        monkeypatch.delitem(sys.modules, name)
+    return tmp_path
+
+
+def app_path_error(target: str) -> str:
+    with pytest.raises(click.BadParameter) as caught:
+        load_app(target)
+    return caught.value.format_message()
+
+
+def test_an_app_path_written_as_a_file_names_the_module_to_write_instead(project: Path) -> None:
+    message = app_path_error("walkshop/tasks.py:app")
+    assert "is a file path" in message
+    assert "'walkshop.tasks:app' from this directory" in message
+
+
+def test_a_module_that_imports_a_missing_package_names_that_package(project: Path) -> None:
+    (project / "walkshop" / "needs.py").write_text("import walk_not_installed\n")
+    message = app_path_error("walkshop.needs:app")
+    assert "imports 'walk_not_installed', which is not installed" in message
+    assert "cannot import module" not in message
+
+
+def test_an_app_path_naming_no_app_suggests_the_modules_app(project: Path) -> None:
+    assert "did you mean 'walkshop.tasks:app'?" in app_path_error("walkshop.tasks:ap")
+    assert "did you mean 'walkshop.tasks:app'?" in app_path_error("walkshop.tasks")
+
+
+def worker_start_output(app_path: str, *flags: str, env: dict[str, str], cwd: Path) -> str:
+    """What the worker command prints up to the line that says it serves."""
+    output = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "aqueue", "worker", app_path, *flags],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                output.append(line)
+                if "serving" in line:
+                    break
+        finally:
+            process.kill()
+    return "".join(output)
+
+
+def test_a_worker_whose_app_has_no_task_says_to_name_the_module_of_the_tasks(
+    server: RedisServer, namespace: str, project: Path
+) -> None:
+    (project / "walkshop" / "bare.py").write_text(
+        "import os\nimport aqueue\n\n"
+        "app = aqueue.App(namespace=os.environ['AQUEUE_TEST_NAMESPACE'])\n"
+    )
+    output = worker_start_output("walkshop.bare:app", env=cli_env(server, namespace), cwd=project)
+    assert "importing walkshop.bare registered no task" in output
+
+
+def test_a_worker_told_a_queue_the_app_does_not_name_warns_of_it(
+    server: RedisServer, namespace: str
+) -> None:
+    output = worker_start_output(
+        "tests.cli_app:app", "-q", "emials", env=cli_env(server, namespace), cwd=Path(ROOT)
+    )
+    assert "the app names no queue emials" in output

@@ -1,24 +1,29 @@
-"""The code blocks of the frameworks and testing guides that are not included example files."""
+"""The code blocks of the quickstart and the guides that are not included example files."""
 
 from __future__ import annotations
 
+import configparser
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 
 import aqueue
 from aqueue.testing import RedisServer
 
-GUIDES = Path(__file__).resolve().parent.parent / "docs" / "guide"
+ROOT = Path(__file__).resolve().parent.parent
+GUIDES = ROOT / "docs" / "guide"
 
 
-def blocks(page: str, language: str) -> list[str]:
+def blocks(page: str, language: str, folder: Path = GUIDES) -> list[str]:
     """The ``language`` code blocks of a guide, less those that include a file (``--8<--``)."""
-    text = (GUIDES / page).read_text()
+    text = (folder / page).read_text()
     found = re.findall(rf"^```{language}\n(.*?)^```$", text, flags=re.DOTALL | re.MULTILINE)
     return [block for block in found if "--8<--" not in block]
 
@@ -49,3 +54,51 @@ def test_the_configuration_block_of_the_testing_guide_enables_the_plugin() -> No
     options = tomllib.loads(config)["tool"]["pytest"]["ini_options"]
     assert options["addopts"] == ["-p", "aqueue.pytest_plugin"]
     assert re.fullmatch(r"[\w.]+:\w+", options["aqueue_app"])
+
+
+def test_the_configuration_block_of_the_testing_guide_has_the_example_projects_settings() -> None:
+    """Copied as it is, the block gives pytest-asyncio every setting it warns about when unset."""
+    [config] = blocks("testing.md", "toml")
+    options = tomllib.loads(config)["tool"]["pytest"]["ini_options"]
+    example = configparser.ConfigParser()
+    example.read(ROOT / "examples" / "testing" / "pytest.ini")
+    assert set(options) == set(example["pytest"])
+
+
+@pytest.mark.slow
+def test_the_quickstarts_script_prints_the_result_of_the_quickstarts_worker(
+    server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    """The quickstart's files, run as it says: a worker of the tasks, then the script."""
+    files = {}
+    for block in blocks("quickstart.md", "python", ROOT / "docs"):
+        first, _, rest = block.partition("\n")
+        if first.startswith("# ") and first.endswith(".py"):
+            files[first[2:]] = rest
+    default_app = 'aqueue.App("redis://localhost:6379/0")'
+    assert default_app in files["myproj/tasks.py"]
+    files["myproj/tasks.py"] = files["myproj/tasks.py"].replace(
+        default_app, f"aqueue.App({server.url!r}, namespace={namespace!r})"
+    )
+    for name, code in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(code)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "aqueue", "worker", "myproj.tasks:app"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        script = subprocess.run(
+            [sys.executable, "enqueue.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert script.stdout.splitlines()[1] == "5"

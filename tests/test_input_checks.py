@@ -26,6 +26,11 @@ def test_a_refused_url_shows_no_password() -> None:
     assert "hunter2" not in str(refused.value)
 
 
+def test_a_url_whose_database_is_no_number_is_refused() -> None:
+    with pytest.raises(aqueue.ConfigurationError, match="path is the database number"):
+        aqueue.App("redis://localhost:6379/jobs")
+
+
 def test_tls_and_unix_socket_urls_are_taken() -> None:
     assert aqueue.App("rediss://localhost:6380/0").url == "rediss://localhost:6380/0"
     assert aqueue.App("unix:///run/redis.sock").url == "unix:///run/redis.sock"

@@ -127,6 +127,22 @@ def test_the_plugin_without_an_app_setting_says_how_to_name_the_app(tmp_path: Pa
     assert "name your app with aqueue_app = 'module:attribute'" in result.stdout + result.stderr
 
 
+def test_a_misspelt_app_setting_suggests_the_app_without_the_commands_wording(
+    tmp_path: Path,
+) -> None:
+    result = run_pytest(
+        tmp_path,
+        """
+        async def test_it(aqueue_app):
+            pass
+        """,
+        ini="addopts = -p aqueue.pytest_plugin\naqueue_app = tasks:ap\n",
+    )
+    output = result.stdout + result.stderr
+    assert "aqueue_app = 'tasks:ap': tasks.ap is missing, not an aqueue.App" in output
+    assert "did you mean 'tasks:app'?" in output
+
+
 def test_the_plugin_is_not_loaded_unless_a_project_enables_it(tmp_path: Path) -> None:
     result = run_pytest(
         tmp_path,

@@ -112,6 +112,17 @@ async def test_waiting_longer_than_the_timeout_raises_result_timeout(app: aqueue
     assert await job.status() is aqueue.JobStatus.QUEUED
 
 
+async def test_a_result_timeout_of_a_job_still_queued_asks_whether_a_worker_serves_its_queue(
+    app: aqueue.App,
+) -> None:
+    @app.task(queue="emails")
+    async def send() -> None: ...
+
+    job = await send.enqueue()  # no worker runs
+    with pytest.raises(aqueue.ResultTimeout, match=r"Is a worker serving queue 'emails'\?"):
+        await job.result(timeout=0.05)
+
+
 async def test_a_job_nobody_enqueued_is_unknown(app: aqueue.App) -> None:
     job = app.job("default:0123456789abcdef0123456789abcdef")
     assert await job.status() is aqueue.JobStatus.UNKNOWN

@@ -101,3 +101,11 @@ async def test_an_hourly_task_fires_its_missed_tick_on_the_server(
     await redis.set(f"{app.namespace}:cron:rollup:last", repr(two_hours_ago))
     async with aqueue.Worker(app):
         assert await asyncio.wait_for(runs.get(), 5) == "hourly"
+
+
+def test_a_bare_cron_decorator_says_it_needs_its_schedule() -> None:
+    app = aqueue.App()
+    with pytest.raises(aqueue.ConfigurationError, match=r"needs its schedule"):
+
+        @app.cron  # type: ignore[arg-type]
+        async def report() -> None: ...

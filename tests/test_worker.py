@@ -420,3 +420,27 @@ async def test_sync_tasks_past_their_timeout_never_exceed_the_thread_limit(
             with pytest.raises(aqueue.TaskTimeout):
                 await job.result(timeout=10)
     assert peak == 2
+
+
+async def test_a_misspelt_task_names_the_registered_task_it_likely_meant(app: aqueue.App) -> None:
+    @app.task(name="emails.send")
+    async def send(to: str) -> None: ...
+
+    async with aqueue.Worker(app):
+        job = await app.enqueue("emails.sned", "a@b.c")
+        with pytest.raises(aqueue.TaskFailed, match=r"did you mean 'emails\.send'\?"):
+            await job.result(timeout=5)
+
+
+async def test_a_task_enqueued_from_a_script_run_as_main_says_how_to_name_it(
+    app: aqueue.App,
+) -> None:
+    @app.task(name="script.hello")
+    async def hello() -> None: ...
+
+    async with aqueue.Worker(app):
+        job = await app.enqueue("__main__.hello")
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=5)
+    assert "did you mean 'script.hello'?" in failure.value.message
+    assert "@app.task(name=...)" in failure.value.message

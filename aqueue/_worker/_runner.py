@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import difflib
 import logging
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -156,11 +157,7 @@ class Runner:
             raise _DeadLetter("aqueue.UndecodableEntry", "entry lacks a job id, task or payload")
         task = self._app.tasks.get(name)
         if task is None:
-            raise _DeadLetter(
-                "aqueue.UnknownTask",
-                f"no task named {name!r} is registered on this worker's app; deploy the task "
-                "and replay the dead letter",
-            )
+            raise _DeadLetter("aqueue.UnknownTask", unknown_task_reason(name, self._app.tasks))
         try:
             args, kwargs = self._app.serializer.loads(payload)
             if not isinstance(args, list) or not isinstance(kwargs, dict):
@@ -337,6 +334,27 @@ def expired_outcome(delivery: Delivery) -> Outcome:
     """The outcome of a job whose ``expires`` passed before it started: cancelled, not run."""
     message = "the job expired before a worker started it"
     return failure_outcome(delivery, "aqueue.Expired", message, "", status="cancelled")
+
+
+def unknown_task_reason(name: str, known: Iterable[str]) -> str:
+    """Why a job of a task the worker's app lacks is dead-lettered, with the registered
+    names it likely meant: a typo, or a task whose name a script run as ``__main__`` set."""
+    known = sorted(known)
+    module, _, function = name.rpartition(".")
+    # The same function in another module first: the worker imported, under its real module
+    # name, the script that enqueued it as __main__.
+    alike = [other for other in known if other.rpartition(".")[2] == function]
+    alike += [other for other in difflib.get_close_matches(name, known) if other not in alike]
+    reason = f"no task named {name!r} is registered on this worker's app"
+    if alike:
+        reason += f" (did you mean {' or '.join(repr(other) for other in alike[:3])}?)"
+    if module == "__main__":
+        return (
+            f"{reason}; a task defined in a script run as __main__ is named after __main__, "
+            "which no worker imports: define it in a module both import, or give it a name "
+            "with @app.task(name=...)"
+        )
+    return f"{reason}; deploy the task and replay the dead letter"
 
 
 def _utf8(text: str) -> str:
