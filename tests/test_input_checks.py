@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import Keys
+from aqueue.testing import RedisServer
 
 
 @pytest.mark.parametrize("url", ["localhost:6379", "http://localhost:6379/0", ""])
@@ -178,3 +179,10 @@ def test_a_worker_count_that_is_no_whole_number_is_refused(option: str, value: o
 def test_a_retry_count_that_is_no_whole_number_is_refused(retries: object) -> None:
     with pytest.raises(aqueue.ConfigurationError, match="retries must be a whole number"):
         aqueue.App().task(retries=retries)  # type: ignore[call-overload]
+
+
+async def test_a_url_naming_a_database_the_server_lacks_says_so(server: RedisServer) -> None:
+    app = aqueue.App(server.url.rsplit("/", 1)[0] + "/99")
+    with pytest.raises(aqueue.ConfigurationError, match="no database of that number"):
+        async with app:
+            await app.queue("default").stats()

@@ -68,6 +68,12 @@ class _Translated:
                 "was sent. Pass strings, bytes or numbers where aqueue asks for names, ids and "
                 "options."
             ) from exc
+        if isinstance(exc, RedisError) and "DB index is out of range" in str(exc):
+            # Refused as the connection selects the URL's database: the URL is at fault.
+            raise ConfigurationError(
+                f"Redis at {redact(self.url)} has no database of that number ({exc}). Use a "
+                "database the server has (0 to its `databases` setting minus 1) in the URL."
+            ) from exc
         if isinstance(exc, RedisError):
             raise ServerError(
                 f"Redis at {redact(self.url)} refused a command: {exc}. Check the ACL user's "
