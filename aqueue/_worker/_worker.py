@@ -34,6 +34,7 @@ from ._fetcher import Fetcher, Slots
 from ._lease import LeaseKeeper
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
+from ._presence import Presence
 from ._reclaim import Reclaimer, prune_consumers
 from ._runner import Runner, failure_outcome
 from ._scheduler import Scheduler
@@ -108,6 +109,14 @@ class Worker:
         self._reclaimer: Reclaimer | None = None
         self._fetcher: Fetcher | None = None
         self._keeper: LeaseKeeper | None = None
+        self._presence = Presence(
+            namespace=app.namespace,
+            name=self.name,
+            queues=self.queues,
+            concurrency=concurrency,
+            tasks=list(app.tasks),
+            running=lambda: len(self._running),
+        )
         self._died: Exception | None = None
         """What a loop of this worker died of (raised once the worker has stopped)."""
         self._resources: dict[ResourceKey[Any], Any] = {}
@@ -336,6 +345,7 @@ class Worker:
             lease=app.lease,
             in_flight=in_flight,
             loop=asyncio.get_running_loop(),
+            presence=self._presence,
         )
         with translate_errors(app.url):
             await asyncio.to_thread(keeper.start)
@@ -412,6 +422,7 @@ class Worker:
             outcome = failure_outcome(
                 delivery, "aqueue.WorkerError", reason, text, dead_reason=reason
             )
+        self._presence.ran(outcome)
         acker.submit(outcome)
 
     async def _finish_running(self) -> None:

@@ -1,0 +1,200 @@
+"""Seeing and steering workers: the registry, status, pause/resume, jobs from the CLI.
+
+Workers are real ``aqueue worker`` processes of ``tests/ops_app.py`` (lease 1.5 s: they beat
+every half second); the commands run as real processes too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+import aqueue
+from aqueue.testing import RedisServer
+from tests.helpers import eventually
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = "tests.ops_app:app"
+
+
+def env_for(server: RedisServer, namespace: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AQUEUE_URL": server.url,
+        "AQUEUE_TEST_NAMESPACE": namespace,
+        "PYTHONPATH": ROOT,
+    }
+
+
+def run_cli(
+    server: RedisServer, namespace: str, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aqueue", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=env_for(server, namespace),
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+@contextmanager
+def worker_process(
+    server: RedisServer, namespace: str, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """An ``aqueue worker`` process of the test app; killed at the end if still running."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aqueue", "worker", APP, "--loop", "asyncio", *args],
+            env=env_for(server, namespace),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def producer(server: RedisServer, namespace: str) -> aqueue.App:
+    return aqueue.App(server.url, namespace=namespace, lease=1.5)
+
+
+async def _workers(app: aqueue.App) -> list[aqueue.WorkerInfo]:
+    return await app.workers()
+
+
+async def _registered(app: aqueue.App, pid: int) -> bool:
+    return any(w.pid == pid for w in await app.workers())
+
+
+async def test_a_worker_process_registers_what_it_serves_and_what_it_knows(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default", "-c", "7") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+            [info] = await producer.workers()
+    assert info.pid == process.pid
+    assert info.queues == ("default",)
+    assert info.concurrency == 7
+    assert info.version == aqueue.__version__
+    assert set(info.tasks) == {
+        "tests.ops_app.add",
+        "tests.ops_app.boom",
+        "tests.ops_app.nap",
+        "tests.ops_app.elsewhere",
+    }
+    assert info.id.startswith(f"{info.host}-{process.pid}-")
+
+
+async def test_a_worker_counts_the_jobs_it_ran_and_those_that_failed(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        async with producer:
+            await producer.enqueue("tests.ops_app.add", 1, 2)
+            failing = await producer.enqueue("tests.ops_app.boom")
+            with pytest.raises(aqueue.TaskFailed):
+                await failing.result(timeout=15)
+
+            async def counted() -> bool:
+                workers = await producer.workers()
+                return bool(workers) and (workers[0].processed, workers[0].failed) == (2, 1)
+
+            await eventually(counted, timeout=5)
+
+
+async def test_a_killed_worker_disappears_from_the_registry_within_about_a_lease(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace) as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            # Its record lives one lease (1.5 s) past its last beat.
+            await eventually(lambda: _none_left(producer), timeout=2.5)
+
+
+async def test_a_stopped_worker_leaves_the_registry_at_once(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace) as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0
+            assert await producer.workers() == []
+
+
+async def _none_left(app: aqueue.App) -> bool:
+    return not await app.workers()
+
+
+async def test_the_workers_command_prints_each_live_worker(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default", "-q", "other") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+        table = run_cli(server, namespace, "workers", APP)
+        as_json = run_cli(server, namespace, "workers", APP, "--json")
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split()[:4] == ["worker", "host", "pid", "queues"]
+    assert str(process.pid) in row.split()
+    assert "default,other" in row.split()
+    [record] = json.loads(as_json.stdout)
+    assert record["pid"] == process.pid
+    assert record["queues"] == ["default", "other"]
+    assert record["concurrency"] == 100
+
+
+def test_the_workers_command_says_when_none_is_alive(server: RedisServer, namespace: str) -> None:
+    result = run_cli(server, namespace, "workers", APP)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "no live workers\n"
+
+
+async def test_status_shows_the_queues_and_the_live_workers(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+        result = run_cli(server, namespace, "status", APP, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    by_queue = {q["queue"]: q for q in report["queues"]}
+    assert (by_queue["default"]["workers"], by_queue["other"]["workers"]) == (1, 0)
+    assert [w["pid"] for w in report["workers"]] == [process.pid]
+
+
+def test_status_without_a_server_is_a_one_line_error(namespace: str) -> None:
+    env = {**os.environ, "AQUEUE_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": ROOT}
+    result = subprocess.run(
+        [sys.executable, "-m", "aqueue", "status", APP],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0")
+    assert "Traceback" not in result.stderr
