@@ -1,4 +1,5 @@
-"""The ``aqueue`` commands that look at and steer a running fleet: status, workers.
+"""The ``aqueue`` commands that look at and steer a running fleet: status, workers, pause,
+resume.
 
 Registered on the ``aqueue`` group by ``cli.py``. Exit codes: 0 on success, 1 for an error a
 user can fix (one line on stderr: Redis unreachable, an unknown job), 2 for a usage error.
@@ -109,6 +110,7 @@ def workers(app_path: str, as_json: bool, loop: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class _QueueStatus:
     stats: QueueStats
+    paused: bool
     rate: float
     """Jobs per second the live workers ran from the queue lately (the sum of theirs)."""
 
@@ -120,7 +122,7 @@ async def _queue_status(
     for name in names:
         queue = app.queue(name)
         rate = sum(w.rates.get(name, 0.0) for w in workers)
-        statuses.append(_QueueStatus(await queue.stats(), rate))
+        statuses.append(_QueueStatus(await queue.stats(), await queue.is_paused(), rate))
     return statuses
 
 
@@ -133,8 +135,8 @@ async def _queue_status(
 def status(app_path: str, queues: tuple[str, ...], as_json: bool, loop: str) -> None:
     """Show APP's queues and live workers.
 
-    Per queue: queued, scheduled, running and dead-lettered jobs, live workers, and jobs run
-    per second lately (summed over the workers' last heartbeats).
+    Per queue: queued, scheduled, running and dead-lettered jobs, live workers, whether it
+    is paused, and jobs run per second lately (summed over the workers' last heartbeats).
     """
     app = load_app(app_path)
     names = [check_name("queue", q) for q in queues] or _known_queues(app)
@@ -150,6 +152,7 @@ def status(app_path: str, queues: tuple[str, ...], as_json: bool, loop: str) -> 
             {
                 **dataclasses.asdict(s.stats),
                 "queued_by_priority": {str(k): v for k, v in s.stats.queued_by_priority.items()},
+                "paused": s.paused,
                 "rate": s.rate,
             }
             for s in statuses
@@ -157,12 +160,61 @@ def status(app_path: str, queues: tuple[str, ...], as_json: bool, loop: str) -> 
         workers_json = [dataclasses.asdict(w) for w in found]
         click.echo(_to_json({"queues": queues_json, "workers": workers_json}))
         return
-    header = ["queue", "queued", "scheduled", "running", "dead", "workers", "jobs/s"]
+    header = ["queue", "queued", "scheduled", "running", "dead", "workers", "paused", "jobs/s"]
     rows = []
     for s in statuses:
         st = s.stats
         counts = (st.queued, st.scheduled, st.running, st.dead, st.workers)
-        rows.append([st.queue, *map(str, counts), f"{s.rate:.1f}"])
+        paused = "yes" if s.paused else "no"
+        rows.append([st.queue, *map(str, counts), paused, f"{s.rate:.1f}"])
     click.echo(format_table(header, rows))
     click.echo()
     _print_workers(found)
+
+
+paused_queues_option = click.option(
+    "-q",
+    "--queue",
+    "queue_names",
+    multiple=True,
+    required=True,
+    help="The queue; repeat for several.",
+)
+
+
+def _set_paused(app_path: str, queue_names: tuple[str, ...], loop: str, *, paused: bool) -> None:
+    app = load_app(app_path)
+    queues = [app.queue(check_name("queue", name)) for name in queue_names]
+
+    async def apply() -> None:
+        async with app:
+            for queue in queues:
+                await (queue.pause() if paused else queue.resume())
+
+    run_async(apply, loop)
+    for queue in queues:
+        click.echo(f"{queue.name}: {'paused' if paused else 'resumed'}")
+
+
+@cli.command()
+@app_argument
+@paused_queues_option
+@loop_option
+@_fail_cleanly
+def pause(app_path: str, queue_names: tuple[str, ...], loop: str) -> None:
+    """Stop every worker of APP from reading the queues.
+
+    Running jobs go on; producers still enqueue, and delayed jobs still become due, to wait
+    in the queue for `aqueue resume`. Workers learn of it within a fraction of a second.
+    """
+    _set_paused(app_path, queue_names, loop, paused=True)
+
+
+@cli.command()
+@app_argument
+@paused_queues_option
+@loop_option
+@_fail_cleanly
+def resume(app_path: str, queue_names: tuple[str, ...], loop: str) -> None:
+    """Let every worker of APP read the queues again."""
+    _set_paused(app_path, queue_names, loop, paused=False)

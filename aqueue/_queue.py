@@ -1,4 +1,4 @@
-"""Operating one queue: statistics and its dead letters."""
+"""Operating one queue: statistics, pausing it, and its dead letters."""
 
 from __future__ import annotations
 
@@ -80,6 +80,27 @@ class Queue:
         by_priority.update((int(level), count) for level, count in pairs if level.isdigit())
         ordered = dict(sorted(by_priority.items(), reverse=True))
         return QueueStats(self.name, queued, scheduled, running, dead, workers, ordered)
+
+    async def pause(self) -> None:
+        """Stop every worker from reading this queue until :meth:`resume`.
+
+        Workers learn of it within a few tens of milliseconds (at their next promote step).
+        Running jobs go on, their leases renewed; producers still enqueue, and delayed jobs
+        still move into the queue when due; they wait there for the resume. The pause holds
+        for workers that start later too.
+        """
+        with translate_errors(self._app.url):
+            await self._app.redis.set(self.keys.paused, 1)
+
+    async def resume(self) -> None:
+        """Let workers read this queue again (they learn of it as promptly as of a pause)."""
+        with translate_errors(self._app.url):
+            await self._app.redis.delete(self.keys.paused)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused (see :meth:`pause`)."""
+        with translate_errors(self._app.url):
+            return bool(await self._app.redis.exists(self.keys.paused))
 
     async def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters, each with the reason it was dead-lettered."""

@@ -6,6 +6,7 @@ every half second); the commands run as real processes too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,12 +15,13 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 import aqueue
 from aqueue.testing import RedisServer
-from tests.helpers import eventually
+from tests.helpers import eventually, has_status
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "tests.ops_app:app"
@@ -198,3 +200,106 @@ def test_status_without_a_server_is_a_one_line_error(namespace: str) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0")
     assert "Traceback" not in result.stderr
+
+
+# -- pause / resume ---------------------------------------------------------------------------
+
+
+def _producer_tasks(app: aqueue.App) -> tuple[aqueue.Task[[int, int], int], aqueue.Task[[], str]]:
+    """The test app's ``add`` and ``elsewhere`` as the producer knows them (for options)."""
+
+    @app.task(name="tests.ops_app.add")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="tests.ops_app.elsewhere", queue="other")
+    async def elsewhere() -> str:
+        return "done"
+
+    return add, elsewhere
+
+
+async def _stays_queued(job: aqueue.Job[Any], seconds: float = 1.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await job.status() is not aqueue.JobStatus.QUEUED:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def test_a_paused_queue_is_not_read_until_it_is_resumed(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+            assert run_cli(server, namespace, "pause", APP, "-q", "default").stdout == (
+                "default: paused\n"
+            )
+            await asyncio.sleep(0.3)  # the workers' next promote step tells them
+            job = await producer.enqueue("tests.ops_app.add", 1, 2)
+            assert await _stays_queued(job)
+            status = run_cli(server, namespace, "status", APP, "-q", "default")
+            assert status.stdout.splitlines()[1].split()[6] == "yes"
+            assert run_cli(server, namespace, "resume", APP, "-q", "default").returncode == 0
+            assert await job.result(timeout=5) == 3
+
+
+async def test_a_job_running_when_its_queue_is_paused_finishes(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        async with producer:
+            job = await producer.enqueue("tests.ops_app.nap", 2.5)  # past the 1.5 s lease
+            await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING), timeout=15)
+            await producer.queue("default").pause()
+            assert await job.result(timeout=10) == "rested"
+            info = await job.info()
+    assert info.attempts == 1  # its lease was renewed: no other delivery
+
+
+async def test_a_delayed_job_becomes_due_but_waits_for_the_resume(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    add, _ = _producer_tasks(producer)
+    with worker_process(server, namespace, "-q", "default") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+            await producer.queue("default").pause()
+            await asyncio.sleep(0.3)
+            job = await add.options(delay=0.2).enqueue(2, 2)
+            await eventually(lambda: has_status(job, aqueue.JobStatus.QUEUED), timeout=5)
+            assert await _stays_queued(job)
+            await producer.queue("default").resume()
+            assert await job.result(timeout=5) == 4
+
+
+async def test_a_worker_started_on_a_paused_queue_reads_nothing_from_it(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    async with producer:
+        await producer.queue("default").pause()
+        job = await producer.enqueue("tests.ops_app.add", 1, 1)
+        with worker_process(server, namespace, "-q", "default") as process:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+            assert await _stays_queued(job)
+            await producer.queue("default").resume()
+            assert await job.result(timeout=5) == 2
+
+
+async def test_pausing_one_queue_leaves_the_worker_serving_its_others(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    _, elsewhere = _producer_tasks(producer)
+    with worker_process(server, namespace, "-q", "default", "-q", "other") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+            await producer.queue("default").pause()
+            await asyncio.sleep(0.3)
+            held = await producer.enqueue("tests.ops_app.add", 1, 1)
+            served = await elsewhere.enqueue()
+            assert await served.result(timeout=5) == "done"
+            assert await held.status() is aqueue.JobStatus.QUEUED
+            assert await producer.queue("default").is_paused()
+            assert not await producer.queue("other").is_paused()
