@@ -18,10 +18,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 import aqueue
+from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
-from tests.helpers import eventually, has_status
+from tests.helpers import eventually, has_status, read_as
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "tests.ops_app:app"
@@ -303,3 +305,169 @@ async def test_pausing_one_queue_leaves_the_worker_serving_its_others(
             assert await held.status() is aqueue.JobStatus.QUEUED
             assert await producer.queue("default").is_paused()
             assert not await producer.queue("other").is_paused()
+
+
+# -- jobs from the command line ---------------------------------------------------------------
+
+
+async def test_enqueue_wait_prints_the_job_id_and_its_result(
+    server: RedisServer, namespace: str
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        result = run_cli(
+            server, namespace, "enqueue", APP, "tests.ops_app.add", "--args", "[1]",
+            "--kwargs", '{"y": 2}', "--wait",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    job_id, value = result.stdout.splitlines()
+    assert job_id.startswith("default:")
+    assert value == "3"
+
+
+async def test_enqueue_wait_exits_1_with_the_error_when_the_task_fails(
+    server: RedisServer, namespace: str
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        result = run_cli(server, namespace, "enqueue", APP, "tests.ops_app.boom", "--wait")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert "boom" in result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[0]
+
+
+async def test_enqueue_with_a_queue_and_a_delay_schedules_the_job_there(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    result = run_cli(
+        server, namespace, "enqueue", APP, "tests.ops_app.add", "--args", "[1, 1]",
+        "-q", "other", "--delay", "60",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    assert job_id.startswith("other:")
+    async with producer:
+        assert await producer.job(job_id).status() is aqueue.JobStatus.SCHEDULED
+
+
+def test_enqueue_refuses_arguments_that_are_not_a_json_array(
+    server: RedisServer, namespace: str
+) -> None:
+    result = run_cli(server, namespace, "enqueue", APP, "tests.ops_app.add", "--args", "{}")
+    assert result.returncode == 2
+    assert "must be an array" in result.stderr
+
+
+async def test_the_job_command_shows_a_finished_job_with_its_result(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default") as process:
+        async with producer:
+            job = await producer.enqueue("tests.ops_app.add", 2, 3)
+            assert await job.result(timeout=15) == 5
+        result = run_cli(server, namespace, "job", APP, job.id, "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["status"], record["task"], record["result"]) == (
+        "succeeded",
+        "tests.ops_app.add",
+        5,
+    )
+    assert record["attempts"] == 1
+    assert f"-{process.pid}-" in record["worker"]
+    assert record["started_at"] is not None
+    assert record["finished_at"] is not None
+
+
+async def test_the_job_command_shows_a_failed_job_with_its_traceback(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        async with producer:
+            job = await producer.enqueue("tests.ops_app.boom")
+            with pytest.raises(aqueue.TaskFailed):
+                await job.result(timeout=15)
+        result = run_cli(server, namespace, "job", APP, job.id)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "status:      failed" in lines
+    assert "error:       builtins.ValueError: boom" in lines
+    assert lines[lines.index("traceback:") + 1] == "Traceback (most recent call last):"
+    assert 'raise ValueError("boom")' in result.stdout
+
+
+async def test_the_job_command_shows_the_arguments_of_a_queued_job(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    async with producer:
+        job = await producer.enqueue("tests.ops_app.add", 4, y=5)
+    result = run_cli(server, namespace, "job", APP, job.id, "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["status"] == "queued"
+    assert record["arguments"] == {"args": [4], "kwargs": {"y": 5}}
+
+
+def test_the_job_command_exits_1_for_a_job_without_a_record(
+    server: RedisServer, namespace: str
+) -> None:
+    unknown = "default:" + "0" * 32
+    result = run_cli(server, namespace, "job", APP, unknown)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: no record of job {unknown}")
+
+
+async def test_purge_asks_first_then_drops_the_queued_jobs_and_leaves_running_ones(
+    server: RedisServer, namespace: str, producer: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(namespace, "default")
+    async with producer:
+        running = await producer.enqueue("tests.ops_app.add", 0, 0)
+        await read_as(redis, keys, "busy-worker")  # delivered: pending, as a running job is
+        queued = [await producer.enqueue("tests.ops_app.add", i, i) for i in range(3)]
+        declined = run_cli(server, namespace, "purge", APP, "-q", "default", stdin="n\n")
+        assert declined.returncode == 1
+        assert (await producer.queue("default").stats()).queued == 3
+        result = run_cli(server, namespace, "purge", APP, "-q", "default", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "dropped 3 queued job(s) from default\n"
+        stats = await producer.queue("default").stats()
+        assert (stats.queued, stats.running) == (0, 1)
+        for job in queued:
+            with pytest.raises(aqueue.JobCancelled):
+                await job.result(timeout=1)
+        assert await running.status() is aqueue.JobStatus.QUEUED  # never started by aqueue
+
+
+def test_check_exits_1_naming_the_queues_without_a_live_worker(
+    server: RedisServer, namespace: str
+) -> None:
+    result = run_cli(server, namespace, "check", APP)
+    assert result.returncode == 1
+    assert result.stderr == "error: no live worker serves queue(s) default, other\n"
+
+
+async def test_check_exits_0_when_each_queue_has_a_live_worker(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+        served = run_cli(server, namespace, "check", APP, "-q", "default")
+        unserved = run_cli(server, namespace, "check", APP)
+    assert served.returncode == 0, served.stderr
+    assert unserved.returncode == 1
+    assert unserved.stderr == "error: no live worker serves queue(s) other\n"
+
+
+def test_check_exits_1_when_redis_does_not_answer() -> None:
+    env = {**os.environ, "AQUEUE_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": ROOT}
+    result = subprocess.run(
+        [sys.executable, "-m", "aqueue", "check", APP],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach Redis")
