@@ -1,5 +1,5 @@
 """The ``aqueue`` commands that look at and steer a running fleet: status, workers, pause,
-resume, job, enqueue, purge, check.
+resume, job, enqueue, purge, check, control.
 
 Registered on the ``aqueue`` group by ``cli.py``. Exit codes: 0 on success, 1 for an error a
 user can fix (one line on stderr: Redis unreachable, an unknown job), 2 for a usage error.
@@ -15,6 +15,7 @@ import click
 import orjson
 
 from ._app import App
+from ._control import COMMANDS, send_command
 from ._job import JobInfo, JobStatus
 from ._queue import QueueStats
 from ._redis._errors import translate_errors
@@ -445,3 +446,58 @@ def check(app_path: str, queues: tuple[str, ...], loop: str) -> None:
     if missing:
         raise NoLiveWorker(f"no live worker serves queue(s) {', '.join(missing)}")
     click.echo(f"ok: Redis answers; {', '.join(names)} served")
+
+
+# -- remote control ---------------------------------------------------------------------------
+
+
+class NoAnswer(AqueueError):
+    """``aqueue control``: a worker did not answer in time."""
+
+
+@cli.command()
+@app_argument
+@click.argument("command", type=click.Choice(COMMANDS))
+@click.option("--worker", "worker_ids", multiple=True, help="A worker's id; repeat for several.")
+@click.option("--all", "to_all", is_flag=True, help="Every live worker.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for the answers.",
+)
+@loop_option
+@_fail_cleanly
+def control(
+    app_path: str,
+    command: str,
+    worker_ids: tuple[str, ...],
+    to_all: bool,
+    timeout: float,
+    loop: str,
+) -> None:
+    """Send COMMAND to live workers; each that hears it answers.
+
+    ping: each answers "pong". shutdown: each stops gracefully, as on SIGTERM (running jobs
+    finish within the grace period, the rest go back to their queues). Name workers with
+    --worker (ids from `aqueue workers`) or --all; ping without either reaches all. Exit 1
+    when a worker did not answer in time.
+    """
+    if worker_ids and to_all:
+        raise click.UsageError("give --worker or --all, not both")
+    if command == "shutdown" and not (worker_ids or to_all):
+        raise click.UsageError("shutdown needs --worker ID or --all")
+    app = load_app(app_path)
+
+    async def send() -> tuple[dict[str, str], list[str]]:
+        async with app:
+            return await send_command(app, command, list(worker_ids) or None, timeout)
+
+    answers, silent = run_async(send, loop)
+    for worker_id, answer in sorted(answers.items()):
+        click.echo(f"{worker_id}: {answer}")
+    if not answers and not silent:
+        click.echo("no live workers")
+    if silent:
+        raise NoAnswer(f"no answer within {timeout:g} s from {', '.join(silent)}")

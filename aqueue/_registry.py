@@ -34,6 +34,16 @@ def registry_record(namespace: str, worker: str) -> bytes:
     return f"{namespace}:{{@registry}}:worker:{worker}".encode()
 
 
+def control_channel(namespace: str) -> bytes:
+    """The pub/sub channel every worker of the app listens on for commands (``aqueue control``)."""
+    return f"{namespace}:{{@registry}}:control".encode()
+
+
+def control_replies(namespace: str, request: str) -> bytes:
+    """The list each worker that a command reached pushes its answer to."""
+    return f"{namespace}:{{@registry}}:replies:{request}".encode()
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     """A live worker process, as it described itself at its last heartbeat."""

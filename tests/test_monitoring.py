@@ -471,3 +471,62 @@ def test_check_exits_1_when_redis_does_not_answer() -> None:
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach Redis")
+
+
+# -- remote control ---------------------------------------------------------------------------
+
+
+async def _ids_when_registered(app: aqueue.App, *pids: int) -> dict[int, str]:
+    async def all_there() -> bool:
+        return {w.pid for w in await app.workers()} >= set(pids)
+
+    await eventually(all_there, timeout=20)
+    return {w.pid: w.id for w in await app.workers()}
+
+
+async def test_control_ping_is_answered_by_every_live_worker(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with (
+        worker_process(server, namespace) as first,
+        worker_process(server, namespace) as second,
+    ):
+        async with producer:
+            ids = await _ids_when_registered(producer, first.pid, second.pid)
+        result = run_cli(server, namespace, "control", APP, "ping")
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == sorted(f"{i}: pong" for i in ids.values())
+
+
+async def test_control_shutdown_stops_one_worker_gracefully_and_loses_nothing(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with (
+        worker_process(server, namespace, "-q", "default") as target,
+        worker_process(server, namespace, "-q", "other") as bystander,
+    ):
+        async with producer:
+            ids = await _ids_when_registered(producer, target.pid, bystander.pid)
+            job = await producer.enqueue("tests.ops_app.nap", 1.0)
+            await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING), timeout=15)
+            result = run_cli(
+                server, namespace, "control", APP, "shutdown", "--worker", ids[target.pid]
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == f"{ids[target.pid]}: stopping\n"
+            assert target.wait(15) == 0
+            assert await job.result(timeout=1) == "rested"  # finished before the exit
+            assert [w.pid for w in await producer.workers()] == [bystander.pid]
+            assert bystander.poll() is None
+
+
+def test_control_shutdown_names_its_workers(server: RedisServer, namespace: str) -> None:
+    result = run_cli(server, namespace, "control", APP, "shutdown")
+    assert result.returncode == 2
+    assert "shutdown needs --worker ID or --all" in result.stderr
+
+
+def test_control_refuses_a_worker_that_is_not_alive(server: RedisServer, namespace: str) -> None:
+    result = run_cli(server, namespace, "control", APP, "ping", "--worker", "ghost")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no live worker named ghost")

@@ -30,6 +30,7 @@ from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
 from ..exceptions import ConfigurationError, ConnectionFailed
 from ._acker import Acker
+from ._control import Controller
 from ._fetcher import Fetcher, Slots
 from ._lease import LeaseKeeper
 from ._levels import Levels
@@ -358,6 +359,7 @@ class Worker:
                 reclaiming = loops.start("promoter and reclaimer", reclaimer.run)
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", fetcher.run)
+                loops.start("controller", Controller(app, self.name, self._stop_once).run)
                 logger.info(
                     "worker %s serving %s with concurrency %d",
                     self.name,
@@ -386,6 +388,12 @@ class Worker:
         logger.info("worker %s stopped", self.name)
         if self._died is not None:
             raise self._died
+
+    def _stop_once(self) -> None:
+        # A remote shutdown repeated while the worker stops gracefully must not hurry it,
+        # as a second signal would: only a signal (someone at the console) does that.
+        if not self._stop_requested.is_set():
+            self.stop()
 
     def _loop_died(self, error: Exception, hurry: bool) -> None:
         if self._died is None:
