@@ -43,6 +43,11 @@ R = TypeVar("R")
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
+DEFAULT_SIZE_LIMIT = 1 << 20
+"""Bytes, for an encoded job (``max_payload_size``) and an encoded result
+(``max_result_size``): well under what any server takes in one value (``proto-max-bulk-len``
+is 512 MiB by default, and never under 1 MiB)."""
+
 # Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
 # ConnectionFailed instead of a call that hangs: connecting times out after 5 s, and TCP
 # keepalive probes notice a dead peer after about 11 s. No socket_timeout (redis-py's default
@@ -130,6 +135,8 @@ class App:
         lease: Seconds after which a silent worker's jobs go to another worker.
         serializer: How arguments and results are encoded; JSON (orjson) by default.
         max_payload_size: Largest encoded job in bytes; a larger one is refused at enqueue.
+        max_result_size: Largest encoded result in bytes; a task returning a larger one fails
+            with ``aqueue.ResultTooLarge`` instead of leaving a value the server cannot store.
         max_connections: Most connections the app opens at once; more callers wait.
         max_deliveries: Most times one job is delivered (crashes included) before it goes to
             the dead-letter stream as poison; a task with more ``retries`` gets that many.
@@ -150,7 +157,8 @@ class App:
         result_ttl: float | timedelta = 3600,
         lease: float | timedelta = 30,
         serializer: Serializer | None = None,
-        max_payload_size: int = 1 << 20,
+        max_payload_size: int = DEFAULT_SIZE_LIMIT,
+        max_result_size: int = DEFAULT_SIZE_LIMIT,
         max_connections: int = 64,
         max_deliveries: int = 5,
         routes: Mapping[str, str] | None = None,
@@ -163,6 +171,7 @@ class App:
         self.lease = seconds(lease, "lease") or 30.0
         self.serializer: Serializer = serializer or JsonSerializer()
         self.max_payload_size = whole_number(max_payload_size, "max_payload_size (bytes)")
+        self.max_result_size = whole_number(max_result_size, "max_result_size (bytes)")
         self._max_connections = whole_number(max_connections, "max_connections")
         self.max_deliveries = whole_number(max_deliveries, "max_deliveries")
         self.routes = {

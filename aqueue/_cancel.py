@@ -25,21 +25,26 @@ _TELL_AT_ONCE = 100
 """Jobs whose waiting jobs are told concurrently (each telling is a round trip or two)."""
 
 
-async def cancel(app: App, job_id: str) -> bool:
-    """Cancel ``job_id`` and what hangs on it; True if this call cancelled it."""
+async def cancel(app: App, job_id: str, *, keeps_record: bool = True) -> bool:
+    """Cancel ``job_id`` and what hangs on it; True if this call cancelled it.
+
+    ``keeps_record=False``: the job was enqueued with ``result_ttl=0`` (its handle says so),
+    so no record tells whether it still waits: it is cancelled if it has not started.
+    """
     with translate_errors(app.url):
-        [(before, cancelled)] = await _cancel_each(app, [job_id])
-        if not before:
+        [(before, cancelled)] = await _cancel_each(app, [job_id], forgotten=not keeps_record)
+        if not before and not cancelled:
             raise JobNotFound(
-                f"no record of job {job_id} to cancel: it was never enqueued, keeps no record "
-                "(result_ttl=0), or its record expired"
+                f"no record of job {job_id} to cancel: it was never enqueued, or its record "
+                "expired. A job enqueued with result_ttl=0 keeps none: cancel it through the "
+                "handle its enqueue returned"
             )
         if cancelled:
             await _cascade(app, [job_id])
     return bool(cancelled)
 
 
-async def _cancel_each(app: App, job_ids: list[str]) -> list[Any]:
+async def _cancel_each(app: App, job_ids: list[str], *, forgotten: bool = False) -> list[Any]:
     error = encode_error("aqueue.Cancelled", "cancelled by request")
     keep = app.result_ttl or CANCELLED_RECORD_TTL
     pipe = app.redis.pipeline(transaction=False)
@@ -48,7 +53,7 @@ async def _cancel_each(app: App, job_ids: list[str]) -> list[Any]:
         CANCEL.queue(
             pipe,
             [keys.job(job_id), keys.cancelled, keys.queued(job_id), keys.delayed],
-            [job_id, error, keep],
+            [job_id, error, keep, "1" if forgotten else ""],
         )
     replies = await execute(app.redis, pipe, [CANCEL])
     for reply in replies:

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypedDict, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypedDict, TypeVar, overload
 
 from typing_extensions import Unpack
 
-from ._depend import ERROR_MARK, Plan, Waiting
+from ._depend import Plan, Waiting
 from ._job import Job
 from ._message import Outgoing
 from ._redis._keys import new_job_id
@@ -148,9 +148,8 @@ class _Call:
                 [*deps, *self.task.config.after],
                 "job",
                 outgoing.spec.result_ttl,
-                outgoing.payload,
-                outgoing.options,
-                level=outgoing.spec.level,
+                outgoing.entry(),
+                outgoing.spec.expires_ms,
                 inject=len(deps),
                 as_list=as_list,
                 lenient=lenient,
@@ -213,9 +212,8 @@ def waiting_job(outgoing: Outgoing, after: Sequence[str]) -> Waiting:
         list(after),
         "job",
         outgoing.spec.result_ttl,
-        outgoing.payload,
-        outgoing.options,
-        level=outgoing.spec.level,
+        outgoing.entry(),
+        outgoing.spec.expires_ms,
     )
 
 
@@ -394,27 +392,11 @@ def _members(items: Iterable[object], what: str) -> list[Canvas[Any]]:
 
 
 class GroupJob(Job[R]):
-    """A group's job: its ``result()`` turns failed members' error marks into
-    :class:`TaskFailed` values (with ``return_exceptions=True``)."""
+    """A group's job. Its ``result()`` holds a :class:`TaskFailed` in place of each failed
+    member (with ``return_exceptions=True``), as that of any handle on the group's id does
+    (``app.job(group_id)``): the record says that the job is a group."""
 
     __slots__ = ()
-
-    def _outcome(self, status: bytes | None, result: bytes | None, error: bytes | None) -> R:
-        values = super()._outcome(status, result, error)
-        if not isinstance(values, list):
-            return values
-        return cast(R, [_failure(value) for value in values])
-
-
-def _failure(value: Any) -> Any:
-    if isinstance(value, dict) and isinstance(mark := value.get(ERROR_MARK), dict):
-        return TaskFailed(
-            str(mark.get("job", "")),
-            str(mark.get("type", "")),
-            str(mark.get("message", "")),
-            str(mark.get("traceback", "")),
-        )
-    return value
 
 
 def _parent(

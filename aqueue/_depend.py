@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 from redis.asyncio.client import Pipeline
 
-from ._message import UNFINISHED_RECORD_TTL, Outgoing, record_ttl
+from ._message import CODES, FIELDS, UNFINISHED_RECORD_TTL, Outgoing, record_ttl
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from ._redis._scripts import DEPEND, RESOLVE, UNBLOCK, WAIT, execute
@@ -55,6 +55,9 @@ ERROR_MARK = "__aqueue_error__"
 """Key of the mapping that stands for a failed member in a list of results
 (``group(..., return_exceptions=True)``, ``chord(..., return_exceptions=True)``)."""
 
+_ENTRY_CODES = " ".join(wire.code for wire in FIELDS)
+"""The entry's field names, for the release script: it copies each the wait hash holds."""
+
 _NOUNS = {"chain": "step", "group": "member", "chord": "header"}
 
 
@@ -69,10 +72,11 @@ class Waiting:
     """``job`` (enqueued when released), or the parent of a ``chain``/``group``/``chord``
     (finished when released, never run)."""
     result_ttl: int
-    payload: bytes = b""
-    options: bytes = b""
-    level: str = ""
-    """Its priority level ("" for the default), so it is released into that level's stream."""
+    entry: dict[str, bytes | str | int] = dataclasses.field(default_factory=dict)
+    """The stream entry a ``job`` is released as (see :meth:`Outgoing.entry`): every field
+    of it, so every option set at enqueue holds once the job is released."""
+    expires_ms: int = 0
+    """Cancelled if not started this long after the server's now (0: never)."""
     inject: int = 0
     """How many leading dependencies' results go in front of the arguments (a chain step:
     the previous step's; a chord's callback: its headers')."""
@@ -87,20 +91,19 @@ class Waiting:
         job = self.job_id
         status = "scheduled" if self.kind == "job" else "running"
         ttl = record_ttl(self.result_ttl)
+        # The entry's fields under their own (one-letter) names; the wait's under words.
         fields = {
-            "j": job,
-            "t": self.task,
-            "r": self.result_ttl,
-            "o": self.options,
-            "l": self.level,
-            "p": self.payload,
+            CODES["job_id"]: job,
+            CODES["task"]: self.task,
+            CODES["result_ttl"]: self.result_ttl,
+            **self.entry,
             "kind": self.kind,
             "inject": self.inject,
             "list": "1" if self.as_list else "",
             "lenient": "1" if self.lenient else "",
             "deps": orjson.dumps(self.deps),
         }
-        args: list[Any] = [status, self.task, ttl, len(self.deps), *self.deps]
+        args: list[Any] = [status, self.task, ttl, self.expires_ms, len(self.deps), *self.deps]
         args += [len(self.members), *self.members]
         for name, value in fields.items():
             args += [name, value]
@@ -284,7 +287,7 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
         if result is None:
             result = serializer.dumps(None)
         return await _finish(app, keys, job_id, spec, "succeeded", "result", result)
-    payload = spec["p"]
+    payload = spec.get(CODES["payload"], b"")  # a group's parent has none of its own
     try:
         values = [_value(app, dep, row) for dep, row in zip(deps, rows, strict=False)]
         if kind == "group":
@@ -292,7 +295,8 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
         elif count:
             args, kwargs = serializer.loads(payload)
             first = values if spec["list"] == b"1" else values[0]
-            payload = encode_call(serializer, spec["t"].decode(), [first, *args], kwargs)
+            task = spec[CODES["task"]].decode()
+            payload = encode_call(serializer, task, [first, *args], kwargs)
     except Exception as exc:
         # E.g. a result this app's serializer cannot read: the job cannot be given its input.
         kind_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
@@ -303,7 +307,7 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
     released = await app._direct.call(
         UNBLOCK,
         [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream, keys.levels],
-        ["enqueue", payload],
+        ["enqueue", payload, _ENTRY_CODES],
     )
     # Not released: cancelled while it waited, an end its own dependents must hear of.
     return not released
@@ -345,7 +349,7 @@ async def _finish(
     await app._direct.call(
         UNBLOCK,
         [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream, keys.levels],
-        ["finish", status, field, value, max(1, int(spec["r"]))],
+        ["finish", status, field, value, max(1, int(spec[CODES["result_ttl"]]))],
     )
     return True
 

@@ -9,11 +9,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, cast
 
 import orjson
 
 from ._checks import seconds
+from ._depend import ERROR_MARK
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import (
@@ -158,6 +159,8 @@ class Job(Generic[R]):
                 value = self._app.serializer.loads(raw[b"result"])
             except Exception:
                 return info  # not readable with this app's serializer: result() says why
+            if _holds_marks(value):
+                value = _members_failed(value, raw[b"task"])
             return dataclasses.replace(info, result=value)
         return info
 
@@ -189,7 +192,15 @@ class Job(Generic[R]):
                     woken.clear()
                     status, result, error = await self._read(b"status", b"result", b"error")
                     if status is None or status in _FINAL_RAW:
-                        return self._outcome(status, result, error)
+                        value = self._outcome(status, result, error)
+                        if _holds_marks(value):
+                            # Only a group's result holds its failed members as marks: the
+                            # record says whether it is one (read in this rare case only).
+                            [task] = await self._app._direct.commands(
+                                [(b"HGET", self._key, b"task")]
+                            )
+                            return cast(R, _members_failed(value, task))
+                        return value
                     # Only this wait is bounded by the timeout, never a Redis command in
                     # flight: cancelling one mid-reply is what corrupted redis-py connections.
                     remaining = None if deadline is None else deadline - time.monotonic()
@@ -212,16 +223,21 @@ class Job(Generic[R]):
         outcome is dropped). Either way the status is ``cancelled`` at once, ``result()``
         raises :class:`JobCancelled`, and a uniqueness key the job held is freed.
 
+        A job enqueued with ``result_ttl=0`` keeps no record, so nothing tells whether it
+        already ran: cancelled through the handle its enqueue returned, it does not start
+        from now on (within the hour the workers keep cancellations) and a run is stopped;
+        its status stays ``unknown``.
+
         Returns:
             True if this call cancelled the job; False if it had already ended.
 
         Raises:
-            JobNotFound: There is no record of the job (never enqueued, ``result_ttl=0``,
-                or expired): nothing to cancel.
+            JobNotFound: There is no record of the job (never enqueued, or expired; or
+                ``result_ttl=0`` and this handle does not know it): nothing to cancel.
         """
         from ._cancel import cancel
 
-        return await cancel(self._app, self.id)
+        return await cancel(self._app, self.id, keeps_record=self._keeps_result)
 
     async def events(self) -> AsyncIterator[JobInfo]:
         """Follow the job: a snapshot each time its status or progress changes.
@@ -330,6 +346,36 @@ def _changed(before: JobInfo, after: JobInfo) -> bool:
         after.progress,
         after.progress_message,
     )
+
+
+GROUP_TASK = b"aqueue.group"
+"""The ``task`` of a group's record (its job runs no task of its own)."""
+
+
+def _holds_marks(value: object) -> TypeGuard[list[Any]]:
+    """Whether ``value`` is a list holding a failed member's mark (see :data:`ERROR_MARK`)."""
+    return isinstance(value, list) and any(
+        isinstance(item, dict) and ERROR_MARK in item for item in value
+    )
+
+
+def _members_failed(values: list[Any], task: bytes | None) -> list[Any]:
+    """A group's results with each failed member's mark made a :class:`TaskFailed`, as
+    ``group(..., return_exceptions=True)`` promises (any other job's list as it is)."""
+    if task != GROUP_TASK:
+        return values
+    return [_failure(value) for value in values]
+
+
+def _failure(value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(mark := value.get(ERROR_MARK), dict):
+        return TaskFailed(
+            str(mark.get("job", "")),
+            str(mark.get("type", "")),
+            str(mark.get("message", "")),
+            str(mark.get("traceback", "")),
+        )
+    return value
 
 
 def encode_error(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -13,6 +13,52 @@ from .exceptions import PayloadTooLarge
 UNFINISHED_RECORD_TTL = 7 * 24 * 3600
 """Seconds the record of an unfinished job is kept: far longer than any sane backlog, yet
 bounded, so an abandoned queue cannot hold records forever."""
+
+
+@dataclass(frozen=True, slots=True)
+class WireField:
+    """One field of a job's stream entry (see :data:`FIELDS`)."""
+
+    code: str
+    """The field's name in the entry: one letter, since every queued job carries it."""
+    name: str
+    """What it holds, named as in the Python code."""
+    type: type
+    """How its value reads: ``str``, ``int`` (decimal digits) or ``bytes`` (as written)."""
+    default: str | None
+    """How an entry without it reads (None: every job's entry has it)."""
+    replayed: bool = True
+    """Whether a replay of a dead letter carries it back into the queue."""
+
+
+FIELDS: Final = (
+    WireField("j", "job_id", str, None),
+    WireField("t", "task", str, None),
+    WireField("p", "payload", bytes, None),
+    WireField("r", "result_ttl", int, None),
+    # JSON: the timeout and the enqueue middleware's metadata.
+    WireField("o", "options", bytes, ""),
+    WireField("u", "unique_key", str, ""),
+    WireField("k", "key_ttl", int, "0"),
+    WireField("l", "level", str, ""),
+    WireField("x", "expires_at_ms", int, "0"),
+    # A replayed job starts over: a poison job gets a fresh count.
+    WireField("a", "prior_attempts", int, "0", replayed=False),
+)
+"""A job's stream entry, field by field: the one place its wire format is defined.
+
+Every path that moves a job (enqueue, a waiting job's release, a delay's or a retry's
+promotion, a reclaim, a hand-back at shutdown, a replay) carries every field, so an option
+set at enqueue holds however the job travels. A test checks the Lua scripts against it."""
+
+CODES: Final = {wire.name: wire.code for wire in FIELDS}
+"""The entry's field name of each :data:`FIELDS` entry, by its Python name."""
+
+DEAD_LETTER_FIELDS: Final = ("reason", "entry", "dead_at", "member")
+"""What aqueue writes into a dead letter, *before* the fields of the entry it copies: a
+reader takes the first field of each name, so an entry's own field of the same name (written
+by another program) neither hides aqueue's nor is lost. (Fields in front, rather than under
+new names, keep dead letters of every release readable during a rolling deploy.)"""
 
 
 def record_ttl(result_ttl: int) -> int:
@@ -88,6 +134,25 @@ class Outgoing:
     def options(self) -> bytes:
         """The entry's per-job options field ("" when there are none)."""
         return self.spec.options_with(self.metadata) if self.metadata else self.spec.options
+
+    def entry(self) -> dict[str, bytes | str | int]:
+        """The fields of this job's entry, as the enqueue script writes them, but for what
+        only the server may set: an expiry relative to its now (``spec.expires_ms``) and a
+        uniqueness key (which a job that waits for others cannot have)."""
+        spec = self.spec
+        fields: dict[str, bytes | str | int] = {
+            CODES["job_id"]: self.job_id,
+            CODES["task"]: spec.task,
+            CODES["payload"]: self.payload,
+            CODES["result_ttl"]: spec.result_ttl,
+        }
+        optional: dict[str, bytes | str | int] = {
+            CODES["options"]: self.options,
+            CODES["level"]: spec.level,
+            CODES["expires_at_ms"]: spec.expires_at_ms,
+        }
+        fields.update((code, value) for code, value in optional.items() if value)
+        return fields
 
     def script_keys(self, keys: Keys) -> tuple[bytes, bytes, bytes]:
         """This job's KEYS of the enqueue script: its record, its "queued" hash and its

@@ -11,6 +11,7 @@ from ._cancel import CANCELLED_RECORD_TTL
 from ._checks import whole_number
 from ._depend import job_ended
 from ._job import encode_error
+from ._message import CODES, DEAD_LETTER_FIELDS, FIELDS
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, GROUP, keys_of
 from ._redis._scripts import PURGE, REPLAY, STATS
@@ -139,25 +140,35 @@ class Queue:
         """The oldest ``limit`` dead letters, each with the reason it was dead-lettered."""
         whole_number(limit, "limit")
         with translate_errors(self._app.url):
-            entries = await self._app.redis.xrange(self.keys.dead, count=limit)
-        raw = cast("list[tuple[bytes, dict[bytes, bytes]]]", entries)
+            # The raw field list, in order: a client's dict would keep the last of two fields
+            # of one name, and aqueue's come first (see DEAD_LETTER_FIELDS).
+            [entries] = await self._app._direct.commands(
+                [(b"XRANGE", self.keys.dead, b"-", b"+", b"COUNT", limit)]
+            )
+        raw = cast("list[tuple[bytes, list[bytes]]]", entries)
         return [_dead_letter(entry_id, fields) for entry_id, fields in raw]
 
     async def replay_dead(self, limit: int = 10_000) -> int:
         """Move up to ``limit`` dead letters back into the queue, oldest first.
 
-        Replayed jobs start over (attempts count from zero), each at its own priority level.
-        Use it once the cause is fixed, e.g. after deploying the task a worker did not know.
+        Replayed jobs start over (attempts count from zero), each with every option it was
+        enqueued with (priority, expiry, timeout, uniqueness key). Use it once the cause is
+        fixed, e.g. after deploying the task a worker did not know.
+
+        A replay is the one way out of a final status: a ``failed`` job is ``queued`` again
+        and runs anew. A job that succeeded or was cancelled meanwhile is not run again; its
+        dead letter stays (``purge()`` deletes it).
 
         Returns:
             How many jobs went back into the queue.
         """
         whole_number(limit, "limit")
+        not_replayed = " ".join(wire.code for wire in FIELDS if not wire.replayed)
         with translate_errors(self._app.url):
             replayed, _ = await REPLAY(
                 self._app.redis,
                 [self.keys.dead, self.keys.stream, self.keys.levels],
-                [self.keys.prefix, limit],
+                [self.keys.prefix, limit, " ".join(DEAD_LETTER_FIELDS), not_replayed],
             )
         return int(replayed)
 
@@ -171,16 +182,30 @@ class Queue:
         return int(count)
 
 
-def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
-    def text(name: bytes) -> str | None:
+def _dead_letter(entry_id: bytes, raw: list[bytes]) -> DeadLetter:
+    fields: dict[str, bytes] = {}
+    for name, value in zip(raw[::2], raw[1::2], strict=True):
+        # The first of each name: aqueue's own fields lead, the entry's follow.
+        fields.setdefault(name.decode(errors="replace"), value)
+
+    def text(name: str) -> str | None:
         value = fields.get(name)
         return None if value is None else value.decode(errors="replace")
 
     return DeadLetter(
         id=entry_id.decode(),
-        reason=text(b"reason") or "",
-        dead_at=datetime.fromtimestamp(int(fields.get(b"dead_at", b"0")) / 1000, UTC),
-        job_id=text(b"j"),
-        task=text(b"t"),
-        payload=fields.get(b"p"),
+        reason=text("reason") or "",
+        dead_at=_time_of(fields.get("dead_at"), entry_id),
+        job_id=text(CODES["job_id"]),
+        task=text(CODES["task"]),
+        payload=fields.get(CODES["payload"]),
     )
+
+
+def _time_of(dead_at: bytes | None, entry_id: bytes) -> datetime:
+    """When a letter was written: its ``dead_at`` field, else (a letter aqueue did not write
+    may lack it, or hold anything there) the time in its entry id."""
+    try:
+        return datetime.fromtimestamp(int(dead_at or b"") / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return datetime.fromtimestamp(int(entry_id.partition(b"-")[0]) / 1000, UTC)

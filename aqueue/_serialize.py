@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -26,12 +27,32 @@ class JsonSerializer:
     """JSON via orjson: fast, safe to decode from an untrusted server, readable in Redis."""
 
     def dumps(self, value: Any) -> bytes:
-        """Encode ``value`` as JSON (datetimes, dataclasses and UUIDs included)."""
-        return orjson.dumps(value)
+        """Encode ``value`` as JSON (datetimes, dataclasses and UUIDs included).
+
+        Raises:
+            ValueError: ``value`` holds NaN or an infinity, which JSON cannot carry.
+        """
+        data = orjson.dumps(value)
+        # orjson writes NaN and infinities as null: the value would not come back. Only an
+        # output with a null can hold one, so other values are not looked through.
+        if b"null" in data and _non_finite(value):
+            raise ValueError("NaN and infinities have no JSON form (they would read as None)")
+        return data
 
     def loads(self, data: bytes) -> Any:
         """Decode JSON bytes."""
         return orjson.loads(data)
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` is, or holds in its lists, tuples and dicts, NaN or an infinity."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return any(_non_finite(item) for item in value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    return False
 
 
 def encode_call(

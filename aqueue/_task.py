@@ -209,6 +209,11 @@ class Task(Generic[P, R]):
         if after is not None:
             changes["after"] = _dependencies(after)
         copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self.config, **changes))
+        if key_ttl is not None and copy.config.key is None:
+            raise ConfigurationError(
+                "key_ttl keeps a uniqueness key after the job ended, but no key was given: "
+                "pass options(key=..., key_ttl=...)"
+            )
         if copy.config.after and (copy.config.key or copy.config.delay or copy.config.at):
             raise ConfigurationError(
                 "a job with after= cannot also have key, delay or at: it is enqueued when "

@@ -17,7 +17,8 @@ AqueueError
 ├── ResourceNotProvided       (also LookupError)  no worker hook provided this resource
 ├── WorkerStartError                              an on_worker_start hook failed
 └── TaskFailed                                    the task raised; carries the remote error
-    └── TaskTimeout                               the task ran past its time limit
+    ├── TaskTimeout                               the task ran past its time limit
+    └── ResultTooLarge                            the task's result is over the size limit
 ```
 
 ``aqueue.Retry`` is not an error but a request: raise it in a task to be tried again.
@@ -42,6 +43,7 @@ __all__ = [
     "QueueFull",
     "ResourceNotProvided",
     "ResultTimeout",
+    "ResultTooLarge",
     "Retry",
     "SerializationError",
     "ServerError",
@@ -157,6 +159,14 @@ class _RemoteTraceback(AqueueError):
 
 class TaskTimeout(TaskFailed):
     """The task ran longer than its ``timeout`` and was cancelled on the worker."""
+
+
+class ResultTooLarge(TaskFailed):
+    """The task's encoded result is larger than the app's ``max_result_size`` (or than the
+    server takes in one value), so the job failed instead of storing it.
+
+    A waiter sees it as a :class:`TaskFailed` whose ``type`` is ``"aqueue.ResultTooLarge"``.
+    """
 
 
 class Retry(Exception):

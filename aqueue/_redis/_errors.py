@@ -5,11 +5,16 @@ from __future__ import annotations
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    DataError,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..exceptions import AqueueError, ConnectionFailed, ServerError
+from ..exceptions import AqueueError, ConfigurationError, ConnectionFailed, ServerError
 
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 """What a lost or unreachable server raises: worth a retry, not a crash."""
@@ -25,7 +30,8 @@ def redact(url: str) -> str:
 
 
 def translate_errors(url: str) -> _Translated:
-    """Raise :class:`ConnectionFailed` or :class:`ServerError` for Redis errors in the block."""
+    """Raise :class:`ConnectionFailed` or :class:`ServerError` for Redis errors in the block
+    (:class:`ConfigurationError` for a value redis-py refused to send)."""
     return _Translated(url)
 
 
@@ -54,6 +60,13 @@ class _Translated:
             raise ConnectionFailed(
                 f"cannot reach Redis at {redact(self.url)} ({exc}). Is the server running? Set "
                 "the URL with App(url) or the AQUEUE_URL environment variable."
+            ) from exc
+        if isinstance(exc, DataError):
+            # Raised by redis-py itself, before anything is sent: the server refused nothing.
+            raise ConfigurationError(
+                f"a value could not be sent to Redis at {redact(self.url)} ({exc}); nothing "
+                "was sent. Pass strings, bytes or numbers where aqueue asks for names, ids and "
+                "options."
             ) from exc
         if isinstance(exc, RedisError):
             raise ServerError(

@@ -11,6 +11,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+
 from .._redis._backoff import Backoff
 from .._redis._direct import DirectCalls, ScriptCall
 from .._redis._errors import REDIS_ERRORS
@@ -19,6 +29,20 @@ from .._redis._scripts import FINISH, RELEASE, REQUEUE
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
+
+_PASSING_REFUSALS = (
+    ReadOnlyError,  # READONLY: a replica, e.g. the old master during a failover
+    OutOfMemoryError,  # OOM: maxmemory with noeviction, until results expire or memory grows
+    BusyLoadingError,  # LOADING: a restarted server reading its data back
+    MasterDownError,  # MASTERDOWN: a replica cut off from its master
+    TryAgainError,  # TRYAGAIN, CLUSTERDOWN: a cluster moving slots or electing
+    ClusterDownError,
+)
+"""Error replies of a server that cannot write now but will: the outcome waits and is tried
+again, its entry kept (and its lease renewed) by this worker meanwhile."""
+_PASSING_CODES = ("NOREPLICAS ", "BUSY ")
+"""The same, for refusals redis-py gives no class of their own: too few replicas in sync
+(min-replicas-to-write), and another script running past lua-time-limit."""
 
 
 class Acker:
@@ -48,7 +72,7 @@ class Acker:
         self.refused = 0
         """Acks refused because another worker owns the entry now (our lease lapsed)."""
         self.failed = 0
-        """Outcomes the server refused to write (they are retried after the lease)."""
+        """Outcomes the server refused for good (e.g. WRONGTYPE): let go, run again."""
 
     def submit(self, outcome: Outcome) -> None:
         """Queue an outcome for the next flush."""
@@ -78,7 +102,7 @@ class Acker:
             if not batch:
                 continue
             try:
-                held = await self._flush(batch)
+                held, refused_for_now, refusal = await self._flush(batch)
             except REDIS_ERRORS as exc:
                 # Keep the outcomes (their entries stay pending) and try again after a pause.
                 # (Error replies come back per command, not here.)
@@ -86,16 +110,26 @@ class Acker:
                 self._wake.set()
                 await backoff.failed(exc)
                 continue
-            backoff.succeeded()
             # Entries held while their dependents are told stay this worker's (their lease
             # renewed) until the ack that follows: a long telling must not let them lapse.
-            held_ids = {id(outcome) for outcome in held}
-            self._stop_renewing([outcome for outcome in batch if id(outcome) not in held_ids])
+            # So do entries whose outcome waits for the server: renewed, they stay ours,
+            # and no other worker runs the job again while its outcome is kept here.
+            kept = {id(outcome) for outcome in (*held, *refused_for_now)}
+            self._stop_renewing([outcome for outcome in batch if id(outcome) not in kept])
+            if refusal is not None:
+                self._pending[:0] = refused_for_now
+                self._wake.set()
+                await backoff.failed(refusal)
+                continue
+            backoff.succeeded()
             if not self._pending and not self._telling:
                 self._idle.set()
 
-    async def _flush(self, batch: list[Outcome]) -> list[Outcome]:
-        """Write ``batch``; returns the outcomes whose entries are held for telling."""
+    async def _flush(
+        self, batch: list[Outcome]
+    ) -> tuple[list[Outcome], list[Outcome], Exception | None]:
+        """Write ``batch``; returns the outcomes whose entries are held for telling, those the
+        server refused for now (to write again), and the first such refusal."""
         calls: list[ScriptCall] = []
         releases: set[int] = set()
         for outcome in batch:
@@ -152,17 +186,27 @@ class Acker:
                     # acked); parked jobs wait for another release, or a lease at most.
                     logger.warning("cannot release a concurrency slot: %s", replies[index])
             replies = [reply for i, reply in enumerate(replies) if i not in releases]
+        refused_for_now: list[Outcome] = []
+        refusal: Exception | None = None
         for outcome, reply in zip(batch, replies, strict=True):
-            if isinstance(reply, Exception):
-                # The entry stays pending: after its lease it is claimed and tried again,
-                # and it ends in the dead letters if it keeps failing. The worker goes on.
-                self.failed += 1
-                logger.error(
-                    "cannot record the outcome of job %s (entry %s): %s",
-                    outcome.delivery.job_id,
-                    outcome.delivery.entry_id.decode(),
-                    reply,
-                )
+            if not isinstance(reply, Exception):
+                continue
+            if _passing(reply):
+                refused_for_now.append(outcome)
+                refusal = refusal or reply
+                continue
+            # Refused for good (a key of the wrong type that another program wrote, a script
+            # error): writing it again would fail forever while this worker held the entry.
+            # Let it go instead: after its lease the entry is claimed and run again, and the
+            # poison bound (max_deliveries) ends it in the dead letters if it keeps failing.
+            self.failed += 1
+            logger.error(
+                "cannot record the outcome of job %s (entry %s): %s; it runs again after "
+                "its lease. Check that no other program writes under this app's namespace.",
+                outcome.delivery.job_id,
+                outcome.delivery.entry_id.decode(),
+                reply,
+            )
         held = [outcome for outcome, reply in zip(batch, replies, strict=True) if reply == 2]
         for outcome in held:
             telling = asyncio.create_task(self._tell_then_ack(outcome))
@@ -175,7 +219,7 @@ class Acker:
                 "%d outcome(s) refused: another worker owns those entries now (lease lapsed)",
                 refused,
             )
-        return held
+        return held, refused_for_now, refusal
 
     async def _tell_then_ack(self, outcome: Outcome) -> None:
         # finish.lua recorded the outcome but kept the entry: jobs wait for this one. Tell
@@ -207,6 +251,13 @@ class Acker:
         self._telling.discard(telling)
         if not self._pending and not self._telling:
             self._idle.set()
+
+
+def _passing(error: Exception) -> bool:
+    """Whether the server refused a write for now only (see ``_PASSING_REFUSALS``)."""
+    return isinstance(error, _PASSING_REFUSALS) or (
+        type(error) is ResponseError and str(error).startswith(_PASSING_CODES)
+    )
 
 
 def _release(calls: list[ScriptCall], outcome: Outcome, releases: set[int]) -> None:

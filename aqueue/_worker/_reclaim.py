@@ -72,6 +72,8 @@ class Reclaimer:
         """Held while claimed entries are taken and started."""
         self.claimed = 0
         """Entries this worker took over from silent workers."""
+        self.looked = asyncio.Event()
+        """Set once the first promote pass is over, done or failed."""
 
     async def stop_claiming(self) -> None:
         """Take no more work (the worker stops); keep promoting and hearing of cancellations,
@@ -95,8 +97,11 @@ class Reclaimer:
         scans = 0
         while not self._stopping.is_set():
             try:
-                for keys in self._queues:
-                    await self._promote(keys)
+                try:
+                    for keys in self._queues:
+                        await self._promote(keys)
+                finally:
+                    self.looked.set()
                 if self._claiming and loop.time() >= next_claim:
                     next_claim = loop.time() + CLAIM_INTERVAL
                     scans += 1

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from .._context import JobContext, ProgressReporter, _current
 from .._hooks import ResourceKey
 from .._job import encode_error
-from ..exceptions import AqueueError, Retry, SerializationError, TaskTimeout
+from ..exceptions import AqueueError, ResultTooLarge, Retry, SerializationError, TaskTimeout
 from ._outcome import Action, Delivery, Outcome
 from ._threads import DaemonThreads
 
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     from .._task import Task
 
 logger = logging.getLogger("aqueue.worker")
+
+LEAST_BULK_LIMIT = 1 << 20
+"""The smallest ``proto-max-bulk-len`` a server accepts: a value up to this always fits."""
+DEFAULT_BULK_LIMIT = 512 << 20
+"""A server's ``proto-max-bulk-len`` unless configured otherwise."""
 
 
 class _DeadLetter(Exception):
@@ -53,6 +59,9 @@ class Runner:
         self._pool = DaemonThreads(threads, "aqueue-sync")
         self._log_each = logger.isEnabledFor(logging.INFO)
         self._resources = resources
+        self._bulk_limit: int | None = None
+        """The server's ``proto-max-bulk-len``, once a result large enough to need it came;
+        until then every result fits (none is over the least a server takes)."""
         # Middleware read once, at the worker's start; None keeps a run free of them.
         self._middleware = app._middleware.for_runs()
         middleware = self._middleware
@@ -109,9 +118,36 @@ class Runner:
                 f"{exc}. Return JSON-friendly values."
             )
             return self._failed(delivery, task, attempt, error, started)
+        size, limit = len(encoded), self._app.max_result_size
+        if size > LEAST_BULK_LIMIT and self._bulk_limit is None:
+            self._bulk_limit = await self._server_bulk_limit()
+        if self._bulk_limit is not None:
+            limit = min(limit, self._bulk_limit)
+        if size > limit:
+            # A value the server cannot (or must not) store would fail every write of the
+            # outcome (over its bulk limit, the server even drops the connection): the job
+            # fails instead, saying why.
+            message = (
+                f"task {task.name} returned a result of {size} bytes, over the limit "
+                f"of {limit}: store large data elsewhere (a blob store, a database) and return "
+                "its key, or raise App(max_result_size=...)"
+            )
+            too_large = ResultTooLarge(context.id, "aqueue.ResultTooLarge", message, "")
+            return self._failed(delivery, task, attempt, too_large, started)
         if self._log_each:
             self._log(delivery, f"succeeded in {_elapsed(started)}", logging.INFO)
         return Outcome(delivery, Action.FINISH, "succeeded", "result", encoded)
+
+    async def _server_bulk_limit(self) -> int:
+        """The most bytes the server takes in one value (``proto-max-bulk-len``): asked only
+        once a result is larger than every server takes."""
+        try:
+            reply = await self._app.redis.config_get("proto-max-bulk-len")
+            value = reply.get("proto-max-bulk-len")
+            return int(value) if value else DEFAULT_BULK_LIMIT
+        except (RedisError, OSError, ValueError):
+            # Not allowed to ask (a minimal ACL user has no CONFIG): the default holds.
+            return DEFAULT_BULK_LIMIT
 
     def _decode(self, delivery: Delivery) -> tuple[Task[Any, Any], list[Any], dict[str, Any], Any]:
         fields = delivery.fields
@@ -212,7 +248,7 @@ class Runner:
         started: float,
     ) -> Outcome:
         config = task.config
-        if isinstance(exc, TaskTimeout):
+        if isinstance(exc, TaskTimeout | ResultTooLarge):
             # Its str() already says "job ... failed with aqueue.TaskTimeout: ...".
             type_name, message, text = exc.type, exc.message, ""
         else:

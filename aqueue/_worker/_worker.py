@@ -358,7 +358,7 @@ class Worker:
                 loops.start("lease keeper", keeper.watch, hurry=True)
                 reclaiming = loops.start("promoter and reclaimer", reclaimer.run)
                 scheduling = loops.start("scheduler", scheduler.run)
-                fetching = loops.start("fetcher", fetcher.run)
+                fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
                 loops.start("controller", Controller(app, self.name, self._stop_once).run)
                 logger.info(
                     "worker %s serving %s with concurrency %d",
@@ -477,6 +477,13 @@ class Worker:
                 await prune_consumers(self.app.redis, keys, idle_ms=0, name=self.name)
         except REDIS_ERRORS as exc:
             logger.debug("could not remove consumer %s: %s", self.name, exc)
+
+
+async def _fetch(fetcher: Fetcher, reclaimer: Reclaimer) -> None:
+    # The first promote pass brings the cancellations of the last hour: a fire-and-forget job
+    # cancelled while no worker ran has no record that says so, only that list.
+    await reclaimer.looked.wait()
+    await fetcher.run()
 
 
 class _RecentIds:

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
+from aqueue._redis._keys import GROUP, Keys
 from aqueue.testing import RedisServer
 from tests.faults.conftest import WorkerProcess
 from tests.helpers import eventually
@@ -125,17 +125,26 @@ async def test_a_paused_workers_late_ack_is_refused_and_the_new_owners_outcome_s
 ) -> None:
     env = {"FAULT_LEASE": "1"}
     paused = spawn(**env)
-    job = await producer.enqueue("tests.faults.fault_app.work", 7, 2.5)
+    job = await producer.enqueue("tests.faults.fault_app.work", 7, 4.0)
     await eventually(lambda: _all_ran(redis, namespace, 1, times=1), timeout=15)
     paused.signal(signal.SIGSTOP)  # its lease lapses: it cannot renew while stopped
     taker = spawn(**env)
-    assert await job.result(timeout=15) == 14
+    await eventually(lambda: _all_ran(redis, namespace, 1, times=2), timeout=15)
     new_owner = (await job.info()).worker
-    paused.signal(signal.SIGCONT)  # it wakes up mid-task and finishes late
+    assert new_owner is not None
+    # It wakes up while the new owner still runs the job (each run takes 4 s) and acks late:
+    # the fence, not a missing entry, must refuse it.
+    paused.signal(signal.SIGCONT)
     await eventually(lambda: _says(paused, "outcome(s) refused"), timeout=10)
     info = await job.info()
+    assert (info.status, info.worker) == (aqueue.JobStatus.RUNNING, new_owner)
+    stream = Keys(namespace, "default").stream
+    [pending] = await redis.xpending_range(stream, GROUP, "-", "+", 10)
+    assert pending["consumer"] == new_owner.encode()
+    assert await job.result(timeout=15) == 14
+    info = await job.info()
     assert (info.status, info.worker) == (aqueue.JobStatus.SUCCEEDED, new_owner)
-    assert await redis.xlen(Keys(namespace, "default").stream) == 0
+    assert await redis.xlen(stream) == 0
     for worker in (paused, taker):
         worker.signal(signal.SIGTERM)
         assert worker.wait(10) == 0

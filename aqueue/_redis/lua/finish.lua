@@ -25,6 +25,11 @@ if #pending == 0 or pending[1][2] ~= ARGV[2] then
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- Every write that the server may refuse (OOM at maxmemory, NOREPLICAS, a key of the wrong
+-- type) comes before XACK/XDEL: a script stopped by an error keeps the writes it made, so a
+-- refused write must leave the entry pending (the worker retries the outcome), never acked
+-- without its outcome. At maxmemory the first write decides: a script that has written once
+-- may go on, so XACK (allowed at OOM) must not come first either.
 -- A job that others wait for (options(after=...), workflow members) is not acked until the
 -- worker has told them (aqueue/_depend.py) and acks again with ARGV[14] = "1": a crash in
 -- between redelivers the entry, and the redelivery (skipped: its job ended) tells them again.
@@ -44,57 +49,60 @@ if ARGV[8] ~= '' then
   end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(fields))
 end
+local function record()
+  if ARGV[4] == '' then
+    -- Acked without running (cancelled, or finished by an earlier delivery): the record stays.
+    return
+  end
+  if ARGV[4] ~= 'cancelled' and redis.call('HGET', KEYS[2], 'status') == 'cancelled' then
+    -- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result
+    -- or retry must not bring the job back.
+    return
+  end
+  local ttl = tonumber(ARGV[7])
+  if ARGV[4] == 'scheduled' then
+    -- The retry waits in the delayed set (not in any worker's memory) until it is due.
+    local due = now + tonumber(ARGV[10])
+    if #entry == 1 then
+      -- The entry carries its attempt count ("a"), for jobs that keep no record to count in.
+      local fields, raw = {}, entry[1][2]
+      for i = 1, #raw, 2 do
+        if raw[i] ~= 'a' then
+          fields[#fields + 1] = raw[i]
+          fields[#fields + 1] = raw[i + 1]
+        end
+      end
+      fields[#fields + 1] = 'a'
+      fields[#fields + 1] = ARGV[11]
+      redis.call('ZADD', KEYS[4], due, cmsgpack.pack(fields))
+    end
+    if ttl > 0 then
+      redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)
+      redis.pcall('PUBLISH', KEYS[2], 'scheduled')
+    end
+    return
+  end
+  if ARGV[13] ~= '' and redis.call('GET', KEYS[5]) == ARGV[12] then
+    -- The job ended: free its key, or keep deduplicating for the key ttl.
+    if tonumber(ARGV[13]) > 0 then
+      redis.call('EXPIRE', KEYS[5], ARGV[13])
+    else
+      redis.call('DEL', KEYS[5])
+    end
+  end
+  if ttl > 0 then
+    redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now)
+    redis.call('EXPIRE', KEYS[2], ttl)
+    -- Only a wake-up for waiters (they read the record): a user without channel permissions
+    -- must not fail the ack after its writes were made.
+    redis.pcall('PUBLISH', KEYS[2], ARGV[4])
+  else
+    redis.call('DEL', KEYS[2])
+  end
+end
+record()
 if not held then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
   redis.call('XDEL', KEYS[1], ARGV[3])
-end
-if ARGV[4] ~= 'cancelled' and redis.call('HGET', KEYS[2], 'status') == 'cancelled' then
-  -- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result
-  -- or retry must not bring the job back.
-  return held and 2 or 1
-end
-if ARGV[4] == '' then
-  -- Acked without running (cancelled, or finished by an earlier delivery): the record stays.
-  return held and 2 or 1
-end
-local ttl = tonumber(ARGV[7])
-if ARGV[4] == 'scheduled' then
-  -- The retry waits in the delayed set (not in any worker's memory) until it is due.
-  local due = now + tonumber(ARGV[10])
-  if #entry == 1 then
-    -- The entry carries its attempt count ("a"), for jobs that keep no record to count in.
-    local fields, raw = {}, entry[1][2]
-    for i = 1, #raw, 2 do
-      if raw[i] ~= 'a' then
-        fields[#fields + 1] = raw[i]
-        fields[#fields + 1] = raw[i + 1]
-      end
-    end
-    fields[#fields + 1] = 'a'
-    fields[#fields + 1] = ARGV[11]
-    redis.call('ZADD', KEYS[4], due, cmsgpack.pack(fields))
-  end
-  if ttl > 0 then
-    redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)
-    redis.pcall('PUBLISH', KEYS[2], 'scheduled')
-  end
-  return 1
-end
-if ARGV[13] ~= '' and redis.call('GET', KEYS[5]) == ARGV[12] then
-  -- The job ended: free its key, or keep deduplicating for the key ttl.
-  if tonumber(ARGV[13]) > 0 then
-    redis.call('EXPIRE', KEYS[5], ARGV[13])
-  else
-    redis.call('DEL', KEYS[5])
-  end
-end
-if ttl > 0 then
-  redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now)
-  redis.call('EXPIRE', KEYS[2], ttl)
-  -- Only a wake-up for waiters (they read the record): a user without channel permissions
-  -- must not fail the ack after its writes were made.
-  redis.pcall('PUBLISH', KEYS[2], ARGV[4])
-else
-  redis.call('DEL', KEYS[2])
 end
 return held and 2 or 1

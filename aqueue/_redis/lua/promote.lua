@@ -11,7 +11,7 @@
 -- letters with the reason: left in place, it would stop every due job behind it.
 -- KEYS: delayed set, stream, priority levels set, cancelled set, dead-letter stream, paused flag
 -- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
---       cancel-time cursor in ms from the previous call (0 on the first: the last minute),
+--       cancel-time cursor in ms from the previous call (0 on the first: the last hour),
 --       dead-letter stream max length
 -- Returns {moved, ms until the next due job or -1 when none waits, levels in use besides the
 --          default, next cursor, 1 when the queue is paused else 0,
@@ -71,8 +71,10 @@ end
 local reply = {#due, wait, levels}
 local cursor = tonumber(ARGV[3])
 if cursor == 0 then
-  -- A worker's first look: its fetcher may have started a job cancelled a moment before.
-  cursor = now - 60000
+  -- A worker's first look goes back as far as the cancel script keeps ids (an hour): its
+  -- fetcher may have started a job cancelled a moment before, and a fire-and-forget job
+  -- cancelled before this worker started must not start on it.
+  cursor = now - 3600000
 end
 -- Inclusive, and the next look starts from this script's own time: a cancel later in this same
 -- ms is not missed, and what was read is not read again (beyond that one ms).

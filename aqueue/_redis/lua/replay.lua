@@ -1,11 +1,26 @@
 -- Move dead letters back into the work stream, oldest first, each in one step with its removal
 -- from the dead-letter stream, so a crash neither loses nor duplicates one. A replayed job
 -- starts over: its record says queued again with no attempts (a poison job gets a fresh count).
--- A job with a priority level ("l" field) goes back to its level's stream.
+-- A replay is an operator's decision to run the job again, so it is the one way a `failed` job
+-- leaves its final status. A job that succeeded or was cancelled meanwhile is not run again:
+-- its letter stays, counted as left.
+-- The letter's entry goes back whole (every field but those the table in aqueue/_message.py
+-- marks as not replayed), so no option of the job is lost; aqueue's own fields, written in
+-- front of the entry's, are left out. A job with a priority level ("l") goes back to its
+-- level's stream.
 -- KEYS: dead-letter stream, stream, priority levels set
--- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move
--- Returns {replayed, left: entries with nothing to replay (their payload was lost)}.
+-- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
+--       aqueue's dead-letter field names (space-separated), entry fields not replayed (same)
+-- Returns {replayed, left: letters with nothing to replay (no job, or one that ended well)}.
 local limit = tonumber(ARGV[2])
+local function set_of(words)
+  local set = {}
+  for word in string.gmatch(words, '%S+') do
+    set[word] = true
+  end
+  return set
+end
+local own, dropped = set_of(ARGV[3]), set_of(ARGV[4])
 local replayed, left = 0, 0
 local start = '-'
 while replayed < limit do
@@ -19,38 +34,48 @@ while replayed < limit do
     if replayed >= limit then
       break
     end
-    local fields, job, stream = {}, nil, KEYS[2]
-    local raw = entry[2]
-    for i = 1, #raw, 2 do
-      local name = raw[i]
-      if name == 'j' or name == 't' or name == 'p' or name == 'r' or name == 'o'
-          or name == 'u' or name == 'k' or name == 'l' then
+    local fields, job, unique, stream = {}, nil, nil, KEYS[2]
+    local raw, first = entry[2], 1
+    -- aqueue's fields lead, each once: the entry's own begin at the first name that is not
+    -- one of them, or that comes again.
+    local seen = {}
+    while first < #raw and own[raw[first]] and not seen[raw[first]] do
+      seen[raw[first]] = true
+      first = first + 2
+    end
+    for i = first, #raw, 2 do
+      local name, value = raw[i], raw[i + 1]
+      if not dropped[name] then
         fields[#fields + 1] = name
-        fields[#fields + 1] = raw[i + 1]
+        fields[#fields + 1] = value
         if name == 'j' then
-          job = raw[i + 1]
-        elseif name == 'l' and string.match(raw[i + 1], '^[0-46-9]$') then
+          job = value
+        elseif name == 'u' then
+          unique = value
+        elseif name == 'l' and string.match(value, '^[0-46-9]$') then
           -- Any level but 5, the default, whose stream is the queue's own.
-          stream = KEYS[2] .. ':' .. raw[i + 1]
-          redis.call('SADD', KEYS[3], raw[i + 1])
+          stream = KEYS[2] .. ':' .. value
         end
       end
     end
-    if job == nil then
+    local record = job and ARGV[1] .. ':job:' .. (string.match(job, ':(.*)$') or '')
+    local status = record and redis.call('HGET', record, 'status')
+    if job == nil or status == 'succeeded' or status == 'cancelled' then
       left = left + 1
     else
+      if stream ~= KEYS[2] then
+        redis.call('SADD', KEYS[3], string.sub(stream, #KEYS[2] + 2))
+      end
       redis.call('XADD', stream, '*', unpack(fields))
-      for i = 1, #fields, 2 do
-        -- A replayed job holds its uniqueness key again, unless another job took it meanwhile.
-        if fields[i] == 'u' and string.sub(fields[i + 1], 1, #ARGV[1]) == ARGV[1] then
-          redis.call('SET', fields[i + 1], job, 'NX', 'EX', 7 * 24 * 3600)
-        end
+      -- A replayed job holds its uniqueness key again, unless another job took it meanwhile.
+      if unique and string.sub(unique, 1, #ARGV[1]) == ARGV[1] then
+        redis.call('SET', unique, job, 'NX', 'EX', 7 * 24 * 3600)
       end
       redis.call('XDEL', KEYS[1], entry[1])
-      local record = ARGV[1] .. ':job:' .. (string.match(job, ':(.*)$') or '')
-      if redis.call('EXISTS', record) == 1 then
-        redis.call('HDEL', record, 'error', 'finished_at', 'started_at', 'worker')
+      if status then
+        redis.call('HDEL', record, 'error', 'finished_at', 'started_at', 'worker', 'result')
         redis.call('HSET', record, 'status', 'queued', 'attempts', 0)
+        redis.pcall('PUBLISH', record, 'queued')
       end
       replayed = replayed + 1
     end

@@ -2,30 +2,37 @@
 -- dependencies' results), or finish a parent record with its outcome. The wait hash goes in the
 -- same step, so a second caller (a redelivered dependency, a racing worker) does nothing.
 -- KEYS: job record, wait hash, pending set, stream (of the default level), priority levels set
--- ARGV: "enqueue", payload | "finish", status, outcome field, outcome value, result ttl
+-- ARGV: "enqueue", payload, the entry's field names (space-separated: the table in
+--       aqueue/_message.py) | "finish", status, outcome field, outcome value, result ttl
 -- Returns 1 when released, 0 when it was not waiting any more.
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return 0
 end
-local w = redis.call('HMGET', KEYS[2], 'j', 't', 'r', 'o', 'l')
+local wait = redis.call('HGETALL', KEYS[2])
 redis.call('DEL', KEYS[2], KEYS[3])
 if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
   -- Cancelled while it waited: it never runs.
   return 0
 end
 if ARGV[1] == 'enqueue' then
-  local fields = {'j', w[1], 't', w[2], 'p', ARGV[2], 'r', w[3]}
-  if w[4] and w[4] ~= '' then
-    fields[#fields + 1] = 'o'
-    fields[#fields + 1] = w[4]
+  -- The wait hash holds the job's entry (under the entry's field names, beside its own
+  -- fields): all of it goes into the stream, so every option set at enqueue holds.
+  local codes = {}
+  for code in string.gmatch(ARGV[3], '%S+') do
+    codes[code] = true
   end
-  local stream = KEYS[4]
-  if w[5] and string.match(w[5], '^[0-46-9]$') then
-    -- A priority level: its own stream, as enqueue.lua writes it.
-    fields[#fields + 1] = 'l'
-    fields[#fields + 1] = w[5]
-    stream = KEYS[4] .. ':' .. w[5]
-    redis.call('SADD', KEYS[5], w[5])
+  local fields, stream = {'p', ARGV[2]}, KEYS[4]
+  for i = 1, #wait, 2 do
+    local name, value = wait[i], wait[i + 1]
+    if codes[name] and name ~= 'p' and value ~= '' then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = value
+      if name == 'l' and string.match(value, '^[0-46-9]$') then
+        -- A priority level: its own stream, as enqueue.lua writes it.
+        stream = KEYS[4] .. ':' .. value
+        redis.call('SADD', KEYS[5], value)
+      end
+    end
   end
   redis.call('XADD', stream, '*', unpack(fields))
   redis.call('HSET', KEYS[1], 'status', 'queued')

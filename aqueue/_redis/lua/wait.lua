@@ -4,6 +4,7 @@
 -- so whoever sees a dependency end finds this in place.
 -- KEYS: job record, wait hash, pending set (dependencies not ended yet), members list
 -- ARGV: status (scheduled | running), task name, record ttl in seconds,
+--       expiry in ms from the server's now (0: none; kept as the entry's "x" field),
 --       dependency count n, n dependency ids, member count m, m member ids,
 --       then field/value pairs of the wait hash
 local t = redis.call('TIME')
@@ -21,12 +22,17 @@ local function add(command, key, first, count)
     redis.call('EXPIRE', key, ttl)
   end
 end
-local deps = tonumber(ARGV[4])
-add('SADD', KEYS[3], 5, deps)
-local members = tonumber(ARGV[5 + deps])
+local deps = tonumber(ARGV[5])
+add('SADD', KEYS[3], 6, deps)
+local members = tonumber(ARGV[6 + deps])
 redis.call('DEL', KEYS[4])
-add('RPUSH', KEYS[4], 6 + deps, members)
-local pairs_at = 6 + deps + members
+add('RPUSH', KEYS[4], 7 + deps, members)
+local pairs_at = 7 + deps + members
 redis.call('HSET', KEYS[2], unpack(ARGV, pairs_at, #ARGV))
+local expires_in = tonumber(ARGV[4])
+if expires_in > 0 then
+  -- On the server's clock, from now, as enqueue.lua sets it: waiting counts against it.
+  redis.call('HSET', KEYS[2], 'x', now + expires_in)
+end
 redis.call('EXPIRE', KEYS[2], ttl)
 return 1

@@ -1,0 +1,221 @@
+"""Outcomes the server refuses: kept and written again while the entry stays the worker's,
+and results no server would store fail their job at once."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._redis._keys import GROUP, Keys
+from aqueue.testing import RedisServer
+from tests.helpers import eventually
+
+
+@pytest.fixture(params=["valkey", "redis"])
+def own_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A server of this test's own: its settings (maxmemory, replication) change here."""
+    if request.param == "redis" and shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    launcher = RedisServer.valkey if request.param == "valkey" else RedisServer.redis
+    with launcher(config={"proto-max-bulk-len": "1mb"}) as running:
+        yield running
+
+
+@pytest.fixture
+async def admin(own_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(own_server.url)
+    yield client
+    await client.aclose()
+
+
+async def _outcome_refused_for_a_while(
+    own_server: RedisServer,
+    refuse: Callable[[], Awaitable[Any]],
+    allow: Callable[[], Awaitable[Any]],
+) -> tuple[str, int, aqueue.JobStatus]:
+    """Run a job whose outcome comes while the server refuses writes (for less than a lease);
+    returns its result, how often it ran, and its status while the server refused."""
+    app = aqueue.App(own_server.url, namespace="refused", lease=3)
+    runs = 0
+    release = asyncio.Event()
+
+    @app.task
+    async def slow() -> str:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return "done"
+
+    async with app, aqueue.Worker(app) as worker:
+        job = await slow.enqueue()
+        await eventually(lambda: _is_running(job))
+        await refuse()
+        release.set()
+        await asyncio.sleep(1.2)  # the outcome is refused, again and again
+        status_meanwhile = await job.status()
+        await allow()
+        # An outcome dropped on refusal would come only from a second run, after the lease.
+        result = await job.result(timeout=10)
+        assert worker.refused_acks == 0
+    return result, runs, status_meanwhile
+
+
+async def test_an_outcome_refused_at_maxmemory_is_written_once_memory_frees(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    result, runs, meanwhile = await _outcome_refused_for_a_while(
+        own_server,
+        lambda: admin.config_set("maxmemory", 1),  # noeviction, the default policy
+        lambda: admin.config_set("maxmemory", 0),
+    )
+    assert (result, runs) == ("done", 1)
+    assert meanwhile is aqueue.JobStatus.RUNNING  # the refused outcome was not half-written
+
+
+@pytest.mark.slow
+async def test_a_job_whose_outcome_is_refused_for_several_leases_runs_once(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    """Leases are renewed at maxmemory while the outcome waits: a second worker, idle and
+    claiming all along, never takes the job over, however long the server stays full."""
+    app = aqueue.App(own_server.url, namespace="full", lease=1)
+    runs = 0
+    release = asyncio.Event()
+
+    @app.task
+    async def slow() -> str:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return "done"
+
+    async with app, aqueue.Worker(app, name="first"), aqueue.Worker(app, name="second"):
+        job = await slow.enqueue()
+        await eventually(lambda: _is_running(job))
+        await admin.config_set("maxmemory", 1)  # noeviction, the default policy
+        release.set()
+        await asyncio.sleep(3.5)  # three and a half leases of refused outcomes
+        await admin.config_set("maxmemory", 0)
+        assert await job.result(timeout=10) == "done"
+    assert runs == 1
+
+
+async def test_an_outcome_refused_by_a_read_only_replica_is_written_once_it_is_master(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    # As in a failover: the server turns replica (of a master that is not there) for a while.
+    result, runs, meanwhile = await _outcome_refused_for_a_while(
+        own_server,
+        lambda: admin.replicaof("127.0.0.1", 1),
+        lambda: admin.replicaof("NO", "ONE"),
+    )
+    assert (result, runs) == ("done", 1)
+    assert meanwhile is aqueue.JobStatus.RUNNING
+
+
+async def test_an_outcome_refused_for_want_of_replicas_is_written_once_they_are_back(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    result, runs, meanwhile = await _outcome_refused_for_a_while(
+        own_server,
+        lambda: admin.config_set("min-replicas-to-write", 1),  # NOREPLICAS: it has none
+        lambda: admin.config_set("min-replicas-to-write", 0),
+    )
+    assert (result, runs) == ("done", 1)
+    assert meanwhile is aqueue.JobStatus.RUNNING
+
+
+async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
+    server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finish script writes the outcome before the ack: a refused write acks nothing."""
+    app = aqueue.App(server.url, namespace=namespace, lease=3)
+    keys = Keys(namespace, "default")
+
+    @app.task
+    async def clobbered() -> None:
+        # Another program writes a string where the job's record is.
+        await redis.set(keys.job(aqueue.current_job().id), "not a hash")
+
+    async with app, aqueue.Worker(app):
+        await clobbered.enqueue()
+        await eventually(lambda: _says(caplog, "cannot record the outcome"))
+        assert await redis.xlen(keys.stream) == 1
+        assert (await redis.xpending(keys.stream, GROUP))["pending"] == 1
+
+
+async def test_an_outcome_refused_for_good_is_let_go_to_be_delivered_again(
+    server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writing it again would fail forever: the worker stops renewing the entry's lease."""
+    app = aqueue.App(server.url, namespace=namespace, lease=1)
+    keys = Keys(namespace, "default")
+
+    @app.task
+    async def clobbered() -> None:
+        await redis.set(keys.job(aqueue.current_job().id), "not a hash")
+
+    async with app, aqueue.Worker(app):
+        await clobbered.enqueue()
+        await eventually(lambda: _says(caplog, "cannot record the outcome"))
+        await eventually(lambda: _delivered_again(redis, keys.stream), timeout=5)
+
+
+async def test_a_result_over_max_result_size_fails_the_job_saying_the_limit(
+    server: RedisServer, namespace: str
+) -> None:
+    app = aqueue.App(server.url, namespace=namespace, max_result_size=1000)
+    runs = 0
+
+    @app.task
+    async def big() -> str:
+        nonlocal runs
+        runs += 1
+        return "x" * 2000
+
+    async with app, aqueue.Worker(app):
+        job = await big.enqueue()
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=10)
+        assert not await app.queue("default").dead_letters()
+    assert failure.value.type == "aqueue.ResultTooLarge"
+    assert "2002 bytes, over the limit of 1000" in failure.value.message
+    assert "max_result_size" in failure.value.message
+    assert runs == 1
+
+
+async def test_a_result_over_the_servers_bulk_limit_fails_the_job_instead_of_running_again(
+    own_server: RedisServer,
+) -> None:
+    # The server takes at most 1 MiB in one value, though the app would allow 4 MiB.
+    app = aqueue.App(own_server.url, namespace="bulk", max_result_size=4 << 20)
+
+    @app.task
+    async def big() -> str:
+        return "x" * (2 << 20)
+
+    async with app, aqueue.Worker(app):
+        job = await big.enqueue()
+        with pytest.raises(aqueue.TaskFailed) as failure:
+            await job.result(timeout=10)
+    assert failure.value.type == "aqueue.ResultTooLarge"
+    assert f"over the limit of {1 << 20}" in failure.value.message
+
+
+async def _is_running(job: aqueue.Job[Any]) -> bool:
+    return await job.status() is aqueue.JobStatus.RUNNING
+
+
+async def _delivered_again(redis: Redis, stream: bytes) -> bool:
+    [pending] = await redis.xpending_range(stream, GROUP, "-", "+", 1)
+    return int(pending["times_delivered"]) >= 2
+
+
+async def _says(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return text in caplog.text
