@@ -31,6 +31,7 @@ from ._hooks import ResourceKey, WorkerHook
 from ._job import Job, JobInfo, JobStatus, RemoteError
 from ._middleware import CallNext, Middleware, OutgoingJob
 from ._queue import DeadLetter, Queue, QueueStats
+from ._registry import WorkerInfo
 from ._serialize import JsonSerializer, Serializer
 from ._task import Task
 from ._version import __version__
@@ -103,6 +104,7 @@ __all__ = [
     "TaskTimeout",
     "Worker",
     "WorkerHook",
+    "WorkerInfo",
     "WorkerStartError",
     "__version__",
     "backoff",

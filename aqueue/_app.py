@@ -30,6 +30,7 @@ from ._redis._direct import DirectCalls, ScriptCall
 from ._redis._errors import redact, translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, check_name, keys_of, new_job_id
 from ._redis._scripts import ENQUEUE
+from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
@@ -476,6 +477,15 @@ class App:
     def queue(self, name: str | None = None) -> Queue:
         """A handle on a queue, for statistics and maintenance."""
         return Queue(self, check_name("queue", name or self.default_queue))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers of this app (every process that beat within its lease).
+
+        Each record says what the worker said at its last heartbeat (a third of a lease
+        ago at most): its queues, concurrency, jobs running, counters and the tasks it knows.
+        A worker that stopped is gone at once; one that died, within about a lease.
+        """
+        return await live_workers(self)
 
     def _outgoing(
         self, config: TaskConfig, args: tuple[Any, ...], kwargs: Mapping[str, Any]

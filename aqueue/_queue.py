@@ -1,4 +1,4 @@
-"""Operating one queue: statistics and its dead letters."""
+"""Operating one queue: statistics, pausing it, and its dead letters."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from ._cancel import CANCELLED_RECORD_TTL
 from ._checks import whole_number
+from ._depend import job_ended
+from ._job import encode_error
 from ._message import CODES, DEAD_LETTER_FIELDS, FIELDS
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, GROUP, keys_of
-from ._redis._scripts import REPLAY, STATS
+from ._redis._scripts import PURGE, REPLAY, STATS
 
 if TYPE_CHECKING:
     from ._app import App
+
+PURGE_BATCH = 1000
+"""Entries each purge call drops: a call is one step on the server, kept short."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,54 @@ class Queue:
         by_priority.update((int(level), count) for level, count in pairs if level.isdigit())
         ordered = dict(sorted(by_priority.items(), reverse=True))
         return QueueStats(self.name, queued, scheduled, running, dead, workers, ordered)
+
+    async def pause(self) -> None:
+        """Stop every worker from reading this queue until :meth:`resume`.
+
+        Workers learn of it within a few tens of milliseconds (at their next promote step).
+        Running jobs go on, their leases renewed; producers still enqueue, and delayed jobs
+        still move into the queue when due; they wait there for the resume. The pause holds
+        for workers that start later too.
+        """
+        with translate_errors(self._app.url):
+            await self._app.redis.set(self.keys.paused, 1)
+
+    async def resume(self) -> None:
+        """Let workers read this queue again (they learn of it as promptly as of a pause)."""
+        with translate_errors(self._app.url):
+            await self._app.redis.delete(self.keys.paused)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused (see :meth:`pause`)."""
+        with translate_errors(self._app.url):
+            return bool(await self._app.redis.exists(self.keys.paused))
+
+    async def purge_queued(self) -> int:
+        """Drop every job waiting in this queue (at every priority level) and return how many.
+
+        Each ends as cancelled (``result()`` raises :class:`JobCancelled`), and jobs waiting
+        for it are told. Running jobs and scheduled ones (delayed, or waiting for a retry)
+        are left alone.
+        """
+        keys = self.keys
+        app = self._app
+        error = encode_error("aqueue.Cancelled", "purged from its queue")
+        keep = app.result_ttl or CANCELLED_RECORD_TTL
+        dropped = 0
+        with translate_errors(app.url):
+            levels = await app.redis.smembers(keys.levels)
+            used = {DEFAULT_PRIORITY, *(int(m) for m in levels if m.isdigit())}
+            for stream in (keys.stream_at(level) for level in sorted(used, reverse=True)):
+                while True:
+                    count, *job_ids = await PURGE(
+                        app.redis, [stream], [GROUP, keys.prefix, error, keep, PURGE_BATCH]
+                    )
+                    dropped += count
+                    for job_id in job_ids:
+                        await job_ended(app, job_id.decode())
+                    if count < PURGE_BATCH:
+                        break
+        return dropped
 
     async def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters, each with the reason it was dead-lettered."""

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 import click
 
 from ._app import App
-from ._redis._keys import check_name
 from ._version import __version__
 from ._worker import Worker
 from .exceptions import AqueueError, JobNotFound
@@ -246,30 +245,6 @@ def worker(
 
 @main.command()
 @app_argument
-@queue_option
-@loop_option
-@_fail_cleanly
-def status(app_path: str, queues: tuple[str, ...], loop: str) -> None:
-    """Print queued, scheduled, running and dead-lettered jobs and live workers per queue."""
-    app = load_app(app_path)
-    names = [check_name("queue", q) for q in queues] or _known_queues(app)
-
-    async def collect() -> list[list[str]]:
-        async with app:
-            rows = []
-            for name in names:
-                stats = await app.queue(name).stats()
-                counts = (stats.queued, stats.scheduled, stats.running, stats.dead, stats.workers)
-                rows.append([name, *map(str, counts)])
-            return rows
-
-    rows = run_async(collect, loop)
-    header = ["queue", "queued", "scheduled", "running", "dead", "workers"]
-    click.echo(format_table(header, rows))
-
-
-@main.command()
-@app_argument
 @click.argument("job_ids", metavar="JOB_ID...", nargs=-1, required=True)
 @loop_option
 @_fail_cleanly
@@ -395,3 +370,8 @@ def dead_letters_purge(app_path: str, queue_name: str | None, yes: bool, loop: s
             return await queue.purge()
 
     click.echo(f"deleted {run_async(purge, loop)} dead letter(s) from {queue.name}")
+
+
+# The operating commands (status, workers, ...) live in a module of their own; importing it
+# registers them on `main`.
+from . import _cli_ops  # noqa: E402, F401

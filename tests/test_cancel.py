@@ -342,10 +342,10 @@ async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis
     async def look(cursor: int) -> tuple[int, list[bytes]]:
         reply = await PROMOTE(
             redis,
-            [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead],
+            [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead, keys.paused],
             [keys.prefix, 500, cursor, 100],
         )
-        return reply[3], reply[4:]
+        return reply[3], reply[5:]
 
     cursor, _ = await look(0)
     await redis.zadd(keys.cancelled, {b"default:abc": cursor})

@@ -224,8 +224,10 @@ async def test_status_prints_a_table_of_the_queues(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "queue    queued  scheduled  running  dead  workers",
-        "default       2          0        0     0        0",
+        "queue    queued  scheduled  running  dead  workers  paused  jobs/s",
+        "default       2          0        0     0        0      no     0.0",
+        "",
+        "no live workers",
     ]
 
 

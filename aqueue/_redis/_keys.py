@@ -114,6 +114,11 @@ class Keys:
         """Sorted set of worker names serving the queue, scored by last heartbeat (ms)."""
         return f"{self.prefix}:workers".encode()
 
+    @cached_property
+    def paused(self) -> bytes:
+        """Set while the queue is paused: workers read none of its streams (see Queue.pause)."""
+        return f"{self.prefix}:paused".encode()
+
     def unique(self, key: str) -> bytes:
         """The key a job with ``options(key=...)`` holds while it waits or runs."""
         return f"{self.prefix}:unique:{key}".encode()

@@ -14,7 +14,9 @@ stops. Only a start counts an attempt, so waiting costs a job none.
 
 The blocking read has a finite BLOCK and is never cancelled mid-reply (a cancelled read once
 handed redis-py replies to the wrong caller: CVE-2023-28858/28859). To stop promptly, the
-worker asks the server to end the block early with CLIENT UNBLOCK from another connection.
+worker asks the server to end the block early with CLIENT UNBLOCK from another connection;
+so it does when a queue is paused or resumed, so that the next read leaves out (or takes in)
+that queue's streams. With every queue paused, it reads nothing until one is resumed.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class Fetcher:
         self._start_job = start_job
         self._skip = skip
         self._stopping = False
+        self._woken = asyncio.Event()
+        """Set by a stop or a change of levels or pauses: ends the wait of a worker whose
+        queues are all paused."""
         self._reader_id: int | None = None
         self.skipped = 0
         """Entries acked without running: their job had already ended (or was cancelled)."""
@@ -152,6 +157,13 @@ class Fetcher:
                     missing_group = False
                 self._turn += 1
                 streams = levels.blocking
+                if not streams:
+                    # Every queue is paused: nothing to read until one is resumed (or more
+                    # levels are learnt: the reclaimer says when the flags change).
+                    self._woken.clear()
+                    if not self._stopping:
+                        await self._woken.wait()
+                    continue
                 if len(streams) > 1 and await self._take_waiting(free):
                     backoff.succeeded()
                     continue
@@ -183,11 +195,14 @@ class Fetcher:
         """Stop fetching; a blocked read returns at once where the server allows it."""
         self._stopping = True
         self._slots.wake()  # a fetcher waiting for a slot sees _stopping and leaves
+        self._woken.set()
         await self._unblock()
 
     async def levels_changed(self) -> None:
-        """A queue uses a new priority level: read its stream too, from the next read on."""
+        """A queue uses a new priority level, or was paused or resumed: learn the levels and
+        flags again before the next read, which then reads (or leaves out) its streams."""
         self._levels.stale = True
+        self._woken.set()
         await self._unblock()
 
     async def _unblock(self) -> None:
@@ -211,13 +226,13 @@ class Fetcher:
             by_queue.setdefault(keys, []).extend(
                 Delivery(keys, entry_id, fields, stream) for entry_id, fields in entries if fields
             )
-        lines = [by_queue[keys] for keys in self._queues_in_turn() if keys in by_queue]
+        in_turn = self._queues_in_turn(self._levels.queues)
+        lines = [by_queue[keys] for keys in in_turn if keys in by_queue]
         return [d for one_each in itertools.zip_longest(*lines) for d in one_each if d]
 
-    def _queues_in_turn(self) -> list[Keys]:
-        """The worker's queues, a different one first at each read: when slots are scarce,
-        the first ones get them, and a busy queue must not get them every time."""
-        queues = self._levels.queues
+    def _queues_in_turn(self, queues: list[Keys]) -> list[Keys]:
+        """``queues``, a different one first at each read: when slots are scarce, the first
+        ones get them, and a busy queue must not get them every time."""
         first = self._turn % len(queues)
         return queues[first:] + queues[:first]
 
@@ -233,7 +248,7 @@ class Fetcher:
         self._priority_reads += 1
         guard = self._starvation_guard
         lowest_first = guard is not None and self._priority_reads % guard == 0
-        queues = self._queues_in_turn()
+        queues = self._queues_in_turn(self._levels.active)
         share, extra = divmod(free, len(queues))
         asked = [(keys, share + 1 if n < extra else share) for n, keys in enumerate(queues)]
         asked = [(keys, count) for keys, count in asked if count]

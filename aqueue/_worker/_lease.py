@@ -9,6 +9,9 @@ Each queue's heartbeat and each stream's renewal is its own attempt: a refusal o
 ``maxmemory`` for the heartbeat's ZADD, a stream turned into another type by hand) must not
 keep the others from running, or the jobs of every stream would lose their leases and run a
 second time elsewhere.
+
+A beat is one round trip: every queue's heartbeat and the worker's record in the registry
+(see ``_presence.py``) go in one pipeline, each reply checked on its own.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from collections.abc import Sequence
 from redis import Redis as SyncRedis
 
 from .._redis._keys import GROUP, Keys
-from .._redis._scripts import HEARTBEAT, RENEW
+from .._redis._scripts import HEARTBEAT, REGISTER, RENEW
+from ._presence import Presence
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -44,6 +48,7 @@ class LeaseKeeper:
         lease: float,
         in_flight: dict[tuple[bytes, bytes], Keys],
         loop: asyncio.AbstractEventLoop,
+        presence: Presence | None = None,
     ) -> None:
         self._client = SyncRedis.from_url(
             url, socket_timeout=max(1.0, lease / 3), socket_connect_timeout=max(1.0, lease / 3)
@@ -53,6 +58,7 @@ class LeaseKeeper:
         self._lease = lease
         self._in_flight = in_flight
         self._loop = loop
+        self._presence = presence
         self._stopping = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"aqueue-lease-{consumer}", daemon=True
@@ -82,9 +88,14 @@ class LeaseKeeper:
         """Stop renewing and deregister the worker. Blocks: call it through a thread."""
         self._stopping.set()
         self._thread.join()
+        presence = self._presence
         try:
             for keys in self._queues:
                 HEARTBEAT.call_sync(self._client, [keys.workers], [self._consumer, ""])
+            if presence is not None:
+                REGISTER.call_sync(
+                    self._client, [presence.index, presence.record], [presence.name, "", "", ""]
+                )
         except Exception as exc:
             logger.warning("could not deregister worker %s: %s", self._consumer, exc)
         self._client.close()
@@ -117,13 +128,40 @@ class LeaseKeeper:
 
     def _beat(self) -> None:
         forget_after = int(self._lease * 10_000)
+        presence = self._presence
+        pipe = self._client.pipeline(transaction=False)
+        # Loaded at the head of the same round trip: the server forgets scripts on a restart.
+        pipe.script_load(HEARTBEAT.source)
+        pipe.script_load(REGISTER.source)
+        # (what failed, what worked, name) of each call, in order.
+        calls: list[tuple[str, str, str]] = []
         for keys in self._queues:
-            try:
-                HEARTBEAT.call_sync(self._client, [keys.workers], [self._consumer, forget_after])
-            except Exception as exc:
-                _failed(self._beats_failing, keys.queue, "say the worker is alive in queue", exc)
+            pipe.evalsha(HEARTBEAT.sha, 1, keys.workers, self._consumer, forget_after)
+            calls.append(
+                ("say the worker is alive in queue", "saying the worker is alive in", keys.queue)
+            )
+        if presence is not None:
+            record = presence.snapshot()
+            pipe.evalsha(
+                REGISTER.sha,
+                2,
+                presence.index,
+                presence.record,
+                presence.name,
+                record,
+                int(self._lease * 1000),
+                forget_after,
+            )
+            calls.append(("update the registry for", "updating the registry for", presence.name))
+        try:
+            replies = pipe.execute(raise_on_error=False)[2:]
+        except Exception as exc:
+            replies = [exc] * len(calls)
+        for (failed, worked, name), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):
+                _failed(self._beats_failing, name, failed, reply)
             else:
-                _worked(self._beats_failing, keys.queue, "saying the worker is alive in queue")
+                _worked(self._beats_failing, name, worked)
         self._renew()
 
     def _renew(self) -> None:

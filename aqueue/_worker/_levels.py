@@ -4,6 +4,9 @@ A queue has one stream per priority level in use. The default level's is the que
 stream, so a worker whose queues never saw a priority reads one stream per queue, exactly as
 without priorities. A worker learns the other levels from each queue's levels set: when it
 starts, and when the reclaimer's promote step sees that set grow (see ``Reclaimer``).
+
+A paused queue's streams are not read (see ``Queue.pause``): the worker learns the flag when
+it starts and, from the same promote step, whenever it changes.
 """
 
 from __future__ import annotations
@@ -37,11 +40,17 @@ class Levels:
         self._levels = {keys: [DEFAULT_PRIORITY] for keys in queues}
         self._seen = dict.fromkeys(queues, 0)
         self.stale = False
-        """Set when a queue's levels set grew: :meth:`refresh` before the next read."""
+        """Set when a queue's levels set grew, or a queue was paused or resumed: :meth:`refresh`
+        before the next read."""
+        self.paused: set[Keys] = set()
+        """Queues not to read now."""
+        self.active: list[Keys] = list(queues)
+        """The queues to read, in the worker's order: those not paused."""
         self.by_stream: dict[bytes, Keys] = {}
         """Every stream to read, with its queue."""
         self.blocking: dict[Any, Any] = {}
-        """Every stream to read, with the id to read after (``>``: new entries), for XREADGROUP."""
+        """Every stream to read (of the active queues), with the id to read after (``>``: new
+        entries), for XREADGROUP."""
         self._index()
 
     def streams(self, keys: Keys, *, lowest_first: bool = False) -> list[bytes]:
@@ -62,8 +71,10 @@ class Levels:
         pipe = redis.pipeline(transaction=False)
         for keys in self.queues:
             pipe.smembers(keys.levels)
-        replies: list[set[bytes]] = await pipe.execute()
-        for keys, members in zip(self.queues, replies, strict=True):
+            pipe.exists(keys.paused)
+        replies: list[Any] = await pipe.execute()
+        self.paused = {keys for keys, flag in zip(self.queues, replies[1::2], strict=True) if flag}
+        for keys, members in zip(self.queues, replies[::2], strict=True):
             levels = sorted({DEFAULT_PRIORITY, *_valid(members)}, reverse=True)
             for level in levels:
                 if recreate or level not in self._levels[keys]:
@@ -74,8 +85,11 @@ class Levels:
         self._index()
 
     def _index(self) -> None:
+        # Every stream maps to its queue, paused or not: a read in flight when the pause came
+        # may still return entries of it, and those run.
         self.by_stream = {stream: keys for keys in self.queues for stream in self.streams(keys)}
-        self.blocking = dict.fromkeys(self.by_stream, b">")
+        self.active = [keys for keys in self.queues if keys not in self.paused]
+        self.blocking = {stream: b">" for keys in self.active for stream in self.streams(keys)}
 
 
 def _valid(members: Iterable[bytes]) -> set[int]:

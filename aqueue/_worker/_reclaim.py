@@ -1,7 +1,8 @@
 """Reclaiming: jobs that wait in the delayed set, and entries whose worker went silent.
 
 The frequent promote call also brings the ids of running jobs cancelled lately, so every
-worker learns of a cancellation within one promote interval, with no extra round trip.
+worker learns of a cancellation within one promote interval, with no extra round trip; and
+whether the queue is paused, so every worker stops or starts reading it as promptly.
 
 Every worker runs this; no single scheduler process exists to babysit. Due jobs move into the
 stream in one script (whichever worker gets there first moves each job once). Entries idle for
@@ -119,9 +120,9 @@ class Reclaimer:
 
     async def _promote(self, keys: Keys) -> None:
         while True:
-            moved, _, levels, cursor, *cancelled = await PROMOTE(
+            moved, _, levels, cursor, paused, *cancelled = await PROMOTE(
                 self._redis,
-                [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead],
+                [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead, keys.paused],
                 [keys.prefix, PROMOTE_BATCH, self._cancel_cursors[keys.queue], DEAD_LETTER_LIMIT],
             )
             self._cancel_cursors[keys.queue] = cursor
@@ -130,14 +131,21 @@ class Reclaimer:
             if levels != self._levels.seen(keys) and not self._levels.stale:
                 # A producer used a new priority level: the fetcher must read its stream.
                 await self._levels_changed()
+            if bool(paused) != (keys in self._levels.paused) and not self._levels.stale:
+                # Paused or resumed: the fetcher reads the flags again with the levels.
+                what = "paused: reading none of its jobs" if paused else "resumed"
+                logger.info("queue %s %s", keys.queue, what)
+                await self._levels_changed()
             if moved < PROMOTE_BATCH or self._stopping.is_set():
                 return
 
     async def _claim_all(self, *, prune: bool) -> None:
         for keys in self._queues:
-            # Every level's stream, highest first: scarce slots go to higher work.
-            for stream in self._levels.streams(keys):
-                await self._claim(keys, stream)
+            # Every level's stream, highest first: scarce slots go to higher work. A claim
+            # starts jobs, so a paused queue's lapsed entries wait for its resume.
+            if keys not in self._levels.paused:
+                for stream in self._levels.streams(keys):
+                    await self._claim(keys, stream)
             if prune:
                 await prune_consumers(self._redis, keys, idle_ms=self._lease_ms * 10)
 

@@ -30,10 +30,12 @@ from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
 from ..exceptions import ConfigurationError, ConnectionFailed
 from ._acker import Acker
+from ._control import Controller
 from ._fetcher import Fetcher, Slots
 from ._lease import LeaseKeeper
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
+from ._presence import Presence
 from ._reclaim import Reclaimer, prune_consumers
 from ._runner import Runner, failure_outcome
 from ._scheduler import Scheduler
@@ -108,6 +110,14 @@ class Worker:
         self._reclaimer: Reclaimer | None = None
         self._fetcher: Fetcher | None = None
         self._keeper: LeaseKeeper | None = None
+        self._presence = Presence(
+            namespace=app.namespace,
+            name=self.name,
+            queues=self.queues,
+            concurrency=concurrency,
+            tasks=list(app.tasks),
+            running=lambda: len(self._running),
+        )
         self._died: Exception | None = None
         """What a loop of this worker died of (raised once the worker has stopped)."""
         self._resources: dict[ResourceKey[Any], Any] = {}
@@ -336,6 +346,7 @@ class Worker:
             lease=app.lease,
             in_flight=in_flight,
             loop=asyncio.get_running_loop(),
+            presence=self._presence,
         )
         with translate_errors(app.url):
             await asyncio.to_thread(keeper.start)
@@ -348,6 +359,7 @@ class Worker:
                 reclaiming = loops.start("promoter and reclaimer", reclaimer.run)
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
+                loops.start("controller", Controller(app, self.name, self._stop_once).run)
                 logger.info(
                     "worker %s serving %s with concurrency %d",
                     self.name,
@@ -376,6 +388,12 @@ class Worker:
         logger.info("worker %s stopped", self.name)
         if self._died is not None:
             raise self._died
+
+    def _stop_once(self) -> None:
+        # A remote shutdown repeated while the worker stops gracefully must not hurry it,
+        # as a second signal would: only a signal (someone at the console) does that.
+        if not self._stop_requested.is_set():
+            self.stop()
 
     def _loop_died(self, error: Exception, hurry: bool) -> None:
         if self._died is None:
@@ -412,6 +430,7 @@ class Worker:
             outcome = failure_outcome(
                 delivery, "aqueue.WorkerError", reason, text, dead_reason=reason
             )
+        self._presence.ran(outcome)
         acker.submit(outcome)
 
     async def _finish_running(self) -> None:

@@ -4,15 +4,18 @@
 -- A job with a priority level ("l" field) goes back to its level's stream.
 -- Workers call this every few milliseconds, so it also tells them how many priority levels
 -- are in use (they notice a new level without a read of their own) and which running jobs
--- were cancelled since they last looked (the cancel script writes that set).
+-- were cancelled since they last looked (the cancel script writes that set), and whether the
+-- queue is paused (they stop or start reading it within one call's interval, no read of
+-- their own).
 -- A member that is no job's fields (written by another program, or by hand) goes to the dead
 -- letters with the reason: left in place, it would stop every due job behind it.
--- KEYS: delayed set, stream, priority levels set, cancelled set, dead-letter stream
+-- KEYS: delayed set, stream, priority levels set, cancelled set, dead-letter stream, paused flag
 -- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
 --       cancel-time cursor in ms from the previous call (0 on the first: the last hour),
 --       dead-letter stream max length
 -- Returns {moved, ms until the next due job or -1 when none waits, levels in use besides the
---          default, next cursor, ids of jobs cancelled since the cursor...}.
+--          default, next cursor, 1 when the queue is paused else 0,
+--          ids of jobs cancelled since the cursor...}.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 -- The member's field/value list, or nil when it is none.
@@ -77,6 +80,7 @@ end
 -- ms is not missed, and what was read is not read again (beyond that one ms).
 local cancelled = redis.call('ZRANGEBYSCORE', KEYS[4], cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, 10000)
 reply[4] = now
+reply[5] = redis.call('EXISTS', KEYS[6])
 for i = 1, #cancelled, 2 do
   reply[#reply + 1] = cancelled[i]
 end
