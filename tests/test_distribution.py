@@ -89,3 +89,11 @@ def test_the_installed_command_prints_the_version() -> None:
     command = Path(sys.executable).parent / "aqueue"  # the console script pip installed
     done = subprocess.run([command, "--version"], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout) == (0, f"aqueue, version {aqueue.__version__}\n")
+
+
+def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
+    """A newcomer (and the clean-machine trial) runs the README's first shell block first."""
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines()]
+    assert commands == ["./scripts/demo", "./scripts/test"]
