@@ -35,6 +35,7 @@ from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
 from ._task import DEFAULT_BACKOFF, Task, TaskConfig, check_priority
+from ._typed import task_types
 from .backoff import Backoff
 from .exceptions import ConfigurationError, QueueFull, TaskRegistrationError
 
@@ -300,6 +301,7 @@ class App:
                 priority=level,
                 rate_limit=rate,
                 max_concurrency=concurrency,
+                types=task_types(function, task_name),
             )
             if config.name in self._tasks:
                 raise TaskRegistrationError(
@@ -399,7 +401,8 @@ class App:
                     f"args={args!r} and kwargs={call_kwargs!r}: {exc}. Give args= and kwargs= "
                     "that fit its signature"
                 ) from None
-            encode_call(self.serializer, function.__qualname__, args, call_kwargs)
+            types = task_types(function, function.__qualname__)
+            encode_call(self.serializer, function.__qualname__, args, call_kwargs, types.arguments)
             registered: Task[Any, Any] = decorate(function)
             self._schedules.append(
                 dataclasses.replace(
@@ -458,6 +461,11 @@ class App:
         [job] = await self._write(config.queue, [self._outgoing(config, args, kwargs)])
         return job
 
+    @property
+    def _typed_results(self) -> bool:
+        """Whether a registered task's return annotation needs converting (see Job.result)."""
+        return any(task.config.types.result for task in self._tasks.values())
+
     def route(self, task_name: str) -> str:
         """The queue of a task that names none: the first matching route, else the default."""
         for pattern, target in self.routes.items():
@@ -494,7 +502,7 @@ class App:
         metadata = None
         if self._middleware.enqueue:
             metadata = self._middleware.metadata(job_id, config, args, kwargs)
-        payload = encode_call(self.serializer, config.name, args, kwargs)
+        payload = encode_call(self.serializer, config.name, args, kwargs, config.types.arguments)
         check_size(job_id, config.name, payload, self.max_payload_size)
         return Outgoing(job_id, payload, config.spec, metadata)
 
@@ -551,10 +559,12 @@ class App:
     def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
         """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""
         if reply == 1:
-            return Job(self, outgoing.job_id, keeps_result=outgoing.spec.result_ttl > 0)
+            keeps = outgoing.spec.result_ttl > 0
+            return Job(self, outgoing.job_id, keeps_result=keeps, task=outgoing.spec.task)
         if reply == 0:
             return None  # refused: the queue holds its limit
-        return Job(self, bytes(reply).decode())  # options(key=...): the job holding the key
+        # options(key=...): the job holding the key, of the same task.
+        return Job(self, bytes(reply).decode(), task=outgoing.spec.task)
 
     # -- connections ------------------------------------------------------------------------
 
