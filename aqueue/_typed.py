@@ -44,21 +44,23 @@ class Conversion(Protocol):
         ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Msgspec:
-    annotation: Any
+    __slots__ = ("_annotation", "_convert", "_to_builtins")
 
-    def to_wire(self, value: Any) -> Any:
+    def __init__(self, annotation: Any) -> None:
         import msgspec
 
-        wire = msgspec.to_builtins(value, str_keys=True)
+        self._annotation = annotation
+        self._convert = msgspec.convert
+        self._to_builtins = msgspec.to_builtins
+
+    def to_wire(self, value: Any) -> Any:
+        wire = self._to_builtins(value, str_keys=True)
         self.from_wire(wire)  # refused here, not on a worker, when it would not come back
         return wire
 
     def from_wire(self, value: Any) -> Any:
-        import msgspec
-
-        return msgspec.convert(value, self.annotation, str_keys=True)
+        return self._convert(value, self._annotation, str_keys=True)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,8 +80,10 @@ class _Pydantic:
 class ArgumentTypes:
     """The conversions of a task's parameters (None where JSON carries the value as is)."""
 
-    positional: tuple[tuple[str, Conversion | None], ...]
-    """Parameters that take positional arguments, in order, with their names."""
+    positional: tuple[tuple[int, str, Conversion], ...]
+    """The parameters that take positional arguments and need converting: index, name."""
+    plain_positional: int
+    """How many parameters take positional arguments (``*args`` takes those after)."""
     by_name: Mapping[str, Conversion | None]
     """Parameters that take keyword arguments."""
     var_positional: Conversion | None
@@ -93,39 +97,42 @@ class ArgumentTypes:
         Raises:
             TypeError: naming the first argument that does not convert.
         """
-        return self._each(args, kwargs, lambda conversion: conversion.to_wire)
+        return self._each(args, kwargs, outbound=True)
 
     def from_wire(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
-        """The arguments as their annotated types."""
-        return self._each(args, kwargs, lambda conversion: conversion.from_wire)
+        """The arguments as their annotated types.
+
+        Raises:
+            TypeError: naming the first argument that does not convert.
+        """
+        return self._each(args, kwargs, outbound=False)
 
     def _each(
-        self,
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        step: Callable[[Conversion], Callable[[Any], Any]],
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], *, outbound: bool
     ) -> tuple[list[Any], dict[str, Any]]:
+        # On every enqueue and every run of a typed task: only the parameters that need a
+        # conversion are visited.
         converted = list(args)
-        for index, value in enumerate(args):
-            if index < len(self.positional):
-                name, conversion = self.positional[index]
-            else:
-                name, conversion = f"*args[{index - len(self.positional)}]", self.var_positional
-            if conversion is not None:
-                converted[index] = _convert(step(conversion), value, name)
+        for index, name, conversion in self.positional:
+            if index < len(args):
+                converted[index] = _convert(conversion, args[index], name, outbound)
+        if self.var_positional is not None:
+            for index in range(self.plain_positional, len(args)):
+                name = f"*args[{index - self.plain_positional}]"
+                converted[index] = _convert(self.var_positional, args[index], name, outbound)
         converted_kwargs = dict(kwargs)
         for name, value in kwargs.items():
-            conversion = self.by_name.get(name, self.var_keyword)
-            if conversion is not None:
-                converted_kwargs[name] = _convert(step(conversion), value, name)
+            by_name = self.by_name.get(name, self.var_keyword)
+            if by_name is not None:
+                converted_kwargs[name] = _convert(by_name, value, name, outbound)
         return converted, converted_kwargs
 
 
-def _convert(step: Callable[[Any], Any], value: Any, name: str) -> Any:
+def _convert(conversion: Conversion, value: Any, name: str, outbound: bool) -> Any:
     try:
-        return step(value)
+        return conversion.to_wire(value) if outbound else conversion.from_wire(value)
     except Exception as exc:
         raise TypeError(f"argument {name!r} ({type(value).__name__}): {exc}") from exc
 
@@ -160,12 +167,16 @@ def task_types(fn: Callable[..., Any], task_name: str) -> TaskTypes:
         return UNTYPED
     kinds = inspect.Parameter
     params = signature.parameters.values()
+    positional = [
+        p.name for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    ]
     arguments = ArgumentTypes(
         positional=tuple(
-            (p.name, conversions[p.name])
-            for p in params
-            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+            (index, name, conversion)
+            for index, name in enumerate(positional)
+            if (conversion := conversions[name]) is not None
         ),
+        plain_positional=len(positional),
         by_name={
             p.name: conversions[p.name]
             for p in params
