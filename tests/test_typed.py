@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
+import sys
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -216,3 +218,24 @@ def test_only_the_result_is_converted_when_only_it_needs_converting() -> None:
         return WHEN
 
     assert stamp.config.types.arguments is None
+
+
+def test_a_typed_task_without_msgspec_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec raises ImportError
+    app = aqueue.App()
+    with pytest.raises(ImportError, match=re.escape("pip install 'aqueue-redis[typed]'")):
+
+        @app.task
+        async def stamp(when: datetime) -> None: ...
+
+
+def test_an_annotation_not_defined_at_decoration_leaves_its_values_json() -> None:
+    app = aqueue.App()
+
+    @app.task
+    async def later(thing: NotImportedHere, when: datetime) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+    assert later.config.types.arguments is not None
+    assert later.config.types.arguments.positional[0][1] == "when"
