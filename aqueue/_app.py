@@ -499,7 +499,12 @@ class App:
         return limit if isinstance(limit, int) else limit.get(queue, 0)
 
     def job(self, job_id: str) -> Job[Any]:
-        """A handle on the job with this id (e.g. received from another process)."""
+        """A handle on the job with this id (e.g. received from another process).
+
+        Its ``result()`` converts the value into the return annotation of the job's task
+        when that task is registered on this app; otherwise it returns the JSON values (a
+        datetime as an ISO 8601 string, a dataclass as a dict).
+        """
         return Job(self, job_id)
 
     def queue(self, name: str | None = None) -> Queue:
