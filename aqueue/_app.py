@@ -521,13 +521,21 @@ class App:
         return await live_workers(self)
 
     def _outgoing(
-        self, config: TaskConfig, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+        self,
+        config: TaskConfig,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        first: int = 0,
     ) -> Outgoing:
+        """A job of ``config``'s task with these arguments, bound from its ``first``
+        parameter on (1 for a chain's step, whose first argument comes later)."""
         job_id = new_job_id(config.queue)
         metadata = None
         if self._middleware.enqueue:
             metadata = self._middleware.metadata(job_id, config, args, kwargs)
-        payload = encode_call(self.serializer, config.name, args, kwargs, config.types.arguments)
+        types = config.types.arguments
+        payload = encode_call(self.serializer, config.name, args, kwargs, types, first=first)
         check_size(job_id, config.name, payload, self.max_payload_size)
         return Outgoing(job_id, payload, config.spec, metadata)
 

@@ -126,7 +126,8 @@ class Job(Generic[R]):
         self.queue = queue_of(job_id)
         self._keeps_result = keeps_result
         self._task = task
-        """The job's task name when the handle was made by enqueueing (else read when needed)."""
+        """The task whose return annotation the result has, when the handle was made by
+        enqueueing (a chain's is its last step's); else the record's task is read."""
 
     @property
     def _keys(self) -> Keys:

@@ -64,9 +64,11 @@ def encode_call(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     types: ArgumentTypes | None = None,
+    *,
+    first: int = 0,
 ) -> bytes:
     """Encode a task's arguments as ``[args, kwargs]``, as JSON values where ``types`` (the
-    task's annotations) asks for a conversion.
+    task's annotations) asks for a conversion; ``args`` bind from the ``first`` parameter.
 
     Raises:
         SerializationError: naming the first argument that cannot be encoded, or that
@@ -74,7 +76,7 @@ def encode_call(
     """
     if types is not None:
         try:
-            args, kwargs = types.to_wire(args, kwargs)
+            args, kwargs = types.to_wire(args, kwargs, first=first)
         except TypeError as exc:
             raise SerializationError(
                 f"cannot enqueue task {task_name!r}: {exc}. Pass a value of the parameter's "

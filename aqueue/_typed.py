@@ -90,14 +90,15 @@ class ArgumentTypes:
     var_keyword: Conversion | None
 
     def to_wire(
-        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], *, first: int = 0
     ) -> tuple[list[Any], dict[str, Any]]:
-        """The arguments as JSON values.
+        """The arguments as JSON values; ``args`` from the ``first`` parameter on (a chain's
+        step has its first argument, the previous result, filled in later).
 
         Raises:
             TypeError: naming the first argument that does not convert.
         """
-        return self._each(args, kwargs, outbound=True)
+        return self._each(args, kwargs, first, outbound=True)
 
     def from_wire(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
@@ -107,21 +108,22 @@ class ArgumentTypes:
         Raises:
             TypeError: naming the first argument that does not convert.
         """
-        return self._each(args, kwargs, outbound=False)
+        return self._each(args, kwargs, 0, outbound=False)
 
     def _each(
-        self, args: Sequence[Any], kwargs: Mapping[str, Any], *, outbound: bool
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], first: int, *, outbound: bool
     ) -> tuple[list[Any], dict[str, Any]]:
         # On every enqueue and every run of a typed task: only the parameters that need a
         # conversion are visited.
         converted = list(args)
         for index, name, conversion in self.positional:
-            if index < len(args):
-                converted[index] = _convert(conversion, args[index], name, outbound)
+            at = index - first
+            if 0 <= at < len(args):
+                converted[at] = _convert(conversion, args[at], name, outbound)
         if self.var_positional is not None:
-            for index in range(self.plain_positional, len(args)):
-                name = f"*args[{index - self.plain_positional}]"
-                converted[index] = _convert(self.var_positional, args[index], name, outbound)
+            for at in range(max(self.plain_positional - first, 0), len(args)):
+                name = f"*args[{at + first - self.plain_positional}]"
+                converted[at] = _convert(self.var_positional, args[at], name, outbound)
         converted_kwargs = dict(kwargs)
         for name, value in kwargs.items():
             by_name = self.by_name.get(name, self.var_keyword)

@@ -239,3 +239,19 @@ def test_an_annotation_not_defined_at_decoration_leaves_its_values_json() -> Non
 
     assert later.config.types.arguments is not None
     assert later.config.types.arguments.positional[0][1] == "when"
+
+
+async def test_a_chain_step_gets_its_own_arguments_and_the_previous_result_typed(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def locate(x: int) -> Point:
+        return Point(x, x)
+
+    @app.task
+    async def move(point: Point, by: Point, at: datetime) -> tuple[Point, datetime]:
+        return Point(point.x + by.x, point.y + by.y), at
+
+    async with aqueue.Worker(app):
+        job = await (locate.s(1) | move.s(Point(10, 20), WHEN)).enqueue()
+        assert await job.result(timeout=5) == (Point(11, 21), WHEN)
