@@ -8,7 +8,6 @@ import dataclasses
 import fnmatch
 import inspect
 import itertools
-import os
 import socket
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from datetime import timedelta
@@ -34,19 +33,14 @@ from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
+from ._settings import Settings
 from ._task import DEFAULT_BACKOFF, Task, TaskConfig, check_priority
+from ._typed import task_types
 from .backoff import Backoff
 from .exceptions import ConfigurationError, QueueFull, TaskRegistrationError
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-DEFAULT_URL = "redis://localhost:6379/0"
-
-DEFAULT_SIZE_LIMIT = 1 << 20
-"""Bytes, for an encoded job (``max_payload_size``) and an encoded result
-(``max_result_size``): well under what any server takes in one value (``proto-max-bulk-len``
-is 512 MiB by default, and never under 1 MiB)."""
 
 # Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
 # ConnectionFailed instead of a call that hangs: connecting times out after 5 s, and TCP
@@ -91,19 +85,20 @@ class TaskDecorator(Protocol):
 _URL_SCHEMES = ("redis", "rediss", "unix")
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, variable: str | None) -> str:
+    """``url`` if it is a Redis URL; the error names ``variable`` when it came from there."""
+    what = "the Redis URL" if variable is None else f"the Redis URL in {variable}"
     if not isinstance(url, str) or urlsplit(url).scheme not in _URL_SCHEMES:
         shown = redact(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
-            f"the Redis URL must start with redis://, rediss:// (TLS) or unix://, not {shown!r}: "
-            "set it with App(url) or the AQUEUE_URL environment variable"
+            f"{what} must start with redis://, rediss:// (TLS) or unix://, not {shown!r}"
         )
     parts = urlsplit(url)
     # redis-py reads a path that is no number as database 0: the jobs would go elsewhere.
     database = "" if parts.scheme == "unix" else parts.path.strip("/")
     if database and not database.isdigit():
         raise ConfigurationError(
-            f"the Redis URL's path is the database number, as in redis://localhost:6379/0, "
+            f"{what}: its path is the database number, as in redis://localhost:6379/0, "
             f"not {database!r} in {redact(url)!r}"
         )
     return url
@@ -119,39 +114,47 @@ def _check_task_name(name: object) -> None:
         raise ConfigurationError(f"a task name must be a non-empty string, not {name!r}")
 
 
-def _queue_lengths(value: int | Mapping[str, int] | None) -> int | Mapping[str, int]:
-    """``max_queue_length`` checked: 0 (or None) for no limit, a limit, or one per queue."""
-    if value is None:
-        return 0
+def _queue_lengths(value: int | Mapping[str, int], what: str) -> int | Mapping[str, int]:
+    """``max_queue_length`` checked: 0 for no limit, a limit, or one per queue."""
     if isinstance(value, Mapping):
         return {
-            check_name("queue", queue): whole_number(limit, f"max_queue_length[{queue!r}]", least=0)
+            check_name("queue", queue): whole_number(limit, f"{what}[{queue!r}]", least=0)
             for queue, limit in value.items()
         }
-    return whole_number(value, "max_queue_length", least=0)
+    return whole_number(value, what, least=0)
 
 
 class App:
     """An aqueue application: where tasks are registered and jobs are enqueued.
 
+    Every setting but ``serializer`` (an object, given in code) can also come from an
+    environment variable: ``AQUEUE_`` and its name in capitals (``AQUEUE_URL``,
+    ``AQUEUE_NAMESPACE``, ``AQUEUE_RESULT_TTL``, ...). An argument given (not None) wins;
+    else the variable, when set and not empty; else the default. The environment is read
+    when the App is created.
+
     Args:
-        url: Redis URL (``redis://``, ``rediss://`` or ``unix://``). Defaults to the
-            ``AQUEUE_URL`` environment variable, then ``redis://localhost:6379/0``.
-        namespace: Prefix of every key, so several apps can share one server.
-        default_queue: The queue of tasks that name none.
+        url: Redis URL (``redis://``, ``rediss://`` or ``unix://``); by default
+            ``redis://localhost:6379/0``.
+        namespace: Prefix of every key, so several apps can share one server; by default
+            ``"aqueue"``.
+        default_queue: The queue of tasks that name none; by default ``"default"``.
         result_ttl: How long a result is kept, in seconds or as a timedelta; 0 keeps none.
-        lease: Seconds after which a silent worker's jobs go to another worker.
+            By default an hour.
+        lease: Seconds after which a silent worker's jobs go to another worker (30).
         serializer: How arguments and results are encoded; JSON (orjson) by default.
         max_payload_size: Largest encoded job in bytes; a larger one is refused at enqueue.
         max_result_size: Largest encoded result in bytes; a task returning a larger one fails
             with ``aqueue.ResultTooLarge`` instead of leaving a value the server cannot store.
-        max_connections: Most connections the app opens at once; more callers wait.
+        max_connections: Most connections the app opens at once; more callers wait (64).
         max_deliveries: Most times one job is delivered (crashes included) before it goes to
-            the dead-letter stream as poison; a task with more ``retries`` gets that many.
+            the dead-letter stream as poison; a task with more ``retries`` gets that many (5).
         routes: Task-name glob patterns to queues, e.g. ``{"emails.*": "emails"}``, for tasks
-            that name no queue (first match wins), so producers need not know queues.
+            that name no queue (first match wins), so producers need not know queues. In the
+            environment, a JSON object.
         max_queue_length: Most jobs a queue may hold (queued, running and scheduled), for
             every queue or per queue name; past it ``enqueue`` raises :class:`QueueFull`.
+            0 (the default) sets no limit. In the environment, a number or a JSON object.
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -160,32 +163,50 @@ class App:
         self,
         url: str | None = None,
         *,
-        namespace: str = "aqueue",
-        default_queue: str = "default",
-        result_ttl: float | timedelta = 3600,
-        lease: float | timedelta = 30,
+        namespace: str | None = None,
+        default_queue: str | None = None,
+        result_ttl: float | timedelta | None = None,
+        lease: float | timedelta | None = None,
         serializer: Serializer | None = None,
-        max_payload_size: int = DEFAULT_SIZE_LIMIT,
-        max_result_size: int = DEFAULT_SIZE_LIMIT,
-        max_connections: int = 64,
-        max_deliveries: int = 5,
+        max_payload_size: int | None = None,
+        max_result_size: int | None = None,
+        max_connections: int | None = None,
+        max_deliveries: int | None = None,
         routes: Mapping[str, str] | None = None,
         max_queue_length: int | Mapping[str, int] | None = None,
     ) -> None:
-        self.url = _check_url(url or os.environ.get("AQUEUE_URL") or DEFAULT_URL)
-        self.namespace = check_name("namespace", namespace)
-        self.default_queue = check_name("queue", default_queue)
-        self.result_ttl = whole_seconds(result_ttl, "result_ttl")
-        self.lease = seconds(lease, "lease") or 30.0
+        given = Settings.resolve(
+            url=url,
+            namespace=namespace,
+            default_queue=default_queue,
+            result_ttl=result_ttl,
+            lease=lease,
+            max_payload_size=max_payload_size,
+            max_result_size=max_result_size,
+            max_connections=max_connections,
+            max_deliveries=max_deliveries,
+            routes=routes,
+            max_queue_length=max_queue_length,
+        )
+        label = given.label
+        self.url = _check_url(given.url, given.variable("url"))
+        self.namespace = check_name(label("namespace"), given.namespace)
+        self.default_queue = check_name(label("default_queue"), given.default_queue)
+        self.result_ttl = whole_seconds(given.result_ttl, label("result_ttl"))
+        self.lease = seconds(given.lease, label("lease")) or 30.0
         self.serializer: Serializer = serializer or JsonSerializer()
-        self.max_payload_size = whole_number(max_payload_size, "max_payload_size (bytes)")
-        self.max_result_size = whole_number(max_result_size, "max_result_size (bytes)")
-        self._max_connections = whole_number(max_connections, "max_connections")
-        self.max_deliveries = whole_number(max_deliveries, "max_deliveries")
+        self.max_payload_size = whole_number(
+            given.max_payload_size, f"{label('max_payload_size')} (bytes)"
+        )
+        self.max_result_size = whole_number(
+            given.max_result_size, f"{label('max_result_size')} (bytes)"
+        )
+        self._max_connections = whole_number(given.max_connections, label("max_connections"))
+        self.max_deliveries = whole_number(given.max_deliveries, label("max_deliveries"))
         self.routes = {
-            pattern: check_name("queue", target) for pattern, target in (routes or {}).items()
+            pattern: check_name("queue", target) for pattern, target in given.routes.items()
         }
-        self._max_queue_length = _queue_lengths(max_queue_length)
+        self._max_queue_length = _queue_lengths(given.max_queue_length, label("max_queue_length"))
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
@@ -300,6 +321,7 @@ class App:
                 priority=level,
                 rate_limit=rate,
                 max_concurrency=concurrency,
+                types=task_types(function, task_name),
             )
             if config.name in self._tasks:
                 raise TaskRegistrationError(
@@ -399,7 +421,8 @@ class App:
                     f"args={args!r} and kwargs={call_kwargs!r}: {exc}. Give args= and kwargs= "
                     "that fit its signature"
                 ) from None
-            encode_call(self.serializer, function.__qualname__, args, call_kwargs)
+            types = task_types(function, function.__qualname__)
+            encode_call(self.serializer, function.__qualname__, args, call_kwargs, types.arguments)
             registered: Task[Any, Any] = decorate(function)
             self._schedules.append(
                 dataclasses.replace(
@@ -458,6 +481,11 @@ class App:
         [job] = await self._write(config.queue, [self._outgoing(config, args, kwargs)])
         return job
 
+    @property
+    def _typed_results(self) -> bool:
+        """Whether a registered task's return annotation needs converting (see Job.result)."""
+        return any(task.config.types.result for task in self._tasks.values())
+
     def route(self, task_name: str) -> str:
         """The queue of a task that names none: the first matching route, else the default."""
         for pattern, target in self.routes.items():
@@ -471,7 +499,12 @@ class App:
         return limit if isinstance(limit, int) else limit.get(queue, 0)
 
     def job(self, job_id: str) -> Job[Any]:
-        """A handle on the job with this id (e.g. received from another process)."""
+        """A handle on the job with this id (e.g. received from another process).
+
+        Its ``result()`` converts the value into the return annotation of the job's task
+        when that task is registered on this app; otherwise it returns the JSON values (a
+        datetime as an ISO 8601 string, a dataclass as a dict).
+        """
         return Job(self, job_id)
 
     def queue(self, name: str | None = None) -> Queue:
@@ -488,13 +521,21 @@ class App:
         return await live_workers(self)
 
     def _outgoing(
-        self, config: TaskConfig, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+        self,
+        config: TaskConfig,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        first: int = 0,
     ) -> Outgoing:
+        """A job of ``config``'s task with these arguments, bound from its ``first``
+        parameter on (1 for a chain's step, whose first argument comes later)."""
         job_id = new_job_id(config.queue)
         metadata = None
         if self._middleware.enqueue:
             metadata = self._middleware.metadata(job_id, config, args, kwargs)
-        payload = encode_call(self.serializer, config.name, args, kwargs)
+        types = config.types.arguments
+        payload = encode_call(self.serializer, config.name, args, kwargs, types, first=first)
         check_size(job_id, config.name, payload, self.max_payload_size)
         return Outgoing(job_id, payload, config.spec, metadata)
 
@@ -551,10 +592,12 @@ class App:
     def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
         """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""
         if reply == 1:
-            return Job(self, outgoing.job_id, keeps_result=outgoing.spec.result_ttl > 0)
+            keeps = outgoing.spec.result_ttl > 0
+            return Job(self, outgoing.job_id, keeps_result=keeps, task=outgoing.spec.task)
         if reply == 0:
             return None  # refused: the queue holds its limit
-        return Job(self, bytes(reply).decode())  # options(key=...): the job holding the key
+        # options(key=...): the job holding the key, of the same task.
+        return Job(self, bytes(reply).decode(), task=outgoing.spec.task)
 
     # -- connections ------------------------------------------------------------------------
 

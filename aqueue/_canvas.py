@@ -102,8 +102,13 @@ class Canvas(Generic[R]):
         """Add what enqueueing writes to ``plan``; return the job id that stands for it."""
         raise NotImplementedError
 
+    @property
+    def _returns(self) -> str | None:
+        """The task whose return annotation its result has (a group's has none)."""
+        return None
+
     def _handle(self, job_id: str) -> Job[R]:
-        return Job(self.app, job_id)
+        return Job(self.app, job_id, task=self._returns)
 
 
 class _Call:
@@ -129,8 +134,8 @@ class _Call:
         _bind(self.task, (_RESULT, *self.args), self.kwargs)
         return Step(self.task, self.args, self.kwargs)
 
-    def _outgoing(self) -> Outgoing:
-        return self.task._app._outgoing(self.task.config, self.args, self.kwargs)
+    def _outgoing(self, *, first: int = 0) -> Outgoing:
+        return self.task._app._outgoing(self.task.config, self.args, self.kwargs, first=first)
 
     def _wait_for(self, plan: Plan, deps: list[str], *, as_list: bool, lenient: bool) -> str:
         """Register this call as a job that waits for ``deps`` and gets their results."""
@@ -140,7 +145,8 @@ class _Call:
                 f"{self.task.name} waits for a previous result (a chain's later step or a "
                 "chord's callback), so it cannot have key, delay or at"
             )
-        outgoing = self._outgoing()
+        # Its arguments follow the previous result, which goes in first when it is known.
+        outgoing = self._outgoing(first=1)
         return plan.wait(
             Waiting(
                 outgoing.job_id,
@@ -177,7 +183,8 @@ class Signature(_Call, Canvas[R]):
         return plan.add(self.queue, outgoing, wait=self.task.config.wait)
 
     def _handle(self, job_id: str) -> Job[R]:
-        return Job(self.app, job_id, keeps_result=self.task.config.result_ttl > 0)
+        keeps = self.task.config.result_ttl > 0
+        return Job(self.app, job_id, keeps_result=keeps, task=self.task.name)
 
 
 class Step(_Call, Generic[R]):
@@ -241,6 +248,10 @@ class Chain(Canvas[R]):
     @property
     def queue(self) -> str:
         return self.steps[-1].task.config.queue
+
+    @property
+    def _returns(self) -> str | None:
+        return self.steps[-1].task.name
 
     @overload
     def __or__(self, other: Step[R2]) -> Chain[R2]: ...
@@ -318,6 +329,10 @@ class Chord(Canvas[R]):
     @property
     def queue(self) -> str:
         return self.callback.task.config.queue
+
+    @property
+    def _returns(self) -> str | None:
+        return self.callback.task.name
 
     def _plan(self, plan: Plan) -> str:
         ids = [member._plan(plan) for member in self.header]

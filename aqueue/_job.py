@@ -22,6 +22,7 @@ from .exceptions import (
     JobCancelled,
     JobNotFound,
     ResultTimeout,
+    SerializationError,
     TaskFailed,
     TaskTimeout,
 )
@@ -114,14 +115,19 @@ class Job(Generic[R]):
         queue: The queue the job was enqueued to.
     """
 
-    __slots__ = ("_app", "_keeps_result", "id", "queue")
+    __slots__ = ("_app", "_keeps_result", "_task", "id", "queue")
 
-    def __init__(self, app: App, job_id: str, *, keeps_result: bool = True) -> None:
+    def __init__(
+        self, app: App, job_id: str, *, keeps_result: bool = True, task: str | None = None
+    ) -> None:
         # Made for every enqueued job: key names are worked out only when a read needs them.
         self._app = app
         self.id = job_id
         self.queue = queue_of(job_id)
         self._keeps_result = keeps_result
+        self._task = task
+        """The task whose return annotation the result has, when the handle was made by
+        enqueueing (a chain's is its last step's); else the record's task is read."""
 
     @property
     def _keys(self) -> Keys:
@@ -155,8 +161,9 @@ class Job(Generic[R]):
         raw = dict(zip(_FIELDS, values, strict=True))
         info = _info_from(self.id, raw)
         if info.status is JobStatus.SUCCEEDED and raw[b"result"] is not None:
+            task = self._task or info.task
             try:
-                value = self._app.serializer.loads(raw[b"result"])
+                value = self._typed(self._app.serializer.loads(raw[b"result"]), task)
             except Exception:
                 return info  # not readable with this app's serializer: result() says why
             if _holds_marks(value):
@@ -196,11 +203,12 @@ class Job(Generic[R]):
                         if _holds_marks(value):
                             # Only a group's result holds its failed members as marks: the
                             # record says whether it is one (read in this rare case only).
-                            [task] = await self._app._direct.commands(
-                                [(b"HGET", self._key, b"task")]
-                            )
-                            return cast(R, _members_failed(value, task))
-                        return value
+                            return cast(R, _members_failed(value, await self._read_task()))
+                        if self._task is None and self._app._typed_results:
+                            # A handle from app.job(id): the record names the task.
+                            task = (await self._read_task() or b"").decode()
+                            return cast(R, self._typed(value, task))
+                        return cast(R, self._typed(value, self._task))
                     # Only this wait is bounded by the timeout, never a Redis command in
                     # flight: cancelling one mid-reply is what corrupted redis-py connections.
                     remaining = None if deadline is None else deadline - time.monotonic()
@@ -211,6 +219,24 @@ class Job(Generic[R]):
                             await woken.wait()
                     except TimeoutError:
                         raise ResultTimeout(await self._still_waiting(wait)) from None
+
+    async def _read_task(self) -> bytes | None:
+        [task] = await self._app._direct.commands([(b"HGET", self._key, b"task")])
+        return cast("bytes | None", task)
+
+    def _typed(self, value: Any, task_name: str | None) -> Any:
+        """``value`` as the return type its task (when registered on this app) annotates."""
+        task = self._app.tasks.get(task_name) if task_name else None
+        conversion = None if task is None else task.config.types.result
+        if conversion is None or value is None:
+            return value
+        try:
+            return conversion.from_wire(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"the result of job {self.id} does not convert into {task_name}'s return "
+                f"annotation: {exc}. Was the task's return type changed since the job ran?"
+            ) from exc
 
     async def _still_waiting(self, wait: float | None) -> str:
         """What :class:`ResultTimeout` says: a job still queued when the wait ends most often

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from .exceptions import SerializationError
+
+if TYPE_CHECKING:
+    from ._typed import ArgumentTypes
 
 
 class Serializer(Protocol):
@@ -56,21 +59,38 @@ def _non_finite(value: Any) -> bool:
 
 
 def encode_call(
-    serializer: Serializer, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    serializer: Serializer,
+    task_name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    types: ArgumentTypes | None = None,
+    *,
+    first: int = 0,
 ) -> bytes:
-    """Encode a task's arguments as ``[args, kwargs]``.
+    """Encode a task's arguments as ``[args, kwargs]``, as JSON values where ``types`` (the
+    task's annotations) asks for a conversion; ``args`` bind from the ``first`` parameter.
 
     Raises:
-        SerializationError: naming the first argument that cannot be encoded.
+        SerializationError: naming the first argument that cannot be encoded, or that
+            would not come back as its annotated type.
     """
+    if types is not None:
+        try:
+            args, kwargs = types.to_wire(args, kwargs, first=first)
+        except TypeError as exc:
+            raise SerializationError(
+                f"cannot enqueue task {task_name!r}: {exc}. Pass a value of the parameter's "
+                "annotated type (or its JSON form)"
+            ) from None
     try:
         return serializer.dumps([args, kwargs])
     except Exception as exc:
         culprit = _first_unencodable(serializer, args, kwargs)
         raise SerializationError(
             f"cannot encode {culprit} of task {task_name!r}: {exc}. Pass JSON values (str, "
-            "int, float, bool, None, list, dict) or an id to load the object inside the task "
-            "(a datetime, UUID or dataclass is sent too, but arrives as a str or dict)."
+            "int, float, bool, None, list, dict), values of a type the parameter is annotated "
+            "with (datetime, UUID, Decimal, enum, dataclass, bytes, ...), or an id to load the "
+            "object inside the task."
         ) from exc
 
 

@@ -15,6 +15,7 @@ from ._job import Job
 from ._limits import RateLimit
 from ._message import JobSpec, Outgoing
 from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, check_name, queue_of
+from ._typed import UNTYPED, TaskTypes
 from .backoff import Backoff, exponential
 from .exceptions import ConfigurationError, InvalidArguments
 
@@ -81,6 +82,8 @@ class TaskConfig:
     """Most jobs of the task let through per second, minute or hour, by all workers."""
     max_concurrency: int | None = None
     """Most jobs of the task running at once, on all workers together."""
+    types: TaskTypes = dataclasses.field(default=UNTYPED, repr=False, compare=False)
+    """How its arguments and result convert to JSON and back, from its annotations."""
     spec: JobSpec = dataclasses.field(init=False, repr=False, compare=False)
     """What each job enqueued with this configuration carries, worked out once."""
 
@@ -279,7 +282,10 @@ class Task(Generic[P, R]):
             plan.wait(waiting_job(outgoing, self.config.after))
         await plan.run()
         keeps = self.config.result_ttl > 0
-        return [Job(self._app, outgoing.job_id, keeps_result=keeps) for outgoing in batch]
+        return [
+            Job(self._app, outgoing.job_id, keeps_result=keeps, task=self.name)
+            for outgoing in batch
+        ]
 
     def _call_of(self, item: object) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
         """The positional and keyword arguments of one ``enqueue_many`` item."""

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
+import types
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 import aqueue
+from aqueue._settings import Settings, env_name
 from aqueue.testing import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,3 +109,41 @@ def test_the_quickstarts_script_prints_the_result_of_the_quickstarts_worker(
         worker.terminate()
         worker.wait(timeout=30)
     assert script.stdout.splitlines()[1] == "5"
+
+
+async def test_the_argument_types_block_of_the_quickstart_gives_the_task_its_types(
+    server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quickstart = blocks("quickstart.md", "python", ROOT / "docs")
+    [code] = [block for block in quickstart if "class Order" in block]
+    # Run as a module, as a user's file is: its dataclass's annotations are looked up there.
+    module = types.ModuleType("quickstart_types")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code, "quickstart.md", "exec"), module.__dict__)
+    scope = module.__dict__
+    app: aqueue.App = scope["app"]
+    app.url, app.namespace = server.url, namespace
+    order = scope["Order"](uuid.uuid4(), datetime.now(UTC), Decimal("12.50"))
+    async with app, aqueue.Worker(app):
+        job = await scope["invoice"].enqueue(order, b"\x89PNG")
+        order_id, sent = await job.result(timeout=5)
+    assert (order_id, type(sent)) == (order.id, datetime)
+
+
+def test_the_configuration_guide_lists_every_setting_and_its_block_configures_an_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    page = (GUIDES / "configuration.md").read_text()
+    listed = set(re.findall(r"^\| `(AQUEUE_\w+)` \|", page, flags=re.MULTILINE))
+    settings = {env_name(field.name) for field in dataclasses.fields(Settings)}
+    assert listed == settings - {"AQUEUE_ORIGINS"}
+    [exports] = blocks("configuration.md", "bash")
+    for line in exports.splitlines():
+        variable, _, value = shlex.split(line.removeprefix("export "))[0].partition("=")
+        monkeypatch.setenv(variable, value)
+    app = aqueue.App()
+    assert (app.namespace, app.result_ttl, app.route("emails.send")) == ("billing", 600, "emails")
+    assert (app.max_queue_length("emails"), aqueue.App(namespace="reports").namespace) == (
+        10000,
+        "reports",
+    )

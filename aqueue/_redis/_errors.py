@@ -14,6 +14,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .._settings import DEFAULT_URL
 from ..exceptions import AqueueError, ConfigurationError, ConnectionFailed, ServerError
 
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -57,9 +58,15 @@ class _Translated:
                 "name and password in the URL (redis://user:password@host:port/db)."
             ) from exc
         if isinstance(exc, REDIS_ERRORS):
+            # Only the default URL means none was given: otherwise the user set one already.
+            hint = (
+                " No URL was given, so the default was used: give yours with App(url) or the "
+                "AQUEUE_URL environment variable."
+                if self.url == DEFAULT_URL
+                else ""
+            )
             raise ConnectionFailed(
-                f"cannot reach Redis at {redact(self.url)} ({exc}). Is the server running? Set "
-                "the URL with App(url) or the AQUEUE_URL environment variable."
+                f"cannot reach Redis at {redact(self.url)} ({exc}). Is the server running?{hint}"
             ) from exc
         if isinstance(exc, DataError):
             # Raised by redis-py itself, before anything is sent: the server refused nothing.

@@ -111,12 +111,15 @@ class Runner:
         finally:
             _current.reset(token)
         await _flush_progress(context)
+        conversion = task.config.types.result
         try:
+            if conversion is not None and value is not None:
+                value = conversion.to_wire(value)
             encoded = self._app.serializer.dumps(value)
         except Exception as exc:
             error = SerializationError(
                 f"task {task.name} returned a {type(value).__name__} that cannot be encoded: "
-                f"{exc}. Return JSON-friendly values."
+                f"{exc}. Return JSON values or a value of the task's return annotation."
             )
             return self._failed(delivery, task, attempt, error, started)
         size, limit = len(encoded), self._app.max_result_size
@@ -170,6 +173,13 @@ class Runner:
             task._check_binds(args, kwargs)
         except TypeError as exc:
             raise _DeadLetter("aqueue.InvalidArguments", f"arguments do not bind: {exc}") from None
+        arguments = task.config.types.arguments
+        if arguments is not None:
+            try:
+                args, kwargs = arguments.from_wire(args, kwargs)
+            except TypeError as exc:
+                reason = f"arguments do not convert into their annotated types: {exc}"
+                raise _DeadLetter("aqueue.InvalidArguments", reason) from None
         return task, args, kwargs, _timeout(fields.get(b"o"), task.config.timeout)
 
     def _context(self, delivery: Delivery, task_name: str, attempt: int) -> JobContext:
