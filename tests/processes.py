@@ -20,9 +20,11 @@ APP = "tests.procs_app:app"
 class Process:
     """An ``aqueue worker`` process with its output in a file."""
 
-    def __init__(self, process: subprocess.Popen[bytes], log: IO[str]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], log: IO[str], env: dict[str, str]):
         self.process = process
         self._log = log
+        self.env = env
+        """The environment it runs in (the server's URL, the namespace), for commands."""
 
     @property
     def pid(self) -> int:
@@ -61,7 +63,7 @@ def worker_process(
             stderr=subprocess.STDOUT,
         )
         try:
-            yield Process(process, log)
+            yield Process(process, log, env)
         finally:
             if process.poll() is None:
                 # Gracefully first: a supervisor killed outright leaves its children to

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
-from tests.processes import worker_process
+from tests.processes import ROOT, worker_process
 
 ONE_LOOP = True  # the workers are processes: the test's own loop makes no difference
 
@@ -195,3 +196,40 @@ async def test_a_sigterm_during_a_recycle_still_lets_the_running_job_finish(
 
 async def _has_succeeded(job: aqueue.Job[int]) -> bool:
     return await job.status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_a_second_sigterm_hurries_the_worker_processes_handing_running_jobs_back(
+    server: RedisServer, namespace: str, producer: aqueue.App, redis: Redis
+) -> None:
+    with worker_process(server, namespace, "-p", "2") as supervisor:
+        job = await producer.enqueue("tests.procs_app.work", 1, 60.0)
+        await eventually(lambda: _all_started(redis, namespace, 1), timeout=20)
+        supervisor.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        supervisor.process.send_signal(signal.SIGTERM)
+        assert supervisor.wait(15) == 0
+        assert "SIGTERM again: hurrying the worker processes" in supervisor.output
+    assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_a_remote_shutdown_of_every_worker_process_ends_the_supervisor_with_0(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-p", "2") as supervisor:
+        await eventually(lambda: _count_is(producer, 2), timeout=20)
+        shutdown = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aqueue", "control", "tests.procs_app:app", "shutdown", "--all",
+            env=supervisor.env, cwd=ROOT,
+        )  # fmt: skip
+        assert await asyncio.wait_for(shutdown.wait(), 30) == 0
+        assert supervisor.wait(20) == 0
+        assert supervisor.output.count("stopped and is not replaced") == 2
+
+
+def test_a_bad_app_fails_at_once_with_several_processes(
+    server: RedisServer, namespace: str
+) -> None:
+    with worker_process(server, namespace, "-p", "2", app="tests.procs_app:nothing") as worker:
+        assert worker.wait(20) == 2
+        assert "tests.procs_app.nothing is missing, not an aqueue.App" in worker.output
+        assert "worker process" not in worker.output
