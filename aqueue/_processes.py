@@ -11,7 +11,8 @@ touches Redis; it only starts, watches and signals its children:
 - A child that exits 0 was told to stop (``aqueue control shutdown``) or ran out of work
   (``--burst``); it is not replaced. The supervisor ends when no child is left.
 - A child that fails with a usage or start-up error (exit 1 or 2) within seconds of its
-  start would fail again: the supervisor stops the others and exits with that code.
+  start would fail again: the supervisor stops the others and exits with that code. With
+  ``--reload`` it waits for the next change of the code instead (the fix of a typo).
 
 Children run in a process group of their own, so a Ctrl-C at a terminal reaches them once,
 through the supervisor, rather than twice (which would hurry them). SIGTERM and SIGINT are
@@ -57,6 +58,12 @@ class _Slot:
     restart_at: float | None = None
     replace: bool = False
     """Restart it once it has exited, whatever its exit code (a reload)."""
+    awaits_change: bool = False
+    """With ``--reload``: it failed to start; the next change of the code restarts it."""
+
+    @property
+    def in_use(self) -> bool:
+        return self.process is not None or self.restart_at is not None or self.awaits_change
 
 
 class Supervisor:
@@ -101,9 +108,7 @@ class Supervisor:
             logger.info("supervisor %d starting %d worker processes", os.getpid(), len(self._slots))
             for slot in self._slots:
                 self._start(slot)
-            while any(
-                slot.process is not None or slot.restart_at is not None for slot in self._slots
-            ):
+            while any(slot.in_use for slot in self._slots):
                 self._wake.wait(self._next_timeout())
                 self._wake.clear()
                 self._pass_signals()
@@ -143,6 +148,7 @@ class Supervisor:
             self._stopping = True
             for slot in self._slots:
                 slot.restart_at = None
+                slot.awaits_change = False
                 if slot.process is not None and slot.process.poll() is None:
                     slot.process.send_signal(sig)
 
@@ -155,7 +161,8 @@ class Supervisor:
             if slot.process is not None and slot.process.poll() is None:
                 slot.replace = True
                 slot.process.send_signal(signal.SIGTERM)
-            elif slot.restart_at is not None:
+            elif slot.restart_at is not None or slot.awaits_change:
+                slot.awaits_change = False
                 slot.restart_at = time.monotonic()
 
     def _reap(self) -> None:
@@ -178,6 +185,15 @@ class Supervisor:
                 slot.restart_at = now
             elif code == 0:
                 logger.info("worker process %d stopped and is not replaced", process.pid)
+            elif code in (1, 2) and lived < START_FAILURE_WINDOW and self._watch is not None:
+                # Most often a mistake in the code just saved: the fix will be saved too.
+                logger.error(
+                    "worker process %d failed to start (exit %d, its output says why); "
+                    "waiting for a change of the code",
+                    process.pid,
+                    code,
+                )
+                slot.awaits_change = True
             elif code in (1, 2) and lived < START_FAILURE_WINDOW:
                 logger.error(
                     "worker process %d failed to start (exit %d, its output says why); "

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
-from tests.processes import ROOT, worker_process
+from tests.processes import ROOT, Process, worker_process
 
 ONE_LOOP = True  # the workers are processes: the test's own loop makes no difference
 
@@ -233,3 +233,37 @@ def test_a_bad_app_fails_at_once_with_several_processes(
         assert worker.wait(20) == 2
         assert "tests.procs_app.nothing is missing, not an aqueue.App" in worker.output
         assert "worker process" not in worker.output
+
+
+async def test_reload_waits_for_a_fix_when_a_change_breaks_the_app(
+    server: RedisServer, namespace: str, producer: aqueue.App, tmp_path: Path
+) -> None:
+    module = tmp_path / "reloaded_app.py"
+    working = (
+        "import os\nimport aqueue\n"
+        "app = aqueue.App(namespace=os.environ['AQUEUE_TEST_NAMESPACE'], lease=1.5)\n"
+    )
+    module.write_text(working)
+    with worker_process(
+        server, namespace, "--reload", cwd=tmp_path, app="reloaded_app:app"
+    ) as supervisor:
+        await eventually(lambda: _count_is(producer, 1), timeout=20)
+        module.write_text(working + "this is not python\n")
+        await eventually(lambda: _said(supervisor, "waiting for a change of the code"), timeout=20)
+        assert supervisor.process.poll() is None
+        module.write_text(working)
+        await eventually(lambda: _count_is(producer, 1), timeout=20)
+
+
+async def _said(process: Process, text: str) -> bool:
+    return text in process.output
+
+
+async def test_worker_processes_stop_gracefully_when_their_supervisor_is_killed(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-p", "2") as supervisor:
+        await eventually(lambda: _count_is(producer, 2), timeout=20)
+        supervisor.process.kill()
+        await eventually(lambda: _count_is(producer, 0), timeout=10)
+        assert supervisor.output.count("is gone: stopping") == 2
