@@ -174,8 +174,10 @@ class Supervisor:
             slot.process = None
             lived = now - slot.started
             if self._stopping:
-                if code not in (0, RECYCLE_EXIT):
-                    logger.warning("worker process %d exited with %s", process.pid, _describe(code))
+                # Killed by the stop signal itself: it came before the child had installed its
+                # handlers, while it was starting, so it held no job yet.
+                if code not in (0, RECYCLE_EXIT, *(-sig for sig in STOP_SIGNALS)):
+                    logger.warning("worker process %d %s", process.pid, _describe(code))
                     self._exit_code = 1
             elif slot.replace:
                 slot.replace = False

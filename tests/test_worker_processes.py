@@ -198,6 +198,16 @@ async def _has_succeeded(job: aqueue.Job[int]) -> bool:
     return await job.status() is aqueue.JobStatus.SUCCEEDED
 
 
+async def test_a_sigterm_while_the_worker_processes_start_exits_0(
+    server: RedisServer, namespace: str
+) -> None:
+    with worker_process(server, namespace, "-p", "2") as supervisor:
+        # Right after the supervisor started them: the children are still importing.
+        await eventually(lambda: _said(supervisor, "started (2 of 2)"), timeout=20)
+        supervisor.process.send_signal(signal.SIGTERM)
+        assert supervisor.wait(15) == 0
+
+
 async def test_a_second_sigterm_hurries_the_worker_processes_handing_running_jobs_back(
     server: RedisServer, namespace: str, producer: aqueue.App, redis: Redis
 ) -> None:
