@@ -98,12 +98,10 @@ class Supervisor:
             sig: signal.signal(sig, self._on_signal) for sig in (*STOP_SIGNALS, signal.SIGCHLD)
         }
         done = threading.Event()
-        watcher = None
         if self._watch is not None:
-            watcher = threading.Thread(
+            threading.Thread(
                 target=self._watch, args=(self._on_change, done), name="aqueue reload", daemon=True
-            )
-            watcher.start()
+            ).start()
         try:
             logger.info("supervisor %d starting %d worker processes", os.getpid(), len(self._slots))
             for slot in self._slots:
