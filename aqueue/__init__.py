@@ -29,6 +29,7 @@ from ._canvas import (
 from ._context import JobContext, current_job
 from ._hooks import ResourceKey, WorkerHook
 from ._job import Job, JobInfo, JobStatus, RemoteError
+from ._logging import JobLogFilter, JsonLogFormatter
 from ._middleware import CallNext, Middleware, OutgoingJob
 from ._queue import DeadLetter, Queue, QueueStats
 from ._registry import WorkerInfo
@@ -75,9 +76,11 @@ __all__ = [
     "JobCancelled",
     "JobContext",
     "JobInfo",
+    "JobLogFilter",
     "JobNotFound",
     "JobOptions",
     "JobStatus",
+    "JsonLogFormatter",
     "JsonSerializer",
     "Middleware",
     "NotInJob",

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import click
 
 from ._app import App
+from ._logging import JobLogFilter, JsonLogFormatter
+from ._processes import RECYCLE_EXIT, Supervisor
 from ._version import __version__
 from ._worker import Worker
 from .exceptions import AqueueError, JobNotFound
@@ -181,6 +183,45 @@ def main() -> None:
     help="Every Nth read takes the lowest waiting priority level first (default: off).",
 )
 @click.option(
+    "-p",
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    show_envvar=True,
+    envvar="AQUEUE_PROCESSES",
+    help="Worker processes, under one supervisor that restarts a crashed one.",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(min=1),
+    default=None,
+    show_envvar=True,
+    envvar="AQUEUE_MAX_TASKS_PER_CHILD",
+    help="Replace a worker process after it has started this many jobs (default: never).",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MIB",
+    show_envvar=True,
+    envvar="AQUEUE_MAX_MEMORY_PER_CHILD",
+    help="Replace a worker process once a job ends with it above this many MiB resident.",
+)
+@click.option(
+    "--burst",
+    is_flag=True,
+    show_envvar=True,
+    envvar="AQUEUE_BURST",
+    help="Exit 0 once the queues hold no job ready to run and none is running.",
+)
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Restart the workers when a .py file under this directory changes (development).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -188,24 +229,56 @@ def main() -> None:
     show_envvar=True,
     envvar="AQUEUE_LOG_LEVEL",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    show_envvar=True,
+    envvar="AQUEUE_LOG_FORMAT",
+    help="json: one object per line, with the job id, task, queue and attempt of each record.",
+)
+@click.option("--supervised", is_flag=True, hidden=True)
 @loop_option
+@click.pass_context
 @_fail_cleanly
 def worker(
+    ctx: click.Context,
     app_path: str,
     queues: tuple[str, ...],
     concurrency: int,
     grace_period: float,
     threads: int,
     starvation_guard: int | None,
+    processes: int,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
+    burst: bool,
+    reload: bool,
     log_level: str,
+    log_format: str,
+    supervised: bool,
     loop: str,
 ) -> None:
     """Run a worker for APP (module:attribute) until SIGTERM or SIGINT.
 
     The first signal stops gracefully; a second one stops at once, handing running jobs
-    back to their queues.
+    back to their queues. With --max-tasks-per-child or --max-memory-per-child and no
+    supervisor (-p 1, no --reload), the worker exits 0 when its limit is reached, for the
+    service manager to start it again.
     """
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    configure_logging(log_level, log_format)
+    if (processes > 1 or reload) and not supervised:
+        # Checked here, once, rather than N times over in the children.
+        load_app(app_path)
+        watch = None
+        if reload:
+            try:
+                from ._reload import watch_code
+            except ImportError as exc:
+                raise click.UsageError(str(exc)) from None
+            watch = watch_code
+        sys.exit(Supervisor(_child_arguments(ctx), processes, watch=watch).run())
     app = load_app(app_path)
     if not app.tasks:
         # Tasks kept in modules that the app's module does not import are a first project's
@@ -234,13 +307,70 @@ def worker(
         grace_period=grace_period,
         threads=threads,
         starvation_guard=starvation_guard,
+        max_jobs=max_tasks_per_child,
+        max_memory_mib=max_memory_per_child,
+        burst=burst,
     )
 
     async def serve() -> None:
         async with app:
-            await the_worker.run()
+            if supervised:
+                async with asyncio.TaskGroup() as group:
+                    orphaned = group.create_task(_stop_when_orphaned(the_worker))
+                    await the_worker.run()
+                    orphaned.cancel()
+            else:
+                await the_worker.run()
 
     run_async(serve, loop)
+    if supervised and the_worker.recycled:
+        sys.exit(RECYCLE_EXIT)
+
+
+SUPERVISOR_ONLY = frozenset({"processes", "reload"})
+"""The worker command's options that the supervisor keeps to itself."""
+
+
+def _child_arguments(ctx: click.Context) -> list[str]:
+    """The worker command's arguments, as given, for a supervised child to run alone."""
+    arguments: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name in SUPERVISOR_ONLY or value is None:
+            continue
+        if isinstance(param, click.Argument):
+            arguments.append(str(value))
+            continue
+        flag = max(param.opts, key=len)
+        if isinstance(param, click.Option) and param.is_flag:
+            arguments += [flag] if value else []
+        elif param.multiple:
+            arguments += [part for item in value for part in (flag, str(item))]
+        else:
+            arguments += [flag, str(value)]
+    return arguments
+
+
+async def _stop_when_orphaned(the_worker: Worker) -> None:
+    # A supervisor killed outright cannot stop its children: each notices it is gone
+    # (adopted by another parent) and stops gracefully on its own.
+    parent = os.getppid()
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            break
+    logger.warning("the supervisor (pid %d) is gone: stopping", parent)
+    the_worker.stop()
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """The command's logging: to stderr, each record knowing the job it came from."""
+    handler = logging.StreamHandler()
+    handler.addFilter(JobLogFilter())
+    handler.setFormatter(
+        JsonLogFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT)
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 @main.command()

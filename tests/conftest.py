@@ -34,9 +34,10 @@ def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Every async test runs on both loops a user may pick, except the fault tests: their
-    workers are processes of their own (on uvloop, the CLI's default)."""
-    if "faults" in item.path.parts:
+    """Every async test runs on both loops a user may pick, except the fault tests and the
+    modules that say ``ONE_LOOP = True``: their workers are processes of their own."""
+    module = getattr(item, "module", None)
+    if "faults" in item.path.parts or getattr(module, "ONE_LOOP", False):
         return {"asyncio": asyncio.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 

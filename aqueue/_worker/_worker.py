@@ -30,6 +30,7 @@ from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
 from ..exceptions import ConfigurationError, ConnectionFailed
 from ._acker import Acker
+from ._burst import until_drained
 from ._control import Controller
 from ._fetcher import Fetcher, Slots
 from ._lease import LeaseKeeper
@@ -37,6 +38,7 @@ from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
 from ._presence import Presence
 from ._reclaim import Reclaimer, prune_consumers
+from ._recycle import Recycler
 from ._runner import Runner, failure_outcome
 from ._scheduler import Scheduler
 from ._supervisor import Loops
@@ -63,6 +65,14 @@ class Worker:
         starvation_guard: With a backlog on several priority levels, every this many reads
             take from the lowest waiting level first, so low-priority work still moves while
             higher work keeps coming. ``None`` (the default): strictly higher first.
+        max_jobs: Stop fetching once this many jobs have started, finish them and stop, so
+            that a supervisor (``aqueue worker -p N``) replaces the process; :attr:`recycled`
+            then says so. Jobs already read in the same batch as the last one allowed (at most
+            ``concurrency - 1``) still run here.
+        max_memory_mib: Stop gracefully, as ``max_jobs`` does, once a job ends with the
+            process's resident memory above this many MiB.
+        burst: Stop once the queues hold no job ready to run (none waiting in an unpaused
+            queue, no delayed job due) and nothing runs in this worker.
 
     Run it until stopped with ``await worker.run()``, or in the background of a running loop
     with ``async with worker: ...`` (leaving the block stops it gracefully).
@@ -78,9 +88,16 @@ class Worker:
         threads: int = 20,
         name: str | None = None,
         starvation_guard: int | None = None,
+        max_jobs: int | None = None,
+        max_memory_mib: int | None = None,
+        burst: bool = False,
     ) -> None:
         whole_number(concurrency, "concurrency")
         whole_number(threads, "threads")
+        if max_jobs is not None:
+            whole_number(max_jobs, "max_jobs")
+        if max_memory_mib is not None:
+            whole_number(max_memory_mib, "max_memory_mib")
         self.app = app
         self.queues = [check_name("queue", q) for q in (queues or [app.default_queue])]
         self.concurrency = concurrency
@@ -121,6 +138,11 @@ class Worker:
         self._died: Exception | None = None
         """What a loop of this worker died of (raised once the worker has stopped)."""
         self._resources: dict[ResourceKey[Any], Any] = {}
+        self._recycler = Recycler(max_jobs=max_jobs, max_memory_mib=max_memory_mib)
+        self.burst = burst
+        self._signalled = False
+        self.recycled = False
+        """Whether the worker stopped because of ``max_jobs`` or ``max_memory_mib``."""
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} queues={self.queues}>"
@@ -211,13 +233,18 @@ class Worker:
         await self._background
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self._stop_requested.is_set():
+        # Only a second signal hurries: one that comes while the worker already stops on its
+        # own (a recycle, --burst, a remote shutdown) is the supervisor's or the service
+        # manager's first, and running jobs keep their grace period.
+        if self._signalled:
             logger.warning("%s again: stopping now, handing running jobs back", sig.name)
+            self._hurry.set()
         else:
             logger.info(
                 "%s: stopping; running jobs get %.0f s to finish", sig.name, self.grace_period
             )
-        self.stop()
+        self._signalled = True
+        self._stop_once()
 
     async def _serve(self, started: asyncio.Future[None] | None) -> None:
         app = self.app
@@ -310,6 +337,7 @@ class Worker:
                 acker.submit(Outcome(delivery, Action.FINISH))
                 return
             in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
+            self._recycle_if(self._recycler.started())
             job = asyncio.create_task(self._run_job(runner, acker, delivery, attempt))
             self._running.add(job)
             self._by_job[job_id] = job
@@ -360,6 +388,8 @@ class Worker:
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
                 loops.start("controller", Controller(app, self.name, self._stop_once).run)
+                if self.burst:
+                    loops.start("burst watch", self._stop_when_drained)
                 logger.info(
                     "worker %s serving %s with concurrency %d",
                     self.name,
@@ -394,6 +424,17 @@ class Worker:
         # as a second signal would: only a signal (someone at the console) does that.
         if not self._stop_requested.is_set():
             self.stop()
+
+    def _recycle_if(self, reason: str | None) -> None:
+        if reason is not None and not self._stop_requested.is_set():
+            logger.info("worker %s recycles: %s; stopping gracefully", self.name, reason)
+            self.recycled = True
+            self.stop()
+
+    async def _stop_when_drained(self) -> None:
+        await until_drained(self.app, self._keys, lambda: len(self._running))
+        logger.info("worker %s: no work left in %s (--burst)", self.name, ", ".join(self.queues))
+        self._stop_once()
 
     def _loop_died(self, error: Exception, hurry: bool) -> None:
         if self._died is None:
@@ -432,6 +473,7 @@ class Worker:
             )
         self._presence.ran(outcome)
         acker.submit(outcome)
+        self._recycle_if(self._recycler.ended())
 
     async def _finish_running(self) -> None:
         if self._running and not self._hurry.is_set():

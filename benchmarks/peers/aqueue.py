@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -36,6 +37,10 @@ async def echo(i: int) -> int:
 
 TASKS = {"noop": noop, "sleep": sleep, "echo": echo}
 
+# BENCH_AQUEUE_PROCESSES=N runs each worker as `aqueue worker -p N`: N processes under one
+# supervisor (compare with the scale2/scale4 rows, which start N separate workers).
+PROCESSES = int(os.environ.get("BENCH_AQUEUE_PROCESSES", "1"))
+
 
 def worker_argv(kind: str, concurrency: int) -> list[str]:
     return [
@@ -44,6 +49,8 @@ def worker_argv(kind: str, concurrency: int) -> list[str]:
         "peers.aqueue:app",
         "-c",
         str(concurrency),
+        "-p",
+        str(PROCESSES),
         "--log-level",
         "WARNING",
     ]
@@ -51,7 +58,8 @@ def worker_argv(kind: str, concurrency: int) -> list[str]:
 
 def settings(kind: str, concurrency: int) -> str:
     ttl = "result_ttl=3600" if RESULTS else "result_ttl=0"
-    return f"`aqueue worker -c {concurrency}` (uvloop), {ttl}"
+    processes = f" -p {PROCESSES}" if PROCESSES > 1 else ""
+    return f"`aqueue worker -c {concurrency}{processes}` (uvloop), {ttl}"
 
 
 class Client:
