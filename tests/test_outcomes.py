@@ -131,6 +131,26 @@ async def test_an_outcome_refused_for_want_of_replicas_is_written_once_they_are_
     assert meanwhile is aqueue.JobStatus.RUNNING
 
 
+async def test_a_worker_stopping_while_its_server_is_a_read_only_replica_stops_cleanly(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    """Leaving its consumer group is housekeeping: a failover under way does not make the
+    stop fail (with nothing pending, the consumer is pruned later by any worker)."""
+    app = aqueue.App(own_server.url, namespace="leaving")
+
+    @app.task
+    async def quick() -> str:
+        return "done"
+
+    async with app:
+        worker = aqueue.Worker(app)
+        serving = asyncio.create_task(worker.run(handle_signals=False))
+        assert await (await quick.enqueue()).result(timeout=5) == "done"
+        await admin.replicaof("127.0.0.1", 1)  # a failover: it turns replica
+        worker.stop()
+        await asyncio.wait_for(serving, 5)  # raised READONLY before
+
+
 async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
     server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
