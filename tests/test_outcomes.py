@@ -151,6 +151,35 @@ async def test_a_worker_stopping_while_its_server_is_a_read_only_replica_stops_c
         await asyncio.wait_for(serving, 5)  # raised READONLY before
 
 
+async def test_a_start_refused_at_maxmemory_is_made_once_memory_frees_not_after_the_lease(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    """A job read while the server is full is this worker's: its start (a write) is tried
+    again, its lease renewed, instead of leaving it to lapse and be claimed as abandoned."""
+    app = aqueue.App(own_server.url, namespace="full-start", lease=5)
+    release = asyncio.Event()
+
+    @app.task
+    async def first() -> None:
+        await release.wait()
+
+    @app.task
+    async def second() -> str:
+        return "done"
+
+    async with app, aqueue.Worker(app, concurrency=1):
+        running = await first.enqueue()
+        await eventually(lambda: _is_running(running))
+        waiting = await second.enqueue()  # read once the slot frees, at maxmemory
+        await admin.config_set("maxmemory", 1)  # noeviction, the default policy
+        release.set()
+        await asyncio.sleep(1.5)
+        await admin.config_set("maxmemory", 0)
+        # Left to its lease, it would start only once claimed, 5 s after it was read.
+        assert await waiting.result(timeout=3) == "done"
+        assert (await waiting.info()).attempts == 1
+
+
 async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
     server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:

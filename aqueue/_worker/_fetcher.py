@@ -34,7 +34,7 @@ from .._limits import Limits
 from .._message import record_ttl
 from .._redis._backoff import Backoff
 from .._redis._direct import ScriptCall
-from .._redis._errors import REDIS_ERRORS
+from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import GROUP, Keys
 from .._redis._scripts import FETCH, START, execute
 from ._levels import Levels
@@ -306,7 +306,8 @@ class Fetcher:
         if scripted:
             replies = await self._start_scripts(scripted)
             if replies is None:
-                # Stopping, and the server does not answer: handed back with the held ones.
+                # Stopping, and the server does not answer or refuses the starts for now:
+                # handed back with the held ones.
                 for _ in deliveries:
                     self._slots.give()
                 self._hold(deliveries)
@@ -379,7 +380,10 @@ class Fetcher:
 
     async def _start_scripts(self, deliveries: list[Delivery]) -> list[Any] | None:
         # The entries are ours now: keep trying, since giving up would strand them until
-        # their lease lapses. Only a stop ends the attempts (they are then reclaimed).
+        # their lease lapses and have them claimed as a dead worker's. That holds for a
+        # server that refuses the start's writes for now (OOM at maxmemory, READONLY in a
+        # failover) too: only those starts are made again, the others' verdicts stand. Only
+        # a stop ends the attempts (the entries are then handed back).
         backoff = Backoff(logger, "start jobs")
         calls: list[ScriptCall] = []
         for delivery in deliveries:
@@ -402,16 +406,30 @@ class Fetcher:
                 keys += more_keys
                 args += more_args
             calls.append((START, keys, args))
+        replies: list[Any] = [None] * len(calls)
+        waiting = list(range(len(calls)))
         while True:
             try:
-                replies = await self._app._direct.run(calls)
+                answers = await self._app._direct.run([calls[i] for i in waiting])
             except REDIS_ERRORS as exc:
                 if self._stopping:
                     return None
                 await backoff.failed(exc)
                 continue
-            backoff.succeeded()
-            return replies
+            for i, answer in zip(waiting, answers, strict=True):
+                replies[i] = answer
+            waiting = [i for i in waiting if passing_refusal(replies[i])]
+            if not waiting:
+                backoff.succeeded()
+                return replies
+            if self._stopping:
+                return None
+            for i in waiting:
+                # Renewed while they wait: no worker (this one's reclaimer included) may
+                # take them as abandoned.
+                delivery = deliveries[i]
+                self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
+            await backoff.failed(replies[waiting[0]])
 
 
 def _pairs(raw: list[bytes]) -> dict[bytes, bytes]:
