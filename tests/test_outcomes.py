@@ -180,6 +180,24 @@ async def test_a_start_refused_at_maxmemory_is_made_once_memory_frees_not_after_
         assert (await waiting.info()).attempts == 1
 
 
+async def test_reads_refused_during_a_failover_are_retried_without_blaming_the_queues_keys(
+    own_server: RedisServer, admin: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = aqueue.App(own_server.url, namespace="failover")
+
+    @app.task
+    async def quick() -> str:
+        return "done"
+
+    async with app, aqueue.Worker(app):
+        await admin.replicaof("127.0.0.1", 1)  # the worker's reads are refused a while
+        await asyncio.sleep(1)
+        await admin.replicaof("NO", "ONE")
+        assert await (await quick.enqueue()).result(timeout=5) == "done"
+    assert "cannot read jobs" in caplog.text  # said once, as an outage
+    assert "check the queue's keys" not in caplog.text
+
+
 async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
     server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:

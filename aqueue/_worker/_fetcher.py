@@ -168,6 +168,12 @@ class Fetcher:
                 await backoff.failed(exc)
                 continue
             except RedisError as exc:
+                if passing_refusal(exc) or str(exc).startswith("UNBLOCKED"):
+                    # A failover: the server turned replica (ending a waiting read with
+                    # UNBLOCKED), or one that cannot take the read's writes yet. An outage,
+                    # not a fault of the queue's keys.
+                    await backoff.failed(exc)
+                    continue
                 if "NOGROUP" in str(exc):
                     logger.warning("consumer group missing; creating it again")
                     missing_group = True
