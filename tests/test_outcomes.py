@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
 from aqueue.testing import RedisServer
-from tests.helpers import eventually
+from tests.helpers import eventually, read_as
 
 
 @pytest.fixture(params=["valkey", "redis"])
@@ -198,6 +198,32 @@ async def test_reads_refused_during_a_failover_are_retried_without_blaming_the_q
     assert "check the queue's keys" not in caplog.text
 
 
+async def test_a_worker_claiming_a_job_whose_start_the_full_server_refuses_still_stops(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    """Its claim waits on the start, which waits for memory: a stop ends that wait."""
+    app = aqueue.App(own_server.url, namespace="full-claim", lease=2)
+
+    @app.task
+    async def quick() -> None:
+        pass
+
+    async with app:
+        await quick.enqueue()
+        await read_as(admin, Keys("full-claim", "default"), "a-dead-worker")
+        worker = aqueue.Worker(app)
+        serving = asyncio.create_task(worker.run(handle_signals=False))
+        await eventually(lambda: _has_consumers(admin, 2))
+        await admin.config_set("maxmemory", 1)  # noeviction, the default policy
+        await eventually(lambda: _claimed(admin), timeout=8)
+        worker.stop()
+        worker.stop()
+        try:
+            await asyncio.wait_for(serving, 5)
+        finally:
+            await admin.config_set("maxmemory", 0)
+
+
 async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
     server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -286,3 +312,15 @@ async def _delivered_again(redis: Redis, stream: bytes) -> bool:
 
 async def _says(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return text in caplog.text
+
+
+async def _claimed(redis: Redis) -> bool:
+    """Whether the worker took the dead worker's entry (a server that lets the start be
+    written at maxmemory, as Redis 7.0 may, even ran it)."""
+    pending = await redis.xpending_range(Keys("full-claim", "default").stream, GROUP, "-", "+", 1)
+    return all(entry["consumer"] != b"a-dead-worker" for entry in pending)
+
+
+async def _has_consumers(redis: Redis, count: int) -> bool:
+    consumers = await redis.xinfo_consumers(Keys("full-claim", "default").stream, GROUP)
+    return len(consumers) == count

@@ -107,6 +107,8 @@ class Fetcher:
         self._start_job = start_job
         self._skip = skip
         self._stopping = False
+        self._giving_up = False
+        """Starts the server fails or refuses are no longer tried again (the worker stops)."""
         self._reader_id: int | None = None
         self.skipped = 0
         """Entries acked without running: their job had already ended (or was cancelled)."""
@@ -185,8 +187,16 @@ class Fetcher:
                 continue
             backoff.succeeded()
 
+    def give_up_starts(self) -> None:
+        """Try no start again that the server fails or refuses: hand its entries back.
+
+        Called as the worker begins to stop, before it waits for a claim in flight to start
+        its jobs, which must not wait for the server's memory or return."""
+        self._giving_up = True
+
     async def stop(self) -> None:
         """Stop fetching; a blocked read returns at once where the server allows it."""
+        self.give_up_starts()
         self._stopping = True
         self._slots.wake()  # a fetcher waiting for a slot sees _stopping and leaves
         await self._unblock()
@@ -313,10 +323,12 @@ class Fetcher:
             replies = await self._start_scripts(scripted)
             if replies is None:
                 # Stopping, and the server does not answer or refuses the starts for now:
-                # handed back with the held ones.
-                for _ in deliveries:
+                # handed back at once, their leases renewed until then. (Not held: a claim
+                # can end here after the fetching, which hands back what it holds, ended.)
+                for delivery in deliveries:
                     self._slots.give()
-                self._hold(deliveries)
+                    self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
+                    self._skip(Outcome(delivery, Action.REQUEUE))
                 return
             verdicts = {id(d): reply for d, reply in zip(scripted, replies, strict=True)}
         for delivery in deliveries:
@@ -418,7 +430,7 @@ class Fetcher:
             try:
                 answers = await self._app._direct.run([calls[i] for i in waiting])
             except REDIS_ERRORS as exc:
-                if self._stopping:
+                if self._giving_up:
                     return None
                 await backoff.failed(exc)
                 continue
@@ -428,7 +440,7 @@ class Fetcher:
             if not waiting:
                 backoff.succeeded()
                 return replies
-            if self._stopping:
+            if self._giving_up:
                 return None
             for i in waiting:
                 # Renewed while they wait: no worker (this one's reclaimer included) may

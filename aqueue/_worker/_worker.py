@@ -359,6 +359,7 @@ class Worker:
                 await self._stop_requested.wait()  # a stop, or a loop that died
                 # Take no more work, not even other workers' lapsed jobs; no command of
                 # theirs is cancelled mid-reply.
+                fetcher.give_up_starts()  # or a claim in flight may wait for the server
                 await reclaimer.stop_claiming()
                 scheduler.stop()
                 await fetcher.stop()
