@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
 from aqueue.testing import RedisServer
-from tests.helpers import eventually
+from tests.helpers import eventually, read_as
 
 
 @pytest.fixture(params=["valkey", "redis"])
@@ -131,6 +131,99 @@ async def test_an_outcome_refused_for_want_of_replicas_is_written_once_they_are_
     assert meanwhile is aqueue.JobStatus.RUNNING
 
 
+async def test_a_worker_stopping_while_its_server_is_a_read_only_replica_stops_cleanly(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    """Leaving its consumer group is housekeeping: a failover under way does not make the
+    stop fail (with nothing pending, the consumer is pruned later by any worker)."""
+    app = aqueue.App(own_server.url, namespace="leaving")
+
+    @app.task
+    async def quick() -> str:
+        return "done"
+
+    async with app:
+        worker = aqueue.Worker(app)
+        serving = asyncio.create_task(worker.run(handle_signals=False))
+        assert await (await quick.enqueue()).result(timeout=5) == "done"
+        await admin.replicaof("127.0.0.1", 1)  # a failover: it turns replica
+        worker.stop()
+        await asyncio.wait_for(serving, 5)  # raised READONLY before
+
+
+async def test_a_start_refused_at_maxmemory_is_made_once_memory_frees_not_after_the_lease(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    """A job read while the server is full is this worker's: its start (a write) is tried
+    again, its lease renewed, instead of leaving it to lapse and be claimed as abandoned."""
+    app = aqueue.App(own_server.url, namespace="full-start", lease=5)
+    release = asyncio.Event()
+
+    @app.task
+    async def first() -> None:
+        await release.wait()
+
+    @app.task
+    async def second() -> str:
+        return "done"
+
+    async with app, aqueue.Worker(app, concurrency=1):
+        running = await first.enqueue()
+        await eventually(lambda: _is_running(running))
+        waiting = await second.enqueue()  # read once the slot frees, at maxmemory
+        await admin.config_set("maxmemory", 1)  # noeviction, the default policy
+        release.set()
+        await asyncio.sleep(1.5)
+        await admin.config_set("maxmemory", 0)
+        # Left to its lease, it would start only once claimed, 5 s after it was read.
+        assert await waiting.result(timeout=3) == "done"
+        assert (await waiting.info()).attempts == 1
+
+
+async def test_reads_refused_during_a_failover_are_retried_without_blaming_the_queues_keys(
+    own_server: RedisServer, admin: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = aqueue.App(own_server.url, namespace="failover")
+
+    @app.task
+    async def quick() -> str:
+        return "done"
+
+    async with app, aqueue.Worker(app):
+        await admin.replicaof("127.0.0.1", 1)  # the worker's reads are refused a while
+        await asyncio.sleep(1)
+        await admin.replicaof("NO", "ONE")
+        assert await (await quick.enqueue()).result(timeout=5) == "done"
+    assert "cannot read jobs" in caplog.text  # said once, as an outage
+    assert "check the queue's keys" not in caplog.text
+
+
+async def test_a_worker_claiming_a_job_whose_start_the_full_server_refuses_still_stops(
+    own_server: RedisServer, admin: Redis
+) -> None:
+    """Its claim waits on the start, which waits for memory: a stop ends that wait."""
+    app = aqueue.App(own_server.url, namespace="full-claim", lease=2)
+
+    @app.task
+    async def quick() -> None:
+        pass
+
+    async with app:
+        await quick.enqueue()
+        await read_as(admin, Keys("full-claim", "default"), "a-dead-worker")
+        worker = aqueue.Worker(app)
+        serving = asyncio.create_task(worker.run(handle_signals=False))
+        await eventually(lambda: _has_consumers(admin, 2))
+        await admin.config_set("maxmemory", 1)  # noeviction, the default policy
+        await eventually(lambda: _claimed(admin), timeout=8)
+        worker.stop()
+        worker.stop()
+        try:
+            await asyncio.wait_for(serving, 5)
+        finally:
+            await admin.config_set("maxmemory", 0)
+
+
 async def test_an_outcome_write_that_fails_leaves_the_entry_pending_not_acked(
     server: RedisServer, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -219,3 +312,15 @@ async def _delivered_again(redis: Redis, stream: bytes) -> bool:
 
 async def _says(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return text in caplog.text
+
+
+async def _claimed(redis: Redis) -> bool:
+    """Whether the worker took the dead worker's entry (a server that lets the start be
+    written at maxmemory, as Redis 7.0 may, even ran it)."""
+    pending = await redis.xpending_range(Keys("full-claim", "default").stream, GROUP, "-", "+", 1)
+    return all(entry["consumer"] != b"a-dead-worker" for entry in pending)
+
+
+async def _has_consumers(redis: Redis, count: int) -> bool:
+    consumers = await redis.xinfo_consumers(Keys("full-claim", "default").stream, GROUP)
+    return len(consumers) == count

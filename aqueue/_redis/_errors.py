@@ -8,8 +8,15 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
+    BusyLoadingError,
+    ClusterDownError,
     DataError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisError,
+    ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -19,6 +26,27 @@ from ..exceptions import AqueueError, ConfigurationError, ConnectionFailed, Serv
 
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 """What a lost or unreachable server raises: worth a retry, not a crash."""
+
+_PASSING_REFUSALS = (
+    ReadOnlyError,  # READONLY: a replica, e.g. the old master during a failover
+    OutOfMemoryError,  # OOM: maxmemory with noeviction, until results expire or memory grows
+    BusyLoadingError,  # LOADING: a restarted server reading its data back
+    MasterDownError,  # MASTERDOWN: a replica cut off from its master
+    TryAgainError,  # TRYAGAIN, CLUSTERDOWN: a cluster moving slots or electing
+    ClusterDownError,
+)
+"""Error replies of a server that cannot write now but will."""
+_PASSING_CODES = ("NOREPLICAS ", "BUSY ")
+"""The same, for refusals redis-py gives no class of their own: too few replicas in sync
+(min-replicas-to-write), and another script running past lua-time-limit."""
+
+
+def passing_refusal(error: object) -> bool:
+    """Whether the server refused a write for now only: worth writing again, after a pause,
+    while the worker keeps the entry (and renews its lease)."""
+    return isinstance(error, _PASSING_REFUSALS) or (
+        type(error) is ResponseError and str(error).startswith(_PASSING_CODES)
+    )
 
 
 def redact(url: str) -> str:

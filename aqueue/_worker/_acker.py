@@ -11,38 +11,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-)
-
 from .._redis._backoff import Backoff
 from .._redis._direct import DirectCalls, ScriptCall
-from .._redis._errors import REDIS_ERRORS
+from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
 from .._redis._scripts import FINISH, RELEASE, REQUEUE
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
-
-_PASSING_REFUSALS = (
-    ReadOnlyError,  # READONLY: a replica, e.g. the old master during a failover
-    OutOfMemoryError,  # OOM: maxmemory with noeviction, until results expire or memory grows
-    BusyLoadingError,  # LOADING: a restarted server reading its data back
-    MasterDownError,  # MASTERDOWN: a replica cut off from its master
-    TryAgainError,  # TRYAGAIN, CLUSTERDOWN: a cluster moving slots or electing
-    ClusterDownError,
-)
-"""Error replies of a server that cannot write now but will: the outcome waits and is tried
-again, its entry kept (and its lease renewed) by this worker meanwhile."""
-_PASSING_CODES = ("NOREPLICAS ", "BUSY ")
-"""The same, for refusals redis-py gives no class of their own: too few replicas in sync
-(min-replicas-to-write), and another script running past lua-time-limit."""
 
 
 class Acker:
@@ -191,7 +167,7 @@ class Acker:
         for outcome, reply in zip(batch, replies, strict=True):
             if not isinstance(reply, Exception):
                 continue
-            if _passing(reply):
+            if passing_refusal(reply):
                 refused_for_now.append(outcome)
                 refusal = refusal or reply
                 continue
@@ -251,13 +227,6 @@ class Acker:
         self._telling.discard(telling)
         if not self._pending and not self._telling:
             self._idle.set()
-
-
-def _passing(error: Exception) -> bool:
-    """Whether the server refused a write for now only (see ``_PASSING_REFUSALS``)."""
-    return isinstance(error, _PASSING_REFUSALS) or (
-        type(error) is ResponseError and str(error).startswith(_PASSING_CODES)
-    )
 
 
 def _release(calls: list[ScriptCall], outcome: Outcome, releases: set[int]) -> None:

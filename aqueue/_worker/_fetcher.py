@@ -36,7 +36,7 @@ from .._limits import Limits
 from .._message import record_ttl
 from .._redis._backoff import Backoff
 from .._redis._direct import ScriptCall
-from .._redis._errors import REDIS_ERRORS
+from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import GROUP, Keys
 from .._redis._scripts import FETCH, START, execute
 from ._levels import Levels
@@ -112,6 +112,8 @@ class Fetcher:
         self._woken = asyncio.Event()
         """Set by a stop or a change of levels or pauses: ends the wait of a worker whose
         queues are all paused."""
+        self._giving_up = False
+        """Starts the server fails or refuses are no longer tried again (the worker stops)."""
         self._reader_id: int | None = None
         self.skipped = 0
         """Entries acked without running: their job had already ended (or was cancelled)."""
@@ -180,6 +182,12 @@ class Fetcher:
                 await backoff.failed(exc)
                 continue
             except RedisError as exc:
+                if passing_refusal(exc) or str(exc).startswith("UNBLOCKED"):
+                    # A failover: the server turned replica (ending a waiting read with
+                    # UNBLOCKED), or one that cannot take the read's writes yet. An outage,
+                    # not a fault of the queue's keys.
+                    await backoff.failed(exc)
+                    continue
                 if "NOGROUP" in str(exc):
                     logger.warning("consumer group missing; creating it again")
                     missing_group = True
@@ -191,8 +199,16 @@ class Fetcher:
                 continue
             backoff.succeeded()
 
+    def give_up_starts(self) -> None:
+        """Try no start again that the server fails or refuses: hand its entries back.
+
+        Called as the worker begins to stop, before it waits for a claim in flight to start
+        its jobs, which must not wait for the server's memory or return."""
+        self._giving_up = True
+
     async def stop(self) -> None:
         """Stop fetching; a blocked read returns at once where the server allows it."""
+        self.give_up_starts()
         self._stopping = True
         self._slots.wake()  # a fetcher waiting for a slot sees _stopping and leaves
         self._woken.set()
@@ -321,10 +337,13 @@ class Fetcher:
         if scripted:
             replies = await self._start_scripts(scripted)
             if replies is None:
-                # Stopping, and the server does not answer: handed back with the held ones.
-                for _ in deliveries:
+                # Stopping, and the server does not answer or refuses the starts for now:
+                # handed back at once, their leases renewed until then. (Not held: a claim
+                # can end here after the fetching, which hands back what it holds, ended.)
+                for delivery in deliveries:
                     self._slots.give()
-                self._hold(deliveries)
+                    self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
+                    self._skip(Outcome(delivery, Action.REQUEUE))
                 return
             verdicts = {id(d): reply for d, reply in zip(scripted, replies, strict=True)}
         for delivery in deliveries:
@@ -394,7 +413,10 @@ class Fetcher:
 
     async def _start_scripts(self, deliveries: list[Delivery]) -> list[Any] | None:
         # The entries are ours now: keep trying, since giving up would strand them until
-        # their lease lapses. Only a stop ends the attempts (they are then reclaimed).
+        # their lease lapses and have them claimed as a dead worker's. That holds for a
+        # server that refuses the start's writes for now (OOM at maxmemory, READONLY in a
+        # failover) too: only those starts are made again, the others' verdicts stand. Only
+        # a stop ends the attempts (the entries are then handed back).
         backoff = Backoff(logger, "start jobs")
         calls: list[ScriptCall] = []
         for delivery in deliveries:
@@ -417,16 +439,30 @@ class Fetcher:
                 keys += more_keys
                 args += more_args
             calls.append((START, keys, args))
+        replies: list[Any] = [None] * len(calls)
+        waiting = list(range(len(calls)))
         while True:
             try:
-                replies = await self._app._direct.run(calls)
+                answers = await self._app._direct.run([calls[i] for i in waiting])
             except REDIS_ERRORS as exc:
-                if self._stopping:
+                if self._giving_up:
                     return None
                 await backoff.failed(exc)
                 continue
-            backoff.succeeded()
-            return replies
+            for i, answer in zip(waiting, answers, strict=True):
+                replies[i] = answer
+            waiting = [i for i in waiting if passing_refusal(replies[i])]
+            if not waiting:
+                backoff.succeeded()
+                return replies
+            if self._giving_up:
+                return None
+            for i in waiting:
+                # Renewed while they wait: no worker (this one's reclaimer included) may
+                # take them as abandoned.
+                delivery = deliveries[i]
+                self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
+            await backoff.failed(replies[waiting[0]])
 
 
 def _pairs(raw: list[bytes]) -> dict[bytes, bytes]:

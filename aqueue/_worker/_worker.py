@@ -18,14 +18,14 @@ from typing import Any, Self, TypeVar
 
 import anyio
 from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError
+from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError
 
 from .._app import App, socket_options
 from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
 from .._redis._backoff import Backoff
-from .._redis._errors import REDIS_ERRORS, redact, translate_errors
+from .._redis._errors import redact, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
 from ..exceptions import ConfigurationError, ConnectionFailed
@@ -401,6 +401,7 @@ class Worker:
                 await self._stop_requested.wait()  # a stop, or a loop that died
                 # Take no more work, not even other workers' lapsed jobs; no command of
                 # theirs is cancelled mid-reply.
+                fetcher.give_up_starts()  # or a claim in flight may wait for the server
                 await reclaimer.stop_claiming()
                 scheduler.stop()
                 await fetcher.stop()
@@ -513,11 +514,13 @@ class Worker:
             drained.cancel()
 
     async def _leave(self) -> None:
-        # Everything was acked or handed back: this consumer holds nothing and can go.
+        # Everything was acked or handed back: this consumer holds nothing and can go. Only
+        # housekeeping: a server down or refusing writes (a replica, mid-failover) must not
+        # fail the stop, since any worker prunes a consumer with nothing pending later.
         try:
             for keys in self._keys:
                 await prune_consumers(self.app.redis, keys, idle_ms=0, name=self.name)
-        except REDIS_ERRORS as exc:
+        except (RedisError, OSError) as exc:
             logger.debug("could not remove consumer %s: %s", self.name, exc)
 
 
