@@ -14,6 +14,7 @@ from typing import IO
 
 import click
 import pytest
+from redis.asyncio import Redis
 
 import aqueue
 from aqueue.cli import load_app
@@ -115,6 +116,37 @@ async def test_the_worker_command_waits_for_a_server_that_is_not_up_yet(
                 process.wait()
         output = _read(log)
     assert f"cannot reach Redis at {late.url} to start" in output
+    assert "Traceback" not in output
+
+
+async def test_the_worker_command_waits_for_a_server_that_takes_no_writes_yet(
+    namespace: str,
+) -> None:
+    """As in a failover: started against the old master, now a read-only replica, the worker
+    waits (and says why) instead of exiting, and serves once the server takes writes."""
+    with RedisServer.valkey() as replica:
+        admin = Redis.from_url(replica.url)
+        try:
+            await admin.replicaof("127.0.0.1", 1)  # a master that is not there
+            with tempfile.TemporaryFile("w+") as log:
+                process = start_worker(replica, namespace, log)
+                try:
+                    await eventually(lambda: _logged(log, "retrying with backoff"), timeout=15)
+                    assert process.poll() is None
+                    await admin.replicaof("NO", "ONE")
+                    async with aqueue.App(replica.url, namespace=namespace) as producer:
+                        job = await producer.enqueue("tests.cli_app.add", 2, 3)
+                        assert await job.result(timeout=15) == 5
+                    process.send_signal(signal.SIGTERM)
+                    assert process.wait(15) == 0
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
+                output = _read(log)
+        finally:
+            await admin.aclose()
+    assert "read only replica" in output
     assert "Traceback" not in output
 
 

@@ -25,10 +25,10 @@ from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
 from .._redis._backoff import Backoff
-from .._redis._errors import redact, translate_errors
+from .._redis._errors import passing_refusal, redact, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
-from ..exceptions import ConfigurationError, ConnectionFailed
+from ..exceptions import ConfigurationError, ConnectionFailed, ServerError
 from ._acker import Acker
 from ._burst import until_drained
 from ._control import Controller
@@ -288,17 +288,23 @@ class Worker:
     async def _reach_redis(self, *, wait: bool) -> bool:
         """Create the queues' streams and groups; False when stopped before Redis answered.
 
-        With ``wait``, a server that cannot be reached is tried again with backoff until it
-        answers or the worker is stopped. Refused credentials are no outage: they raise.
+        With ``wait``, a server that cannot be reached, or takes no writes for now (a replica
+        during a failover, maxmemory), is tried again with backoff until it takes them or the
+        worker is stopped. Refused credentials are no outage: they raise.
         """
         backoff = Backoff(logger, f"reach Redis at {redact(self.app.url)} to start")
         while True:
             try:
                 with translate_errors(self.app.url):
                     await self._levels.refresh(self.app.redis, recreate=True)
-            except ConnectionFailed as exc:
+            except (ConnectionFailed, ServerError) as exc:
+                # An outage, or a server that takes no writes for now (a replica during a
+                # failover, maxmemory, loading its data): wait. Refused credentials and any
+                # other refusal are no outage: they raise.
+                cause = exc.__cause__
                 refused = (AuthenticationError, AuthenticationWrongNumberOfArgsError)
-                if not wait or isinstance(exc.__cause__, refused):
+                outage = isinstance(exc, ConnectionFailed) and not isinstance(cause, refused)
+                if not wait or not (outage or passing_refusal(cause)):
                     raise
                 retrying = asyncio.create_task(backoff.failed(exc.__cause__ or exc))
                 stopping = asyncio.create_task(self._stop_requested.wait())
