@@ -188,6 +188,14 @@ def main() -> None:
     show_envvar=True,
     envvar="AQUEUE_LOG_LEVEL",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    show_envvar=True,
+    envvar="AQUEUE_METRICS_PORT",
+    help="Serve Prometheus metrics on this port at /metrics (needs aqueue-redis[prometheus]).",
+)
 @loop_option
 @_fail_cleanly
 def worker(
@@ -198,6 +206,7 @@ def worker(
     threads: int,
     starvation_guard: int | None,
     log_level: str,
+    metrics_port: int | None,
     loop: str,
 ) -> None:
     """Run a worker for APP (module:attribute) until SIGTERM or SIGINT.
@@ -235,6 +244,11 @@ def worker(
         threads=threads,
         starvation_guard=starvation_guard,
     )
+    if metrics_port is not None:
+        # Imported only when asked for: prometheus-client is an optional extra.
+        from .contrib.prometheus import serve_metrics
+
+        serve_metrics(the_worker, metrics_port)
 
     async def serve() -> None:
         async with app:
