@@ -10,7 +10,7 @@ import inspect
 import itertools
 import os
 import socket
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from ._checks import seconds, whole_number, whole_seconds
+from ._events import Event, follow
 from ._hooks import H, Lifecycle
 from ._job import Job
 from ._limits import max_concurrency as check_concurrency
@@ -28,7 +29,7 @@ from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis._direct import DirectCalls, ScriptCall
 from ._redis._errors import redact, translate_errors
-from ._redis._keys import DEFAULT_PRIORITY, check_name, keys_of, new_job_id
+from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
 from ._redis._scripts import ENQUEUE
 from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
@@ -152,6 +153,9 @@ class App:
             that name no queue (first match wins), so producers need not know queues.
         max_queue_length: Most jobs a queue may hold (queued, running and scheduled), for
             every queue or per queue name; past it ``enqueue`` raises :class:`QueueFull`.
+        events: Keep each queue's recent job events (enqueued, started, succeeded, ...)
+            for :meth:`events` and dashboards. Off by default: it adds a write to every
+            enqueue, start and finish. Turn it on in producers and workers alike.
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -171,6 +175,7 @@ class App:
         max_deliveries: int = 5,
         routes: Mapping[str, str] | None = None,
         max_queue_length: int | Mapping[str, int] | None = None,
+        events: bool = False,
     ) -> None:
         self.url = _check_url(url or os.environ.get("AQUEUE_URL") or DEFAULT_URL)
         self.namespace = check_name("namespace", namespace)
@@ -186,6 +191,8 @@ class App:
             pattern: check_name("queue", target) for pattern, target in (routes or {}).items()
         }
         self._max_queue_length = _queue_lengths(max_queue_length)
+        self.events_limit = EVENTS_LIMIT if events else 0
+        """Events each queue keeps, about (0: the app writes none)."""
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
@@ -487,6 +494,20 @@ class App:
         """
         return await live_workers(self)
 
+    async def events(
+        self, *, queues: Sequence[str] | None = None, after: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Yield what happens to the jobs of ``queues`` (all the app names if None), as it
+        happens: ``async for event in app.events(): ...``.
+
+        Starts with the events from now on, or with those after the event whose ``id`` is
+        ``after`` (each queue keeps its last ~10,000). Events are written only by apps made
+        with ``App(events=True)``: set it in the producers and workers you want to hear from.
+        Events of one queue come in order; those of different queues may interleave.
+        """
+        async for event in follow(self, queues, after):
+            yield event
+
     def _outgoing(
         self, config: TaskConfig, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> Outgoing:
@@ -541,8 +562,8 @@ class App:
         keys = keys_of(self.namespace, queue)
         limit = self.max_queue_length(queue)
         for start in range(0, len(batch), ENQUEUE_CHUNK):
-            call_keys = [keys.stream, keys.delayed, keys.levels]
-            args: list[Any] = [limit]
+            call_keys = [keys.stream, keys.delayed, keys.levels, keys.events]
+            args: list[Any] = [limit, self.events_limit]
             for outgoing in batch[start : start + ENQUEUE_CHUNK]:
                 call_keys += outgoing.script_keys(keys)
                 args += outgoing.script_args()
