@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -88,3 +91,10 @@ async def test_a_worker_that_finds_nothing_to_run_makes_no_spans(
     async with aqueue.Worker(app):
         await app.queue().stats()  # the worker polls meanwhile
     assert exporter.get_finished_spans() == ()
+
+
+def test_without_opentelemetry_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    monkeypatch.delitem(sys.modules, "aqueue.contrib.otel")
+    with pytest.raises(ImportError, match=r"aqueue-redis\[otel\]"):
+        importlib.import_module("aqueue.contrib.otel")

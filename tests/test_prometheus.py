@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -189,3 +190,12 @@ async def test_metrics_are_named_aqueue_and_labelled_by_queue_task_and_status_on
     assert all(sample.name.startswith("aqueue_") for sample in samples)
     labels = {label for sample in samples for label in sample.labels}
     assert labels <= {"queue", "task", "status", "le"}  # le: a histogram's buckets
+
+
+def test_without_prometheus_client_the_import_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "aqueue.contrib.prometheus")
+    with pytest.raises(ImportError, match=r"aqueue-redis\[prometheus\]"):
+        importlib.import_module("aqueue.contrib.prometheus")

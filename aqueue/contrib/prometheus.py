@@ -111,7 +111,12 @@ class Metrics(Middleware):
             registry=registry,
         )
         self.in_progress = Gauge(
-            "aqueue_jobs_in_progress", "Runs going on now.", job, registry=registry
+            "aqueue_jobs_in_progress",
+            "Runs going on now.",
+            job,
+            registry=registry,
+            # Summed over the live processes in prometheus-client's multiprocess mode.
+            multiprocess_mode="livesum",
         )
 
     def on_enqueue(self, job: OutgoingJob) -> None:
