@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import aqueue
-from aqueue.contrib.prometheus import Metrics, serve_metrics
+from aqueue.contrib.prometheus import Metrics, serve_children, serve_metrics
 from aqueue.testing import RedisServer
 from aqueue.testing import _free_port as free_port
 from tests.helpers import eventually
@@ -119,6 +119,45 @@ async def test_a_worker_process_shows_a_running_job_in_progress(
 
         await eventually(running, timeout=15)
         assert await job.result(timeout=15) == "rested"
+
+
+@pytest.mark.slow
+async def test_a_supervisors_endpoint_sums_the_metrics_of_its_worker_processes(
+    server: RedisServer, namespace: str, producer: aqueue.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # set by serve_children
+    port = free_port()
+    child_ended = serve_children(port, addr="127.0.0.1")
+    children = [
+        subprocess.Popen(  # noqa: ASYNC220 - starts the process, does not wait for it
+            [sys.executable, "-m", "tests.metrics_child"],
+            env=cli_env(server, namespace),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    labels = {"queue": "default", "task": NAP}
+    try:
+        async with producer:
+            naps = [await producer.enqueue(NAP, 1.5) for _ in range(2)]
+
+            async def both_running() -> bool:
+                samples = await scrape(port)
+                return value(samples, "aqueue_jobs_in_progress", **labels) == 2
+
+            await eventually(both_running, timeout=15)
+            for job in naps:
+                assert await job.result(timeout=15) == "rested"
+        samples = await scrape(port)
+        assert value(samples, "aqueue_jobs_started_total", **labels) == 2
+        assert value(samples, "aqueue_jobs_finished_total", **labels, status="succeeded") == 2
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(timeout=15)
+            child_ended(child.pid)
 
 
 async def test_queue_depth_is_read_from_redis_when_scraped(app: aqueue.App) -> None:

@@ -24,6 +24,11 @@ a job id, which would make a series per job):
 | ``aqueue_queue_jobs`` | gauge | queue, status (queued, scheduled, running, dead) |
 | ``aqueue_refused_acks_total`` | counter | (none) |
 
+With several worker processes (``aqueue worker -p N``), the supervisor serves one endpoint
+with the sums over its children (:func:`serve_children`, prometheus-client's multiprocess
+mode); each child only records (``serve_metrics(..., supervised=True)``). Queue depths and
+refused acks are per process there and left out: read depths with ``aqueue status``.
+
 Queue latency is the time from when a job was due (enqueued, or promoted from its delay or
 backoff) to the start of its run. Queue depths are read from Redis when scraped, at most once
 a second however often Prometheus (or several) scrape.
@@ -36,8 +41,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +57,7 @@ try:
         Counter,
         Gauge,
         Histogram,
+        multiprocess,
         start_http_server,
     )
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -70,7 +78,7 @@ if TYPE_CHECKING:
 
     from .._worker import Worker
 
-__all__ = ["Metrics", "QueueCollector", "serve_metrics"]
+__all__ = ["Metrics", "QueueCollector", "serve_children", "serve_metrics"]
 
 logger = logging.getLogger("aqueue.metrics")
 
@@ -214,15 +222,19 @@ def serve_metrics(
     # Every interface by default: Prometheus scrapes from another host, as with exporters.
     addr: str = "0.0.0.0",
     registry: CollectorRegistry = REGISTRY,
+    supervised: bool = False,
 ) -> Metrics:
     """Serve the worker's metrics on ``http://addr:port/metrics`` while it runs.
 
     Adds :class:`Metrics` to the worker's app and a :class:`QueueCollector` for its queues;
     call it before the worker starts. The endpoint opens when the worker starts and closes
-    when it stops.
+    when it stops. With ``supervised`` (a child of a supervisor that called
+    :func:`serve_children`), it only records: the supervisor serves the sums.
     """
     metrics = Metrics(registry=registry)
     worker.app.add_middleware(metrics)
+    if supervised:
+        return metrics
     queues = QueueCollector(worker)
     registry.register(queues)
     servers: list[Any] = []
@@ -245,3 +257,30 @@ def serve_metrics(
             servers.clear()
 
     return metrics
+
+
+def serve_children(
+    port: int,
+    *,
+    # Every interface by default, as serve_metrics.
+    addr: str = "0.0.0.0",
+) -> Callable[[int], None]:
+    """Serve, on ``http://addr:port/metrics``, the sums of the metrics of child processes.
+
+    For a supervisor of worker processes, called before it starts them: it points
+    ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory (the children inherit it), where each
+    child's prometheus-client writes its values. Call what it returns with the pid of each
+    child that ended, so that its in-progress gauge stops counting.
+    """
+    directory = tempfile.mkdtemp(prefix="aqueue-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    registry = CollectorRegistry()
+    # prometheus-client leaves these two untyped.
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr, registry=registry)
+    logger.info("serving the worker processes' metrics on http://%s:%d/metrics", addr, port)
+
+    def child_ended(pid: int) -> None:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+    return child_ended
