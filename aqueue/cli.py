@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from ._app import App
+from ._events import named_queues as _known_queues
 from ._version import __version__
 from ._worker import Worker
 from .exceptions import AqueueError, JobNotFound
@@ -282,12 +283,6 @@ def cancel(app_path: str, job_ids: tuple[str, ...], loop: str) -> None:
 
     if run_async(cancel_all, loop):
         sys.exit(1)
-
-
-def _known_queues(app: App) -> list[str]:
-    """Every queue the app names: its default, its tasks' (periodic ones too), its routes'."""
-    named = (task.config.queue for task in app.tasks.values())
-    return sorted({app.default_queue, *named, *app.routes.values()})
 
 
 def format_table(header: list[str], rows: list[list[str]], *, numeric: bool = True) -> str:
