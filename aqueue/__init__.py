@@ -27,6 +27,7 @@ from ._canvas import (
     group,
 )
 from ._context import JobContext, current_job
+from ._events import Event, EventType
 from ._hooks import ResourceKey, WorkerHook
 from ._job import Job, JobInfo, JobStatus, RemoteError
 from ._logging import JobLogFilter, JsonLogFormatter
@@ -69,6 +70,8 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "DeadLetter",
+    "Event",
+    "EventType",
     "Group",
     "GroupJob",
     "InvalidArguments",

@@ -9,7 +9,7 @@ import fnmatch
 import inspect
 import itertools
 import socket
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from ._checks import seconds, whole_number, whole_seconds
+from ._events import Event, follow
 from ._hooks import H, Lifecycle
 from ._job import Job
 from ._limits import max_concurrency as check_concurrency
@@ -27,7 +28,7 @@ from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis._direct import DirectCalls, ScriptCall
 from ._redis._errors import redact, translate_errors
-from ._redis._keys import DEFAULT_PRIORITY, check_name, keys_of, new_job_id
+from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
 from ._redis._scripts import ENQUEUE
 from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
@@ -155,6 +156,9 @@ class App:
         max_queue_length: Most jobs a queue may hold (queued, running and scheduled), for
             every queue or per queue name; past it ``enqueue`` raises :class:`QueueFull`.
             0 (the default) sets no limit. In the environment, a number or a JSON object.
+        events: Keep each queue's recent job events (enqueued, started, succeeded, ...)
+            for :meth:`events` and dashboards. Off by default: it adds a write to every
+            enqueue, start and finish. Turn it on in producers and workers alike.
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -174,6 +178,7 @@ class App:
         max_deliveries: int | None = None,
         routes: Mapping[str, str] | None = None,
         max_queue_length: int | Mapping[str, int] | None = None,
+        events: bool | None = None,
     ) -> None:
         given = Settings.resolve(
             url=url,
@@ -187,6 +192,7 @@ class App:
             max_deliveries=max_deliveries,
             routes=routes,
             max_queue_length=max_queue_length,
+            events=events,
         )
         label = given.label
         self.url = _check_url(given.url, given.variable("url"))
@@ -207,6 +213,8 @@ class App:
             pattern: check_name("queue", target) for pattern, target in given.routes.items()
         }
         self._max_queue_length = _queue_lengths(given.max_queue_length, label("max_queue_length"))
+        self.events_limit = EVENTS_LIMIT if given.events else 0
+        """Events each queue keeps, about (0: the app writes none)."""
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
@@ -520,6 +528,20 @@ class App:
         """
         return await live_workers(self)
 
+    async def events(
+        self, *, queues: Sequence[str] | None = None, after: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Yield what happens to the jobs of ``queues`` (all the app names if None), as it
+        happens: ``async for event in app.events(): ...``.
+
+        Starts with the events from now on, or with those after the event whose ``id`` is
+        ``after`` (each queue keeps its last ~10,000). Events are written only by apps made
+        with ``App(events=True)``: set it in the producers and workers you want to hear from.
+        Events of one queue come in order; those of different queues may interleave.
+        """
+        async for event in follow(self, queues, after):
+            yield event
+
     def _outgoing(
         self,
         config: TaskConfig,
@@ -582,8 +604,8 @@ class App:
         keys = keys_of(self.namespace, queue)
         limit = self.max_queue_length(queue)
         for start in range(0, len(batch), ENQUEUE_CHUNK):
-            call_keys = [keys.stream, keys.delayed, keys.levels]
-            args: list[Any] = [limit]
+            call_keys = [keys.stream, keys.delayed, keys.levels, keys.events]
+            args: list[Any] = [limit, self.events_limit]
             for outgoing in batch[start : start + ENQUEUE_CHUNK]:
                 call_keys += outgoing.script_keys(keys)
                 args += outgoing.script_args()

@@ -52,8 +52,8 @@ async def _cancel_each(app: App, job_ids: list[str], *, forgotten: bool = False)
         keys = keys_of(app.namespace, queue_of(job_id))
         CANCEL.queue(
             pipe,
-            [keys.job(job_id), keys.cancelled, keys.queued(job_id), keys.delayed],
-            [job_id, error, keep, "1" if forgotten else ""],
+            [keys.job(job_id), keys.cancelled, keys.queued(job_id), keys.delayed, keys.events],
+            [job_id, error, keep, "1" if forgotten else "", app.events_limit],
         )
     replies = await execute(app.redis, pipe, [CANCEL])
     for reply in replies:

@@ -16,6 +16,7 @@ import orjson
 
 from ._app import App
 from ._control import COMMANDS, send_command
+from ._events import named_queues as _known_queues
 from ._job import JobInfo, JobStatus
 from ._queue import QueueStats
 from ._redis._errors import translate_errors
@@ -23,7 +24,6 @@ from ._redis._keys import check_name, keys_of, queue_of
 from ._registry import WorkerInfo
 from .cli import (
     _fail_cleanly,
-    _known_queues,
     app_argument,
     format_table,
     load_app,

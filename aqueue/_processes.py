@@ -74,6 +74,8 @@ class Supervisor:
         processes: How many children to keep running.
         watch: With ``--reload``: a function that blocks, calling its argument on each change
             of the code, until the event it is given is set.
+        ended: Called with the pid of each child that exited (e.g. to stop counting its
+            in-progress metrics).
     """
 
     def __init__(
@@ -82,7 +84,9 @@ class Supervisor:
         processes: int,
         *,
         watch: Callable[[Callable[[], None], threading.Event], None] | None = None,
+        ended: Callable[[int], None] | None = None,
     ) -> None:
+        self._ended = ended
         self._command = [sys.executable, "-m", "aqueue", "worker", *arguments, "--supervised"]
         self._slots = [_Slot(n) for n in range(processes)]
         self._watch = watch
@@ -170,6 +174,8 @@ class Supervisor:
             if process is None or (code := process.poll()) is None:
                 continue
             slot.process = None
+            if self._ended is not None:
+                self._ended(process.pid)
             lived = now - slot.started
             if self._stopping:
                 # Killed by the stop signal itself: it came before the child had installed its

@@ -41,6 +41,15 @@ def _whole(value: str) -> int:
     return int(value)
 
 
+def _flag(value: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "on": True}
+    words |= {"0": False, "false": False, "no": False, "off": False}
+    try:
+        return words[value.strip().lower()]
+    except KeyError:
+        raise ValueError("not a flag") from None
+
+
 def _mapping(value: str) -> dict[str, Any]:
     parsed = orjson.loads(value)
     if not isinstance(parsed, dict):
@@ -69,6 +78,7 @@ _FROM_TEXT: dict[str, tuple[Callable[[str], Any], str]] = {
         _whole_or_mapping,
         'a whole number, or a JSON object of queues to numbers, as {"emails": 1000}',
     ),
+    "events": (_flag, "1, true, yes or on (or 0, false, no or off)"),
 }
 
 
@@ -87,6 +97,7 @@ class Settings:
     max_deliveries: int = 5
     routes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     max_queue_length: int | Mapping[str, int] = 0
+    events: bool = False
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
     """Where each setting not left at its default came from: ``"argument"`` or the name of
     the environment variable."""

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from ._app import App
+from ._events import named_queues as _known_queues
 from ._logging import JobLogFilter, JsonLogFormatter
 from ._processes import RECYCLE_EXIT, Supervisor
 from ._version import __version__
@@ -238,6 +239,14 @@ def main() -> None:
     envvar="AQUEUE_LOG_FORMAT",
     help="json: one object per line, with the job id, task, queue and attempt of each record.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    show_envvar=True,
+    envvar="AQUEUE_METRICS_PORT",
+    help="Serve Prometheus metrics on this port at /metrics (needs aqueue-redis[prometheus]).",
+)
 @click.option("--supervised", is_flag=True, hidden=True)
 @loop_option
 @click.pass_context
@@ -258,6 +267,7 @@ def worker(
     log_level: str,
     log_format: str,
     supervised: bool,
+    metrics_port: int | None,
     loop: str,
 ) -> None:
     """Run a worker for APP (module:attribute) until SIGTERM or SIGINT.
@@ -278,7 +288,14 @@ def worker(
             except ImportError as exc:
                 raise click.UsageError(str(exc)) from None
             watch = watch_code
-        sys.exit(Supervisor(_child_arguments(ctx), processes, watch=watch).run())
+        ended = None
+        if metrics_port is not None:
+            # One endpoint for all the children: each records into a shared directory.
+            from .contrib.prometheus import serve_children
+
+            ended = serve_children(metrics_port)
+        supervisor = Supervisor(_child_arguments(ctx), processes, watch=watch, ended=ended)
+        sys.exit(supervisor.run())
     app = load_app(app_path)
     if not app.tasks:
         # Tasks kept in modules that the app's module does not import are a first project's
@@ -311,6 +328,11 @@ def worker(
         max_memory_mib=max_memory_per_child,
         burst=burst,
     )
+    if metrics_port is not None:
+        # Imported only when asked for: prometheus-client is an optional extra.
+        from .contrib.prometheus import serve_metrics
+
+        serve_metrics(the_worker, metrics_port, supervised=supervised)
 
     async def serve() -> None:
         async with app:
@@ -398,12 +420,6 @@ def cancel(app_path: str, job_ids: tuple[str, ...], loop: str) -> None:
 
     if run_async(cancel_all, loop):
         sys.exit(1)
-
-
-def _known_queues(app: App) -> list[str]:
-    """Every queue the app names: its default, its tasks' (periodic ones too), its routes'."""
-    named = (task.config.queue for task in app.tasks.values())
-    return sorted({app.default_queue, *named, *app.routes.values()})
 
 
 def format_table(header: list[str], rows: list[list[str]], *, numeric: bool = True) -> str:

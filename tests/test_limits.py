@@ -196,8 +196,8 @@ async def _start_as(
     more_keys, more_args = limits.start_call(job_id, lease_ms)
     return await START(
         redis,
-        [keys.job(job_id), keys.stream, keys.queued(job_id), *more_keys],
-        [consumer, entry_id, GROUP, 5, 1, 0, 0, 3600, "", *more_args],
+        [keys.job(job_id), keys.stream, keys.queued(job_id), keys.events, *more_keys],
+        [consumer, entry_id, GROUP, 5, 1, 0, 0, 3600, "", 0, job_id, *more_args],
     )
 
 

@@ -31,6 +31,10 @@ DEAD_LETTER_LIMIT = 10_000
 it keeps a flood of bad input from filling the server's memory."""
 
 
+EVENTS_LIMIT = 10_000
+"""Approximate number of events each queue's event stream is trimmed to (see App.events)."""
+
+
 def check_name(kind: str, name: str) -> str:
     """Return ``name`` if it is a valid namespace or queue name, else raise ConfigurationError."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -118,6 +122,11 @@ class Keys:
     def paused(self) -> bytes:
         """Set while the queue is paused: workers read none of its streams (see Queue.pause)."""
         return f"{self.prefix}:paused".encode()
+
+    @cached_property
+    def events(self) -> bytes:
+        """Bounded stream of what happened to the queue's jobs (see ``App.events``)."""
+        return f"{self.prefix}:events".encode()
 
     def unique(self, key: str) -> bytes:
         """The key a job with ``options(key=...)`` holds while it waits or runs."""

@@ -68,9 +68,9 @@ async def execute(client: Redis, pipe: Pipeline, scripts: list[Script]) -> list[
     return replies[len(loads) :]
 
 
-ENQUEUE = Script("enqueue")
-START = Script("start", uses=("queued",))
-FINISH = Script("finish")
+ENQUEUE = Script("enqueue", uses=("event",))
+START = Script("start", uses=("queued", "event"))
+FINISH = Script("finish", uses=("event",))
 REQUEUE = Script("requeue")
 HEARTBEAT = Script("heartbeat")
 REGISTER = Script("register")
@@ -79,7 +79,7 @@ RENEW = Script("renew")
 REPLAY = Script("replay")
 PRUNE = Script("prune")
 PURGE = Script("purge", uses=("queued",))
-CANCEL = Script("cancel", uses=("queued",))
+CANCEL = Script("cancel", uses=("queued", "event"))
 PROGRESS = Script("progress")
 STATS = Script("stats")
 WAIT = Script("wait")

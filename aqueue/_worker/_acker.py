@@ -31,10 +31,13 @@ class Acker:
         stop_renewing: Callable[[list[Outcome]], None],
         tell: Callable[[str], Awaitable[None]],
         lease: float,
+        events_limit: int = 0,
     ) -> None:
         """``stop_renewing`` gets the outcomes whose entries are no longer this worker's to
         keep (acked, handed back, or left for a redelivery); ``tell`` tells the jobs waiting
-        for a job id that it ended. Telling that keeps failing for a ``lease`` gives up."""
+        for a job id that it ended. Telling that keeps failing for a ``lease`` gives up.
+        ``events_limit`` is the length of the queues' event streams (0: no events)."""
+        self._events_limit = events_limit
         self._calls = calls
         self._tell = tell
         self._lease = lease
@@ -133,6 +136,7 @@ class Acker:
                         keys.delayed,
                         unique_key,
                         keys.dependents(delivery.job_id or ":"),
+                        keys.events,
                     ],
                     [
                         GROUP,
@@ -149,6 +153,8 @@ class Acker:
                         delivery.job_id or "",
                         key_ttl,
                         "1" if outcome.told else "",
+                        self._events_limit,
+                        delivery.task_name or "",
                     ],
                 )
             )

@@ -420,7 +420,7 @@ class Fetcher:
         backoff = Backoff(logger, "start jobs")
         calls: list[ScriptCall] = []
         for delivery in deliveries:
-            keys = [delivery.record, delivery.stream, delivery.queued]
+            keys = [delivery.record, delivery.stream, delivery.queued, delivery.keys.events]
             args = [
                 self._consumer,
                 delivery.entry_id,
@@ -431,6 +431,8 @@ class Fetcher:
                 delivery.expires_ms,
                 record_ttl(delivery.result_ttl),
                 delivery.task_name or "",
+                self._app.events_limit,
+                delivery.job_id or "",
             ]
             if delivery.limits is not None:
                 more_keys, more_args = delivery.limits.start_call(

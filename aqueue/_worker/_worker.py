@@ -331,6 +331,7 @@ class Worker:
             stop_renewing,
             tell=functools.partial(job_ended, app),
             lease=app.lease,
+            events_limit=app.events_limit,
         )
         runner = Runner(app, self.name, self.threads, self._resources)
         slots = Slots(self.concurrency)

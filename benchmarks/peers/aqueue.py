@@ -15,7 +15,18 @@ DISTRIBUTIONS = ("aqueue", "redis", "hiredis", "orjson", "uvloop")
 HAS_BATCH = True
 
 # BENCH_RESULTS=0 is aqueue's fire-and-forget mode: result_ttl=0 keeps no job record at all.
-app = aqueue.App(URL, namespace="bench", result_ttl=3600 if RESULTS else 0)
+# BENCH_EVENTS=1 keeps the event stream; BENCH_METRICS=1 adds the Prometheus middleware: what
+# monitoring costs, measured beside the plain run.
+app = aqueue.App(
+    URL,
+    namespace="bench",
+    result_ttl=3600 if RESULTS else 0,
+    events=os.environ.get("BENCH_EVENTS") == "1",
+)
+if os.environ.get("BENCH_METRICS") == "1":
+    from aqueue.contrib.prometheus import Metrics
+
+    app.add_middleware(Metrics())
 
 
 @app.task(name="noop")

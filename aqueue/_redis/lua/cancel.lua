@@ -12,9 +12,9 @@
 -- set's hour), and skips the job when it comes to start it, or stops its run. Nothing is
 -- added to the hot path: a worker looks up every job it starts among the ids it heard of.
 -- KEYS: job record, cancelled set (job ids scored by cancel time in ms), the job's "queued" hash,
---       delayed set
+--       delayed set, the queue's event stream
 -- ARGV: job id, error value (JSON: type and message), seconds to keep the record,
---       "1" when the job keeps no record (fire and forget)
+--       "1" when the job keeps no record (fire and forget), events kept (0: none)
 -- Returns {status before the call ("" when there is no record), 1 if cancelled now else 0}.
 local status = redis.call('HGET', KEYS[1], 'status')
 local queued = not status and queued_state(KEYS[1], KEYS[3])
@@ -61,4 +61,5 @@ if unique and redis.call('GET', unique) == ARGV[1] then
   redis.call('DEL', unique)
 end
 redis.pcall('PUBLISH', KEYS[1], 'cancelled')
+emit(KEYS[5], ARGV[5], 'cancelled', ARGV[1], redis.call('HGET', KEYS[1], 'task'))
 return {status, 1}

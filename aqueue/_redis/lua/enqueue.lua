@@ -8,8 +8,9 @@
 -- One call adds many jobs (enqueue_many): the script's fixed cost is paid once per call, not
 -- once per job, and the queue's length is counted once.
 -- KEYS: the queue's own stream (of the default level), delayed set, priority levels set,
---       then per job: its record, its "queued" hash, its uniqueness key
--- ARGV: most jobs the queue may hold (0: no limit), then per job, 4 values:
+--       event stream, then per job: its record, its "queued" hash, its uniqueness key
+-- ARGV: most jobs the queue may hold (0: no limit), events kept (0: none), then per job,
+--       4 values:
 --       job id, payload, options ("" for none), and its task configuration's spec (what the
 --       jobs of one configuration share, so a batch's jobs mostly share one; see spec_of)
 -- Returns per job: 1 (added), 0 (refused: the queue holds its limit), or the id of the job
@@ -56,9 +57,9 @@ if limit > 0 then
   end
 end
 local replies = {}
-for i = 0, (#ARGV - 1) / 4 - 1 do
-  local a = 1 + i * 4
-  local record, queued, unique = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
+for i = 0, (#ARGV - 2) / 4 - 1 do
+  local a = 2 + i * 4
+  local record, queued, unique = KEYS[5 + i * 3], KEYS[6 + i * 3], KEYS[7 + i * 3]
   local id, spec = ARGV[a + 1], spec_of(ARGV[a + 4])
   local task, key_ttl, level = spec.task, spec.key_ttl, spec.level
   local holder = key_ttl and redis.call('GET', unique)
@@ -145,6 +146,7 @@ for i = 0, (#ARGV - 1) / 4 - 1 do
       local wait = due > 0 and math.ceil((due - now) / 1000) or 0
       redis.call('SET', unique, id, 'EX', math.max(spec.record_ttl, 7 * 24 * 3600) + wait)
     end
+    emit(KEYS[4], ARGV[2], 'enqueued', id, task)
     replies[#replies + 1] = 1
   end
 end

@@ -8,7 +8,7 @@
 -- so a crash leaves either all of it or none.
 --
 -- KEYS: stream, job record, dead-letter stream, delayed set, uniqueness key (or any key),
---       the job's dependents set (the jobs that wait for it)
+--       the job's dependents set (the jobs that wait for it), the queue's event stream
 -- ARGV: group, consumer, entry id,
 --       status: succeeded | failed | cancelled | scheduled (a retry) | "" (ack only),
 --       outcome field ("result" | "error"), outcome value,
@@ -16,7 +16,8 @@
 --       dead-letter reason ("" for none), dead-letter stream max length,
 --       retry delay in ms and the attempt that failed (with status "scheduled"),
 --       job id and seconds to keep the uniqueness key after the end ("" when it has none),
---       "1" when the jobs waiting for this one have been told it ended (else "")
+--       "1" when the jobs waiting for this one have been told it ended (else ""),
+--       events kept (0: none), task name
 -- Returns 1 when applied, 0 when refused because the entry is no longer ours, 2 when applied
 -- but not acked: other jobs wait for this one (see below).
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
@@ -80,6 +81,7 @@ local function record()
       redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)
       redis.pcall('PUBLISH', KEYS[2], 'scheduled')
     end
+    emit(KEYS[7], ARGV[15], 'retried', ARGV[12], ARGV[16], ARGV[2])
     return
   end
   if ARGV[13] ~= '' and redis.call('GET', KEYS[5]) == ARGV[12] then
@@ -99,6 +101,8 @@ local function record()
   else
     redis.call('DEL', KEYS[2])
   end
+  emit(KEYS[7], ARGV[15], ARGV[8] ~= '' and 'dead-lettered' or ARGV[4], ARGV[12], ARGV[16],
+    ARGV[2])
 end
 record()
 if not held then

@@ -1,0 +1,92 @@
+"""The app's event stream: what happened to its jobs, as it happened, for dashboards and tools.
+
+Each queue keeps its events in a bounded stream of its own (``Keys.events``, trimmed to about
+:data:`EVENTS_LIMIT`), written by the scripts that make each change (enqueue, start, finish,
+cancel) in the same step: a reader never sees an event for a change that did not happen, nor
+misses one that did while it reads. A stream per queue, not one per app, keeps every script
+on its queue's keys alone (one Cluster slot); :func:`follow` merges them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
+
+from ._redis._errors import translate_errors
+from ._redis._keys import check_name, keys_of
+
+if TYPE_CHECKING:
+    from ._app import App
+
+EventType: TypeAlias = Literal[
+    "enqueued", "started", "succeeded", "failed", "retried", "cancelled", "dead-lettered"
+]
+"""What happened: ``retried`` is a failed run with another attempt to come, ``failed`` a
+failure for good, ``dead-lettered`` an entry that went to the dead-letter stream."""
+
+READ_BLOCK_MS = 1000
+"""How long one read waits for events before it reads again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened to a job (see :meth:`aqueue.App.events`)."""
+
+    id: str
+    """The event's id: pass it as ``after=`` to read on from here later."""
+    type: EventType
+    job_id: str
+    task: str
+    queue: str
+    worker: str | None
+    """The worker that started or finished the run; None for enqueues and cancels."""
+    at: datetime
+    """When it happened, by the server's clock."""
+
+
+def named_queues(app: App) -> list[str]:
+    """Every queue the app names: its default, its tasks' (periodic ones too), its routes'."""
+    named = (task.config.queue for task in app.tasks.values())
+    return sorted({app.default_queue, *named, *app.routes.values()})
+
+
+async def follow(app: App, queues: Sequence[str] | None, after: str | None) -> AsyncIterator[Event]:
+    """Yield the events of ``queues`` (every queue the app names if None) as they come."""
+    names = [check_name("queue", q) for q in queues] if queues else named_queues(app)
+    streams = {keys_of(app.namespace, q).events: q for q in names}
+    if after is None:
+        with translate_errors(app.url):
+            seconds, micros = await app.redis.time()
+        after = f"{seconds * 1000 + micros // 1000}-0"
+    positions: dict[bytes, str | bytes] = dict.fromkeys(streams, after)
+    while True:
+        with translate_errors(app.url):
+            reply = await app.redis.xread(
+                cast("dict[bytes | str | memoryview, int | bytes | str | memoryview]", positions),
+                count=100,
+                block=READ_BLOCK_MS,
+            )
+        read = cast("list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]", reply or [])
+        for stream, entries in read:
+            queue = streams[stream]
+            for entry_id, fields in entries:
+                positions[stream] = entry_id
+                yield _event(queue, entry_id, fields)
+        # Let other tasks run between reads, even when every read returns at once.
+        await asyncio.sleep(0)
+
+
+def _event(queue: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
+    worker = fields.get(b"worker", b"").decode()
+    return Event(
+        id=entry_id.decode(),
+        type=cast("EventType", fields.get(b"type", b"").decode()),
+        job_id=fields.get(b"job", b"").decode(),
+        task=fields.get(b"task", b"").decode(),
+        queue=queue,
+        worker=worker or None,
+        at=datetime.fromtimestamp(int(entry_id.split(b"-", 1)[0]) / 1000, UTC),
+    )
