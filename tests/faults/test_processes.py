@@ -125,14 +125,16 @@ async def test_a_paused_workers_late_ack_is_refused_and_the_new_owners_outcome_s
 ) -> None:
     env = {"FAULT_LEASE": "1"}
     paused = spawn(**env)
-    job = await producer.enqueue("tests.faults.fault_app.work", 7, 4.0)
+    # Each run takes 8 s: long enough that the new owner still runs the job when the paused
+    # worker's late ack arrives, on a slow or busy machine too.
+    job = await producer.enqueue("tests.faults.fault_app.work", 7, 8.0)
     await eventually(lambda: _all_ran(redis, namespace, 1, times=1), timeout=15)
     paused.signal(signal.SIGSTOP)  # its lease lapses: it cannot renew while stopped
     taker = spawn(**env)
     await eventually(lambda: _all_ran(redis, namespace, 1, times=2), timeout=15)
     new_owner = (await job.info()).worker
     assert new_owner is not None
-    # It wakes up while the new owner still runs the job (each run takes 4 s) and acks late:
+    # It wakes up while the new owner still runs the job and acks late:
     # the fence, not a missing entry, must refuse it.
     paused.signal(signal.SIGCONT)
     await eventually(lambda: _says(paused, "outcome(s) refused"), timeout=10)
@@ -141,7 +143,7 @@ async def test_a_paused_workers_late_ack_is_refused_and_the_new_owners_outcome_s
     stream = Keys(namespace, "default").stream
     [pending] = await redis.xpending_range(stream, GROUP, "-", "+", 10)
     assert pending["consumer"] == new_owner.encode()
-    assert await job.result(timeout=15) == 14
+    assert await job.result(timeout=20) == 14
     info = await job.info()
     assert (info.status, info.worker) == (aqueue.JobStatus.SUCCEEDED, new_owner)
     assert await redis.xlen(stream) == 0
