@@ -21,6 +21,7 @@ ALL_SET = {
     "AQUEUE_MAX_DELIVERIES": "3",
     "AQUEUE_ROUTES": '{"emails.*": "emails"}',
     "AQUEUE_MAX_QUEUE_LENGTH": '{"emails": 100}',
+    "AQUEUE_EVENTS": "yes",
 }
 
 
@@ -56,6 +57,7 @@ def test_every_setting_comes_from_its_environment_variable(
     assert (app._max_connections, app.max_deliveries) == (8, 3)
     assert app.route("emails.send") == "emails"
     assert (app.max_queue_length("emails"), app.max_queue_length("other")) == (100, 0)
+    assert app.events_limit > 0
 
 
 def test_an_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,3 +127,11 @@ async def test_an_unreachable_url_that_was_given_does_not_ask_for_a_url() -> Non
         await app.queue().stats()
     await app.close()
     assert "AQUEUE_URL" not in str(failed.value)
+
+
+def test_a_flag_variable_that_is_no_flag_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AQUEUE_EVENTS", "maybe")
+    with pytest.raises(aqueue.ConfigurationError, match="AQUEUE_EVENTS must be 1, true"):
+        aqueue.App()
