@@ -39,8 +39,12 @@ def value(samples: list[Sample], name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture
-def worker_port(server: RedisServer, namespace: str) -> Iterator[int]:
-    """An ``aqueue worker --metrics-port`` process of the CLI's app; its metrics port."""
+def worker_port(
+    server: RedisServer, namespace: str, request: pytest.FixtureRequest
+) -> Iterator[int]:
+    """An ``aqueue worker --metrics-port`` command of the CLI's app (one process, or as many
+    as a test's indirect parameter says, under a supervisor that serves their sums); its
+    metrics port."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -51,6 +55,8 @@ def worker_port(server: RedisServer, namespace: str) -> Iterator[int]:
             "tests.cli_app:app",
             "--metrics-port",
             f"{port}",
+            "-p",
+            f"{getattr(request, 'param', 1)}",
         ],
         env=cli_env(server, namespace),
         cwd=ROOT,
@@ -101,6 +107,25 @@ async def test_a_worker_process_counts_and_times_the_jobs_it_ran_on_its_metrics_
     assert value(samples, "aqueue_jobs_in_progress", **labels) == 0
     assert value(samples, "aqueue_refused_acks_total") == 0
     assert value(samples, "aqueue_queue_jobs", queue="default", status="queued") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worker_port", [2], indirect=True)
+async def test_the_metrics_port_of_worker_processes_sums_their_jobs(
+    worker_port: int, producer: aqueue.App
+) -> None:
+    """``aqueue worker -p 2 --metrics-port P``: one endpoint, whatever child ran each job."""
+    async with producer:
+        jobs = [await producer.enqueue(ADD, n, n) for n in range(10)]
+        for job in jobs:
+            await job.result(timeout=15)
+    await eventually(lambda: _answers(worker_port), timeout=15)
+
+    samples = await scrape(worker_port)
+    labels = {"queue": "default", "task": ADD}
+    assert value(samples, "aqueue_jobs_started_total", **labels) == 10
+    assert value(samples, "aqueue_jobs_finished_total", **labels, status="succeeded") == 10
+    assert value(samples, "aqueue_jobs_in_progress", **labels) == 0
 
 
 @pytest.mark.slow
