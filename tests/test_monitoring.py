@@ -27,6 +27,7 @@ from tests.helpers import eventually, has_status, read_as
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "tests.ops_app:app"
+NO_SERVER = "redis://127.0.0.1:1/0"
 
 
 def env_for(server: RedisServer, namespace: str) -> dict[str, str]:
@@ -47,6 +48,19 @@ def run_cli(
         text=True,
         input=stdin,
         env=env_for(server, namespace),
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+def run_cli_without_server(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI pointed at a port where no Redis answers."""
+    env = {**os.environ, "AQUEUE_URL": NO_SERVER, "PYTHONPATH": ROOT}
+    return subprocess.run(
+        [sys.executable, "-m", "aqueue", *args],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=30,
         cwd=ROOT,
     )
@@ -190,17 +204,9 @@ async def test_status_shows_the_queues_and_the_live_workers(
 
 
 def test_status_without_a_server_is_a_one_line_error(namespace: str) -> None:
-    env = {**os.environ, "AQUEUE_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": ROOT}
-    result = subprocess.run(
-        [sys.executable, "-m", "aqueue", "status", APP],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        cwd=ROOT,
-    )
+    result = run_cli_without_server("status", APP)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0")
+    assert result.stderr.startswith(f"error: cannot reach Redis at {NO_SERVER}")
     assert "Traceback" not in result.stderr
 
 
@@ -460,15 +466,7 @@ async def test_check_exits_0_when_each_queue_has_a_live_worker(
 
 
 def test_check_exits_1_when_redis_does_not_answer() -> None:
-    env = {**os.environ, "AQUEUE_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": ROOT}
-    result = subprocess.run(
-        [sys.executable, "-m", "aqueue", "check", APP],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        cwd=ROOT,
-    )
+    result = run_cli_without_server("check", APP)
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach Redis")
 

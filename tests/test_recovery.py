@@ -4,21 +4,11 @@ more load): outcomes that meet a lost server are kept and written when it is bac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 import aqueue
 from aqueue.testing import RedisServer
 from tests.faults.test_network import DroppingProxy
-
-
-@pytest.fixture
-async def proxy(server: RedisServer) -> AsyncIterator[DroppingProxy]:
-    dropping = DroppingProxy(server.port)
-    await dropping.start()
-    yield dropping
-    await dropping.close()
+from tests.faults.test_network import proxy as proxy  # the fixture, shared with the fault tests
 
 
 async def test_jobs_finishing_while_connections_drop_all_record_their_results(
