@@ -86,7 +86,7 @@ class Waiting:
     """A failed dependency counts as ended: its error takes its place in the results."""
     members: list[str] = dataclasses.field(default_factory=list)
 
-    def script_call(self, namespace: str) -> tuple[list[bytes], list[Any]]:
+    def script_call(self, namespace: str, events_limit: int) -> tuple[list[bytes], list[Any]]:
         keys = keys_of(namespace, queue_of(self.job_id))
         job = self.job_id
         status = "scheduled" if self.kind == "job" else "running"
@@ -107,7 +107,9 @@ class Waiting:
         args += [len(self.members), *self.members]
         for name, value in fields.items():
             args += [name, value]
-        return [keys.job(job), keys.wait(job), keys.pending(job), keys.members(job)], args
+        args.append(events_limit)
+        call_keys = [keys.job(job), keys.wait(job), keys.pending(job), keys.members(job)]
+        return [*call_keys, keys.events], args
 
 
 class Plan:
@@ -160,7 +162,7 @@ class Plan:
                 # jobs before they exist).
                 pipe = redis.pipeline(transaction=False)
                 for waiting in self._waiting:
-                    WAIT.queue(pipe, *waiting.script_call(app.namespace))
+                    WAIT.queue(pipe, *waiting.script_call(app.namespace, app.events_limit))
                 self._depend(pipe, early, fresh)
                 _raise_errors(await execute(redis, pipe, [WAIT, DEPEND]))
             same |= await self._write(keyed=False)
@@ -305,9 +307,7 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
     if kind == "group":
         return await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
     released = await app._direct.call(
-        UNBLOCK,
-        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream, keys.levels],
-        ["enqueue", payload, _ENTRY_CODES],
+        UNBLOCK, _unblock_keys(keys, job_id), ["enqueue", payload, _ENTRY_CODES]
     )
     # Not released: cancelled while it waited, an end its own dependents must hear of.
     return not released
@@ -346,12 +346,24 @@ async def _finish(
 ) -> bool:
     """Finish a waiting job without running it. True: it ended (by this call or, when it was
     cancelled or finished meanwhile, before), so its dependents must be told."""
+    ttl = max(1, int(spec[CODES["result_ttl"]]))
     await app._direct.call(
         UNBLOCK,
-        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream, keys.levels],
-        ["finish", status, field, value, max(1, int(spec[CODES["result_ttl"]]))],
+        _unblock_keys(keys, job_id),
+        ["finish", status, field, value, ttl, app.events_limit],
     )
     return True
+
+
+def _unblock_keys(keys: Keys, job_id: str) -> list[bytes]:
+    return [
+        keys.job(job_id),
+        keys.wait(job_id),
+        keys.pending(job_id),
+        keys.stream,
+        keys.levels,
+        keys.events,
+    ]
 
 
 _Row = Sequence[bytes | None]

@@ -272,7 +272,7 @@ class Job(Generic[R]):
         """
         from ._cancel import cancel
 
-        return await cancel(self._app, self.id, keeps_record=self._keeps_result)
+        return await cancel(self._app, self.id, keeps_record=self._keeps_result, task=self._task)
 
     async def events(self) -> AsyncIterator[JobInfo]:
         """Follow the job: a snapshot each time its status or progress changes.

@@ -127,7 +127,9 @@ class Queue:
             for stream in (keys.stream_at(level) for level in sorted(used, reverse=True)):
                 while True:
                     count, *job_ids = await PURGE(
-                        app.redis, [stream], [GROUP, keys.prefix, error, keep, PURGE_BATCH]
+                        app.redis,
+                        [stream, keys.events],
+                        [GROUP, keys.prefix, error, keep, PURGE_BATCH, app.events_limit],
                     )
                     dropped += count
                     for job_id in job_ids:
@@ -167,8 +169,14 @@ class Queue:
         with translate_errors(self._app.url):
             replayed, _ = await REPLAY(
                 self._app.redis,
-                [self.keys.dead, self.keys.stream, self.keys.levels],
-                [self.keys.prefix, limit, " ".join(DEAD_LETTER_FIELDS), not_replayed],
+                [self.keys.dead, self.keys.stream, self.keys.levels, self.keys.events],
+                [
+                    self.keys.prefix,
+                    limit,
+                    " ".join(DEAD_LETTER_FIELDS),
+                    not_replayed,
+                    self._app.events_limit,
+                ],
             )
         return int(replayed)
 

@@ -14,7 +14,8 @@
 -- KEYS: job record, cancelled set (job ids scored by cancel time in ms), the job's "queued" hash,
 --       delayed set, the queue's event stream
 -- ARGV: job id, error value (JSON: type and message), seconds to keep the record,
---       "1" when the job keeps no record (fire and forget), events kept (0: none)
+--       "1" when the job keeps no record (fire and forget), events kept (0: none),
+--       the job's task name ("" when unknown: a record tells it)
 -- Returns {status before the call ("" when there is no record), 1 if cancelled now else 0}.
 local status = redis.call('HGET', KEYS[1], 'status')
 local queued = not status and queued_state(KEYS[1], KEYS[3])
@@ -32,6 +33,7 @@ end
 if not status then
   if ARGV[4] == '1' then
     announce()
+    emit(KEYS[5], ARGV[5], 'cancelled', ARGV[1], ARGV[6])
     return {'', 1}
   end
   return {'', 0}

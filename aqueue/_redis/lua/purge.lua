@@ -5,9 +5,10 @@
 -- JobCancelled, status() tells), waiters are woken, its uniqueness key is released. Records and
 -- "queued" hashes are named from the job ids under the queue's prefix (the same hash tag, so
 -- the same Cluster slot), as the promote script names records.
--- KEYS: stream
+-- Each job that had not ended is told cancelled in the queue's event stream.
+-- KEYS: stream, the queue's event stream
 -- ARGV: group, queue key prefix, error value (JSON: type and message), seconds to keep the
---       record, most entries to drop
+--       record, most entries to drop, events kept (0: none)
 -- Returns {entries dropped, ids of the jobs dropped...}.
 local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
 if not ok then
@@ -53,6 +54,10 @@ for _, entry in ipairs(entries) do
       redis.call('DEL', unique)
     end
     redis.pcall('PUBLISH', record, 'cancelled')
+    if not status or status == 'queued' then
+      -- (A job that keeps no record has no status: its entry was all there was of it.)
+      emit(KEYS[2], ARGV[6], 'cancelled', job_id, fields['t'])
+    end
     reply[#reply + 1] = job_id
   end
 end

@@ -8,9 +8,11 @@
 -- marks as not replayed), so no option of the job is lost; aqueue's own fields, written in
 -- front of the entry's, are left out. A job with a priority level ("l") goes back to its
 -- level's stream.
--- KEYS: dead-letter stream, stream, priority levels set
+-- Each replayed job is told enqueued in the queue's event stream: it waits in the queue anew.
+-- KEYS: dead-letter stream, stream, priority levels set, the queue's event stream
 -- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
---       aqueue's dead-letter field names (space-separated), entry fields not replayed (same)
+--       aqueue's dead-letter field names (space-separated), entry fields not replayed (same),
+--       events kept (0: none)
 -- Returns {replayed, left: letters with nothing to replay (no job, or one that ended well)}.
 local limit = tonumber(ARGV[2])
 local function set_of(words)
@@ -34,7 +36,7 @@ while replayed < limit do
     if replayed >= limit then
       break
     end
-    local fields, job, unique, stream = {}, nil, nil, KEYS[2]
+    local fields, job, task, unique, stream = {}, nil, nil, nil, KEYS[2]
     local raw, first = entry[2], 1
     -- aqueue's fields lead, each once: the entry's own begin at the first name that is not
     -- one of them, or that comes again.
@@ -50,6 +52,8 @@ while replayed < limit do
         fields[#fields + 1] = value
         if name == 'j' then
           job = value
+        elseif name == 't' then
+          task = value
         elseif name == 'u' then
           unique = value
         elseif name == 'l' and string.match(value, '^[0-46-9]$') then
@@ -77,6 +81,7 @@ while replayed < limit do
         redis.call('HSET', record, 'status', 'queued', 'attempts', 0)
         redis.pcall('PUBLISH', record, 'queued')
       end
+      emit(KEYS[4], ARGV[5], 'enqueued', job, task)
       replayed = replayed + 1
     end
   end

@@ -1,9 +1,13 @@
 -- Release a waiting job exactly once: add its stream entry (with the payload that carries its
 -- dependencies' results), or finish a parent record with its outcome. The wait hash goes in the
 -- same step, so a second caller (a redelivered dependency, a racing worker) does nothing.
--- KEYS: job record, wait hash, pending set, stream (of the default level), priority levels set
+-- A release is no event (the job was told enqueued when it began to wait, wait.lua); a finish
+-- is told with its status, as finish.lua tells a run's end.
+-- KEYS: job record, wait hash, pending set, stream (of the default level), priority levels set,
+--       the queue's event stream
 -- ARGV: "enqueue", payload, the entry's field names (space-separated: the table in
---       aqueue/_message.py) | "finish", status, outcome field, outcome value, result ttl
+--       aqueue/_message.py) | "finish", status, outcome field, outcome value, result ttl,
+--       events kept (0: none)
 -- Returns 1 when released, 0 when it was not waiting any more.
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return 0
@@ -43,4 +47,9 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[3], ARGV[4], 'finished_at', now)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.pcall('PUBLISH', KEYS[1], ARGV[2])
+local spec = {}
+for i = 1, #wait, 2 do
+  spec[wait[i]] = wait[i + 1]
+end
+emit(KEYS[6], ARGV[6], ARGV[2], spec['j'], spec['t'])
 return 1

@@ -2,11 +2,15 @@
 -- callback) or a workflow's parent record, in one step: its record, what it waits for and how
 -- to enqueue or finish it once they ended. Runs before the dependencies learn of it (depend.lua),
 -- so whoever sees a dependency end finds this in place.
--- KEYS: job record, wait hash, pending set (dependencies not ended yet), members list
+-- Told as enqueued in the queue's event stream now, as a delayed job is at its enqueue: its
+-- release later is no event (the worker that starts it tells "started"), an end without a run
+-- (a failed dependency, a workflow's parent finishing) is told by unblock.lua.
+-- KEYS: job record, wait hash, pending set (dependencies not ended yet), members list,
+--       the queue's event stream
 -- ARGV: status (scheduled | running), task name, record ttl in seconds,
 --       expiry in ms from the server's now (0: none; kept as the entry's "x" field),
 --       dependency count n, n dependency ids, member count m, m member ids,
---       then field/value pairs of the wait hash
+--       then field/value pairs of the wait hash, then events kept (0: none)
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local ttl = tonumber(ARGV[3])
@@ -28,11 +32,12 @@ local members = tonumber(ARGV[6 + deps])
 redis.call('DEL', KEYS[4])
 add('RPUSH', KEYS[4], 7 + deps, members)
 local pairs_at = 7 + deps + members
-redis.call('HSET', KEYS[2], unpack(ARGV, pairs_at, #ARGV))
+redis.call('HSET', KEYS[2], unpack(ARGV, pairs_at, #ARGV - 1))
 local expires_in = tonumber(ARGV[4])
 if expires_in > 0 then
   -- On the server's clock, from now, as enqueue.lua sets it: waiting counts against it.
   redis.call('HSET', KEYS[2], 'x', now + expires_in)
 end
 redis.call('EXPIRE', KEYS[2], ttl)
+emit(KEYS[5], ARGV[#ARGV], 'enqueued', redis.call('HGET', KEYS[2], 'j'), ARGV[2])
 return 1
