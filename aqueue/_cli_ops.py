@@ -2,7 +2,8 @@
 resume, job, enqueue, purge, check, control.
 
 Registered on the ``aqueue`` group by ``cli.py``. Exit codes: 0 on success, 1 for an error a
-user can fix (one line on stderr: Redis unreachable, an unknown job), 2 for a usage error.
+user can fix (one line on stderr: Redis unreachable, an unknown job, a queue nothing knows:
+see ``_cli/_queues.py``), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 import orjson
 
 from ._app import App
+from ._cli._queues import refuse_unknown_queues
 from ._control import COMMANDS, send_command
 from ._events import named_queues as _known_queues
 from ._job import JobInfo, JobStatus
@@ -152,6 +154,7 @@ def status(app_path: str, queues: tuple[str, ...], as_json: bool, loop: str) -> 
 
     async def collect() -> tuple[list[_QueueStatus], list[WorkerInfo]]:
         async with app:
+            await refuse_unknown_queues(app, names)
             found = await app.workers()
             return await _queue_status(app, names, found), found
 
@@ -197,6 +200,7 @@ def _set_paused(app_path: str, queue_names: tuple[str, ...], loop: str, *, pause
 
     async def apply() -> None:
         async with app:
+            await refuse_unknown_queues(app, [queue.name for queue in queues])
             for queue in queues:
                 await (queue.pause() if paused else queue.resume())
 
@@ -414,11 +418,13 @@ def purge(app_path: str, queue_name: str, yes: bool, loop: str) -> None:
     """
     app = load_app(app_path)
     queue = app.queue(check_name("queue", queue_name))
-    if not yes:
-        click.confirm(f"drop every queued job of {queue.name}?", abort=True)
 
     async def drop() -> int:
         async with app:
+            await refuse_unknown_queues(app, [queue.name])
+            if not yes:
+                # Asked only of a queue that exists: a typo is told before any question.
+                click.confirm(f"drop every queued job of {queue.name}?", abort=True)
             return await queue.purge_queued()
 
     click.echo(f"dropped {run_async(drop, loop)} queued job(s) from {queue.name}")
@@ -440,6 +446,7 @@ def check(app_path: str, queues: tuple[str, ...], loop: str) -> None:
 
     async def unserved() -> list[str]:
         async with app:
+            await refuse_unknown_queues(app, names)
             return [n for n in names if (await app.queue(n).stats()).workers == 0]
 
     missing = run_async(unserved, loop)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from ._app import App
+from ._cli._queues import refuse_unknown_queues
 from ._events import named_queues as _known_queues
 from ._logging import JobLogFilter, JsonLogFormatter
 from ._processes import RECYCLE_EXIT, Supervisor
@@ -461,9 +462,12 @@ def dead_letters_ls(app_path: str, queue_name: str | None, limit: int, loop: str
     """List the oldest dead letters with the reason each was dead-lettered."""
     app = load_app(app_path)
 
+    queue = app.queue(queue_name)
+
     async def collect() -> list[list[str]]:
         async with app:
-            letters = await app.queue(queue_name).dead_letters(limit)
+            await refuse_unknown_queues(app, [queue.name])
+            letters = await queue.dead_letters(limit)
         return [
             [
                 letter.dead_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -493,6 +497,7 @@ def dead_letters_replay(app_path: str, queue_name: str | None, loop: str) -> Non
 
     async def replay() -> int:
         async with app:
+            await refuse_unknown_queues(app, [queue.name])
             return await queue.replay_dead()
 
     click.echo(f"replayed {run_async(replay, loop)} job(s) into {queue.name}")
@@ -508,11 +513,13 @@ def dead_letters_purge(app_path: str, queue_name: str | None, yes: bool, loop: s
     """Delete every dead letter of the queue."""
     app = load_app(app_path)
     queue = app.queue(queue_name)
-    if not yes:
-        click.confirm(f"delete every dead letter of {queue.name}?", abort=True)
 
     async def purge() -> int:
         async with app:
+            await refuse_unknown_queues(app, [queue.name])
+            if not yes:
+                # Asked only of a queue that exists: a typo is told before any question.
+                click.confirm(f"delete every dead letter of {queue.name}?", abort=True)
             return await queue.purge()
 
     click.echo(f"deleted {run_async(purge, loop)} dead letter(s) from {queue.name}")

@@ -210,6 +210,70 @@ def test_status_without_a_server_is_a_one_line_error(namespace: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+# -- queues nothing knows ---------------------------------------------------------------------
+
+
+def test_status_of_a_queue_nothing_knows_says_so_in_one_line_naming_the_known_ones(
+    server: RedisServer, namespace: str
+) -> None:
+    result = run_cli(server, namespace, "status", APP, "-q", "defualt")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: no queue 'defualt' in namespace '{namespace}': the app does not name it, no "
+        "live worker serves it and Redis holds nothing of it. Known queues: default, other "
+        "(check the spelling, and the namespace)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["check"],
+        ["pause"],
+        ["resume"],
+        ["purge", "--yes"],
+        ["dead-letters", "ls"],
+        ["dead-letters", "replay"],
+        ["dead-letters", "purge", "--yes"],
+    ],
+)
+def test_each_command_taking_a_queue_refuses_one_nothing_knows(
+    server: RedisServer, namespace: str, command: list[str]
+) -> None:
+    result = run_cli(server, namespace, *command, APP, "-q", "typo")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no queue 'typo' in namespace")
+
+
+async def test_status_shows_an_empty_queue_the_app_does_not_name_once_it_held_jobs(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    @producer.task(name="tests.ops_app.add", queue="side")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with producer:
+        await add.enqueue(1, 2)
+        await producer.queue("side").purge_queued()
+    result = run_cli(server, namespace, "status", APP, "-q", "side", "--json")
+    assert result.returncode == 0, result.stderr
+    [side] = json.loads(result.stdout)["queues"]
+    assert (side["queue"], side["queued"]) == ("side", 0)
+
+
+async def test_status_shows_a_queue_the_app_does_not_name_that_a_live_worker_serves(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "side") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+        result = run_cli(server, namespace, "status", APP, "-q", "side", "--json")
+    assert result.returncode == 0, result.stderr
+    [side] = json.loads(result.stdout)["queues"]
+    assert (side["queue"], side["workers"]) == ("side", 1)
+
+
 # -- pause / resume ---------------------------------------------------------------------------
 
 

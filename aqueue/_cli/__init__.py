@@ -1,0 +1,1 @@
+"""The ``aqueue`` command's parts; ``aqueue/cli.py`` is its entry point."""
