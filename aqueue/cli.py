@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -22,7 +22,7 @@ from ._cli._queues import refuse_unknown_queues
 from ._events import named_queues as _known_queues
 from ._logging import JobLogFilter, JsonLogFormatter
 from ._processes import RECYCLE_EXIT, Supervisor
-from ._version import __version__
+from ._version import __version__, pip_install
 from ._worker import Worker
 from .exceptions import AqueueError, JobNotFound
 
@@ -279,6 +279,12 @@ def worker(
     service manager to start it again.
     """
     configure_logging(log_level, log_format)
+    if metrics_port is not None:
+        try:
+            # Imported only when asked for: prometheus-client is an optional extra.
+            from .contrib import prometheus
+        except ImportError:
+            _needs_extra("--metrics-port", "prometheus-client", "prometheus")
     if (processes > 1 or reload) and not supervised:
         # Checked here, once, rather than N times over in the children.
         load_app(app_path)
@@ -286,15 +292,13 @@ def worker(
         if reload:
             try:
                 from ._reload import watch_code
-            except ImportError as exc:
-                raise click.UsageError(str(exc)) from None
+            except ImportError:
+                _needs_extra("--reload", "watchfiles", "reload")
             watch = watch_code
         ended = None
         if metrics_port is not None:
             # One endpoint for all the children: each records into a shared directory.
-            from .contrib.prometheus import serve_children
-
-            ended = serve_children(metrics_port)
+            ended = prometheus.serve_children(metrics_port)
         supervisor = Supervisor(_child_arguments(ctx), processes, watch=watch, ended=ended)
         sys.exit(supervisor.run())
     app = load_app(app_path)
@@ -330,10 +334,7 @@ def worker(
         burst=burst,
     )
     if metrics_port is not None:
-        # Imported only when asked for: prometheus-client is an optional extra.
-        from .contrib.prometheus import serve_metrics
-
-        serve_metrics(the_worker, metrics_port, supervised=supervised)
+        prometheus.serve_metrics(the_worker, metrics_port, supervised=supervised)
 
     async def serve() -> None:
         async with app:
@@ -348,6 +349,14 @@ def worker(
     run_async(serve, loop)
     if supervised and the_worker.recycled:
         sys.exit(RECYCLE_EXIT)
+
+
+def _needs_extra(flag: str, package: str, extra: str) -> NoReturn:
+    # A usage error (exit 2) in one line, with the command that fixes it: no traceback.
+    click.echo(
+        f"error: {flag} needs {package}, which is not installed: {pip_install(extra)}", err=True
+    )
+    sys.exit(2)
 
 
 SUPERVISOR_ONLY = frozenset({"processes", "reload"})
