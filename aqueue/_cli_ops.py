@@ -22,7 +22,7 @@ from ._events import named_queues as _known_queues
 from ._job import JobInfo, JobStatus
 from ._queue import QueueStats
 from ._redis._errors import translate_errors
-from ._redis._keys import check_name, keys_of, queue_of
+from ._redis._keys import Keys, check_name, keys_of, queue_of
 from ._registry import WorkerInfo
 from .cli import (
     _fail_cleanly,
@@ -236,10 +236,38 @@ def resume(app_path: str, queue_names: tuple[str, ...], loop: str) -> None:
 # -- jobs -------------------------------------------------------------------------------------
 
 
-async def _queued_arguments(app: App, job_id: str) -> list[Any] | None:
-    """``[args, kwargs]`` of a job still waiting in its stream; None once it started (the
-    arguments live only in the stream entry, removed when the job ends)."""
-    keys = keys_of(app.namespace, queue_of(job_id))
+KEPT_ARGUMENTS = b"args"
+"""The record's field with the encoded arguments of a job that ran (written by finish.lua)."""
+ARGUMENTS_SIZE = b"args_size"
+"""The record's field with the size of arguments too large to keep (App.kept_arguments_size)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Arguments:
+    """What is known of a job's arguments."""
+
+    decoded: list[Any] | None = None
+    """``[args, kwargs]``, when known."""
+    size: int | None = None
+    """Bytes of encoded arguments the record did not keep (too large)."""
+
+
+async def _arguments(app: App, info: JobInfo) -> _Arguments:
+    """A job's arguments: from its stream entry while it waits there, from its record once
+    it ran (when it keeps them, see ``App.kept_arguments_size``)."""
+    keys = keys_of(app.namespace, queue_of(info.id))
+    if info.status is JobStatus.QUEUED:
+        return _Arguments(_decoded(app, await _queued_payload(app, keys, info.id)))
+    payload, size = cast(
+        "list[bytes | None]",
+        await app.redis.hmget(keys.job(info.id), KEPT_ARGUMENTS, ARGUMENTS_SIZE),
+    )
+    return _Arguments(_decoded(app, payload), None if size is None else int(size))
+
+
+async def _queued_payload(app: App, keys: Keys, job_id: str) -> bytes | None:
+    """The encoded arguments in the stream entry of a job still waiting there (entries of
+    jobs that keep no record are found through their queue's "queued" hash)."""
     place = cast(
         "bytes | None", await app.redis.hget(keys.queued(job_id), job_id.partition(":")[2])
     )
@@ -250,21 +278,25 @@ async def _queued_arguments(app: App, job_id: str) -> list[Any] | None:
     found = cast(
         "list[tuple[bytes, dict[bytes, bytes]]]", await app.redis.xrange(stream, entry, entry)
     )
-    if not found or b"p" not in found[0][1]:
+    return found[0][1].get(b"p") if found else None
+
+
+def _decoded(app: App, payload: bytes | None) -> list[Any] | None:
+    if payload is None:
         return None
     try:
-        decoded = app.serializer.loads(found[0][1][b"p"])
+        decoded = app.serializer.loads(payload)
     except Exception:
         return None  # not this app's format: shown as unknown, never a crash
     return decoded if isinstance(decoded, list) else None
 
 
-def _job_record(info: JobInfo, arguments: list[Any] | None) -> dict[str, Any]:
+def _job_record(info: JobInfo, arguments: _Arguments) -> dict[str, Any]:
     record = dataclasses.asdict(info)
     record["queue"] = queue_of(info.id)
-    record["arguments"] = (
-        None if arguments is None else {"args": arguments[0], "kwargs": arguments[1]}
-    )
+    decoded = arguments.decoded
+    record["arguments"] = None if decoded is None else {"args": decoded[0], "kwargs": decoded[1]}
+    record["arguments_size"] = arguments.size
     return record
 
 
@@ -278,6 +310,8 @@ def _print_job(record: dict[str, Any]) -> None:
     if record["arguments"] is not None:
         lines.append(("args", _to_json_line(record["arguments"]["args"])))
         lines.append(("kwargs", _to_json_line(record["arguments"]["kwargs"])))
+    elif record["arguments_size"] is not None:
+        lines.append(("args", f"({record['arguments_size']} bytes, not kept)"))
     lines.append(("attempts", record["attempts"]))
     lines.extend(
         (name.replace("_", " "), record[name].isoformat(" ", "milliseconds"))
@@ -315,19 +349,17 @@ def _to_json_line(value: Any) -> str:
 def job(app_path: str, job_id: str, as_json: bool, loop: str) -> None:
     """Show a job's record.
 
-    Status, task, arguments (while it waits in its queue), attempts, timestamps, worker,
-    progress, and its result or error with the traceback. Exit 1 when there is no record.
+    Status, task, arguments (while it waits in its queue, and once it ran if the app keeps
+    them: see kept_arguments_size), attempts, timestamps, worker, progress, and its result
+    or error with the traceback. Exit 1 when there is no record.
     """
     app = load_app(app_path)
 
-    async def collect() -> tuple[JobInfo, list[Any] | None]:
+    async def collect() -> tuple[JobInfo, _Arguments]:
         async with app:
             info = await app.job(job_id).info()
-            arguments = None
-            if info.status is JobStatus.QUEUED:
-                with translate_errors(app.url):
-                    arguments = await _queued_arguments(app, job_id)
-            return info, arguments
+            with translate_errors(app.url):
+                return info, await _arguments(app, info)
 
     info, arguments = run_async(collect, loop)
     if info.status is JobStatus.UNKNOWN:

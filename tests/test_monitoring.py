@@ -477,6 +477,47 @@ async def test_the_job_command_shows_the_arguments_of_a_queued_job(
     assert record["arguments"] == {"args": [4], "kwargs": {"y": 5}}
 
 
+async def test_the_job_command_shows_the_arguments_of_a_job_that_ran(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        async with producer:
+            job = await producer.enqueue("tests.ops_app.add", 4, y=5)
+            assert await job.result(timeout=15) == 9
+    result = run_cli(server, namespace, "job", APP, job.id, "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["arguments"] == {"args": [4], "kwargs": {"y": 5}}
+
+
+async def test_the_job_command_gives_the_size_of_arguments_too_large_to_keep(
+    server: RedisServer, namespace: str
+) -> None:
+    async with aqueue.App(server.url, namespace=namespace, kept_arguments_size=8) as app:
+        add, _ = _producer_tasks(app)
+        job = await add.enqueue(4, 5)
+        async with aqueue.Worker(app):
+            await job.result(timeout=5)
+    result = run_cli(server, namespace, "job", APP, job.id)
+    assert result.returncode == 0, result.stderr
+    size = len(b"[[4,5],{}]")
+    assert f"args:        ({size} bytes, not kept)" in result.stdout.splitlines()
+
+
+async def test_a_job_run_by_an_app_keeping_no_arguments_shows_none(
+    server: RedisServer, namespace: str
+) -> None:
+    async with aqueue.App(server.url, namespace=namespace, kept_arguments_size=0) as app:
+        add, _ = _producer_tasks(app)
+        job = await add.enqueue(4, 5)
+        async with aqueue.Worker(app):
+            await job.result(timeout=5)
+    result = run_cli(server, namespace, "job", APP, job.id, "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["arguments"], record["arguments_size"]) == (None, None)
+
+
 def test_the_job_command_exits_1_for_a_job_without_a_record(
     server: RedisServer, namespace: str
 ) -> None:

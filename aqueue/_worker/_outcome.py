@@ -71,6 +71,17 @@ class Delivery:
             return self.keys.unique(""), ""
         return key, ttl.decode()
 
+    def kept_arguments(self, limit: int) -> tuple[bytes, str]:
+        """What the job's record keeps of its arguments once it ran (for ``aqueue job``;
+        the entry that holds them is deleted): the encoded arguments when they fit in
+        ``limit`` bytes, else their size; ``(b"", "")`` for a job that keeps no record."""
+        payload = self.fields.get(b"p")
+        if payload is None or limit == 0 or self.result_ttl == 0:
+            return b"", ""
+        if len(payload) > limit:
+            return b"", str(len(payload))
+        return payload, ""
+
     @property
     def record(self) -> bytes:
         """The job's record key (a key that never exists when the entry has no job id)."""

@@ -332,6 +332,7 @@ class Worker:
             tell=functools.partial(job_ended, app),
             lease=app.lease,
             events_limit=app.events_limit,
+            kept_arguments_size=app.kept_arguments_size,
         )
         runner = Runner(app, self.name, self.threads, self._resources)
         slots = Slots(self.concurrency)

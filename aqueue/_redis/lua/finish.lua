@@ -17,7 +17,9 @@
 --       retry delay in ms and the attempt that failed (with status "scheduled"),
 --       job id and seconds to keep the uniqueness key after the end ("" when it has none),
 --       "1" when the jobs waiting for this one have been told it ended (else ""),
---       events kept (0: none), task name
+--       events kept (0: none), task name,
+--       the job's encoded arguments for its record to keep ("" for none), or their size in
+--       bytes when they are too large to keep ("" for none)
 -- Returns 1 when applied, 0 when refused because the entry is no longer ours, 2 when applied
 -- but not acked: other jobs wait for this one (see below).
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
@@ -50,6 +52,14 @@ if ARGV[8] ~= '' then
   end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(fields))
 end
+-- The record keeps the arguments (or their size) once the entry that holds them is gone:
+-- `aqueue job` shows them after the run.
+local kept = {}
+if ARGV[17] ~= '' then
+  kept = {'args', ARGV[17]}
+elseif ARGV[18] ~= '' then
+  kept = {'args_size', ARGV[18]}
+end
 local function record()
   if ARGV[4] == '' then
     -- Acked without running (cancelled, or finished by an earlier delivery): the record stays.
@@ -78,7 +88,8 @@ local function record()
       redis.call('ZADD', KEYS[4], due, cmsgpack.pack(fields))
     end
     if ttl > 0 then
-      redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)
+      redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due,
+        unpack(kept))
       redis.pcall('PUBLISH', KEYS[2], 'scheduled')
     end
     emit(KEYS[7], ARGV[15], 'retried', ARGV[12], ARGV[16], ARGV[2])
@@ -93,7 +104,8 @@ local function record()
     end
   end
   if ttl > 0 then
-    redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now)
+    redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now,
+      unpack(kept))
     redis.call('EXPIRE', KEYS[2], ttl)
     -- Only a wake-up for waiters (they read the record): a user without channel permissions
     -- must not fail the ack after its writes were made.
