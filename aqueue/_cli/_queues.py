@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import click
+
 from .._app import App
 from .._events import named_queues
 from .._redis._errors import translate_errors
@@ -47,3 +49,11 @@ async def refuse_unknown_queues(app: App, names: Sequence[str]) -> None:
                 f"no live worker serves it and Redis holds nothing of it. Known queues: {known}"
                 " (check the spelling, and the namespace)"
             )
+
+
+async def confirm_for_known_queue(app: App, queue: str, question: str, *, yes: bool) -> None:
+    """Refuse ``queue`` if nothing knows it, then ask ``question`` unless ``yes``: a typo is
+    told before any question (a "no" aborts the command)."""
+    await refuse_unknown_queues(app, [queue])
+    if not yes:
+        click.confirm(question, abort=True)

@@ -1,0 +1,272 @@
+"""Jobs from the command line: ``aqueue job``, ``enqueue``, ``cancel`` and ``purge``."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, cast
+
+import click
+import orjson
+
+from .._app import App
+from .._job import JobInfo, JobStatus
+from .._redis._errors import translate_errors
+from .._redis._keys import Keys, check_name, keys_of, queue_of
+from ..cli import (
+    _fail_cleanly,
+    app_argument,
+    load_app,
+    loop_option,
+    run_async,
+)
+from ..cli import main as cli
+from ..exceptions import JobNotFound
+from ._output import json_option, to_json, to_json_line
+from ._queues import confirm_for_known_queue
+
+KEPT_ARGUMENTS = b"args"
+"""The record's field with the encoded arguments of a job that ran (written by finish.lua)."""
+ARGUMENTS_SIZE = b"args_size"
+"""The record's field with the size of arguments too large to keep (App.kept_arguments_size)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Arguments:
+    """What is known of a job's arguments."""
+
+    decoded: list[Any] | None = None
+    """``[args, kwargs]``, when known."""
+    size: int | None = None
+    """Bytes of encoded arguments the record did not keep (too large)."""
+
+
+async def _arguments(app: App, info: JobInfo) -> _Arguments:
+    """A job's arguments: from its stream entry while it waits there, from its record once
+    it ran (when it keeps them, see ``App.kept_arguments_size``)."""
+    keys = keys_of(app.namespace, queue_of(info.id))
+    if info.status is JobStatus.QUEUED:
+        return _Arguments(_decoded(app, await _queued_payload(app, keys, info.id)))
+    payload, size = cast(
+        "list[bytes | None]",
+        await app.redis.hmget(keys.job(info.id), KEPT_ARGUMENTS, ARGUMENTS_SIZE),
+    )
+    return _Arguments(_decoded(app, payload), None if size is None else int(size))
+
+
+async def _queued_payload(app: App, keys: Keys, job_id: str) -> bytes | None:
+    """The encoded arguments in the stream entry of a job still waiting there (entries of
+    jobs that keep no record are found through their queue's "queued" hash)."""
+    place = cast(
+        "bytes | None", await app.redis.hget(keys.queued(job_id), job_id.partition(":")[2])
+    )
+    if place is None:
+        return None
+    entry, _, level = place.partition(b" ")
+    stream = keys.stream_at(int(level)) if level else keys.stream
+    found = cast(
+        "list[tuple[bytes, dict[bytes, bytes]]]", await app.redis.xrange(stream, entry, entry)
+    )
+    return found[0][1].get(b"p") if found else None
+
+
+def _decoded(app: App, payload: bytes | None) -> list[Any] | None:
+    if payload is None:
+        return None
+    try:
+        decoded = app.serializer.loads(payload)
+    except Exception:
+        return None  # not this app's format: shown as unknown, never a crash
+    return decoded if isinstance(decoded, list) else None
+
+
+def _job_record(info: JobInfo, arguments: _Arguments) -> dict[str, Any]:
+    record = dataclasses.asdict(info)
+    record["queue"] = queue_of(info.id)
+    decoded = arguments.decoded
+    record["arguments"] = None if decoded is None else {"args": decoded[0], "kwargs": decoded[1]}
+    record["arguments_size"] = arguments.size
+    return record
+
+
+def _print_job(record: dict[str, Any]) -> None:
+    lines: list[tuple[str, Any]] = [
+        ("id", record["id"]),
+        ("status", record["status"]),
+        ("task", record["task"]),
+        ("queue", record["queue"]),
+    ]
+    if record["arguments"] is not None:
+        lines.append(("args", to_json_line(record["arguments"]["args"])))
+        lines.append(("kwargs", to_json_line(record["arguments"]["kwargs"])))
+    elif record["arguments_size"] is not None:
+        lines.append(("args", f"({record['arguments_size']} bytes, not kept)"))
+    lines.append(("attempts", record["attempts"]))
+    lines.extend(
+        (name.replace("_", " "), record[name].isoformat(" ", "milliseconds"))
+        for name in ("enqueued_at", "due_at", "started_at", "finished_at")
+        if record[name] is not None
+    )
+    lines.append(("worker", record["worker"]))
+    if record["progress"] is not None:
+        message = record["progress_message"]
+        lines.append(("progress", f"{record['progress']:.0%}" + (f" {message}" if message else "")))
+    if record["status"] == "succeeded":
+        lines.append(("result", to_json_line(record["result"])))
+    error = record["error"]
+    if error is not None:
+        lines.append(("error", f"{error['type']}: {error['message']}"))
+    width = max(len(name) for name, _ in lines) + 1
+    for name, value in lines:
+        if value is not None:
+            click.echo(f"{name + ':':<{width}} {value}")
+    if error is not None and error["traceback"]:
+        click.echo("traceback:")
+        click.echo(error["traceback"].rstrip("\n"))
+
+
+@cli.command()
+@app_argument
+@click.argument("job_id", metavar="JOB_ID")
+@json_option
+@loop_option
+@_fail_cleanly
+def job(app_path: str, job_id: str, as_json: bool, loop: str) -> None:
+    """Show a job's record.
+
+    Status, task, arguments (while it waits in its queue, and once it ran if the app keeps
+    them: see kept_arguments_size), attempts, timestamps, worker, progress, and its result
+    or error with the traceback. Exit 1 when there is no record.
+    """
+    app = load_app(app_path)
+
+    async def collect() -> tuple[JobInfo, _Arguments]:
+        async with app:
+            info = await app.job(job_id).info()
+            with translate_errors(app.url):
+                return info, await _arguments(app, info)
+
+    info, arguments = run_async(collect, loop)
+    if info.status is JobStatus.UNKNOWN:
+        raise JobNotFound(
+            f"no record of job {job_id}: never enqueued, enqueued with result_ttl=0, or its "
+            "record expired"
+        )
+    record = _job_record(info, arguments)
+    if as_json:
+        click.echo(to_json(record))
+    else:
+        _print_job(record)
+
+
+def _json_value(kind: type, text: str, flag: str) -> Any:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON ({exc})", param_hint=flag) from None
+    if not isinstance(value, kind):
+        expected = "an array, e.g. '[1, 2]'" if kind is list else "an object, e.g. '{\"x\": 1}'"
+        raise click.BadParameter(f"must be {expected}", param_hint=flag)
+    return value
+
+
+@cli.command()
+@app_argument
+@click.argument("task_name", metavar="TASK")
+@click.option("--args", "args_json", default="[]", help="Positional arguments: a JSON array.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments: a JSON object.")
+@click.option("-q", "--queue", "queue_name", default=None, help="Queue (default: the task's).")
+@click.option(
+    "--delay", type=click.FloatRange(min=0), default=None, help="Seconds before it may run."
+)
+@click.option("--wait", is_flag=True, help="Wait for the result and print it (JSON).")
+@loop_option
+@_fail_cleanly
+def enqueue(
+    app_path: str,
+    task_name: str,
+    args_json: str,
+    kwargs_json: str,
+    queue_name: str | None,
+    delay: float | None,
+    wait: bool,
+    loop: str,
+) -> None:
+    """Enqueue TASK with JSON arguments and print the job's id.
+
+    With --wait, print the result too; exit 1 when the job failed or was cancelled. -q and
+    --delay need a task APP registers; a task it does not know is enqueued by name, to its
+    routed queue.
+    """
+    app = load_app(app_path)
+    args = _json_value(list, args_json, "--args")
+    kwargs = _json_value(dict, kwargs_json, "--kwargs")
+    task = app.tasks.get(task_name)
+    if task is None and (queue_name is not None or delay is not None):
+        raise click.UsageError(
+            f"-q and --delay need a task that {app_path} registers; {task_name!r} is not one "
+            f"(known: {', '.join(sorted(app.tasks)) or 'none'})"
+        )
+
+    async def send() -> None:
+        async with app:
+            if task is None:
+                job = await app.enqueue(task_name, *args, **kwargs)
+            else:
+                options = task.options(queue=queue_name, delay=delay)
+                job = await options.enqueue(*args, **kwargs)
+            click.echo(job.id)
+            if wait:
+                click.echo(to_json_line(await job.result()))
+
+    run_async(send, loop)
+
+
+@cli.command()
+@app_argument
+@click.option("-q", "--queue", "queue_name", required=True, help="The queue to empty.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@loop_option
+@_fail_cleanly
+def purge(app_path: str, queue_name: str, yes: bool, loop: str) -> None:
+    """Drop every job waiting in a queue (they end as cancelled).
+
+    Running and scheduled jobs are left alone. Asks first, unless --yes.
+    """
+    app = load_app(app_path)
+    queue = app.queue(check_name("queue", queue_name))
+
+    async def drop() -> int:
+        async with app:
+            question = f"drop every queued job of {queue.name}?"
+            await confirm_for_known_queue(app, queue.name, question, yes=yes)
+            return await queue.purge_queued()
+
+    click.echo(f"dropped {run_async(drop, loop)} queued job(s) from {queue.name}")
+
+
+@cli.command()
+@app_argument
+@click.argument("job_ids", metavar="JOB_ID...", nargs=-1, required=True)
+@loop_option
+@_fail_cleanly
+def cancel(app_path: str, job_ids: tuple[str, ...], loop: str) -> None:
+    """Cancel jobs by id: queued ones never run, running ones are stopped."""
+    app = load_app(app_path)
+
+    async def cancel_all() -> int:
+        # Each id on its own: one unknown id must neither stop the others nor hide what was done.
+        failed = 0
+        async with app:
+            for job_id in job_ids:
+                try:
+                    cancelled = await app.job(job_id).cancel()
+                except JobNotFound as exc:
+                    click.echo(f"error: {exc}", err=True)
+                    failed += 1
+                else:
+                    click.echo(f"{job_id}: {'cancelled' if cancelled else 'already ended'}")
+        return failed
+
+    if run_async(cancel_all, loop):
+        sys.exit(1)
