@@ -490,15 +490,23 @@ async def test_the_job_command_shows_the_arguments_of_a_job_that_ran(
     assert record["arguments"] == {"args": [4], "kwargs": {"y": 5}}
 
 
-async def test_the_job_command_gives_the_size_of_arguments_too_large_to_keep(
-    server: RedisServer, namespace: str
-) -> None:
-    async with aqueue.App(server.url, namespace=namespace, kept_arguments_size=8) as app:
+async def _ran_add(server: RedisServer, namespace: str, kept_arguments_size: int) -> str:
+    """The id of an ``add(4, 5)`` job run by a worker keeping that many bytes of arguments."""
+    async with aqueue.App(
+        server.url, namespace=namespace, kept_arguments_size=kept_arguments_size
+    ) as app:
         add, _ = _producer_tasks(app)
         job = await add.enqueue(4, 5)
         async with aqueue.Worker(app):
             await job.result(timeout=5)
-    result = run_cli(server, namespace, "job", APP, job.id)
+    return job.id
+
+
+async def test_the_job_command_gives_the_size_of_arguments_too_large_to_keep(
+    server: RedisServer, namespace: str
+) -> None:
+    job_id = await _ran_add(server, namespace, kept_arguments_size=8)
+    result = run_cli(server, namespace, "job", APP, job_id)
     assert result.returncode == 0, result.stderr
     size = len(b"[[4,5],{}]")
     assert f"args:        ({size} bytes, not kept)" in result.stdout.splitlines()
@@ -507,12 +515,8 @@ async def test_the_job_command_gives_the_size_of_arguments_too_large_to_keep(
 async def test_a_job_run_by_an_app_keeping_no_arguments_shows_none(
     server: RedisServer, namespace: str
 ) -> None:
-    async with aqueue.App(server.url, namespace=namespace, kept_arguments_size=0) as app:
-        add, _ = _producer_tasks(app)
-        job = await add.enqueue(4, 5)
-        async with aqueue.Worker(app):
-            await job.result(timeout=5)
-    result = run_cli(server, namespace, "job", APP, job.id, "--json")
+    job_id = await _ran_add(server, namespace, kept_arguments_size=0)
+    result = run_cli(server, namespace, "job", APP, job_id, "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert (record["arguments"], record["arguments_size"]) == (None, None)
