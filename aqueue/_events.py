@@ -46,7 +46,8 @@ class Event:
     task: str
     queue: str
     worker: str | None
-    """The worker that started or finished the run; None for enqueues and cancels."""
+    """The worker that started or finished the run; None for enqueues, cancels and ends
+    without a run (a failed dependency, a workflow's own job)."""
     at: datetime
     """When it happened, by the server's clock."""
 
