@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status
+from tests.test_docs_blocks import blocks_of
 
 ONE_LOOP = True  # the messages do not depend on the event loop
 
@@ -37,7 +38,7 @@ def assert_quoted(message: str, server: RedisServer, namespace: str) -> None:
         return " ".join(HEX_ID.sub("<id>", text).split())
 
     page = PAGE.read_text()
-    blocks = re.findall(r"^ *```text\n(.*?)^ *```$", page, flags=re.DOTALL | re.MULTILINE)
+    blocks = [block.code for block in blocks_of(PAGE) if block.language == "text"]
     inline = re.findall(r"(?<!`)`([^`]+)`(?!`)", page)
     assert canonical(message) in {canonical(quote) for quote in (*blocks, *inline)}
 
