@@ -246,7 +246,8 @@ class Job(Generic[R]):
         if status == JobStatus.QUEUED.value.encode():
             return (
                 f"{message}): it is still queued, so no worker has taken it. Is a worker "
-                f"serving queue {self.queue!r}? (aqueue worker APP -q {self.queue})"
+                f"serving queue {self.queue!r}? (aqueue worker APP -q {self.queue}, with "
+                f"namespace {self._app.namespace!r} and this app's Redis URL)"
             )
         return f"{message} or check job.status())"
 

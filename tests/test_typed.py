@@ -255,3 +255,82 @@ async def test_a_chain_step_gets_its_own_arguments_and_the_previous_result_typed
     async with aqueue.Worker(app):
         job = await (locate.s(1) | move.s(Point(10, 20), WHEN)).enqueue()
         assert await job.result(timeout=5) == (Point(11, 21), WHEN)
+
+
+async def test_a_groups_result_holds_each_members_result_as_its_tasks_return_type(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def corner(x: int) -> Point:
+        return Point(x, 0)
+
+    @app.task
+    async def stamp() -> datetime:
+        return WHEN
+
+    @app.task
+    async def mirror(point: Point) -> Point:
+        return Point(point.y, point.x)
+
+    members: list[aqueue.Canvas[Any]] = [
+        corner.s(1),
+        stamp.s(),
+        corner.s(2) | mirror.s(),
+        aqueue.group([stamp.s()]),
+    ]
+    async with aqueue.Worker(app):
+        job = await aqueue.group(members).enqueue()
+        assert await job.result(timeout=5) == [Point(1, 0), WHEN, Point(0, 2), [WHEN]]
+        assert (await job.info()).result == [Point(1, 0), WHEN, Point(0, 2), [WHEN]]
+
+
+async def test_a_group_with_failed_members_holds_the_others_as_their_return_type(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def locate(x: int) -> Point:
+        if x < 0:
+            raise ValueError("no negative points")
+        return Point(x, x)
+
+    async with aqueue.Worker(app):
+        job = await aqueue.group([locate.s(1), locate.s(-1)], return_exceptions=True).enqueue()
+        located, failed = await job.result(timeout=5)
+    assert located == Point(1, 1)
+    assert isinstance(failed, aqueue.TaskFailed)
+
+
+FORWARD = """
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import aqueue
+
+app = aqueue.App(URL, namespace=NAMESPACE)
+
+
+@app.task
+async def postpone(report: Report) -> Report:
+    assert isinstance(report.due, date), report
+    return Report(report.due.replace(year=report.due.year + 1))
+
+
+@dataclasses.dataclass
+class Report:  # defined after the task that names it
+    due: date
+"""
+
+
+async def test_a_class_defined_after_its_task_types_the_arguments_and_the_result(
+    server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = type(sys)("forward_types")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    module.__dict__.update(URL=server.url, NAMESPACE=namespace)
+    exec(compile(FORWARD, "forward_types.py", "exec"), module.__dict__)
+    report = module.Report(date(2026, 12, 4))
+    async with module.app, aqueue.Worker(module.app):
+        job = await module.postpone.enqueue(report)
+        assert await job.result(timeout=5) == module.Report(date(2027, 12, 4))

@@ -9,6 +9,7 @@ import click
 from .._app import App
 from .._events import named_queues as _known_queues
 from .._queue import QueueStats
+from .._redis._errors import redact
 from .._redis._keys import check_name
 from .._registry import WorkerInfo
 from ..cli import (
@@ -181,5 +182,11 @@ def check(app_path: str, queues: tuple[str, ...], loop: str) -> None:
 
     missing = run_async(unserved, loop)
     if missing:
-        raise NoLiveWorker(f"no live worker serves queue(s) {', '.join(missing)}")
+        # Naming where it looked: a worker started with another namespace or URL is the
+        # usual reason a worker that runs does not count.
+        raise NoLiveWorker(
+            f"no live worker serves queue(s) {', '.join(missing)} in namespace "
+            f"{app.namespace!r} at {redact(app.url)}; start one with `aqueue worker "
+            f"{app_path}`, with this namespace and URL"
+        )
     click.echo(f"ok: Redis answers; {', '.join(names)} served")
