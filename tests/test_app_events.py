@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +15,7 @@ import aqueue
 from aqueue._redis._keys import keys_of
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
+from tests.test_cli import ROOT, cli_env
 
 
 @pytest.fixture
@@ -212,6 +215,37 @@ async def test_purged_jobs_are_told_cancelled(app: aqueue.App) -> None:
     assert kinds(events) == ["enqueued", "enqueued", "cancelled", "cancelled"]
     assert [event.job_id for event in events[2:]] == [job.id for job in jobs]
     assert [event.task for event in events[2:]] == [kept.name, forgotten.name]
+
+
+@pytest.fixture
+def worker_process(server: RedisServer, namespace: str) -> Iterator[subprocess.Popen[bytes]]:
+    """An ``aqueue worker`` process of the CLI's app, with events on (``AQUEUE_EVENTS``)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aqueue", "worker", "tests.cli_app:app"],
+        env=cli_env(server, namespace, AQUEUE_EVENTS="1"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield process
+    process.terminate()
+    process.wait(15)
+
+
+async def test_a_worker_process_tells_the_run_of_a_job_released_from_its_wait(
+    app: aqueue.App, worker_process: subprocess.Popen[bytes]
+) -> None:
+    @app.task(name="tests.cli_app.add")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    first = await add.enqueue(1, 2)
+    second = await add.options(after=[first]).enqueue(3, 4)
+    assert await second.result(timeout=20) == 7
+
+    events = [event for event in await collect(app, 6) if event.job_id == second.id]
+    assert kinds(events) == ["enqueued", "started", "succeeded"]
+    assert f"-{worker_process.pid}-" in (events[1].worker or "")
 
 
 async def test_events_start_from_now_by_default(app: aqueue.App) -> None:
