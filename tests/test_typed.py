@@ -121,6 +121,43 @@ async def test_a_pydantic_model_arrives_and_returns_as_the_model(app: aqueue.App
         assert await job.result(timeout=5) == Customer(name="ADA", since=WHEN)
 
 
+@dataclasses.dataclass(frozen=True)
+class Renewal:
+    customer: Customer
+    on: date
+
+
+async def test_a_dataclass_holding_a_pydantic_model_arrives_and_returns_as_itself(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def renew(renewal: Renewal) -> Renewal:
+        assert isinstance(renewal.customer, Customer)
+        return dataclasses.replace(renewal, on=renewal.on.replace(year=2027))
+
+    async with aqueue.Worker(app):
+        job = await renew.enqueue(Renewal(Customer(name="ada", since=WHEN), WHEN.date()))
+        renewed = await job.result(timeout=5)
+    assert renewed == Renewal(Customer(name="ada", since=WHEN), date(2027, 12, 4))
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    name: str
+    children: tuple[Node, ...] = ()
+
+
+async def test_a_dataclass_whose_fields_name_itself_arrives_as_itself(app: aqueue.App) -> None:
+    @app.task
+    async def count(tree: Node) -> int:
+        assert isinstance(tree.children[0], Node)
+        return len(tree.children)
+
+    async with aqueue.Worker(app):
+        job = await count.enqueue(Node("root", (Node("leaf"),)))
+        assert await job.result(timeout=5) == 1
+
+
 async def test_the_result_comes_back_as_the_annotated_return_type(app: aqueue.App) -> None:
     @app.task
     async def locate(x: int) -> tuple[Point, datetime]:
