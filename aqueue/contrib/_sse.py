@@ -24,7 +24,7 @@ KEEPALIVE = 15.0
 """Seconds a stream may stay silent before it sends a comment line."""
 
 
-def frame(info: JobInfo) -> bytes:
+def frame(info: JobInfo, app: App) -> bytes:
     """One event: ``progress`` while the job has not ended, ``end`` with its outcome last.
 
     A browser's ``EventSource`` reconnects whenever a stream closes: the named last event is
@@ -38,13 +38,23 @@ def frame(info: JobInfo) -> bytes:
         "message": info.progress_message,
     }
     if info.status is JobStatus.SUCCEEDED:
-        data["result"] = info.result
+        data["result"] = _json_values(info, app)
     elif info.error is not None:
         # The type and message only: a traceback shows the server's code to any web client.
         data["error"] = {"type": info.error.type, "message": info.error.message}
     kind = b"end" if info.status.is_final or info.status is JobStatus.UNKNOWN else b"progress"
     # default=str: a result orjson cannot encode natively is sent as its text, not dropped.
     return b"event: %s\ndata: %s\n\n" % (kind, orjson.dumps(data, default=str))
+
+
+def _json_values(info: JobInfo, app: App) -> Any:
+    """The result as the JSON values its task's return annotation sends (a pydantic model as
+    its fields, bytes as base64), not the text of an object orjson does not know."""
+    task = app.tasks.get(info.task) if info.task else None
+    conversion = None if task is None else task.config.types.result
+    if conversion is None or info.result is None:
+        return info.result
+    return conversion.to_wire(info.result)
 
 
 async def job_to_follow(app: App, job_id: str) -> Job[Any] | None:
@@ -56,7 +66,7 @@ async def job_to_follow(app: App, job_id: str) -> Job[Any] | None:
     return None if await job.status() is JobStatus.UNKNOWN else job
 
 
-async def frames(job: Job[Any]) -> AsyncGenerator[bytes, None]:
+async def frames(job: Job[Any], app: App) -> AsyncGenerator[bytes, None]:
     """The job's events until it ends, and a comment line after each quiet spell of
     :data:`KEEPALIVE` seconds.
 
@@ -65,7 +75,7 @@ async def frames(job: Job[Any]) -> AsyncGenerator[bytes, None]:
     job's subscription, would live on until the job next changed.
     """
     events: asyncio.Queue[bytes] = asyncio.Queue()
-    follower = asyncio.create_task(_follow(job, events))
+    follower = asyncio.create_task(_follow(job, app, events))
     try:
         while True:
             try:
@@ -83,7 +93,7 @@ async def frames(job: Job[Any]) -> AsyncGenerator[bytes, None]:
         await asyncio.gather(follower, return_exceptions=True)
 
 
-async def _follow(job: Job[Any], events: asyncio.Queue[bytes]) -> None:
+async def _follow(job: Job[Any], app: App, events: asyncio.Queue[bytes]) -> None:
     """Put the job's events in ``events``, then an empty one for the end. Its record may
     vanish meanwhile (expired, purged): the stream then ends with status ``unknown``, so
     that a client stops too."""
@@ -92,8 +102,8 @@ async def _follow(job: Job[Any], events: asyncio.Queue[bytes]) -> None:
         with contextlib.suppress(JobNotFound):
             async for info in job.events():
                 ended = info.status.is_final
-                events.put_nowait(frame(info))
+                events.put_nowait(frame(info, app))
         if not ended:
-            events.put_nowait(frame(JobInfo(job.id, JobStatus.UNKNOWN)))
+            events.put_nowait(frame(JobInfo(job.id, JobStatus.UNKNOWN), app))
     finally:
         events.put_nowait(b"")
