@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import enum
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import orjson
 
 from ._checks import seconds
 from ._depend import ERROR_MARK
+from ._events import named_queues
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import (
@@ -247,9 +249,18 @@ class Job(Generic[R]):
             return (
                 f"{message}): it is still queued, so no worker has taken it. Is a worker "
                 f"serving queue {self.queue!r}? (aqueue worker APP -q {self.queue}, with "
-                f"namespace {self._app.namespace!r} and this app's Redis URL)"
+                f"namespace {self._app.namespace!r} and this app's Redis URL){self._typo()}"
             )
         return f"{message} or check job.status())"
+
+    def _typo(self) -> str:
+        """A hint when the job's queue looks like a misspelt queue of the app's: a worker
+        started without ``-q`` serves only the queues its app names."""
+        named = named_queues(self._app)
+        alike = difflib.get_close_matches(self.queue, named)
+        if self.queue in named or not alike:
+            return ""
+        return f". This app names no queue {self.queue!r}: did you mean {alike[0]!r}?"
 
     async def cancel(self) -> bool:
         """Cancel the job unless it already ended.
