@@ -456,7 +456,9 @@ def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:
         return JobInfo(id=job_id, status=JobStatus.UNKNOWN)
     progress = raw[b"progress"]
     message = raw[b"progress_message"]
-    task, worker = raw[b"task"], raw[b"worker"]
+    task, worker, error = raw[b"task"], raw[b"worker"], raw[b"error"]
+    if status == b"succeeded":
+        error = None  # the record keeps a retried job's last failure: not its outcome now
     return JobInfo(
         id=job_id,
         status=JobStatus(status.decode()),
@@ -468,6 +470,6 @@ def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:
         worker=None if worker is None else worker.decode(),
         progress=None if progress is None else float(progress),
         progress_message=None if message is None else message.decode(),
-        error=None if raw[b"error"] is None else _error_from(raw[b"error"]),
+        error=None if error is None else _error_from(error),
         due_at=_time(raw[b"due_at"]),
     )
