@@ -17,7 +17,7 @@ import orjson
 from ._app import App
 from ._control import COMMANDS, send_command
 from ._events import named_queues as _known_queues
-from ._job import JobInfo, JobStatus
+from ._job import JobInfo, JobStatus, json_result
 from ._queue import QueueStats
 from ._redis._errors import redact, translate_errors
 from ._redis._keys import check_name, keys_of, queue_of
@@ -331,6 +331,7 @@ def job(app_path: str, job_id: str, as_json: bool, loop: str) -> None:
             f"no record of job {job_id}: never enqueued, enqueued with result_ttl=0, or its "
             "record expired"
         )
+    info = dataclasses.replace(info, result=json_result(app, info.task, info.result))
     record = _job_record(info, arguments)
     if as_json:
         click.echo(_to_json(record))
@@ -396,7 +397,7 @@ def enqueue(
                 job = await options.enqueue(*args, **kwargs)
             click.echo(job.id)
             if wait:
-                click.echo(_to_json_line(await job.result()))
+                click.echo(_to_json_line(json_result(app, task_name, await job.result())))
 
     run_async(send, loop)
 

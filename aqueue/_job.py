@@ -31,6 +31,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._typed import Conversion
 
 R = TypeVar("R")
 
@@ -228,8 +229,7 @@ class Job(Generic[R]):
 
     def _typed(self, value: Any, task_name: str | None) -> Any:
         """``value`` as the return type its task (when registered on this app) annotates."""
-        task = self._app.tasks.get(task_name) if task_name else None
-        conversion = None if task is None else task.config.types.result
+        conversion = _result_conversion(self._app, task_name)
         if conversion is None or value is None:
             return value
         try:
@@ -448,6 +448,20 @@ def _error_from(raw: bytes | None) -> RemoteError:
         traceback=data.get("traceback", ""),
         timed_out=bool(data.get("timed_out", False)),
     )
+
+
+def _result_conversion(app: App, task_name: str | None) -> Conversion | None:
+    """How the result of the task named ``task_name`` converts, when this app registers it."""
+    task = app.tasks.get(task_name) if task_name else None
+    return None if task is None else task.config.types.result
+
+
+def json_result(app: App, task_name: str | None, value: Any) -> Any:
+    """A typed result as the JSON values its task's return annotation sends (a pydantic model
+    as its fields, bytes as base64, a Decimal as text), for what shows a result to people or
+    to other programs: orjson alone knows none of those."""
+    conversion = _result_conversion(app, task_name)
+    return value if conversion is None or value is None else conversion.to_wire(value)
 
 
 def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from .._app import App
-from .._job import Job, JobInfo, JobStatus
+from .._job import Job, JobInfo, JobStatus, json_result
 from ..exceptions import JobNotFound
 
 SSE_HEADERS = {
@@ -38,23 +38,13 @@ def frame(info: JobInfo, app: App) -> bytes:
         "message": info.progress_message,
     }
     if info.status is JobStatus.SUCCEEDED:
-        data["result"] = _json_values(info, app)
+        data["result"] = json_result(app, info.task, info.result)
     elif info.error is not None:
         # The type and message only: a traceback shows the server's code to any web client.
         data["error"] = {"type": info.error.type, "message": info.error.message}
     kind = b"end" if info.status.is_final or info.status is JobStatus.UNKNOWN else b"progress"
     # default=str: a result orjson cannot encode natively is sent as its text, not dropped.
     return b"event: %s\ndata: %s\n\n" % (kind, orjson.dumps(data, default=str))
-
-
-def _json_values(info: JobInfo, app: App) -> Any:
-    """The result as the JSON values its task's return annotation sends (a pydantic model as
-    its fields, bytes as base64), not the text of an object orjson does not know."""
-    task = app.tasks.get(info.task) if info.task else None
-    conversion = None if task is None else task.config.types.result
-    if conversion is None or info.result is None:
-        return info.result
-    return conversion.to_wire(info.result)
 
 
 async def job_to_follow(app: App, job_id: str) -> Job[Any] | None:
