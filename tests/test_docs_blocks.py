@@ -336,3 +336,13 @@ def test_every_block_has_a_language_that_is_run_or_checked() -> None:
     checked = {"python", "bash", "ini", "yaml", "toml", "json"} | OUTPUT
     for block in all_blocks():
         assert block.language in checked, f"{block.where}: no check for {block.language!r}"
+
+
+def test_the_readmes_links_to_files_of_the_repository_name_files_that_exist() -> None:
+    """mkdocs checks the links of docs/, not those of the README, which it does not build."""
+    readme = ROOT / "README.md"
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme.read_text())
+    local = [link for link in links if "://" not in link]
+    assert local
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
