@@ -72,7 +72,15 @@ class _Pydantic:
 
     def to_wire(self, value: Any) -> Any:
         # Validated first: dumping a value of another type only warns, and would send it.
-        return self.adapter.dump_python(self.adapter.validate_python(value), mode="json")
+        valid = self.adapter.validate_python(value)
+        try:
+            return self.adapter.dump_python(valid, mode="json")
+        except UnicodeDecodeError as exc:
+            # pydantic's default for bytes in JSON is UTF-8 text, not base64.
+            raise ValueError(
+                f"{exc}: pydantic sends bytes as UTF-8 text; for other bytes, give the model "
+                'model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")'
+            ) from exc
 
     def from_wire(self, value: Any) -> Any:
         return self.adapter.validate_python(value)

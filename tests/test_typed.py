@@ -158,6 +158,37 @@ async def test_a_dataclass_whose_fields_name_itself_arrives_as_itself(app: aqueu
         assert await job.result(timeout=5) == 1
 
 
+class Upload(pydantic.BaseModel):
+    data: bytes
+
+
+class Base64Upload(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    data: bytes
+
+
+async def test_binary_bytes_in_a_pydantic_model_are_refused_saying_how_to_send_them(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def store(upload: Upload) -> None: ...
+
+    with pytest.raises(aqueue.SerializationError, match='ser_json_bytes="base64"'):
+        await store.enqueue(Upload(data=b"\x89PNG"))
+
+
+async def test_binary_bytes_arrive_in_a_pydantic_model_that_sends_them_as_base64(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def size(upload: Base64Upload) -> int:
+        return len(upload.data)
+
+    async with aqueue.Worker(app):
+        job = await size.enqueue(Base64Upload(data=b"\x89PNG"))
+        assert await job.result(timeout=5) == 4
+
+
 async def test_the_result_comes_back_as_the_annotated_return_type(app: aqueue.App) -> None:
     @app.task
     async def locate(x: int) -> tuple[Point, datetime]:
