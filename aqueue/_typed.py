@@ -12,8 +12,9 @@ the same with the return annotation.
 msgspec does the conversion (``to_builtins``/``convert``): one C pass each way, and it
 knows datetime/date/time, UUID, Decimal, enums, dataclasses, TypedDict, NamedTuple, tuples,
 sets, bytes (as base64) and optional and nested forms of them. An annotation that names a
-pydantic model goes through pydantic's own ``TypeAdapter`` instead, which knows its models'
-validators and serializers.
+pydantic model, or a dataclass, TypedDict or NamedTuple with a model in its fields, goes
+through pydantic's own ``TypeAdapter`` instead, which knows its models' validators and
+serializers.
 """
 
 from __future__ import annotations
@@ -71,7 +72,15 @@ class _Pydantic:
 
     def to_wire(self, value: Any) -> Any:
         # Validated first: dumping a value of another type only warns, and would send it.
-        return self.adapter.dump_python(self.adapter.validate_python(value), mode="json")
+        valid = self.adapter.validate_python(value)
+        try:
+            return self.adapter.dump_python(valid, mode="json")
+        except UnicodeDecodeError as exc:
+            # pydantic's default for bytes in JSON is UTF-8 text, not base64.
+            raise ValueError(
+                f"{exc}: pydantic sends bytes as UTF-8 text; for other bytes, give the model "
+                'model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")'
+            ) from exc
 
     def from_wire(self, value: Any) -> Any:
         return self.adapter.validate_python(value)
@@ -290,7 +299,25 @@ def _json_native(annotation: Any) -> bool:
     return False
 
 
-def _names_model(annotation: Any, base: type) -> bool:
-    if isinstance(annotation, type) and issubclass(annotation, base):
-        return True
-    return any(_names_model(arg, base) for arg in typing.get_args(annotation))
+def _names_model(annotation: Any, base: type, seen: frozenset[int] = frozenset()) -> bool:
+    """Whether ``annotation`` names a subclass of ``base`` anywhere: in its arguments, or in
+    the fields of a dataclass, TypedDict or NamedTuple it names (msgspec cannot encode a
+    pydantic model held in a dataclass's field; pydantic handles the dataclass too)."""
+    if id(annotation) in seen:  # a class whose fields name itself
+        return False
+    seen |= {id(annotation)}
+    if isinstance(annotation, type):
+        if issubclass(annotation, base):
+            return True
+        if dataclasses.is_dataclass(annotation) or _fields_typed(annotation):
+            try:
+                fields = typing.get_type_hints(annotation)
+            except Exception:  # a field naming what is not defined: no model known there
+                return False
+            return any(_names_model(field, base, seen) for field in fields.values())
+    return any(_names_model(arg, base, seen) for arg in typing.get_args(annotation))
+
+
+def _fields_typed(cls: type) -> bool:
+    """A TypedDict or a NamedTuple: classes whose annotated fields are its values."""
+    return typing.is_typeddict(cls) or (issubclass(cls, tuple) and hasattr(cls, "_fields"))

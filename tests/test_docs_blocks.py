@@ -1,4 +1,5 @@
-"""Every code block of the docs is run or checked, so none can go stale unnoticed.
+"""Every code block of the docs and of README.md is run or checked, so none can go stale
+unnoticed.
 
 - **python**: a page's blocks run in order as one module, with top-level ``await`` allowed,
   against a real server: ``AQUEUE_URL`` and ``AQUEUE_NAMESPACE`` point ``aqueue.App()`` at
@@ -6,8 +7,8 @@
   blocks leave running are stopped and closed after the page.
 - **bash**: each block is parsed by ``bash -n``; each ``aqueue ...`` command is parsed by the
   click commands themselves (so a flag or subcommand that does not exist fails), extras in
-  ``pip install 'aqueue-redis[...]'`` must be extras of the distribution, and scripts and
-  files named must exist.
+  ``pip install 'aqueue-redis[...]'`` (or in a clone's path) must be extras of the
+  distribution, and scripts and files named must exist.
 - **ini**, **yaml**, **toml**, **json**: parsed; the ``aqueue`` commands of a systemd unit's
   ``ExecStart`` and of a Kubernetes manifest are checked like bash's.
 - **text** and **console** blocks are output, not code: nothing to run.
@@ -54,7 +55,8 @@ from aqueue.testing import RedisServer
 ONE_LOOP = True  # the blocks run on the loop a reader's program picks; one is enough here
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = sorted((ROOT / "docs").rglob("*.md"))
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+"""The README is a newcomer's first page: its blocks are held to the docs' rule."""
 DEFAULT_URL = "redis://localhost:6379/0"
 OUTPUT = {"text", "console"}
 """Languages of blocks that show output, not code."""
@@ -132,7 +134,7 @@ def pages_with(language: str) -> list[Path]:
 
 
 def page_id(page: Path) -> str:
-    return str(page.relative_to(ROOT / "docs"))
+    return str(page.relative_to(ROOT))
 
 
 # ---------------------------------------------------------------------------------- python
@@ -248,7 +250,7 @@ def check_shell_command(words: list[str], where: str) -> None:
     elif program == "pip" and args[:1] == ["install"]:
         for requirement in args[1:]:
             name, _, extras = requirement.partition("[")
-            if name == "aqueue-redis" and extras:
+            if (name == "aqueue-redis" or "/" in name) and extras:  # from PyPI, or a clone
                 unknown = set(extras.rstrip("]").split(",")) - _extras()
                 assert not unknown, f"{where}: no extra {unknown} of aqueue-redis"
     elif program.startswith("./"):
@@ -334,3 +336,13 @@ def test_every_block_has_a_language_that_is_run_or_checked() -> None:
     checked = {"python", "bash", "ini", "yaml", "toml", "json"} | OUTPUT
     for block in all_blocks():
         assert block.language in checked, f"{block.where}: no check for {block.language!r}"
+
+
+def test_the_readmes_links_to_files_of_the_repository_name_files_that_exist() -> None:
+    """mkdocs checks the links of docs/, not those of the README, which it does not build."""
+    readme = ROOT / "README.md"
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme.read_text())
+    local = [link for link in links if "://" not in link]
+    assert local
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"

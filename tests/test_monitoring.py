@@ -116,6 +116,7 @@ async def test_a_worker_process_registers_what_it_serves_and_what_it_knows(
         "tests.ops_app.boom",
         "tests.ops_app.nap",
         "tests.ops_app.elsewhere",
+        "tests.ops_app.price",
     }
     assert info.id.startswith(f"{info.host}-{process.pid}-")
 
@@ -446,6 +447,18 @@ async def test_the_job_command_shows_a_finished_job_with_its_result(
     assert f"-{process.pid}-" in record["worker"]
     assert record["started_at"] is not None
     assert record["finished_at"] is not None
+
+
+async def test_the_job_command_shows_a_typed_result_as_the_json_its_task_sends(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        async with producer:
+            job = await producer.enqueue("tests.ops_app.price", "9.90")
+            await job.result(timeout=15)
+        shown = run_cli(server, namespace, "job", APP, job.id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["result"] == "9.90"
 
 
 async def test_the_job_command_shows_a_failed_job_with_its_traceback(

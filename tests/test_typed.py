@@ -121,6 +121,74 @@ async def test_a_pydantic_model_arrives_and_returns_as_the_model(app: aqueue.App
         assert await job.result(timeout=5) == Customer(name="ADA", since=WHEN)
 
 
+@dataclasses.dataclass(frozen=True)
+class Renewal:
+    customer: Customer
+    on: date
+
+
+async def test_a_dataclass_holding_a_pydantic_model_arrives_and_returns_as_itself(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def renew(renewal: Renewal) -> Renewal:
+        assert isinstance(renewal.customer, Customer)
+        return dataclasses.replace(renewal, on=renewal.on.replace(year=2027))
+
+    async with aqueue.Worker(app):
+        job = await renew.enqueue(Renewal(Customer(name="ada", since=WHEN), WHEN.date()))
+        renewed = await job.result(timeout=5)
+    assert renewed == Renewal(Customer(name="ada", since=WHEN), date(2027, 12, 4))
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    name: str
+    children: tuple[Node, ...] = ()
+
+
+async def test_a_dataclass_whose_fields_name_itself_arrives_as_itself(app: aqueue.App) -> None:
+    @app.task
+    async def count(tree: Node) -> int:
+        assert isinstance(tree.children[0], Node)
+        return len(tree.children)
+
+    async with aqueue.Worker(app):
+        job = await count.enqueue(Node("root", (Node("leaf"),)))
+        assert await job.result(timeout=5) == 1
+
+
+class Upload(pydantic.BaseModel):
+    data: bytes
+
+
+class Base64Upload(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    data: bytes
+
+
+async def test_binary_bytes_in_a_pydantic_model_are_refused_saying_how_to_send_them(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def store(upload: Upload) -> None: ...
+
+    with pytest.raises(aqueue.SerializationError, match='ser_json_bytes="base64"'):
+        await store.enqueue(Upload(data=b"\x89PNG"))
+
+
+async def test_binary_bytes_arrive_in_a_pydantic_model_that_sends_them_as_base64(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def size(upload: Base64Upload) -> int:
+        return len(upload.data)
+
+    async with aqueue.Worker(app):
+        job = await size.enqueue(Base64Upload(data=b"\x89PNG"))
+        assert await job.result(timeout=5) == 4
+
+
 async def test_the_result_comes_back_as_the_annotated_return_type(app: aqueue.App) -> None:
     @app.task
     async def locate(x: int) -> tuple[Point, datetime]:

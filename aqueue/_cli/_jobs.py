@@ -10,7 +10,7 @@ import click
 import orjson
 
 from .._app import App
-from .._job import JobInfo, JobStatus
+from .._job import JobInfo, JobStatus, json_result
 from .._redis._errors import translate_errors
 from .._redis._keys import Keys, check_name, keys_of, queue_of
 from ..cli import (
@@ -152,6 +152,7 @@ def job(app_path: str, job_id: str, as_json: bool, loop: str) -> None:
             f"no record of job {job_id}: never enqueued, enqueued with result_ttl=0, or its "
             "record expired"
         )
+    info = dataclasses.replace(info, result=json_result(app, info.task, info.result))
     record = _job_record(info, arguments)
     if as_json:
         click.echo(to_json(record))
@@ -217,7 +218,7 @@ def enqueue(
                 job = await options.enqueue(*args, **kwargs)
             click.echo(job.id)
             if wait:
-                click.echo(to_json_line(await job.result()))
+                click.echo(to_json_line(json_result(app, task_name, await job.result())))
 
     run_async(send, loop)
 
