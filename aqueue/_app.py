@@ -26,10 +26,10 @@ from ._limits import rate_limit as check_rate
 from ._message import Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
-from ._redis._direct import DirectCalls, ScriptCall
+from ._redis import _calls as scripts
+from ._redis._direct import DirectCalls
 from ._redis._errors import redact, translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
-from ._redis._scripts import ENQUEUE
 from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
@@ -607,17 +607,20 @@ class App:
         added = itertools.chain.from_iterable(replies)
         return [self._written(o, reply) for o, reply in zip(batch, added, strict=True)]
 
-    def _enqueue_calls(self, queue: str, batch: list[Outgoing]) -> Iterator[ScriptCall]:
+    def _enqueue_calls(self, queue: str, batch: list[Outgoing]) -> Iterator[scripts.Call]:
         """The enqueue script's calls for ``batch``, made one by one as they are written."""
         keys = keys_of(self.namespace, queue)
         limit = self.max_queue_length(queue)
         for start in range(0, len(batch), ENQUEUE_CHUNK):
-            call_keys = [keys.stream, keys.delayed, keys.levels, keys.events]
-            args: list[Any] = [limit, self.events_limit]
-            for outgoing in batch[start : start + ENQUEUE_CHUNK]:
-                call_keys += outgoing.script_keys(keys)
-                args += outgoing.script_args()
-            yield ENQUEUE, call_keys, args
+            yield scripts.enqueue(
+                delayed=keys.delayed,
+                levels=keys.levels,
+                events=keys.events,
+                streams=keys.streams,
+                limit=limit,
+                events_limit=self.events_limit,
+                jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
+            )
 
     def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
         """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""

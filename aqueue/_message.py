@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import orjson
 
+from ._redis._calls import EnqueuedJob
 from ._redis._keys import DEFAULT_PRIORITY, Keys
 from .exceptions import PayloadTooLarge
 
@@ -154,15 +155,19 @@ class Outgoing:
         fields.update((code, value) for code, value in optional.items() if value)
         return fields
 
-    def script_keys(self, keys: Keys) -> tuple[bytes, bytes, bytes]:
-        """This job's KEYS of the enqueue script: its record, its "queued" hash and its
-        uniqueness key."""
-        unique = keys.unique(self.spec.unique_key or "")
-        return keys.job(self.job_id), keys.queued(self.job_id), unique
-
-    def script_args(self) -> tuple[str, bytes, bytes, bytes]:
-        """This job's 4 ARGV values of the enqueue script."""
-        return self.job_id, self.payload, self.options, self.spec.script_spec
+    def script_job(self, keys: Keys) -> EnqueuedJob:
+        """This job as the enqueue script takes it (see :func:`aqueue._redis._calls.enqueue`)."""
+        spec = self.spec
+        job_id = self.job_id
+        return EnqueuedJob(
+            keys.job(job_id),
+            keys.queued(job_id),
+            keys.unique(spec.unique_key or ""),
+            job_id,
+            self.payload,
+            self.options,
+            spec.script_spec,
+        )
 
 
 def check_size(job_id: str, task: str, payload: bytes, limit: int) -> None:

@@ -379,6 +379,7 @@ class Worker:
         )
         reclaimer = self._reclaimer = Reclaimer(
             redis=app.redis,
+            calls=app._direct,
             levels=self._levels,
             consumer=self.name,
             lease=app.lease,
@@ -540,7 +541,7 @@ class Worker:
         # fail the stop, since any worker prunes a consumer with nothing pending later.
         try:
             for keys in self._keys:
-                await prune_consumers(self.app.redis, keys, idle_ms=0, name=self.name)
+                await prune_consumers(self.app._direct, keys, idle_ms=0, name=self.name)
         except (RedisError, OSError) as exc:
             logger.debug("could not remove consumer %s: %s", self.name, exc)
 
