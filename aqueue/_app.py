@@ -23,7 +23,7 @@ from ._hooks import H, Lifecycle
 from ._job import Job
 from ._limits import max_concurrency as check_concurrency
 from ._limits import rate_limit as check_rate
-from ._message import Outgoing, check_size
+from ._message import PROTOCOL_VERSION, Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis import _calls as scripts
@@ -619,6 +619,7 @@ class App:
                 streams=keys.streams,
                 limit=limit,
                 events_limit=self.events_limit,
+                version=PROTOCOL_VERSION,
                 jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
             )
 

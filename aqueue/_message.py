@@ -32,7 +32,14 @@ class WireField:
     """Whether a replay of a dead letter carries it back into the queue."""
 
 
+PROTOCOL_VERSION: Final = 1
+"""The version of the wire format (docs/protocol.md) this release writes in each entry's ``v``
+field. A release that changes the format raises it, and reads the versions before it, so that
+old and new workers can share a queue during a rolling deploy."""
+
 FIELDS: Final = (
+    # An entry without it was written before the field existed: version 1.
+    WireField("v", "version", int, "1"),
     WireField("j", "job_id", str, None),
     WireField("t", "task", str, None),
     WireField("p", "payload", bytes, None),
@@ -142,6 +149,7 @@ class Outgoing:
         uniqueness key (which a job that waits for others cannot have)."""
         spec = self.spec
         fields: dict[str, bytes | str | int] = {
+            CODES["version"]: PROTOCOL_VERSION,
             CODES["job_id"]: self.job_id,
             CODES["task"]: spec.task,
             CODES["payload"]: self.payload,

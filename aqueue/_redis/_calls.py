@@ -79,11 +79,13 @@ def enqueue(
     streams: Sequence[Key],
     limit: int,
     events_limit: int,
+    version: int,
     jobs: Sequence[EnqueuedJob],
 ) -> Call:
-    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit)."""
+    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit), their
+    entries of protocol ``version``."""
     keys = [delayed, levels, events, *streams]
-    args: list[Any] = [limit, events_limit]
+    args: list[Any] = [limit, events_limit, version]
     for job in jobs:
         keys += job[:3]
         args += job[3:]

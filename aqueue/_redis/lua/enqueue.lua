@@ -16,7 +16,9 @@ local streams = 4  -- KEYS[4...]: streams
 local job_keys = 14  -- KEYS[14...]: jobs
 local limit = tonumber(ARGV[1])
 local events_limit = ARGV[2]
-local job_args = 3  -- ARGV[3...]: jobs
+-- of the wire format: the entry's first field, "v"
+local version = ARGV[3]
+local job_args = 4  -- ARGV[4...]: jobs
 -- Per job, KEYS: its record, its "queued" hash, its uniqueness key; ARGV: its id, payload,
 -- options ("" for none), and its task configuration's spec (what the jobs of one configuration
 -- share, so a batch's jobs mostly share one; see spec_of).
@@ -72,7 +74,7 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
     replies[#replies + 1] = 0
   else
     held = held + 1
-    local fields = {'j', id, 't', task, 'p', payload, 'r', spec.result_ttl}
+    local fields = {'v', version, 'j', id, 't', task, 'p', payload, 'r', spec.result_ttl}
     if options ~= '' then
       fields[#fields + 1] = 'o'
       fields[#fields + 1] = options
