@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import click
 import orjson
 
-from ._app import App
 from ._control import COMMANDS, send_command
 from ._events import named_queues as _known_queues
+from ._inspect import QueueStatus, job_record, queue_status, queued_arguments
 from ._job import JobInfo, JobStatus
-from ._queue import QueueStats
 from ._redis._errors import translate_errors
-from ._redis._keys import check_name, keys_of, queue_of
+from ._redis._keys import check_name
 from ._registry import WorkerInfo
 from .cli import (
     _fail_cleanly,
@@ -116,25 +115,6 @@ def workers(app_path: str, as_json: bool, loop: str) -> None:
         _print_workers(found)
 
 
-@dataclasses.dataclass(frozen=True)
-class _QueueStatus:
-    stats: QueueStats
-    paused: bool
-    rate: float
-    """Jobs per second the live workers ran from the queue lately (the sum of theirs)."""
-
-
-async def _queue_status(
-    app: App, names: list[str], workers: list[WorkerInfo]
-) -> list[_QueueStatus]:
-    statuses = []
-    for name in names:
-        queue = app.queue(name)
-        rate = sum(w.rates.get(name, 0.0) for w in workers)
-        statuses.append(_QueueStatus(await queue.stats(), await queue.is_paused(), rate))
-    return statuses
-
-
 @cli.command()
 @app_argument
 @queue_option
@@ -150,22 +130,14 @@ def status(app_path: str, queues: tuple[str, ...], as_json: bool, loop: str) -> 
     app = load_app(app_path)
     names = [check_name("queue", q) for q in queues] or _known_queues(app)
 
-    async def collect() -> tuple[list[_QueueStatus], list[WorkerInfo]]:
+    async def collect() -> tuple[list[QueueStatus], list[WorkerInfo]]:
         async with app:
             found = await app.workers()
-            return await _queue_status(app, names, found), found
+            return await queue_status(app, names, found), found
 
     statuses, found = run_async(collect, loop)
     if as_json:
-        queues_json = [
-            {
-                **dataclasses.asdict(s.stats),
-                "queued_by_priority": {str(k): v for k, v in s.stats.queued_by_priority.items()},
-                "paused": s.paused,
-                "rate": s.rate,
-            }
-            for s in statuses
-        ]
+        queues_json = [s.as_json() for s in statuses]
         workers_json = [dataclasses.asdict(w) for w in found]
         click.echo(_to_json({"queues": queues_json, "workers": workers_json}))
         return
@@ -232,38 +204,6 @@ def resume(app_path: str, queue_names: tuple[str, ...], loop: str) -> None:
 # -- jobs -------------------------------------------------------------------------------------
 
 
-async def _queued_arguments(app: App, job_id: str) -> list[Any] | None:
-    """``[args, kwargs]`` of a job still waiting in its stream; None once it started (the
-    arguments live only in the stream entry, removed when the job ends)."""
-    keys = keys_of(app.namespace, queue_of(job_id))
-    place = cast(
-        "bytes | None", await app.redis.hget(keys.queued(job_id), job_id.partition(":")[2])
-    )
-    if place is None:
-        return None
-    entry, _, level = place.partition(b" ")
-    stream = keys.stream_at(int(level)) if level else keys.stream
-    found = cast(
-        "list[tuple[bytes, dict[bytes, bytes]]]", await app.redis.xrange(stream, entry, entry)
-    )
-    if not found or b"p" not in found[0][1]:
-        return None
-    try:
-        decoded = app.serializer.loads(found[0][1][b"p"])
-    except Exception:
-        return None  # not this app's format: shown as unknown, never a crash
-    return decoded if isinstance(decoded, list) else None
-
-
-def _job_record(info: JobInfo, arguments: list[Any] | None) -> dict[str, Any]:
-    record = dataclasses.asdict(info)
-    record["queue"] = queue_of(info.id)
-    record["arguments"] = (
-        None if arguments is None else {"args": arguments[0], "kwargs": arguments[1]}
-    )
-    return record
-
-
 def _print_job(record: dict[str, Any]) -> None:
     lines: list[tuple[str, Any]] = [
         ("id", record["id"]),
@@ -322,7 +262,7 @@ def job(app_path: str, job_id: str, as_json: bool, loop: str) -> None:
             arguments = None
             if info.status is JobStatus.QUEUED:
                 with translate_errors(app.url):
-                    arguments = await _queued_arguments(app, job_id)
+                    arguments = await queued_arguments(app, job_id)
             return info, arguments
 
     info, arguments = run_async(collect, loop)
@@ -331,7 +271,7 @@ def job(app_path: str, job_id: str, as_json: bool, loop: str) -> None:
             f"no record of job {job_id}: never enqueued, enqueued with result_ttl=0, or its "
             "record expired"
         )
-    record = _job_record(info, arguments)
+    record = job_record(info, arguments)
     if as_json:
         click.echo(_to_json(record))
     else:
