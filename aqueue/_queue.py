@@ -148,7 +148,7 @@ class Queue:
         raw = cast("list[tuple[bytes, list[bytes]]]", entries)
         return [_dead_letter(entry_id, fields) for entry_id, fields in raw]
 
-    async def replay_dead(self, limit: int = 10_000) -> int:
+    async def replay_dead(self, limit: int = 10_000, *, letter: str | None = None) -> int:
         """Move up to ``limit`` dead letters back into the queue, oldest first.
 
         Replayed jobs start over (attempts count from zero), each with every option it was
@@ -159,6 +159,10 @@ class Queue:
         and runs anew. A job that succeeded or was cancelled meanwhile is not run again; its
         dead letter stays (``purge()`` deletes it).
 
+        Args:
+            limit: Most letters to replay.
+            letter: Replay only the dead letter with this id (:attr:`DeadLetter.id`).
+
         Returns:
             How many jobs went back into the queue.
         """
@@ -168,7 +172,13 @@ class Queue:
             replayed, _ = await REPLAY(
                 self._app.redis,
                 [self.keys.dead, self.keys.stream, self.keys.levels],
-                [self.keys.prefix, limit, " ".join(DEAD_LETTER_FIELDS), not_replayed],
+                [
+                    self.keys.prefix,
+                    limit,
+                    " ".join(DEAD_LETTER_FIELDS),
+                    not_replayed,
+                    letter or "",
+                ],
             )
         return int(replayed)
 

@@ -46,6 +46,17 @@ async def test_a_task_unknown_to_old_workers_runs_once_replayed_to_new_ones(
     assert await redis.xlen(Keys(app.namespace, "default").dead) == 0
 
 
+async def test_replaying_one_letter_by_its_id_leaves_the_others(app: aqueue.App) -> None:
+    async with aqueue.Worker(app):
+        first, second = [await app.enqueue("missing.task", n) for n in (1, 2)]
+        await _wait_failed(first)
+        await _wait_failed(second)
+    letters = await app.queue().dead_letters()
+    assert await app.queue().replay_dead(letter=letters[1].id) == 1
+    assert [letter.job_id for letter in await app.queue().dead_letters()] == [first.id]
+    assert await second.status() is aqueue.JobStatus.QUEUED
+
+
 async def test_purge_deletes_every_dead_letter(app: aqueue.App) -> None:
     async with aqueue.Worker(app):
         for _ in range(3):

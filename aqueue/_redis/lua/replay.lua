@@ -10,7 +10,8 @@
 -- level's stream.
 -- KEYS: dead-letter stream, stream, priority levels set
 -- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
---       aqueue's dead-letter field names (space-separated), entry fields not replayed (same)
+--       aqueue's dead-letter field names (space-separated), entry fields not replayed (same),
+--       the id of the one letter to replay ("" for every letter, oldest first)
 -- Returns {replayed, left: letters with nothing to replay (no job, or one that ended well)}.
 local limit = tonumber(ARGV[2])
 local function set_of(words)
@@ -22,10 +23,12 @@ local function set_of(words)
 end
 local own, dropped = set_of(ARGV[3]), set_of(ARGV[4])
 local replayed, left = 0, 0
-local start = '-'
+-- One letter: the range of its id alone, which the next range, "(id" to id, ends.
+local start = ARGV[5] ~= '' and ARGV[5] or '-'
+local stop = ARGV[5] ~= '' and ARGV[5] or '+'
 while replayed < limit do
   -- Scan on past letters that cannot be replayed, so they never block the ones behind them.
-  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 100)
+  local entries = redis.call('XRANGE', KEYS[1], start, stop, 'COUNT', 100)
   if #entries == 0 then
     break
   end
