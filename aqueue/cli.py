@@ -21,7 +21,7 @@ from ._app import App
 from ._events import named_queues as _known_queues
 from ._logging import JobLogFilter, JsonLogFormatter
 from ._processes import RECYCLE_EXIT, Supervisor
-from ._version import __version__
+from ._version import __version__, pip_install
 from ._worker import Worker
 from .exceptions import AqueueError, JobNotFound
 
@@ -516,6 +516,34 @@ def dead_letters_purge(app_path: str, queue_name: str | None, yes: bool, loop: s
             return await queue.purge()
 
     click.echo(f"deleted {run_async(purge, loop)} dead letter(s) from {queue.name}")
+
+
+@main.command()
+@app_argument
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 exposes it to the network (give it auth first).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--read-only", is_flag=True, help="Show everything, but offer and allow no action.")
+@_fail_cleanly
+def dashboard(app_path: str, host: str, port: int, read_only: bool) -> None:
+    """Serve APP's web dashboard: queues, jobs, workers, dead letters, schedules.
+
+    Needs the web extra (pip install 'aqueue-redis[web]'). To mount it in a web app of
+    your own, with authentication, use aqueue.web.dashboard.
+    """
+    app = load_app(app_path)
+    try:
+        # Imported only when asked for: Starlette, Jinja2 and uvicorn are the web extra.
+        import uvicorn
+
+        from .web import dashboard as make_dashboard
+    except ImportError as exc:
+        raise click.ClickException(f"{exc} ({pip_install('web')})") from None
+    uvicorn.run(make_dashboard(app, read_only=read_only), host=host, port=port)
 
 
 # The operating commands (status, workers, ...) live in a module of their own; importing it
