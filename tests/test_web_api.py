@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
@@ -28,6 +29,7 @@ from aqueue.testing import _free_port as free_port
 from aqueue.web import Auth, dashboard
 from tests.helpers import eventually, has_status
 from tests.test_cli import ROOT, cli_env
+from tests.test_docs_guides import blocks
 from tests.web_helpers import task_stopping_halfway
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -659,3 +661,26 @@ def _listening_on(port: int) -> str:
         ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
     )
     return listing.stdout
+
+
+# -- the guide's examples ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("block", "name"), [(0, "api"), (1, "web")])
+async def test_the_guides_basic_auth_examples_ask_for_a_login_and_let_the_operator_in(
+    server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch, block: int, name: str
+) -> None:
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "s3cret")
+    code = blocks("dashboard.md", "python")[block]
+    scope: dict[str, Any] = {}
+    exec(compile(code, "dashboard.md", "exec"), scope)
+    app: aqueue.App = scope["app"]
+    app.url, app.namespace = server.url, namespace
+    async with app, LifespanManager(scope[name]) as manager, client_of(manager.app) as client:
+        anonymous = await client.get("/aqueue/")
+        wrong = await client.get("/aqueue/", auth=("ops", "guess"))
+        operator = await client.get("/aqueue/api/overview", auth=("ops", "s3cret"))
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Basic")
+    assert wrong.status_code == 401
+    assert operator.json()["namespace"] == namespace
