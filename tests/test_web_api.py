@@ -258,6 +258,17 @@ async def test_a_failed_job_shows_its_error_and_traceback(
     assert 'raise ValueError("out of paper")' in error["traceback"]
 
 
+async def test_a_dead_lettered_job_shows_its_letter_and_the_arguments_it_kept(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    async with small_worker(app):
+        job = await app.enqueue("not.deployed", 7, unit="kg")
+        await eventually(lambda: has_status(job, aqueue.JobStatus.FAILED))
+    record = await get_json(client, f"/api/jobs/{job.id}")
+    assert record["arguments"] == {"args": [7], "kwargs": {"unit": "kg"}}
+    assert record["dead_letter"]["reason"].startswith("no task named 'not.deployed'")
+
+
 @pytest.mark.parametrize("job_id", ["default:0123456789abcdef", "not-an-id"])
 async def test_a_job_without_a_record_is_a_404(client: httpx.AsyncClient, job_id: str) -> None:
     response = await client.get(f"/api/jobs/{job_id}")

@@ -194,7 +194,7 @@ class _Dashboard:
             queue=queue,
             status=status,
             limit=limit,
-            queues=await _data.queue_names(self.app, await self.app.workers()),
+            queues=await _data.queue_names(self.app),
             statuses=_data.LISTED,
             finished=status in _data.FINISHED,
         )
@@ -212,7 +212,7 @@ class _Dashboard:
     async def dead_letters_page(self, request: Request) -> Response:
         queue = await self.queue_filter(request)
         letters = await _data.dead_letters(self.app, queue, _limit(request))
-        queues = await _data.queue_names(self.app, await self.app.workers())
+        queues = await _data.queue_names(self.app)
         return self.render(
             request, "dead_letters.html", letters=letters, queue=queue, queues=queues
         )
@@ -286,7 +286,7 @@ class _Dashboard:
 
     async def retry(self, request: Request) -> str:
         job_id = request.path_params["job_id"]
-        letter = await _data.dead_letter_of(self.app, job_id)
+        letter = await _data.dead_letter_of(self.app, await self.app.job(job_id).info())
         if letter is None:
             raise HTTPException(
                 409,

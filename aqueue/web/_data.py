@@ -19,11 +19,11 @@ from redis.exceptions import ResponseError
 from .._app import App
 from .._events import named_queues
 from .._inspect import job_record, queue_status, queued_arguments
-from .._job import JobStatus
+from .._job import JobInfo, JobStatus
 from .._message import CODES
-from .._queue import DeadLetter
+from .._queue import DeadLetter, _dead_letter
 from .._redis._errors import redact, translate_errors
-from .._redis._keys import DEAD_LETTER_LIMIT, DEFAULT_PRIORITY, EVENTS_LIMIT, GROUP, keys_of
+from .._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, GROUP, keys_of, queue_of
 from .._registry import WorkerInfo
 from .._schedule import last_tick_key
 from ._msgpack import unpack_strings
@@ -36,13 +36,19 @@ FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 Entries: TypeAlias = list[tuple[bytes, dict[bytes, bytes]]]
 """A stream range as redis-py returns it."""
 
+LETTERS_AFTER_END = 100
+"""Dead letters read after a failed job's end to find its own (others fail at the same time)."""
 EVENTS_BATCH = 1000
 """Events read per round trip while looking for finished jobs or a job's timeline."""
 
 
-async def queue_names(app: App, workers: Iterable[WorkerInfo] = ()) -> list[str]:
+async def queue_names(app: App) -> list[str]:
     """The queues the app names and those its live workers serve (an app given to the
     dashboard may register no task of its own: a producer's, or a bare ``App(url)``)."""
+    return _queue_names(app, await app.workers())
+
+
+def _queue_names(app: App, workers: Iterable[WorkerInfo]) -> list[str]:
     served = (queue for worker in workers for queue in worker.queues)
     return sorted({*named_queues(app), *served})
 
@@ -50,7 +56,7 @@ async def queue_names(app: App, workers: Iterable[WorkerInfo] = ()) -> list[str]
 async def overview(app: App) -> dict[str, Any]:
     """The queues with their counts, the live workers, and where the app's data lives."""
     workers = await app.workers()
-    statuses = await queue_status(app, await queue_names(app, workers), workers)
+    statuses = await queue_status(app, _queue_names(app, workers), workers)
     return {
         "redis": redact(app.url),
         "namespace": app.namespace,
@@ -209,7 +215,7 @@ async def job(app: App, job_id: str) -> dict[str, Any] | None:
         arguments = None
         if info.status is JobStatus.QUEUED:
             arguments = await queued_arguments(app, job_id)
-        letter = await dead_letter_of(app, job_id)
+        letter = await dead_letter_of(app, info)
         if arguments is None and letter is not None:
             arguments = _arguments(app, letter)
         timeline = await _timeline(app, job_id, info.enqueued_at)
@@ -219,10 +225,22 @@ async def job(app: App, job_id: str) -> dict[str, Any] | None:
     return record
 
 
-async def dead_letter_of(app: App, job_id: str) -> DeadLetter | None:
-    """The job's dead letter, if it has one (failed with ``dead_letter_failures``, poison)."""
-    letters = await app.queue(app.job(job_id).queue).dead_letters(DEAD_LETTER_LIMIT)
-    return next((letter for letter in reversed(letters) if letter.job_id == job_id), None)
+async def dead_letter_of(app: App, info: JobInfo) -> DeadLetter | None:
+    """The dead letter of a job that failed, if it left one (``dead_letter_failures``, poison,
+    an unknown task). The script that records the failure writes the letter in the same step,
+    so the letter's id is no earlier than the job's end: only the letters from then are read.
+    """
+    if info.status is not JobStatus.FAILED or info.finished_at is None:
+        return None
+    keys = keys_of(app.namespace, queue_of(info.id))
+    start = f"{int(info.finished_at.timestamp() * 1000)}-0"
+    with translate_errors(app.url):
+        # The raw field list, as Queue.dead_letters reads it (aqueue's fields first).
+        [entries] = await app._direct.commands(
+            [(b"XRANGE", keys.dead, start, b"+", b"COUNT", LETTERS_AFTER_END)]
+        )
+    letters = (_dead_letter(entry_id, fields) for entry_id, fields in entries)
+    return next((letter for letter in letters if letter.job_id == info.id), None)
 
 
 async def _timeline(app: App, job_id: str, since: datetime | None) -> list[dict[str, Any]]:
