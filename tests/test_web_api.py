@@ -22,11 +22,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 import aqueue
+from aqueue._redis._keys import Keys
 from aqueue._schedule import last_tick_key
 from aqueue._version import pip_install
 from aqueue.testing import RedisServer
 from aqueue.testing import _free_port as free_port
 from aqueue.web import Auth, dashboard
+from aqueue.web._msgpack import unpack_strings
 from tests.helpers import eventually, has_status
 from tests.test_cli import ROOT, cli_env
 from tests.test_docs_guides import blocks
@@ -193,6 +195,16 @@ async def test_scheduled_jobs_are_listed_with_the_time_they_are_due(
     due = (await job.info()).due_at
     assert due is not None
     assert (row["id"], row["task"], row["at"]) == (job.id, "echo", due.isoformat())
+
+
+async def test_a_delayed_member_that_is_no_job_is_not_listed(
+    app: aqueue.App, client: httpx.AsyncClient, redis: Redis
+) -> None:
+    echo = register_echo(app)
+    job = await echo.options(delay=600).enqueue("later")
+    await redis.zadd(Keys(app.namespace, "default").delayed, {b"garbage": 1})
+    listed = await get_json(client, "/api/jobs?status=scheduled")
+    assert [row["id"] for row in listed] == [job.id]
 
 
 async def test_finished_jobs_are_listed_from_the_event_stream_newest_first(
@@ -409,6 +421,30 @@ async def test_the_page_script_polls_for_the_live_part_alone(
     assert "<html" not in html
     assert "<h1>Overview</h1>" in html
     assert "default" in html
+
+
+async def test_the_live_part_of_a_page_leaves_its_filters_out(client: httpx.AsyncClient) -> None:
+    """A refresh must not undo a filter being chosen."""
+    for path in ["/jobs?status=failed", "/dead-letters"]:
+        page = (await client.get(path)).text
+        live = (await client.get(path, headers={"X-Aqueue-Fragment": "1"})).text
+        assert 'class="filters"' in page, path
+        assert 'class="filters"' not in live, path
+
+
+@pytest.mark.parametrize("size", [3, 40, 300, 70_000])
+async def test_the_members_of_a_delayed_set_read_back_whatever_their_size(
+    redis: Redis, size: int
+) -> None:
+    """cmsgpack, which packs them, heads a string by its size (fixstr, str8, str16, str32)."""
+    fields = [b"j", b"default:ab", b"p", b"x" * size]
+    packed = await redis.eval("return cmsgpack.pack(ARGV)", 0, *fields)
+    assert unpack_strings(packed) == fields
+
+
+@pytest.mark.parametrize("member", [b"", b"\x92\xa1j", b"\x91\x01", b"not msgpack", b"\x90\x90"])
+def test_a_member_that_is_no_array_of_strings_reads_as_none(member: bytes) -> None:
+    assert unpack_strings(member) is None
 
 
 # -- actions ----------------------------------------------------------------------------------

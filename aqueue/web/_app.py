@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from .._app import App
 from .._control import NoSuchWorker, send_command
 from .._redis._keys import DEAD_LETTER_LIMIT, check_name
+from .._version import __version__
 from ..exceptions import AqueueError, ConfigurationError, ConnectionFailed, JobNotFound
 from . import _data
 from ._security import (
@@ -86,7 +87,9 @@ class _Dashboard:
             autoescape=True,  # every value a task, a worker or a user wrote is text
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.filters.update(time=_time, json=_pretty_json, id=_path_part)
+        self.templates.filters.update(
+            time=_time, json=_pretty_json, json_line=_json_line, id=_path_part
+        )
 
     def asgi(self) -> Starlette:
         @contextlib.asynccontextmanager
@@ -165,6 +168,7 @@ class _Dashboard:
             csrf=token,
             flash=unquote(request.cookies.get(FLASH_COOKIE, "")),
             events=self.app.events_limit > 0,
+            version=__version__,
         )
         template = self.templates.get_template(name)
         if request.headers.get(FRAGMENT_HEADER):
@@ -395,6 +399,10 @@ def _time(value: datetime | None) -> str:
 
 def _pretty_json(value: Any) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode()
+
+
+def _json_line(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def _path_part(value: str) -> str:

@@ -159,14 +159,18 @@ async def _scheduled(app: App, queue: str, limit: int) -> list[dict[str, Any]]:
     for member, due in members:
         raw = unpack_strings(member) or []
         fields = dict(zip(raw[::2], raw[1::2], strict=False))
-        row = {
-            "id": _text(fields.get(CODES["job_id"].encode())),
-            "task": _text(fields.get(CODES["task"].encode())),
-            "status": "scheduled",
-            "at": _at_ms(int(due)),
-            "worker": None,
-        }
-        rows.append(row)
+        job_id = fields.get(CODES["job_id"].encode())
+        if job_id is None:
+            continue  # no job's (written by hand): the workers dead-letter it when it is due
+        rows.append(
+            {
+                "id": _text(job_id),
+                "task": _text(fields.get(CODES["task"].encode())),
+                "status": "scheduled",
+                "at": _at_ms(int(due)),
+                "worker": None,
+            }
+        )
     return rows
 
 

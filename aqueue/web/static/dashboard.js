@@ -6,6 +6,8 @@
 
 const POLL_MS = 2000;
 
+let shown = null; // the live part last put in the page, as the server sent it
+
 async function refresh(main) {
   if (document.hidden) {
     return;
@@ -15,8 +17,11 @@ async function refresh(main) {
       headers: { "X-Aqueue-Fragment": "1" },
       credentials: "same-origin",
     });
-    if (response.ok) {
-      main.innerHTML = await response.text();
+    const html = await response.text();
+    // Unchanged: left alone, so a text being selected or a button being pressed stays.
+    if (response.ok && html !== shown) {
+      main.innerHTML = html;
+      shown = html;
     }
   } catch {
     // The server is restarting or the network is down: try again at the next tick.
