@@ -186,6 +186,19 @@ async def test_running_jobs_are_listed_with_their_worker(
     assert queued == []
 
 
+async def test_each_worker_is_listed_with_the_jobs_it_runs(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    halfway = task_stopping_halfway(app)
+    async with small_worker(app) as worker:
+        job = await app.enqueue("slow")
+        await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING))
+        [listed] = await get_json(client, "/api/workers")
+        halfway.set()
+        await job.result(timeout=10)
+    assert (listed["id"], listed["jobs"]) == (worker.name, [job.id])
+
+
 async def test_scheduled_jobs_are_listed_with_the_time_they_are_due(
     app: aqueue.App, client: httpx.AsyncClient
 ) -> None:

@@ -71,8 +71,18 @@ def worker_json(worker: WorkerInfo) -> dict[str, Any]:
     return dataclasses.asdict(worker)
 
 
+RUNNING_SHOWN = 100
+"""Running jobs read per queue for the workers page (each worker's are listed with it)."""
+
+
 async def workers(app: App) -> list[dict[str, Any]]:
-    return [worker_json(worker) for worker in await app.workers()]
+    """The live workers, each with the ids of the jobs it runs now (``jobs``)."""
+    found = await app.workers()
+    running: dict[str, list[str]] = {}
+    for queue in sorted({queue for worker in found for queue in worker.queues}):
+        for row in await jobs(app, queue, "running", RUNNING_SHOWN):
+            running.setdefault(row["worker"], []).append(row["id"])
+    return [{**worker_json(w), "jobs": running.get(w.id, [])} for w in found]
 
 
 async def jobs(app: App, queue: str, status: Listed, limit: int) -> list[dict[str, Any]]:
