@@ -517,6 +517,18 @@ async def test_a_post_from_another_site_is_refused(
     assert not await app.queue().is_paused()
 
 
+async def test_behind_a_proxy_a_post_from_the_host_the_browser_asked_for_is_allowed(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    response = await client.post(
+        "/api/queues/default/pause",
+        json={},
+        headers={"Origin": "https://ops.example", "X-Forwarded-Host": "ops.example"},
+    )
+    assert response.status_code == 200
+    assert await app.queue().is_paused()
+
+
 async def test_a_form_without_the_token_of_its_cookie_is_refused(
     app: aqueue.App, client: httpx.AsyncClient
 ) -> None:

@@ -81,14 +81,18 @@ def keep_token(request: Request, response: Response, token: str) -> None:
 async def check_action(request: Request) -> dict[str, str] | None:
     """Refuse (403) an action that another site may have sent; return its form, if a form.
 
-    A request whose ``Origin`` names another host is refused. A form (what the pages send)
+    A request whose ``Origin`` names another host than the request's (``Host``, or
+    ``X-Forwarded-Host`` behind a proxy) is refused. A form (what the pages send)
     must carry the token of its cookie (:data:`CSRF_FIELD`). A tool sends JSON instead
     and needs no token: a page of another site cannot send JSON without the CORS preflight
     the dashboard never answers. Any other body (text, multipart: what another site's form
     can send) is refused.
     """
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+    # Behind a proxy that rewrites Host, the host the browser asked for is X-Forwarded-Host
+    # (which a page of another site cannot set without a CORS preflight).
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    if origin is not None and urlsplit(origin).netloc not in hosts:
         raise HTTPException(403, f"refused: a request from another site ({origin})")
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if kind == "application/json":
