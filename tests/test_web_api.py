@@ -460,6 +460,18 @@ def test_a_member_that_is_no_array_of_strings_reads_as_none(member: bytes) -> No
     assert unpack_strings(member) is None
 
 
+async def test_the_page_of_a_job_that_ended_stops_refreshing(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    register_echo(app)
+    job = await app.enqueue("echo", "x")
+    waiting = (await client.get(f"/jobs/{job.id}")).text
+    await job.cancel()
+    ended = (await client.get(f"/jobs/{job.id}")).text
+    assert '<main id="live" data-live>' in waiting
+    assert '<main id="live">' in ended
+
+
 # -- actions ----------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from .._app import App
 from .._control import NoSuchWorker, send_command
+from .._job import JobStatus
 from .._redis._keys import DEAD_LETTER_LIMIT, check_name
 from .._version import __version__
 from ..exceptions import AqueueError, ConfigurationError, ConnectionFailed, JobNotFound
@@ -159,6 +160,7 @@ class _Dashboard:
     def render(self, request: Request, name: str, **context: Any) -> Response:
         """The page ``name``, or only its live part when the page's script polls."""
         token = csrf_token(request)
+        context.setdefault("live", True)
         context.update(
             root=request.scope.get("root_path", ""),
             path=request.url.path,
@@ -208,7 +210,9 @@ class _Dashboard:
         record = await _data.job(self.app, job_id)
         if record is None:
             raise JobNotFound(f"no record of job {job_id}: never enqueued, or its record expired")
-        return self.render(request, "job.html", job=record)
+        # A job that ended changes no more: its page stops refreshing.
+        ended = JobStatus(record["status"]).is_final
+        return self.render(request, "job.html", job=record, live=not ended)
 
     async def workers_page(self, request: Request) -> Response:
         return self.render(request, "workers.html", workers=await _data.workers(self.app))
