@@ -191,7 +191,7 @@ class _Dashboard:
         job_id = request.query_params.get("id", "").strip()
         if job_id:  # the search box
             return RedirectResponse(f"{_root(request)}/jobs/{_path_part(job_id)}", 303)
-        queue, status, limit = await self.job_filters(request)
+        queue, status, limit = self.job_filters(request)
         rows = await _data.jobs(self.app, queue, status, limit)
         return self.render(
             request,
@@ -206,10 +206,7 @@ class _Dashboard:
         )
 
     async def job_page(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        record = await _data.job(self.app, job_id)
-        if record is None:
-            raise JobNotFound(f"no record of job {job_id}: never enqueued, or its record expired")
+        record = await self.found_job(request)
         # A job that ended changes no more: its page stops refreshing.
         ended = JobStatus(record["status"]).is_final
         return self.render(request, "job.html", job=record, live=not ended)
@@ -218,7 +215,7 @@ class _Dashboard:
         return self.render(request, "workers.html", workers=await _data.workers(self.app))
 
     async def dead_letters_page(self, request: Request) -> Response:
-        queue = await self.queue_filter(request)
+        queue = self.queue_filter(request)
         letters = await _data.dead_letters(self.app, queue, _limit(request))
         queues = await _data.queue_names(self.app)
         return self.render(
@@ -237,34 +234,37 @@ class _Dashboard:
         return JSONValues((await _data.overview(self.app))["queues"])
 
     async def jobs_json(self, request: Request) -> Response:
-        queue, status, limit = await self.job_filters(request)
+        queue, status, limit = self.job_filters(request)
         return JSONValues(await _data.jobs(self.app, queue, status, limit))
 
     async def job_json(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        record = await _data.job(self.app, job_id)
-        if record is None:
-            raise JobNotFound(f"no record of job {job_id}: never enqueued, or its record expired")
-        return JSONValues(record)
+        return JSONValues(await self.found_job(request))
 
     async def workers_json(self, request: Request) -> Response:
         return JSONValues(await _data.workers(self.app))
 
     async def dead_letters_json(self, request: Request) -> Response:
-        queue = await self.queue_filter(request)
+        queue = self.queue_filter(request)
         return JSONValues(await _data.dead_letters(self.app, queue, _limit(request)))
 
     async def schedules_json(self, request: Request) -> Response:
         return JSONValues(await _data.schedules(self.app))
 
-    async def queue_filter(self, request: Request) -> str:
+    async def found_job(self, request: Request) -> dict[str, Any]:
+        job_id = request.path_params["job_id"]
+        record = await _data.job(self.app, job_id)
+        if record is None:
+            raise JobNotFound(f"no record of job {job_id}: never enqueued, or its record expired")
+        return record
+
+    def queue_filter(self, request: Request) -> str:
         return check_name("queue", request.query_params.get("queue") or self.app.default_queue)
 
-    async def job_filters(self, request: Request) -> tuple[str, _data.Listed, int]:
+    def job_filters(self, request: Request) -> tuple[str, _data.Listed, int]:
         status = request.query_params.get("status") or "queued"
         for listed in _data.LISTED:
             if status == listed:
-                return await self.queue_filter(request), listed, _limit(request)
+                return self.queue_filter(request), listed, _limit(request)
         raise ConfigurationError(f"unknown status {status!r}: use one of {', '.join(_data.LISTED)}")
 
     # -- actions --------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ._msgpack import unpack_strings
 Listed = Literal["queued", "running", "scheduled", "succeeded", "failed", "cancelled"]
 """The statuses the jobs page lists."""
 LISTED: tuple[Listed, ...] = get_args(Listed)
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+FINISHED = frozenset(status.value for status in JobStatus if status.is_final)
 
 Entries: TypeAlias = list[tuple[bytes, dict[bytes, bytes]]]
 """A stream range as redis-py returns it."""
