@@ -23,13 +23,13 @@ from ._hooks import H, Lifecycle
 from ._job import Job
 from ._limits import max_concurrency as check_concurrency
 from ._limits import rate_limit as check_rate
-from ._message import Outgoing, check_size
+from ._message import PROTOCOL_VERSION, Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
-from ._redis._direct import DirectCalls, ScriptCall
+from ._redis import _calls as scripts
+from ._redis._direct import DirectCalls
 from ._redis._errors import redact, translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
-from ._redis._scripts import ENQUEUE
 from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
@@ -159,6 +159,9 @@ class App:
         events: Keep each queue's recent job events (enqueued, started, succeeded, ...)
             for :meth:`events` and dashboards. Off by default: it adds a write to every
             enqueue, start and finish. Turn it on in producers and workers alike.
+        kept_arguments_size: Largest encoded arguments, in bytes, that the record of a job
+            keeping a result holds once the job ran, for ``aqueue job`` (larger ones are
+            noted by their size only); 0 keeps none. 1024 by default. Read by workers.
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -179,6 +182,7 @@ class App:
         routes: Mapping[str, str] | None = None,
         max_queue_length: int | Mapping[str, int] | None = None,
         events: bool | None = None,
+        kept_arguments_size: int | None = None,
     ) -> None:
         given = Settings.resolve(
             url=url,
@@ -193,6 +197,7 @@ class App:
             routes=routes,
             max_queue_length=max_queue_length,
             events=events,
+            kept_arguments_size=kept_arguments_size,
         )
         label = given.label
         self.url = _check_url(given.url, given.variable("url"))
@@ -215,6 +220,9 @@ class App:
         self._max_queue_length = _queue_lengths(given.max_queue_length, label("max_queue_length"))
         self.events_limit = EVENTS_LIMIT if given.events else 0
         """Events each queue keeps, about (0: the app writes none)."""
+        self.kept_arguments_size = whole_number(
+            given.kept_arguments_size, f"{label('kept_arguments_size')} (bytes)", least=0
+        )
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
@@ -599,17 +607,21 @@ class App:
         added = itertools.chain.from_iterable(replies)
         return [self._written(o, reply) for o, reply in zip(batch, added, strict=True)]
 
-    def _enqueue_calls(self, queue: str, batch: list[Outgoing]) -> Iterator[ScriptCall]:
+    def _enqueue_calls(self, queue: str, batch: list[Outgoing]) -> Iterator[scripts.Call]:
         """The enqueue script's calls for ``batch``, made one by one as they are written."""
         keys = keys_of(self.namespace, queue)
         limit = self.max_queue_length(queue)
         for start in range(0, len(batch), ENQUEUE_CHUNK):
-            call_keys = [keys.stream, keys.delayed, keys.levels, keys.events]
-            args: list[Any] = [limit, self.events_limit]
-            for outgoing in batch[start : start + ENQUEUE_CHUNK]:
-                call_keys += outgoing.script_keys(keys)
-                args += outgoing.script_args()
-            yield ENQUEUE, call_keys, args
+            yield scripts.enqueue(
+                delayed=keys.delayed,
+                levels=keys.levels,
+                events=keys.events,
+                streams=keys.streams,
+                limit=limit,
+                events_limit=self.events_limit,
+                version=PROTOCOL_VERSION,
+                jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
+            )
 
     def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
         """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""

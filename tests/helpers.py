@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue._control import send_command
 from aqueue._redis._keys import GROUP, Keys
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -32,6 +34,13 @@ async def has_status(job: aqueue.Job[Any], status: aqueue.JobStatus) -> bool:
     return await job.status() is status
 
 
+async def listening(app: aqueue.App, worker: str) -> bool:
+    """Whether ``worker`` answers a ping now (for :func:`eventually`): a worker is listed as
+    alive a moment before it listens for commands, and a command sent then goes unheard."""
+    answers, _ = await send_command(app, "ping", [worker], 0.2)
+    return worker in answers
+
+
 async def entries(redis: Redis, stream: bytes | str) -> list[Entry]:
     """Every entry of ``stream``, oldest first (XRANGE, typed for a bytes client)."""
     return cast("list[Entry]", await redis.xrange(stream))
@@ -48,3 +57,13 @@ async def read_as(redis: Redis, keys: Keys, consumer: str, count: int | None = N
         for _, read in cast("list[tuple[bytes, list[Entry]]]", pairs)
         for entry_id, _ in read
     ]
+
+
+def hiding(directory: Path, package: str) -> Path:
+    """``directory``, made to hide ``package``: first on ``PYTHONPATH``, it makes a process
+    import ``package`` as if it were not installed (to run the CLI without an extra)."""
+    (directory / package).mkdir()
+    (directory / package / "__init__.py").write_text(
+        f"raise ModuleNotFoundError({f'No module named {package!r}'!r}, name={package!r})\n"
+    )
+    return directory

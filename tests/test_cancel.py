@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 import aqueue
 import aqueue._depend
+from aqueue._redis import _calls as scripts
 from aqueue._redis._keys import Keys
-from aqueue._redis._scripts import PROMOTE
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status
 
@@ -340,10 +340,15 @@ async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis
     keys = Keys(app.namespace, "default")
 
     async def look(cursor: int) -> tuple[int, list[bytes]]:
-        reply = await PROMOTE(
-            redis,
-            [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead, keys.paused],
-            [keys.prefix, 500, cursor, 100],
+        reply = await app._direct.call(
+            scripts.poll(
+                delayed=keys.delayed,
+                levels=keys.levels,
+                cancelled=keys.cancelled,
+                paused=keys.paused,
+                batch=500,
+                cursor=cursor,
+            )
         )
         return reply[3], reply[5:]
 

@@ -10,15 +10,20 @@ apps made with ``App(events=True)`` write (without it, a finished job is found b
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, cast, get_args
 
 from redis.exceptions import ResponseError
 
 from .._app import App
-from .._events import named_queues
-from .._inspect import job_record, queue_status, queued_arguments
+from .._inspect import (
+    Arguments,
+    decoded_arguments,
+    job_arguments,
+    job_record,
+    known_queues,
+    queue_status,
+)
 from .._job import JobInfo, JobStatus
 from .._message import CODES
 from .._queue import DeadLetter, _dead_letter
@@ -45,18 +50,13 @@ EVENTS_BATCH = 1000
 async def queue_names(app: App) -> list[str]:
     """The queues the app names and those its live workers serve (an app given to the
     dashboard may register no task of its own: a producer's, or a bare ``App(url)``)."""
-    return _queue_names(app, await app.workers())
-
-
-def _queue_names(app: App, workers: Iterable[WorkerInfo]) -> list[str]:
-    served = (queue for worker in workers for queue in worker.queues)
-    return sorted({*named_queues(app), *served})
+    return known_queues(app, await app.workers())
 
 
 async def overview(app: App) -> dict[str, Any]:
     """The queues with their counts, the live workers, and where the app's data lives."""
     workers = await app.workers()
-    statuses = await queue_status(app, _queue_names(app, workers), workers)
+    statuses = await queue_status(app, known_queues(app, workers), workers)
     return {
         "redis": redact(app.url),
         "namespace": app.namespace,
@@ -225,15 +225,13 @@ async def job(app: App, job_id: str) -> dict[str, Any] | None:
     info = await handle.info()
     if info.status is JobStatus.UNKNOWN:
         return None
+    arguments = await job_arguments(app, info)
+    letter = await dead_letter_of(app, info)
+    if arguments.decoded is None and letter is not None:
+        arguments = Arguments(decoded_arguments(app, letter.payload))
     with translate_errors(app.url):
-        arguments = None
-        if info.status is JobStatus.QUEUED:
-            arguments = await queued_arguments(app, job_id)
-        letter = await dead_letter_of(app, info)
-        if arguments is None and letter is not None:
-            arguments = _arguments(app, letter)
         timeline = await _timeline(app, job_id, info.enqueued_at)
-    record = job_record(info, arguments)
+    record = job_record(app, info, arguments)
     record["dead_letter"] = None if letter is None else dead_letter_json(app, letter)
     record["timeline"] = timeline
     return record
@@ -284,24 +282,11 @@ async def dead_letters(app: App, queue: str, limit: int) -> list[dict[str, Any]]
 def dead_letter_json(app: App, letter: DeadLetter) -> dict[str, Any]:
     data = dataclasses.asdict(letter)
     data["payload"] = None if letter.payload is None else letter.payload.decode(errors="replace")
-    arguments = _arguments(app, letter)
+    arguments = decoded_arguments(app, letter.payload)
     data["arguments"] = (
         None if arguments is None else {"args": arguments[0], "kwargs": arguments[1]}
     )
     return data
-
-
-def _arguments(app: App, letter: DeadLetter) -> list[Any] | None:
-    """``[args, kwargs]`` from a letter's payload, or None when this app cannot read it."""
-    if letter.payload is None:
-        return None
-    try:
-        decoded = app.serializer.loads(letter.payload)
-    except Exception:
-        return None  # garbage, or another app's format: the raw payload is shown instead
-    if isinstance(decoded, list) and len(decoded) == 2:
-        return decoded
-    return None
 
 
 async def schedules(app: App) -> list[dict[str, Any]]:
