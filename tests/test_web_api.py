@@ -268,6 +268,42 @@ async def test_a_queued_job_shows_its_arguments(app: aqueue.App, client: httpx.A
     assert record["arguments"] == {"args": [], "kwargs": {"text": "waiting"}}
 
 
+async def test_the_page_of_a_job_that_ran_shows_the_arguments_its_record_kept(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    register_echo(app)
+    async with small_worker(app):
+        job = await app.enqueue("echo", text="kept after the run")
+        await job.result(timeout=10)
+    record = await get_json(client, f"/api/jobs/{job.id}")
+    assert record["arguments"] == {"args": [], "kwargs": {"text": "kept after the run"}}
+    kwargs = re.search(r'data-field="kwargs">(.*?)</pre>', await _page(client, job), re.DOTALL)
+    assert kwargs is not None
+    assert "kept after the run" in kwargs[1]
+
+
+async def test_the_page_of_a_job_whose_arguments_were_too_large_to_keep_shows_their_size(
+    server: RedisServer, namespace: str
+) -> None:
+    async with aqueue.App(server.url, namespace=namespace, kept_arguments_size=8) as app:
+        register_echo(app)
+        async with small_worker(app):
+            job = await app.enqueue("echo", "more than eight bytes")
+            await job.result(timeout=10)
+        async with client_of(dashboard(app)) as client:
+            record = await get_json(client, f"/api/jobs/{job.id}")
+            page = await _page(client, job)
+    assert record["arguments"] is None
+    assert record["arguments_size"] > 8
+    assert f"{record['arguments_size']} bytes, not kept" in page
+
+
+async def _page(client: httpx.AsyncClient, job: aqueue.Job[Any]) -> str:
+    response = await client.get(f"/jobs/{job.id}")
+    assert response.status_code == 200, response.text
+    return response.text
+
+
 async def test_a_failed_job_shows_its_error_and_traceback(
     app: aqueue.App, client: httpx.AsyncClient
 ) -> None:
