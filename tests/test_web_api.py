@@ -248,6 +248,32 @@ async def test_an_unknown_status_is_a_400_naming_the_statuses(client: httpx.Asyn
     assert "use one of queued, running, scheduled" in response.json()["error"]
 
 
+@pytest.mark.parametrize("path", ["/api/jobs?queue=defualt", "/api/dead-letters?queue=defualt"])
+async def test_a_queue_nothing_knows_is_a_404_naming_the_known_ones(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert "no queue 'defualt'" in response.json()["error"]
+    assert "Known queues: default" in response.json()["error"]
+
+
+async def test_pausing_a_queue_nothing_knows_is_refused_and_pauses_nothing(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    response = await client.post("/api/queues/defualt/pause", json={})
+    assert response.status_code == 404
+    assert not await app.queue("defualt").is_paused()
+
+
+async def test_a_queue_only_a_live_worker_serves_is_listed(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    async with aqueue.Worker(app, queues=["reports"], grace_period=1):
+        response = await client.get("/api/jobs?queue=reports")
+    assert (response.status_code, response.json()) == (200, [])
+
+
 async def test_a_job_found_by_id_shows_its_result_attempts_worker_and_timeline(
     events_app: aqueue.App, events_client: httpx.AsyncClient
 ) -> None:

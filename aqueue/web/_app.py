@@ -22,7 +22,9 @@ from starlette.staticfiles import StaticFiles
 
 from .._app import App
 from .._control import NoSuchWorker, send_command
+from .._inspect import UnknownQueue, refuse_unknown_queues
 from .._job import JobStatus
+from .._queue import Queue
 from .._redis._keys import DEAD_LETTER_LIMIT, check_name
 from .._version import __version__
 from ..exceptions import AqueueError, ConfigurationError, ConnectionFailed, JobNotFound
@@ -191,7 +193,7 @@ class _Dashboard:
         job_id = request.query_params.get("id", "").strip()
         if job_id:  # the search box
             return RedirectResponse(f"{_root(request)}/jobs/{_path_part(job_id)}", 303)
-        queue, status, limit = self.job_filters(request)
+        queue, status, limit = await self.job_filters(request)
         rows = await _data.jobs(self.app, queue, status, limit)
         return self.render(
             request,
@@ -215,7 +217,7 @@ class _Dashboard:
         return self.render(request, "workers.html", workers=await _data.workers(self.app))
 
     async def dead_letters_page(self, request: Request) -> Response:
-        queue = self.queue_filter(request)
+        queue = await self.queue_filter(request)
         letters = await _data.dead_letters(self.app, queue, _limit(request))
         queues = await _data.queue_names(self.app)
         return self.render(
@@ -234,7 +236,7 @@ class _Dashboard:
         return JSONValues((await _data.overview(self.app))["queues"])
 
     async def jobs_json(self, request: Request) -> Response:
-        queue, status, limit = self.job_filters(request)
+        queue, status, limit = await self.job_filters(request)
         return JSONValues(await _data.jobs(self.app, queue, status, limit))
 
     async def job_json(self, request: Request) -> Response:
@@ -244,7 +246,7 @@ class _Dashboard:
         return JSONValues(await _data.workers(self.app))
 
     async def dead_letters_json(self, request: Request) -> Response:
-        queue = self.queue_filter(request)
+        queue = await self.queue_filter(request)
         return JSONValues(await _data.dead_letters(self.app, queue, _limit(request)))
 
     async def schedules_json(self, request: Request) -> Response:
@@ -257,14 +259,23 @@ class _Dashboard:
             raise JobNotFound(f"no record of job {job_id}: never enqueued, or its record expired")
         return record
 
-    def queue_filter(self, request: Request) -> str:
-        return check_name("queue", request.query_params.get("queue") or self.app.default_queue)
+    async def queue_filter(self, request: Request) -> str:
+        name = check_name("queue", request.query_params.get("queue") or self.app.default_queue)
+        await refuse_unknown_queues(self.app, [name])  # a typo shows no made-up queue's zeros
+        return name
 
-    def job_filters(self, request: Request) -> tuple[str, _data.Listed, int]:
+    async def known_queue(self, request: Request) -> Queue:
+        """The queue an action names, refused if nothing knows it: pausing a typo would
+        leave a flag no worker reads, and the queue meant would go on."""
+        queue = self.app.queue(request.path_params["queue"])
+        await refuse_unknown_queues(self.app, [queue.name])
+        return queue
+
+    async def job_filters(self, request: Request) -> tuple[str, _data.Listed, int]:
         status = request.query_params.get("status") or "queued"
         for listed in _data.LISTED:
             if status == listed:
-                return self.queue_filter(request), listed, _limit(request)
+                return await self.queue_filter(request), listed, _limit(request)
         raise ConfigurationError(f"unknown status {status!r}: use one of {', '.join(_data.LISTED)}")
 
     # -- actions --------------------------------------------------------------------------
@@ -307,21 +318,21 @@ class _Dashboard:
         return f"{job_id} is queued again"
 
     async def pause(self, request: Request) -> str:
-        queue = self.app.queue(request.path_params["queue"])
+        queue = await self.known_queue(request)
         await queue.pause()
         return f"paused {queue.name}"
 
     async def resume(self, request: Request) -> str:
-        queue = self.app.queue(request.path_params["queue"])
+        queue = await self.known_queue(request)
         await queue.resume()
         return f"resumed {queue.name}"
 
     async def replay(self, request: Request) -> str:
-        queue = self.app.queue(request.path_params["queue"])
+        queue = await self.known_queue(request)
         return f"replayed {await queue.replay_dead(DEAD_LETTER_LIMIT)} job(s) into {queue.name}"
 
     async def purge(self, request: Request) -> str:
-        queue = self.app.queue(request.path_params["queue"])
+        queue = await self.known_queue(request)
         return f"deleted {await queue.purge()} dead letter(s) of {queue.name}"
 
     async def control(self, request: Request) -> str:
@@ -350,7 +361,7 @@ class _Dashboard:
 def _status_of(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, HTTPException):
         return exc.status_code, exc.detail
-    if isinstance(exc, JobNotFound | NoSuchWorker):
+    if isinstance(exc, JobNotFound | NoSuchWorker | UnknownQueue):
         return 404, str(exc)
     if isinstance(exc, ConfigurationError):
         return 400, str(exc)
