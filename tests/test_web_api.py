@@ -4,6 +4,7 @@ real servers, real workers and real jobs."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import importlib
 import re
@@ -285,6 +286,20 @@ async def test_a_job_found_by_id_shows_its_result_attempts_worker_and_timeline(
     assert (record["status"], record["result"], record["attempts"]) == ("succeeded", "hi", 1)
     assert (record["task"], record["queue"], record["worker"]) == ("echo", "default", worker.name)
     assert [event["type"] for event in record["timeline"]] == ["enqueued", "started", "succeeded"]
+
+
+async def test_a_typed_result_shows_as_the_json_its_annotation_sends(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    @app.task(name="blob")
+    async def blob() -> bytes:
+        return b"\x00\xff"
+
+    async with small_worker(app):
+        job = await blob.enqueue()
+        await job.result(timeout=10)
+    record = await get_json(client, f"/api/jobs/{job.id}")
+    assert record["result"] == base64.b64encode(b"\x00\xff").decode()
 
 
 async def test_a_queued_job_shows_its_arguments(app: aqueue.App, client: httpx.AsyncClient) -> None:
