@@ -7,12 +7,14 @@ every half second); the commands run as real processes too.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,7 +25,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
-from tests.helpers import eventually, has_status, read_as
+from tests.helpers import eventually, has_status, listening, read_as
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "tests.ops_app:app"
@@ -652,3 +654,14 @@ def test_control_refuses_a_worker_that_is_not_alive(server: RedisServer, namespa
     result = run_cli(server, namespace, "control", APP, "ping", "--worker", "ghost")
     assert result.returncode == 1
     assert result.stderr.startswith("error: no live worker named ghost")
+
+
+async def test_a_worker_that_answered_a_command_leaves_no_connection_open(
+    app: aqueue.App,
+) -> None:
+    async with aqueue.Worker(app, grace_period=1) as worker:
+        await eventually(lambda: listening(app, worker.name))  # it answered a command
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()  # an unclosed connection warns as it is collected
+    assert [str(w.message) for w in caught if "unclosed" in str(w.message)] == []

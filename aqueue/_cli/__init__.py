@@ -6,4 +6,4 @@ Exit codes: 0 on success, 1 for an error a user can fix (one line on stderr: Red
 unreachable, an unknown job, a queue nothing knows), 2 for a usage error.
 """
 
-from . import _control, _dead_letters, _fleet, _jobs  # noqa: F401  (they register commands)
+from . import _control, _dashboard, _dead_letters, _fleet, _jobs  # noqa: F401  (they register commands)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .._control import COMMANDS, send_command
+from .._inspect import refuse_unknown_queues
 from .._redis._keys import check_name
 from ..cli import (
     _fail_cleanly,
@@ -15,7 +16,6 @@ from ..cli import (
 )
 from ..cli import main as cli
 from ..exceptions import AqueueError
-from ._queues import refuse_unknown_queues
 
 paused_queues_option = click.option(
     "-q",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .._inspect import refuse_unknown_queues
 from ..cli import (
     _fail_cleanly,
     app_argument,
@@ -13,7 +14,7 @@ from ..cli import (
 )
 from ..cli import main as cli
 from ._output import format_table
-from ._queues import confirm_for_known_queue, refuse_unknown_queues
+from ._queues import confirm_for_known_queue
 
 single_queue_option = click.option(
     "-q",

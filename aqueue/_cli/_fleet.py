@@ -6,9 +6,8 @@ import dataclasses
 
 import click
 
-from .._app import App
 from .._events import named_queues as _known_queues
-from .._queue import QueueStats
+from .._inspect import QueueStatus, queue_status, refuse_unknown_queues
 from .._redis._errors import redact
 from .._redis._keys import check_name
 from .._registry import WorkerInfo
@@ -23,7 +22,6 @@ from ..cli import (
 from ..cli import main as cli
 from ..exceptions import AqueueError
 from ._output import format_table, json_option, to_json
-from ._queues import refuse_unknown_queues
 
 
 class NoLiveWorker(AqueueError):
@@ -95,25 +93,6 @@ def workers(app_path: str, as_json: bool, loop: str) -> None:
         _print_workers(found)
 
 
-@dataclasses.dataclass(frozen=True)
-class _QueueStatus:
-    stats: QueueStats
-    paused: bool
-    rate: float
-    """Jobs per second the live workers ran from the queue lately (the sum of theirs)."""
-
-
-async def _queue_status(
-    app: App, names: list[str], workers: list[WorkerInfo]
-) -> list[_QueueStatus]:
-    statuses = []
-    for name in names:
-        queue = app.queue(name)
-        rate = sum(w.rates.get(name, 0.0) for w in workers)
-        statuses.append(_QueueStatus(await queue.stats(), await queue.is_paused(), rate))
-    return statuses
-
-
 @cli.command()
 @app_argument
 @queue_option
@@ -129,23 +108,15 @@ def status(app_path: str, queues: tuple[str, ...], as_json: bool, loop: str) -> 
     app = load_app(app_path)
     names = [check_name("queue", q) for q in queues] or _known_queues(app)
 
-    async def collect() -> tuple[list[_QueueStatus], list[WorkerInfo]]:
+    async def collect() -> tuple[list[QueueStatus], list[WorkerInfo]]:
         async with app:
             await refuse_unknown_queues(app, names)
             found = await app.workers()
-            return await _queue_status(app, names, found), found
+            return await queue_status(app, names, found), found
 
     statuses, found = run_async(collect, loop)
     if as_json:
-        queues_json = [
-            {
-                **dataclasses.asdict(s.stats),
-                "queued_by_priority": {str(k): v for k, v in s.stats.queued_by_priority.items()},
-                "paused": s.paused,
-                "rate": s.rate,
-            }
-            for s in statuses
-        ]
+        queues_json = [s.as_json() for s in statuses]
         workers_json = [dataclasses.asdict(w) for w in found]
         click.echo(to_json({"queues": queues_json, "workers": workers_json}))
         return

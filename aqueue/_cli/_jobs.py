@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from typing import Any, cast
+from typing import Any
 
 import click
 import orjson
 
-from .._app import App
+from .._inspect import Arguments, job_arguments, job_record
 from .._job import JobInfo, JobStatus, json_result
-from .._redis._errors import translate_errors
-from .._redis._keys import Keys, check_name, keys_of, queue_of
+from .._redis._keys import check_name
 from ..cli import (
     _fail_cleanly,
     app_argument,
@@ -24,69 +22,6 @@ from ..cli import main as cli
 from ..exceptions import JobNotFound
 from ._output import json_option, to_json, to_json_line
 from ._queues import confirm_for_known_queue
-
-KEPT_ARGUMENTS = b"args"
-"""The record's field with the encoded arguments of a job that ran (written by finish.lua)."""
-ARGUMENTS_SIZE = b"args_size"
-"""The record's field with the size of arguments too large to keep (App.kept_arguments_size)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Arguments:
-    """What is known of a job's arguments."""
-
-    decoded: list[Any] | None = None
-    """``[args, kwargs]``, when known."""
-    size: int | None = None
-    """Bytes of encoded arguments the record did not keep (too large)."""
-
-
-async def _arguments(app: App, info: JobInfo) -> _Arguments:
-    """A job's arguments: from its stream entry while it waits there, from its record once
-    it ran (when it keeps them, see ``App.kept_arguments_size``)."""
-    keys = keys_of(app.namespace, queue_of(info.id))
-    if info.status is JobStatus.QUEUED:
-        return _Arguments(_decoded(app, await _queued_payload(app, keys, info.id)))
-    payload, size = cast(
-        "list[bytes | None]",
-        await app.redis.hmget(keys.job(info.id), KEPT_ARGUMENTS, ARGUMENTS_SIZE),
-    )
-    return _Arguments(_decoded(app, payload), None if size is None else int(size))
-
-
-async def _queued_payload(app: App, keys: Keys, job_id: str) -> bytes | None:
-    """The encoded arguments in the stream entry of a job still waiting there (entries of
-    jobs that keep no record are found through their queue's "queued" hash)."""
-    place = cast(
-        "bytes | None", await app.redis.hget(keys.queued(job_id), job_id.partition(":")[2])
-    )
-    if place is None:
-        return None
-    entry, _, level = place.partition(b" ")
-    stream = keys.stream_at(int(level)) if level else keys.stream
-    found = cast(
-        "list[tuple[bytes, dict[bytes, bytes]]]", await app.redis.xrange(stream, entry, entry)
-    )
-    return found[0][1].get(b"p") if found else None
-
-
-def _decoded(app: App, payload: bytes | None) -> list[Any] | None:
-    if payload is None:
-        return None
-    try:
-        decoded = app.serializer.loads(payload)
-    except Exception:
-        return None  # not this app's format: shown as unknown, never a crash
-    return decoded if isinstance(decoded, list) else None
-
-
-def _job_record(info: JobInfo, arguments: _Arguments) -> dict[str, Any]:
-    record = dataclasses.asdict(info)
-    record["queue"] = queue_of(info.id)
-    decoded = arguments.decoded
-    record["arguments"] = None if decoded is None else {"args": decoded[0], "kwargs": decoded[1]}
-    record["arguments_size"] = arguments.size
-    return record
 
 
 def _print_job(record: dict[str, Any]) -> None:
@@ -140,11 +75,10 @@ def job(app_path: str, job_id: str, as_json: bool, loop: str) -> None:
     """
     app = load_app(app_path)
 
-    async def collect() -> tuple[JobInfo, _Arguments]:
+    async def collect() -> tuple[JobInfo, Arguments]:
         async with app:
             info = await app.job(job_id).info()
-            with translate_errors(app.url):
-                return info, await _arguments(app, info)
+            return info, await job_arguments(app, info)
 
     info, arguments = run_async(collect, loop)
     if info.status is JobStatus.UNKNOWN:
@@ -152,8 +86,7 @@ def job(app_path: str, job_id: str, as_json: bool, loop: str) -> None:
             f"no record of job {job_id}: never enqueued, enqueued with result_ttl=0, or its "
             "record expired"
         )
-    info = dataclasses.replace(info, result=json_result(app, info.task, info.result))
-    record = _job_record(info, arguments)
+    record = job_record(app, info, arguments)
     if as_json:
         click.echo(to_json(record))
     else:

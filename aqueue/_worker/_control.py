@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import orjson
 from redis.asyncio import Redis
 
@@ -50,8 +51,11 @@ class Controller:
             except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
             finally:
-                await pubsub.aclose()
-                await client.aclose()
+                # Shielded: a stop cancels every await of this task (an anyio scope), and
+                # the client's pool holds the connection the answers went out on.
+                with anyio.CancelScope(shield=True):
+                    await pubsub.aclose()
+                    await client.aclose()
 
     async def _handle(self, client: Redis, raw: bytes) -> None:
         try:
