@@ -10,7 +10,6 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._control import send_command
 from aqueue._redis._keys import GROUP, Keys
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -32,13 +31,6 @@ async def keys_of(redis: Redis, namespace: str) -> set[bytes]:
 async def has_status(job: aqueue.Job[Any], status: aqueue.JobStatus) -> bool:
     """Whether ``job`` is in ``status`` now (for :func:`eventually`)."""
     return await job.status() is status
-
-
-async def listening(app: aqueue.App, worker: str) -> bool:
-    """Whether ``worker`` answers a ping now (for :func:`eventually`): a worker is listed as
-    alive a moment before it listens for commands, and a command sent then goes unheard."""
-    answers, _ = await send_command(app, "ping", [worker], 0.2)
-    return worker in answers
 
 
 async def entries(redis: Redis, stream: bytes | str) -> list[Entry]:

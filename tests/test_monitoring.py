@@ -23,9 +23,10 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue._control import send_command
 from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
-from tests.helpers import eventually, has_status, listening, read_as
+from tests.helpers import eventually, has_status, read_as
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "tests.ops_app:app"
@@ -656,11 +657,18 @@ def test_control_refuses_a_worker_that_is_not_alive(server: RedisServer, namespa
     assert result.stderr.startswith("error: no live worker named ghost")
 
 
+async def test_a_worker_answers_a_command_sent_as_soon_as_it_started(app: aqueue.App) -> None:
+    async with aqueue.Worker(app, grace_period=1) as worker:
+        answers, _ = await send_command(app, "ping", [worker.name], 2.0)
+    assert answers == {worker.name: "pong"}
+
+
 async def test_a_worker_that_answered_a_command_leaves_no_connection_open(
     app: aqueue.App,
 ) -> None:
     async with aqueue.Worker(app, grace_period=1) as worker:
-        await eventually(lambda: listening(app, worker.name))  # it answered a command
+        answers, _ = await send_command(app, "ping", [worker.name], 2.0)
+        assert worker.name in answers
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gc.collect()  # an unclosed connection warns as it is collected

@@ -30,7 +30,7 @@ from aqueue.testing import RedisServer
 from aqueue.testing import _free_port as free_port
 from aqueue.web import Auth, dashboard
 from aqueue.web._msgpack import unpack_strings
-from tests.helpers import eventually, has_status, listening
+from tests.helpers import eventually, has_status
 from tests.test_cli import ROOT, cli_env
 from tests.test_docs_guides import blocks
 from tests.web_helpers import task_stopping_halfway
@@ -705,14 +705,12 @@ async def test_retry_of_a_job_without_a_dead_letter_says_why_not(
 
 async def test_ping_a_worker(app: aqueue.App, client: httpx.AsyncClient) -> None:
     async with small_worker(app) as worker:
-        await eventually(lambda: listening(app, worker.name))
         response = await client.post(f"/api/workers/{worker.name}/ping", json={})
     assert response.json() == {"message": f"{worker.name}: pong"}
 
 
 async def test_shut_down_a_worker(app: aqueue.App, client: httpx.AsyncClient) -> None:
     async with small_worker(app) as worker:
-        await eventually(lambda: listening(app, worker.name))
         response = await client.post(f"/api/workers/{worker.name}/shutdown", json={})
         assert response.json() == {"message": f"{worker.name}: stopping"}
         await eventually(lambda: _workers(app, 0))  # a stopped worker leaves the registry

@@ -9,6 +9,7 @@ answer from that worker).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,8 @@ class Controller:
         self._app = app
         self._name = name
         self._shutdown = shutdown
+        self.listening = asyncio.Event()
+        """Set once subscribed: a worker counts as started only when a command reaches it."""
 
     async def run(self) -> None:
         """Listen until cancelled (the worker's task group closes at the end of a stop)."""
@@ -45,6 +48,7 @@ class Controller:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
+                self.listening.set()
                 backoff.succeeded()
                 async for message in pubsub.listen():
                     await self._handle(client, message["data"])

@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 HURRIED_WRITES = 2.0
 """Seconds a worker stopped at once still gives the server to take the outcomes it holds."""
+CONTROL_READY_SECONDS = 5.0
+"""Most seconds a start waits for the worker's control subscription."""
 
 
 class Worker:
@@ -408,7 +410,13 @@ class Worker:
                 reclaiming = loops.start("promoter and reclaimer", reclaimer.run)
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
-                loops.start("controller", Controller(app, self.name, self._stop_once).run)
+                controller = Controller(app, self.name, self._stop_once)
+                loops.start("controller", controller.run)
+                # Started means reachable: a command sent once the worker has started (or
+                # listed) is heard. Bounded: a server refusing the subscription (an ACL user
+                # without channels) costs remote control, not the start.
+                with anyio.move_on_after(CONTROL_READY_SECONDS):
+                    await controller.listening.wait()
                 if self.burst:
                     loops.start("burst watch", self._stop_when_drained)
                 logger.info(
