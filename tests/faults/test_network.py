@@ -52,8 +52,12 @@ async def test_a_redis_restart_under_load_loses_no_acknowledged_job(
             results = await asyncio.gather(*(job.result(timeout=30) for job in acknowledged))
         assert results == [2 * number for number in numbers]
         assert worker.process.poll() is None  # the same worker went on by itself
+    except BaseException:
+        print(worker.output()[-20_000:])  # the worker's side of a failure, in pytest's report
+        raise
     finally:
         worker.kill()
+        worker.log.close()
     report(enqueued=len(acknowledged), completed=len(results), lost=0, refused_in_restart=refused)
 
 
