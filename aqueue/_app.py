@@ -159,6 +159,10 @@ class App:
         events: Keep each queue's recent job events (enqueued, started, succeeded, ...)
             for :meth:`events` and dashboards. Off by default: it adds a write to every
             enqueue, start and finish. Turn it on in producers and workers alike.
+        unknown_task_grace: How long a worker keeps a job of a task it does not know while
+            no live worker reading the job's queue knows the task, in seconds or as a
+            timedelta (5 minutes); then the job goes to the dead letters. A job that a live
+            worker knows is left to it at once (a rolling deploy: see the Deployment guide).
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -179,6 +183,7 @@ class App:
         routes: Mapping[str, str] | None = None,
         max_queue_length: int | Mapping[str, int] | None = None,
         events: bool | None = None,
+        unknown_task_grace: float | timedelta | None = None,
     ) -> None:
         given = Settings.resolve(
             url=url,
@@ -193,6 +198,7 @@ class App:
             routes=routes,
             max_queue_length=max_queue_length,
             events=events,
+            unknown_task_grace=unknown_task_grace,
         )
         label = given.label
         self.url = _check_url(given.url, given.variable("url"))
@@ -215,6 +221,10 @@ class App:
         self._max_queue_length = _queue_lengths(given.max_queue_length, label("max_queue_length"))
         self.events_limit = EVENTS_LIMIT if given.events else 0
         """Events each queue keeps, about (0: the app writes none)."""
+        self.unknown_task_grace = (
+            seconds(given.unknown_task_grace, label("unknown_task_grace"), allow_zero=True) or 0.0
+        )
+        """Seconds a worker keeps a job of a task no live worker knows before dead-lettering it."""
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None

@@ -48,3 +48,9 @@ async def read_as(redis: Redis, keys: Keys, consumer: str, count: int | None = N
         for _, read in cast("list[tuple[bytes, list[Entry]]]", pairs)
         for entry_id, _ in read
     ]
+
+
+async def pending_count(redis: Redis, stream: bytes) -> int:
+    """How many entries of ``stream`` the workers' group has delivered and not acked."""
+    summary: dict[str, Any] = await redis.xpending(stream, GROUP)
+    return int(summary["pending"])

@@ -17,7 +17,9 @@ from tests.helpers import eventually
 
 @pytest.fixture
 async def app(server: RedisServer, namespace: str) -> AsyncIterator[aqueue.App]:
-    async with aqueue.App(server.url, namespace=namespace, lease=3, events=True) as the_app:
+    async with aqueue.App(
+        server.url, namespace=namespace, lease=3, events=True, unknown_task_grace=0
+    ) as the_app:
         yield the_app
 
 

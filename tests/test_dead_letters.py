@@ -29,7 +29,8 @@ async def test_dead_letters_list_the_reason_task_and_job(app: aqueue.App) -> Non
 async def test_a_task_unknown_to_old_workers_runs_once_replayed_to_new_ones(
     app: aqueue.App, redis: Redis
 ) -> None:
-    old = aqueue.App(app.url, namespace=app.namespace)  # a worker deployed before the task
+    # A worker deployed before the task, when no worker that knows it runs yet.
+    old = aqueue.App(app.url, namespace=app.namespace, unknown_task_grace=0)
     async with old, aqueue.Worker(old):
         job = await app.enqueue("reports.build", 7)
         await _wait_failed(job)

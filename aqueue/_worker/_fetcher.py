@@ -22,6 +22,7 @@ that queue's streams. With every queue paused, it reads nothing until one is res
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections import deque
@@ -42,6 +43,7 @@ from .._redis._scripts import FETCH, START, execute
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
 from ._runner import expired_outcome, failure_outcome
+from ._unknown import FIRST_PAUSE, UnknownTasks
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -127,6 +129,13 @@ class Fetcher:
             if task.config.rate_limit is not None or task.config.max_concurrency is not None
         }
         self._limits: dict[tuple[str, str], Limits] = {}
+        self.unknown = UnknownTasks(
+            app=app,
+            in_flight=in_flight,
+            hand_back=skip,
+            start=functools.partial(self._begin, checked=True),
+        )
+        """Deliveries of tasks this worker does not know, left for workers that know them."""
 
     async def run(self) -> None:
         """Fetch until :meth:`stop`; return once no read is in flight, with held entries
@@ -207,9 +216,11 @@ class Fetcher:
         self._giving_up = True
 
     async def stop(self) -> None:
-        """Stop fetching; a blocked read returns at once where the server allows it."""
+        """Stop fetching; a blocked read returns at once where the server allows it. Entries
+        of tasks this worker does not know go back to their queues."""
         self.give_up_starts()
         self._stopping = True
+        self.unknown.stop()
         self._slots.wake()  # a fetcher waiting for a slot sees _stopping and leaves
         self._woken.set()
         await self._unblock()
@@ -295,10 +306,22 @@ class Fetcher:
         """Start as many deliveries as slots are free; hold the others until slots free.
 
         Held entries start after those held before, each when a slot frees, never beyond
-        the free slots, however many streams the reads and claims took them from.
+        the free slots, however many streams the reads and claims took them from. Those of
+        tasks this worker does not know are left for workers that know them (see
+        ``_unknown.py``).
         """
+        started, again = self.unknown.divert(deliveries)
+        if again and not claimed:
+            # This worker read only jobs it had handed back to workers that know them (they
+            # were busy, or read later): let them read first, or the jobs cycle through here.
+            await asyncio.sleep(FIRST_PAUSE)
+        await self._begin(started, checked=claimed)
+
+    async def _begin(self, deliveries: list[Delivery], *, checked: bool) -> None:
+        if not deliveries:
+            return
         if not self._held and len(deliveries) <= self._slots.free:
-            await self._start(deliveries, checked=claimed)
+            await self._start(deliveries, checked=checked)
             return
         self._hold(deliveries)
         await self._start_held()

@@ -160,7 +160,8 @@ class Runner:
             raise _DeadLetter("aqueue.UndecodableEntry", "entry lacks a job id, task or payload")
         task = self._app.tasks.get(name)
         if task is None:
-            raise _DeadLetter("aqueue.UnknownTask", unknown_task_reason(name, self._app.tasks))
+            reason = unknown_task_reason(name, self._app.tasks, self._app.unknown_task_grace)
+            raise _DeadLetter("aqueue.UnknownTask", reason)
         try:
             args, kwargs = self._app.serializer.loads(payload)
             if not isinstance(args, list) or not isinstance(kwargs, dict):
@@ -346,9 +347,10 @@ def expired_outcome(delivery: Delivery) -> Outcome:
     return failure_outcome(delivery, "aqueue.Expired", message, "", status="cancelled")
 
 
-def unknown_task_reason(name: str, known: Iterable[str]) -> str:
-    """Why a job of a task the worker's app lacks is dead-lettered, with the registered
-    names it likely meant: a typo, or a task whose name a script run as ``__main__`` set."""
+def unknown_task_reason(name: str, known: Iterable[str], grace: float) -> str:
+    """Why a job of a task the worker's app lacks is dead-lettered (no live worker that knows
+    it read its queue for ``grace`` seconds), with the registered names it likely meant: a
+    typo, or a task whose name a script run as ``__main__`` set."""
     known = sorted(known)
     module, _, function = name.rpartition(".")
     # The same function in another module first: the worker imported, under its real module
@@ -358,6 +360,9 @@ def unknown_task_reason(name: str, known: Iterable[str]) -> str:
     reason = f"no task named {name!r} is registered on this worker's app"
     if alike:
         reason += f" (did you mean {' or '.join(repr(other) for other in alike[:3])}?)"
+    reason += (
+        f", nor did a live worker that knows it read the queue for {grace:g} s (unknown_task_grace)"
+    )
     if module == "__main__":
         return (
             f"{reason}; a task defined in a script run as __main__ is named after __main__, "

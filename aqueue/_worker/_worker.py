@@ -394,6 +394,7 @@ class Worker:
                 reclaiming = loops.start("promoter and reclaimer", reclaimer.run)
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
+                leaving = loops.start("keeper of unknown tasks' jobs", fetcher.unknown.run)
                 loops.start("controller", Controller(app, self.name, self._stop_once).run)
                 if self.burst:
                     loops.start("burst watch", self._stop_when_drained)
@@ -413,6 +414,7 @@ class Worker:
                 scheduler.stop()
                 await fetcher.stop()
                 await fetching.wait()
+                await leaving.wait()
                 await scheduling.wait()
                 await self._finish_running()
                 reclaimer.stop()
