@@ -148,7 +148,9 @@ class Queue:
         raw = cast("list[tuple[bytes, list[bytes]]]", entries)
         return [_dead_letter(entry_id, fields) for entry_id, fields in raw]
 
-    async def replay_dead(self, limit: int = 10_000) -> int:
+    async def replay_dead_letters(
+        self, limit: int = 10_000, *, task: str | None = None, reason: str | None = None
+    ) -> int:
         """Move up to ``limit`` dead letters back into the queue, oldest first.
 
         Replayed jobs start over (attempts count from zero), each with every option it was
@@ -157,7 +159,14 @@ class Queue:
 
         A replay is the one way out of a final status: a ``failed`` job is ``queued`` again
         and runs anew. A job that succeeded or was cancelled meanwhile is not run again; its
-        dead letter stays (``purge()`` deletes it).
+        dead letter stays (:meth:`purge_dead_letters` deletes it).
+
+        Args:
+            limit: Most letters to replay.
+            task: Replay only the letters of this task name (the others stay).
+            reason: Replay only the letters whose reason holds this text, e.g.
+                ``"no task named"`` (a task not deployed then) or ``"arguments do not
+                bind"`` (the others stay).
 
         Returns:
             How many jobs went back into the queue.
@@ -168,11 +177,18 @@ class Queue:
             replayed, _ = await REPLAY(
                 self._app.redis,
                 [self.keys.dead, self.keys.stream, self.keys.levels],
-                [self.keys.prefix, limit, " ".join(DEAD_LETTER_FIELDS), not_replayed],
+                [
+                    self.keys.prefix,
+                    limit,
+                    " ".join(DEAD_LETTER_FIELDS),
+                    not_replayed,
+                    task or "",
+                    reason or "",
+                ],
             )
         return int(replayed)
 
-    async def purge(self) -> int:
+    async def purge_dead_letters(self) -> int:
         """Delete every dead letter of this queue and return how many there were."""
         with translate_errors(self._app.url):
             pipe = self._app.redis.pipeline(transaction=True)

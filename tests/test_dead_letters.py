@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
+from tests.helpers import entries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,7 +40,7 @@ async def test_a_task_unknown_to_old_workers_runs_once_replayed_to_new_ones(
     async def build(n: int) -> str:
         return f"report {n}"
 
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
     assert await job.status() is aqueue.JobStatus.QUEUED
     async with aqueue.Worker(app):
         assert await job.result(timeout=10) == "report 7"
@@ -51,7 +52,7 @@ async def test_purge_deletes_every_dead_letter(app: aqueue.App) -> None:
     async with aqueue.Worker(app):
         for _ in range(3):
             await _wait_failed(await app.enqueue("missing.task"))
-    assert await app.queue().purge() == 3
+    assert await app.queue().purge_dead_letters() == 3
     assert await app.queue().dead_letters() == []
 
 
@@ -115,6 +116,46 @@ async def test_letters_that_cannot_be_replayed_do_not_block_the_ones_behind(
     await redis.xadd(
         keys.dead, {b"reason": b"x", b"j": b"default:ab", b"t": b"t", b"p": b"[[],{}]"}
     )
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
     assert await redis.xlen(keys.stream) == 1
     assert await redis.xlen(keys.dead) == 150
+
+
+async def _letters(redis: Redis, keys: Keys, *letters: tuple[str, str]) -> None:
+    """Dead letters of jobs (as aqueue writes them), one per ``(task, reason)``."""
+    for n, (task, reason) in enumerate(letters):
+        await redis.xadd(
+            keys.dead,
+            {"reason": reason, "j": f"default:{n:02x}", "t": task, "p": "[[],{}]", "r": "60"},
+        )
+
+
+async def _tasks_in_stream(redis: Redis, keys: Keys) -> list[bytes]:
+    return [fields[b"t"] for _, fields in await entries(redis, keys.stream)]
+
+
+async def test_a_replay_of_one_task_leaves_the_letters_of_others(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    await _letters(redis, keys, ("a", "no task named 'a'"), ("b", "no task named 'b'"))
+    assert await app.queue().replay_dead_letters(task="b") == 1
+    assert await _tasks_in_stream(redis, keys) == [b"b"]
+    [left] = await app.queue().dead_letters()
+    assert left.task == "a"
+
+
+async def test_a_replay_by_reason_takes_only_the_letters_whose_reason_holds_it(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    await _letters(
+        redis,
+        keys,
+        ("a", "arguments do not bind: too many"),
+        ("a", "no task named 'a' is registered"),
+        ("b", "arguments do not bind: missing x"),
+    )
+    assert await app.queue().replay_dead_letters(reason="no task named") == 1
+    assert await _tasks_in_stream(redis, keys) == [b"a"]
+    assert [letter.task for letter in await app.queue().dead_letters()] == ["a", "b"]

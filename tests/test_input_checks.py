@@ -141,7 +141,7 @@ async def test_a_dead_letter_limit_that_is_no_positive_count_is_refused(
     with pytest.raises(aqueue.ConfigurationError, match="limit must be a whole number"):
         await queue.dead_letters(limit=limit)  # type: ignore[arg-type]
     with pytest.raises(aqueue.ConfigurationError, match="limit must be a whole number"):
-        await queue.replay_dead(limit=limit)  # type: ignore[arg-type]
+        await queue.replay_dead_letters(limit=limit)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("job_id", [123, b"default:abc", None])

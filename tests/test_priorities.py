@@ -114,7 +114,7 @@ async def test_a_replayed_dead_letter_goes_back_to_its_own_priority(app: aqueue.
         with pytest.raises(aqueue.TaskFailed):
             await job.result(timeout=10)
     queue = app.queue()
-    assert await queue.replay_dead() == 1
+    assert await queue.replay_dead_letters() == 1
     assert (await queue.stats()).queued_by_priority == {5: 0, 2: 1}
     fail = False
     async with aqueue.Worker(app):

@@ -61,7 +61,7 @@ async def test_a_replayed_failed_job_is_queued_again_and_runs(app: aqueue.App) -
         job = await flaky.enqueue()
         with pytest.raises(aqueue.TaskFailed):
             await job.result(timeout=5)
-        assert await app.queue().replay_dead() == 1
+        assert await app.queue().replay_dead_letters() == 1
         assert await job.result(timeout=5) == "second time"
 
 
@@ -82,7 +82,7 @@ async def test_a_job_cancelled_after_its_dead_letter_is_not_replayed(
 
         await eventually(dead, timeout=10)
     await redis.hset(keys.job(job.id), "status", "cancelled")
-    assert await app.queue().replay_dead() == 0
+    assert await app.queue().replay_dead_letters() == 0
     assert await job.status() is aqueue.JobStatus.CANCELLED
     assert await redis.xlen(keys.dead) == 1
 

@@ -162,7 +162,7 @@ async def test_a_replayed_job_keeps_every_field_of_its_entry(app: aqueue.App, re
     before = await _entry(redis, keys, job.id)
     assert set(before) >= {wire.code for wire in FIELDS if wire.replayed}
     await _dead_lettered(app, redis)
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
     assert await _entry(redis, keys, job.id) == before
 
 
@@ -180,7 +180,7 @@ async def test_a_replayed_entry_keeps_fields_of_another_program(
     }
     await redis.xadd(keys.stream, written)  # type: ignore[arg-type]
     await _dead_lettered(app, redis)
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
     [replayed] = await entries(redis, keys.stream)
     assert replayed[1] == written
 

@@ -10,8 +10,10 @@
 -- level's stream.
 -- KEYS: dead-letter stream, stream, priority levels set
 -- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
---       aqueue's dead-letter field names (space-separated), entry fields not replayed (same)
+--       aqueue's dead-letter field names (space-separated), entry fields not replayed (same),
+--       the task name of the letters to replay ("" for any), text their reason holds ("" for any)
 -- Returns {replayed, left: letters with nothing to replay (no job, or one that ended well)}.
+-- Letters of another task or reason are neither replayed nor counted.
 local limit = tonumber(ARGV[2])
 local function set_of(words)
   local set = {}
@@ -40,9 +42,10 @@ while replayed < limit do
     -- one of them, or that comes again.
     local seen = {}
     while first < #raw and own[raw[first]] and not seen[raw[first]] do
-      seen[raw[first]] = true
+      seen[raw[first]] = raw[first + 1]
       first = first + 2
     end
+    local task = nil
     for i = first, #raw, 2 do
       local name, value = raw[i], raw[i + 1]
       if not dropped[name] then
@@ -50,6 +53,8 @@ while replayed < limit do
         fields[#fields + 1] = value
         if name == 'j' then
           job = value
+        elseif name == 't' then
+          task = value
         elseif name == 'u' then
           unique = value
         elseif name == 'l' and string.match(value, '^[0-46-9]$') then
@@ -60,7 +65,11 @@ while replayed < limit do
     end
     local record = job and ARGV[1] .. ':job:' .. (string.match(job, ':(.*)$') or '')
     local status = record and redis.call('HGET', record, 'status')
-    if job == nil or status == 'succeeded' or status == 'cancelled' then
+    local reason = type(seen['reason']) == 'string' and seen['reason'] or ''
+    if (ARGV[5] ~= '' and task ~= ARGV[5])
+        or (ARGV[6] ~= '' and not string.find(reason, ARGV[6], 1, true)) then
+      -- Not selected: left as it is.
+    elseif job == nil or status == 'succeeded' or status == 'cancelled' then
       left = left + 1
     else
       if stream ~= KEYS[2] then
