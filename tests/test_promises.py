@@ -73,7 +73,8 @@ async def test_a_job_cancelled_after_its_dead_letter_is_not_replayed(
         pass
 
     job = await gone.enqueue()
-    old = aqueue.App(app.url, namespace=app.namespace)  # a worker without the task
+    # A worker without the task, while no worker that knows it runs.
+    old = aqueue.App(app.url, namespace=app.namespace, unknown_task_grace=0)
     keys = Keys(app.namespace, "default")
     async with old, aqueue.Worker(old):
 

@@ -141,7 +141,8 @@ async def test_a_job_that_expires_while_it_waits_is_cancelled_instead_of_run(
 async def _dead_lettered(app: aqueue.App, redis: Redis) -> None:
     """Run the queue's job on a worker that does not know its task: it is dead-lettered."""
     keys = Keys(app.namespace, "default")
-    old = aqueue.App(app.url, namespace=app.namespace)  # deployed before the task
+    # Deployed before the task, while no worker that knows it runs.
+    old = aqueue.App(app.url, namespace=app.namespace, unknown_task_grace=0)
     async with old, aqueue.Worker(old):
 
         async def dead() -> bool:

@@ -65,7 +65,10 @@ class Slots:
 
     def give(self) -> None:
         self.free += 1
-        self._available.set()
+        # Jobs that only get dead-lettered may start beyond the free slots (see _unknown.py):
+        # a give then may leave none free yet.
+        if self.free > 0:
+            self._available.set()
 
     def wake(self) -> None:
         """End a :meth:`wait` now, free slot or not (the worker stops)."""
@@ -133,7 +136,9 @@ class Fetcher:
             app=app,
             in_flight=in_flight,
             hand_back=skip,
-            start=functools.partial(self._begin, checked=True),
+            # Started beyond the free slots if need be: such a run only dead-letters the job,
+            # at once, and must not wait behind long jobs for a slot.
+            start=functools.partial(self._start, checked=True),
         )
         """Deliveries of tasks this worker does not know, left for workers that know them."""
 

@@ -63,7 +63,7 @@ class UnknownTasks:
         start: Callable[[list[Delivery]], Awaitable[None]],
     ) -> None:
         """``hand_back`` writes an outcome (the worker's outcome writer); ``start`` starts
-        deliveries whose grace ended (they are dead-lettered by their run)."""
+        deliveries whose grace ended (their run dead-letters them), free slot or not."""
         self._app = app
         self._in_flight = in_flight
         """Entries whose leases the worker renews: held ones are added here."""
