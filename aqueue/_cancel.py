@@ -13,7 +13,7 @@ from ._job import encode_error
 from ._redis._errors import translate_errors
 from ._redis._keys import keys_of, queue_of
 from ._redis._scripts import CANCEL, execute
-from .exceptions import JobNotFound
+from .exceptions import ErrorType, JobNotFound
 
 if TYPE_CHECKING:
     from ._app import App
@@ -45,7 +45,7 @@ async def cancel(app: App, job_id: str, *, keeps_record: bool = True) -> bool:
 
 
 async def _cancel_each(app: App, job_ids: list[str], *, forgotten: bool = False) -> list[Any]:
-    error = encode_error("aqueue.Cancelled", "cancelled by request")
+    error = encode_error(ErrorType.CANCELLED, "cancelled by request")
     keep = app.result_ttl or CANCELLED_RECORD_TTL
     pipe = app.redis.pipeline(transaction=False)
     for job_id in job_ids:

@@ -19,6 +19,7 @@ from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import (
     ConnectionFailed,
+    ErrorType,
     JobCancelled,
     JobNotFound,
     ResultTimeout,
@@ -428,10 +429,10 @@ def _time(raw: bytes | None) -> datetime | None:
 
 def _error_from(raw: bytes | None) -> RemoteError:
     if raw is None:
-        return RemoteError("aqueue.UnknownError", "the worker recorded no error", "")
+        return RemoteError(ErrorType.UNKNOWN_ERROR, "the worker recorded no error", "")
     data: dict[str, Any] = orjson.loads(raw)
     return RemoteError(
-        type=data.get("type", "aqueue.UnknownError"),
+        type=data.get("type", ErrorType.UNKNOWN_ERROR),
         message=data.get("message", ""),
         traceback=data.get("traceback", ""),
         timed_out=bool(data.get("timed_out", False)),

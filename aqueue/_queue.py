@@ -15,6 +15,7 @@ from ._message import CODES, DEAD_LETTER_FIELDS, FIELDS
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, GROUP, keys_of
 from ._redis._scripts import PURGE, REPLAY, STATS
+from .exceptions import ErrorType
 
 if TYPE_CHECKING:
     from ._app import App
@@ -118,7 +119,7 @@ class Queue:
         """
         keys = self.keys
         app = self._app
-        error = encode_error("aqueue.Cancelled", "purged from its queue")
+        error = encode_error(ErrorType.CANCELLED, "purged from its queue")
         keep = app.result_ttl or CANCELLED_RECORD_TTL
         dropped = 0
         with translate_errors(app.url):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import aqueue
 import aqueue.exceptions
 
@@ -26,7 +28,8 @@ def test_every_public_attribute_of_the_package_is_in_all() -> None:
 
 
 def test_every_error_derives_from_aqueue_error_and_is_exported() -> None:
-    for name in set(aqueue.exceptions.__all__) - {"Retry"}:  # Retry is a request, no error
+    # Retry is a request, ErrorType the names of errors: no errors themselves.
+    for name in set(aqueue.exceptions.__all__) - {"Retry", "ErrorType"}:
         error = getattr(aqueue.exceptions, name)
         assert issubclass(error, aqueue.AqueueError)
         assert getattr(aqueue, name) is error
@@ -37,3 +40,19 @@ def test_errors_are_also_the_builtin_a_caller_would_catch() -> None:
     assert issubclass(aqueue.InvalidArguments, TypeError)
     assert issubclass(aqueue.ConnectionFailed, ConnectionError)
     assert issubclass(aqueue.TaskTimeout, aqueue.TaskFailed)
+
+
+def test_every_exported_class_and_function_says_it_is_aqueues() -> None:
+    """``aqueue.TaskFailed``, not ``aqueue.exceptions.TaskFailed``: in reprs, tracebacks and
+    the error type of a job that raised it."""
+    for name in aqueue.__all__:
+        value = getattr(aqueue, name)
+        if isinstance(value, type) or inspect.isfunction(value):
+            assert value.__module__ == "aqueue", name
+
+
+def test_the_error_types_aqueue_records_are_strings_of_its_namespace() -> None:
+    for error_type in aqueue.ErrorType:
+        assert error_type == error_type.value
+        assert error_type.startswith("aqueue.")
+    assert aqueue.JobCancelled.__module__ + ".JobCancelled" == aqueue.ErrorType.CANCELLED

@@ -40,6 +40,7 @@ from .._redis._direct import ScriptCall
 from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import GROUP, Keys
 from .._redis._scripts import FETCH, START, execute
+from ..exceptions import ErrorType
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
 from ._runner import expired_outcome, failure_outcome
@@ -404,7 +405,7 @@ class Fetcher:
                 )
                 logger.error("job %s %s: %s", delivery.job_id, delivery.task_name, reason)
                 self._skip(
-                    failure_outcome(delivery, "aqueue.Poison", reason, "", dead_reason=reason)
+                    failure_outcome(delivery, ErrorType.POISON, reason, "", dead_reason=reason)
                 )
             elif verdict == b"expired":
                 logger.info(

@@ -22,7 +22,14 @@ from redis.exceptions import RedisError
 from .._context import JobContext, ProgressReporter, _current
 from .._hooks import ResourceKey
 from .._job import encode_error
-from ..exceptions import AqueueError, ResultTooLarge, Retry, SerializationError, TaskTimeout
+from ..exceptions import (
+    AqueueError,
+    ErrorType,
+    ResultTooLarge,
+    Retry,
+    SerializationError,
+    TaskTimeout,
+)
 from ._outcome import Action, Delivery, Outcome
 from ._threads import DaemonThreads
 
@@ -92,7 +99,7 @@ class Runner:
             value = await self._invoke(task, args, kwargs, timeout)
         except _TaskTimedOut:
             message = f"task ran longer than its timeout of {timeout} s"
-            timed_out = TaskTimeout(context.id, "aqueue.TaskTimeout", message, "")
+            timed_out = TaskTimeout(context.id, ErrorType.TASK_TIMEOUT, message, "")
             await _flush_progress(context)
             return self._failed(delivery, task, attempt, timed_out, started)
         except (asyncio.CancelledError, SystemExit) as exc:
@@ -136,7 +143,7 @@ class Runner:
                 f"of {limit}: store large data elsewhere (a blob store, a database) and return "
                 "its key, or raise App(max_result_size=...)"
             )
-            too_large = ResultTooLarge(context.id, "aqueue.ResultTooLarge", message, "")
+            too_large = ResultTooLarge(context.id, ErrorType.RESULT_TOO_LARGE, message, "")
             return self._failed(delivery, task, attempt, too_large, started)
         if self._log_each:
             self._log(delivery, f"succeeded in {_elapsed(started)}", logging.INFO)
@@ -157,30 +164,32 @@ class Runner:
         fields = delivery.fields
         name, payload = delivery.task_name, fields.get(b"p")
         if delivery.job_id is None or name is None or payload is None:
-            raise _DeadLetter("aqueue.UndecodableEntry", "entry lacks a job id, task or payload")
+            raise _DeadLetter(ErrorType.UNDECODABLE_ENTRY, "entry lacks a job id, task or payload")
         task = self._app.tasks.get(name)
         if task is None:
             reason = unknown_task_reason(name, self._app.tasks, self._app.unknown_task_grace)
-            raise _DeadLetter("aqueue.UnknownTask", reason)
+            raise _DeadLetter(ErrorType.UNKNOWN_TASK, reason)
         try:
             args, kwargs = self._app.serializer.loads(payload)
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise ValueError("the payload is not [args, kwargs]")
         except Exception as exc:
             raise _DeadLetter(
-                "aqueue.UndecodablePayload", f"cannot decode payload: {exc}"
+                ErrorType.UNDECODABLE_PAYLOAD, f"cannot decode payload: {exc}"
             ) from None
         try:
             task._check_binds(args, kwargs)
         except TypeError as exc:
-            raise _DeadLetter("aqueue.InvalidArguments", f"arguments do not bind: {exc}") from None
+            raise _DeadLetter(
+                ErrorType.INVALID_ARGUMENTS, f"arguments do not bind: {exc}"
+            ) from None
         arguments = task.config.types.arguments
         if arguments is not None:
             try:
                 args, kwargs = arguments.from_wire(args, kwargs)
             except TypeError as exc:
                 reason = f"arguments do not convert into their annotated types: {exc}"
-                raise _DeadLetter("aqueue.InvalidArguments", reason) from None
+                raise _DeadLetter(ErrorType.INVALID_ARGUMENTS, reason) from None
         return task, args, kwargs, _timeout(fields.get(b"o"), task.config.timeout)
 
     def _context(self, delivery: Delivery, task_name: str, attempt: int) -> JobContext:
@@ -309,13 +318,13 @@ def _timeout(raw_options: bytes | None, default: float | None) -> float | None:
     try:
         options = orjson.loads(raw_options)
     except orjson.JSONDecodeError as exc:
-        raise _DeadLetter("aqueue.InvalidOptions", f"cannot decode options: {exc}") from None
+        raise _DeadLetter(ErrorType.INVALID_OPTIONS, f"cannot decode options: {exc}") from None
     timeout = options.get("timeout", default) if isinstance(options, dict) else False
     if timeout is None or (
         isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0
     ):
         return timeout
-    raise _DeadLetter("aqueue.InvalidOptions", f"invalid job options: {raw_options!r}")
+    raise _DeadLetter(ErrorType.INVALID_OPTIONS, f"invalid job options: {raw_options!r}")
 
 
 class _TaskTimedOut(TimeoutError):
@@ -344,7 +353,7 @@ def failure_outcome(
 def expired_outcome(delivery: Delivery) -> Outcome:
     """The outcome of a job whose ``expires`` passed before it started: cancelled, not run."""
     message = "the job expired before a worker started it"
-    return failure_outcome(delivery, "aqueue.Expired", message, "", status="cancelled")
+    return failure_outcome(delivery, ErrorType.EXPIRED, message, "", status="cancelled")
 
 
 def unknown_task_reason(name: str, known: Iterable[str], grace: float) -> str:

@@ -28,7 +28,7 @@ from .._redis._backoff import Backoff
 from .._redis._errors import passing_refusal, redact, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
-from ..exceptions import ConfigurationError, ConnectionFailed, ServerError
+from ..exceptions import ConfigurationError, ConnectionFailed, ErrorType, ServerError
 from ._acker import Acker
 from ._burst import until_drained
 from ._control import Controller
@@ -479,7 +479,7 @@ class Worker:
             reason = f"the worker could not handle this entry: {exc!r}"
             text = "".join(traceback.format_exception(exc))
             outcome = failure_outcome(
-                delivery, "aqueue.WorkerError", reason, text, dead_reason=reason
+                delivery, ErrorType.WORKER_ERROR, reason, text, dead_reason=reason
             )
         self._presence.ran(outcome)
         acker.submit(outcome)
