@@ -34,6 +34,7 @@ from ._logging import JobLogFilter, JsonLogFormatter
 from ._middleware import CallNext, Middleware, OutgoingJob
 from ._queue import DeadLetter, Queue, QueueStats
 from ._registry import WorkerInfo
+from ._schedule import Schedule
 from ._serialize import JsonSerializer, Serializer
 from ._task import Task
 from ._version import __version__
@@ -100,6 +101,7 @@ __all__ = [
     "ResultTimeout",
     "ResultTooLarge",
     "Retry",
+    "Schedule",
     "SerializationError",
     "Serializer",
     "ServerError",

@@ -502,7 +502,7 @@ class App:
     @property
     def _typed_results(self) -> bool:
         """Whether a registered task's return annotation needs converting (see Job.result)."""
-        return any(task.config.types.result for task in self._tasks.values())
+        return any(task._config.types.result for task in self._tasks.values())
 
     def route(self, task_name: str) -> str:
         """The queue of a task that names none: the first matching route, else the default."""
@@ -661,7 +661,7 @@ class App:
         return self._direct_calls
 
     @property
-    def results(self) -> ResultWaiter:
+    def _result_waiter(self) -> ResultWaiter:
         """The shared subscription that ``job.result()`` waits on."""
         self._forget_a_closed_loop()
         if self._results is None:

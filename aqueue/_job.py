@@ -228,7 +228,7 @@ class Job(Generic[R]):
     def _typed(self, value: Any, task_name: str | None) -> Any:
         """``value`` as the return type its task (when registered on this app) annotates."""
         task = self._app.tasks.get(task_name) if task_name else None
-        conversion = None if task is None else task.config.types.result
+        conversion = None if task is None else task._config.types.result
         if conversion is None or value is None:
             return value
         try:
@@ -344,7 +344,9 @@ class Job(Generic[R]):
         # timeout (which bounds the wait for the job, and may be 0 for a finished job).
         subscribing = True
         try:
-            async with self._app.results.watch(self._key, SUBSCRIBE_TIMEOUT, only=only) as woken:
+            async with self._app._result_waiter.watch(
+                self._key, SUBSCRIBE_TIMEOUT, only=only
+            ) as woken:
                 subscribing = False
                 yield woken
         except TimeoutError:

@@ -61,12 +61,12 @@ class DeadLetter:
 class Queue:
     """A handle on one queue of an app: ``app.queue("emails")``."""
 
-    __slots__ = ("_app", "keys", "name")
+    __slots__ = ("_app", "_keys", "name")
 
     def __init__(self, app: App, name: str) -> None:
         self._app = app
         self.name = name
-        self.keys = keys_of(app.namespace, name)
+        self._keys = keys_of(app.namespace, name)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"
@@ -76,7 +76,7 @@ class Queue:
 
         Queued and running jobs are counted over every priority level's stream.
         """
-        keys = self.keys
+        keys = self._keys
         with translate_errors(self._app.url):
             queued, scheduled, running, dead, workers, at_default, *levels = await STATS(
                 self._app.redis,
@@ -98,17 +98,17 @@ class Queue:
         for workers that start later too.
         """
         with translate_errors(self._app.url):
-            await self._app.redis.set(self.keys.paused, 1)
+            await self._app.redis.set(self._keys.paused, 1)
 
     async def resume(self) -> None:
         """Let workers read this queue again (they learn of it as promptly as of a pause)."""
         with translate_errors(self._app.url):
-            await self._app.redis.delete(self.keys.paused)
+            await self._app.redis.delete(self._keys.paused)
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused (see :meth:`pause`)."""
         with translate_errors(self._app.url):
-            return bool(await self._app.redis.exists(self.keys.paused))
+            return bool(await self._app.redis.exists(self._keys.paused))
 
     async def purge_queued(self) -> int:
         """Drop every job waiting in this queue (at every priority level) and return how many.
@@ -117,7 +117,7 @@ class Queue:
         for it are told. Running jobs and scheduled ones (delayed, or waiting for a retry)
         are left alone.
         """
-        keys = self.keys
+        keys = self._keys
         app = self._app
         error = encode_error(ErrorType.CANCELLED, "purged from its queue")
         keep = app.result_ttl or CANCELLED_RECORD_TTL
@@ -144,7 +144,7 @@ class Queue:
             # The raw field list, in order: a client's dict would keep the last of two fields
             # of one name, and aqueue's come first (see DEAD_LETTER_FIELDS).
             [entries] = await self._app._direct.commands(
-                [(b"XRANGE", self.keys.dead, b"-", b"+", b"COUNT", limit)]
+                [(b"XRANGE", self._keys.dead, b"-", b"+", b"COUNT", limit)]
             )
         raw = cast("list[tuple[bytes, list[bytes]]]", entries)
         return [_dead_letter(entry_id, fields) for entry_id, fields in raw]
@@ -177,9 +177,9 @@ class Queue:
         with translate_errors(self._app.url):
             replayed, _ = await REPLAY(
                 self._app.redis,
-                [self.keys.dead, self.keys.stream, self.keys.levels],
+                [self._keys.dead, self._keys.stream, self._keys.levels],
                 [
-                    self.keys.prefix,
+                    self._keys.prefix,
                     limit,
                     " ".join(DEAD_LETTER_FIELDS),
                     not_replayed,
@@ -193,8 +193,8 @@ class Queue:
         """Delete every dead letter of this queue and return how many there were."""
         with translate_errors(self._app.url):
             pipe = self._app.redis.pipeline(transaction=True)
-            pipe.xlen(self.keys.dead)
-            pipe.delete(self.keys.dead)
+            pipe.xlen(self._keys.dead)
+            pipe.delete(self._keys.dead)
             count, _ = await pipe.execute()
         return int(count)
 

@@ -87,9 +87,9 @@ def test_a_fraction_of_a_second_of_result_ttl_keeps_the_result_a_second() -> Non
     async def work() -> None: ...
 
     assert app.result_ttl == 1
-    assert work.options(result_ttl=dt.timedelta(milliseconds=200)).config.result_ttl == 1
-    assert work.options(key="k", key_ttl=0.1).config.key_ttl == 1
-    assert work.options(result_ttl=0).config.result_ttl == 0
+    assert work.options(result_ttl=dt.timedelta(milliseconds=200))._config.result_ttl == 1
+    assert work.options(key="k", key_ttl=0.1)._config.key_ttl == 1
+    assert work.options(result_ttl=0)._config.result_ttl == 0
 
 
 async def test_a_refused_ttl_writes_nothing(app: aqueue.App, redis: Redis) -> None:

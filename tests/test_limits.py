@@ -311,7 +311,7 @@ def test_rate_limits_are_read_per_second_minute_or_hour(given: Any, per_second: 
     @app.task(rate_limit=given)
     async def limited() -> None: ...
 
-    rate = limited.config.rate_limit
+    rate = limited._config.rate_limit
     assert rate is not None
     assert rate.count / rate.period == pytest.approx(per_second)
 

@@ -111,7 +111,7 @@ def test_key_ttl_with_a_key_set_earlier_is_taken(app: aqueue.App) -> None:
     async def once() -> None:
         pass
 
-    assert once.options(key="k").options(key_ttl=60).config.key_ttl == 60
+    assert once.options(key="k").options(key_ttl=60)._config.key_ttl == 60
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import aqueue
 import aqueue.exceptions
@@ -56,3 +57,49 @@ def test_the_error_types_aqueue_records_are_strings_of_its_namespace() -> None:
         assert error_type == error_type.value
         assert error_type.startswith("aqueue.")
     assert aqueue.JobCancelled.__module__ + ".JobCancelled" == aqueue.ErrorType.CANCELLED
+
+
+def _private_types(annotation: str, names: dict[str, object]) -> set[str]:
+    """The aqueue types ``annotation`` names that the package does not export."""
+    exported = {id(getattr(aqueue, name)) for name in aqueue.__all__}
+    found = set()
+    for word in re.findall(r"[A-Za-z_]\w*", annotation):
+        value = names.get(word)
+        module = getattr(value, "__module__", "") or ""
+        if isinstance(value, type) and module.startswith("aqueue") and id(value) not in exported:
+            found.add(f"{module}.{value.__qualname__}")
+    return found
+
+
+def test_no_public_property_of_an_exported_class_returns_a_private_type() -> None:
+    leaks = set()
+    for name in aqueue.__all__:
+        value = getattr(aqueue, name)
+        for attribute, member in vars(value).items() if isinstance(value, type) else ():
+            if attribute.startswith("_") or not isinstance(member, property) or not member.fget:
+                continue
+            returned = member.fget.__annotations__.get("return", "")
+            for leak in _private_types(str(returned), member.fget.__globals__):
+                leaks.add(f"{name}.{attribute}: {leak}")
+    assert leaks == set()
+
+
+def test_no_public_attribute_of_the_main_objects_holds_a_private_type() -> None:
+    app = aqueue.App()
+
+    @app.task
+    async def ping(n: int) -> int:
+        return n
+
+    objects = [app, ping, ping.s(1), app.queue(), app.job("default:ab"), aqueue.Worker(app)]
+    exported = {getattr(aqueue, name) for name in aqueue.__all__}
+    leaks = {
+        f"{type(value).__name__}.{attribute}: {type(held).__module__}.{type(held).__qualname__}"
+        for value in objects
+        for attribute in dir(value)
+        if not attribute.startswith("_")
+        and not callable(held := getattr(value, attribute))
+        and type(held).__module__.startswith("aqueue")
+        and type(held) not in exported
+    }
+    assert leaks == set()

@@ -244,8 +244,8 @@ async def test_a_result_waiter_is_woken_by_final_statuses_only(
     channel = b"%s:channel" % app.namespace.encode()
     final = frozenset({b"succeeded"})
     async with (
-        app.results.watch(channel, 5, only=final) as woken,
-        app.results.watch(channel, 5) as every,
+        app._result_waiter.watch(channel, 5, only=final) as woken,
+        app._result_waiter.watch(channel, 5) as every,
     ):
         await redis.publish(channel, b"running")
         await asyncio.wait_for(every.wait(), 5)

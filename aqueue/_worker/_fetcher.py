@@ -128,9 +128,9 @@ class Fetcher:
         self._lease_ms = int(app.lease * 1000)
         # Only tasks with limits pay for them: with none, begin() does no per-delivery work.
         self._limited = {
-            name: task.config
+            name: task._config
             for name, task in app.tasks.items()
-            if task.config.rate_limit is not None or task.config.max_concurrency is not None
+            if task._config.rate_limit is not None or task._config.max_concurrency is not None
         }
         self._limits: dict[tuple[str, str], Limits] = {}
         self.unknown = UnknownTasks(
@@ -437,7 +437,7 @@ class Fetcher:
 
     def _attempt_limit(self, delivery: Delivery) -> int:
         task = self._app.tasks.get(delivery.task_name or "")
-        retries = 0 if task is None else task.config.retries
+        retries = 0 if task is None else task._config.retries
         return max(self._app.max_deliveries, retries + 1)
 
     async def _start_scripts(self, deliveries: list[Delivery]) -> list[Any] | None:

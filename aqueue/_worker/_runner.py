@@ -118,7 +118,7 @@ class Runner:
         finally:
             _current.reset(token)
         await _flush_progress(context)
-        conversion = task.config.types.result
+        conversion = task._config.types.result
         try:
             if conversion is not None and value is not None:
                 value = conversion.to_wire(value)
@@ -183,14 +183,14 @@ class Runner:
             raise _DeadLetter(
                 ErrorType.INVALID_ARGUMENTS, f"arguments do not bind: {exc}"
             ) from None
-        arguments = task.config.types.arguments
+        arguments = task._config.types.arguments
         if arguments is not None:
             try:
                 args, kwargs = arguments.from_wire(args, kwargs)
             except TypeError as exc:
                 reason = f"arguments do not convert into their annotated types: {exc}"
                 raise _DeadLetter(ErrorType.INVALID_ARGUMENTS, reason) from None
-        return task, args, kwargs, _timeout(fields.get(b"o"), task.config.timeout)
+        return task, args, kwargs, _timeout(fields.get(b"o"), task._config.timeout)
 
     def _context(self, delivery: Delivery, task_name: str, attempt: int) -> JobContext:
         enqueued_ms = int(delivery.entry_id.split(b"-", 1)[0])
@@ -264,7 +264,7 @@ class Runner:
         exc: Exception,
         started: float,
     ) -> Outcome:
-        config = task.config
+        config = task._config
         if isinstance(exc, TaskTimeout | ResultTooLarge):
             # Its str() already says "job ... failed with aqueue.TaskTimeout: ...".
             type_name, message, text = exc.type, exc.message, ""

@@ -272,7 +272,7 @@ class Worker:
     def _banner(self) -> str:
         """What this worker serves and where, so a look at its log says what to expect."""
         app = self.app
-        tasks = [f"{name} ({task.config.queue})" for name, task in sorted(app.tasks.items())]
+        tasks = [f"{name} ({task._config.queue})" for name, task in sorted(app.tasks.items())]
         schedules = [f"{s.task_name}: {s.describe}" for s in app.schedules]
         return "\n".join(
             [
