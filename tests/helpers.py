@@ -9,7 +9,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import GROUP, Keys
+from tests.internals import GROUP, Keys
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as a bytes client reads it: its id and its fields."""

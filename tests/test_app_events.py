@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import keys_of
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
+from tests.internals import keys_of
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from tests.helpers import entries
+from tests.internals import Keys
 
 
 async def test_a_delayed_job_is_scheduled_until_due_then_runs(

@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
+from tests.internals import Keys
 
 
 @pytest.mark.parametrize("url", ["localhost:6379", "http://localhost:6379/0", ""])

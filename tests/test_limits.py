@@ -12,11 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._limits import Limits
-from aqueue._redis._keys import GROUP, Keys
 from aqueue._redis._scripts import START
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status, read_as
+from tests.internals import GROUP, Keys, Limits
 
 
 async def test_a_rate_limit_is_held_within_ten_percent_by_three_workers(

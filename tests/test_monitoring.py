@@ -21,9 +21,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status, read_as
+from tests.internals import Keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "tests.ops_app:app"

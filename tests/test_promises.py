@@ -9,9 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._errors import translate_errors
-from aqueue._redis._keys import Keys
 from tests.helpers import eventually, has_status
+from tests.internals import Keys, translate_errors
 
 
 async def test_a_handle_from_a_groups_id_gives_failed_members_as_task_failed(

@@ -9,8 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from tests.helpers import entries
+from tests.internals import Keys
 
 
 async def test_result_returns_the_value_the_task_returned(app: aqueue.App) -> None:

@@ -15,9 +15,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, pending_count
+from tests.internals import Keys
 
 
 @dataclass

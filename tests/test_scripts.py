@@ -7,8 +7,8 @@ from typing import cast
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import GROUP
 from aqueue._redis._scripts import RELEASE, REQUEUE, execute
+from tests.internals import GROUP
 
 
 async def _pending_entry(redis: Redis, stream: str) -> bytes:

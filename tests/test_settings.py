@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 import aqueue
-from aqueue._settings import Settings, env_name
+from tests.internals import Settings, env_name
 
 ALL_SET = {
     "AQUEUE_URL": "redis://cache.internal:6380/2",

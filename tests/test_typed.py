@@ -16,10 +16,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
-from aqueue._typed import UNTYPED
 from aqueue.testing import RedisServer
 from tests.helpers import entries
+from tests.internals import UNTYPED, Keys
 
 WHEN = datetime(2026, 12, 4, 20, 15, 30, 123456, tzinfo=UTC)
 

@@ -16,9 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._message import CODES, FIELDS
-from aqueue._redis._keys import Keys
 from tests.helpers import entries, eventually
+from tests.internals import CODES, FIELDS, Keys
 
 LUA = Path(aqueue.__file__).parent / "_redis" / "lua"
 

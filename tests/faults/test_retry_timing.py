@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 import aqueue
-from aqueue._redis._keys import Keys
+from tests.internals import Keys
 
 pytestmark = pytest.mark.slow
 
