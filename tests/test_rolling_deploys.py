@@ -110,6 +110,8 @@ async def test_an_old_worker_that_stops_hands_the_jobs_it_holds_back_at_once(
         job = await releases.added.enqueue(7)
         await eventually(lambda: _pending_is(redis, releases.new, 1))
     assert not await _pending_is(redis, releases.new, 1)
+    info = await job.info()
+    assert (info.status, info.task) == (aqueue.JobStatus.QUEUED, "added")
     async with aqueue.Worker(releases.new):
         assert await job.result(timeout=5) == 7
 

@@ -118,7 +118,7 @@ class Acker:
                 calls.append(
                     (
                         REQUEUE,
-                        [delivery.stream, delivery.record],
+                        [delivery.stream, delivery.record, delivery.queued],
                         [GROUP, self._consumer, delivery.entry_id],
                     )
                 )
