@@ -159,3 +159,32 @@ async def test_a_replay_by_reason_takes_only_the_letters_whose_reason_holds_it(
     assert await app.queue().replay_dead_letters(reason="no task named") == 1
     assert await _tasks_in_stream(redis, keys) == [b"a"]
     assert [letter.task for letter in await app.queue().dead_letters()] == ["a", "b"]
+
+
+def test_the_cli_replays_only_the_letters_of_the_task_it_names(
+    server: RedisServer, namespace: str
+) -> None:
+    keys = Keys(namespace, "default")
+    with SyncRedis.from_url(server.url) as client:
+        for n, task in enumerate(["a", "b", "a"]):
+            client.xadd(keys.dead, {"reason": "r", "j": f"default:{n:02x}", "t": task, "p": "x"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aqueue",
+            "dead-letters",
+            "replay",
+            "--task",
+            "a",
+            "tests.cli_app:app",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AQUEUE_URL": server.url, "AQUEUE_TEST_NAMESPACE": namespace},
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.stdout == "replayed 2 job(s) into default\n", result.stderr
+    with SyncRedis.from_url(server.url) as client:
+        assert client.xlen(keys.dead) == 1
