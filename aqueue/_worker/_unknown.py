@@ -83,8 +83,6 @@ class UnknownTasks:
         """When a look first found no live worker of the queue that knows the task."""
         self._handed_back: dict[str, int] = {}
         """How often this worker handed each job back (for the pause)."""
-        self.handed_back = 0
-        """Entries left to other workers."""
 
     def divert(self, deliveries: list[Delivery]) -> tuple[list[Delivery], bool]:
         """The deliveries to start now (those of tasks this worker does not know stay here),
@@ -198,6 +196,5 @@ class UnknownTasks:
         self._handed_back[job_id] = self._handed_back.pop(job_id, 0) + 1
         if len(self._handed_back) > REMEMBERED:
             del self._handed_back[next(iter(self._handed_back))]
-        self.handed_back += 1
         logger.debug("job %s of task %s left to other workers", job_id, delivery.task_name)
         self._hand_back(Outcome(delivery, Action.REQUEUE))
