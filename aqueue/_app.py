@@ -23,13 +23,13 @@ from ._hooks import H, Lifecycle
 from ._job import Job
 from ._limits import max_concurrency as check_concurrency
 from ._limits import rate_limit as check_rate
-from ._message import Outgoing, check_size
+from ._message import PROTOCOL_VERSION, Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
-from ._redis._direct import DirectCalls, ScriptCall
+from ._redis import _calls as scripts
+from ._redis._direct import DirectCalls
 from ._redis._errors import redact, translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
-from ._redis._scripts import ENQUEUE
 from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
@@ -163,6 +163,9 @@ class App:
             no live worker reading the job's queue knows the task, in seconds or as a
             timedelta (5 minutes); then the job goes to the dead letters. A job that a live
             worker knows is left to it at once (a rolling deploy: see the Deployment guide).
+        kept_arguments_size: Largest encoded arguments, in bytes, that the record of a job
+            keeping a result holds once the job ran, for ``aqueue job`` (larger ones are
+            noted by their size only); 0 keeps none. 1024 by default. Read by workers.
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -184,6 +187,7 @@ class App:
         max_queue_length: int | Mapping[str, int] | None = None,
         events: bool | None = None,
         unknown_task_grace: float | timedelta | None = None,
+        kept_arguments_size: int | None = None,
     ) -> None:
         given = Settings.resolve(
             url=url,
@@ -199,6 +203,7 @@ class App:
             max_queue_length=max_queue_length,
             events=events,
             unknown_task_grace=unknown_task_grace,
+            kept_arguments_size=kept_arguments_size,
         )
         label = given.label
         self.url = _check_url(given.url, given.variable("url"))
@@ -225,6 +230,9 @@ class App:
             seconds(given.unknown_task_grace, label("unknown_task_grace"), allow_zero=True) or 0.0
         )
         """Seconds a worker keeps a job of a task no live worker knows before dead-lettering it."""
+        self.kept_arguments_size = whole_number(
+            given.kept_arguments_size, f"{label('kept_arguments_size')} (bytes)", least=0
+        )
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
@@ -609,17 +617,21 @@ class App:
         added = itertools.chain.from_iterable(replies)
         return [self._written(o, reply) for o, reply in zip(batch, added, strict=True)]
 
-    def _enqueue_calls(self, queue: str, batch: list[Outgoing]) -> Iterator[ScriptCall]:
+    def _enqueue_calls(self, queue: str, batch: list[Outgoing]) -> Iterator[scripts.Call]:
         """The enqueue script's calls for ``batch``, made one by one as they are written."""
         keys = keys_of(self.namespace, queue)
         limit = self.max_queue_length(queue)
         for start in range(0, len(batch), ENQUEUE_CHUNK):
-            call_keys = [keys.stream, keys.delayed, keys.levels, keys.events]
-            args: list[Any] = [limit, self.events_limit]
-            for outgoing in batch[start : start + ENQUEUE_CHUNK]:
-                call_keys += outgoing.script_keys(keys)
-                args += outgoing.script_args()
-            yield ENQUEUE, call_keys, args
+            yield scripts.enqueue(
+                delayed=keys.delayed,
+                levels=keys.levels,
+                events=keys.events,
+                streams=keys.streams,
+                limit=limit,
+                events_limit=self.events_limit,
+                version=PROTOCOL_VERSION,
+                jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
+            )
 
     def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
         """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""

@@ -6,13 +6,13 @@ per member, so cancelling a 10,000-member group stays quick."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from ._depend import job_ended
 from ._job import encode_error
+from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
-from ._redis._keys import keys_of, queue_of
-from ._redis._scripts import CANCEL, execute
+from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import ErrorType, JobNotFound
 
 if TYPE_CHECKING:
@@ -25,14 +25,19 @@ _TELL_AT_ONCE = 100
 """Jobs whose waiting jobs are told concurrently (each telling is a round trip or two)."""
 
 
-async def cancel(app: App, job_id: str, *, keeps_record: bool = True) -> bool:
+async def cancel(
+    app: App, job_id: str, *, keeps_record: bool = True, task: str | None = None
+) -> bool:
     """Cancel ``job_id`` and what hangs on it; True if this call cancelled it.
 
     ``keeps_record=False``: the job was enqueued with ``result_ttl=0`` (its handle says so),
-    so no record tells whether it still waits: it is cancelled if it has not started.
+    so no record tells whether it still waits: it is cancelled if it has not started. Its
+    ``task`` (the handle knows it) names it in the cancel's event, as no record can.
     """
     with translate_errors(app.url):
-        [(before, cancelled)] = await _cancel_each(app, [job_id], forgotten=not keeps_record)
+        [(before, cancelled)] = await _cancel_each(
+            app, [job_id], forgotten=not keeps_record, task=task or ""
+        )
         if not before and not cancelled:
             raise JobNotFound(
                 f"no record of job {job_id} to cancel: it was never enqueued, or its record "
@@ -44,22 +49,48 @@ async def cancel(app: App, job_id: str, *, keeps_record: bool = True) -> bool:
     return bool(cancelled)
 
 
-async def _cancel_each(app: App, job_ids: list[str], *, forgotten: bool = False) -> list[Any]:
+async def _cancel_each(
+    app: App, job_ids: list[str], *, forgotten: bool = False, task: str = ""
+) -> list[Any]:
     error = encode_error(ErrorType.CANCELLED, "cancelled by request")
     keep = app.result_ttl or CANCELLED_RECORD_TTL
-    pipe = app.redis.pipeline(transaction=False)
-    for job_id in job_ids:
-        keys = keys_of(app.namespace, queue_of(job_id))
-        CANCEL.queue(
-            pipe,
-            [keys.job(job_id), keys.cancelled, keys.queued(job_id), keys.delayed, keys.events],
-            [job_id, error, keep, "1" if forgotten else "", app.events_limit],
+    queues = [keys_of(app.namespace, queue_of(job_id)) for job_id in job_ids]
+    # The uniqueness key a job holds is named in its record (set at enqueue, never changed):
+    # read first, so that the cancel script gets it in its KEYS.
+    uniques = await app._direct.commands(
+        [
+            (b"HGET", keys.job(job_id), b"unique")
+            for keys, job_id in zip(queues, job_ids, strict=True)
+        ]
+    )
+    replies = await app._direct.run(
+        scripts.cancel(
+            record=keys.job(job_id),
+            cancelled=keys.cancelled,
+            queued=keys.queued(job_id),
+            delayed=keys.delayed,
+            events=keys.events,
+            unique=unique if _owned(keys, unique) else keys.unique(""),
+            streams=keys.streams,
+            job_id=job_id,
+            error_value=error,
+            ttl=keep,
+            forgotten=forgotten,
+            events_limit=app.events_limit,
+            task=task,
         )
-    replies = await execute(app.redis, pipe, [CANCEL])
+        for keys, job_id, unique in zip(queues, job_ids, uniques, strict=True)
+    )
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+def _owned(keys: Keys, unique: bytes | None) -> TypeGuard[bytes]:
+    """Whether ``unique`` is a uniqueness key of the queue (a record written by another
+    program could name any key, of any slot)."""
+    return unique is not None and unique.startswith(keys.unique(""))
 
 
 async def _cascade(app: App, ended: list[str]) -> None:

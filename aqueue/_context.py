@@ -14,11 +14,11 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import orjson
-from redis.asyncio import Redis
 
 from ._hooks import ResourceKey, lookup
+from ._redis import _calls as scripts
+from ._redis._direct import DirectCalls
 from ._redis._errors import REDIS_ERRORS, translate_errors
-from ._redis._scripts import PROGRESS
 from .exceptions import NotInJob
 
 T = TypeVar("T")
@@ -37,8 +37,8 @@ class ProgressReporter:
     waiting before it records the job's outcome.
     """
 
-    def __init__(self, redis: Redis, record: bytes, url: str) -> None:
-        self._redis = redis
+    def __init__(self, calls: DirectCalls, record: bytes, url: str) -> None:
+        self._calls = calls
         self._record = record
         self._url = url
         self._written_at = -PROGRESS_INTERVAL
@@ -73,7 +73,9 @@ class ProgressReporter:
     async def _write(self, fraction: float, message: str) -> None:
         self._waiting = None
         self._written_at = time.monotonic()
-        write = PROGRESS(self._redis, [self._record], [repr(fraction), message])
+        write = self._calls.call(
+            scripts.progress(record=self._record, fraction=repr(fraction), message=message)
+        )
         # Shielded: a task cancelled by its timeout must not cancel the command mid-reply.
         with translate_errors(self._url):
             await asyncio.shield(write)

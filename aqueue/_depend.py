@@ -37,12 +37,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from redis.asyncio.client import Pipeline
 
 from ._message import CODES, FIELDS, UNFINISHED_RECORD_TTL, Outgoing, record_ttl
+from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
-from ._redis._scripts import DEPEND, RESOLVE, UNBLOCK, WAIT, execute
 from ._serialize import encode_call
 from .exceptions import ConfigurationError, ErrorType
 
@@ -86,11 +85,9 @@ class Waiting:
     """A failed dependency counts as ended: its error takes its place in the results."""
     members: list[str] = dataclasses.field(default_factory=list)
 
-    def script_call(self, namespace: str) -> tuple[list[bytes], list[Any]]:
+    def script_call(self, namespace: str, events_limit: int) -> scripts.Call:
         keys = keys_of(namespace, queue_of(self.job_id))
         job = self.job_id
-        status = "scheduled" if self.kind == "job" else "running"
-        ttl = record_ttl(self.result_ttl)
         # The entry's fields under their own (one-letter) names; the wait's under words.
         fields = {
             CODES["job_id"]: job,
@@ -103,11 +100,21 @@ class Waiting:
             "lenient": "1" if self.lenient else "",
             "deps": orjson.dumps(self.deps),
         }
-        args: list[Any] = [status, self.task, ttl, self.expires_ms, len(self.deps), *self.deps]
-        args += [len(self.members), *self.members]
-        for name, value in fields.items():
-            args += [name, value]
-        return [keys.job(job), keys.wait(job), keys.pending(job), keys.members(job)], args
+        return scripts.wait(
+            record=keys.job(job),
+            wait=keys.wait(job),
+            pending=keys.pending(job),
+            members=keys.members(job),
+            events=keys.events,
+            status="scheduled" if self.kind == "job" else "running",
+            task=self.task,
+            ttl=record_ttl(self.result_ttl),
+            expires_in=self.expires_ms,
+            events_limit=events_limit,
+            dependencies=self.deps,
+            member_ids=self.members,
+            fields=list(fields.items()),
+        )
 
 
 class Plan:
@@ -152,23 +159,20 @@ class Plan:
         links = [(w.job_id, dep) for w in self._waiting for dep in dict.fromkeys(w.deps)]
         early = [(job_id, dep) for job_id, dep in links if dep in planned]
         late = [(job_id, dep) for job_id, dep in links if dep not in planned]
-        redis = app.redis
         with translate_errors(app.url):
             if self._waiting:
                 # Before any member is written, so none can end unnoticed: the waiting
                 # records, and the members of this plan registered as dependencies (fresh
                 # jobs before they exist).
-                pipe = redis.pipeline(transaction=False)
-                for waiting in self._waiting:
-                    WAIT.queue(pipe, *waiting.script_call(app.namespace))
-                self._depend(pipe, early, fresh)
-                _raise_errors(await execute(redis, pipe, [WAIT, DEPEND]))
+                waits = [
+                    waiting.script_call(app.namespace, app.events_limit)
+                    for waiting in self._waiting
+                ]
+                _raise_errors(await app._direct.run([*waits, *self._depend(early, fresh)]))
             same |= await self._write(keyed=False)
             if not late:
                 return same
-            pipe = redis.pipeline(transaction=False)
-            self._depend(pipe, late, fresh)
-            replies = await execute(redis, pipe, [DEPEND])
+            replies = await app._direct.run(self._depend(late, fresh))
             _raise_errors(replies)
             for (job_id, dep), reply in zip(late, replies, strict=True):
                 # It had ended (or has no record): nobody will tell, so tell now.
@@ -196,14 +200,21 @@ class Plan:
                 same.update((o.job_id, job.id) for o, job in zip(batch, jobs, strict=True))
         return same
 
-    def _depend(self, pipe: Pipeline, links: list[tuple[str, str]], fresh: set[str]) -> None:
+    def _depend(self, links: list[tuple[str, str]], fresh: set[str]) -> list[scripts.Call]:
+        calls = []
         for job_id, dep in links:
             keys = keys_of(self.app.namespace, queue_of(dep))
-            DEPEND.queue(
-                pipe,
-                [keys.job(dep), keys.dependents(dep), keys.queued(dep)],
-                [job_id, UNFINISHED_RECORD_TTL, "1" if dep in fresh else ""],
+            calls.append(
+                scripts.depend(
+                    record=keys.job(dep),
+                    dependents=keys.dependents(dep),
+                    queued=keys.queued(dep),
+                    waiting_job=job_id,
+                    ttl=UNFINISHED_RECORD_TTL,
+                    fresh=dep in fresh,
+                )
             )
+        return calls
 
 
 def _raise_errors(replies: list[Any]) -> None:
@@ -250,7 +261,13 @@ async def resolve(app: App, job_id: str, dep: str, dep_status: str) -> bool:
     its own dependents must be told (:func:`job_ended`)."""
     keys = keys_of(app.namespace, queue_of(job_id))
     reply = await app._direct.call(
-        RESOLVE, [keys.job(job_id), keys.wait(job_id), keys.pending(job_id)], [dep, dep_status]
+        scripts.resolve(
+            record=keys.job(job_id),
+            wait=keys.wait(job_id),
+            pending=keys.pending(job_id),
+            dependency=dep,
+            dependency_status=dep_status,
+        )
     )
     verdict = reply[0]
     if verdict == b"wait":
@@ -305,9 +322,14 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
     if kind == "group":
         return await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
     released = await app._direct.call(
-        UNBLOCK,
-        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream, keys.levels],
-        ["enqueue", payload, _ENTRY_CODES],
+        _unblock(
+            keys,
+            job_id,
+            app.events_limit,
+            action="enqueue",
+            payload=payload,
+            codes=_ENTRY_CODES,
+        )
     )
     # Not released: cancelled while it waited, an end its own dependents must hear of.
     return not released
@@ -347,11 +369,32 @@ async def _finish(
     """Finish a waiting job without running it. True: it ended (by this call or, when it was
     cancelled or finished meanwhile, before), so its dependents must be told."""
     await app._direct.call(
-        UNBLOCK,
-        [keys.job(job_id), keys.wait(job_id), keys.pending(job_id), keys.stream, keys.levels],
-        ["finish", status, field, value, max(1, int(spec[CODES["result_ttl"]]))],
+        _unblock(
+            keys,
+            job_id,
+            app.events_limit,
+            action="finish",
+            status=status,
+            outcome_field=field,
+            outcome=value,
+            result_ttl=max(1, int(spec[CODES["result_ttl"]])),
+        )
     )
     return True
+
+
+def _unblock(keys: Keys, job_id: str, events_limit: int, **action: Any) -> scripts.Call:
+    """The unblock script's call for waiting job ``job_id``, doing ``action``."""
+    return scripts.unblock(
+        record=keys.job(job_id),
+        wait=keys.wait(job_id),
+        pending=keys.pending(job_id),
+        levels=keys.levels,
+        events=keys.events,
+        streams=keys.streams,
+        events_limit=events_limit,
+        **action,
+    )
 
 
 _Row = Sequence[bytes | None]

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from ._checks import whole_number
+from ._redis._calls import Call, StartLimits, release
 from ._redis._keys import GROUP, Keys
 from .exceptions import ConfigurationError
 
@@ -95,25 +95,28 @@ class Limits:
         """Sorted set of delayed-set members waiting for a concurrency slot, by when parked."""
         return f"{self.keys.prefix}:limit:{self.task}:parked".encode()
 
-    def start_call(self, job_id: str, lease_ms: int) -> tuple[list[bytes], list[Any]]:
-        """The extra KEYS and ARGV the start script takes to acquire these limits."""
+    def start_call(self, lease_ms: int) -> StartLimits:
+        """What the start script takes to acquire these limits."""
         prefix = f"{self.keys.prefix}:limit:{self.task}"
-        return [
-            f"{prefix}:tat".encode(),
-            f"{prefix}:reserved".encode(),
-            self.running,
-            self.parked,
-            self.keys.delayed,
-        ], [
-            "" if self.rate is None else repr(self.rate.interval_us),
-            "" if self.concurrency is None else self.concurrency,
-            lease_ms,
-            job_id,
-        ]
+        return StartLimits(
+            rate_tat=f"{prefix}:tat".encode(),
+            rate_reserved=f"{prefix}:reserved".encode(),
+            holders=self.running,
+            parked_line=self.parked,
+            delayed=self.keys.delayed,
+            holder_streams=self.keys.streams,
+            interval_us="" if self.rate is None else repr(self.rate.interval_us),
+            most="" if self.concurrency is None else self.concurrency,
+            lease=lease_ms,
+        )
 
-    def release_call(self, stream: bytes, entry_id: bytes) -> tuple[list[bytes], list[Any]]:
-        """KEYS and ARGV of the release script for a finished (or handed back) entry."""
-        return [stream, self.running, self.parked, self.keys.delayed], [
-            GROUP,
-            entry_id,
-        ]
+    def release_call(self, stream: bytes, entry_id: bytes) -> Call:
+        """The release script's call for a finished (or handed back) entry."""
+        return release(
+            stream=stream,
+            holders=self.running,
+            parked_line=self.parked,
+            delayed=self.keys.delayed,
+            group=GROUP,
+            entry_id=entry_id,
+        )

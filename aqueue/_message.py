@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import orjson
 
+from ._redis._calls import EnqueuedJob
 from ._redis._keys import DEFAULT_PRIORITY, Keys
 from .exceptions import PayloadTooLarge
 
@@ -31,7 +32,14 @@ class WireField:
     """Whether a replay of a dead letter carries it back into the queue."""
 
 
+PROTOCOL_VERSION: Final = 1
+"""The version of the wire format (docs/protocol.md) this release writes in each entry's ``v``
+field. A release that changes the format raises it, and reads the versions before it, so that
+old and new workers can share a queue during a rolling deploy."""
+
 FIELDS: Final = (
+    # An entry without it was written before the field existed: version 1.
+    WireField("v", "version", int, "1"),
     WireField("j", "job_id", str, None),
     WireField("t", "task", str, None),
     WireField("p", "payload", bytes, None),
@@ -141,6 +149,7 @@ class Outgoing:
         uniqueness key (which a job that waits for others cannot have)."""
         spec = self.spec
         fields: dict[str, bytes | str | int] = {
+            CODES["version"]: PROTOCOL_VERSION,
             CODES["job_id"]: self.job_id,
             CODES["task"]: spec.task,
             CODES["payload"]: self.payload,
@@ -154,15 +163,19 @@ class Outgoing:
         fields.update((code, value) for code, value in optional.items() if value)
         return fields
 
-    def script_keys(self, keys: Keys) -> tuple[bytes, bytes, bytes]:
-        """This job's KEYS of the enqueue script: its record, its "queued" hash and its
-        uniqueness key."""
-        unique = keys.unique(self.spec.unique_key or "")
-        return keys.job(self.job_id), keys.queued(self.job_id), unique
-
-    def script_args(self) -> tuple[str, bytes, bytes, bytes]:
-        """This job's 4 ARGV values of the enqueue script."""
-        return self.job_id, self.payload, self.options, self.spec.script_spec
+    def script_job(self, keys: Keys) -> EnqueuedJob:
+        """This job as the enqueue script takes it (see :func:`aqueue._redis._calls.enqueue`)."""
+        spec = self.spec
+        job_id = self.job_id
+        return EnqueuedJob(
+            keys.job(job_id),
+            keys.queued(job_id),
+            keys.unique(spec.unique_key or ""),
+            job_id,
+            self.payload,
+            self.options,
+            spec.script_spec,
+        )
 
 
 def check_size(job_id: str, task: str, payload: bytes, limit: int) -> None:

@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from redis.exceptions import ResponseError
+
 from ._cancel import CANCELLED_RECORD_TTL
 from ._checks import whole_number
 from ._depend import job_ended
 from ._job import encode_error
 from ._message import CODES, DEAD_LETTER_FIELDS, FIELDS
+from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
-from ._redis._keys import DEFAULT_PRIORITY, GROUP, keys_of
-from ._redis._scripts import PURGE, REPLAY, STATS
+from ._redis._keys import DEFAULT_PRIORITY, GROUP, Keys, keys_of
 from .exceptions import ErrorType
 
 if TYPE_CHECKING:
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 
 PURGE_BATCH = 1000
 """Entries each purge call drops: a call is one step on the server, kept short."""
+
+REPLAY_PAGE = 100
+"""Dead letters read, then replayed, at a time."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +83,24 @@ class Queue:
         """
         keys = self._keys
         with translate_errors(self._app.url):
-            queued, scheduled, running, dead, workers, at_default, *levels = await STATS(
-                self._app.redis,
-                [keys.stream, keys.dead, keys.workers, keys.delayed, keys.levels],
-                [GROUP, int(self._app.lease * 1000)],
+            call = scripts.stats(
+                dead=keys.dead,
+                workers=keys.workers,
+                delayed=keys.delayed,
+                levels=keys.levels,
+                streams=keys.streams,
+                group=GROUP,
+                lease_ms=int(self._app.lease * 1000),
             )
+            (
+                queued,
+                scheduled,
+                running,
+                dead,
+                workers,
+                at_default,
+                *levels,
+            ) = await self._app._direct.call(call)
         by_priority = {DEFAULT_PRIORITY: at_default}
         pairs = zip(levels[::2], levels[1::2], strict=True)
         by_priority.update((int(level), count) for level, count in pairs if level.isdigit())
@@ -126,16 +144,43 @@ class Queue:
             levels = await app.redis.smembers(keys.levels)
             used = {DEFAULT_PRIORITY, *(int(m) for m in levels if m.isdigit())}
             for stream in (keys.stream_at(level) for level in sorted(used, reverse=True)):
-                while True:
-                    count, *job_ids = await PURGE(
-                        app.redis, [stream], [GROUP, keys.prefix, error, keep, PURGE_BATCH]
+                while entries := await self._unread(stream):
+                    # Read first, so that the script gets the keys of their jobs; it drops
+                    # only those that no worker read meanwhile.
+                    count, *job_ids = await app._direct.call(
+                        scripts.purge(
+                            stream=stream,
+                            events=keys.events,
+                            group=GROUP,
+                            error_value=error,
+                            ttl=keep,
+                            events_limit=app.events_limit,
+                            entries=[_purged(keys, entry_id, raw) for entry_id, raw in entries],
+                        )
                     )
                     dropped += count
                     for job_id in job_ids:
                         await job_ended(app, job_id.decode())
-                    if count < PURGE_BATCH:
+                    if len(entries) < PURGE_BATCH:
                         break
         return dropped
+
+    async def _unread(self, stream: bytes) -> list[tuple[bytes, list[bytes]]]:
+        """Up to :data:`PURGE_BATCH` entries of ``stream`` that no worker has read yet."""
+        try:
+            [groups] = await self._app._direct.commands([(b"XINFO", b"GROUPS", stream)])
+        except ResponseError:
+            return []  # no stream: nothing queued
+        after = b"-"
+        for found in groups:
+            # A map in RESP3, a flat list of names and values in RESP2.
+            info = found if isinstance(found, dict) else dict(zip(*[iter(found)] * 2, strict=True))
+            if info[b"name"] == GROUP.encode():
+                after = b"(" + info[b"last-delivered-id"]
+        [entries] = await self._app._direct.commands(
+            [(b"XRANGE", stream, after, b"+", b"COUNT", PURGE_BATCH)]
+        )
+        return cast("list[tuple[bytes, list[bytes]]]", entries)
 
     async def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters, each with the reason it was dead-lettered."""
@@ -150,7 +195,12 @@ class Queue:
         return [_dead_letter(entry_id, fields) for entry_id, fields in raw]
 
     async def replay_dead_letters(
-        self, limit: int = 10_000, *, task: str | None = None, reason: str | None = None
+        self,
+        limit: int = 10_000,
+        *,
+        letter: str | None = None,
+        task: str | None = None,
+        reason: str | None = None,
     ) -> int:
         """Move up to ``limit`` dead letters back into the queue, oldest first.
 
@@ -168,26 +218,47 @@ class Queue:
             reason: Replay only the letters whose reason holds this text, e.g.
                 ``"no task named"`` (a task not deployed then) or ``"arguments do not
                 bind"`` (the others stay).
+            letter: Replay only the dead letter with this id (:attr:`DeadLetter.id`).
 
         Returns:
             How many jobs went back into the queue.
         """
         whole_number(limit, "limit")
+        keys = self._keys
+        own = " ".join(DEAD_LETTER_FIELDS)
         not_replayed = " ".join(wire.code for wire in FIELDS if not wire.replayed)
+        # One letter: the range of its id alone, which the next page, "(id" to id, ends.
+        start, end = (letter.encode(), letter.encode()) if letter else (b"-", b"+")
+        replayed = 0
         with translate_errors(self._app.url):
-            replayed, _ = await REPLAY(
-                self._app.redis,
-                [self._keys.dead, self._keys.stream, self._keys.levels],
-                [
-                    self._keys.prefix,
-                    limit,
-                    " ".join(DEAD_LETTER_FIELDS),
-                    not_replayed,
-                    task or "",
-                    reason or "",
-                ],
-            )
-        return int(replayed)
+            while replayed < limit:
+                # Read a page first, so that the script gets the keys of the letters' jobs;
+                # letters that cannot be replayed are passed by, never blocking the rest.
+                [page] = await self._app._direct.commands(
+                    [(b"XRANGE", keys.dead, start, end, b"COUNT", REPLAY_PAGE)]
+                )
+                if not page:
+                    break
+                start = b"(" + page[-1][0]
+                moved, _ = await self._app._direct.call(
+                    scripts.replay(
+                        dead=keys.dead,
+                        levels=keys.levels,
+                        events=keys.events,
+                        streams=keys.streams,
+                        own_fields=own,
+                        dropped_fields=not_replayed,
+                        most=limit - replayed,
+                        events_limit=self._app.events_limit,
+                        letters=[
+                            _letter(keys, entry_id, raw)
+                            for entry_id, raw in page
+                            if _selected(raw, task, reason)
+                        ],
+                    )
+                )
+                replayed += moved
+        return replayed
 
     async def purge_dead_letters(self) -> int:
         """Delete every dead letter of this queue and return how many there were."""
@@ -199,11 +270,49 @@ class Queue:
         return int(count)
 
 
-def _dead_letter(entry_id: bytes, raw: list[bytes]) -> DeadLetter:
+def _first_fields(raw: list[bytes]) -> dict[str, bytes]:
+    """An entry's fields, the first of each name: aqueue's own fields of a dead letter lead,
+    the entry's follow (see DEAD_LETTER_FIELDS)."""
     fields: dict[str, bytes] = {}
     for name, value in zip(raw[::2], raw[1::2], strict=True):
-        # The first of each name: aqueue's own fields lead, the entry's follow.
         fields.setdefault(name.decode(errors="replace"), value)
+    return fields
+
+
+def _named(keys: Keys, raw: list[bytes]) -> tuple[str, bytes]:
+    """The job id an entry names and the uniqueness key it holds. For what it does not name
+    (or names outside the queue: written by another program), a value that stands for a key
+    of the queue the scripts leave alone: every key of a script call shares the queue's slot."""
+    fields = _first_fields(raw)
+    job_id = fields.get(CODES["job_id"], b":").decode(errors="replace")
+    unique = fields.get(CODES["unique_key"], b"")
+    if not unique.startswith(keys.unique("")):
+        unique = keys.unique("")
+    return job_id, unique
+
+
+def _purged(keys: Keys, entry_id: bytes, raw: list[bytes]) -> scripts.PurgedEntry:
+    job_id, unique = _named(keys, raw)
+    return scripts.PurgedEntry(keys.job(job_id), keys.queued(job_id), unique, entry_id)
+
+
+def _selected(raw: list[bytes], task: str | None, reason: str | None) -> bool:
+    """Whether a dead letter is of ``task`` and its reason holds ``reason`` (None: any).
+    Letters do not change once written, so choosing them before the script moves them is
+    safe."""
+    fields = _first_fields(raw)
+    if task is not None and fields.get(CODES["task"]) != task.encode():
+        return False
+    return reason is None or reason.encode() in fields.get("reason", b"")
+
+
+def _letter(keys: Keys, letter_id: bytes, raw: list[bytes]) -> scripts.Letter:
+    job_id, unique = _named(keys, raw)
+    return scripts.Letter(keys.job(job_id), unique, letter_id)
+
+
+def _dead_letter(entry_id: bytes, raw: list[bytes]) -> DeadLetter:
+    fields = _first_fields(raw)
 
     def text(name: str) -> str | None:
         value = fields.get(name)

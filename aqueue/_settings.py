@@ -21,6 +21,10 @@ from .exceptions import ConfigurationError
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
+DEFAULT_KEPT_ARGUMENTS_SIZE = 1024
+"""Bytes of encoded arguments a finished job's record keeps by default: ids and small
+values, not documents (every record kept for ``result_ttl`` carries them)."""
+
 DEFAULT_SIZE_LIMIT = 1 << 20
 """Bytes, for an encoded job (``max_payload_size``) and an encoded result
 (``max_result_size``): well under what any server takes in one value (``proto-max-bulk-len``
@@ -80,6 +84,7 @@ _FROM_TEXT: dict[str, tuple[Callable[[str], Any], str]] = {
     ),
     "events": (_flag, "1, true, yes or on (or 0, false, no or off)"),
     "unknown_task_grace": (_number, "a number of seconds"),
+    "kept_arguments_size": (_whole, "a whole number of bytes"),
 }
 
 
@@ -100,6 +105,7 @@ class Settings:
     max_queue_length: int | Mapping[str, int] = 0
     events: bool = False
     unknown_task_grace: float | timedelta = 300
+    kept_arguments_size: int = DEFAULT_KEPT_ARGUMENTS_SIZE
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
     """Where each setting not left at its default came from: ``"argument"`` or the name of
     the environment variable."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -54,3 +55,13 @@ async def pending_count(redis: Redis, stream: bytes) -> int:
     """How many entries of ``stream`` the workers' group has delivered and not acked."""
     summary: dict[str, Any] = await redis.xpending(stream, GROUP)
     return int(summary["pending"])
+
+
+def hiding(directory: Path, package: str) -> Path:
+    """``directory``, made to hide ``package``: first on ``PYTHONPATH``, it makes a process
+    import ``package`` as if it were not installed (to run the CLI without an extra)."""
+    (directory / package).mkdir()
+    (directory / package / "__init__.py").write_text(
+        f"raise ModuleNotFoundError({f'No module named {package!r}'!r}, name={package!r})\n"
+    )
+    return directory

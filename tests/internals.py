@@ -8,12 +8,16 @@ module to one change in the tests.
 from __future__ import annotations
 
 from aqueue._checks import MAX_SECONDS
+from aqueue._control import send_command
 from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
-from aqueue._message import CODES, FIELDS
+from aqueue._message import CODES, FIELDS, PROTOCOL_VERSION
+from aqueue._redis import _calls as scripts
+from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import GROUP, Keys, keys_of
-from aqueue._schedule import cron_schedule
+from aqueue._redis._scripts import Call, Script, run_sync
+from aqueue._schedule import cron_schedule, last_tick_key
 from aqueue._settings import Settings, env_name
 from aqueue._typed import UNTYPED
 from aqueue._version import DISTRIBUTION, pip_install
@@ -33,9 +37,12 @@ __all__ = [
     "FIELDS",
     "GROUP",
     "MAX_SECONDS",
+    "PROTOCOL_VERSION",
     "UNTYPED",
     "Acker",
+    "Call",
     "Delivery",
+    "DirectCalls",
     "Fetcher",
     "Keys",
     "LeaseKeeper",
@@ -43,16 +50,22 @@ __all__ = [
     "Limits",
     "Reclaimer",
     "Scheduler",
+    "Script",
     "Settings",
     "Slots",
+    "_Room",
     "_acker",
     "cron_schedule",
     "env_name",
     "job_ended",
     "keys_of",
+    "last_tick_key",
     "members",
     "pip_install",
     "prune_consumers",
+    "run_sync",
+    "scripts",
+    "send_command",
     "translate_errors",
     "worker_module",
 ]

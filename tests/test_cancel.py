@@ -11,10 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._scripts import PROMOTE
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status
-from tests.internals import Keys, members
+from tests.internals import Keys, members, scripts
 
 
 async def test_a_cancelled_queued_job_never_runs(app: aqueue.App) -> None:
@@ -339,10 +338,15 @@ async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis
     keys = Keys(app.namespace, "default")
 
     async def look(cursor: int) -> tuple[int, list[bytes]]:
-        reply = await PROMOTE(
-            redis,
-            [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead, keys.paused],
-            [keys.prefix, 500, cursor, 100],
+        reply = await app._direct.call(
+            scripts.poll(
+                delayed=keys.delayed,
+                levels=keys.levels,
+                cancelled=keys.cancelled,
+                paused=keys.paused,
+                batch=500,
+                cursor=cursor,
+            )
         )
         return reply[3], reply[5:]
 

@@ -184,7 +184,7 @@ async def test_a_silent_consumer_with_nothing_pending_is_pruned_but_one_with_wor
     await app.enqueue("some.task")
     await read_as(redis, keys, "ghost")  # "ghost" now holds one pending entry
     await redis.xgroup_createconsumer(keys.stream, GROUP, "idle-and-empty")
-    assert await prune_consumers(redis, keys, idle_ms=0) == 1
+    assert await prune_consumers(app._direct, keys, idle_ms=0) == 1
     [left] = await redis.xinfo_consumers(keys.stream, GROUP)
     assert left["name"] == b"ghost"
 
@@ -248,6 +248,7 @@ async def test_stopping_claims_waits_for_a_claim_in_flight_to_start_its_jobs(
 
     reclaimer = Reclaimer(
         redis=app.redis,
+        calls=app._direct,
         levels=Levels([keys]),
         consumer="heir",
         lease=0.001,

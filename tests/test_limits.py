@@ -12,10 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._scripts import START
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status, read_as
-from tests.internals import GROUP, Keys, Limits
+from tests.internals import GROUP, Keys, Limits, scripts
 
 
 async def test_a_rate_limit_is_held_within_ten_percent_by_three_workers(
@@ -144,7 +143,7 @@ async def test_a_dead_workers_concurrency_slot_comes_back_after_the_lease(
         ghosts_job = await scarce.enqueue(1)
         # A worker takes the job, acquires its slot, and dies (it never renews nor releases).
         [entry_id] = await read_as(redis, keys, "ghost")
-        assert await _start_as(redis, "ghost", limits, ghosts_job.id, entry_id) == 1
+        assert await _start_as(app, "ghost", limits, ghosts_job.id, entry_id) == 1
         died = time.monotonic()
         job = await scarce.enqueue(2)
         async with aqueue.Worker(app):
@@ -162,8 +161,8 @@ async def test_a_slot_whose_holder_was_not_renewed_for_a_lease_is_taken_over(
     limits = Limits("scarce", keys, None, 1)
     first, second, third = [await app.enqueue("scarce") for _ in range(3)]
     [first_entry, second_entry, third_entry] = await read_as(redis, keys, "ghost")
-    assert await _start_as(redis, "ghost", limits, first.id, first_entry) == 1
-    assert await _start_as(redis, "ghost", limits, third.id, third_entry) == b"parked"
+    assert await _start_as(app, "ghost", limits, first.id, first_entry) == 1
+    assert await _start_as(app, "ghost", limits, third.id, third_entry) == b"parked"
 
     async def lapsed() -> bool:
         # Both the entry's idle time and its slot's last renewal (its start, a moment after
@@ -177,12 +176,12 @@ async def test_a_slot_whose_holder_was_not_renewed_for_a_lease_is_taken_over(
 
     # The ghost's entry is idle past a lease of 1 s: it stopped renewing (it died).
     await eventually(lapsed)
-    assert await _start_as(redis, "ghost", limits, second.id, second_entry, lease_ms=1000) == 1
+    assert await _start_as(app, "ghost", limits, second.id, second_entry, lease_ms=1000) == 1
     assert await redis.zrange(limits.running, 0, -1) == [keys.stream + b" " + second_entry]
 
 
 async def _start_as(
-    redis: Redis,
+    app: aqueue.App,
     consumer: str,
     limits: Limits,
     job_id: str,
@@ -192,12 +191,25 @@ async def _start_as(
 ) -> Any:
     """Run the start script with ``limits`` as ``consumer`` would (without running the job)."""
     keys = limits.keys
-    more_keys, more_args = limits.start_call(job_id, lease_ms)
-    return await START(
-        redis,
-        [keys.job(job_id), keys.stream, keys.queued(job_id), keys.events, *more_keys],
-        [consumer, entry_id, GROUP, 5, 1, 0, 0, 3600, "", 0, job_id, *more_args],
+    call = scripts.start(
+        record=keys.job(job_id),
+        stream=keys.stream,
+        queued=keys.queued(job_id),
+        events=keys.events,
+        consumer=consumer,
+        entry_id=entry_id,
+        group=GROUP,
+        max_attempts=5,
+        keeps_record=True,
+        prior_attempts=0,
+        expires_at=0,
+        record_ttl=3600,
+        task_name="",
+        events_limit=0,
+        job_id=job_id,
+        limits=limits.start_call(lease_ms),
     )
+    return await app._direct.call(call)
 
 
 async def test_jobs_held_back_by_a_limit_do_not_block_other_tasks_on_the_worker(

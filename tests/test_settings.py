@@ -23,6 +23,7 @@ ALL_SET = {
     "AQUEUE_MAX_QUEUE_LENGTH": '{"emails": 100}',
     "AQUEUE_EVENTS": "yes",
     "AQUEUE_UNKNOWN_TASK_GRACE": "90",
+    "AQUEUE_KEPT_ARGUMENTS_SIZE": "256",
 }
 
 
@@ -60,6 +61,7 @@ def test_every_setting_comes_from_its_environment_variable(
     assert (app.max_queue_length("emails"), app.max_queue_length("other")) == (100, 0)
     assert app.events_limit > 0
     assert app.unknown_task_grace == 90
+    assert app.kept_arguments_size == 256
 
 
 def test_an_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

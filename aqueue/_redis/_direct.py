@@ -1,4 +1,8 @@
-"""The hot paths (enqueue, start, ack): script calls packed in C, on connections of our own.
+"""Script calls packed in C, on connections of our own: the one way async code runs a script.
+
+Built for the hot paths (enqueue, start, ack), and used by every other script call too, so
+each connection loads each script once, just before its first call there (never a SCRIPT LOAD
+per pipeline), and a batch keeps its order whatever the server's script cache holds.
 
 A redis-py command pays for machinery the enqueue path does not need: a Python encoder that
 packs the many arguments of an EVALSHA one by one, a health check of every connection taken
@@ -25,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError
 
 from ._errors import REDIS_ERRORS
-from ._scripts import Script
+from ._scripts import Call
 
 _NO_REPLY_YET = object()
 """What the reader's gets() returns while a reply is incomplete (False is a reply in RESP3)."""
@@ -33,9 +37,6 @@ _NO_REPLY_YET = object()
 WRITE_SIZE = 4096
 """Bytes of commands gathered into one write. About 15 starts or acks; an enqueue script call
 of many jobs is larger, so it still goes out on its own as soon as it is packed."""
-
-ScriptCall = tuple[Script, list[bytes], list[Any]]
-"""One script call: the script, its KEYS and its ARGV."""
 
 
 class _Lane(asyncio.Protocol):
@@ -171,13 +172,13 @@ class DirectCalls:
         self._room = _Room(limit)
         self._closed = False
 
-    async def run(self, calls: Iterable[ScriptCall]) -> list[Any]:
+    async def run(self, calls: Iterable[Call]) -> list[Any]:
         """Run each call, in order; each reply, or the server's error as an exception.
 
         ``calls`` may be a generator: each call is made just before it is written, while the
         server runs the ones before it. It must not fail once it has yielded a call.
         """
-        made: list[ScriptCall] = []
+        made: list[Call] = []
         await self._room.take()
         try:
             lane, replies = await self._exchange(lambda lane: _scripts(lane, calls, made))
@@ -199,9 +200,9 @@ class DirectCalls:
         finally:
             self._room.give()
 
-    async def call(self, script: Script, keys: list[bytes], args: list[Any]) -> Any:
+    async def call(self, call: Call) -> Any:
         """Run one script call; its reply, or the server's error raised."""
-        [reply] = await self.run([(script, keys, args)])
+        [reply] = await self.run([call])
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -281,7 +282,7 @@ def _command(*parts: Any) -> bytes:
     return packed
 
 
-async def _scripts(lane: _Lane, calls: Iterable[ScriptCall], made: list[ScriptCall]) -> list[Any]:
+async def _scripts(lane: _Lane, calls: Iterable[Call], made: list[Call]) -> list[Any]:
     # One pass over the calls, packed as the lane writes them: this runs for every enqueue
     # and every batch of starts and acks.
     loaded = lane.loaded

@@ -90,6 +90,14 @@ class Keys:
         return self.stream + f":{priority}".encode()
 
     @cached_property
+    def streams(self) -> tuple[bytes, ...]:
+        """The work streams of every priority level, lowest first (index = level).
+
+        Scripts that may meet any level take all of them in KEYS (see ``level_stream`` in
+        ``lua/_prelude.lua``): a key named inside Lua is one Redis Cluster cannot check."""
+        return tuple(self.stream_at(level) for level in PRIORITIES)
+
+    @cached_property
     def levels(self) -> bytes:
         """Set of the priority levels besides the default that were ever used on the queue.
 

@@ -1,89 +1,100 @@
-"""Lua scripts shipped as package data, run by SHA with a reload when the server forgot them."""
+"""Lua scripts shipped as package data, and a call of one: a script with its KEYS and ARGV.
+
+Calls are made by the builders in :mod:`._calls` (one per script: its contract's one home) and
+run by EVALSHA in one way only: loaded once per connection, on the async hot path
+(:class:`~._direct.DirectCalls`) and on the lease thread's synchronous client
+(:func:`run_sync`) alike.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import Redis as SyncRedis
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
+
+_LUA = resources.files(__package__).joinpath("lua")
 
 
 class Script:
-    """One Lua script from ``aqueue/_redis/lua``.
+    """One Lua script from ``aqueue/_redis/lua``, with the prelude in front of it.
 
-    Runs with EVALSHA; the server's script cache is empty after a restart or SCRIPT FLUSH, so a
-    NOSCRIPT reply loads the source once and retries. (redis-py's own Script object checks
-    SCRIPT EXISTS before every pipeline, an extra round trip on the hot path.)
+    Lua scripts cannot import, so ``lua/_prelude.lua`` (the idioms scripts share) is put in
+    front of each; a shebang line (``#!lua flags=...``) must stay first, so it goes before.
     """
 
-    def __init__(self, name: str, *, uses: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        lua = resources.files(__package__).joinpath("lua")
-        # Shared pieces (``lua/_<piece>.lua``) go first: Lua scripts cannot import.
-        parts = [lua.joinpath(f"_{piece}.lua").read_bytes() for piece in uses]
-        self.source = b"".join([*parts, lua.joinpath(f"{name}.lua").read_bytes()])
+        body = _LUA.joinpath(f"{name}.lua").read_bytes()
+        shebang = b""
+        if body.startswith(b"#!"):
+            line, _, body = body.partition(b"\n")
+            shebang = line + b"\n"
+        self.source = shebang + _LUA.joinpath("_prelude.lua").read_bytes() + body
         self.sha = hashlib.sha1(self.source).hexdigest()
 
-    async def __call__(self, client: Redis, keys: list[bytes], args: list[Any]) -> Any:
-        """Run the script and return its reply."""
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-
-    def call_sync(self, client: SyncRedis, keys: list[bytes], args: list[Any]) -> Any:
-        """Run the script on a synchronous client (for threads that must not need the loop)."""
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            client.script_load(self.source)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-
-    def queue(self, pipe: Pipeline, keys: list[bytes], args: list[Any]) -> None:
-        """Add a call to ``pipe``; run the pipeline with :func:`execute`."""
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+    def __repr__(self) -> str:
+        return f"<Script {self.name}>"
 
 
-async def execute(client: Redis, pipe: Pipeline, scripts: list[Script]) -> list[Any]:
-    """Run ``pipe`` (built from ``scripts``) and return its replies, errors in place.
+class Call(NamedTuple):
+    """One call of a script: what its builder in :mod:`._calls` made."""
 
-    The scripts are loaded (SCRIPT LOAD) at the head of the same pipeline: a NOSCRIPT reply
-    retried afterwards would run the refused call after the ones that followed it, and the
-    order of a pipeline's calls matters. Error replies are returned as exception objects, for
-    the caller to handle one by one; connection errors are raised.
+    script: Script
+    keys: list[bytes]
+    args: list[Any]
+
+
+def run_sync(client: SyncRedis, calls: Sequence[Call]) -> list[Any]:
+    """Run ``calls`` in one round trip on a synchronous client; each reply, errors in place.
+
+    The lease thread's calls (heartbeats, registrations, renewals) do not depend on each
+    other, so a call the server refuses with NOSCRIPT (it restarted, or was flushed) runs again
+    after the script is loaded, behind the others. Connection errors are raised.
     """
-    loads: list[tuple[tuple[bytes, ...], dict[str, Any]]] = [
-        ((b"SCRIPT", b"LOAD", script.source), {}) for script in scripts
-    ]
-    pipe.command_stack[0:0] = loads
-    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    replies = _evalsha(client, calls, [])
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        scripts = {calls[i].script.sha: calls[i].script for i in missing}
+        again = _evalsha(client, [calls[i] for i in missing], list(scripts.values()))
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    return replies
+
+
+def _evalsha(client: SyncRedis, calls: Sequence[Call], loads: list[Script]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for script in loads:
+        pipe.script_load(script.source)
+    for script, keys, args in calls:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    replies: list[Any] = pipe.execute(raise_on_error=False)
     for reply in replies[: len(loads)]:
         if isinstance(reply, Exception):
             raise reply
     return replies[len(loads) :]
 
 
-ENQUEUE = Script("enqueue", uses=("event",))
-START = Script("start", uses=("queued", "event"))
-FINISH = Script("finish", uses=("event",))
+ENQUEUE = Script("enqueue")
+START = Script("start")
+FINISH = Script("finish")
 REQUEUE = Script("requeue")
 HEARTBEAT = Script("heartbeat")
 REGISTER = Script("register")
+POLL = Script("poll")
 PROMOTE = Script("promote")
 RENEW = Script("renew")
 REPLAY = Script("replay")
 PRUNE = Script("prune")
-PURGE = Script("purge", uses=("queued",))
-CANCEL = Script("cancel", uses=("queued", "event"))
+PURGE = Script("purge")
+CANCEL = Script("cancel")
 PROGRESS = Script("progress")
 STATS = Script("stats")
 WAIT = Script("wait")
-DEPEND = Script("depend", uses=("queued",))
+DEPEND = Script("depend")
 RESOLVE = Script("resolve")
 FETCH = Script("fetch")
 RELEASE = Script("release")

@@ -11,11 +11,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
-from .._redis._direct import DirectCalls, ScriptCall
+from .._redis._direct import DirectCalls
 from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
-from .._redis._scripts import FINISH, RELEASE, REQUEUE
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
@@ -32,12 +32,15 @@ class Acker:
         tell: Callable[[str], Awaitable[None]],
         lease: float,
         events_limit: int = 0,
+        kept_arguments_size: int = 0,
     ) -> None:
         """``stop_renewing`` gets the outcomes whose entries are no longer this worker's to
         keep (acked, handed back, or left for a redelivery); ``tell`` tells the jobs waiting
         for a job id that it ended. Telling that keeps failing for a ``lease`` gives up.
-        ``events_limit`` is the length of the queues' event streams (0: no events)."""
+        ``events_limit`` is the length of the queues' event streams (0: no events);
+        ``kept_arguments_size`` the most bytes of arguments a record keeps (0: none)."""
         self._events_limit = events_limit
+        self._kept_arguments_size = kept_arguments_size
         self._calls = calls
         self._tell = tell
         self._lease = lease
@@ -109,53 +112,56 @@ class Acker:
     ) -> tuple[list[Outcome], list[Outcome], Exception | None]:
         """Write ``batch``; returns the outcomes whose entries are held for telling, those the
         server refused for now (to write again), and the first such refusal."""
-        calls: list[ScriptCall] = []
+        calls: list[scripts.Call] = []
         releases: set[int] = set()
         for outcome in batch:
             delivery = outcome.delivery
             keys = delivery.keys
             if outcome.action is Action.REQUEUE:
                 calls.append(
-                    (
-                        REQUEUE,
-                        [delivery.stream, delivery.record, delivery.queued],
-                        [GROUP, self._consumer, delivery.entry_id],
+                    scripts.requeue(
+                        stream=delivery.stream,
+                        record=delivery.record,
+                        queued=delivery.queued,
+                        group=GROUP,
+                        consumer=self._consumer,
+                        entry_id=delivery.entry_id,
                     )
                 )
                 if delivery.limits is not None:
                     _release(calls, outcome, releases)
                 continue
             unique_key, key_ttl = delivery.unique_key
+            kept, not_kept = b"", ""
+            if outcome.status:
+                kept, not_kept = delivery.kept_arguments(self._kept_arguments_size)
             calls.append(
-                (
-                    FINISH,
-                    [
-                        delivery.stream,
-                        delivery.record,
-                        keys.dead,
-                        keys.delayed,
-                        unique_key,
-                        keys.dependents(delivery.job_id or ":"),
-                        keys.events,
-                    ],
-                    [
-                        GROUP,
-                        self._consumer,
-                        delivery.entry_id,
-                        outcome.status,
-                        outcome.field,
-                        outcome.value,
-                        delivery.result_ttl,
-                        outcome.dead_reason,
-                        DEAD_LETTER_LIMIT,
-                        outcome.retry_delay_ms,
-                        outcome.attempt,
-                        delivery.job_id or "",
-                        key_ttl,
-                        "1" if outcome.told else "",
-                        self._events_limit,
-                        delivery.task_name or "",
-                    ],
+                scripts.finish(
+                    stream=delivery.stream,
+                    record=delivery.record,
+                    dead=keys.dead,
+                    delayed=keys.delayed,
+                    unique=unique_key,
+                    dependents=keys.dependents(delivery.job_id or ":"),
+                    events=keys.events,
+                    group=GROUP,
+                    consumer=self._consumer,
+                    entry_id=delivery.entry_id,
+                    status=outcome.status,
+                    outcome_field=outcome.field,
+                    outcome=outcome.value,
+                    result_ttl=delivery.result_ttl,
+                    dead_reason=outcome.dead_reason,
+                    dead_limit=DEAD_LETTER_LIMIT,
+                    retry_delay_ms=outcome.retry_delay_ms,
+                    attempt=outcome.attempt,
+                    job_id=delivery.job_id or "",
+                    key_ttl=key_ttl,
+                    told=outcome.told,
+                    events_limit=self._events_limit,
+                    task=delivery.task_name or "",
+                    arguments=kept,
+                    arguments_size=not_kept,
                 )
             )
             if delivery.limits is not None:
@@ -235,7 +241,7 @@ class Acker:
             self._idle.set()
 
 
-def _release(calls: list[ScriptCall], outcome: Outcome, releases: set[int]) -> None:
+def _release(calls: list[scripts.Call], outcome: Outcome, releases: set[int]) -> None:
     """Free the outcome's concurrency slot, if its task has one, right after its script.
 
     In the same round trip, and only if that script acked the entry (see release.lua); the
@@ -245,4 +251,4 @@ def _release(calls: list[ScriptCall], outcome: Outcome, releases: set[int]) -> N
     if limits is not None and limits.concurrency is not None:
         releases.add(len(calls))
         delivery = outcome.delivery
-        calls.append((RELEASE, *limits.release_call(delivery.stream, delivery.entry_id)))
+        calls.append(limits.release_call(delivery.stream, delivery.entry_id))

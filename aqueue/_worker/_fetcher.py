@@ -35,11 +35,10 @@ from redis.exceptions import RedisError, ResponseError
 from .._app import App
 from .._limits import Limits
 from .._message import record_ttl
+from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
-from .._redis._direct import ScriptCall
 from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import GROUP, Keys
-from .._redis._scripts import FETCH, START, execute
 from ..exceptions import ErrorType
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
@@ -285,11 +284,15 @@ class Fetcher:
         share, extra = divmod(free, len(queues))
         asked = [(keys, share + 1 if n < extra else share) for n, keys in enumerate(queues)]
         asked = [(keys, count) for keys, count in asked if count]
-        pipe = self._redis.pipeline(transaction=False)
-        for keys, count in asked:
-            streams = self._levels.streams(keys, lowest_first=lowest_first)
-            FETCH.queue(pipe, streams, [GROUP, self._consumer, count])
-        replies = await execute(self._redis, pipe, [FETCH])
+        replies = await self._app._direct.run(
+            scripts.fetch(
+                streams=self._levels.streams(keys, lowest_first=lowest_first),
+                group=GROUP,
+                consumer=self._consumer,
+                count=count,
+            )
+            for keys, count in asked
+        )
         deliveries: list[Delivery] = []
         failed: Exception | None = None
         for (keys, _), reply in zip(asked, replies, strict=True):
@@ -357,10 +360,13 @@ class Fetcher:
         if self._limited:
             for delivery in deliveries:
                 delivery.limits = self._limits_of(delivery)
+        # With events, every start goes through the script, which tells it: those of jobs
+        # that keep no record too.
+        every = checked or self._app.events_limit > 0
         scripted = [
             d
             for d in deliveries
-            if checked or (d.job_id and d.result_ttl > 0) or d.expires_ms or d.limits is not None
+            if every or (d.job_id and d.result_ttl > 0) or d.expires_ms or d.limits is not None
         ]
         verdicts: dict[int, Any] = {}
         if scripted:
@@ -447,29 +453,29 @@ class Fetcher:
         # failover) too: only those starts are made again, the others' verdicts stand. Only
         # a stop ends the attempts (the entries are then handed back).
         backoff = Backoff(logger, "start jobs")
-        calls: list[ScriptCall] = []
-        for delivery in deliveries:
-            keys = [delivery.record, delivery.stream, delivery.queued, delivery.keys.events]
-            args = [
-                self._consumer,
-                delivery.entry_id,
-                GROUP,
-                self._attempt_limit(delivery),
-                1 if delivery.result_ttl > 0 else 0,
-                delivery.prior_attempts,
-                delivery.expires_ms,
-                record_ttl(delivery.result_ttl),
-                delivery.task_name or "",
-                self._app.events_limit,
-                delivery.job_id or "",
-            ]
-            if delivery.limits is not None:
-                more_keys, more_args = delivery.limits.start_call(
-                    delivery.job_id or "", self._lease_ms
-                )
-                keys += more_keys
-                args += more_args
-            calls.append((START, keys, args))
+        calls = [
+            scripts.start(
+                record=delivery.record,
+                stream=delivery.stream,
+                queued=delivery.queued,
+                events=delivery.keys.events,
+                consumer=self._consumer,
+                entry_id=delivery.entry_id,
+                group=GROUP,
+                max_attempts=self._attempt_limit(delivery),
+                keeps_record=delivery.result_ttl > 0,
+                prior_attempts=delivery.prior_attempts,
+                expires_at=delivery.expires_ms,
+                record_ttl=record_ttl(delivery.result_ttl),
+                task_name=delivery.task_name or "",
+                events_limit=self._app.events_limit,
+                job_id=delivery.job_id or "",
+                limits=None
+                if delivery.limits is None
+                else delivery.limits.start_call(self._lease_ms),
+            )
+            for delivery in deliveries
+        ]
         replies: list[Any] = [None] * len(calls)
         waiting = list(range(len(calls)))
         while True:

@@ -25,8 +25,9 @@ from collections.abc import Sequence
 
 from redis import Redis as SyncRedis
 
+from .._redis import _calls as scripts
 from .._redis._keys import GROUP, Keys
-from .._redis._scripts import HEARTBEAT, REGISTER, RENEW
+from .._redis._scripts import run_sync
 from ._presence import Presence
 
 logger = logging.getLogger("aqueue.worker")
@@ -89,13 +90,25 @@ class LeaseKeeper:
         self._stopping.set()
         self._thread.join()
         presence = self._presence
-        try:
-            for keys in self._queues:
-                HEARTBEAT.call_sync(self._client, [keys.workers], [self._consumer, ""])
-            if presence is not None:
-                REGISTER.call_sync(
-                    self._client, [presence.index, presence.record], [presence.name, "", "", ""]
+        calls = [
+            scripts.heartbeat(workers=keys.workers, worker=self._consumer, forget_after="")
+            for keys in self._queues
+        ]
+        if presence is not None:
+            calls.append(
+                scripts.register(
+                    index=presence.index,
+                    record=presence.record,
+                    name=presence.name,
+                    worker="",
+                    ttl_ms="",
+                    forget_after="",
                 )
+            )
+        try:
+            for reply in run_sync(self._client, calls):
+                if isinstance(reply, Exception):
+                    raise reply
         except Exception as exc:
             logger.warning("could not deregister worker %s: %s", self._consumer, exc)
         self._client.close()
@@ -129,35 +142,35 @@ class LeaseKeeper:
     def _beat(self) -> None:
         forget_after = int(self._lease * 10_000)
         presence = self._presence
-        pipe = self._client.pipeline(transaction=False)
-        # Loaded at the head of the same round trip: the server forgets scripts on a restart.
-        pipe.script_load(HEARTBEAT.source)
-        pipe.script_load(REGISTER.source)
         # (what failed, what worked, name) of each call, in order.
-        calls: list[tuple[str, str, str]] = []
+        said: list[tuple[str, str, str]] = []
+        calls: list[scripts.Call] = []
         for keys in self._queues:
-            pipe.evalsha(HEARTBEAT.sha, 1, keys.workers, self._consumer, forget_after)
             calls.append(
+                scripts.heartbeat(
+                    workers=keys.workers, worker=self._consumer, forget_after=forget_after
+                )
+            )
+            said.append(
                 ("say the worker is alive in queue", "saying the worker is alive in", keys.queue)
             )
         if presence is not None:
-            record = presence.snapshot()
-            pipe.evalsha(
-                REGISTER.sha,
-                2,
-                presence.index,
-                presence.record,
-                presence.name,
-                record,
-                int(self._lease * 1000),
-                forget_after,
+            calls.append(
+                scripts.register(
+                    index=presence.index,
+                    record=presence.record,
+                    name=presence.name,
+                    worker=presence.snapshot(),
+                    ttl_ms=int(self._lease * 1000),
+                    forget_after=forget_after,
+                )
             )
-            calls.append(("update the registry for", "updating the registry for", presence.name))
+            said.append(("update the registry for", "updating the registry for", presence.name))
         try:
-            replies = pipe.execute(raise_on_error=False)[2:]
+            replies = run_sync(self._client, calls)
         except Exception as exc:
             replies = [exc] * len(calls)
-        for (failed, worked, name), reply in zip(calls, replies, strict=True):
+        for (failed, worked, name), reply in zip(said, replies, strict=True):
             if isinstance(reply, Exception):
                 _failed(self._beats_failing, name, failed, reply)
             else:
@@ -173,8 +186,13 @@ class LeaseKeeper:
             refused: Exception | None = None
             for start in range(0, len(ids), RENEW_CHUNK):
                 chunk = ids[start : start + RENEW_CHUNK]
+                call = scripts.renew(
+                    stream=stream, group=GROUP, consumer=self._consumer, entry_ids=chunk
+                )
                 try:
-                    lost = RENEW.call_sync(self._client, [stream], [GROUP, self._consumer, *chunk])
+                    [lost] = run_sync(self._client, [call])
+                    if isinstance(lost, Exception):
+                        raise lost
                 except Exception as exc:
                     # Whatever the server answers (WRONGTYPE, a lost connection), the other
                     # chunks and streams are still renewed, and this one again next cycle.

@@ -21,10 +21,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
+from .._redis._direct import DirectCalls
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP, Keys
-from .._redis._scripts import PROMOTE, PRUNE
 from ._fetcher import Slots
 from ._levels import Levels
 from ._outcome import Delivery
@@ -47,6 +48,7 @@ class Reclaimer:
         self,
         *,
         redis: Redis,
+        calls: DirectCalls,
         levels: Levels,
         consumer: str,
         lease: float,
@@ -56,6 +58,7 @@ class Reclaimer:
         levels_changed: Callable[[], Awaitable[None]],
     ) -> None:
         self._redis = redis
+        self._calls = calls
         self._levels = levels
         self._queues = levels.queues
         self._consumer = consumer
@@ -120,10 +123,15 @@ class Reclaimer:
 
     async def _promote(self, keys: Keys) -> None:
         while True:
-            moved, _, levels, cursor, paused, *cancelled = await PROMOTE(
-                self._redis,
-                [keys.delayed, keys.stream, keys.levels, keys.cancelled, keys.dead, keys.paused],
-                [keys.prefix, PROMOTE_BATCH, self._cancel_cursors[keys.queue], DEAD_LETTER_LIMIT],
+            due, _, levels, cursor, paused, *cancelled = await self._calls.call(
+                scripts.poll(
+                    delayed=keys.delayed,
+                    levels=keys.levels,
+                    cancelled=keys.cancelled,
+                    paused=keys.paused,
+                    batch=PROMOTE_BATCH,
+                    cursor=self._cancel_cursors[keys.queue],
+                )
             )
             self._cancel_cursors[keys.queue] = cursor
             if cancelled:
@@ -136,7 +144,21 @@ class Reclaimer:
                 what = "paused: reading none of its jobs" if paused else "resumed"
                 logger.info("queue %s %s", keys.queue, what)
                 await self._levels_changed()
-            if moved < PROMOTE_BATCH or self._stopping.is_set():
+            if due:
+                # A second call, with the records of the due jobs in its KEYS. Whichever
+                # worker's call comes first moves a job; the others find it gone.
+                await self._calls.call(
+                    scripts.promote(
+                        delayed=keys.delayed,
+                        levels=keys.levels,
+                        dead=keys.dead,
+                        streams=keys.streams,
+                        records=[keys.job((job or b":").decode()) for job in due[1::2]],
+                        dead_limit=DEAD_LETTER_LIMIT,
+                        members=due[::2],
+                    )
+                )
+            if len(due) < 2 * PROMOTE_BATCH or self._stopping.is_set():
                 return
 
     async def _claim_all(self, *, prune: bool) -> None:
@@ -147,7 +169,7 @@ class Reclaimer:
                 for stream in self._levels.streams(keys):
                     await self._claim(keys, stream)
             if prune:
-                await prune_consumers(self._redis, keys, idle_ms=self._lease_ms * 10)
+                await prune_consumers(self._calls, keys, idle_ms=self._lease_ms * 10)
 
     async def _claim(self, keys: Keys, stream: bytes) -> None:
         free = self._slots.free
@@ -198,7 +220,15 @@ class Reclaimer:
         await pipe.execute()
 
 
-async def prune_consumers(redis: Redis, keys: Keys, *, idle_ms: int, name: str = "") -> int:
+async def prune_consumers(calls: DirectCalls, keys: Keys, *, idle_ms: int, name: str = "") -> int:
     """Delete consumers idle for ``idle_ms`` with nothing pending (only ``name``, if given)."""
-    deleted: int = await PRUNE(redis, [keys.stream, keys.levels], [GROUP, idle_ms, name])
+    deleted: int = await calls.call(
+        scripts.prune(
+            levels=keys.levels,
+            streams=keys.streams,
+            group=GROUP,
+            least_idle_ms=idle_ms,
+            consumer=name,
+        )
+    )
     return deleted

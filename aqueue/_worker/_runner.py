@@ -202,7 +202,7 @@ class Runner:
             enqueued_at=datetime.fromtimestamp(enqueued_ms / 1000, UTC),
             worker=self._worker_name,
             _progress=(
-                ProgressReporter(self._app.redis, delivery.record, self._app.url)
+                ProgressReporter(self._app._direct, delivery.record, self._app.url)
                 if delivery.result_ttl > 0
                 else None
             ),

@@ -2,19 +2,26 @@
 -- is due later) and its status together, so no reader ever sees a job without a status (it
 -- would say "unknown") or a status without a job (it would wait forever).
 -- A job that runs at once and holds no key keeps its status in a field of a small "queued" hash
--- (see _queued.lua); the others get their record key at once.
+-- (see _prelude.lua); the others get their record key at once.
 -- With a uniqueness key, a job is added only if no job holds the key; the holder is returned
 -- instead. Check and claim are one step, so racing producers add one job.
 -- One call adds many jobs (enqueue_many): the script's fixed cost is paid once per call, not
 -- once per job, and the queue's length is counted once.
--- KEYS: the queue's own stream (of the default level), delayed set, priority levels set,
---       event stream, then per job: its record, its "queued" hash, its uniqueness key
--- ARGV: most jobs the queue may hold (0: no limit), events kept (0: none), then per job,
---       4 values:
---       job id, payload, options ("" for none), and its task configuration's spec (what the
---       jobs of one configuration share, so a batch's jobs mostly share one; see spec_of)
 -- Returns per job: 1 (added), 0 (refused: the queue holds its limit), or the id of the job
 -- holding its key.
+local delayed = KEYS[1]
+local levels = KEYS[2]
+local events = KEYS[3]
+local streams = 4  -- KEYS[4...]: streams
+local job_keys = 14  -- KEYS[14...]: jobs
+local limit = tonumber(ARGV[1])
+local events_limit = ARGV[2]
+-- of the wire format: the entry's first field, "v"
+local version = ARGV[3]
+local job_args = 4  -- ARGV[4...]: jobs
+-- Per job, KEYS: its record, its "queued" hash, its uniqueness key; ARGV: its id, payload,
+-- options ("" for none), and its task configuration's spec (what the jobs of one configuration
+-- share, so a batch's jobs mostly share one; see spec_of).
 local specs = {}
 -- A spec is "<result ttl> <record ttl> <delay> <due> <key ttl> <expiry in> <expiry at>
 -- <level> <task>": record ttl in seconds while unfinished (0: fire and forget, no record),
@@ -41,26 +48,22 @@ end
 -- the command it runs.
 local now
 local function server_now()
-  if not now then
-    local t = redis.call('TIME')
-    now = t[1] * 1000 + math.floor(t[2] / 1000)
-  end
+  now = now or now_ms()
   return now
 end
-local limit = tonumber(ARGV[1])
 local held = 0
 if limit > 0 then
   -- The limit counts every priority level's stream.
-  held = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
-  for _, level in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    held = held + redis.call('XLEN', KEYS[1] .. ':' .. level)
+  held = redis.call('XLEN', (level_stream(streams))) + redis.call('ZCARD', delayed)
+  for _, level in ipairs(redis.call('SMEMBERS', levels)) do
+    held = held + redis.call('XLEN', (level_stream(streams, level)))
   end
 end
 local replies = {}
-for i = 0, (#ARGV - 2) / 4 - 1 do
-  local a = 2 + i * 4
-  local record, queued, unique = KEYS[5 + i * 3], KEYS[6 + i * 3], KEYS[7 + i * 3]
-  local id, spec = ARGV[a + 1], spec_of(ARGV[a + 4])
+for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
+  local k, a = job_keys + i * 3, job_args + i * 4
+  local record, queued, unique = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local id, payload, options, spec = ARGV[a], ARGV[a + 1], ARGV[a + 2], spec_of(ARGV[a + 3])
   local task, key_ttl, level = spec.task, spec.key_ttl, spec.level
   local holder = key_ttl and redis.call('GET', unique)
   if holder then
@@ -71,10 +74,10 @@ for i = 0, (#ARGV - 2) / 4 - 1 do
     replies[#replies + 1] = 0
   else
     held = held + 1
-    local fields = {'j', id, 't', task, 'p', ARGV[a + 2], 'r', spec.result_ttl}
-    if ARGV[a + 3] ~= '' then
+    local fields = {'v', version, 'j', id, 't', task, 'p', payload, 'r', spec.result_ttl}
+    if options ~= '' then
       fields[#fields + 1] = 'o'
-      fields[#fields + 1] = ARGV[a + 3]
+      fields[#fields + 1] = options
     end
     if key_ttl then
       -- The worker releases the key (or keeps it for the key ttl) when the job ends.
@@ -83,14 +86,13 @@ for i = 0, (#ARGV - 2) / 4 - 1 do
       fields[#fields + 1] = 'k'
       fields[#fields + 1] = key_ttl
     end
-    local stream = KEYS[1]
+    local stream = level_stream(streams, level)
     if level then
       -- The level travels with the entry, so a retry, a delay or a replay comes back to it;
       -- the set tells workers which streams to read.
       fields[#fields + 1] = 'l'
       fields[#fields + 1] = level
-      redis.call('SADD', KEYS[3], level)
-      stream = KEYS[1] .. ':' .. level
+      redis.call('SADD', levels, level)
     end
     local expires = spec.expires_at
     if spec.expires_in > 0 then
@@ -109,7 +111,7 @@ for i = 0, (#ARGV - 2) / 4 - 1 do
     end
     local entry
     if due > 0 then
-      redis.call('ZADD', KEYS[2], due, cmsgpack.pack(fields))
+      redis.call('ZADD', delayed, due, cmsgpack.pack(fields))
     else
       entry = redis.call('XADD', stream, '*', unpack(fields))
     end
@@ -146,7 +148,7 @@ for i = 0, (#ARGV - 2) / 4 - 1 do
       local wait = due > 0 and math.ceil((due - now) / 1000) or 0
       redis.call('SET', unique, id, 'EX', math.max(spec.record_ttl, 7 * 24 * 3600) + wait)
     end
-    emit(KEYS[4], ARGV[2], 'enqueued', id, task)
+    emit(events, events_limit, 'enqueued', id, task)
     replies[#replies + 1] = 1
   end
 end

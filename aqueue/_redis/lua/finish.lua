@@ -7,63 +7,91 @@
 -- in the same step that stores the outcome (or schedules the retry, or writes the dead letter),
 -- so a crash leaves either all of it or none.
 --
--- KEYS: stream, job record, dead-letter stream, delayed set, uniqueness key (or any key),
---       the job's dependents set (the jobs that wait for it), the queue's event stream
--- ARGV: group, consumer, entry id,
---       status: succeeded | failed | cancelled | scheduled (a retry) | "" (ack only),
---       outcome field ("result" | "error"), outcome value,
---       result ttl in seconds (0: keep no record),
---       dead-letter reason ("" for none), dead-letter stream max length,
---       retry delay in ms and the attempt that failed (with status "scheduled"),
---       job id and seconds to keep the uniqueness key after the end ("" when it has none),
---       "1" when the jobs waiting for this one have been told it ended (else ""),
---       events kept (0: none), task name
 -- Returns 1 when applied, 0 when refused because the entry is no longer ours, 2 when applied
 -- but not acked: other jobs wait for this one (see below).
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #pending == 0 or pending[1][2] ~= ARGV[2] then
+local stream = KEYS[1]
+local record = KEYS[2]
+local dead = KEYS[3]
+local delayed = KEYS[4]
+local unique = KEYS[5]
+local dependents = KEYS[6]
+local events = KEYS[7]
+local group = ARGV[1]
+local consumer = ARGV[2]
+local entry_id = ARGV[3]
+-- succeeded | failed | cancelled | scheduled (a retry) | "" (ack only)
+local status = ARGV[4]
+local outcome_field = ARGV[5]
+local outcome = ARGV[6]
+-- 0: keep no record
+local result_ttl = tonumber(ARGV[7])
+-- "" for none
+local dead_reason = ARGV[8]
+local dead_limit = ARGV[9]
+-- with status "scheduled": the retry's delay and the attempt that failed
+local retry_delay_ms = tonumber(ARGV[10])
+local attempt = ARGV[11]
+local job_id = ARGV[12]
+-- seconds to keep the uniqueness key after the end ("" when the job has none)
+local key_ttl = ARGV[13]
+-- "1" when the jobs waiting for this one have been told it ended
+local told = ARGV[14]
+local events_limit = ARGV[15]
+local task = ARGV[16]
+-- the job's encoded arguments for its record to keep ("" for none), or their size in bytes
+-- when they are too large to keep ("" for none)
+local arguments = ARGV[17]
+local arguments_size = ARGV[18]
+if not owned(stream, group, entry_id, consumer) then
   return 0
 end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local now = now_ms()
 -- Every write that the server may refuse (OOM at maxmemory, NOREPLICAS, a key of the wrong
 -- type) comes before XACK/XDEL: a script stopped by an error keeps the writes it made, so a
 -- refused write must leave the entry pending (the worker retries the outcome), never acked
 -- without its outcome. At maxmemory the first write decides: a script that has written once
 -- may go on, so XACK (allowed at OOM) must not come first either.
 -- A job that others wait for (options(after=...), workflow members) is not acked until the
--- worker has told them (aqueue/_depend.py) and acks again with ARGV[14] = "1": a crash in
+-- worker has told them (aqueue/_depend.py) and acks again with told = "1": a crash in
 -- between redelivers the entry, and the redelivery (skipped: its job ended) tells them again.
-local held = ARGV[4] ~= 'scheduled' and ARGV[14] ~= '1'
-  and redis.call('EXISTS', KEYS[6]) == 1
+local held = status ~= 'scheduled' and told ~= '1'
+  and redis.call('EXISTS', dependents) == 1
 local entry = nil
-if ARGV[8] ~= '' or ARGV[4] == 'scheduled' then
-  entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+if dead_reason ~= '' or status == 'scheduled' then
+  entry = redis.call('XRANGE', stream, entry_id, entry_id)
 end
-if ARGV[8] ~= '' then
+if dead_reason ~= '' then
   -- Keep the original fields so the entry can be inspected and replayed.
-  local fields = {'reason', ARGV[8], 'entry', ARGV[3], 'dead_at', now}
+  local fields = {'reason', dead_reason, 'entry', entry_id, 'dead_at', now}
   if #entry == 1 then
     for _, value in ipairs(entry[1][2]) do
       fields[#fields + 1] = value
     end
   end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(fields))
+  redis.call('XADD', dead, 'MAXLEN', '~', dead_limit, '*', unpack(fields))
 end
-local function record()
-  if ARGV[4] == '' then
+-- The record keeps the arguments (or their size) once the entry that holds them is gone:
+-- `aqueue job` shows them after the run.
+local kept = {}
+if arguments ~= '' then
+  kept = {'args', arguments}
+elseif arguments_size ~= '' then
+  kept = {'args_size', arguments_size}
+end
+local function write_outcome()
+  if status == '' then
     -- Acked without running (cancelled, or finished by an earlier delivery): the record stays.
     return
   end
-  if ARGV[4] ~= 'cancelled' and redis.call('HGET', KEYS[2], 'status') == 'cancelled' then
+  if status ~= 'cancelled' and redis.call('HGET', record, 'status') == 'cancelled' then
     -- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result
     -- or retry must not bring the job back.
     return
   end
-  local ttl = tonumber(ARGV[7])
-  if ARGV[4] == 'scheduled' then
+  local ttl = result_ttl
+  if status == 'scheduled' then
     -- The retry waits in the delayed set (not in any worker's memory) until it is due.
-    local due = now + tonumber(ARGV[10])
+    local due = now + retry_delay_ms
     if #entry == 1 then
       -- The entry carries its attempt count ("a"), for jobs that keep no record to count in.
       local fields, raw = {}, entry[1][2]
@@ -74,39 +102,41 @@ local function record()
         end
       end
       fields[#fields + 1] = 'a'
-      fields[#fields + 1] = ARGV[11]
-      redis.call('ZADD', KEYS[4], due, cmsgpack.pack(fields))
+      fields[#fields + 1] = attempt
+      redis.call('ZADD', delayed, due, cmsgpack.pack(fields))
     end
     if ttl > 0 then
-      redis.call('HSET', KEYS[2], 'status', 'scheduled', ARGV[5], ARGV[6], 'due_at', due)
-      redis.pcall('PUBLISH', KEYS[2], 'scheduled')
+      redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due,
+        unpack(kept))
+      redis.pcall('PUBLISH', record, 'scheduled')
     end
-    emit(KEYS[7], ARGV[15], 'retried', ARGV[12], ARGV[16], ARGV[2])
+    emit(events, events_limit, 'retried', job_id, task, consumer)
     return
   end
-  if ARGV[13] ~= '' and redis.call('GET', KEYS[5]) == ARGV[12] then
+  if key_ttl ~= '' and redis.call('GET', unique) == job_id then
     -- The job ended: free its key, or keep deduplicating for the key ttl.
-    if tonumber(ARGV[13]) > 0 then
-      redis.call('EXPIRE', KEYS[5], ARGV[13])
+    if tonumber(key_ttl) > 0 then
+      redis.call('EXPIRE', unique, key_ttl)
     else
-      redis.call('DEL', KEYS[5])
+      redis.call('DEL', unique)
     end
   end
   if ttl > 0 then
-    redis.call('HSET', KEYS[2], 'status', ARGV[4], ARGV[5], ARGV[6], 'finished_at', now)
-    redis.call('EXPIRE', KEYS[2], ttl)
+    redis.call('HSET', record, 'status', status, outcome_field, outcome, 'finished_at', now,
+      unpack(kept))
+    redis.call('EXPIRE', record, ttl)
     -- Only a wake-up for waiters (they read the record): a user without channel permissions
     -- must not fail the ack after its writes were made.
-    redis.pcall('PUBLISH', KEYS[2], ARGV[4])
+    redis.pcall('PUBLISH', record, status)
   else
-    redis.call('DEL', KEYS[2])
+    redis.call('DEL', record)
   end
-  emit(KEYS[7], ARGV[15], ARGV[8] ~= '' and 'dead-lettered' or ARGV[4], ARGV[12], ARGV[16],
-    ARGV[2])
+  emit(events, events_limit, dead_reason ~= '' and 'dead-lettered' or status, job_id, task,
+    consumer)
 end
-record()
+write_outcome()
 if not held then
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-  redis.call('XDEL', KEYS[1], ARGV[3])
+  redis.call('XACK', stream, group, entry_id)
+  redis.call('XDEL', stream, entry_id)
 end
 return held and 2 or 1

@@ -1,59 +1,80 @@
--- Drop the queued jobs of one stream: the entries no worker has read yet (those after the
--- group's last delivered id), in one step, so that each entry is either read before (and runs)
--- or never. Running jobs (entries read and pending) are not touched.
+-- Drop queued jobs of one stream: entries no worker has read yet (those after the group's last
+-- delivered id), found by the caller, dropped here in one step, so that each entry is either
+-- read before (and runs) or never. Running jobs (entries read and pending) are not touched.
 -- Each dropped job ends as a cancel leaves it: its record says cancelled (result() raises
--- JobCancelled, status() tells), waiters are woken, its uniqueness key is released. Records and
--- "queued" hashes are named from the job ids under the queue's prefix (the same hash tag, so
--- the same Cluster slot), as the promote script names records.
--- KEYS: stream
--- ARGV: group, queue key prefix, error value (JSON: type and message), seconds to keep the
---       record, most entries to drop
+-- JobCancelled, status() tells), waiters are woken, its uniqueness key is released.
+-- Each job that had not ended is told cancelled in the queue's event stream.
 -- Returns {entries dropped, ids of the jobs dropped...}.
-local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+local stream = KEYS[1]
+local events = KEYS[2]
+-- per entry, in order: the record and "queued" hash of the job it names (any keys when it
+-- names none), and the uniqueness key it names (any key when it names none)
+local job_keys = 3  -- KEYS[3...]: entries
+local group = ARGV[1]
+-- JSON: type and message
+local error_value = ARGV[2]
+-- seconds to keep the record
+local ttl = ARGV[3]
+local events_limit = ARGV[4]
+local entry_ids = 5  -- ARGV[5...]: entries
+-- An entry id as two numbers (ms, sequence), for comparing.
+local function parsed(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
 if not ok then
   return {0}  -- no stream: nothing queued
 end
-local after = '-'
-for _, group in ipairs(groups) do
+local read_ms, read_seq = -1, -1
+for _, found in ipairs(groups) do
   local info = {}
-  for i = 1, #group, 2 do
-    info[group[i]] = group[i + 1]
+  for i = 1, #found, 2 do
+    info[found[i]] = found[i + 1]
   end
-  if info['name'] == ARGV[1] then
-    after = '(' .. info['last-delivered-id']
+  if info['name'] == group then
+    read_ms, read_seq = parsed(info['last-delivered-id'])
   end
 end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local entries = redis.call('XRANGE', KEYS[1], after, '+', 'COUNT', tonumber(ARGV[5]))
-local reply = {#entries}
-for _, entry in ipairs(entries) do
-  redis.call('XDEL', KEYS[1], entry[1])
-  local fields = {}
-  for i = 1, #entry[2], 2 do
-    fields[entry[2][i]] = entry[2][i + 1]
-  end
-  local job_id = fields['j']
-  local hex = job_id and string.match(job_id, ':(.*)$')
-  if hex then
-    local record = ARGV[2] .. ':job:' .. hex
-    local queued = ARGV[2] .. ':queued:' .. string.sub(hex, 1, 3)
-    local status = redis.call('HGET', record, 'status')
-    local state = not status and queued_state(record, queued)
-    if state then
-      record_queued(record, queued, state, ARGV[4], fields['t'], 'cancelled', 'error', ARGV[3],
-        'finished_at', now)
-    elseif status == 'queued' then
-      redis.call('HSET', record, 'status', 'cancelled', 'error', ARGV[3], 'finished_at', now)
-      redis.call('EXPIRE', record, ARGV[4])
+local now = now_ms()
+local reply = {0}
+for i = entry_ids, #ARGV do
+  local id = ARGV[i]
+  local ms, seq = parsed(id)
+  local unread = ms and (ms > read_ms or (ms == read_ms and seq > read_seq))
+  local entry = unread and redis.call('XRANGE', stream, id, id)[1]
+  if entry then
+    redis.call('XDEL', stream, id)
+    reply[1] = reply[1] + 1
+    local k = job_keys + (i - entry_ids) * 3
+    local record, queued, unique = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    local fields = {}
+    for f = 1, #entry[2], 2 do
+      fields[entry[2][f]] = entry[2][f + 1]
     end
-    local unique = fields['u']
-    if unique and string.sub(unique, 1, #ARGV[2] + 8) == ARGV[2] .. ':unique:'
-        and redis.call('GET', unique) == job_id then
-      redis.call('DEL', unique)
+    local job_id = fields['j']
+    local hex = job_id and string.match(job_id, ':(.*)$')
+    if hex and string.match(record, ':job:(.*)$') == hex then
+      local status = redis.call('HGET', record, 'status')
+      local state = not status and queued_state(record, queued)
+      if state then
+        record_queued(record, queued, state, ttl, fields['t'] or '', 'cancelled',
+          'error', error_value, 'finished_at', now)
+      elseif status == 'queued' then
+        redis.call('HSET', record, 'status', 'cancelled', 'error', error_value,
+          'finished_at', now)
+        redis.call('EXPIRE', record, ttl)
+      end
+      if fields['u'] == unique and redis.call('GET', unique) == job_id then
+        redis.call('DEL', unique)
+      end
+      redis.pcall('PUBLISH', record, 'cancelled')
+      if not status or status == 'queued' then
+        -- (A job that keeps no record has no status: its entry was all there was of it.)
+        emit(events, events_limit, 'cancelled', job_id, fields['t'])
+      end
+      reply[#reply + 1] = job_id
     end
-    redis.pcall('PUBLISH', record, 'cancelled')
-    reply[#reply + 1] = job_id
   end
 end
 return reply

@@ -9,18 +9,22 @@
 -- allow-oom (the shebang line must come first): renewal must work at maxmemory under
 -- noeviction, or every running job would be claimed and run by a second worker while Redis
 -- is full. It allocates nothing: XCLAIM ... JUSTID only resets existing pending entries.
--- KEYS: stream
--- ARGV: group, consumer, entry ids... (at most a few thousand: unpack has a limit)
 -- Returns the ids another consumer owns now (ids no longer pending at all were just acked).
-local claim = {KEYS[1], ARGV[1], ARGV[2], 0}
+local stream = KEYS[1]
+local group = ARGV[1]
+local consumer = ARGV[2]
+-- at most a few thousand: unpack has a limit
+local entry_ids = 3  -- ARGV[3...]: entry_ids
+local claim = {stream, group, consumer, 0}
 local lost = {}
-for i = 3, #ARGV do
-  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+for i = entry_ids, #ARGV do
+  local entry = ARGV[i]
+  local pending = redis.call('XPENDING', stream, group, entry, entry, 1)
   if #pending == 1 then
-    if pending[1][2] ~= ARGV[2] then
-      lost[#lost + 1] = ARGV[i]
-    elseif #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) == 1 then
-      claim[#claim + 1] = ARGV[i]
+    if pending[1][2] ~= consumer then
+      lost[#lost + 1] = entry
+    elseif #redis.call('XRANGE', stream, entry, entry) == 1 then
+      claim[#claim + 1] = entry
     end
   end
 end

@@ -8,13 +8,23 @@
 -- marks as not replayed), so no option of the job is lost; aqueue's own fields, written in
 -- front of the entry's, are left out. A job with a priority level ("l") goes back to its
 -- level's stream.
--- KEYS: dead-letter stream, stream, priority levels set
--- ARGV: queue key prefix (for job records, which share the queue's hash tag), most to move,
---       aqueue's dead-letter field names (space-separated), entry fields not replayed (same),
---       the task name of the letters to replay ("" for any), text their reason holds ("" for any)
+-- The caller reads the letters and names each one's keys (its job's record, its uniqueness
+-- key): this moves them.
+-- Each replayed job is told enqueued in the queue's event stream: it waits in the queue anew.
 -- Returns {replayed, left: letters with nothing to replay (no job, or one that ended well)}.
--- Letters of another task or reason are neither replayed nor counted.
-local limit = tonumber(ARGV[2])
+local dead = KEYS[1]
+local levels = KEYS[2]
+local events = KEYS[3]
+local streams = 4  -- KEYS[4...]: streams
+-- per letter, in order: the record of its job and its uniqueness key (any keys for none)
+local letter_keys = 14  -- KEYS[14...]: letters
+-- aqueue's dead-letter field names (space-separated)
+local own_fields = ARGV[1]
+-- entry fields not replayed (same)
+local dropped_fields = ARGV[2]
+local most = tonumber(ARGV[3])
+local events_limit = ARGV[4]
+local letter_ids = 5  -- ARGV[5...]: letters
 local function set_of(words)
   local set = {}
   for word in string.gmatch(words, '%S+') do
@@ -22,32 +32,27 @@ local function set_of(words)
   end
   return set
 end
-local own, dropped = set_of(ARGV[3]), set_of(ARGV[4])
+local own, dropped = set_of(own_fields), set_of(dropped_fields)
 local replayed, left = 0, 0
-local start = '-'
-while replayed < limit do
-  -- Scan on past letters that cannot be replayed, so they never block the ones behind them.
-  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 100)
-  if #entries == 0 then
+for i = letter_ids, #ARGV do
+  if replayed >= most then
     break
   end
-  start = '(' .. entries[#entries][1]
-  for _, entry in ipairs(entries) do
-    if replayed >= limit then
-      break
-    end
-    local fields, job, unique, stream = {}, nil, nil, KEYS[2]
-    local raw, first = entry[2], 1
+  local letter = redis.call('XRANGE', dead, ARGV[i], ARGV[i])[1]
+  if letter then
+    local k = letter_keys + (i - letter_ids) * 2
+    local record, unique = KEYS[k], KEYS[k + 1]
+    local fields, job, task, unique_field, level = {}, nil, nil, nil, nil
+    local raw, first = letter[2], 1
     -- aqueue's fields lead, each once: the entry's own begin at the first name that is not
     -- one of them, or that comes again.
     local seen = {}
     while first < #raw and own[raw[first]] and not seen[raw[first]] do
-      seen[raw[first]] = raw[first + 1]
+      seen[raw[first]] = true
       first = first + 2
     end
-    local task = nil
-    for i = first, #raw, 2 do
-      local name, value = raw[i], raw[i + 1]
+    for f = first, #raw, 2 do
+      local name, value = raw[f], raw[f + 1]
       if not dropped[name] then
         fields[#fields + 1] = name
         fields[#fields + 1] = value
@@ -56,36 +61,34 @@ while replayed < limit do
         elseif name == 't' then
           task = value
         elseif name == 'u' then
-          unique = value
-        elseif name == 'l' and string.match(value, '^[0-46-9]$') then
-          -- Any level but 5, the default, whose stream is the queue's own.
-          stream = KEYS[2] .. ':' .. value
+          unique_field = value
+        elseif name == 'l' then
+          level = value
         end
       end
     end
-    local record = job and ARGV[1] .. ':job:' .. (string.match(job, ':(.*)$') or '')
-    local status = record and redis.call('HGET', record, 'status')
-    local reason = type(seen['reason']) == 'string' and seen['reason'] or ''
-    if (ARGV[5] ~= '' and task ~= ARGV[5])
-        or (ARGV[6] ~= '' and not string.find(reason, ARGV[6], 1, true)) then
-      -- Not selected: left as it is.
-    elseif job == nil or status == 'succeeded' or status == 'cancelled' then
+    local hex = job and string.match(job, ':(.*)$')
+    local mine = hex and string.match(record, ':job:(.*)$') == hex
+    local status = mine and redis.call('HGET', record, 'status')
+    if not mine or status == 'succeeded' or status == 'cancelled' then
       left = left + 1
     else
-      if stream ~= KEYS[2] then
-        redis.call('SADD', KEYS[3], string.sub(stream, #KEYS[2] + 2))
+      local stream, own_level = level_stream(streams, level)
+      if own_level then
+        redis.call('SADD', levels, level)
       end
       redis.call('XADD', stream, '*', unpack(fields))
       -- A replayed job holds its uniqueness key again, unless another job took it meanwhile.
-      if unique and string.sub(unique, 1, #ARGV[1]) == ARGV[1] then
+      if unique_field == unique then
         redis.call('SET', unique, job, 'NX', 'EX', 7 * 24 * 3600)
       end
-      redis.call('XDEL', KEYS[1], entry[1])
+      redis.call('XDEL', dead, ARGV[i])
       if status then
         redis.call('HDEL', record, 'error', 'finished_at', 'started_at', 'worker', 'result')
         redis.call('HSET', record, 'status', 'queued', 'attempts', 0)
         redis.pcall('PUBLISH', record, 'queued')
       end
+      emit(events, events_limit, 'enqueued', job, task)
       replayed = replayed + 1
     end
   end

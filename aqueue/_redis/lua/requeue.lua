@@ -1,30 +1,31 @@
 -- Hand an unfinished entry back to the queue at once (graceful shutdown), instead of leaving it
 -- pending until its lease lapses: a fresh copy goes to the stream's tail and the old entry is
 -- acked, atomically, and only if this consumer still owns it.
--- KEYS: stream, job record, the job's "queued" hash
--- ARGV: group, consumer, entry id
 -- Returns the new entry id, or false when the entry is no longer ours.
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #pending == 0 or pending[1][2] ~= ARGV[2] then
+local stream = KEYS[1]
+local record = KEYS[2]
+local queued = KEYS[3]
+local group = ARGV[1]
+local consumer = ARGV[2]
+local entry_id = ARGV[3]
+if not owned(stream, group, entry_id, consumer) then
   return false
 end
-local entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
+local entry = redis.call('XRANGE', stream, entry_id, entry_id)
+redis.call('XACK', stream, group, entry_id)
+redis.call('XDEL', stream, entry_id)
 if #entry == 0 then
   return false
 end
-local new_id = redis.call('XADD', KEYS[1], '*', unpack(entry[1][2]))
-if redis.call('HGET', KEYS[2], 'status') == 'running' then
-  redis.call('HSET', KEYS[2], 'status', 'queued')
+local new_id = redis.call('XADD', stream, '*', unpack(entry[1][2]))
+if redis.call('HGET', record, 'status') == 'running' then
+  redis.call('HSET', record, 'status', 'queued')
 end
 -- A job that never started (held unread at shutdown, or left to a worker that knows its task)
--- may keep its status in the "queued" hash, which names its entry (see _queued.lua): the
--- new one now, or the job's task and arguments could no longer be read while it waits.
-local id = string.match(KEYS[2], ':job:(.*)$')
-local place = id and redis.call('HGET', KEYS[3], id)
-if place and string.match(place, '^%S+') == ARGV[3] then
-  local level = string.match(place, ' (.*)$')
-  redis.call('HSET', KEYS[3], id, new_id .. (level and ' ' .. level or ''))
+-- may keep its status in the "queued" hash, which names its entry (see queued_state): the new
+-- one now, or the job's task and arguments could no longer be read while it waits.
+local state = queued_state(record, queued)
+if state and state.entry == entry_id then
+  redis.call('HSET', queued, state.id, new_id .. (state.level ~= '' and ' ' .. state.level or ''))
 end
 return new_id

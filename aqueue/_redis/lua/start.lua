@@ -1,126 +1,144 @@
 -- Begin one delivery: count it as an attempt and mark the job running, unless it must not run.
 -- Every delivery counts, crashes included, so a message that kills its worker each time ends
 -- in the dead-letter stream instead of killing workers forever.
--- KEYS: job record, stream, the job's "queued" hash, the queue's event stream
--- ARGV: worker name, entry id, group, most attempts allowed, keeps a record ("1" or "0"),
---       attempts made before this entry was written (its "a" field, for retries),
---       epoch ms after which the job must not start (its "x" field; 0: none),
---       seconds to keep the record while the job is unfinished, task name (its "t" field),
---       events kept (0: none), job id
 -- Returns the attempt number to run, or a reason not to run it:
 --   succeeded/failed/cancelled  the job already ended (acked without running)
 --   lost                        the entry is no longer ours (another worker claimed it)
 --   expired                     not started before its expiry (the worker records it cancelled)
 --   poison                      delivered more often than allowed (dead-lettered)
 --   deferred/parked             held back by a rate/concurrency limit (moved to the delayed set)
-local status = redis.call('HGET', KEYS[1], 'status')
--- A job queued with no record yet (see _queued.lua): the write that marks it running makes
+local record = KEYS[1]
+local stream = KEYS[2]
+local queued = KEYS[3]
+local events = KEYS[4]
+-- Limits, only for tasks that have some (see aqueue/_limits.py): nil for the others.
+local rate_tat = KEYS[5]
+local rate_reserved = KEYS[6]
+local holders = KEYS[7]
+local parked_line = KEYS[8]
+local delayed = KEYS[9]
+local holder_streams = 10  -- KEYS[10...]: holder_streams
+local consumer = ARGV[1]
+local entry_id = ARGV[2]
+local group = ARGV[3]
+local max_attempts = tonumber(ARGV[4])
+local keeps_record = ARGV[5]
+local prior_attempts = tonumber(ARGV[6])
+local expires_at = tonumber(ARGV[7])
+local record_ttl = tonumber(ARGV[8])
+local task_name = ARGV[9]
+local events_limit = ARGV[10]
+local job_id = ARGV[11]
+local interval_us = ARGV[12]
+local most = tonumber(ARGV[13])
+local lease = tonumber(ARGV[14])
+local status = redis.call('HGET', record, 'status')
+-- A job queued with no record yet (see _prelude.lua): the write that marks it running makes
 -- its record; any other way out that changes its status makes it first (settle). The record
 -- is read first: whatever makes one removes the field, but a record (a cancel) must win.
-local queued = not status and queued_state(KEYS[1], KEYS[3])
-if queued then
+local waiting = not status and queued_state(record, queued)
+if waiting then
   status = 'queued'
 end
-local task = ARGV[9] ~= '' and ARGV[9] or nil
+local task = task_name ~= '' and task_name or nil
 -- later: seconds from now until it is due again, kept on top of the record's ttl.
 local function settle(later)
-  if queued then
-    record_queued(KEYS[1], KEYS[3], queued, ARGV[8] + (later or 0), task)
-    queued = nil
+  if waiting then
+    record_queued(record, queued, waiting, record_ttl + (later or 0),
+      task or task_of(stream, entry_id))
+    waiting = nil
   end
 end
-if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
+if ended(status) then
   return status
 end
-local pending = redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[2], ARGV[2], 1)
-if #pending == 0 or pending[1][2] ~= ARGV[1] then
+local pending = owned(stream, group, entry_id, consumer)
+if not pending then
   return 'lost'
 end
 local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]
 local now = math.floor(now_us / 1000)
-local expires = tonumber(ARGV[7])
-if expires > 0 and now > expires then
+if expires_at > 0 and now > expires_at then
   settle()
   return 'expired'
 end
-if #KEYS > 4 and ARGV[15] ~= '' then
-  -- Limits, only for tasks that have some (see aqueue/_limits.py), acquired before the
-  -- attempt is counted: a job held back does not run. It leaves the stream for the delayed
-  -- set in this same step, so it holds no worker slot while it waits and is never lost.
-  -- KEYS: (5) rate tat, (6) rate reservations, (7) concurrency holders, (8) parked line,
-  --       (9) delayed set
-  -- ARGV: (12) microseconds between two jobs of the rate ("" for none), (13) most running at
-  --       once ("" for none), (14) lease in ms, (15) job id
+if rate_tat then
+  -- Limits are acquired before the attempt is counted: a job held back does not run. It
+  -- leaves the stream for the delayed set in this same step, so it holds no worker slot while
+  -- it waits and is never lost.
   -- A slot holder is "<stream> <entry id>": the entry's stream is that of its level.
-  local holder = KEYS[2] .. ' ' .. ARGV[2]
-  local lease = tonumber(ARGV[14])
-  local most = tonumber(ARGV[13])
+  local holder = stream .. ' ' .. entry_id
   local function hold_back(due, parked)
     settle(math.ceil(math.max(due - now, 0) / 1000))
     if most then
       -- An entry claimed from a dead worker held a slot; the job waits without it.
-      redis.call('ZREM', KEYS[7], holder)
+      redis.call('ZREM', holders, holder)
     end
-    local entry = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])
-    redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])
-    redis.call('XDEL', KEYS[2], ARGV[2])
+    local entry = redis.call('XRANGE', stream, entry_id, entry_id)
+    redis.call('XACK', stream, group, entry_id)
+    redis.call('XDEL', stream, entry_id)
     if #entry == 1 then
       local member = cmsgpack.pack(entry[1][2])
-      redis.call('ZADD', KEYS[9], due, member)
+      redis.call('ZADD', delayed, due, member)
       if parked then
         -- In line by when it was first parked (NX: a job refused again keeps its place).
         -- Each parked job is due within a lease and parks again if refused, so the line
         -- may expire once nobody parked for longer than that.
-        redis.call('ZADD', KEYS[8], 'NX', now, member)
-        redis.call('PEXPIRE', KEYS[8], lease + 60000)
+        redis.call('ZADD', parked_line, 'NX', now, member)
+        redis.call('PEXPIRE', parked_line, lease + 60000)
       end
     end
     if status ~= false then
-      redis.call('HSET', KEYS[1], 'status', 'scheduled', 'due_at', due)
-      redis.pcall('PUBLISH', KEYS[1], 'scheduled')
+      redis.call('HSET', record, 'status', 'scheduled', 'due_at', due)
+      redis.pcall('PUBLISH', record, 'scheduled')
     end
   end
   -- An entry claimed from a dead worker may still hold its slot: it keeps it.
-  if most and not redis.call('ZSCORE', KEYS[7], holder) then
-    if redis.call('ZCARD', KEYS[7]) >= most then
+  if most and not redis.call('ZSCORE', holders, holder) then
+    if redis.call('ZCARD', holders) >= most then
       -- A slot is held only while its entry is pending and renewed by its worker's lease
       -- (which resets the entry's idle time). Holders are scored by when they were last seen
       -- renewed, so only those not seen for a lease are looked at: forget the ones that
       -- finished without a release or whose worker died, note when the others were renewed.
-      local stale = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now - lease)
+      -- Holders of every priority level share the limit: each names its own stream.
+      local streams = {}
+      for i = holder_streams, holder_streams + 9 do
+        streams[KEYS[i]] = true
+      end
+      local stale = redis.call('ZRANGEBYSCORE', holders, '-inf', now - lease)
       for _, other in ipairs(stale) do
-        -- Holders of every priority level share the limit: each names its own stream.
-        local stream, id = string.match(other, '^(.*) ([^ ]*)$')
-        local held = stream and redis.call('XPENDING', stream, ARGV[3], id, id, 1) or {}
+        local other_stream, id = string.match(other, '^(.*) ([^ ]*)$')
+        local held = streams[other_stream]
+          and redis.call('XPENDING', other_stream, group, id, id, 1) or {}
         if #held == 0 or held[1][3] >= lease then
-          redis.call('ZREM', KEYS[7], other)
+          redis.call('ZREM', holders, other)
         else
-          redis.call('ZADD', KEYS[7], now - held[1][3], other)
+          redis.call('ZADD', holders, now - held[1][3], other)
         end
       end
     end
-    if redis.call('ZCARD', KEYS[7]) >= most then
+    if redis.call('ZCARD', holders) >= most then
       -- Woken by the next release; due after a lease anyway, in case no release comes.
       hold_back(now + lease, true)
       return 'parked'
     end
   end
-  if ARGV[12] ~= '' then
+  if interval_us ~= '' then
     -- GCRA: tat is when the next job may go. A job that comes too early reserves that time
     -- (and moves tat on), so each held-back job comes back to a slot of its own.
-    local slot = tonumber(redis.call('ZSCORE', KEYS[6], ARGV[15]))
+    local slot = tonumber(redis.call('ZSCORE', rate_reserved, job_id))
     if slot == nil then
-      local interval = tonumber(ARGV[12])
-      slot = math.max(tonumber(redis.call('GET', KEYS[5]) or 0), now_us)
+      local interval = tonumber(interval_us)
+      slot = math.max(tonumber(redis.call('GET', rate_tat) or 0), now_us)
       local ahead = math.ceil((slot + interval - now_us) / 1000)
-      redis.call('SET', KEYS[5], string.format('%.17g', slot + interval), 'PX', ahead + 1000)
+      redis.call('SET', rate_tat, string.format('%.17g', slot + interval), 'PX', ahead + 1000)
       if slot > now_us then
-        redis.call('ZADD', KEYS[6], string.format('%.17g', slot), ARGV[15])
-        redis.call('PEXPIRE', KEYS[6], ahead + lease + 60000)
+        redis.call('ZADD', rate_reserved, string.format('%.17g', slot), job_id)
+        redis.call('PEXPIRE', rate_reserved, ahead + lease + 60000)
       end
     elseif slot <= now_us then
-      redis.call('ZREM', KEYS[6], ARGV[15])
+      redis.call('ZREM', rate_reserved, job_id)
     end
     if slot > now_us then
       hold_back(math.ceil(slot / 1000), false)
@@ -128,38 +146,38 @@ if #KEYS > 4 and ARGV[15] ~= '' then
     end
   end
   if most then
-    if redis.call('EXISTS', KEYS[8]) == 1 then
+    if redis.call('EXISTS', parked_line) == 1 then
       -- Back after a lease, not woken by a release: leave the line.
-      local entry = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])
+      local entry = redis.call('XRANGE', stream, entry_id, entry_id)
       if #entry == 1 then
-        redis.call('ZREM', KEYS[8], cmsgpack.pack(entry[1][2]))
+        redis.call('ZREM', parked_line, cmsgpack.pack(entry[1][2]))
       end
     end
-    redis.call('ZADD', KEYS[7], now, holder)
+    redis.call('ZADD', holders, now, holder)
   end
 end
 local attempt
-if queued then
+if waiting then
   attempt = 1  -- it never started: a start makes the record
 elseif status == false then
   -- No record (fire and forget, or it expired): the stream's own delivery count is all we have.
-  attempt = tonumber(ARGV[6]) + pending[1][4]
+  attempt = prior_attempts + pending[4]
 else
-  attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  attempt = redis.call('HINCRBY', record, 'attempts', 1)
 end
-if attempt > tonumber(ARGV[4]) then
+if attempt > max_attempts then
   settle()
   return 'poison'
 end
-if queued then
+if waiting then
   -- One write makes the record and marks it running.
-  record_queued(KEYS[1], KEYS[3], queued, ARGV[8], task, 'running', 'worker', ARGV[1],
-    'started_at', now, 'attempts', 1)
-  redis.pcall('PUBLISH', KEYS[1], 'running')
-elseif status ~= false or ARGV[5] == '1' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', now,
+  record_queued(record, queued, waiting, record_ttl, task or task_of(stream, entry_id),
+    'running', 'worker', consumer, 'started_at', now, 'attempts', 1)
+  redis.pcall('PUBLISH', record, 'running')
+elseif status ~= false or keeps_record == '1' then
+  redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now,
     'attempts', attempt)
-  redis.pcall('PUBLISH', KEYS[1], 'running')
+  redis.pcall('PUBLISH', record, 'running')
 end
-emit(KEYS[4], ARGV[10], 'started', ARGV[11], task, ARGV[1])
+emit(events, events_limit, 'started', job_id, task, consumer)
 return attempt

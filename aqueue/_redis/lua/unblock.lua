@@ -1,46 +1,67 @@
 -- Release a waiting job exactly once: add its stream entry (with the payload that carries its
 -- dependencies' results), or finish a parent record with its outcome. The wait hash goes in the
 -- same step, so a second caller (a redelivered dependency, a racing worker) does nothing.
--- KEYS: job record, wait hash, pending set, stream (of the default level), priority levels set
--- ARGV: "enqueue", payload, the entry's field names (space-separated: the table in
---       aqueue/_message.py) | "finish", status, outcome field, outcome value, result ttl
+-- A release is no event (the job was told enqueued when it began to wait, wait.lua); a finish
+-- is told with its status, as finish.lua tells a run's end.
 -- Returns 1 when released, 0 when it was not waiting any more.
-if redis.call('EXISTS', KEYS[2]) == 0 then
+local record = KEYS[1]
+local wait = KEYS[2]
+local pending = KEYS[3]
+local levels = KEYS[4]
+local events = KEYS[5]
+local streams = 6  -- KEYS[6...]: streams
+-- "enqueue" (with payload and codes) or "finish" (with the rest)
+local action = ARGV[1]
+local payload = ARGV[2]
+-- the entry's field names (space-separated: the table in aqueue/_message.py)
+local codes = ARGV[3]
+local status = ARGV[4]
+local outcome_field = ARGV[5]
+local outcome = ARGV[6]
+local result_ttl = ARGV[7]
+local events_limit = ARGV[8]
+if redis.call('EXISTS', wait) == 0 then
   return 0
 end
-local wait = redis.call('HGETALL', KEYS[2])
-redis.call('DEL', KEYS[2], KEYS[3])
-if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
+local spec = redis.call('HGETALL', wait)
+redis.call('DEL', wait, pending)
+if redis.call('HGET', record, 'status') == 'cancelled' then
   -- Cancelled while it waited: it never runs.
   return 0
 end
-if ARGV[1] == 'enqueue' then
+if action == 'enqueue' then
   -- The wait hash holds the job's entry (under the entry's field names, beside its own
   -- fields): all of it goes into the stream, so every option set at enqueue holds.
-  local codes = {}
-  for code in string.gmatch(ARGV[3], '%S+') do
-    codes[code] = true
+  local known = {}
+  for code in string.gmatch(codes, '%S+') do
+    known[code] = true
   end
-  local fields, stream = {'p', ARGV[2]}, KEYS[4]
-  for i = 1, #wait, 2 do
-    local name, value = wait[i], wait[i + 1]
-    if codes[name] and name ~= 'p' and value ~= '' then
+  local fields, level = {'p', payload}, nil
+  for i = 1, #spec, 2 do
+    local name, value = spec[i], spec[i + 1]
+    if known[name] and name ~= 'p' and value ~= '' then
       fields[#fields + 1] = name
       fields[#fields + 1] = value
-      if name == 'l' and string.match(value, '^[0-46-9]$') then
-        -- A priority level: its own stream, as enqueue.lua writes it.
-        stream = KEYS[4] .. ':' .. value
-        redis.call('SADD', KEYS[5], value)
+      if name == 'l' then
+        level = value
       end
     end
   end
+  -- A priority level: its own stream, as enqueue.lua writes it.
+  local stream, own = level_stream(streams, level)
+  if own then
+    redis.call('SADD', levels, level)
+  end
   redis.call('XADD', stream, '*', unpack(fields))
-  redis.call('HSET', KEYS[1], 'status', 'queued')
+  redis.call('HSET', record, 'status', 'queued')
   return 1
 end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[3], ARGV[4], 'finished_at', now)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.pcall('PUBLISH', KEYS[1], ARGV[2])
+redis.call('HSET', record, 'status', status, outcome_field, outcome, 'finished_at', now_ms())
+redis.call('EXPIRE', record, result_ttl)
+redis.pcall('PUBLISH', record, status)
+local named = {}
+for i = 1, #spec, 2 do
+  named[spec[i]] = spec[i + 1]
+end
+emit(events, events_limit, status, named['j'], named['t'])
 return 1

@@ -1,0 +1,451 @@
+"""One builder per Lua script: named, typed parameters in, a :class:`Call` (KEYS and ARGV) out.
+
+This is the one home of each script's contract on the Python side. The ``.lua`` file names the
+same values at its top, in the order its builder emits them (``local stream = KEYS[1]``; a block
+of keys by the index it starts at: ``local streams = 4  -- KEYS[4...]: streams``), and
+``tests/test_contract.py`` holds the two to each other. Values a group of parameters shares (a
+job of an enqueue, a task's limits) come as a :class:`~typing.NamedTuple` whose field names are
+the Lua names.
+
+Every key a script touches is a parameter here: nothing names a key inside Lua, so Redis
+Cluster can route a call and check it. The keys of one call share one hash slot (a queue's hash
+tag): a caller with keys of several queues makes one call per queue.
+
+The hot paths (enqueue, start, finish) build their lists directly, with no introspection: a
+builder costs what building the lists by hand did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from ._scripts import (
+    CANCEL,
+    DEPEND,
+    ENQUEUE,
+    FETCH,
+    FINISH,
+    HEARTBEAT,
+    POLL,
+    PROGRESS,
+    PROMOTE,
+    PRUNE,
+    PURGE,
+    REGISTER,
+    RELEASE,
+    RENEW,
+    REPLAY,
+    REQUEUE,
+    RESOLVE,
+    START,
+    STATS,
+    UNBLOCK,
+    WAIT,
+)
+from ._scripts import Call as Call  # re-exported: the builders return it
+
+Key = bytes
+"""A Redis key: every one a script touches is passed in its KEYS."""
+
+Value = bytes | str | int | float
+"""An ARGV value, sent as Redis sends any argument (a number in decimal)."""
+
+
+def _flag(value: bool) -> str:
+    """A yes/no argument as the scripts read it: ``"1"`` or ``""``."""
+    return "1" if value else ""
+
+
+class EnqueuedJob(NamedTuple):
+    """One job of an enqueue call: its keys (record, "queued" hash, uniqueness key), then its
+    values (id, payload, options, and the spec its task configuration shares; see
+    :class:`aqueue._message.JobSpec`)."""
+
+    record: Key
+    queued: Key
+    unique: Key
+    job_id: str
+    payload: bytes
+    options: bytes
+    spec: bytes
+
+
+def enqueue(
+    *,
+    delayed: Key,
+    levels: Key,
+    events: Key,
+    streams: Sequence[Key],
+    limit: int,
+    events_limit: int,
+    version: int,
+    jobs: Sequence[EnqueuedJob],
+) -> Call:
+    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit), their
+    entries of protocol ``version``."""
+    keys = [delayed, levels, events, *streams]
+    args: list[Any] = [limit, events_limit, version]
+    for job in jobs:
+        keys += job[:3]
+        args += job[3:]
+    return Call(ENQUEUE, keys, args)
+
+
+class StartLimits(NamedTuple):
+    """What the start script takes to acquire a task's limits (see :mod:`aqueue._limits`)."""
+
+    rate_tat: Key
+    rate_reserved: Key
+    holders: Key
+    parked_line: Key
+    delayed: Key
+    holder_streams: Sequence[Key]
+    """The queue's level streams: a concurrency slot's holder names the stream of its entry."""
+    interval_us: str
+    """Microseconds between two jobs of the rate ("" for no rate)."""
+    most: int | str
+    """Most running at once ("" for no cap)."""
+    lease: int
+    """The lease in ms."""
+
+
+def start(
+    *,
+    record: Key,
+    stream: Key,
+    queued: Key,
+    events: Key,
+    consumer: bytes | str,
+    entry_id: bytes,
+    group: str,
+    max_attempts: int,
+    keeps_record: bool,
+    prior_attempts: int,
+    expires_at: int,
+    record_ttl: int,
+    task_name: str,
+    events_limit: int,
+    job_id: str,
+    limits: StartLimits | None = None,
+) -> Call:
+    """Begin one delivery (see start.lua for the replies)."""
+    keys = [record, stream, queued, events]
+    args: list[Any] = [
+        consumer,
+        entry_id,
+        group,
+        max_attempts,
+        _flag(keeps_record),
+        prior_attempts,
+        expires_at,
+        record_ttl,
+        task_name,
+        events_limit,
+        job_id,
+    ]
+    if limits is not None:
+        keys += limits[:5]
+        keys += limits.holder_streams
+        args += limits[6:]
+    return Call(START, keys, args)
+
+
+def finish(
+    *,
+    stream: Key,
+    record: Key,
+    dead: Key,
+    delayed: Key,
+    unique: Key,
+    dependents: Key,
+    events: Key,
+    group: str,
+    consumer: bytes,
+    entry_id: bytes,
+    status: str,
+    outcome_field: str,
+    outcome: bytes | str,
+    result_ttl: int,
+    dead_reason: str,
+    dead_limit: int,
+    retry_delay_ms: int,
+    attempt: int,
+    job_id: str,
+    key_ttl: str,
+    told: bool,
+    events_limit: int,
+    task: str,
+    arguments: bytes,
+    arguments_size: str,
+) -> Call:
+    """Record a delivery's outcome and ack it, if ``consumer`` still owns it; its record keeps
+    the job's encoded ``arguments``, or their ``arguments_size`` when too large (``b""`` and
+    ``""``: neither)."""
+    return Call(
+        FINISH,
+        [stream, record, dead, delayed, unique, dependents, events],
+        [
+            group,
+            consumer,
+            entry_id,
+            status,
+            outcome_field,
+            outcome,
+            result_ttl,
+            dead_reason,
+            dead_limit,
+            retry_delay_ms,
+            attempt,
+            job_id,
+            key_ttl,
+            _flag(told),
+            events_limit,
+            task,
+            arguments,
+            arguments_size,
+        ],
+    )
+
+
+def requeue(
+    *, stream: Key, record: Key, queued: Key, group: str, consumer: bytes, entry_id: bytes
+) -> Call:
+    """Hand an entry this consumer owns back to the queue's tail (``queued``: the job's
+    "queued" hash, which names its entry while it waits)."""
+    return Call(REQUEUE, [stream, record, queued], [group, consumer, entry_id])
+
+
+def release(
+    *,
+    stream: Key,
+    holders: Key,
+    parked_line: Key,
+    delayed: Key,
+    group: str,
+    entry_id: bytes,
+) -> Call:
+    """Free the concurrency slot of an entry that is no longer pending."""
+    return Call(RELEASE, [stream, holders, parked_line, delayed], [group, entry_id])
+
+
+def heartbeat(*, workers: Key, worker: str, forget_after: int | str) -> Call:
+    """Say ``worker`` is alive in one queue (``forget_after=""``: remove it)."""
+    return Call(HEARTBEAT, [workers], [worker, forget_after])
+
+
+def register(
+    *,
+    index: Key,
+    record: Key,
+    name: str,
+    worker: bytes | str,
+    ttl_ms: int | str,
+    forget_after: int | str,
+) -> Call:
+    """Write a worker's registry record (``ttl_ms=""``: deregister it)."""
+    return Call(REGISTER, [index, record], [name, worker, ttl_ms, forget_after])
+
+
+def renew(*, stream: Key, group: str, consumer: str, entry_ids: Sequence[bytes]) -> Call:
+    """Renew the lease of ``entry_ids`` (a few thousand at most) that ``consumer`` owns."""
+    return Call(RENEW, [stream], [group, consumer, *entry_ids])
+
+
+def fetch(*, streams: Sequence[Key], group: str, consumer: str, count: int) -> Call:
+    """Read up to ``count`` new entries from ``streams``, in that order."""
+    return Call(FETCH, list(streams), [group, consumer, count])
+
+
+def poll(
+    *, delayed: Key, levels: Key, cancelled: Key, paused: Key, batch: int, cursor: int
+) -> Call:
+    """A worker's frequent look at a queue: due jobs, levels, cancellations, pause."""
+    return Call(POLL, [delayed, levels, cancelled, paused], [batch, cursor])
+
+
+def promote(
+    *,
+    delayed: Key,
+    levels: Key,
+    dead: Key,
+    streams: Sequence[Key],
+    records: Sequence[Key],
+    dead_limit: int,
+    members: Sequence[bytes],
+) -> Call:
+    """Move due ``members`` into their streams; ``records[i]`` is the record of ``members[i]``'s
+    job."""
+    return Call(PROMOTE, [delayed, levels, dead, *streams, *records], [dead_limit, *members])
+
+
+def progress(*, record: Key, fraction: str, message: str) -> Call:
+    """Record a running job's progress."""
+    return Call(PROGRESS, [record], [fraction, message])
+
+
+def stats(
+    *,
+    dead: Key,
+    workers: Key,
+    delayed: Key,
+    levels: Key,
+    streams: Sequence[Key],
+    group: str,
+    lease_ms: int,
+) -> Call:
+    """A queue's counts, read in one step."""
+    return Call(STATS, [dead, workers, delayed, levels, *streams], [group, lease_ms])
+
+
+def prune(
+    *, levels: Key, streams: Sequence[Key], group: str, least_idle_ms: int, consumer: str
+) -> Call:
+    """Delete idle consumers with nothing pending (only ``consumer``, unless "")."""
+    return Call(PRUNE, [levels, *streams], [group, least_idle_ms, consumer])
+
+
+def cancel(
+    *,
+    record: Key,
+    cancelled: Key,
+    queued: Key,
+    delayed: Key,
+    events: Key,
+    unique: Key,
+    streams: Sequence[Key],
+    job_id: str,
+    error_value: bytes,
+    ttl: int,
+    forgotten: bool,
+    events_limit: int,
+    task: str,
+) -> Call:
+    """Cancel a job that has not ended (``unique``: the key its record names, if any;
+    ``task``: its task name for the event when no record tells it, else "")."""
+    return Call(
+        CANCEL,
+        [record, cancelled, queued, delayed, events, unique, *streams],
+        [job_id, error_value, ttl, _flag(forgotten), events_limit, task],
+    )
+
+
+class PurgedEntry(NamedTuple):
+    """An entry a purge drops, with the keys of the job it names."""
+
+    record: Key
+    queued: Key
+    unique: Key
+    entry_id: bytes
+
+
+def purge(
+    *,
+    stream: Key,
+    events: Key,
+    group: str,
+    error_value: bytes,
+    ttl: int,
+    events_limit: int,
+    entries: Sequence[PurgedEntry],
+) -> Call:
+    """Drop the ``entries`` of ``stream`` that no worker has read yet."""
+    keys = [stream, events]
+    args: list[Any] = [group, error_value, ttl, events_limit]
+    for entry in entries:
+        keys += entry[:3]
+        args.append(entry.entry_id)
+    return Call(PURGE, keys, args)
+
+
+class Letter(NamedTuple):
+    """A dead letter to replay, with the keys of the job it names."""
+
+    record: Key
+    unique: Key
+    letter_id: bytes
+
+
+def replay(
+    *,
+    dead: Key,
+    levels: Key,
+    events: Key,
+    streams: Sequence[Key],
+    own_fields: str,
+    dropped_fields: str,
+    most: int,
+    events_limit: int,
+    letters: Sequence[Letter],
+) -> Call:
+    """Move up to ``most`` of ``letters`` back into the queue."""
+    keys = [dead, levels, events, *streams]
+    args: list[Any] = [own_fields, dropped_fields, most, events_limit]
+    for letter in letters:
+        keys += letter[:2]
+        args.append(letter.letter_id)
+    return Call(REPLAY, keys, args)
+
+
+def wait(
+    *,
+    record: Key,
+    wait: Key,
+    pending: Key,
+    members: Key,
+    events: Key,
+    status: str,
+    task: str,
+    ttl: int,
+    expires_in: int,
+    events_limit: int,
+    dependencies: Sequence[str],
+    member_ids: Sequence[str],
+    fields: Sequence[tuple[str, Value]],
+) -> Call:
+    """Register a job (or a workflow's parent record) that waits for ``dependencies``."""
+    args: list[Any] = [status, task, ttl, expires_in, events_limit]
+    args += [len(dependencies), *dependencies, len(member_ids), *member_ids]
+    for name, value in fields:
+        args += [name, value]
+    return Call(WAIT, [record, wait, pending, members, events], args)
+
+
+def depend(
+    *, record: Key, dependents: Key, queued: Key, waiting_job: str, ttl: int, fresh: bool
+) -> Call:
+    """Register ``waiting_job`` as a dependent of a job, unless that job ended."""
+    return Call(DEPEND, [record, dependents, queued], [waiting_job, ttl, _flag(fresh)])
+
+
+def resolve(
+    *, record: Key, wait: Key, pending: Key, dependency: str, dependency_status: str
+) -> Call:
+    """Count the end of ``dependency`` for a waiting job."""
+    return Call(RESOLVE, [record, wait, pending], [dependency, dependency_status])
+
+
+def unblock(
+    *,
+    record: Key,
+    wait: Key,
+    pending: Key,
+    levels: Key,
+    events: Key,
+    streams: Sequence[Key],
+    action: str,
+    payload: bytes = b"",
+    codes: str = "",
+    status: str = "",
+    outcome_field: str = "",
+    outcome: bytes = b"",
+    result_ttl: int = 0,
+    events_limit: int,
+) -> Call:
+    """Release a waiting job once: ``action="enqueue"`` it (with ``payload``, the entry's
+    ``codes``) or ``"finish"`` its record (with ``status`` and the outcome, told as an event)."""
+    return Call(
+        UNBLOCK,
+        [record, wait, pending, levels, events, *streams],
+        [action, payload, codes, status, outcome_field, outcome, result_ttl, events_limit],
+    )

@@ -1,0 +1,87 @@
+-- The prelude: put in front of every script (after its shebang line, if it has one), since Lua
+-- scripts cannot import. The idioms several scripts share live here, once. Each script then
+-- names its KEYS and ARGV at its top, in the order its builder in aqueue/_redis/_calls.py
+-- emits them (a test holds the two to each other); a block of keys is named by the index it
+-- starts at ("local streams = 4  -- KEYS[4...]"). No key is named in Lua: every key a script
+-- touches arrives in KEYS, so Redis Cluster can route the call and check it.
+
+-- The server's time in ms: due times, expiries and timestamps are on its clock, never on a
+-- client's, so a skewed worker cannot fire work early.
+local function now_ms()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+
+-- The stream of a priority level, from the ten level streams (lowest first) that a script
+-- takes in KEYS from index `streams`, and whether it is a level of its own. A level that is no
+-- single digit (an entry written by another program) is the default, 5, the queue's own stream.
+local function level_stream(streams, level)
+  local n = string.match(level or '', '^%d$') and tonumber(level) or 5
+  return KEYS[streams + n], n ~= 5
+end
+
+-- Whether `consumer` owns the pending entry (its pending row then), else nil. XACK does not
+-- check who owns an entry, so every write for a delivery checks this first (fencing): a worker
+-- whose lease lapsed must not ack away or overwrite the new owner's delivery.
+local function owned(stream, group, entry, consumer)
+  local pending = redis.call('XPENDING', stream, group, entry, entry, 1)[1]
+  if pending and pending[2] == consumer then
+    return pending
+  end
+  return nil
+end
+
+-- Whether a job's status is final: nothing changes it any more (but a replay of a failure).
+local function ended(status)
+  return status == 'succeeded' or status == 'failed' or status == 'cancelled'
+end
+
+-- Each change of a job's state is told in the queue's event stream (aqueue/_events.py) in the
+-- same step that makes it, so a reader sees an event exactly when the change happened. A limit
+-- of 0: the app keeps no events. The entry's id tells when it happened; the stream's key tells
+-- the queue. (Whole words for field names: an event is no job entry, and 10,000 of them per
+-- queue weigh little.)
+local function emit(stream, limit, kind, job, task, worker)
+  if tonumber(limit) > 0 then
+    redis.call('XADD', stream, 'MAXLEN', '~', limit, '*', 'type', kind, 'job', job,
+      'task', task or '', 'worker', worker or '')
+  end
+end
+
+-- A job enqueued to run at once keeps no record key while it waits: its status lives in a field
+-- of one of its queue's small "queued" hashes (the record key's id part -> its stream entry's
+-- id, then " <level>" for a priority level's stream), a quarter of what a record key with a TTL
+-- costs. The entry id tells when it was enqueued, the entry its task. The script that changes
+-- the job's status first makes the record from them and removes the field, in the same step.
+
+-- The job's place in its "queued" hash, or nil when it has none (it has a record, or no status
+-- at all).
+local function queued_state(record, queued)
+  local id = string.match(record, ':job:(.*)$')
+  local value = id and redis.call('HGET', queued, id)
+  if not value then
+    return nil
+  end
+  local entry, level = string.match(value, '^(%S+) ?(.*)$')
+  return {id = id, entry = entry, level = level, enqueued_at = string.match(entry, '^(%d+)')}
+end
+
+-- The task named by a stream entry ("" when it has none or is gone).
+local function task_of(stream, entry)
+  local found = redis.call('XRANGE', stream, entry, entry)[1]
+  for i = 1, found and #found[2] or 0, 2 do
+    if found[2][i] == 't' then
+      return found[2][i + 1]
+    end
+  end
+  return ''
+end
+
+-- Make the record of a job found by queued_state(), and remove its field. status: "queued"
+-- unless given, with more field/value pairs after it.
+local function record_queued(record, queued, state, ttl, task, status, ...)
+  redis.call('HSET', record, 'status', status or 'queued', 'enqueued_at', state.enqueued_at,
+    'task', task, ...)
+  redis.call('EXPIRE', record, ttl)
+  redis.call('HDEL', queued, state.id)
+end

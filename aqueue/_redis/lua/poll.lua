@@ -1,0 +1,55 @@
+-- What a worker looks at every few milliseconds for each of its queues, in one call: the jobs of
+-- the delayed set that are due (on the server's clock, so a worker with a skewed clock cannot
+-- fire work early), how many priority levels are in use (a new level is noticed without a read
+-- of its own), which running jobs were cancelled since it last looked (the cancel script writes
+-- that set), and whether the queue is paused (workers stop or start reading it within one
+-- call's interval).
+-- Due jobs are only found here; promote.lua moves them, with their records in its KEYS.
+-- Returns {due members (with each its job id, "" when it names none), ms until the next due
+--          job or -1 when none waits, levels in use besides the default, next cursor,
+--          1 when the queue is paused else 0, ids of jobs cancelled since the cursor...}.
+local delayed = KEYS[1]
+local levels = KEYS[2]
+local cancelled = KEYS[3]
+local paused = KEYS[4]
+-- most due members to return
+local batch = tonumber(ARGV[1])
+-- cancel time in ms from the previous call (0 on the first: the last hour)
+local cursor = tonumber(ARGV[2])
+local now = now_ms()
+local due = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, batch)) do
+  local ok, fields = pcall(cmsgpack.unpack, member)
+  local job = ''
+  for i = 1, ok and type(fields) == 'table' and #fields or 0, 2 do
+    if fields[i] == 'j' and type(fields[i + 1]) == 'string' then
+      job = fields[i + 1]
+    end
+  end
+  due[#due + 1] = member
+  due[#due + 1] = job
+end
+local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local wait = -1
+if #first > 0 then
+  wait = math.max(0, tonumber(first[2]) - now)
+end
+if cursor == 0 then
+  -- A worker's first look goes back as far as the cancel script keeps ids (an hour): its
+  -- fetcher may have started a job cancelled a moment before, and a fire-and-forget job
+  -- cancelled before this worker started must not start on it.
+  cursor = now - 3600000
+end
+-- Inclusive, and the next look starts from this script's own time: a cancel later in this same
+-- ms is not missed, and what was read is not read again (beyond that one ms).
+local ids = redis.call('ZRANGEBYSCORE', cancelled, cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, 10000)
+local reply = {due, wait, redis.call('SCARD', levels), now, redis.call('EXISTS', paused)}
+for i = 1, #ids, 2 do
+  reply[#reply + 1] = ids[i]
+end
+if #ids == 20000 then
+  -- A full page: go on from its last score (or past it, if the whole page shares one ms).
+  local last = tonumber(ids[#ids])
+  reply[4] = last > cursor and last or cursor + 1
+end
+return reply
