@@ -292,7 +292,7 @@ async def test_events_of_several_queues_are_merged(app: aqueue.App) -> None:
 async def test_an_app_without_events_writes_none(
     server: RedisServer, namespace: str, redis: Redis
 ) -> None:
-    async with aqueue.App(server.url, namespace=namespace) as quiet:
+    async with aqueue.App(server.url, namespace=namespace, unknown_task_grace=0) as quiet:
 
         @quiet.task
         async def ping() -> None: ...
