@@ -34,6 +34,7 @@ from ._logging import JobLogFilter, JsonLogFormatter
 from ._middleware import CallNext, Middleware, OutgoingJob
 from ._queue import DeadLetter, Queue, QueueStats
 from ._registry import WorkerInfo
+from ._schedule import Schedule
 from ._serialize import JsonSerializer, Serializer
 from ._task import Task
 from ._version import __version__
@@ -42,6 +43,7 @@ from .exceptions import (
     AqueueError,
     ConfigurationError,
     ConnectionFailed,
+    ErrorType,
     InvalidArguments,
     JobCancelled,
     JobNotFound,
@@ -70,6 +72,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "DeadLetter",
+    "ErrorType",
     "Event",
     "EventType",
     "Group",
@@ -98,6 +101,7 @@ __all__ = [
     "ResultTimeout",
     "ResultTooLarge",
     "Retry",
+    "Schedule",
     "SerializationError",
     "Serializer",
     "ServerError",
@@ -118,3 +122,12 @@ __all__ = [
     "current_job",
     "group",
 ]
+
+# Every class and function is shown as aqueue's (in reprs, tracebacks, docs and a failed job's
+# error type), where users import it from, not as the private module it lives in (as httpx
+# does). Type aliases, the version and the backoff module keep theirs.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or (callable(_value) and hasattr(_value, "__code__")):
+        _value.__module__ = __name__
+del _name, _value

@@ -159,6 +159,10 @@ class App:
         events: Keep each queue's recent job events (enqueued, started, succeeded, ...)
             for :meth:`events` and dashboards. Off by default: it adds a write to every
             enqueue, start and finish. Turn it on in producers and workers alike.
+        unknown_task_grace: How long a worker keeps a job of a task it does not know while
+            no live worker reading the job's queue knows the task, in seconds or as a
+            timedelta (5 minutes); then the job goes to the dead letters. A job that a live
+            worker knows is left to it at once (a rolling deploy: see the Deployment guide).
         kept_arguments_size: Largest encoded arguments, in bytes, that the record of a job
             keeping a result holds once the job ran, for ``aqueue job`` (larger ones are
             noted by their size only); 0 keeps none. 1024 by default. Read by workers.
@@ -182,6 +186,7 @@ class App:
         routes: Mapping[str, str] | None = None,
         max_queue_length: int | Mapping[str, int] | None = None,
         events: bool | None = None,
+        unknown_task_grace: float | timedelta | None = None,
         kept_arguments_size: int | None = None,
     ) -> None:
         given = Settings.resolve(
@@ -197,6 +202,7 @@ class App:
             routes=routes,
             max_queue_length=max_queue_length,
             events=events,
+            unknown_task_grace=unknown_task_grace,
             kept_arguments_size=kept_arguments_size,
         )
         label = given.label
@@ -220,6 +226,10 @@ class App:
         self._max_queue_length = _queue_lengths(given.max_queue_length, label("max_queue_length"))
         self.events_limit = EVENTS_LIMIT if given.events else 0
         """Events each queue keeps, about (0: the app writes none)."""
+        self.unknown_task_grace = (
+            seconds(given.unknown_task_grace, label("unknown_task_grace"), allow_zero=True) or 0.0
+        )
+        """Seconds a worker keeps a job of a task no live worker knows before dead-lettering it."""
         self.kept_arguments_size = whole_number(
             given.kept_arguments_size, f"{label('kept_arguments_size')} (bytes)", least=0
         )
@@ -500,7 +510,7 @@ class App:
     @property
     def _typed_results(self) -> bool:
         """Whether a registered task's return annotation needs converting (see Job.result)."""
-        return any(task.config.types.result for task in self._tasks.values())
+        return any(task._config.types.result for task in self._tasks.values())
 
     def route(self, task_name: str) -> str:
         """The queue of a task that names none: the first matching route, else the default."""
@@ -663,7 +673,7 @@ class App:
         return self._direct_calls
 
     @property
-    def results(self) -> ResultWaiter:
+    def _result_waiter(self) -> ResultWaiter:
         """The shared subscription that ``job.result()`` waits on."""
         self._forget_a_closed_loop()
         if self._results is None:

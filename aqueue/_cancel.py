@@ -13,7 +13,7 @@ from ._job import encode_error
 from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
-from .exceptions import JobNotFound
+from .exceptions import ErrorType, JobNotFound
 
 if TYPE_CHECKING:
     from ._app import App
@@ -52,7 +52,7 @@ async def cancel(
 async def _cancel_each(
     app: App, job_ids: list[str], *, forgotten: bool = False, task: str = ""
 ) -> list[Any]:
-    error = encode_error("aqueue.Cancelled", "cancelled by request")
+    error = encode_error(ErrorType.CANCELLED, "cancelled by request")
     keep = app.result_ttl or CANCELLED_RECORD_TTL
     queues = [keys_of(app.namespace, queue_of(job_id)) for job_id in job_ids]
     # The uniqueness key a job holds is named in its record (set at enqueue, never changed):

@@ -32,11 +32,10 @@ from typing import (
     Self,
     TypedDict,
     TypeVar,
+    Unpack,
     cast,
     overload,
 )
-
-from typing_extensions import Unpack
 
 from ._depend import ERROR_MARK, Plan, Waiting
 from ._job import GROUP_TASK, Job, JobInfo
@@ -126,7 +125,7 @@ class Canvas(Generic[R]):
         """``value``, this workflow's result as JSON, as the type its task's return
         annotation names (a group's: each member's)."""
         returns = self._returns
-        conversion = None if returns is None else returns.config.types.result
+        conversion = None if returns is None else returns._config.types.result
         return value if conversion is None or value is None else conversion.from_wire(value)
 
 
@@ -154,11 +153,11 @@ class _Call:
         return Step(self.task, self.args, self.kwargs)
 
     def _outgoing(self, *, first: int = 0) -> Outgoing:
-        return self.task._app._outgoing(self.task.config, self.args, self.kwargs, first=first)
+        return self.task._app._outgoing(self.task._config, self.args, self.kwargs, first=first)
 
     def _wait_for(self, plan: Plan, deps: list[str], *, as_list: bool, lenient: bool) -> str:
         """Register this call as a job that waits for ``deps`` and gets their results."""
-        config = self.task.config
+        config = self.task._config
         if config.key or config.delay or config.at:
             raise ConfigurationError(
                 f"{self.task.name} waits for a previous result (a chain's later step or a "
@@ -170,7 +169,7 @@ class _Call:
             Waiting(
                 outgoing.job_id,
                 self.task.name,
-                [*deps, *self.task.config.after],
+                [*deps, *self.task._config.after],
                 "job",
                 outgoing.spec.result_ttl,
                 outgoing.entry(),
@@ -193,20 +192,20 @@ class Signature(_Call, Canvas[R]):
 
     @property
     def queue(self) -> str:
-        return self.task.config.queue
+        return self.task._config.queue
 
     def _plan(self, plan: Plan) -> str:
         outgoing = self._outgoing()
-        if self.task.config.after:
-            return plan.wait(waiting_job(outgoing, self.task.config.after))
-        return plan.add(self.queue, outgoing, wait=self.task.config.wait)
+        if self.task._config.after:
+            return plan.wait(waiting_job(outgoing, self.task._config.after))
+        return plan.add(self.queue, outgoing, wait=self.task._config.wait)
 
     @property
     def _returns(self) -> Task[Any, Any] | None:
         return self.task
 
     def _handle(self, job_id: str) -> Job[R]:
-        keeps = self.task.config.result_ttl > 0
+        keeps = self.task._config.result_ttl > 0
         return Job(self.app, job_id, keeps_result=keeps, task=self.task.name)
 
 
@@ -270,7 +269,7 @@ class Chain(Canvas[R]):
 
     @property
     def queue(self) -> str:
-        return self.steps[-1].task.config.queue
+        return self.steps[-1].task._config.queue
 
     @property
     def _returns(self) -> Task[Any, Any] | None:
@@ -359,7 +358,7 @@ class Chord(Canvas[R]):
 
     @property
     def queue(self) -> str:
-        return self.callback.task.config.queue
+        return self.callback.task._config.queue
 
     @property
     def _returns(self) -> Task[Any, Any] | None:

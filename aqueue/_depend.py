@@ -43,7 +43,7 @@ from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from ._serialize import encode_call
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, ErrorType
 
 if TYPE_CHECKING:
     from ._app import App
@@ -342,7 +342,7 @@ async def _fail(
     error: dict[str, Any]
     if kind == "job":
         error = {
-            "type": "aqueue.DependencyFailed",
+            "type": ErrorType.DEPENDENCY_FAILED,
             "message": f"dependency failed: job {root['job']} ({root['task']}) {_ended(root)}",
         }
     else:
@@ -426,7 +426,7 @@ def _root(job_id: str, row: _Row) -> dict[str, Any]:
     if status is None:
         return root | {
             "status": "unknown",
-            "type": "aqueue.JobNotFound",
+            "type": ErrorType.JOB_NOT_FOUND,
             "message": "no record (never enqueued, result_ttl=0, or expired)",
         }
     error: dict[str, Any] = orjson.loads(raw_error) if raw_error else {}
@@ -434,10 +434,10 @@ def _root(job_id: str, row: _Row) -> dict[str, Any]:
         cause: dict[str, Any] = error["cause"]
         return cause
     if status == b"cancelled":
-        return root | {"status": "cancelled", "type": "aqueue.JobCancelled", "message": ""}
+        return root | {"status": "cancelled", "type": ErrorType.CANCELLED, "message": ""}
     return root | {
         "status": status.decode(),
-        "type": error.get("type", "aqueue.UnknownError"),
+        "type": error.get("type", ErrorType.UNKNOWN_ERROR),
         "message": error.get("message", ""),
         "traceback": error.get("traceback", ""),
     }

@@ -54,7 +54,7 @@ class Event:
 
 def named_queues(app: App) -> list[str]:
     """Every queue the app names: its default, its tasks' (periodic ones too), its routes'."""
-    named = (task.config.queue for task in app.tasks.values())
+    named = (task._config.queue for task in app.tasks.values())
     return sorted({app.default_queue, *named, *app.routes.values()})
 
 

@@ -21,6 +21,7 @@ from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import (
     ConnectionFailed,
+    ErrorType,
     JobCancelled,
     JobNotFound,
     ResultTimeout,
@@ -355,7 +356,9 @@ class Job(Generic[R]):
         # timeout (which bounds the wait for the job, and may be 0 for a finished job).
         subscribing = True
         try:
-            async with self._app.results.watch(self._key, SUBSCRIBE_TIMEOUT, only=only) as woken:
+            async with self._app._result_waiter.watch(
+                self._key, SUBSCRIBE_TIMEOUT, only=only
+            ) as woken:
                 subscribing = False
                 yield woken
         except TimeoutError:
@@ -440,10 +443,10 @@ def _time(raw: bytes | None) -> datetime | None:
 
 def _error_from(raw: bytes | None) -> RemoteError:
     if raw is None:
-        return RemoteError("aqueue.UnknownError", "the worker recorded no error", "")
+        return RemoteError(ErrorType.UNKNOWN_ERROR, "the worker recorded no error", "")
     data: dict[str, Any] = orjson.loads(raw)
     return RemoteError(
-        type=data.get("type", "aqueue.UnknownError"),
+        type=data.get("type", ErrorType.UNKNOWN_ERROR),
         message=data.get("message", ""),
         traceback=data.get("traceback", ""),
         timed_out=bool(data.get("timed_out", False)),
@@ -453,7 +456,7 @@ def _error_from(raw: bytes | None) -> RemoteError:
 def _result_conversion(app: App, task_name: str | None) -> Conversion | None:
     """How the result of the task named ``task_name`` converts, when this app registers it."""
     task = app.tasks.get(task_name) if task_name else None
-    return None if task is None else task.config.types.result
+    return None if task is None else task._config.types.result
 
 
 def json_result(app: App, task_name: str | None, value: Any) -> Any:

@@ -17,6 +17,7 @@ from ._message import CODES, DEAD_LETTER_FIELDS, FIELDS
 from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, GROUP, Keys, keys_of
+from .exceptions import ErrorType
 
 if TYPE_CHECKING:
     from ._app import App
@@ -65,12 +66,12 @@ class DeadLetter:
 class Queue:
     """A handle on one queue of an app: ``app.queue("emails")``."""
 
-    __slots__ = ("_app", "keys", "name")
+    __slots__ = ("_app", "_keys", "name")
 
     def __init__(self, app: App, name: str) -> None:
         self._app = app
         self.name = name
-        self.keys = keys_of(app.namespace, name)
+        self._keys = keys_of(app.namespace, name)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name}>"
@@ -80,7 +81,7 @@ class Queue:
 
         Queued and running jobs are counted over every priority level's stream.
         """
-        keys = self.keys
+        keys = self._keys
         with translate_errors(self._app.url):
             call = scripts.stats(
                 dead=keys.dead,
@@ -115,17 +116,17 @@ class Queue:
         for workers that start later too.
         """
         with translate_errors(self._app.url):
-            await self._app.redis.set(self.keys.paused, 1)
+            await self._app.redis.set(self._keys.paused, 1)
 
     async def resume(self) -> None:
         """Let workers read this queue again (they learn of it as promptly as of a pause)."""
         with translate_errors(self._app.url):
-            await self._app.redis.delete(self.keys.paused)
+            await self._app.redis.delete(self._keys.paused)
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused (see :meth:`pause`)."""
         with translate_errors(self._app.url):
-            return bool(await self._app.redis.exists(self.keys.paused))
+            return bool(await self._app.redis.exists(self._keys.paused))
 
     async def purge_queued(self) -> int:
         """Drop every job waiting in this queue (at every priority level) and return how many.
@@ -134,9 +135,9 @@ class Queue:
         for it are told. Running jobs and scheduled ones (delayed, or waiting for a retry)
         are left alone.
         """
-        keys = self.keys
+        keys = self._keys
         app = self._app
-        error = encode_error("aqueue.Cancelled", "purged from its queue")
+        error = encode_error(ErrorType.CANCELLED, "purged from its queue")
         keep = app.result_ttl or CANCELLED_RECORD_TTL
         dropped = 0
         with translate_errors(app.url):
@@ -188,12 +189,19 @@ class Queue:
             # The raw field list, in order: a client's dict would keep the last of two fields
             # of one name, and aqueue's come first (see DEAD_LETTER_FIELDS).
             [entries] = await self._app._direct.commands(
-                [(b"XRANGE", self.keys.dead, b"-", b"+", b"COUNT", limit)]
+                [(b"XRANGE", self._keys.dead, b"-", b"+", b"COUNT", limit)]
             )
         raw = cast("list[tuple[bytes, list[bytes]]]", entries)
         return [_dead_letter(entry_id, fields) for entry_id, fields in raw]
 
-    async def replay_dead(self, limit: int = 10_000, *, letter: str | None = None) -> int:
+    async def replay_dead_letters(
+        self,
+        limit: int = 10_000,
+        *,
+        letter: str | None = None,
+        task: str | None = None,
+        reason: str | None = None,
+    ) -> int:
         """Move up to ``limit`` dead letters back into the queue, oldest first.
 
         Replayed jobs start over (attempts count from zero), each with every option it was
@@ -202,17 +210,21 @@ class Queue:
 
         A replay is the one way out of a final status: a ``failed`` job is ``queued`` again
         and runs anew. A job that succeeded or was cancelled meanwhile is not run again; its
-        dead letter stays (``purge()`` deletes it).
+        dead letter stays (:meth:`purge_dead_letters` deletes it).
 
         Args:
             limit: Most letters to replay.
+            task: Replay only the letters of this task name (the others stay).
+            reason: Replay only the letters whose reason holds this text, e.g.
+                ``"no task named"`` (a task not deployed then) or ``"arguments do not
+                bind"`` (the others stay).
             letter: Replay only the dead letter with this id (:attr:`DeadLetter.id`).
 
         Returns:
             How many jobs went back into the queue.
         """
         whole_number(limit, "limit")
-        keys = self.keys
+        keys = self._keys
         own = " ".join(DEAD_LETTER_FIELDS)
         not_replayed = " ".join(wire.code for wire in FIELDS if not wire.replayed)
         # One letter: the range of its id alone, which the next page, "(id" to id, ends.
@@ -238,18 +250,22 @@ class Queue:
                         dropped_fields=not_replayed,
                         most=limit - replayed,
                         events_limit=self._app.events_limit,
-                        letters=[_letter(keys, entry_id, raw) for entry_id, raw in page],
+                        letters=[
+                            _letter(keys, entry_id, raw)
+                            for entry_id, raw in page
+                            if _selected(raw, task, reason)
+                        ],
                     )
                 )
                 replayed += moved
         return replayed
 
-    async def purge(self) -> int:
+    async def purge_dead_letters(self) -> int:
         """Delete every dead letter of this queue and return how many there were."""
         with translate_errors(self._app.url):
             pipe = self._app.redis.pipeline(transaction=True)
-            pipe.xlen(self.keys.dead)
-            pipe.delete(self.keys.dead)
+            pipe.xlen(self._keys.dead)
+            pipe.delete(self._keys.dead)
             count, _ = await pipe.execute()
         return int(count)
 
@@ -278,6 +294,16 @@ def _named(keys: Keys, raw: list[bytes]) -> tuple[str, bytes]:
 def _purged(keys: Keys, entry_id: bytes, raw: list[bytes]) -> scripts.PurgedEntry:
     job_id, unique = _named(keys, raw)
     return scripts.PurgedEntry(keys.job(job_id), keys.queued(job_id), unique, entry_id)
+
+
+def _selected(raw: list[bytes], task: str | None, reason: str | None) -> bool:
+    """Whether a dead letter is of ``task`` and its reason holds ``reason`` (None: any).
+    Letters do not change once written, so choosing them before the script moves them is
+    safe."""
+    fields = _first_fields(raw)
+    if task is not None and fields.get(CODES["task"]) != task.encode():
+        return False
+    return reason is None or reason.encode() in fields.get("reason", b"")
 
 
 def _letter(keys: Keys, letter_id: bytes, raw: list[bytes]) -> scripts.Letter:

@@ -83,6 +83,7 @@ _FROM_TEXT: dict[str, tuple[Callable[[str], Any], str]] = {
         'a whole number, or a JSON object of queues to numbers, as {"emails": 1000}',
     ),
     "events": (_flag, "1, true, yes or on (or 0, false, no or off)"),
+    "unknown_task_grace": (_number, "a number of seconds"),
     "kept_arguments_size": (_whole, "a whole number of bytes"),
 }
 
@@ -103,6 +104,7 @@ class Settings:
     routes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     max_queue_length: int | Mapping[str, int] = 0
     events: bool = False
+    unknown_task_grace: float | timedelta = 300
     kept_arguments_size: int = DEFAULT_KEPT_ARGUMENTS_SIZE
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
     """Where each setting not left at its default came from: ``"argument"`` or the name of

@@ -111,12 +111,12 @@ class Task(Generic[P, R]):
     function directly, in the caller's process.
     """
 
-    __slots__ = ("_app", "_arity", "_signature", "config", "fn", "is_async")
+    __slots__ = ("_app", "_arity", "_config", "_signature", "fn", "is_async")
 
     def __init__(self, app: App, fn: Callable[..., Any], config: TaskConfig) -> None:
         self._app = app
         self.fn = fn
-        self.config = config
+        self._config = config
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._arity = _plain_arity(self._signature)
@@ -124,10 +124,10 @@ class Task(Generic[P, R]):
     @property
     def name(self) -> str:
         """The name the task is registered and enqueued under."""
-        return self.config.name
+        return self._config.name
 
     def __repr__(self) -> str:
-        return f"<Task {self.config.name} queue={self.config.queue}>"
+        return f"<Task {self._config.name} queue={self._config.queue}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Run the function here and now (a coroutine for ``async def`` tasks)."""
@@ -211,13 +211,13 @@ class Task(Generic[P, R]):
             changes["delay"] = 0.0
         if after is not None:
             changes["after"] = _dependencies(after)
-        copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self.config, **changes))
-        if key_ttl is not None and copy.config.key is None:
+        copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self._config, **changes))
+        if key_ttl is not None and copy._config.key is None:
             raise ConfigurationError(
                 "key_ttl keeps a uniqueness key after the job ended, but no key was given: "
                 "pass options(key=..., key_ttl=...)"
             )
-        if copy.config.after and (copy.config.key or copy.config.delay or copy.config.at):
+        if copy._config.after and (copy._config.key or copy._config.delay or copy._config.at):
             raise ConfigurationError(
                 "a job with after= cannot also have key, delay or at: it is enqueued when "
                 "its dependencies succeeded"
@@ -234,11 +234,11 @@ class Task(Generic[P, R]):
             QueueFull: The queue holds its ``max_queue_length`` (unless ``options(wait=True)``).
             ConnectionFailed: Redis could not be reached.
         """
-        if self.config.after:
+        if self._config.after:
             [waiting] = await self._enqueue_after([self._prepare(args, kwargs)])
             return waiting
         [job] = await self._app._write(
-            self.config.queue, [self._prepare(args, kwargs)], wait=self.config.wait
+            self._config.queue, [self._prepare(args, kwargs)], wait=self._config.wait
         )
         return job
 
@@ -255,9 +255,9 @@ class Task(Generic[P, R]):
             InvalidArguments: An item is neither, or its arguments do not bind.
         """
         batch = [self._prepare(*self._call_of(call)) for call in calls]
-        if self.config.after:
+        if self._config.after:
             return await self._enqueue_after(batch)
-        return await self._app._write(self.config.queue, batch, wait=self.config.wait)
+        return await self._app._write(self._config.queue, batch, wait=self._config.wait)
 
     @overload
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]: ...
@@ -279,9 +279,9 @@ class Task(Generic[P, R]):
     async def _enqueue_after(self, batch: list[Outgoing]) -> list[Job[R]]:
         plan = Plan(self._app)
         for outgoing in batch:
-            plan.wait(waiting_job(outgoing, self.config.after))
+            plan.wait(waiting_job(outgoing, self._config.after))
         await plan.run()
-        keeps = self.config.result_ttl > 0
+        keeps = self._config.result_ttl > 0
         return [
             Job(self._app, outgoing.job_id, keeps_result=keeps, task=self.name)
             for outgoing in batch
@@ -296,7 +296,7 @@ class Task(Generic[P, R]):
         if isinstance(item, list):
             return tuple(item), {}
         raise InvalidArguments(
-            f"{self.config.name}.enqueue_many takes one tuple of positional arguments or one "
+            f"{self._config.name}.enqueue_many takes one tuple of positional arguments or one "
             f"mapping of keyword arguments per job, not {type(item).__name__} ({item!r:.60}); "
             "to enqueue signatures, enqueue each one or put them in aqueue.group([...])"
         )
@@ -306,9 +306,9 @@ class Task(Generic[P, R]):
             self._check_binds(args, kwargs)
         except TypeError as exc:
             raise InvalidArguments(
-                f"cannot enqueue {self.config.name}{self._signature}: {exc}"
+                f"cannot enqueue {self._config.name}{self._signature}: {exc}"
             ) from None
-        return self._app._outgoing(self.config, args, kwargs)
+        return self._app._outgoing(self._config, args, kwargs)
 
 
 def _plain_arity(signature: inspect.Signature) -> int:

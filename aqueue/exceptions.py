@@ -23,18 +23,24 @@ AqueueError
 
 ``aqueue.Retry`` is not an error but a request: raise it in a task to be tried again.
 
+A job that fails on a worker carries the name of its error's type (``TaskFailed.type``): the
+qualified name of the task's exception, or one of :class:`ErrorType` for what aqueue itself
+decided (a timeout, an unknown task, a cancellation, ...).
+
 redis-py's own exceptions never leave the public API: they are wrapped at the boundary
 (``raise ConnectionFailed(...) from exc``).
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 __all__ = [
     "AqueueError",
     "ConfigurationError",
     "ConnectionFailed",
+    "ErrorType",
     "InvalidArguments",
     "JobCancelled",
     "JobNotFound",
@@ -52,6 +58,43 @@ __all__ = [
     "TaskTimeout",
     "WorkerStartError",
 ]
+
+
+class ErrorType(enum.StrEnum):
+    """The error types aqueue records for a job itself, as ``TaskFailed.type`` and
+    ``JobInfo.error.type`` name them (strings: ``failure.type == ErrorType.UNKNOWN_TASK``).
+
+    An exception a task raises is named by its class instead, e.g. ``"builtins.ValueError"``.
+    """
+
+    TASK_TIMEOUT = "aqueue.TaskTimeout"
+    """The task ran past its timeout (raised as :class:`TaskTimeout`)."""
+    RESULT_TOO_LARGE = "aqueue.ResultTooLarge"
+    """The task's result is over the size limit (raised as :class:`ResultTooLarge`)."""
+    CANCELLED = "aqueue.JobCancelled"
+    """The job was cancelled, by request or purged from its queue."""
+    EXPIRED = "aqueue.Expired"
+    """The job's ``expires`` passed before a worker started it (it ends cancelled)."""
+    UNKNOWN_TASK = "aqueue.UnknownTask"
+    """No live worker knew the job's task for ``unknown_task_grace`` (dead-lettered)."""
+    INVALID_ARGUMENTS = "aqueue.InvalidArguments"
+    """The job's arguments do not bind to the task on the worker (dead-lettered)."""
+    INVALID_OPTIONS = "aqueue.InvalidOptions"
+    """The entry's options cannot be read (dead-lettered)."""
+    UNDECODABLE_ENTRY = "aqueue.UndecodableEntry"
+    """The entry lacks a job id, task or payload (dead-lettered)."""
+    UNDECODABLE_PAYLOAD = "aqueue.UndecodablePayload"
+    """The serializer cannot decode the job's arguments (dead-lettered)."""
+    POISON = "aqueue.Poison"
+    """Delivered more than ``max_deliveries`` times without an outcome (dead-lettered)."""
+    WORKER_ERROR = "aqueue.WorkerError"
+    """The worker could not handle the entry: a bug of aqueue's (dead-lettered)."""
+    DEPENDENCY_FAILED = "aqueue.DependencyFailed"
+    """A job this one waited for (``after=``) failed or was cancelled."""
+    JOB_NOT_FOUND = "aqueue.JobNotFound"
+    """A job this one waited for has no record."""
+    UNKNOWN_ERROR = "aqueue.UnknownError"
+    """The record of a failure names no error."""
 
 
 class AqueueError(Exception):
@@ -165,7 +208,7 @@ class ResultTooLarge(TaskFailed):
     """The task's encoded result is larger than the app's ``max_result_size`` (or than the
     server takes in one value), so the job failed instead of storing it.
 
-    A waiter sees it as a :class:`TaskFailed` whose ``type`` is ``"aqueue.ResultTooLarge"``.
+    A waiter sees it as a :class:`TaskFailed` whose ``type`` is :attr:`ErrorType.RESULT_TOO_LARGE`.
     """
 
 

@@ -195,7 +195,7 @@ def aqueue_jobs(aqueue_app: App) -> Iterator[EnqueuedJobs]:
 
 def _queues_of(app: App, also: Iterable[str] = ()) -> list[str]:
     """The queues the app's tasks and routes name, its default queue, and ``also``."""
-    tasks = (task.config.queue for task in app.tasks.values())
+    tasks = (task._config.queue for task in app.tasks.values())
     return sorted({app.default_queue, *app.routes.values(), *tasks, *also})
 
 

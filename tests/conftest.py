@@ -49,7 +49,11 @@ def namespace() -> str:
 
 @pytest.fixture
 async def app(server: RedisServer, namespace: str) -> AsyncIterator[aqueue.App]:
-    async with aqueue.App(server.url, namespace=namespace, lease=3) as the_app:
+    """An app whose workers dead-letter a job of a task they do not know at once, rather than
+    wait for a worker that knows it (test_rolling_deploys.py tests the wait)."""
+    async with aqueue.App(
+        server.url, namespace=namespace, lease=3, unknown_task_grace=0
+    ) as the_app:
         yield the_app
 
 

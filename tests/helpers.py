@@ -10,7 +10,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import GROUP, Keys
+from tests.internals import GROUP, Keys
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as a bytes client reads it: its id and its fields."""
@@ -49,6 +49,12 @@ async def read_as(redis: Redis, keys: Keys, consumer: str, count: int | None = N
         for _, read in cast("list[tuple[bytes, list[Entry]]]", pairs)
         for entry_id, _ in read
     ]
+
+
+async def pending_count(redis: Redis, stream: bytes) -> int:
+    """How many entries of ``stream`` the workers' group has delivered and not acked."""
+    summary: dict[str, Any] = await redis.xpending(stream, GROUP)
+    return int(summary["pending"])
 
 
 def hiding(directory: Path, package: str) -> Path:

@@ -12,15 +12,17 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import keys_of
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
+from tests.internals import keys_of
 from tests.test_cli import ROOT, cli_env
 
 
 @pytest.fixture
 async def app(server: RedisServer, namespace: str) -> AsyncIterator[aqueue.App]:
-    async with aqueue.App(server.url, namespace=namespace, lease=3, events=True) as the_app:
+    async with aqueue.App(
+        server.url, namespace=namespace, lease=3, events=True, unknown_task_grace=0
+    ) as the_app:
         yield the_app
 
 
@@ -163,7 +165,7 @@ async def test_a_replayed_dead_letter_is_told_enqueued_again(app: aqueue.App) ->
     async with aqueue.Worker(app):
         job = await app.enqueue("not.deployed")
         await eventually(lambda: _dead(app))
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
 
     events = await collect(app, 4)
     assert kinds(events) == ["enqueued", "started", "dead-lettered", "enqueued"]
@@ -290,7 +292,7 @@ async def test_events_of_several_queues_are_merged(app: aqueue.App) -> None:
 async def test_an_app_without_events_writes_none(
     server: RedisServer, namespace: str, redis: Redis
 ) -> None:
-    async with aqueue.App(server.url, namespace=namespace) as quiet:
+    async with aqueue.App(server.url, namespace=namespace, unknown_task_grace=0) as quiet:
 
         @quiet.task
         async def ping() -> None: ...
@@ -305,7 +307,7 @@ async def test_an_app_without_events_writes_none(
             await job.result(timeout=5)
             await quiet.enqueue("not.deployed")
             await eventually(lambda: _dead(quiet))
-        await quiet.queue().replay_dead()
+        await quiet.queue().replay_dead_letters()
         await quiet.queue().purge_queued()
     assert await redis.exists(keys_of(namespace, "default").events) == 0
 

@@ -11,11 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-import aqueue._depend
-from aqueue._redis import _calls as scripts
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status
+from tests.internals import Keys, members, scripts
 
 
 async def test_a_cancelled_queued_job_never_runs(app: aqueue.App) -> None:
@@ -304,8 +302,8 @@ async def test_cancelling_a_group_cancels_its_members(app: aqueue.App) -> None:
     assert await group.cancel() is True
     with pytest.raises(aqueue.JobCancelled):
         await group.result(timeout=1)
-    members = await aqueue._depend.members(app, group.id)
-    statuses = {await app.job(member).status() for member in members}
+    ids = await members(app, group.id)
+    statuses = {await app.job(member).status() for member in ids}
     assert statuses == {aqueue.JobStatus.CANCELLED}
 
 
@@ -329,8 +327,8 @@ async def test_cancelling_a_running_chain_stops_it_and_its_later_steps(app: aque
         chain = await (slow.s(1) | double.s() | double.s()).enqueue()
         await asyncio.wait_for(started.wait(), 5)
         await chain.cancel()
-        members = await aqueue._depend.members(app, chain.id)
-        for member in members:
+        ids = await members(app, chain.id)
+        for member in ids:
             with pytest.raises(aqueue.JobCancelled):
                 await app.job(member).result(timeout=2)
         await asyncio.wait_for(stopped.wait(), 1)

@@ -9,7 +9,7 @@ import pytest
 
 import aqueue
 from aqueue import Retry
-from aqueue._depend import members
+from tests.internals import members
 
 
 def tasks(app: aqueue.App) -> tuple[aqueue.Task[[int, int], int], aqueue.Task[[int], int]]:

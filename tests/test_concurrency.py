@@ -16,9 +16,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import GROUP, Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
+from tests.internals import GROUP, Keys
 
 
 class Gauge:

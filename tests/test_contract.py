@@ -13,8 +13,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from aqueue._redis import _calls as scripts
-from aqueue._redis._scripts import Call
+from tests.internals import Call, scripts
 
 LUA = Path(scripts.__file__).parent / "lua"
 

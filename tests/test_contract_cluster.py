@@ -26,13 +26,10 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import ResponseError
 
 import aqueue
-from aqueue._redis import _calls as scripts
-from aqueue._redis._direct import DirectCalls
-from aqueue._redis._keys import Keys
-from aqueue._redis._scripts import Call, Script, run_sync
 from aqueue.testing import RedisServer
 from tests.conftest import IN_CI
 from tests.helpers import eventually
+from tests.internals import Call, DirectCalls, Keys, Script, run_sync, scripts
 
 LUA = Path(scripts.__file__).parent / "lua"
 
@@ -225,7 +222,7 @@ async def test_every_script_touches_only_the_keys_its_call_declares(
                 await failed.result(timeout=10)
         await eventually(lambda: _is_running(running))
         await running.cancel()
-        assert await queue.replay_dead() == 1
+        assert await queue.replay_dead_letters() == 1
         await eventually(lambda: _is_dead(queue))
         await queue.stats()
         handed_back = await blocked.enqueue()  # still running at the stop: handed back

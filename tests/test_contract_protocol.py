@@ -12,9 +12,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._message import FIELDS, PROTOCOL_VERSION
-from aqueue._redis._keys import Keys
 from tests.helpers import entries
+from tests.internals import FIELDS, PROTOCOL_VERSION, Keys
 
 PROTOCOL = Path(__file__).parent.parent / "docs" / "protocol.md"
 

@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 import aqueue
 import aqueue.contrib._sse
-from aqueue._redis._keys import keys_of
 from aqueue.contrib.aiohttp import APP_KEY, job_events, setup
 from tests.helpers import eventually
+from tests.internals import keys_of
 from tests.web_helpers import task_stopping_halfway
 
 

@@ -21,9 +21,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import aqueue
-from aqueue._version import pip_install
 from aqueue.contrib.fastapi import AqueueApp, job_events, lifespan, stream_job
 from aqueue.testing import _free_port as free_port
+from tests.internals import pip_install
 from tests.web_helpers import task_stopping_halfway
 
 

@@ -10,9 +10,9 @@ import sys
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
+from tests.internals import Keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,8 +10,9 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
+from tests.helpers import entries
+from tests.internals import Keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +30,8 @@ async def test_dead_letters_list_the_reason_task_and_job(app: aqueue.App) -> Non
 async def test_a_task_unknown_to_old_workers_runs_once_replayed_to_new_ones(
     app: aqueue.App, redis: Redis
 ) -> None:
-    old = aqueue.App(app.url, namespace=app.namespace)  # a worker deployed before the task
+    # A worker deployed before the task, when no worker that knows it runs yet.
+    old = aqueue.App(app.url, namespace=app.namespace, unknown_task_grace=0)
     async with old, aqueue.Worker(old):
         job = await app.enqueue("reports.build", 7)
         await _wait_failed(job)
@@ -38,7 +40,7 @@ async def test_a_task_unknown_to_old_workers_runs_once_replayed_to_new_ones(
     async def build(n: int) -> str:
         return f"report {n}"
 
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
     assert await job.status() is aqueue.JobStatus.QUEUED
     async with aqueue.Worker(app):
         assert await job.result(timeout=10) == "report 7"
@@ -53,7 +55,7 @@ async def test_replaying_one_letter_by_its_id_leaves_the_others(app: aqueue.App)
             await _wait_failed(job)
     letters = await app.queue().dead_letters()
     middle = next(letter for letter in letters if letter.job_id == jobs[1].id)
-    assert await app.queue().replay_dead(letter=middle.id) == 1
+    assert await app.queue().replay_dead_letters(letter=middle.id) == 1
     left = {letter.job_id for letter in await app.queue().dead_letters()}
     assert left == {jobs[0].id, jobs[2].id}
     assert await jobs[1].status() is aqueue.JobStatus.QUEUED
@@ -63,7 +65,7 @@ async def test_purge_deletes_every_dead_letter(app: aqueue.App) -> None:
     async with aqueue.Worker(app):
         for _ in range(3):
             await _wait_failed(await app.enqueue("missing.task"))
-    assert await app.queue().purge() == 3
+    assert await app.queue().purge_dead_letters() == 3
     assert await app.queue().dead_letters() == []
 
 
@@ -127,6 +129,75 @@ async def test_letters_that_cannot_be_replayed_do_not_block_the_ones_behind(
     await redis.xadd(
         keys.dead, {b"reason": b"x", b"j": b"default:ab", b"t": b"t", b"p": b"[[],{}]"}
     )
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
     assert await redis.xlen(keys.stream) == 1
     assert await redis.xlen(keys.dead) == 150
+
+
+async def _letters(redis: Redis, keys: Keys, *letters: tuple[str, str]) -> None:
+    """Dead letters of jobs (as aqueue writes them), one per ``(task, reason)``."""
+    for n, (task, reason) in enumerate(letters):
+        await redis.xadd(
+            keys.dead,
+            {"reason": reason, "j": f"default:{n:02x}", "t": task, "p": "[[],{}]", "r": "60"},
+        )
+
+
+async def _tasks_in_stream(redis: Redis, keys: Keys) -> list[bytes]:
+    return [fields[b"t"] for _, fields in await entries(redis, keys.stream)]
+
+
+async def test_a_replay_of_one_task_leaves_the_letters_of_others(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    await _letters(redis, keys, ("a", "no task named 'a'"), ("b", "no task named 'b'"))
+    assert await app.queue().replay_dead_letters(task="b") == 1
+    assert await _tasks_in_stream(redis, keys) == [b"b"]
+    [left] = await app.queue().dead_letters()
+    assert left.task == "a"
+
+
+async def test_a_replay_by_reason_takes_only_the_letters_whose_reason_holds_it(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    await _letters(
+        redis,
+        keys,
+        ("a", "arguments do not bind: too many"),
+        ("a", "no task named 'a' is registered"),
+        ("b", "arguments do not bind: missing x"),
+    )
+    assert await app.queue().replay_dead_letters(reason="no task named") == 1
+    assert await _tasks_in_stream(redis, keys) == [b"a"]
+    assert [letter.task for letter in await app.queue().dead_letters()] == ["a", "b"]
+
+
+def test_the_cli_replays_only_the_letters_of_the_task_it_names(
+    server: RedisServer, namespace: str
+) -> None:
+    keys = Keys(namespace, "default")
+    with SyncRedis.from_url(server.url) as client:
+        for n, task in enumerate(["a", "b", "a"]):
+            client.xadd(keys.dead, {"reason": "r", "j": f"default:{n:02x}", "t": task, "p": "x"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aqueue",
+            "dead-letters",
+            "replay",
+            "--task",
+            "a",
+            "tests.cli_app:app",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AQUEUE_URL": server.url, "AQUEUE_TEST_NAMESPACE": namespace},
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.stdout == "replayed 2 job(s) into default\n", result.stderr
+    with SyncRedis.from_url(server.url) as client:
+        assert client.xlen(keys.dead) == 1

@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from tests.helpers import entries
+from tests.internals import Keys
 
 
 async def test_a_delayed_job_is_scheduled_until_due_then_runs(
@@ -83,9 +83,9 @@ def test_a_later_delay_or_at_replaces_the_earlier_one() -> None:
     async def ping() -> None: ...
 
     when = datetime.now(UTC) + timedelta(hours=1)
-    at_later = ping.options(delay=5).options(at=when).config
+    at_later = ping.options(delay=5).options(at=when)._config
     assert (at_later.delay, at_later.at) == (0.0, when)
-    delayed_later = ping.options(at=when).options(delay=5).config
+    delayed_later = ping.options(at=when).options(delay=5)._config
     assert (delayed_later.delay, delayed_later.at) == (5.0, None)
 
 

@@ -9,9 +9,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import aqueue
-import aqueue._worker._worker
-from aqueue._depend import job_ended
 from aqueue.testing import RedisServer
+from tests.internals import job_ended, worker_module
 
 
 def gate_tasks(
@@ -155,7 +154,7 @@ async def test_a_dependency_keeps_its_lease_while_its_waiting_jobs_are_told(
         await asyncio.sleep(2.0)  # four leases
         await job_ended(app, job_id)
 
-    monkeypatch.setattr(aqueue._worker._worker, "job_ended", slow_tell)
+    monkeypatch.setattr(worker_module, "job_ended", slow_tell)
     async with aqueue.App(server.url, namespace=namespace, lease=0.5) as app:
         gate, gated, note, _ = gate_tasks(app)
         async with aqueue.Worker(app, name="a") as first, aqueue.Worker(app, name="b") as second:
@@ -181,7 +180,7 @@ async def test_telling_that_keeps_failing_lets_the_entry_go_and_the_redelivery_t
             raise RedisConnectionError("this worker's connections are refused")
         await job_ended(app, job_id)
 
-    monkeypatch.setattr(aqueue._worker._worker, "job_ended", failing_for_a_while)
+    monkeypatch.setattr(worker_module, "job_ended", failing_for_a_while)
     async with aqueue.App(server.url, namespace=namespace, lease=0.5) as app:
         gate, gated, note, _ = gate_tasks(app)
         async with aqueue.Worker(app) as worker:
@@ -205,7 +204,7 @@ async def test_a_dependency_whose_worker_failed_to_tell_is_told_on_redelivery(
             raise RuntimeError("the worker dies here")  # as if killed between outcome and ack
         await job_ended(app, job_id)
 
-    monkeypatch.setattr(aqueue._worker._worker, "job_ended", tell_once)
+    monkeypatch.setattr(worker_module, "job_ended", tell_once)
     async with aqueue.App(server.url, namespace=namespace, lease=1) as app:
         gate, gated, note, _ = gate_tasks(app)
         async with aqueue.Worker(app):

@@ -9,9 +9,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._direct import _Room
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
+from tests.internals import _Room
 
 
 async def test_a_resp3_false_reply_does_not_hold_up_the_replies_behind_it(

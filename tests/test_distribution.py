@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import aqueue
-from aqueue._version import DISTRIBUTION
 from aqueue.testing import RedisServer
+from tests.internals import DISTRIBUTION
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

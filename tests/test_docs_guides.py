@@ -21,8 +21,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 import aqueue
-from aqueue._settings import Settings, env_name
 from aqueue.testing import RedisServer
+from tests.internals import Settings, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDES = ROOT / "docs" / "guide"

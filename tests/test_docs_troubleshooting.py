@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status
+from tests.internals import Settings
 from tests.test_docs_blocks import blocks_of
 
 ONE_LOOP = True  # the messages do not depend on the event loop
@@ -35,6 +36,9 @@ def assert_quoted(message: str, server: RedisServer, namespace: str) -> None:
         text = text.replace(server.url, "redis://localhost:6379/0")
         text = text.replace(f"'{namespace}'", "'aqueue'")
         text = re.sub(r"script: [^)]*", "script: ...", text)  # the server's script line
+        # The page quotes the default grace; the tests' workers have none.
+        grace = f"for {Settings().unknown_task_grace} s (unknown_task_grace)"
+        text = re.sub(r"for [\d.]+ s \(unknown_task_grace\)", grace, text)
         return " ".join(HEX_ID.sub("<id>", text).split())
 
     page = PAGE.read_text()
@@ -52,7 +56,8 @@ async def failure_of(job: aqueue.Job[Any]) -> str:
 @pytest.fixture
 async def worker_app(app: aqueue.App) -> AsyncIterator[aqueue.App]:
     """An app with a worker running, whose tasks are those of a ``send.py`` run as a module."""
-    worker = aqueue.App(app.url, namespace=app.namespace, lease=3)
+    # No grace for unknown tasks: their jobs fail at once, as after the grace in production.
+    worker = aqueue.App(app.url, namespace=app.namespace, lease=3, unknown_task_grace=0)
 
     @worker.task(name="send.hello")
     async def hello() -> None: ...

@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
 from tests.helpers import entries, eventually, has_status, keys_of
+from tests.internals import Keys
 
 
 async def test_enqueue_writes_one_stream_entry_and_the_job_reads_queued(

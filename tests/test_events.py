@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
+from tests.internals import Keys
 
 
 async def test_events_stream_status_and_progress_until_the_end(app: aqueue.App) -> None:

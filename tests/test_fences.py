@@ -11,12 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._depend import job_ended, members
-from aqueue._redis._keys import GROUP, Keys
-from aqueue._worker import _acker
-from aqueue._worker._outcome import Delivery
 from aqueue.testing import RedisServer
 from tests.helpers import entries, eventually, read_as
+from tests.internals import GROUP, Delivery, Keys, _acker, job_ended, members
 
 
 async def test_a_task_with_more_retries_than_max_deliveries_gets_every_retry(

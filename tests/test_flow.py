@@ -8,8 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
+from tests.internals import Keys
 
 
 def test_routes_send_tasks_that_name_no_queue_to_the_first_matching_queue() -> None:
@@ -24,7 +24,7 @@ def test_routes_send_tasks_that_name_no_queue_to_the_first_matching_queue() -> N
     @app.task(name="misc.ping")
     async def ping() -> None: ...
 
-    assert (send.config.queue, digest.config.queue, ping.config.queue) == (
+    assert (send._config.queue, digest._config.queue, ping._config.queue) == (
         "emails",
         "batch",  # an explicit queue wins over the routes
         "default",

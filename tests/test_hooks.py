@@ -95,7 +95,7 @@ async def test_a_task_asking_for_a_resource_nobody_provided_fails_saying_where_t
         job = await query.enqueue()
         with pytest.raises(aqueue.TaskFailed, match="on_worker_start") as failure:
             await job.result(timeout=5)
-    assert failure.value.type == "aqueue.exceptions.ResourceNotProvided"
+    assert failure.value.type == "aqueue.ResourceNotProvided"
     assert "'db'" in failure.value.message
 
 

@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
+from tests.internals import Keys
 
 
 @pytest.mark.parametrize("url", ["localhost:6379", "http://localhost:6379/0", ""])
@@ -87,9 +87,9 @@ def test_a_fraction_of_a_second_of_result_ttl_keeps_the_result_a_second() -> Non
     async def work() -> None: ...
 
     assert app.result_ttl == 1
-    assert work.options(result_ttl=dt.timedelta(milliseconds=200)).config.result_ttl == 1
-    assert work.options(key="k", key_ttl=0.1).config.key_ttl == 1
-    assert work.options(result_ttl=0).config.result_ttl == 0
+    assert work.options(result_ttl=dt.timedelta(milliseconds=200))._config.result_ttl == 1
+    assert work.options(key="k", key_ttl=0.1)._config.key_ttl == 1
+    assert work.options(result_ttl=0)._config.result_ttl == 0
 
 
 async def test_a_refused_ttl_writes_nothing(app: aqueue.App, redis: Redis) -> None:
@@ -141,7 +141,7 @@ async def test_a_dead_letter_limit_that_is_no_positive_count_is_refused(
     with pytest.raises(aqueue.ConfigurationError, match="limit must be a whole number"):
         await queue.dead_letters(limit=limit)  # type: ignore[arg-type]
     with pytest.raises(aqueue.ConfigurationError, match="limit must be a whole number"):
-        await queue.replay_dead(limit=limit)  # type: ignore[arg-type]
+        await queue.replay_dead_letters(limit=limit)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("job_id", [123, b"default:abc", None])

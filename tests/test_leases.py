@@ -17,14 +17,18 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 import aqueue
-from aqueue._redis._keys import GROUP, Keys
-from aqueue._worker._fetcher import Slots
-from aqueue._worker._lease import LeaseKeeper
-from aqueue._worker._levels import Levels
-from aqueue._worker._outcome import Delivery
-from aqueue._worker._reclaim import Reclaimer, prune_consumers
 from aqueue.testing import RedisServer
 from tests.helpers import entries, eventually, read_as
+from tests.internals import (
+    GROUP,
+    Delivery,
+    Keys,
+    LeaseKeeper,
+    Levels,
+    Reclaimer,
+    Slots,
+    prune_consumers,
+)
 
 
 async def test_a_dead_workers_job_is_claimed_and_run_after_the_lease(

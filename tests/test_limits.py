@@ -12,11 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._limits import Limits
-from aqueue._redis import _calls as scripts
-from aqueue._redis._keys import GROUP, Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status, read_as
+from tests.internals import GROUP, Keys, Limits, scripts
 
 
 async def test_a_rate_limit_is_held_within_ten_percent_by_three_workers(
@@ -324,7 +322,7 @@ def test_rate_limits_are_read_per_second_minute_or_hour(given: Any, per_second: 
     @app.task(rate_limit=given)
     async def limited() -> None: ...
 
-    rate = limited.config.rate_limit
+    rate = limited._config.rate_limit
     assert rate is not None
     assert rate.count / rate.period == pytest.approx(per_second)
 

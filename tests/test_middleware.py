@@ -13,8 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from tests.helpers import entries, eventually
+from tests.internals import Keys
 
 tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 

@@ -23,10 +23,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._control import send_command
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status, read_as
+from tests.internals import Keys, send_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "tests.ops_app:app"

@@ -12,9 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import GROUP, Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, read_as
+from tests.internals import GROUP, Keys
 
 
 @pytest.fixture(params=["valkey", "redis"])

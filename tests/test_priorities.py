@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import GROUP, Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
+from tests.internals import GROUP, Keys
 
 
 async def run_backlog(app: aqueue.App, done: list[Any], count: int, **worker: Any) -> None:
@@ -114,7 +114,7 @@ async def test_a_replayed_dead_letter_goes_back_to_its_own_priority(app: aqueue.
         with pytest.raises(aqueue.TaskFailed):
             await job.result(timeout=10)
     queue = app.queue()
-    assert await queue.replay_dead() == 1
+    assert await queue.replay_dead_letters() == 1
     assert (await queue.stats()).queued_by_priority == {5: 0, 2: 1}
     fail = False
     async with aqueue.Worker(app):

@@ -9,9 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._errors import translate_errors
-from aqueue._redis._keys import Keys
 from tests.helpers import eventually, has_status
+from tests.internals import Keys, translate_errors
 
 
 async def test_a_handle_from_a_groups_id_gives_failed_members_as_task_failed(
@@ -61,7 +60,7 @@ async def test_a_replayed_failed_job_is_queued_again_and_runs(app: aqueue.App) -
         job = await flaky.enqueue()
         with pytest.raises(aqueue.TaskFailed):
             await job.result(timeout=5)
-        assert await app.queue().replay_dead() == 1
+        assert await app.queue().replay_dead_letters() == 1
         assert await job.result(timeout=5) == "second time"
 
 
@@ -73,7 +72,8 @@ async def test_a_job_cancelled_after_its_dead_letter_is_not_replayed(
         pass
 
     job = await gone.enqueue()
-    old = aqueue.App(app.url, namespace=app.namespace)  # a worker without the task
+    # A worker without the task, while no worker that knows it runs.
+    old = aqueue.App(app.url, namespace=app.namespace, unknown_task_grace=0)
     keys = Keys(app.namespace, "default")
     async with old, aqueue.Worker(old):
 
@@ -82,7 +82,7 @@ async def test_a_job_cancelled_after_its_dead_letter_is_not_replayed(
 
         await eventually(dead, timeout=10)
     await redis.hset(keys.job(job.id), "status", "cancelled")
-    assert await app.queue().replay_dead() == 0
+    assert await app.queue().replay_dead_letters() == 0
     assert await job.status() is aqueue.JobStatus.CANCELLED
     assert await redis.xlen(keys.dead) == 1
 
@@ -110,7 +110,7 @@ def test_key_ttl_with_a_key_set_earlier_is_taken(app: aqueue.App) -> None:
     async def once() -> None:
         pass
 
-    assert once.options(key="k").options(key_ttl=60).config.key_ttl == 60
+    assert once.options(key="k").options(key_ttl=60)._config.key_ttl == 60
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])

@@ -8,8 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from tests.helpers import entries, eventually, has_status
+from tests.internals import Keys
 
 
 async def test_a_failing_task_is_retried_until_it_succeeds(app: aqueue.App) -> None:

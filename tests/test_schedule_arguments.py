@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._schedule import cron_schedule
+from tests.internals import cron_schedule
 
 NOON = datetime(2026, 3, 18, 12, 34, 56, tzinfo=UTC)  # a Wednesday
 

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._schedule import cron_schedule
+from tests.internals import cron_schedule
 
 
 def test_a_five_field_cron_ticks_on_minutes_in_its_timezone() -> None:

@@ -9,10 +9,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis import _calls as scripts
-from aqueue._redis._keys import GROUP, Keys
-from aqueue._redis._scripts import run_sync
 from aqueue.testing import RedisServer
+from tests.internals import GROUP, Keys, run_sync, scripts
 
 
 async def _pending_entry(redis: Redis, stream: bytes) -> bytes:
@@ -37,6 +35,7 @@ async def test_a_batch_keeps_its_order_when_the_server_lacks_its_first_script(
     requeue = scripts.requeue(
         stream=keys.stream,
         record=keys.job("default:1"),
+        queued=keys.queued("default:1"),
         group=GROUP,
         consumer=b"worker",
         entry_id=entry_id,

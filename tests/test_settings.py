@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 import aqueue
-from aqueue._settings import Settings, env_name
+from tests.internals import Settings, env_name
 
 ALL_SET = {
     "AQUEUE_URL": "redis://cache.internal:6380/2",
@@ -22,6 +22,7 @@ ALL_SET = {
     "AQUEUE_ROUTES": '{"emails.*": "emails"}',
     "AQUEUE_MAX_QUEUE_LENGTH": '{"emails": 100}',
     "AQUEUE_EVENTS": "yes",
+    "AQUEUE_UNKNOWN_TASK_GRACE": "90",
     "AQUEUE_KEPT_ARGUMENTS_SIZE": "256",
 }
 
@@ -59,6 +60,7 @@ def test_every_setting_comes_from_its_environment_variable(
     assert app.route("emails.send") == "emails"
     assert (app.max_queue_length("emails"), app.max_queue_length("other")) == (100, 0)
     assert app.events_limit > 0
+    assert app.unknown_task_grace == 90
     assert app.kept_arguments_size == 256
 
 
@@ -77,6 +79,7 @@ def test_without_argument_or_variable_each_setting_has_its_default() -> None:
         "default",
     )
     assert (app.result_ttl, app.lease, app.max_queue_length("default")) == (3600, 30.0, 0)
+    assert app.unknown_task_grace == 300
 
 
 def test_an_empty_variable_leaves_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

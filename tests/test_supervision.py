@@ -9,13 +9,9 @@ from typing import Any
 import pytest
 
 import aqueue
-from aqueue._worker._acker import Acker
-from aqueue._worker._fetcher import Fetcher
-from aqueue._worker._lease import LeaseKeeper
-from aqueue._worker._reclaim import Reclaimer
-from aqueue._worker._scheduler import Scheduler
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status
+from tests.internals import Acker, Fetcher, LeaseKeeper, Reclaimer, Scheduler
 
 
 class Boom(Exception):

@@ -27,8 +27,8 @@ def test_decorator_options_are_kept_on_the_task() -> None:
     @app.task(name="emails.send", queue="emails", timeout=30, retries=5)
     async def send(to: str) -> None: ...
 
-    assert (send.name, send.config.queue, send.config.timeout) == ("emails.send", "emails", 30.0)
-    assert (send.config.retries, send.config.result_ttl) == (5, 60)
+    assert (send.name, send._config.queue, send._config.timeout) == ("emails.send", "emails", 30.0)
+    assert (send._config.retries, send._config.result_ttl) == (5, 60)
 
 
 def test_registering_two_tasks_under_one_name_is_an_error() -> None:
@@ -60,8 +60,8 @@ def test_options_returns_a_configured_copy_and_leaves_the_task_alone() -> None:
     async def work() -> None: ...
 
     high = work.options(queue="high", result_ttl=0, timeout=5)
-    assert (high.config.queue, high.config.result_ttl, high.config.timeout) == ("high", 0, 5.0)
-    assert (work.config.queue, work.config.timeout) == ("default", None)
+    assert (high._config.queue, high._config.result_ttl, high._config.timeout) == ("high", 0, 5.0)
+    assert (work._config.queue, work._config.timeout) == ("default", None)
 
 
 @pytest.mark.parametrize("queue", ["", "has space", "a:b", "{tag}"])

@@ -16,10 +16,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
-from aqueue._typed import UNTYPED
 from aqueue.testing import RedisServer
 from tests.helpers import entries
+from tests.internals import UNTYPED, Keys
 
 WHEN = datetime(2026, 12, 4, 20, 15, 30, 123456, tzinfo=UTC)
 
@@ -275,7 +274,7 @@ def test_a_task_with_json_annotations_converts_nothing() -> None:
     async def bare(a, b):  # type: ignore[no-untyped-def]
         return a
 
-    assert plain.config.types == bare.config.types == UNTYPED
+    assert plain._config.types == bare._config.types == UNTYPED
 
 
 def test_only_the_result_is_converted_when_only_it_needs_converting() -> None:
@@ -285,7 +284,7 @@ def test_only_the_result_is_converted_when_only_it_needs_converting() -> None:
     async def stamp(n: int) -> datetime:
         return WHEN
 
-    assert stamp.config.types.arguments is None
+    assert stamp._config.types.arguments is None
 
 
 def test_a_typed_task_without_msgspec_names_the_extra_to_install(
@@ -305,8 +304,8 @@ def test_an_annotation_not_defined_at_decoration_leaves_its_values_json() -> Non
     @app.task
     async def later(thing: NotImportedHere, when: datetime) -> None: ...  # type: ignore[name-defined]  # noqa: F821
 
-    assert later.config.types.arguments is not None
-    assert later.config.types.arguments.positional[0][1] == "when"
+    assert later._config.types.arguments is not None
+    assert later._config.types.arguments.positional[0][1] == "when"
 
 
 async def test_a_chain_step_gets_its_own_arguments_and_the_previous_result_typed(

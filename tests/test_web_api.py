@@ -23,14 +23,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 import aqueue
-from aqueue._redis._keys import Keys
-from aqueue._schedule import last_tick_key
-from aqueue._version import pip_install
 from aqueue.testing import RedisServer
 from aqueue.testing import _free_port as free_port
 from aqueue.web import Auth, dashboard
 from aqueue.web._msgpack import unpack_strings
 from tests.helpers import eventually, has_status
+from tests.internals import Keys, last_tick_key, pip_install
 from tests.test_cli import ROOT, cli_env
 from tests.test_docs_guides import blocks
 from tests.web_helpers import task_stopping_halfway

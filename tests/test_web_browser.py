@@ -133,7 +133,7 @@ def register_echo(app: aqueue.App) -> None:
 async def test_every_page_loads_without_errors_and_asks_only_its_own_origin(
     server: RedisServer, namespace: str, browser: Browser
 ) -> None:
-    app = aqueue.App(server.url, namespace=namespace, lease=3, events=True)
+    app = aqueue.App(server.url, namespace=namespace, lease=3, events=True, unknown_task_grace=0)
     register_echo(app)
 
     @app.task(name="reports.render")

@@ -16,9 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._message import CODES, FIELDS
-from aqueue._redis._keys import Keys
 from tests.helpers import entries, eventually
+from tests.internals import CODES, FIELDS, Keys
 
 LUA = Path(aqueue.__file__).parent / "_redis" / "lua"
 
@@ -141,7 +140,8 @@ async def test_a_job_that_expires_while_it_waits_is_cancelled_instead_of_run(
 async def _dead_lettered(app: aqueue.App, redis: Redis) -> None:
     """Run the queue's job on a worker that does not know its task: it is dead-lettered."""
     keys = Keys(app.namespace, "default")
-    old = aqueue.App(app.url, namespace=app.namespace)  # deployed before the task
+    # Deployed before the task, while no worker that knows it runs.
+    old = aqueue.App(app.url, namespace=app.namespace, unknown_task_grace=0)
     async with old, aqueue.Worker(old):
 
         async def dead() -> bool:
@@ -162,7 +162,7 @@ async def test_a_replayed_job_keeps_every_field_of_its_entry(app: aqueue.App, re
     before = await _entry(redis, keys, job.id)
     assert set(before) >= {wire.code for wire in FIELDS if wire.replayed}
     await _dead_lettered(app, redis)
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
     assert await _entry(redis, keys, job.id) == before
 
 
@@ -180,7 +180,7 @@ async def test_a_replayed_entry_keeps_fields_of_another_program(
     }
     await redis.xadd(keys.stream, written)  # type: ignore[arg-type]
     await _dead_lettered(app, redis)
-    assert await app.queue().replay_dead() == 1
+    assert await app.queue().replay_dead_letters() == 1
     [replayed] = await entries(redis, keys.stream)
     assert replayed[1] == written
 

@@ -11,9 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._checks import MAX_SECONDS
-from aqueue._redis._keys import GROUP, Keys
 from tests.helpers import entries, eventually, has_status
+from tests.internals import GROUP, MAX_SECONDS, Keys
 
 
 async def test_an_entry_stays_pending_while_its_task_runs_and_is_gone_after(

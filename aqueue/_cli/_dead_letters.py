@@ -68,17 +68,23 @@ def dead_letters_ls(app_path: str, queue_name: str | None, limit: int, loop: str
 @dead_letters.command("replay")
 @app_argument
 @single_queue_option
+@click.option("--task", "task", default=None, help="Replay only the letters of this task.")
+@click.option(
+    "--reason", "reason", default=None, help="Replay only the letters whose reason holds this."
+)
 @loop_option
 @_fail_cleanly
-def dead_letters_replay(app_path: str, queue_name: str | None, loop: str) -> None:
-    """Put every dead letter back into its queue, to run again from attempt 1."""
+def dead_letters_replay(
+    app_path: str, queue_name: str | None, task: str | None, reason: str | None, loop: str
+) -> None:
+    """Put the dead letters back into their queue, to run again from attempt 1."""
     app = load_app(app_path)
     queue = app.queue(queue_name)
 
     async def replay() -> int:
         async with app:
             await refuse_unknown_queues(app, [queue.name])
-            return await queue.replay_dead()
+            return await queue.replay_dead_letters(task=task, reason=reason)
 
     click.echo(f"replayed {run_async(replay, loop)} job(s) into {queue.name}")
 
@@ -98,6 +104,6 @@ def dead_letters_purge(app_path: str, queue_name: str | None, yes: bool, loop: s
         async with app:
             question = f"delete every dead letter of {queue.name}?"
             await confirm_for_known_queue(app, queue.name, question, yes=yes)
-            return await queue.purge()
+            return await queue.purge_dead_letters()
 
     click.echo(f"deleted {run_async(purge, loop)} dead letter(s) from {queue.name}")

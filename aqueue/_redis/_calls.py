@@ -208,9 +208,12 @@ def finish(
     )
 
 
-def requeue(*, stream: Key, record: Key, group: str, consumer: bytes, entry_id: bytes) -> Call:
-    """Hand an entry this consumer owns back to the queue's tail."""
-    return Call(REQUEUE, [stream, record], [group, consumer, entry_id])
+def requeue(
+    *, stream: Key, record: Key, queued: Key, group: str, consumer: bytes, entry_id: bytes
+) -> Call:
+    """Hand an entry this consumer owns back to the queue's tail (``queued``: the job's
+    "queued" hash, which names its entry while it waits)."""
+    return Call(REQUEUE, [stream, record, queued], [group, consumer, entry_id])
 
 
 def release(

@@ -122,6 +122,7 @@ class Acker:
                     scripts.requeue(
                         stream=delivery.stream,
                         record=delivery.record,
+                        queued=delivery.queued,
                         group=GROUP,
                         consumer=self._consumer,
                         entry_id=delivery.entry_id,

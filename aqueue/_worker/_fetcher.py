@@ -22,6 +22,7 @@ that queue's streams. With every queue paused, it reads nothing until one is res
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections import deque
@@ -38,9 +39,11 @@ from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
 from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import GROUP, Keys
+from ..exceptions import ErrorType
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
 from ._runner import expired_outcome, failure_outcome
+from ._unknown import FIRST_PAUSE, UnknownTasks
 
 logger = logging.getLogger("aqueue.worker")
 
@@ -62,7 +65,10 @@ class Slots:
 
     def give(self) -> None:
         self.free += 1
-        self._available.set()
+        # Jobs that only get dead-lettered may start beyond the free slots (see _unknown.py):
+        # a give then may leave none free yet.
+        if self.free > 0:
+            self._available.set()
 
     def wake(self) -> None:
         """End a :meth:`wait` now, free slot or not (the worker stops)."""
@@ -121,11 +127,20 @@ class Fetcher:
         self._lease_ms = int(app.lease * 1000)
         # Only tasks with limits pay for them: with none, begin() does no per-delivery work.
         self._limited = {
-            name: task.config
+            name: task._config
             for name, task in app.tasks.items()
-            if task.config.rate_limit is not None or task.config.max_concurrency is not None
+            if task._config.rate_limit is not None or task._config.max_concurrency is not None
         }
         self._limits: dict[tuple[str, str], Limits] = {}
+        self.unknown = UnknownTasks(
+            app=app,
+            in_flight=in_flight,
+            hand_back=skip,
+            # Started beyond the free slots if need be: such a run only dead-letters the job,
+            # at once, and must not wait behind long jobs for a slot.
+            start=functools.partial(self._start, checked=True),
+        )
+        """Deliveries of tasks this worker does not know, left for workers that know them."""
 
     async def run(self) -> None:
         """Fetch until :meth:`stop`; return once no read is in flight, with held entries
@@ -206,9 +221,11 @@ class Fetcher:
         self._giving_up = True
 
     async def stop(self) -> None:
-        """Stop fetching; a blocked read returns at once where the server allows it."""
+        """Stop fetching; a blocked read returns at once where the server allows it. Entries
+        of tasks this worker does not know go back to their queues."""
         self.give_up_starts()
         self._stopping = True
+        self.unknown.stop()
         self._slots.wake()  # a fetcher waiting for a slot sees _stopping and leaves
         self._woken.set()
         await self._unblock()
@@ -298,10 +315,22 @@ class Fetcher:
         """Start as many deliveries as slots are free; hold the others until slots free.
 
         Held entries start after those held before, each when a slot frees, never beyond
-        the free slots, however many streams the reads and claims took them from.
+        the free slots, however many streams the reads and claims took them from. Those of
+        tasks this worker does not know are left for workers that know them (see
+        ``_unknown.py``).
         """
+        started, again = self.unknown.divert(deliveries)
+        if again and not claimed:
+            # This worker read only jobs it had handed back to workers that know them (they
+            # were busy, or read later): let them read first, or the jobs cycle through here.
+            await asyncio.sleep(FIRST_PAUSE)
+        await self._begin(started, checked=claimed)
+
+    async def _begin(self, deliveries: list[Delivery], *, checked: bool) -> None:
+        if not deliveries:
+            return
         if not self._held and len(deliveries) <= self._slots.free:
-            await self._start(deliveries, checked=claimed)
+            await self._start(deliveries, checked=checked)
             return
         self._hold(deliveries)
         await self._start_held()
@@ -382,7 +411,7 @@ class Fetcher:
                 )
                 logger.error("job %s %s: %s", delivery.job_id, delivery.task_name, reason)
                 self._skip(
-                    failure_outcome(delivery, "aqueue.Poison", reason, "", dead_reason=reason)
+                    failure_outcome(delivery, ErrorType.POISON, reason, "", dead_reason=reason)
                 )
             elif verdict == b"expired":
                 logger.info(
@@ -414,7 +443,7 @@ class Fetcher:
 
     def _attempt_limit(self, delivery: Delivery) -> int:
         task = self._app.tasks.get(delivery.task_name or "")
-        retries = 0 if task is None else task.config.retries
+        retries = 0 if task is None else task._config.retries
         return max(self._app.max_deliveries, retries + 1)
 
     async def _start_scripts(self, deliveries: list[Delivery]) -> list[Any] | None:

@@ -22,7 +22,14 @@ from redis.exceptions import RedisError
 from .._context import JobContext, ProgressReporter, _current
 from .._hooks import ResourceKey
 from .._job import encode_error
-from ..exceptions import AqueueError, ResultTooLarge, Retry, SerializationError, TaskTimeout
+from ..exceptions import (
+    AqueueError,
+    ErrorType,
+    ResultTooLarge,
+    Retry,
+    SerializationError,
+    TaskTimeout,
+)
 from ._outcome import Action, Delivery, Outcome
 from ._threads import DaemonThreads
 
@@ -92,7 +99,7 @@ class Runner:
             value = await self._invoke(task, args, kwargs, timeout)
         except _TaskTimedOut:
             message = f"task ran longer than its timeout of {timeout} s"
-            timed_out = TaskTimeout(context.id, "aqueue.TaskTimeout", message, "")
+            timed_out = TaskTimeout(context.id, ErrorType.TASK_TIMEOUT, message, "")
             await _flush_progress(context)
             return self._failed(delivery, task, attempt, timed_out, started)
         except (asyncio.CancelledError, SystemExit) as exc:
@@ -111,7 +118,7 @@ class Runner:
         finally:
             _current.reset(token)
         await _flush_progress(context)
-        conversion = task.config.types.result
+        conversion = task._config.types.result
         try:
             if conversion is not None and value is not None:
                 value = conversion.to_wire(value)
@@ -136,7 +143,7 @@ class Runner:
                 f"of {limit}: store large data elsewhere (a blob store, a database) and return "
                 "its key, or raise App(max_result_size=...)"
             )
-            too_large = ResultTooLarge(context.id, "aqueue.ResultTooLarge", message, "")
+            too_large = ResultTooLarge(context.id, ErrorType.RESULT_TOO_LARGE, message, "")
             return self._failed(delivery, task, attempt, too_large, started)
         if self._log_each:
             self._log(delivery, f"succeeded in {_elapsed(started)}", logging.INFO)
@@ -157,30 +164,33 @@ class Runner:
         fields = delivery.fields
         name, payload = delivery.task_name, fields.get(b"p")
         if delivery.job_id is None or name is None or payload is None:
-            raise _DeadLetter("aqueue.UndecodableEntry", "entry lacks a job id, task or payload")
+            raise _DeadLetter(ErrorType.UNDECODABLE_ENTRY, "entry lacks a job id, task or payload")
         task = self._app.tasks.get(name)
         if task is None:
-            raise _DeadLetter("aqueue.UnknownTask", unknown_task_reason(name, self._app.tasks))
+            reason = unknown_task_reason(name, self._app.tasks, self._app.unknown_task_grace)
+            raise _DeadLetter(ErrorType.UNKNOWN_TASK, reason)
         try:
             args, kwargs = self._app.serializer.loads(payload)
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise ValueError("the payload is not [args, kwargs]")
         except Exception as exc:
             raise _DeadLetter(
-                "aqueue.UndecodablePayload", f"cannot decode payload: {exc}"
+                ErrorType.UNDECODABLE_PAYLOAD, f"cannot decode payload: {exc}"
             ) from None
         try:
             task._check_binds(args, kwargs)
         except TypeError as exc:
-            raise _DeadLetter("aqueue.InvalidArguments", f"arguments do not bind: {exc}") from None
-        arguments = task.config.types.arguments
+            raise _DeadLetter(
+                ErrorType.INVALID_ARGUMENTS, f"arguments do not bind: {exc}"
+            ) from None
+        arguments = task._config.types.arguments
         if arguments is not None:
             try:
                 args, kwargs = arguments.from_wire(args, kwargs)
             except TypeError as exc:
                 reason = f"arguments do not convert into their annotated types: {exc}"
-                raise _DeadLetter("aqueue.InvalidArguments", reason) from None
-        return task, args, kwargs, _timeout(fields.get(b"o"), task.config.timeout)
+                raise _DeadLetter(ErrorType.INVALID_ARGUMENTS, reason) from None
+        return task, args, kwargs, _timeout(fields.get(b"o"), task._config.timeout)
 
     def _context(self, delivery: Delivery, task_name: str, attempt: int) -> JobContext:
         enqueued_ms = int(delivery.entry_id.split(b"-", 1)[0])
@@ -254,7 +264,7 @@ class Runner:
         exc: Exception,
         started: float,
     ) -> Outcome:
-        config = task.config
+        config = task._config
         if isinstance(exc, TaskTimeout | ResultTooLarge):
             # Its str() already says "job ... failed with aqueue.TaskTimeout: ...".
             type_name, message, text = exc.type, exc.message, ""
@@ -308,13 +318,13 @@ def _timeout(raw_options: bytes | None, default: float | None) -> float | None:
     try:
         options = orjson.loads(raw_options)
     except orjson.JSONDecodeError as exc:
-        raise _DeadLetter("aqueue.InvalidOptions", f"cannot decode options: {exc}") from None
+        raise _DeadLetter(ErrorType.INVALID_OPTIONS, f"cannot decode options: {exc}") from None
     timeout = options.get("timeout", default) if isinstance(options, dict) else False
     if timeout is None or (
         isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0
     ):
         return timeout
-    raise _DeadLetter("aqueue.InvalidOptions", f"invalid job options: {raw_options!r}")
+    raise _DeadLetter(ErrorType.INVALID_OPTIONS, f"invalid job options: {raw_options!r}")
 
 
 class _TaskTimedOut(TimeoutError):
@@ -343,12 +353,13 @@ def failure_outcome(
 def expired_outcome(delivery: Delivery) -> Outcome:
     """The outcome of a job whose ``expires`` passed before it started: cancelled, not run."""
     message = "the job expired before a worker started it"
-    return failure_outcome(delivery, "aqueue.Expired", message, "", status="cancelled")
+    return failure_outcome(delivery, ErrorType.EXPIRED, message, "", status="cancelled")
 
 
-def unknown_task_reason(name: str, known: Iterable[str]) -> str:
-    """Why a job of a task the worker's app lacks is dead-lettered, with the registered
-    names it likely meant: a typo, or a task whose name a script run as ``__main__`` set."""
+def unknown_task_reason(name: str, known: Iterable[str], grace: float) -> str:
+    """Why a job of a task the worker's app lacks is dead-lettered (no live worker that knows
+    it read its queue for ``grace`` seconds), with the registered names it likely meant: a
+    typo, or a task whose name a script run as ``__main__`` set."""
     known = sorted(known)
     module, _, function = name.rpartition(".")
     # The same function in another module first: the worker imported, under its real module
@@ -358,6 +369,9 @@ def unknown_task_reason(name: str, known: Iterable[str]) -> str:
     reason = f"no task named {name!r} is registered on this worker's app"
     if alike:
         reason += f" (did you mean {' or '.join(repr(other) for other in alike[:3])}?)"
+    reason += (
+        f", nor did a live worker that knows it read the queue for {grace:g} s (unknown_task_grace)"
+    )
     if module == "__main__":
         return (
             f"{reason}; a task defined in a script run as __main__ is named after __main__, "

@@ -28,7 +28,7 @@ from .._redis._backoff import Backoff
 from .._redis._errors import passing_refusal, redact, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
-from ..exceptions import ConfigurationError, ConnectionFailed, ServerError
+from ..exceptions import ConfigurationError, ConnectionFailed, ErrorType, ServerError
 from ._acker import Acker
 from ._burst import until_drained
 from ._control import Controller
@@ -279,7 +279,7 @@ class Worker:
     def _banner(self) -> str:
         """What this worker serves and where, so a look at its log says what to expect."""
         app = self.app
-        tasks = [f"{name} ({task.config.queue})" for name, task in sorted(app.tasks.items())]
+        tasks = [f"{name} ({task._config.queue})" for name, task in sorted(app.tasks.items())]
         schedules = [f"{s.task_name}: {s.describe}" for s in app.schedules]
         return "\n".join(
             [
@@ -410,6 +410,7 @@ class Worker:
                 reclaiming = loops.start("promoter and reclaimer", reclaimer.run)
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
+                leaving = loops.start("keeper of unknown tasks' jobs", fetcher.unknown.run)
                 controller = Controller(app, self.name, self._stop_once)
                 loops.start("controller", controller.run)
                 # Started means reachable: a command sent once the worker has started (or
@@ -435,6 +436,7 @@ class Worker:
                 scheduler.stop()
                 await fetcher.stop()
                 await fetching.wait()
+                await leaving.wait()
                 await scheduling.wait()
                 await self._finish_running()
                 reclaimer.stop()
@@ -499,7 +501,7 @@ class Worker:
             reason = f"the worker could not handle this entry: {exc!r}"
             text = "".join(traceback.format_exception(exc))
             outcome = failure_outcome(
-                delivery, "aqueue.WorkerError", reason, text, dead_reason=reason
+                delivery, ErrorType.WORKER_ERROR, reason, text, dead_reason=reason
             )
         self._presence.ran(outcome)
         acker.submit(outcome)

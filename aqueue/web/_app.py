@@ -313,7 +313,7 @@ class _Dashboard:
                 "its task dead_letter_failures=True to retry failed jobs from here",
             )
         queue = self.app.queue(self.app.job(job_id).queue)
-        if await queue.replay_dead(letter=letter.id) == 0:
+        if await queue.replay_dead_letters(letter=letter.id) == 0:
             raise HTTPException(409, f"{job_id} was not replayed: it succeeded or was cancelled")
         return f"{job_id} is queued again"
 
@@ -329,11 +329,12 @@ class _Dashboard:
 
     async def replay(self, request: Request) -> str:
         queue = await self.known_queue(request)
-        return f"replayed {await queue.replay_dead(DEAD_LETTER_LIMIT)} job(s) into {queue.name}"
+        replayed = await queue.replay_dead_letters(DEAD_LETTER_LIMIT)
+        return f"replayed {replayed} job(s) into {queue.name}"
 
     async def purge(self, request: Request) -> str:
         queue = await self.known_queue(request)
-        return f"deleted {await queue.purge()} dead letter(s) of {queue.name}"
+        return f"deleted {await queue.purge_dead_letters()} dead letter(s) of {queue.name}"
 
     async def control(self, request: Request) -> str:
         worker, command = request.path_params["worker"], request.path_params["command"]

@@ -300,7 +300,7 @@ async def schedules(app: App) -> list[dict[str, Any]]:
             found.append(
                 {
                     "task": schedule.task_name,
-                    "queue": app.tasks[schedule.task_name].config.queue,
+                    "queue": app.tasks[schedule.task_name]._config.queue,
                     "schedule": schedule.describe,
                     "misfire": schedule.misfire,
                     "last": None if last is None else _at(float(last)),

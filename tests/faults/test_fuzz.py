@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
+from tests.internals import Keys
 
 pytestmark = pytest.mark.slow
 

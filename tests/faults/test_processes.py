@@ -11,10 +11,10 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._redis._keys import GROUP, Keys
 from aqueue.testing import RedisServer
 from tests.faults.conftest import WorkerProcess
 from tests.helpers import eventually
+from tests.internals import GROUP, Keys
 
 pytestmark = pytest.mark.slow
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 import aqueue
+from tests.internals import Keys
 
 pytestmark = pytest.mark.slow
 
@@ -68,14 +69,13 @@ async def test_a_hundred_worker_restarts_leave_no_consumer_and_lose_nothing(
     async def echo(n: int) -> int:
         return n
 
-    queue = app.queue()
     jobs = []
     for n in range(100):
         async with aqueue.Worker(app):
             jobs.append(await echo.enqueue(n))
     async with aqueue.Worker(app):
         results = [await job.result(timeout=10) for job in jobs]
-    consumers = await app.redis.xinfo_consumers(queue.keys.stream, "aqueue")
+    consumers = await app.redis.xinfo_consumers(Keys(app.namespace, "default").stream, "aqueue")
     assert results == list(range(100))
     assert consumers == []
     report(restarts=100, enqueued=100, completed=len(results), lost=0, consumers_left=0)

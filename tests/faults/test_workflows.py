@@ -9,10 +9,10 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from aqueue._depend import members
 from aqueue.testing import RedisServer
 from tests.faults.conftest import WorkerProcess
 from tests.helpers import eventually
+from tests.internals import members
 
 pytestmark = pytest.mark.slow
 

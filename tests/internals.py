@@ -1,0 +1,71 @@
+"""The private parts of aqueue that tests reach into, imported here only.
+
+Tests exercise internals (key names, the worker's parts, the settings table) where a public
+door would not say enough; importing them through this one module keeps a rename of a private
+module to one change in the tests.
+"""
+
+from __future__ import annotations
+
+from aqueue._checks import MAX_SECONDS
+from aqueue._control import send_command
+from aqueue._depend import job_ended, members
+from aqueue._limits import Limits
+from aqueue._message import CODES, FIELDS, PROTOCOL_VERSION
+from aqueue._redis import _calls as scripts
+from aqueue._redis._direct import DirectCalls, _Room
+from aqueue._redis._errors import translate_errors
+from aqueue._redis._keys import GROUP, Keys, keys_of
+from aqueue._redis._scripts import Call, Script, run_sync
+from aqueue._schedule import cron_schedule, last_tick_key
+from aqueue._settings import Settings, env_name
+from aqueue._typed import UNTYPED
+from aqueue._version import DISTRIBUTION, pip_install
+from aqueue._worker import _acker
+from aqueue._worker import _worker as worker_module
+from aqueue._worker._acker import Acker
+from aqueue._worker._fetcher import Fetcher, Slots
+from aqueue._worker._lease import LeaseKeeper
+from aqueue._worker._levels import Levels
+from aqueue._worker._outcome import Delivery
+from aqueue._worker._reclaim import Reclaimer, prune_consumers
+from aqueue._worker._scheduler import Scheduler
+
+__all__ = [
+    "CODES",
+    "DISTRIBUTION",
+    "FIELDS",
+    "GROUP",
+    "MAX_SECONDS",
+    "PROTOCOL_VERSION",
+    "UNTYPED",
+    "Acker",
+    "Call",
+    "Delivery",
+    "DirectCalls",
+    "Fetcher",
+    "Keys",
+    "LeaseKeeper",
+    "Levels",
+    "Limits",
+    "Reclaimer",
+    "Scheduler",
+    "Script",
+    "Settings",
+    "Slots",
+    "_Room",
+    "_acker",
+    "cron_schedule",
+    "env_name",
+    "job_ended",
+    "keys_of",
+    "last_tick_key",
+    "members",
+    "pip_install",
+    "prune_consumers",
+    "run_sync",
+    "scripts",
+    "send_command",
+    "translate_errors",
+    "worker_module",
+]
