@@ -53,7 +53,7 @@ async def test_a_redis_restart_under_load_loses_no_acknowledged_job(
         assert results == [2 * number for number in numbers]
         assert worker.process.poll() is None  # the same worker went on by itself
     except BaseException:
-        print(worker.output()[-20_000:])  # the worker's side of a failure, in pytest's report
+        print(worker.output[-20_000:])  # the worker's side of a failure, in pytest's report
         raise
     finally:
         worker.kill()
