@@ -151,55 +151,48 @@ def start(
     return Call(START, keys, args)
 
 
+class FinishedJob(NamedTuple):
+    """One delivery of a finish call: its keys (record, uniqueness key, the set of jobs waiting
+    for it), then its values (see finish.lua)."""
+
+    record: Key
+    unique: Key
+    dependents: Key
+    entry_id: bytes
+    status: str
+    outcome_field: str
+    outcome: bytes | str
+    result_ttl: int
+    dead_reason: str
+    retry_delay_ms: int
+    attempt: int
+    job_id: str
+    key_ttl: str
+    told: bool
+    task: str
+
+
 def finish(
     *,
     stream: Key,
-    record: Key,
     dead: Key,
     delayed: Key,
-    unique: Key,
-    dependents: Key,
     events: Key,
     group: str,
     consumer: bytes,
-    entry_id: bytes,
-    status: str,
-    outcome_field: str,
-    outcome: bytes | str,
-    result_ttl: int,
-    dead_reason: str,
     dead_limit: int,
-    retry_delay_ms: int,
-    attempt: int,
-    job_id: str,
-    key_ttl: str,
-    told: bool,
     events_limit: int,
-    task: str,
+    jobs: Sequence[FinishedJob],
 ) -> Call:
-    """Record a delivery's outcome and ack it, if ``consumer`` still owns it."""
-    return Call(
-        FINISH,
-        [stream, record, dead, delayed, unique, dependents, events],
-        [
-            group,
-            consumer,
-            entry_id,
-            status,
-            outcome_field,
-            outcome,
-            result_ttl,
-            dead_reason,
-            dead_limit,
-            retry_delay_ms,
-            attempt,
-            job_id,
-            key_ttl,
-            _flag(told),
-            events_limit,
-            task,
-        ],
-    )
+    """Record the outcomes of ``jobs``, deliveries of ``stream``, and ack them: each only if
+    ``consumer`` still owns its entry (see finish.lua for the replies, one per job)."""
+    keys = [stream, dead, delayed, events]
+    args: list[Any] = [group, consumer, dead_limit, events_limit]
+    for job in jobs:
+        keys += job[:3]
+        args += job[3:13]
+        args += (_flag(job.told), job.task)
+    return Call(FINISH, keys, args)
 
 
 def requeue(*, stream: Key, record: Key, group: str, consumer: bytes, entry_id: bytes) -> Call:

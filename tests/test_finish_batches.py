@@ -1,0 +1,139 @@
+"""The acker finishes a flush's outcomes of one stream in one script call, each job fenced,
+written and refused on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import cast
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._redis._keys import GROUP, Keys
+from aqueue._worker._acker import Acker
+from aqueue._worker._outcome import Action, Delivery, Outcome
+from aqueue.testing import RedisServer
+from tests.helpers import entries, eventually, read_as
+
+
+async def _told(job_id: str) -> None:
+    """No job waits for these."""
+
+
+_running: set[asyncio.Task[None]] = set()
+
+
+@pytest.fixture(autouse=True)
+async def _stop_ackers() -> AsyncIterator[None]:
+    yield
+    for running in _running:
+        running.cancel()
+    _running.clear()
+
+
+async def _flush(app: aqueue.App, outcomes: list[Outcome]) -> Acker:
+    """``outcomes`` submitted at once to an acker of consumer "w", and written."""
+    acker = await _run(app, outcomes)
+    await acker.drained()
+    return acker
+
+
+async def _read(app: aqueue.App, redis: Redis, *result_ttls: int) -> list[Delivery]:
+    """A job enqueued per result ttl and read by consumer "w"; their deliveries."""
+
+    @app.task
+    async def noop() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    for result_ttl in result_ttls:
+        await noop.options(result_ttl=result_ttl).enqueue()
+    await read_as(redis, keys, "w")
+    return [
+        Delivery(keys, i, fields, keys.stream) for i, fields in await entries(redis, keys.stream)
+    ]
+
+
+async def _run(app: aqueue.App, outcomes: list[Outcome]) -> Acker:
+    """An acker of consumer "w", running, with ``outcomes`` submitted at once."""
+    acker = Acker(app._direct, "w", lambda outcomes: None, _told, lease=app.lease)
+    for outcome in outcomes:
+        acker.submit(outcome)
+    _running.add(asyncio.create_task(acker.run()))
+    return acker
+
+
+def _succeeded(delivery: Delivery) -> Outcome:
+    return Outcome(delivery, Action.FINISH, status="succeeded", value=b"null")
+
+
+async def _evalsha_calls(redis: Redis) -> int:
+    stats = cast("dict[str, dict[str, int]]", await redis.info("commandstats"))
+    return stats.get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+async def test_the_outcomes_of_one_queue_flushed_together_cost_one_script_call(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[0] * 20)
+    before = await _evalsha_calls(redis)
+    await _flush(app, [_succeeded(d) for d in deliveries])
+    assert await _evalsha_calls(redis) - before == 1
+    assert await redis.xlen(deliveries[0].stream) == 0
+    assert (await redis.xpending(deliveries[0].stream, GROUP))["pending"] == 0
+
+
+async def test_a_job_whose_write_fails_is_left_pending_while_the_rest_of_its_batch_finishes(
+    app: aqueue.App, redis: Redis
+) -> None:
+    first, clobbered, last = await _read(app, redis, 60, 60, 60)
+    # Another program writes a string where one job's record is.
+    await redis.set(clobbered.record, "not a hash")
+    acker = await _flush(app, [_succeeded(d) for d in (first, clobbered, last)])
+    assert acker.failed == 1
+    for done in (first, last):
+        assert await app.job(done.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    [pending] = await redis.xpending_range(first.stream, GROUP, "-", "+", 10)
+    assert pending["message_id"] == clobbered.entry_id
+    assert [i for i, _ in await entries(redis, first.stream)] == [clobbered.entry_id]
+
+
+async def test_an_entry_claimed_by_another_worker_is_refused_alone_in_its_batch(
+    app: aqueue.App, redis: Redis
+) -> None:
+    first, claimed, last = await _read(app, redis, 60, 60, 60)
+    await redis.xclaim(first.stream, GROUP, "new-owner", 0, [claimed.entry_id])
+    acker = await _flush(app, [_succeeded(d) for d in (first, claimed, last)])
+    assert acker.refused == 1
+    assert await app.job(claimed.job_id or "").status() is aqueue.JobStatus.QUEUED
+    assert await app.job(last.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    [pending] = await redis.xpending_range(first.stream, GROUP, "-", "+", 10)
+    assert (pending["message_id"], pending["consumer"]) == (claimed.entry_id, b"new-owner")
+
+
+async def test_at_maxmemory_a_batch_acks_its_jobs_without_writes_and_keeps_the_refused_one(
+    namespace: str,
+) -> None:
+    """The refused outcome is written once memory frees; the job that keeps no result is
+    acked meanwhile, in the same call."""
+    with RedisServer.valkey() as server:
+        async with (
+            aqueue.App(server.url, namespace=namespace) as app,
+            Redis.from_url(server.url) as redis,
+        ):
+            kept, forgotten = await _read(app, redis, 60, 0)
+            await redis.config_set("maxmemory", 1)  # noeviction, the default policy
+            acker = await _run(app, [_succeeded(kept), _succeeded(forgotten)])
+            await eventually(lambda: _pending_is(redis, kept, [kept.entry_id]))
+            assert await app.job(kept.job_id or "").status() is aqueue.JobStatus.QUEUED
+            await redis.config_set("maxmemory", 0)
+            await acker.drained()
+            assert await app.job(kept.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+            assert await redis.xlen(kept.stream) == 0
+
+
+async def _pending_is(redis: Redis, delivery: Delivery, entry_ids: list[bytes]) -> bool:
+    pending = await redis.xpending_range(delivery.stream, GROUP, "-", "+", 10)
+    return [row["message_id"] for row in pending] == entry_ids
