@@ -22,10 +22,6 @@ from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
 
-FINISH_BATCH = 500
-"""Most outcomes in one finish script call: a script holds the server while it runs (about
-2 ms for this many), and Lua unpacks at most a few thousand ids into one XACK."""
-
 
 class Acker:
     """Collects outcomes and writes them in batches of fenced finish scripts."""
@@ -139,8 +135,8 @@ class Acker:
         for outcomes in finishing.values():
             # One script call per stream (its keys share a slot), whatever the batch holds:
             # the call's own cost is most of what finishing a job costs the server.
-            for at in range(0, len(outcomes), FINISH_BATCH):
-                chunk = outcomes[at : at + FINISH_BATCH]
+            for at in range(0, len(outcomes), scripts.MOST_JOBS_PER_CALL):
+                chunk = outcomes[at : at + scripts.MOST_JOBS_PER_CALL]
                 calls.append(self._finish_call(chunk))
                 answers_for.append(chunk)
         for outcomes in finishing.values():

@@ -1,17 +1,19 @@
-"""The acker finishes a flush's outcomes of one stream in one script call, each job fenced,
-written and refused on its own."""
+"""A worker starts a read's deliveries of one stream, and finishes a flush's outcomes, in one
+script call each, every job fenced, written and refused on its own."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import cast
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any, cast
+from unittest.mock import patch
 
 import pytest
 from redis.asyncio import Redis
 
 import aqueue
 from aqueue._redis._keys import GROUP, Keys
+from aqueue._redis._scripts import Call
 from aqueue._worker._acker import Acker
 from aqueue._worker._outcome import Action, Delivery, Outcome
 from aqueue.testing import RedisServer
@@ -137,3 +139,42 @@ async def test_at_maxmemory_a_batch_acks_its_jobs_without_writes_and_keeps_the_r
 async def _pending_is(redis: Redis, delivery: Delivery, entry_ids: list[bytes]) -> bool:
     pending = await redis.xpending_range(delivery.stream, GROUP, "-", "+", 10)
     return [row["message_id"] for row in pending] == entry_ids
+
+
+async def _begin(app: aqueue.App, redis: Redis, deliveries: list[Delivery]) -> list[str]:
+    """``deliveries`` (read by consumer "w") begun by worker "w"; the scripts it called."""
+    called: list[str] = []
+    run = app._direct.run
+
+    def spied(calls: Iterable[Call]) -> Awaitable[list[Any]]:
+        calls = list(calls)
+        called.extend(call.script.name for call in calls)
+        return run(calls)
+
+    # The worker serves another queue, so only the begin below starts these entries.
+    async with aqueue.Worker(app, queues=["elsewhere"], name="w", concurrency=50) as worker:
+        assert worker._fetcher is not None
+        with patch.object(app._direct, "run", spied):
+            await worker._fetcher.begin(deliveries, claimed=True)
+        worker.stop()
+    return called
+
+
+async def test_the_starts_of_one_read_cost_one_script_call(app: aqueue.App, redis: Redis) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    assert await _begin(app, redis, deliveries) == ["start"]
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_a_job_whose_start_fails_is_not_run_while_the_rest_of_its_batch_runs(
+    app: aqueue.App, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, clobbered, last = await _read(app, redis, 60, 60, 60)
+    await redis.set(clobbered.record, "not a hash")
+    await _begin(app, redis, [first, clobbered, last])
+    assert "cannot start job " + (clobbered.job_id or "") in caplog.text
+    for ran in (first, last):
+        assert await app.job(ran.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    [pending] = await redis.xpending_range(first.stream, GROUP, "-", "+", 10)
+    assert pending["message_id"] == clobbered.entry_id
