@@ -38,81 +38,66 @@ local function server_now()
   now = now or now_ms()
   return now
 end
-
--- Each job's values by name, for the entries still ours.
-local jobs = {}
-local replies = {}
-for i = 1, count do
-  local k = job_keys + (i - 1) * KEYS_PER_JOB
-  local a = job_args + (i - 1) * ARGS_PER_JOB
-  local entry_id = ARGV[a]
-  if owned(stream, group, entry_id, consumer) then
-    jobs[#jobs + 1] = {
-      index = i, record = KEYS[k], unique = KEYS[k + 1], dependents = KEYS[k + 2],
-      entry_id = entry_id, status = ARGV[a + 1], outcome_field = ARGV[a + 2],
-      outcome = ARGV[a + 3], result_ttl = tonumber(ARGV[a + 4]), dead_reason = ARGV[a + 5],
-      retry_delay_ms = tonumber(ARGV[a + 6]), attempt = ARGV[a + 7], job_id = ARGV[a + 8],
-      key_ttl = ARGV[a + 9], told = ARGV[a + 10], task = ARGV[a + 11],
-    }
-  else
-    replies[i] = 0
-  end
+-- Job i's first key and first value. Values are read where they are used: a table per job
+-- would cost more than the rest of a fire-and-forget job's finish.
+local function at(i)
+  return job_keys + (i - 1) * KEYS_PER_JOB, job_args + (i - 1) * ARGS_PER_JOB
 end
+
+-- Fencing, for the whole batch in one look (the consumer holds at most a few thousand
+-- entries: those it runs and those it holds to start).
+local ids = {}
+for i = 1, count do
+  local _, a = at(i)
+  ids[i] = ARGV[a]
+end
+local ours = owned_rows(stream, group, ids, consumer, 1000000)
 
 -- Whether any of `keys` exists: one look for the batch, since mostly none does.
 local function any_exists(keys)
   return #keys > 0 and redis.call('EXISTS', unpack(keys)) > 0
 end
-
 -- A job that others wait for (options(after=...), workflow members) is not acked until the
 -- worker has told them (aqueue/_depend.py) and acks again with told = "1": a crash in
 -- between redelivers the entry, and the redelivery (skipped: its job ended) tells them again.
-local waited_on = {}
-for _, job in ipairs(jobs) do
-  if job.status ~= 'scheduled' and job.told ~= '1' then
-    waited_on[#waited_on + 1] = job.dependents
-  end
-end
-if any_exists(waited_on) then
-  for _, job in ipairs(jobs) do
-    job.held = job.status ~= 'scheduled' and job.told ~= '1'
-      and redis.call('EXISTS', job.dependents) == 1
-  end
+local function may_be_waited_on(a)
+  return ARGV[a + 1] ~= 'scheduled' and ARGV[a + 10] ~= '1'
 end
 -- A job that keeps no record may have one all the same (a cancel or a wait made it): it is
 -- deleted at the end, as any record of such a job is.
-local recordless = {}
-for _, job in ipairs(jobs) do
-  if job.result_ttl == 0 then
-    recordless[#recordless + 1] = job.record
+local waited_on, recordless = {}, {}
+for i = 1, count do
+  local k, a = at(i)
+  if ours[ARGV[a]] then
+    if may_be_waited_on(a) then
+      waited_on[#waited_on + 1] = KEYS[k + 2]
+    end
+    if ARGV[a + 4] == '0' then
+      recordless[#recordless + 1] = KEYS[k]
+    end
   end
 end
+local some_waited_on = any_exists(waited_on)
 local some_records = any_exists(recordless)
 
-local function write_outcome(job)
-  local status, record = job.status, job.record
-  if status == '' then
-    -- Acked without running (cancelled, or finished by an earlier delivery): the record stays.
-    return
-  end
+local function write_outcome(k, a)
+  local record, unique = KEYS[k], KEYS[k + 1]
+  local entry_id, status, outcome_field, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local ttl, dead_reason, retry_delay_ms = tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6]
+  local attempt, job_id, key_ttl, task = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], ARGV[a + 11]
   local entry = nil
-  if job.dead_reason ~= '' or status == 'scheduled' then
-    entry = redis.call('XRANGE', stream, job.entry_id, job.entry_id)
+  if dead_reason ~= '' or status == 'scheduled' then
+    entry = redis.call('XRANGE', stream, entry_id, entry_id)
   end
-  if job.dead_reason ~= '' then
+  if dead_reason ~= '' then
     -- Keep the original fields so the entry can be inspected and replayed.
-    local fields = {'reason', job.dead_reason, 'entry', job.entry_id, 'dead_at', server_now()}
+    local fields = {'reason', dead_reason, 'entry', entry_id, 'dead_at', server_now()}
     if #entry == 1 then
       for _, value in ipairs(entry[1][2]) do
         fields[#fields + 1] = value
       end
     end
     redis.call('XADD', dead, 'MAXLEN', '~', dead_limit, '*', unpack(fields))
-  end
-  local ttl = job.result_ttl
-  if ttl == 0 and not some_records and status ~= 'scheduled' and job.key_ttl == ''
-    and not events_on then
-    return  -- fire and forget, and the batch holds no record: nothing more to write
   end
   if status ~= 'cancelled' and redis.call('HGET', record, 'status') == 'cancelled' then
     -- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result
@@ -121,7 +106,7 @@ local function write_outcome(job)
   end
   if status == 'scheduled' then
     -- The retry waits in the delayed set (not in any worker's memory) until it is due.
-    local due = server_now() + job.retry_delay_ms
+    local due = server_now() + tonumber(retry_delay_ms)
     if #entry == 1 then
       -- The entry carries its attempt count ("a"), for jobs that keep no record to count in.
       local fields, raw = {}, entry[1][2]
@@ -132,27 +117,26 @@ local function write_outcome(job)
         end
       end
       fields[#fields + 1] = 'a'
-      fields[#fields + 1] = job.attempt
+      fields[#fields + 1] = attempt
       redis.call('ZADD', delayed, due, cmsgpack.pack(fields))
     end
     if ttl > 0 then
-      redis.call('HSET', record, 'status', 'scheduled', job.outcome_field, job.outcome,
-        'due_at', due)
+      redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due)
       redis.pcall('PUBLISH', record, 'scheduled')
     end
-    emit(events, events_limit, 'retried', job.job_id, job.task, consumer)
+    emit(events, events_limit, 'retried', job_id, task, consumer)
     return
   end
-  if job.key_ttl ~= '' and redis.call('GET', job.unique) == job.job_id then
+  if key_ttl ~= '' and redis.call('GET', unique) == job_id then
     -- The job ended: free its key, or keep deduplicating for the key ttl.
-    if tonumber(job.key_ttl) > 0 then
-      redis.call('EXPIRE', job.unique, job.key_ttl)
+    if tonumber(key_ttl) > 0 then
+      redis.call('EXPIRE', unique, key_ttl)
     else
-      redis.call('DEL', job.unique)
+      redis.call('DEL', unique)
     end
   end
   if ttl > 0 then
-    redis.call('HSET', record, 'status', status, job.outcome_field, job.outcome,
+    redis.call('HSET', record, 'status', status, outcome_field, outcome,
       'finished_at', server_now())
     redis.call('EXPIRE', record, ttl)
     -- Only a wake-up for waiters (they read the record): a user without channel permissions
@@ -161,8 +145,16 @@ local function write_outcome(job)
   elseif some_records then
     redis.call('DEL', record)
   end
-  emit(events, events_limit, job.dead_reason ~= '' and 'dead-lettered' or status, job.job_id,
-    job.task, consumer)
+  emit(events, events_limit, dead_reason ~= '' and 'dead-lettered' or status, job_id, task,
+    consumer)
+end
+
+-- Whether job a has anything to write: an outcome to store, a retry, a dead letter, a key,
+-- an event, or a record to delete. Acked without running ("" status): the record stays.
+local function writes(a)
+  local status = ARGV[a + 1]
+  return status ~= '' and (ARGV[a + 4] ~= '0' or some_records or status == 'scheduled'
+    or ARGV[a + 5] ~= '' or ARGV[a + 9] ~= '' or events_on)
 end
 
 -- Every write that the server may refuse (OOM at maxmemory, NOREPLICAS, a key of the wrong
@@ -171,17 +163,27 @@ end
 -- without its outcome. Each job's writes run in a pcall: one job's refusal leaves the others
 -- of the batch to be written and acked. At maxmemory the first write decides: a script that
 -- has written once may go on, so XACK (allowed at OOM) must not come first either.
-local acked = {}
-for _, job in ipairs(jobs) do
-  local ok, err = pcall(write_outcome, job)
-  if not ok then
-    -- redis.call raises a table ({err = ...}); Lua itself raises a string.
-    replies[job.index] = {err = type(err) == 'table' and err.err or tostring(err)}
-  elseif job.held then
-    replies[job.index] = 2
+local replies, acked = {}, {}
+for i = 1, count do
+  local k, a = at(i)
+  local entry_id = ARGV[a]
+  local ok, err = true, nil
+  if not ours[entry_id] then
+    replies[i] = 0
   else
-    replies[job.index] = 1
-    acked[#acked + 1] = job.entry_id
+    if writes(a) then
+      ok, err = pcall(write_outcome, k, a)
+    end
+    if not ok then
+      -- redis.call raises a table ({err = ...}); Lua itself raises a string.
+      replies[i] = {err = type(err) == 'table' and err.err or tostring(err)}
+    elseif some_waited_on and may_be_waited_on(a)
+        and redis.call('EXISTS', KEYS[k + 2]) == 1 then
+      replies[i] = 2
+    else
+      replies[i] = 1
+      acked[#acked + 1] = entry_id
+    end
   end
 end
 if #acked > 0 then

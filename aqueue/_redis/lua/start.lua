@@ -46,6 +46,13 @@ local function clock()
   end
 end
 
+-- Fencing, for the whole batch in one look.
+local ids = {}
+for i = 1, (#KEYS - job_keys + 1) / KEYS_PER_JOB do
+  ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB]
+end
+local ours = owned_rows(stream, group, ids, consumer, 1000000)
+
 local function start_one(record, queued, entry_id, max_attempts, keeps_record, prior_attempts,
     expires_at, record_ttl, task_name, job_id)
   local status = redis.call('HGET', record, 'status')
@@ -68,7 +75,7 @@ local function start_one(record, queued, entry_id, max_attempts, keeps_record, p
   if ended(status) then
     return status
   end
-  local pending = owned(stream, group, entry_id, consumer)
+  local pending = ours[entry_id]
   if not pending then
     return 'lost'
   end
@@ -198,7 +205,7 @@ local function start_one(record, queued, entry_id, max_attempts, keeps_record, p
 end
 
 local replies = {}
-for i = 1, (#KEYS - job_keys + 1) / KEYS_PER_JOB do
+for i = 1, #ids do
   local k = job_keys + (i - 1) * KEYS_PER_JOB
   local a = job_args + (i - 1) * ARGS_PER_JOB
   -- A refused write (OOM at maxmemory, a key of the wrong type) fails its job only: the
