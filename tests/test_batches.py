@@ -4,7 +4,8 @@ script call each, every job fenced, written and refused on its own."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from typing import Any, cast
 from unittest.mock import patch
 
@@ -144,6 +145,18 @@ async def _pending_is(redis: Redis, delivery: Delivery, entry_ids: list[bytes]) 
 async def _begin(app: aqueue.App, redis: Redis, deliveries: list[Delivery]) -> list[str]:
     """``deliveries`` (read by consumer "w") begun by worker "w"; the scripts it called."""
     called: list[str] = []
+    # The worker serves another queue, so only the begin below starts these entries.
+    async with aqueue.Worker(app, queues=["elsewhere"], name="w", concurrency=50) as worker:
+        assert worker._fetcher is not None
+        with _scripts_called(app, called):
+            await worker._fetcher.begin(deliveries, claimed=True)
+        worker.stop()
+    return called
+
+
+@contextlib.contextmanager
+def _scripts_called(app: aqueue.App, called: list[str]) -> Iterator[None]:
+    """Note in ``called`` the name of each script the app runs meanwhile."""
     run = app._direct.run
 
     def spied(calls: Iterable[Call]) -> Awaitable[list[Any]]:
@@ -151,13 +164,8 @@ async def _begin(app: aqueue.App, redis: Redis, deliveries: list[Delivery]) -> l
         called.extend(call.script.name for call in calls)
         return run(calls)
 
-    # The worker serves another queue, so only the begin below starts these entries.
-    async with aqueue.Worker(app, queues=["elsewhere"], name="w", concurrency=50) as worker:
-        assert worker._fetcher is not None
-        with patch.object(app._direct, "run", spied):
-            await worker._fetcher.begin(deliveries, claimed=True)
-        worker.stop()
-    return called
+    with patch.object(app._direct, "run", spied):
+        yield
 
 
 async def test_the_starts_of_one_read_cost_one_script_call(app: aqueue.App, redis: Redis) -> None:
@@ -178,3 +186,23 @@ async def test_a_job_whose_start_fails_is_not_run_while_the_rest_of_its_batch_ru
         assert await app.job(ran.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
     [pending] = await redis.xpending_range(first.stream, GROUP, "-", "+", 10)
     assert pending["message_id"] == clobbered.entry_id
+
+
+@pytest.mark.parametrize("protocol", ["", "?protocol=3"])
+async def test_a_worker_of_several_queues_without_priority_levels_reads_them_with_plain_reads(
+    server: RedisServer, namespace: str, protocol: str
+) -> None:
+    """The script that reads levels in order costs the server more per entry than a read."""
+    async with aqueue.App(server.url + protocol, namespace=namespace) as app:
+
+        @app.task
+        async def queue_of() -> str:
+            return aqueue.current_job().queue
+
+        jobs = [await queue_of.options(queue=q).enqueue() for q in "ab" for _ in range(10)]
+        called: list[str] = []
+        with _scripts_called(app, called):
+            async with aqueue.Worker(app, queues=["a", "b"]):
+                results = [await job.result(timeout=10) for job in jobs]
+    assert results == ["a"] * 10 + ["b"] * 10
+    assert "fetch" not in called
