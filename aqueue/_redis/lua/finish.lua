@@ -65,20 +65,24 @@ local function may_be_waited_on(a)
 end
 -- A job that keeps no record may have one all the same (a cancel or a wait made it): it is
 -- deleted at the end, as any record of such a job is.
-local waited_on, recordless = {}, {}
+local recordless = {}
 for i = 1, count do
   local k, a = at(i)
-  if ours[ARGV[a]] then
-    if may_be_waited_on(a) then
-      waited_on[#waited_on + 1] = KEYS[k + 2]
-    end
-    if ARGV[a + 4] == '0' then
-      recordless[#recordless + 1] = KEYS[k]
-    end
+  if ours[ARGV[a]] and ARGV[a + 4] == '0' then
+    recordless[#recordless + 1] = KEYS[k]
+  end
+end
+local some_records = any_exists(recordless)
+-- Only a job with a status can be waited on (see depend.lua), and one that keeps no record has
+-- none unless it has a record all the same: such jobs are looked at only when some record is.
+local waited_on = {}
+for i = 1, count do
+  local k, a = at(i)
+  if ours[ARGV[a]] and may_be_waited_on(a) and (ARGV[a + 4] ~= '0' or some_records) then
+    waited_on[#waited_on + 1] = KEYS[k + 2]
   end
 end
 local some_waited_on = any_exists(waited_on)
-local some_records = any_exists(recordless)
 
 local function write_outcome(k, a)
   local record, unique = KEYS[k], KEYS[k + 1]
