@@ -159,6 +159,9 @@ class App:
         events: Keep each queue's recent job events (enqueued, started, succeeded, ...)
             for :meth:`events` and dashboards. Off by default: it adds a write to every
             enqueue, start and finish. Turn it on in producers and workers alike.
+        kept_arguments_size: Largest encoded arguments, in bytes, that the record of a job
+            keeping a result holds once the job ran, for ``aqueue job`` (larger ones are
+            noted by their size only); 0 keeps none. 1024 by default. Read by workers.
 
     Connects lazily, on first use. Close with ``await app.close()`` or use ``async with app:``.
     """
@@ -179,6 +182,7 @@ class App:
         routes: Mapping[str, str] | None = None,
         max_queue_length: int | Mapping[str, int] | None = None,
         events: bool | None = None,
+        kept_arguments_size: int | None = None,
     ) -> None:
         given = Settings.resolve(
             url=url,
@@ -193,6 +197,7 @@ class App:
             routes=routes,
             max_queue_length=max_queue_length,
             events=events,
+            kept_arguments_size=kept_arguments_size,
         )
         label = given.label
         self.url = _check_url(given.url, given.variable("url"))
@@ -215,6 +220,9 @@ class App:
         self._max_queue_length = _queue_lengths(given.max_queue_length, label("max_queue_length"))
         self.events_limit = EVENTS_LIMIT if given.events else 0
         """Events each queue keeps, about (0: the app writes none)."""
+        self.kept_arguments_size = whole_number(
+            given.kept_arguments_size, f"{label('kept_arguments_size')} (bytes)", least=0
+        )
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None

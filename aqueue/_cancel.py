@@ -25,14 +25,19 @@ _TELL_AT_ONCE = 100
 """Jobs whose waiting jobs are told concurrently (each telling is a round trip or two)."""
 
 
-async def cancel(app: App, job_id: str, *, keeps_record: bool = True) -> bool:
+async def cancel(
+    app: App, job_id: str, *, keeps_record: bool = True, task: str | None = None
+) -> bool:
     """Cancel ``job_id`` and what hangs on it; True if this call cancelled it.
 
     ``keeps_record=False``: the job was enqueued with ``result_ttl=0`` (its handle says so),
-    so no record tells whether it still waits: it is cancelled if it has not started.
+    so no record tells whether it still waits: it is cancelled if it has not started. Its
+    ``task`` (the handle knows it) names it in the cancel's event, as no record can.
     """
     with translate_errors(app.url):
-        [(before, cancelled)] = await _cancel_each(app, [job_id], forgotten=not keeps_record)
+        [(before, cancelled)] = await _cancel_each(
+            app, [job_id], forgotten=not keeps_record, task=task or ""
+        )
         if not before and not cancelled:
             raise JobNotFound(
                 f"no record of job {job_id} to cancel: it was never enqueued, or its record "
@@ -44,7 +49,9 @@ async def cancel(app: App, job_id: str, *, keeps_record: bool = True) -> bool:
     return bool(cancelled)
 
 
-async def _cancel_each(app: App, job_ids: list[str], *, forgotten: bool = False) -> list[Any]:
+async def _cancel_each(
+    app: App, job_ids: list[str], *, forgotten: bool = False, task: str = ""
+) -> list[Any]:
     error = encode_error("aqueue.Cancelled", "cancelled by request")
     keep = app.result_ttl or CANCELLED_RECORD_TTL
     queues = [keys_of(app.namespace, queue_of(job_id)) for job_id in job_ids]
@@ -70,6 +77,7 @@ async def _cancel_each(app: App, job_ids: list[str], *, forgotten: bool = False)
             ttl=keep,
             forgotten=forgotten,
             events_limit=app.events_limit,
+            task=task,
         )
         for keys, job_id, unique in zip(queues, job_ids, uniques, strict=True)
     )

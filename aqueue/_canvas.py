@@ -21,17 +21,28 @@ job runs (a mismatch fails the step, and with it the chain).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypedDict, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    Self,
+    TypedDict,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from typing_extensions import Unpack
 
-from ._depend import Plan, Waiting
-from ._job import Job
+from ._depend import ERROR_MARK, Plan, Waiting
+from ._job import GROUP_TASK, Job, JobInfo
 from ._message import Outgoing
 from ._redis._keys import new_job_id
-from .exceptions import ConfigurationError, InvalidArguments, TaskFailed
+from .exceptions import ConfigurationError, InvalidArguments, SerializationError, TaskFailed
 
 if TYPE_CHECKING:
     from ._app import App
@@ -103,12 +114,20 @@ class Canvas(Generic[R]):
         raise NotImplementedError
 
     @property
-    def _returns(self) -> str | None:
+    def _returns(self) -> Task[Any, Any] | None:
         """The task whose return annotation its result has (a group's has none)."""
         return None
 
     def _handle(self, job_id: str) -> Job[R]:
-        return Job(self.app, job_id, task=self._returns)
+        returns = self._returns
+        return Job(self.app, job_id, task=None if returns is None else returns.name)
+
+    def _from_wire(self, value: Any) -> Any:
+        """``value``, this workflow's result as JSON, as the type its task's return
+        annotation names (a group's: each member's)."""
+        returns = self._returns
+        conversion = None if returns is None else returns.config.types.result
+        return value if conversion is None or value is None else conversion.from_wire(value)
 
 
 class _Call:
@@ -182,6 +201,10 @@ class Signature(_Call, Canvas[R]):
             return plan.wait(waiting_job(outgoing, self.task.config.after))
         return plan.add(self.queue, outgoing, wait=self.task.config.wait)
 
+    @property
+    def _returns(self) -> Task[Any, Any] | None:
+        return self.task
+
     def _handle(self, job_id: str) -> Job[R]:
         keeps = self.task.config.result_ttl > 0
         return Job(self.app, job_id, keeps_result=keeps, task=self.task.name)
@@ -250,8 +273,8 @@ class Chain(Canvas[R]):
         return self.steps[-1].task.config.queue
 
     @property
-    def _returns(self) -> str | None:
-        return self.steps[-1].task.name
+    def _returns(self) -> Task[Any, Any] | None:
+        return self.steps[-1].task
 
     @overload
     def __or__(self, other: Step[R2]) -> Chain[R2]: ...
@@ -299,7 +322,15 @@ class Group(Canvas[R]):
         return plan.wait(_parent(self, "group", ids, ids, lenient=self.return_exceptions))
 
     def _handle(self, job_id: str) -> Job[R]:
-        return GroupJob(self.app, job_id)
+        return GroupJob(self.app, job_id, self)
+
+    def _from_wire(self, value: Any) -> Any:
+        if not isinstance(value, list) or len(value) != len(self.members):
+            return value
+        return [
+            item if _failed(item) else member._from_wire(item)
+            for member, item in zip(self.members, value, strict=True)
+        ]
 
 
 class Chord(Canvas[R]):
@@ -331,8 +362,8 @@ class Chord(Canvas[R]):
         return self.callback.task.config.queue
 
     @property
-    def _returns(self) -> str | None:
-        return self.callback.task.name
+    def _returns(self) -> Task[Any, Any] | None:
+        return self.callback.task
 
     def _plan(self, plan: Plan) -> str:
         ids = [member._plan(plan) for member in self.header]
@@ -409,9 +440,41 @@ def _members(items: Iterable[object], what: str) -> list[Canvas[Any]]:
 class GroupJob(Job[R]):
     """A group's job. Its ``result()`` holds a :class:`TaskFailed` in place of each failed
     member (with ``return_exceptions=True``), as that of any handle on the group's id does
-    (``app.job(group_id)``): the record says that the job is a group."""
+    (``app.job(group_id)``): the record says that the job is a group. Each member's result
+    is converted into its task's return type, which only this handle knows (one from
+    ``app.job(group_id)`` gives the members' JSON values)."""
 
-    __slots__ = ()
+    __slots__ = ("_group",)
+
+    def __init__(self, app: App, job_id: str, group: Group[Any]) -> None:
+        # Named the group's task: its result has no return annotation of its own to look
+        # up, so result() need not read the record's task name.
+        super().__init__(app, job_id, task=GROUP_TASK.decode())
+        self._group = group
+
+    async def result(self, timeout: float | timedelta | None = None) -> R:
+        return cast(R, self._members_typed(await super().result(timeout)))
+
+    async def info(self) -> JobInfo:
+        info = await super().info()
+        if info.result is None:
+            return info
+        return dataclasses.replace(info, result=self._members_typed(info.result))
+
+    def _members_typed(self, value: Any) -> Any:
+        try:
+            return self._group._from_wire(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"a member's result of group job {self.id} does not convert into its task's "
+                f"return annotation: {exc}. Was a task's return type changed since it ran?"
+            ) from exc
+
+
+def _failed(item: Any) -> bool:
+    """Whether a group's list holds a failed member here (``return_exceptions=True``): a
+    :class:`TaskFailed` once the handle made it one, else the mark the worker wrote."""
+    return isinstance(item, TaskFailed) or (isinstance(item, dict) and ERROR_MARK in item)
 
 
 def _parent(

@@ -85,7 +85,7 @@ class Waiting:
     """A failed dependency counts as ended: its error takes its place in the results."""
     members: list[str] = dataclasses.field(default_factory=list)
 
-    def script_call(self, namespace: str) -> scripts.Call:
+    def script_call(self, namespace: str, events_limit: int) -> scripts.Call:
         keys = keys_of(namespace, queue_of(self.job_id))
         job = self.job_id
         # The entry's fields under their own (one-letter) names; the wait's under words.
@@ -105,10 +105,12 @@ class Waiting:
             wait=keys.wait(job),
             pending=keys.pending(job),
             members=keys.members(job),
+            events=keys.events,
             status="scheduled" if self.kind == "job" else "running",
             task=self.task,
             ttl=record_ttl(self.result_ttl),
             expires_in=self.expires_ms,
+            events_limit=events_limit,
             dependencies=self.deps,
             member_ids=self.members,
             fields=list(fields.items()),
@@ -162,7 +164,10 @@ class Plan:
                 # Before any member is written, so none can end unnoticed: the waiting
                 # records, and the members of this plan registered as dependencies (fresh
                 # jobs before they exist).
-                waits = [waiting.script_call(app.namespace) for waiting in self._waiting]
+                waits = [
+                    waiting.script_call(app.namespace, app.events_limit)
+                    for waiting in self._waiting
+                ]
                 _raise_errors(await app._direct.run([*waits, *self._depend(early, fresh)]))
             same |= await self._write(keyed=False)
             if not late:
@@ -317,7 +322,14 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
     if kind == "group":
         return await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
     released = await app._direct.call(
-        _unblock(keys, job_id, action="enqueue", payload=payload, codes=_ENTRY_CODES)
+        _unblock(
+            keys,
+            job_id,
+            app.events_limit,
+            action="enqueue",
+            payload=payload,
+            codes=_ENTRY_CODES,
+        )
     )
     # Not released: cancelled while it waited, an end its own dependents must hear of.
     return not released
@@ -360,6 +372,7 @@ async def _finish(
         _unblock(
             keys,
             job_id,
+            app.events_limit,
             action="finish",
             status=status,
             outcome_field=field,
@@ -370,14 +383,16 @@ async def _finish(
     return True
 
 
-def _unblock(keys: Keys, job_id: str, **action: Any) -> scripts.Call:
+def _unblock(keys: Keys, job_id: str, events_limit: int, **action: Any) -> scripts.Call:
     """The unblock script's call for waiting job ``job_id``, doing ``action``."""
     return scripts.unblock(
         record=keys.job(job_id),
         wait=keys.wait(job_id),
         pending=keys.pending(job_id),
         levels=keys.levels,
+        events=keys.events,
         streams=keys.streams,
+        events_limit=events_limit,
         **action,
     )
 

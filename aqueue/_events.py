@@ -1,10 +1,14 @@
 """The app's event stream: what happened to its jobs, as it happened, for dashboards and tools.
 
 Each queue keeps its events in a bounded stream of its own (``Keys.events``, trimmed to about
-:data:`EVENTS_LIMIT`), written by the scripts that make each change (enqueue, start, finish,
-cancel) in the same step: a reader never sees an event for a change that did not happen, nor
-misses one that did while it reads. A stream per queue, not one per app, keeps every script
-on its queue's keys alone (one Cluster slot); :func:`follow` merges them.
+:data:`EVENTS_LIMIT`), written by the scripts that make each change (enqueue, wait, start,
+finish, unblock, cancel, purge, replay) in the same step: a reader never sees an event for a
+change that did not happen, nor misses one that did while it reads. A job that waits for
+others is told enqueued when it begins to wait (as a delayed job is at its enqueue); a
+replayed dead letter is told enqueued again; purged jobs are told cancelled.
+
+A stream per queue, not one per app, keeps every script on its queue's keys alone (one
+Cluster slot); :func:`follow` merges them.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class Event:
     task: str
     queue: str
     worker: str | None
-    """The worker that started or finished the run; None for enqueues and cancels."""
+    """The worker that started or finished the run; None for enqueues, cancels and ends
+    without a run (a failed dependency, a workflow's own job)."""
     at: datetime
     """When it happened, by the server's clock."""
 

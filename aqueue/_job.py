@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import enum
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import orjson
 
 from ._checks import seconds
 from ._depend import ERROR_MARK
+from ._events import named_queues
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import (
@@ -29,6 +31,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._typed import Conversion
 
 R = TypeVar("R")
 
@@ -226,8 +229,7 @@ class Job(Generic[R]):
 
     def _typed(self, value: Any, task_name: str | None) -> Any:
         """``value`` as the return type its task (when registered on this app) annotates."""
-        task = self._app.tasks.get(task_name) if task_name else None
-        conversion = None if task is None else task.config.types.result
+        conversion = _result_conversion(self._app, task_name)
         if conversion is None or value is None:
             return value
         try:
@@ -246,9 +248,19 @@ class Job(Generic[R]):
         if status == JobStatus.QUEUED.value.encode():
             return (
                 f"{message}): it is still queued, so no worker has taken it. Is a worker "
-                f"serving queue {self.queue!r}? (aqueue worker APP -q {self.queue})"
+                f"serving queue {self.queue!r}? (aqueue worker APP -q {self.queue}, with "
+                f"namespace {self._app.namespace!r} and this app's Redis URL){self._typo()}"
             )
         return f"{message} or check job.status())"
+
+    def _typo(self) -> str:
+        """A hint when the job's queue looks like a misspelt queue of the app's: a worker
+        started without ``-q`` serves only the queues its app names."""
+        named = named_queues(self._app)
+        alike = difflib.get_close_matches(self.queue, named)
+        if self.queue in named or not alike:
+            return ""
+        return f". This app names no queue {self.queue!r}: did you mean {alike[0]!r}?"
 
     async def cancel(self) -> bool:
         """Cancel the job unless it already ended.
@@ -272,7 +284,7 @@ class Job(Generic[R]):
         """
         from ._cancel import cancel
 
-        return await cancel(self._app, self.id, keeps_record=self._keeps_result)
+        return await cancel(self._app, self.id, keeps_record=self._keeps_result, task=self._task)
 
     async def events(self) -> AsyncIterator[JobInfo]:
         """Follow the job: a snapshot each time its status or progress changes.
@@ -438,13 +450,29 @@ def _error_from(raw: bytes | None) -> RemoteError:
     )
 
 
+def _result_conversion(app: App, task_name: str | None) -> Conversion | None:
+    """How the result of the task named ``task_name`` converts, when this app registers it."""
+    task = app.tasks.get(task_name) if task_name else None
+    return None if task is None else task.config.types.result
+
+
+def json_result(app: App, task_name: str | None, value: Any) -> Any:
+    """A typed result as the JSON values its task's return annotation sends (a pydantic model
+    as its fields, bytes as base64, a Decimal as text), for what shows a result to people or
+    to other programs: orjson alone knows none of those."""
+    conversion = _result_conversion(app, task_name)
+    return value if conversion is None or value is None else conversion.to_wire(value)
+
+
 def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:
     status = raw[b"status"]
     if status is None:
         return JobInfo(id=job_id, status=JobStatus.UNKNOWN)
     progress = raw[b"progress"]
     message = raw[b"progress_message"]
-    task, worker = raw[b"task"], raw[b"worker"]
+    task, worker, error = raw[b"task"], raw[b"worker"], raw[b"error"]
+    if status == b"succeeded":
+        error = None  # the record keeps a retried job's last failure: not its outcome now
     return JobInfo(
         id=job_id,
         status=JobStatus(status.decode()),
@@ -456,6 +484,6 @@ def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:
         worker=None if worker is None else worker.decode(),
         progress=None if progress is None else float(progress),
         progress_message=None if message is None else message.decode(),
-        error=None if raw[b"error"] is None else _error_from(raw[b"error"]),
+        error=None if error is None else _error_from(error),
         due_at=_time(raw[b"due_at"]),
     )

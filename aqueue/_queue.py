@@ -149,9 +149,11 @@ class Queue:
                     count, *job_ids = await app._direct.call(
                         scripts.purge(
                             stream=stream,
+                            events=keys.events,
                             group=GROUP,
                             error_value=error,
                             ttl=keep,
+                            events_limit=app.events_limit,
                             entries=[_purged(keys, entry_id, raw) for entry_id, raw in entries],
                         )
                     )
@@ -191,7 +193,7 @@ class Queue:
         raw = cast("list[tuple[bytes, list[bytes]]]", entries)
         return [_dead_letter(entry_id, fields) for entry_id, fields in raw]
 
-    async def replay_dead(self, limit: int = 10_000) -> int:
+    async def replay_dead(self, limit: int = 10_000, *, letter: str | None = None) -> int:
         """Move up to ``limit`` dead letters back into the queue, oldest first.
 
         Replayed jobs start over (attempts count from zero), each with every option it was
@@ -202,6 +204,10 @@ class Queue:
         and runs anew. A job that succeeded or was cancelled meanwhile is not run again; its
         dead letter stays (``purge()`` deletes it).
 
+        Args:
+            limit: Most letters to replay.
+            letter: Replay only the dead letter with this id (:attr:`DeadLetter.id`).
+
         Returns:
             How many jobs went back into the queue.
         """
@@ -209,13 +215,15 @@ class Queue:
         keys = self.keys
         own = " ".join(DEAD_LETTER_FIELDS)
         not_replayed = " ".join(wire.code for wire in FIELDS if not wire.replayed)
-        replayed, start = 0, b"-"
+        # One letter: the range of its id alone, which the next page, "(id" to id, ends.
+        start, end = (letter.encode(), letter.encode()) if letter else (b"-", b"+")
+        replayed = 0
         with translate_errors(self._app.url):
             while replayed < limit:
                 # Read a page first, so that the script gets the keys of the letters' jobs;
                 # letters that cannot be replayed are passed by, never blocking the rest.
                 [page] = await self._app._direct.commands(
-                    [(b"XRANGE", keys.dead, start, b"+", b"COUNT", REPLAY_PAGE)]
+                    [(b"XRANGE", keys.dead, start, end, b"COUNT", REPLAY_PAGE)]
                 )
                 if not page:
                     break
@@ -224,10 +232,12 @@ class Queue:
                     scripts.replay(
                         dead=keys.dead,
                         levels=keys.levels,
+                        events=keys.events,
                         streams=keys.streams,
                         own_fields=own,
                         dropped_fields=not_replayed,
                         most=limit - replayed,
+                        events_limit=self._app.events_limit,
                         letters=[_letter(keys, entry_id, raw) for entry_id, raw in page],
                     )
                 )

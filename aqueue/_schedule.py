@@ -32,6 +32,12 @@ NICKNAMES = MappingProxyType(
 that any other word after an ``@`` is refused with this list rather than a count of fields."""
 
 
+def last_tick_key(namespace: str, task_name: str) -> str:
+    """The key holding the epoch time of a schedule's last fired tick (the workers write it;
+    ``misfire="run_once"`` and the dashboard read it)."""
+    return f"{namespace}:cron:{task_name}:last"
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A task that runs on a schedule: once per tick, however many workers run."""

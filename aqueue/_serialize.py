@@ -35,6 +35,8 @@ class JsonSerializer:
         Raises:
             ValueError: ``value`` holds NaN or an infinity, which JSON cannot carry.
         """
+        if value is None:
+            return b"null"  # the result of most tasks
         data = orjson.dumps(value)
         # orjson writes NaN and infinities as null: the value would not come back. Only an
         # output with a null can hold one, so other values are not looked through.

@@ -21,6 +21,10 @@ from .exceptions import ConfigurationError
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
+DEFAULT_KEPT_ARGUMENTS_SIZE = 1024
+"""Bytes of encoded arguments a finished job's record keeps by default: ids and small
+values, not documents (every record kept for ``result_ttl`` carries them)."""
+
 DEFAULT_SIZE_LIMIT = 1 << 20
 """Bytes, for an encoded job (``max_payload_size``) and an encoded result
 (``max_result_size``): well under what any server takes in one value (``proto-max-bulk-len``
@@ -79,6 +83,7 @@ _FROM_TEXT: dict[str, tuple[Callable[[str], Any], str]] = {
         'a whole number, or a JSON object of queues to numbers, as {"emails": 1000}',
     ),
     "events": (_flag, "1, true, yes or on (or 0, false, no or off)"),
+    "kept_arguments_size": (_whole, "a whole number of bytes"),
 }
 
 
@@ -98,6 +103,7 @@ class Settings:
     routes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     max_queue_length: int | Mapping[str, int] = 0
     events: bool = False
+    kept_arguments_size: int = DEFAULT_KEPT_ARGUMENTS_SIZE
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
     """Where each setting not left at its default came from: ``"argument"`` or the name of
     the environment variable."""

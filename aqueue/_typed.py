@@ -1,6 +1,7 @@
 """Arguments and results as their annotated types, over a JSON wire.
 
-A task's annotations are read once, when it is decorated. A value whose annotation JSON
+A task's annotations are read once, when it is decorated (or at first use, when they name a
+class defined later in its module). A value whose annotation JSON
 carries as is (int, str, float, bool, None, Any, lists and str-keyed dicts of those, no
 annotation) is passed through untouched, so untyped tasks pay nothing. Other annotations get
 a :class:`Conversion`: at enqueue the value is turned into JSON values and checked to come
@@ -11,8 +12,9 @@ the same with the return annotation.
 msgspec does the conversion (``to_builtins``/``convert``): one C pass each way, and it
 knows datetime/date/time, UUID, Decimal, enums, dataclasses, TypedDict, NamedTuple, tuples,
 sets, bytes (as base64) and optional and nested forms of them. An annotation that names a
-pydantic model goes through pydantic's own ``TypeAdapter`` instead, which knows its models'
-validators and serializers.
+pydantic model, or a dataclass, TypedDict or NamedTuple with a model in its fields, goes
+through pydantic's own ``TypeAdapter`` instead, which knows its models' validators and
+serializers.
 """
 
 from __future__ import annotations
@@ -70,7 +72,15 @@ class _Pydantic:
 
     def to_wire(self, value: Any) -> Any:
         # Validated first: dumping a value of another type only warns, and would send it.
-        return self.adapter.dump_python(self.adapter.validate_python(value), mode="json")
+        valid = self.adapter.validate_python(value)
+        try:
+            return self.adapter.dump_python(valid, mode="json")
+        except UnicodeDecodeError as exc:
+            # pydantic's default for bytes in JSON is UTF-8 text, not base64.
+            raise ValueError(
+                f"{exc}: pydantic sends bytes as UTF-8 text; for other bytes, give the model "
+                'model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")'
+            ) from exc
 
     def from_wire(self, value: Any) -> Any:
         return self.adapter.validate_python(value)
@@ -139,14 +149,43 @@ def _convert(conversion: Conversion, value: Any, name: str, outbound: bool) -> A
         raise TypeError(f"argument {name!r} ({type(value).__name__}): {exc}") from exc
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class TaskTypes:
-    """What a task's annotations ask of its arguments and its result, worked out once."""
+    """What a task's annotations ask of its arguments and its result, worked out once.
+
+    Annotations that name a class defined further down the task's module (a forward
+    reference, ``-> "Report"`` or any annotation under ``from __future__ import
+    annotations``) cannot be evaluated when the task is decorated: then they are worked out
+    at first use (the first enqueue, run or result), once the module has been imported.
+    """
+
+    __slots__ = ("_pending", "arguments", "result")
 
     arguments: ArgumentTypes | None
     """None when every parameter takes JSON values as they are: nothing to convert."""
     result: Conversion | None
     """None when the return annotation takes JSON values as they are."""
+
+    def __init__(
+        self,
+        arguments: ArgumentTypes | None,
+        result: Conversion | None,
+        *,
+        pending: Callable[[], tuple[ArgumentTypes | None, Conversion | None]] | None = None,
+    ) -> None:
+        self._pending = pending
+        if pending is None:
+            self.arguments = arguments
+            self.result = result
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only while the slots are unset, at first use of deferred annotations: read
+        # on every enqueue and run, the slots then cost what a plain attribute does.
+        pending = self._pending
+        if pending is None or name not in ("arguments", "result"):
+            raise AttributeError(name)
+        self.arguments, self.result = pending()  # an ImportError is raised at each use
+        self._pending = None
+        return getattr(self, name)
 
 
 UNTYPED = TaskTypes(None, None)
@@ -157,16 +196,32 @@ def task_types(fn: Callable[..., Any], task_name: str) -> TaskTypes:
     """The conversions ``fn``'s annotations need (:data:`UNTYPED` when JSON carries all).
 
     Raises:
-        ImportError: an annotation needs msgspec, which is not installed.
+        ImportError: an annotation needs msgspec, which is not installed (raised at first
+            use instead when the annotations can only be evaluated then).
     """
-    hints = _hints(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        # Most often a class defined later in the module: evaluated at first use, when the
+        # module has been imported whole.
+        return TaskTypes(None, None, pending=lambda: _conversions(fn, task_name, _hints(fn)))
+    arguments, result = _conversions(fn, task_name, hints)
+    if arguments is None and result is None:
+        return UNTYPED
+    return TaskTypes(arguments, result)
+
+
+def _conversions(
+    fn: Callable[..., Any], task_name: str, hints: Mapping[str, Any]
+) -> tuple[ArgumentTypes | None, Conversion | None]:
+    """The conversions of ``fn``'s parameters and of its result, from its ``hints``."""
     signature = inspect.signature(fn)
     conversions = {
         name: _conversion(hints.get(name, Any), task_name) for name in signature.parameters
     }
     result = _conversion(hints.get("return", Any), task_name)
-    if result is None and all(conversion is None for conversion in conversions.values()):
-        return UNTYPED
+    if all(conversion is None for conversion in conversions.values()):
+        return None, result
     kinds = inspect.Parameter
     params = signature.parameters.values()
     positional = [
@@ -191,13 +246,12 @@ def task_types(fn: Callable[..., Any], task_name: str) -> TaskTypes:
             (conversions[p.name] for p in params if p.kind is kinds.VAR_KEYWORD), None
         ),
     )
-    typed_arguments = any(conversion is not None for conversion in conversions.values())
-    return TaskTypes(arguments if typed_arguments else None, result)
+    return arguments, result
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
-    """``fn``'s annotations, evaluated; one that names what is not defined when the task is
-    decorated (an import under ``TYPE_CHECKING``) is left out: its values stay JSON."""
+    """``fn``'s annotations, evaluated; one that names what is not defined (an import under
+    ``TYPE_CHECKING``) is left out: its values stay JSON."""
     try:
         return typing.get_type_hints(fn)
     except Exception:
@@ -245,7 +299,25 @@ def _json_native(annotation: Any) -> bool:
     return False
 
 
-def _names_model(annotation: Any, base: type) -> bool:
-    if isinstance(annotation, type) and issubclass(annotation, base):
-        return True
-    return any(_names_model(arg, base) for arg in typing.get_args(annotation))
+def _names_model(annotation: Any, base: type, seen: frozenset[int] = frozenset()) -> bool:
+    """Whether ``annotation`` names a subclass of ``base`` anywhere: in its arguments, or in
+    the fields of a dataclass, TypedDict or NamedTuple it names (msgspec cannot encode a
+    pydantic model held in a dataclass's field; pydantic handles the dataclass too)."""
+    if id(annotation) in seen:  # a class whose fields name itself
+        return False
+    seen |= {id(annotation)}
+    if isinstance(annotation, type):
+        if issubclass(annotation, base):
+            return True
+        if dataclasses.is_dataclass(annotation) or _fields_typed(annotation):
+            try:
+                fields = typing.get_type_hints(annotation)
+            except Exception:  # a field naming what is not defined: no model known there
+                return False
+            return any(_names_model(field, base, seen) for field in fields.values())
+    return any(_names_model(arg, base, seen) for arg in typing.get_args(annotation))
+
+
+def _fields_typed(cls: type) -> bool:
+    """A TypedDict or a NamedTuple: classes whose annotated fields are its values."""
+    return typing.is_typeddict(cls) or (issubclass(cls, tuple) and hasattr(cls, "_fields"))

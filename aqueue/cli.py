@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -21,9 +21,9 @@ from ._app import App
 from ._events import named_queues as _known_queues
 from ._logging import JobLogFilter, JsonLogFormatter
 from ._processes import RECYCLE_EXIT, Supervisor
-from ._version import __version__
+from ._version import __version__, pip_install
 from ._worker import Worker
-from .exceptions import AqueueError, JobNotFound
+from .exceptions import AqueueError
 
 T = TypeVar("T")
 
@@ -278,6 +278,12 @@ def worker(
     service manager to start it again.
     """
     configure_logging(log_level, log_format)
+    if metrics_port is not None:
+        try:
+            # Imported only when asked for: prometheus-client is an optional extra.
+            from .contrib import prometheus
+        except ImportError:
+            _needs_extra("--metrics-port", "prometheus-client", "prometheus")
     if (processes > 1 or reload) and not supervised:
         # Checked here, once, rather than N times over in the children.
         load_app(app_path)
@@ -285,15 +291,13 @@ def worker(
         if reload:
             try:
                 from ._reload import watch_code
-            except ImportError as exc:
-                raise click.UsageError(str(exc)) from None
+            except ImportError:
+                _needs_extra("--reload", "watchfiles", "reload")
             watch = watch_code
         ended = None
         if metrics_port is not None:
             # One endpoint for all the children: each records into a shared directory.
-            from .contrib.prometheus import serve_children
-
-            ended = serve_children(metrics_port)
+            ended = prometheus.serve_children(metrics_port)
         supervisor = Supervisor(_child_arguments(ctx), processes, watch=watch, ended=ended)
         sys.exit(supervisor.run())
     app = load_app(app_path)
@@ -329,10 +333,7 @@ def worker(
         burst=burst,
     )
     if metrics_port is not None:
-        # Imported only when asked for: prometheus-client is an optional extra.
-        from .contrib.prometheus import serve_metrics
-
-        serve_metrics(the_worker, metrics_port, supervised=supervised)
+        prometheus.serve_metrics(the_worker, metrics_port, supervised=supervised)
 
     async def serve() -> None:
         async with app:
@@ -347,6 +348,14 @@ def worker(
     run_async(serve, loop)
     if supervised and the_worker.recycled:
         sys.exit(RECYCLE_EXIT)
+
+
+def _needs_extra(flag: str, package: str, extra: str) -> NoReturn:
+    # A usage error (exit 2) in one line, with the command that fixes it: no traceback.
+    click.echo(
+        f"error: {flag} needs {package}, which is not installed: {pip_install(extra)}", err=True
+    )
+    sys.exit(2)
 
 
 SUPERVISOR_ONLY = frozenset({"processes", "reload"})
@@ -395,129 +404,6 @@ def configure_logging(level: str, log_format: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
-@main.command()
-@app_argument
-@click.argument("job_ids", metavar="JOB_ID...", nargs=-1, required=True)
-@loop_option
-@_fail_cleanly
-def cancel(app_path: str, job_ids: tuple[str, ...], loop: str) -> None:
-    """Cancel jobs by id: queued ones never run, running ones are stopped."""
-    app = load_app(app_path)
-
-    async def cancel_all() -> int:
-        # Each id on its own: one unknown id must neither stop the others nor hide what was done.
-        failed = 0
-        async with app:
-            for job_id in job_ids:
-                try:
-                    cancelled = await app.job(job_id).cancel()
-                except JobNotFound as exc:
-                    click.echo(f"error: {exc}", err=True)
-                    failed += 1
-                else:
-                    click.echo(f"{job_id}: {'cancelled' if cancelled else 'already ended'}")
-        return failed
-
-    if run_async(cancel_all, loop):
-        sys.exit(1)
-
-
-def format_table(header: list[str], rows: list[list[str]], *, numeric: bool = True) -> str:
-    """A plain aligned text table; with ``numeric``, all but the first column align right."""
-    table = [header, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    for row in table:
-        cells = [row[0].ljust(widths[0])]
-        for cell, width in zip(row[1:], widths[1:], strict=True):
-            cells.append(cell.rjust(width) if numeric else cell.ljust(width))
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-single_queue_option = click.option(
-    "-q",
-    "--queue",
-    "queue_name",
-    default=None,
-    show_envvar=True,
-    envvar="AQUEUE_QUEUE",
-    help="The queue. Default: the app's default queue.",
-)
-
-
-@main.group("dead-letters")
-def dead_letters() -> None:
-    """Inspect, replay or purge a queue's dead letters."""
-
-
-@dead_letters.command("ls")
-@app_argument
-@single_queue_option
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@loop_option
-@_fail_cleanly
-def dead_letters_ls(app_path: str, queue_name: str | None, limit: int, loop: str) -> None:
-    """List the oldest dead letters with the reason each was dead-lettered."""
-    app = load_app(app_path)
-
-    async def collect() -> list[list[str]]:
-        async with app:
-            letters = await app.queue(queue_name).dead_letters(limit)
-        return [
-            [
-                letter.dead_at.strftime("%Y-%m-%d %H:%M:%S"),
-                letter.task or "-",
-                letter.job_id or "-",
-                letter.reason,
-            ]
-            for letter in letters
-        ]
-
-    rows = run_async(collect, loop)
-    if not rows:
-        click.echo("no dead letters")
-        return
-    click.echo(format_table(["dead at (UTC)", "task", "job", "reason"], rows, numeric=False))
-
-
-@dead_letters.command("replay")
-@app_argument
-@single_queue_option
-@loop_option
-@_fail_cleanly
-def dead_letters_replay(app_path: str, queue_name: str | None, loop: str) -> None:
-    """Put every dead letter back into its queue, to run again from attempt 1."""
-    app = load_app(app_path)
-    queue = app.queue(queue_name)
-
-    async def replay() -> int:
-        async with app:
-            return await queue.replay_dead()
-
-    click.echo(f"replayed {run_async(replay, loop)} job(s) into {queue.name}")
-
-
-@dead_letters.command("purge")
-@app_argument
-@single_queue_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@loop_option
-@_fail_cleanly
-def dead_letters_purge(app_path: str, queue_name: str | None, yes: bool, loop: str) -> None:
-    """Delete every dead letter of the queue."""
-    app = load_app(app_path)
-    queue = app.queue(queue_name)
-    if not yes:
-        click.confirm(f"delete every dead letter of {queue.name}?", abort=True)
-
-    async def purge() -> int:
-        async with app:
-            return await queue.purge()
-
-    click.echo(f"deleted {run_async(purge, loop)} dead letter(s) from {queue.name}")
-
-
-# The operating commands (status, workers, ...) live in a module of their own; importing it
-# registers them on `main`.
-from . import _cli_ops  # noqa: E402, F401
+# The other commands live in the modules of aqueue/_cli, one concept each; importing the
+# package registers them on `main`.
+from . import _cli  # noqa: E402, F401

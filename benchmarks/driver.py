@@ -284,17 +284,31 @@ class Run:
             # The queued tasks, for run.py to start the next measurement of them from.
             await self.redis.save()
         deadline = time.monotonic() + self.args.timeout
+        before = await self.server_cpu()
         workers = self.start_workers(kind, self.args.workers)
         try:
             span = await self.wait_for_runs(n, deadline)
         except Failed as exc:
             exc.metrics.update(workers.peak_rss())
             raise
-        metrics = {"tasks_per_s": n / span["seconds"], **span, **workers.peak_rss()}
+        server_us = (await self.server_cpu() - before) * 1e6 / n
+        metrics = {
+            "tasks_per_s": n / span["seconds"],
+            **span,
+            **workers.peak_rss(),
+            "server_cpu_us_per_task": server_us,
+        }
         if kind == "sleep":
             ideal = n * self.args.sleep / self.args.concurrency
             metrics.update(ideal_seconds=ideal, vs_ideal=span["seconds"] / ideal)
         return metrics
+
+    async def server_cpu(self) -> float:
+        """Seconds of CPU the server has used (all its threads): what each task costs the one
+        Redis core a fleet shares. Over a drain it also counts the workers' idle polling before
+        the first task and the run recorder's few commands, both small and alike for everyone."""
+        info = await self.redis.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
     async def io(self) -> dict[str, Any]:
         return await self.drain("sleep")

@@ -70,6 +70,22 @@ def rows(sizes: dict[str, Any]) -> list[Row]:
         ),
         Row("latency", "p90_ms", "Round trip: p90", "ms", False, digits=2),
         Row("latency", "p99_ms", "Round trip: p99", "ms", False, digits=2),
+        Row(
+            "drain",
+            "server_cpu_us_per_task",
+            "Server CPU per task during the drain (used_cpu_user + sys)",
+            "µs",
+            False,
+            digits=1,
+        ),
+        Row(
+            "drain_results",
+            "server_cpu_us_per_task",
+            "Server CPU per task, results kept",
+            "µs",
+            False,
+            digits=1,
+        ),
         Row("scale2", "tasks_per_s", "Drain with 2 worker processes", "tasks/s", True),
         Row("scale4", "tasks_per_s", "Drain with 4 worker processes", "tasks/s", True),
         Row(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -48,3 +49,13 @@ async def read_as(redis: Redis, keys: Keys, consumer: str, count: int | None = N
         for _, read in cast("list[tuple[bytes, list[Entry]]]", pairs)
         for entry_id, _ in read
     ]
+
+
+def hiding(directory: Path, package: str) -> Path:
+    """``directory``, made to hide ``package``: first on ``PYTHONPATH``, it makes a process
+    import ``package`` as if it were not installed (to run the CLI without an extra)."""
+    (directory / package).mkdir()
+    (directory / package / "__init__.py").write_text(
+        f"raise ModuleNotFoundError({f'No module named {package!r}'!r}, name={package!r})\n"
+    )
+    return directory

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +15,7 @@ import aqueue
 from aqueue._redis._keys import keys_of
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
+from tests.test_cli import ROOT, cli_env
 
 
 @pytest.fixture
@@ -99,6 +102,152 @@ async def test_a_job_of_an_unknown_task_is_told_dead_lettered(
     assert events[2].job_id == job.id
 
 
+async def test_a_job_waiting_for_another_is_told_enqueued_then_runs_once_released(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def first() -> None: ...
+
+    @app.task
+    async def second() -> None: ...
+
+    before = await first.enqueue()
+    waiting = await second.options(after=[before]).enqueue()
+    async with aqueue.Worker(app, concurrency=1):
+        await waiting.result(timeout=5)
+
+    events = [event for event in await collect(app, 6) if event.job_id == waiting.id]
+    assert kinds(events) == ["enqueued", "started", "succeeded"]
+    assert {event.task for event in events} == {second.name}
+
+
+async def test_a_job_whose_dependency_failed_is_told_failed_without_a_start(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def breaks() -> None:
+        raise ValueError("no")
+
+    @app.task
+    async def never() -> None: ...
+
+    before = await breaks.enqueue()
+    waiting = await never.options(after=[before]).enqueue()
+    async with aqueue.Worker(app):
+        with pytest.raises(aqueue.TaskFailed):
+            await waiting.result(timeout=5)
+
+    events = [event for event in await collect(app, 5) if event.job_id == waiting.id]
+    assert kinds(events) == ["enqueued", "failed"]
+    assert events[1].task == never.name
+
+
+async def test_a_chain_tells_the_end_of_its_own_job_as_well_as_of_its_steps(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def step(previous: int = 0) -> int:
+        return previous + 1
+
+    chain = await (step.s() | step.s()).enqueue()
+    async with aqueue.Worker(app):
+        await chain.result(timeout=5)
+
+    # Two steps (enqueued, started, succeeded) and the chain's own job (enqueued, succeeded).
+    events = [event for event in await collect(app, 8) if event.job_id == chain.id]
+    assert kinds(events) == ["enqueued", "succeeded"]
+    assert events[0].task == "aqueue.chain"
+
+
+async def test_a_replayed_dead_letter_is_told_enqueued_again(app: aqueue.App) -> None:
+    async with aqueue.Worker(app):
+        job = await app.enqueue("not.deployed")
+        await eventually(lambda: _dead(app))
+    assert await app.queue().replay_dead() == 1
+
+    events = await collect(app, 4)
+    assert kinds(events) == ["enqueued", "started", "dead-lettered", "enqueued"]
+    assert (events[3].job_id, events[3].task) == (job.id, "not.deployed")
+
+
+async def test_a_fire_and_forget_job_cancelled_through_its_handle_is_told_cancelled(
+    app: aqueue.App,
+) -> None:
+    @app.task(result_ttl=0)
+    async def forgotten() -> None: ...
+
+    job = await forgotten.enqueue()
+    assert await job.cancel()
+
+    events = await collect(app, 2)
+    assert kinds(events) == ["enqueued", "cancelled"]
+    assert (events[1].job_id, events[1].task) == (job.id, forgotten.name)
+
+
+async def test_a_fire_and_forget_job_is_told_started_and_succeeded(app: aqueue.App) -> None:
+    done = asyncio.Event()
+
+    @app.task(result_ttl=0)
+    async def forgotten() -> None:
+        done.set()
+
+    job = await forgotten.enqueue()
+    async with aqueue.Worker(app, name="w1"):
+        await asyncio.wait_for(done.wait(), 5)
+
+    events = await collect(app, 3)
+    assert kinds(events) == ["enqueued", "started", "succeeded"]
+    assert {event.job_id for event in events} == {job.id}
+    assert events[1].worker == "w1"
+
+
+async def test_purged_jobs_are_told_cancelled(app: aqueue.App) -> None:
+    @app.task
+    async def kept() -> None: ...
+
+    @app.task(result_ttl=0)
+    async def forgotten() -> None: ...
+
+    jobs = [await kept.enqueue(), await forgotten.enqueue()]
+    assert await app.queue().purge_queued() == 2
+
+    events = await collect(app, 4)
+    assert kinds(events) == ["enqueued", "enqueued", "cancelled", "cancelled"]
+    assert [event.job_id for event in events[2:]] == [job.id for job in jobs]
+    assert [event.task for event in events[2:]] == [kept.name, forgotten.name]
+
+
+@pytest.fixture
+def worker_process(server: RedisServer, namespace: str) -> Iterator[subprocess.Popen[bytes]]:
+    """An ``aqueue worker`` process of the CLI's app, with events on (``AQUEUE_EVENTS``)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aqueue", "worker", "tests.cli_app:app"],
+        env=cli_env(server, namespace, AQUEUE_EVENTS="1"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield process
+    process.terminate()
+    process.wait(15)
+
+
+async def test_a_worker_process_tells_the_run_of_a_job_released_from_its_wait(
+    app: aqueue.App, worker_process: subprocess.Popen[bytes]
+) -> None:
+    @app.task(name="tests.cli_app.add")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    first = await add.enqueue(1, 2)
+    second = await add.options(after=[first]).enqueue(3, 4)
+    assert await second.result(timeout=20) == 7
+
+    events = [event for event in await collect(app, 6) if event.job_id == second.id]
+    assert kinds(events) == ["enqueued", "started", "succeeded"]
+    assert f"-{worker_process.pid}-" in (events[1].worker or "")
+
+
 async def test_events_start_from_now_by_default(app: aqueue.App) -> None:
     @app.task
     async def ping(n: int) -> None: ...
@@ -146,9 +295,18 @@ async def test_an_app_without_events_writes_none(
         @quiet.task
         async def ping() -> None: ...
 
+        @quiet.task(result_ttl=0)
+        async def forgotten() -> None: ...
+
         job = await ping.enqueue()
+        await ping.options(after=[job]).enqueue()
+        await (await forgotten.enqueue()).cancel()
         async with aqueue.Worker(quiet):
             await job.result(timeout=5)
+            await quiet.enqueue("not.deployed")
+            await eventually(lambda: _dead(quiet))
+        await quiet.queue().replay_dead()
+        await quiet.queue().purge_queued()
     assert await redis.exists(keys_of(namespace, "default").events) == 0
 
 

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.cli import load_app
 from aqueue.testing import RedisServer
-from tests.helpers import eventually
+from tests.helpers import eventually, hiding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -377,3 +377,26 @@ def test_a_worker_told_a_queue_the_app_does_not_name_warns_of_it(
         "tests.cli_app:app", "-q", "emials", env=cli_env(server, namespace), cwd=Path(ROOT)
     )
     assert "the app names no queue emials" in output
+
+
+@pytest.mark.parametrize(
+    ("flag", "package", "extra"),
+    [
+        (["--metrics-port", "0"], "prometheus_client", "prometheus"),
+        (["--reload"], "watchfiles", "reload"),
+    ],
+)
+def test_a_flag_whose_extra_is_not_installed_names_it_in_one_line_and_exits_2(
+    server: RedisServer,
+    namespace: str,
+    tmp_path: Path,
+    flag: list[str],
+    package: str,
+    extra: str,
+) -> None:
+    hidden = hiding(tmp_path, package)
+    env = cli_env(server, namespace, PYTHONPATH=f"{hidden}{os.pathsep}{ROOT}")
+    result = run_cli("worker", "tests.cli_app:app", *flag, env=env)
+    assert result.returncode == 2
+    assert result.stderr.endswith(f"pip install 'aqueue-redis[{extra}]'\n")
+    assert len(result.stderr.splitlines()) == 1, result.stderr

@@ -7,10 +7,12 @@ import importlib
 import re
 import sys
 from collections.abc import AsyncIterator, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import orjson
+import pydantic
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI, Response
@@ -115,6 +117,28 @@ async def test_the_event_stream_sends_the_jobs_progress_then_its_result(
             "result": "done",
         },
     )
+
+
+class Thumbnail(pydantic.BaseModel):
+    size: tuple[int, int]
+    made: datetime
+
+
+async def test_the_event_stream_sends_a_typed_result_as_the_json_the_task_returns(
+    app: aqueue.App, lifespan_manager: LifespanManager
+) -> None:
+    made = datetime(2026, 12, 4, 22, 0, tzinfo=UTC)
+
+    @app.task(name="thumbnail")
+    async def thumbnail() -> Thumbnail:
+        return Thumbnail(size=(64, 48), made=made)
+
+    job = await app.enqueue("thumbnail")
+    async with client_of(lifespan_manager.app) as client:
+        response = await client.get(f"/jobs/{job.id}/events")
+    event, data = events_of(response.content)[-1]
+    assert (event, data["status"]) == ("end", "succeeded")
+    assert data["result"] == {"size": [64, 48], "made": "2026-12-04T22:00:00Z"}
 
 
 async def test_the_event_stream_of_a_failed_job_ends_with_its_error_but_no_traceback(

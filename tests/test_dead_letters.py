@@ -46,6 +46,19 @@ async def test_a_task_unknown_to_old_workers_runs_once_replayed_to_new_ones(
     assert await redis.xlen(Keys(app.namespace, "default").dead) == 0
 
 
+async def test_replaying_one_letter_by_its_id_leaves_the_others(app: aqueue.App) -> None:
+    async with aqueue.Worker(app):
+        jobs = [await app.enqueue("missing.task", n) for n in (1, 2, 3)]
+        for job in jobs:
+            await _wait_failed(job)
+    letters = await app.queue().dead_letters()
+    middle = next(letter for letter in letters if letter.job_id == jobs[1].id)
+    assert await app.queue().replay_dead(letter=middle.id) == 1
+    left = {letter.job_id for letter in await app.queue().dead_letters()}
+    assert left == {jobs[0].id, jobs[2].id}
+    assert await jobs[1].status() is aqueue.JobStatus.QUEUED
+
+
 async def test_purge_deletes_every_dead_letter(app: aqueue.App) -> None:
     async with aqueue.Worker(app):
         for _ in range(3):

@@ -7,12 +7,14 @@ every half second); the commands run as real processes too.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +23,7 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue._control import send_command
 from aqueue._redis._keys import Keys
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status, read_as
@@ -116,6 +119,7 @@ async def test_a_worker_process_registers_what_it_serves_and_what_it_knows(
         "tests.ops_app.boom",
         "tests.ops_app.nap",
         "tests.ops_app.elsewhere",
+        "tests.ops_app.price",
     }
     assert info.id.startswith(f"{info.host}-{process.pid}-")
 
@@ -208,6 +212,70 @@ def test_status_without_a_server_is_a_one_line_error(namespace: str) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: cannot reach Redis at {NO_SERVER}")
     assert "Traceback" not in result.stderr
+
+
+# -- queues nothing knows ---------------------------------------------------------------------
+
+
+def test_status_of_a_queue_nothing_knows_says_so_in_one_line_naming_the_known_ones(
+    server: RedisServer, namespace: str
+) -> None:
+    result = run_cli(server, namespace, "status", APP, "-q", "defualt")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: no queue 'defualt' in namespace '{namespace}': the app does not name it, no "
+        "live worker serves it and Redis holds nothing of it. Known queues: default, other "
+        "(check the spelling, and the namespace)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["check"],
+        ["pause"],
+        ["resume"],
+        ["purge", "--yes"],
+        ["dead-letters", "ls"],
+        ["dead-letters", "replay"],
+        ["dead-letters", "purge", "--yes"],
+    ],
+)
+def test_each_command_taking_a_queue_refuses_one_nothing_knows(
+    server: RedisServer, namespace: str, command: list[str]
+) -> None:
+    result = run_cli(server, namespace, *command, APP, "-q", "typo")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no queue 'typo' in namespace")
+
+
+async def test_status_shows_an_empty_queue_the_app_does_not_name_once_it_held_jobs(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    @producer.task(name="tests.ops_app.add", queue="side")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with producer:
+        await add.enqueue(1, 2)
+        await producer.queue("side").purge_queued()
+    result = run_cli(server, namespace, "status", APP, "-q", "side", "--json")
+    assert result.returncode == 0, result.stderr
+    [side] = json.loads(result.stdout)["queues"]
+    assert (side["queue"], side["queued"]) == ("side", 0)
+
+
+async def test_status_shows_a_queue_the_app_does_not_name_that_a_live_worker_serves(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "side") as process:
+        async with producer:
+            await eventually(lambda: _registered(producer, process.pid), timeout=15)
+        result = run_cli(server, namespace, "status", APP, "-q", "side", "--json")
+    assert result.returncode == 0, result.stderr
+    [side] = json.loads(result.stdout)["queues"]
+    assert (side["queue"], side["workers"]) == ("side", 1)
 
 
 # -- pause / resume ---------------------------------------------------------------------------
@@ -384,6 +452,18 @@ async def test_the_job_command_shows_a_finished_job_with_its_result(
     assert record["finished_at"] is not None
 
 
+async def test_the_job_command_shows_a_typed_result_as_the_json_its_task_sends(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        async with producer:
+            job = await producer.enqueue("tests.ops_app.price", "9.90")
+            await job.result(timeout=15)
+        shown = run_cli(server, namespace, "job", APP, job.id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["result"] == "9.90"
+
+
 async def test_the_job_command_shows_a_failed_job_with_its_traceback(
     server: RedisServer, namespace: str, producer: aqueue.App
 ) -> None:
@@ -411,6 +491,51 @@ async def test_the_job_command_shows_the_arguments_of_a_queued_job(
     record = json.loads(result.stdout)
     assert record["status"] == "queued"
     assert record["arguments"] == {"args": [4], "kwargs": {"y": 5}}
+
+
+async def test_the_job_command_shows_the_arguments_of_a_job_that_ran(
+    server: RedisServer, namespace: str, producer: aqueue.App
+) -> None:
+    with worker_process(server, namespace, "-q", "default"):
+        async with producer:
+            job = await producer.enqueue("tests.ops_app.add", 4, y=5)
+            assert await job.result(timeout=15) == 9
+    result = run_cli(server, namespace, "job", APP, job.id, "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["arguments"] == {"args": [4], "kwargs": {"y": 5}}
+
+
+async def _ran_add(server: RedisServer, namespace: str, kept_arguments_size: int) -> str:
+    """The id of an ``add(4, 5)`` job run by a worker keeping that many bytes of arguments."""
+    async with aqueue.App(
+        server.url, namespace=namespace, kept_arguments_size=kept_arguments_size
+    ) as app:
+        add, _ = _producer_tasks(app)
+        job = await add.enqueue(4, 5)
+        async with aqueue.Worker(app):
+            await job.result(timeout=5)
+    return job.id
+
+
+async def test_the_job_command_gives_the_size_of_arguments_too_large_to_keep(
+    server: RedisServer, namespace: str
+) -> None:
+    job_id = await _ran_add(server, namespace, kept_arguments_size=8)
+    result = run_cli(server, namespace, "job", APP, job_id)
+    assert result.returncode == 0, result.stderr
+    size = len(b"[[4,5],{}]")
+    assert f"args:        ({size} bytes, not kept)" in result.stdout.splitlines()
+
+
+async def test_a_job_run_by_an_app_keeping_no_arguments_shows_none(
+    server: RedisServer, namespace: str
+) -> None:
+    job_id = await _ran_add(server, namespace, kept_arguments_size=0)
+    result = run_cli(server, namespace, "job", APP, job_id, "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["arguments"], record["arguments_size"]) == (None, None)
 
 
 def test_the_job_command_exits_1_for_a_job_without_a_record(
@@ -449,7 +574,9 @@ def test_check_exits_1_naming_the_queues_without_a_live_worker(
 ) -> None:
     result = run_cli(server, namespace, "check", APP)
     assert result.returncode == 1
-    assert result.stderr == "error: no live worker serves queue(s) default, other\n"
+    assert result.stderr.startswith(
+        "error: no live worker serves queue(s) default, other in namespace"
+    )
 
 
 async def test_check_exits_0_when_each_queue_has_a_live_worker(
@@ -462,7 +589,7 @@ async def test_check_exits_0_when_each_queue_has_a_live_worker(
         unserved = run_cli(server, namespace, "check", APP)
     assert served.returncode == 0, served.stderr
     assert unserved.returncode == 1
-    assert unserved.stderr == "error: no live worker serves queue(s) other\n"
+    assert unserved.stderr.startswith("error: no live worker serves queue(s) other in namespace")
 
 
 def test_check_exits_1_when_redis_does_not_answer() -> None:
@@ -528,3 +655,21 @@ def test_control_refuses_a_worker_that_is_not_alive(server: RedisServer, namespa
     result = run_cli(server, namespace, "control", APP, "ping", "--worker", "ghost")
     assert result.returncode == 1
     assert result.stderr.startswith("error: no live worker named ghost")
+
+
+async def test_a_worker_answers_a_command_sent_as_soon_as_it_started(app: aqueue.App) -> None:
+    async with aqueue.Worker(app, grace_period=1) as worker:
+        answers, _ = await send_command(app, "ping", [worker.name], 2.0)
+    assert answers == {worker.name: "pong"}
+
+
+async def test_a_worker_that_answered_a_command_leaves_no_connection_open(
+    app: aqueue.App,
+) -> None:
+    async with aqueue.Worker(app, grace_period=1) as worker:
+        answers, _ = await send_command(app, "ping", [worker.name], 2.0)
+        assert worker.name in answers
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()  # an unclosed connection warns as it is collected
+    assert [str(w.message) for w in caught if "unclosed" in str(w.message)] == []

@@ -123,6 +123,19 @@ async def test_a_result_timeout_of_a_job_still_queued_asks_whether_a_worker_serv
         await job.result(timeout=0.05)
 
 
+async def test_a_result_timeout_of_a_job_on_a_misspelt_queue_names_the_queue_meant(
+    app: aqueue.App,
+) -> None:
+    @app.task(queue="emails")
+    async def send() -> None: ...
+
+    job = await send.options(queue="emials").enqueue()
+    with pytest.raises(
+        aqueue.ResultTimeout, match=r"names no queue 'emials': did you mean 'emails'"
+    ):
+        await job.result(timeout=0.05)
+
+
 async def test_a_job_nobody_enqueued_is_unknown(app: aqueue.App) -> None:
     job = app.job("default:0123456789abcdef0123456789abcdef")
     assert await job.status() is aqueue.JobStatus.UNKNOWN

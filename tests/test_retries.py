@@ -29,6 +29,20 @@ async def test_a_failing_task_is_retried_until_it_succeeds(app: aqueue.App) -> N
     assert (await job.info()).attempts == 3
 
 
+async def test_a_job_that_succeeded_on_a_retry_reports_no_error(app: aqueue.App) -> None:
+    @app.task(retries=1, backoff=aqueue.backoff.fixed(0))
+    async def flaky() -> str:
+        if aqueue.current_job().attempt == 1:
+            raise ConnectionError("partner down")
+        return "sent"
+
+    async with aqueue.Worker(app):
+        job = await flaky.enqueue()
+        assert await job.result(timeout=10) == "sent"
+    info = await job.info()
+    assert (info.status, info.attempts, info.error) == (aqueue.JobStatus.SUCCEEDED, 2, None)
+
+
 async def test_after_its_retries_a_task_fails_with_the_last_error(app: aqueue.App) -> None:
     @app.task(retries=2, backoff=aqueue.backoff.fixed(0))
     async def broken() -> None:

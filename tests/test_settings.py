@@ -22,6 +22,7 @@ ALL_SET = {
     "AQUEUE_ROUTES": '{"emails.*": "emails"}',
     "AQUEUE_MAX_QUEUE_LENGTH": '{"emails": 100}',
     "AQUEUE_EVENTS": "yes",
+    "AQUEUE_KEPT_ARGUMENTS_SIZE": "256",
 }
 
 
@@ -58,6 +59,7 @@ def test_every_setting_comes_from_its_environment_variable(
     assert app.route("emails.send") == "emails"
     assert (app.max_queue_length("emails"), app.max_queue_length("other")) == (100, 0)
     assert app.events_limit > 0
+    assert app.kept_arguments_size == 256
 
 
 def test_an_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

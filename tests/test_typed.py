@@ -121,6 +121,74 @@ async def test_a_pydantic_model_arrives_and_returns_as_the_model(app: aqueue.App
         assert await job.result(timeout=5) == Customer(name="ADA", since=WHEN)
 
 
+@dataclasses.dataclass(frozen=True)
+class Renewal:
+    customer: Customer
+    on: date
+
+
+async def test_a_dataclass_holding_a_pydantic_model_arrives_and_returns_as_itself(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def renew(renewal: Renewal) -> Renewal:
+        assert isinstance(renewal.customer, Customer)
+        return dataclasses.replace(renewal, on=renewal.on.replace(year=2027))
+
+    async with aqueue.Worker(app):
+        job = await renew.enqueue(Renewal(Customer(name="ada", since=WHEN), WHEN.date()))
+        renewed = await job.result(timeout=5)
+    assert renewed == Renewal(Customer(name="ada", since=WHEN), date(2027, 12, 4))
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    name: str
+    children: tuple[Node, ...] = ()
+
+
+async def test_a_dataclass_whose_fields_name_itself_arrives_as_itself(app: aqueue.App) -> None:
+    @app.task
+    async def count(tree: Node) -> int:
+        assert isinstance(tree.children[0], Node)
+        return len(tree.children)
+
+    async with aqueue.Worker(app):
+        job = await count.enqueue(Node("root", (Node("leaf"),)))
+        assert await job.result(timeout=5) == 1
+
+
+class Upload(pydantic.BaseModel):
+    data: bytes
+
+
+class Base64Upload(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    data: bytes
+
+
+async def test_binary_bytes_in_a_pydantic_model_are_refused_saying_how_to_send_them(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def store(upload: Upload) -> None: ...
+
+    with pytest.raises(aqueue.SerializationError, match='ser_json_bytes="base64"'):
+        await store.enqueue(Upload(data=b"\x89PNG"))
+
+
+async def test_binary_bytes_arrive_in_a_pydantic_model_that_sends_them_as_base64(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def size(upload: Base64Upload) -> int:
+        return len(upload.data)
+
+    async with aqueue.Worker(app):
+        job = await size.enqueue(Base64Upload(data=b"\x89PNG"))
+        assert await job.result(timeout=5) == 4
+
+
 async def test_the_result_comes_back_as_the_annotated_return_type(app: aqueue.App) -> None:
     @app.task
     async def locate(x: int) -> tuple[Point, datetime]:
@@ -255,3 +323,82 @@ async def test_a_chain_step_gets_its_own_arguments_and_the_previous_result_typed
     async with aqueue.Worker(app):
         job = await (locate.s(1) | move.s(Point(10, 20), WHEN)).enqueue()
         assert await job.result(timeout=5) == (Point(11, 21), WHEN)
+
+
+async def test_a_groups_result_holds_each_members_result_as_its_tasks_return_type(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def corner(x: int) -> Point:
+        return Point(x, 0)
+
+    @app.task
+    async def stamp() -> datetime:
+        return WHEN
+
+    @app.task
+    async def mirror(point: Point) -> Point:
+        return Point(point.y, point.x)
+
+    members: list[aqueue.Canvas[Any]] = [
+        corner.s(1),
+        stamp.s(),
+        corner.s(2) | mirror.s(),
+        aqueue.group([stamp.s()]),
+    ]
+    async with aqueue.Worker(app):
+        job = await aqueue.group(members).enqueue()
+        assert await job.result(timeout=5) == [Point(1, 0), WHEN, Point(0, 2), [WHEN]]
+        assert (await job.info()).result == [Point(1, 0), WHEN, Point(0, 2), [WHEN]]
+
+
+async def test_a_group_with_failed_members_holds_the_others_as_their_return_type(
+    app: aqueue.App,
+) -> None:
+    @app.task
+    async def locate(x: int) -> Point:
+        if x < 0:
+            raise ValueError("no negative points")
+        return Point(x, x)
+
+    async with aqueue.Worker(app):
+        job = await aqueue.group([locate.s(1), locate.s(-1)], return_exceptions=True).enqueue()
+        located, failed = await job.result(timeout=5)
+    assert located == Point(1, 1)
+    assert isinstance(failed, aqueue.TaskFailed)
+
+
+FORWARD = """
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import aqueue
+
+app = aqueue.App(URL, namespace=NAMESPACE)
+
+
+@app.task
+async def postpone(report: Report) -> Report:
+    assert isinstance(report.due, date), report
+    return Report(report.due.replace(year=report.due.year + 1))
+
+
+@dataclasses.dataclass
+class Report:  # defined after the task that names it
+    due: date
+"""
+
+
+async def test_a_class_defined_after_its_task_types_the_arguments_and_the_result(
+    server: RedisServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = type(sys)("forward_types")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    module.__dict__.update(URL=server.url, NAMESPACE=namespace)
+    exec(compile(FORWARD, "forward_types.py", "exec"), module.__dict__)
+    report = module.Report(date(2026, 12, 4))
+    async with module.app, aqueue.Worker(module.app):
+        job = await module.postpone.enqueue(report)
+        assert await job.result(timeout=5) == module.Report(date(2027, 12, 4))

@@ -183,6 +183,10 @@ class FinishedJob(NamedTuple):
     key_ttl: str
     told: bool
     task: str
+    arguments: bytes
+    """The job's encoded arguments for its record to keep once it ran (``b""``: none)."""
+    arguments_size: str
+    """Their size in bytes when they are too large to keep (``""``: none)."""
 
 
 def finish(
@@ -204,7 +208,7 @@ def finish(
     for job in jobs:
         keys += job[:3]
         args += job[3:13]
-        args += (_flag(job.told), job.task)
+        args += (_flag(job.told), *job[14:])
     return Call(FINISH, keys, args)
 
 
@@ -316,12 +320,14 @@ def cancel(
     ttl: int,
     forgotten: bool,
     events_limit: int,
+    task: str,
 ) -> Call:
-    """Cancel a job that has not ended (``unique``: the key its record names, if any)."""
+    """Cancel a job that has not ended (``unique``: the key its record names, if any;
+    ``task``: its task name for the event when no record tells it, else "")."""
     return Call(
         CANCEL,
         [record, cancelled, queued, delayed, events, unique, *streams],
-        [job_id, error_value, ttl, _flag(forgotten), events_limit],
+        [job_id, error_value, ttl, _flag(forgotten), events_limit, task],
     )
 
 
@@ -335,11 +341,18 @@ class PurgedEntry(NamedTuple):
 
 
 def purge(
-    *, stream: Key, group: str, error_value: bytes, ttl: int, entries: Sequence[PurgedEntry]
+    *,
+    stream: Key,
+    events: Key,
+    group: str,
+    error_value: bytes,
+    ttl: int,
+    events_limit: int,
+    entries: Sequence[PurgedEntry],
 ) -> Call:
     """Drop the ``entries`` of ``stream`` that no worker has read yet."""
-    keys = [stream]
-    args: list[Any] = [group, error_value, ttl]
+    keys = [stream, events]
+    args: list[Any] = [group, error_value, ttl, events_limit]
     for entry in entries:
         keys += entry[:3]
         args.append(entry.entry_id)
@@ -358,15 +371,17 @@ def replay(
     *,
     dead: Key,
     levels: Key,
+    events: Key,
     streams: Sequence[Key],
     own_fields: str,
     dropped_fields: str,
     most: int,
+    events_limit: int,
     letters: Sequence[Letter],
 ) -> Call:
     """Move up to ``most`` of ``letters`` back into the queue."""
-    keys = [dead, levels, *streams]
-    args: list[Any] = [own_fields, dropped_fields, most]
+    keys = [dead, levels, events, *streams]
+    args: list[Any] = [own_fields, dropped_fields, most, events_limit]
     for letter in letters:
         keys += letter[:2]
         args.append(letter.letter_id)
@@ -379,20 +394,22 @@ def wait(
     wait: Key,
     pending: Key,
     members: Key,
+    events: Key,
     status: str,
     task: str,
     ttl: int,
     expires_in: int,
+    events_limit: int,
     dependencies: Sequence[str],
     member_ids: Sequence[str],
     fields: Sequence[tuple[str, Value]],
 ) -> Call:
     """Register a job (or a workflow's parent record) that waits for ``dependencies``."""
-    args: list[Any] = [status, task, ttl, expires_in, len(dependencies), *dependencies]
-    args += [len(member_ids), *member_ids]
+    args: list[Any] = [status, task, ttl, expires_in, events_limit]
+    args += [len(dependencies), *dependencies, len(member_ids), *member_ids]
     for name, value in fields:
         args += [name, value]
-    return Call(WAIT, [record, wait, pending, members], args)
+    return Call(WAIT, [record, wait, pending, members, events], args)
 
 
 def depend(
@@ -415,6 +432,7 @@ def unblock(
     wait: Key,
     pending: Key,
     levels: Key,
+    events: Key,
     streams: Sequence[Key],
     action: str,
     payload: bytes = b"",
@@ -423,11 +441,12 @@ def unblock(
     outcome_field: str = "",
     outcome: bytes = b"",
     result_ttl: int = 0,
+    events_limit: int,
 ) -> Call:
     """Release a waiting job once: ``action="enqueue"`` it (with ``payload``, the entry's
-    ``codes``) or ``"finish"`` its record (with ``status`` and the outcome)."""
+    ``codes``) or ``"finish"`` its record (with ``status`` and the outcome, told as an event)."""
     return Call(
         UNBLOCK,
-        [record, wait, pending, levels, *streams],
-        [action, payload, codes, status, outcome_field, outcome, result_ttl],
+        [record, wait, pending, levels, events, *streams],
+        [action, payload, codes, status, outcome_field, outcome, result_ttl, events_limit],
     )

@@ -36,6 +36,9 @@ _PASSING_REFUSALS = (
     ClusterDownError,
 )
 """Error replies of a server that cannot write now but will."""
+_MAXCLIENTS = "max number of clients reached"
+"""What a server at its ``maxclients`` answers a new connection (a ConnectionError to
+redis-py, as an unreachable server is)."""
 _PASSING_CODES = ("NOREPLICAS ", "BUSY ")
 """The same, for refusals redis-py gives no class of their own: too few replicas in sync
 (min-replicas-to-write), and another script running past lua-time-limit."""
@@ -85,6 +88,14 @@ class _Translated:
                 f"Redis at {redact(self.url)} refused the credentials ({exc}). Check the user "
                 "name and password in the URL (redis://user:password@host:port/db)."
             ) from exc
+        if isinstance(exc, RedisConnectionError) and _MAXCLIENTS in str(exc):
+            # The server answered, so "is it running?" would mislead: it is full.
+            raise ConnectionFailed(
+                f"Redis at {redact(self.url)} takes no more connections: it holds its "
+                f"maxclients ({exc}). Lower App(max_connections=...) (AQUEUE_MAX_CONNECTIONS) "
+                "or the worker processes (-p), or raise the server's maxclients: each worker "
+                "process opens up to max_connections + 3."
+            ) from exc
         if isinstance(exc, REDIS_ERRORS):
             # Only the default URL means none was given: otherwise the user set one already.
             hint = (
@@ -108,6 +119,13 @@ class _Translated:
             raise ConfigurationError(
                 f"Redis at {redact(self.url)} has no database of that number ({exc}). Use a "
                 "database the server has (0 to its `databases` setting minus 1) in the URL."
+            ) from exc
+        if isinstance(exc, OutOfMemoryError):
+            raise ServerError(
+                f"Redis at {redact(self.url)} is at its maxmemory and takes no writes "
+                f"({str(exc).rstrip('.')}). Give it more memory, keep results "
+                "for less time (result_ttl), or bound the queues (max_queue_length) "
+                "so that producers get QueueFull first."
             ) from exc
         if isinstance(exc, RedisError):
             raise ServerError(

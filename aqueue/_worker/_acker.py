@@ -34,12 +34,15 @@ class Acker:
         tell: Callable[[str], Awaitable[None]],
         lease: float,
         events_limit: int = 0,
+        kept_arguments_size: int = 0,
     ) -> None:
         """``stop_renewing`` gets the outcomes whose entries are no longer this worker's to
         keep (acked, handed back, or left for a redelivery); ``tell`` tells the jobs waiting
         for a job id that it ended. Telling that keeps failing for a ``lease`` gives up.
-        ``events_limit`` is the length of the queues' event streams (0: no events)."""
+        ``events_limit`` is the length of the queues' event streams (0: no events);
+        ``kept_arguments_size`` the most bytes of arguments a record keeps (0: none)."""
         self._events_limit = events_limit
+        self._kept_arguments_size = kept_arguments_size
         self._calls = calls
         self._tell = tell
         self._lease = lease
@@ -201,6 +204,9 @@ class Acker:
         for outcome in outcomes:
             delivery = outcome.delivery
             unique_key, key_ttl = delivery.unique_key
+            kept, not_kept = b"", ""
+            if outcome.status:
+                kept, not_kept = delivery.kept_arguments(self._kept_arguments_size)
             jobs.append(
                 scripts.FinishedJob(
                     record=delivery.record,
@@ -218,6 +224,8 @@ class Acker:
                     key_ttl=key_ttl,
                     told=outcome.told,
                     task=delivery.task_name or "",
+                    arguments=kept,
+                    arguments_size=not_kept,
                 )
             )
         return scripts.finish(

@@ -9,10 +9,12 @@ answer from that worker).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import orjson
 from redis.asyncio import Redis
 
@@ -34,6 +36,8 @@ class Controller:
         self._app = app
         self._name = name
         self._shutdown = shutdown
+        self.listening = asyncio.Event()
+        """Set once subscribed: a worker counts as started only when a command reaches it."""
 
     async def run(self) -> None:
         """Listen until cancelled (the worker's task group closes at the end of a stop)."""
@@ -44,14 +48,18 @@ class Controller:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
+                self.listening.set()
                 backoff.succeeded()
                 async for message in pubsub.listen():
                     await self._handle(client, message["data"])
             except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
             finally:
-                await pubsub.aclose()
-                await client.aclose()
+                # Shielded: a stop cancels every await of this task (an anyio scope), and
+                # the client's pool holds the connection the answers went out on.
+                with anyio.CancelScope(shield=True):
+                    await pubsub.aclose()
+                    await client.aclose()
 
     async def _handle(self, client: Redis, raw: bytes) -> None:
         try:

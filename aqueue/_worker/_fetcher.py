@@ -342,10 +342,13 @@ class Fetcher:
         if self._limited:
             for delivery in deliveries:
                 delivery.limits = self._limits_of(delivery)
+        # With events, every start goes through the script, which tells it: those of jobs
+        # that keep no record too.
+        every = checked or self._app.events_limit > 0
         scripted = [
             d
             for d in deliveries
-            if checked or (d.job_id and d.result_ttl > 0) or d.expires_ms or d.limits is not None
+            if every or (d.job_id and d.result_ttl > 0) or d.expires_ms or d.limits is not None
         ]
         verdicts: dict[int, Any] = {}
         if scripted:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .._checks import MAX_SECONDS
 from .._limits import Limits
@@ -21,29 +21,27 @@ class Delivery:
     """The stream the entry was read from: its queue's stream of the job's priority level."""
     limits: Limits | None = None
     """The task's limits, acquired when the delivery started (None for tasks without)."""
+    # Read once from the fields: the hot path asks for these several times per job.
+    job_id: str | None = field(init=False)
+    task_name: str | None = field(init=False)
+    result_ttl: int = field(init=False)
+    """Seconds to keep the outcome; 0 when the job keeps no record at all.
 
-    @property
-    def job_id(self) -> str | None:
-        raw = self.fields.get(b"j")
-        return None if raw is None else raw.decode(errors="replace")
+    Clamped to what producers may ask for: the finish script acks before it sets the TTL, and
+    an EXPIRE out of Redis's range would fail it after the ack (an entry not written by
+    aqueue can hold anything)."""
 
-    @property
-    def task_name(self) -> str | None:
-        raw = self.fields.get(b"t")
-        return None if raw is None else raw.decode(errors="replace")
-
-    @property
-    def result_ttl(self) -> int:
-        """Seconds to keep the outcome; 0 when the job keeps no record at all.
-
-        Clamped to what producers may ask for: the finish script acks before it sets the
-        TTL, and an EXPIRE out of Redis's range would fail it after the ack (an entry not
-        written by aqueue can hold anything)."""
+    def __post_init__(self) -> None:
+        fields = self.fields
+        raw = fields.get(b"j")
+        self.job_id = None if raw is None else raw.decode(errors="replace")
+        raw = fields.get(b"t")
+        self.task_name = None if raw is None else raw.decode(errors="replace")
         try:
-            ttl = int(self.fields.get(b"r", b"0"))
+            ttl = int(fields.get(b"r", b"0"))
         except ValueError:
-            return 0
-        return min(max(ttl, 0), MAX_SECONDS)
+            ttl = 0
+        self.result_ttl = min(max(ttl, 0), MAX_SECONDS)
 
     @property
     def prior_attempts(self) -> int:
@@ -70,6 +68,17 @@ class Delivery:
         if key is None or not key.startswith(self.keys.unique("")) or not ttl.isdigit():
             return self.keys.unique(""), ""
         return key, ttl.decode()
+
+    def kept_arguments(self, limit: int) -> tuple[bytes, str]:
+        """What the job's record keeps of its arguments once it ran (for ``aqueue job``;
+        the entry that holds them is deleted): the encoded arguments when they fit in
+        ``limit`` bytes, else their size; ``(b"", "")`` for a job that keeps no record."""
+        payload = self.fields.get(b"p")
+        if payload is None or limit == 0 or self.result_ttl == 0:
+            return b"", ""
+        if len(payload) > limit:
+            return b"", str(len(payload))
+        return payload, ""
 
     @property
     def record(self) -> bytes:

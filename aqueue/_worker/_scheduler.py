@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from .._app import App
 from .._redis._backoff import Backoff
-from .._schedule import Schedule
+from .._schedule import Schedule, last_tick_key
 from ..exceptions import AqueueError
 
 logger = logging.getLogger("aqueue.scheduler")
@@ -73,7 +73,7 @@ class Scheduler:
             cursors[schedule.task_name] = now
             if schedule.misfire != "run_once":
                 continue
-            last = await self._app.redis.get(self._last_key(schedule))
+            last = await self._app.redis.get(last_tick_key(self._app.namespace, schedule.task_name))
             missed = schedule.latest_until(now)
             if last is not None and missed > float(last):
                 logger.info("%s missed ticks while no worker ran: once now", schedule.task_name)
@@ -103,11 +103,10 @@ class Scheduler:
             # (also for the missed tick fired at start).
             logger.exception("cannot fire %s; skipping this tick", schedule.task_name)
             return
-        await self._app.redis.set(self._last_key(schedule), repr(tick), ex=30 * 24 * 3600)
+        await self._app.redis.set(
+            last_tick_key(self._app.namespace, schedule.task_name), repr(tick), ex=30 * 24 * 3600
+        )
         logger.debug("%s tick %s: job %s", schedule.task_name, tick, job.id)
-
-    def _last_key(self, schedule: Schedule) -> str:
-        return f"{self._app.namespace}:cron:{schedule.task_name}:last"
 
     async def _server_now(self) -> float:
         # Due-ness is read from the server's clock, so a skewed worker cannot fire early.

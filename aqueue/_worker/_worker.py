@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 HURRIED_WRITES = 2.0
 """Seconds a worker stopped at once still gives the server to take the outcomes it holds."""
+CONTROL_READY_SECONDS = 5.0
+"""Most seconds a start waits for the worker's control subscription."""
 
 
 class Worker:
@@ -138,7 +140,12 @@ class Worker:
         self._died: Exception | None = None
         """What a loop of this worker died of (raised once the worker has stopped)."""
         self._resources: dict[ResourceKey[Any], Any] = {}
-        self._recycler = Recycler(max_jobs=max_jobs, max_memory_mib=max_memory_mib)
+        # None without limits: nothing to count or measure per job.
+        self._recycler = (
+            None
+            if max_jobs is None and max_memory_mib is None
+            else Recycler(max_jobs=max_jobs, max_memory_mib=max_memory_mib)
+        )
         self.burst = burst
         self._signalled = False
         self.recycled = False
@@ -332,9 +339,12 @@ class Worker:
             tell=functools.partial(job_ended, app),
             lease=app.lease,
             events_limit=app.events_limit,
+            kept_arguments_size=app.kept_arguments_size,
         )
         runner = Runner(app, self.name, self.threads, self._resources)
         slots = Slots(self.concurrency)
+
+        running, by_job = self._running, self._by_job
 
         def start_job(delivery: Delivery, attempt: int) -> None:
             job_id = delivery.job_id or ""
@@ -344,13 +354,18 @@ class Worker:
                 acker.submit(Outcome(delivery, Action.FINISH))
                 return
             in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
-            self._recycle_if(self._recycler.started())
+            if self._recycler is not None:
+                self._recycle_if(self._recycler.started())
             job = asyncio.create_task(self._run_job(runner, acker, delivery, attempt))
-            self._running.add(job)
-            self._by_job[job_id] = job
-            job.add_done_callback(self._running.discard)
-            job.add_done_callback(lambda _: self._by_job.pop(job_id, None))
-            job.add_done_callback(lambda _: slots.give())
+            running.add(job)
+            by_job[job_id] = job
+
+            def done(job: asyncio.Task[None]) -> None:
+                running.discard(job)
+                by_job.pop(job_id, None)
+                slots.give()
+
+            job.add_done_callback(done)
 
         fetcher = self._fetcher = Fetcher(
             app=app,
@@ -395,7 +410,13 @@ class Worker:
                 reclaiming = loops.start("promoter and reclaimer", reclaimer.run)
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
-                loops.start("controller", Controller(app, self.name, self._stop_once).run)
+                controller = Controller(app, self.name, self._stop_once)
+                loops.start("controller", controller.run)
+                # Started means reachable: a command sent once the worker has started (or
+                # listed) is heard. Bounded: a server refusing the subscription (an ACL user
+                # without channels) costs remote control, not the start.
+                with anyio.move_on_after(CONTROL_READY_SECONDS):
+                    await controller.listening.wait()
                 if self.burst:
                     loops.start("burst watch", self._stop_when_drained)
                 logger.info(
@@ -482,7 +503,8 @@ class Worker:
             )
         self._presence.ran(outcome)
         acker.submit(outcome)
-        self._recycle_if(self._recycler.ended())
+        if self._recycler is not None:
+            self._recycle_if(self._recycler.ended())
 
     async def _finish_running(self) -> None:
         if self._running and not self._hurry.is_set():

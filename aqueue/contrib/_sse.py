@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from .._app import App
-from .._job import Job, JobInfo, JobStatus
+from .._job import Job, JobInfo, JobStatus, json_result
 from ..exceptions import JobNotFound
 
 SSE_HEADERS = {
@@ -24,7 +24,7 @@ KEEPALIVE = 15.0
 """Seconds a stream may stay silent before it sends a comment line."""
 
 
-def frame(info: JobInfo) -> bytes:
+def frame(info: JobInfo, app: App) -> bytes:
     """One event: ``progress`` while the job has not ended, ``end`` with its outcome last.
 
     A browser's ``EventSource`` reconnects whenever a stream closes: the named last event is
@@ -38,7 +38,7 @@ def frame(info: JobInfo) -> bytes:
         "message": info.progress_message,
     }
     if info.status is JobStatus.SUCCEEDED:
-        data["result"] = info.result
+        data["result"] = json_result(app, info.task, info.result)
     elif info.error is not None:
         # The type and message only: a traceback shows the server's code to any web client.
         data["error"] = {"type": info.error.type, "message": info.error.message}
@@ -56,7 +56,7 @@ async def job_to_follow(app: App, job_id: str) -> Job[Any] | None:
     return None if await job.status() is JobStatus.UNKNOWN else job
 
 
-async def frames(job: Job[Any]) -> AsyncGenerator[bytes, None]:
+async def frames(job: Job[Any], app: App) -> AsyncGenerator[bytes, None]:
     """The job's events until it ends, and a comment line after each quiet spell of
     :data:`KEEPALIVE` seconds.
 
@@ -65,7 +65,7 @@ async def frames(job: Job[Any]) -> AsyncGenerator[bytes, None]:
     job's subscription, would live on until the job next changed.
     """
     events: asyncio.Queue[bytes] = asyncio.Queue()
-    follower = asyncio.create_task(_follow(job, events))
+    follower = asyncio.create_task(_follow(job, app, events))
     try:
         while True:
             try:
@@ -83,7 +83,7 @@ async def frames(job: Job[Any]) -> AsyncGenerator[bytes, None]:
         await asyncio.gather(follower, return_exceptions=True)
 
 
-async def _follow(job: Job[Any], events: asyncio.Queue[bytes]) -> None:
+async def _follow(job: Job[Any], app: App, events: asyncio.Queue[bytes]) -> None:
     """Put the job's events in ``events``, then an empty one for the end. Its record may
     vanish meanwhile (expired, purged): the stream then ends with status ``unknown``, so
     that a client stops too."""
@@ -92,8 +92,8 @@ async def _follow(job: Job[Any], events: asyncio.Queue[bytes]) -> None:
         with contextlib.suppress(JobNotFound):
             async for info in job.events():
                 ended = info.status.is_final
-                events.put_nowait(frame(info))
+                events.put_nowait(frame(info, app))
         if not ended:
-            events.put_nowait(frame(JobInfo(job.id, JobStatus.UNKNOWN)))
+            events.put_nowait(frame(JobInfo(job.id, JobStatus.UNKNOWN), app))
     finally:
         events.put_nowait(b"")

@@ -72,12 +72,13 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     the job, as :func:`aqueue.contrib.starlette.stream_job` describes (``404`` for a job with
     no record). The app is looked up in sub-apps' parents too."""
     job_id = request.match_info["job_id"]
-    job = await job_to_follow(request.config_dict[APP_KEY], job_id)
+    app = request.config_dict[APP_KEY]
+    job = await job_to_follow(app, job_id)
     if job is None:
         return web.json_response({"id": job_id, "status": "unknown"}, status=404)
     response = web.StreamResponse(headers={**SSE_HEADERS, "Content-Type": "text/event-stream"})
     await response.prepare(request)
-    async for event in frames(job):  # a client that left makes write() raise: the stream ends
+    async for event in frames(job, app):  # a client that left makes write() raise: the stream ends
         await response.write(event)
     await response.write_eof()
     return response

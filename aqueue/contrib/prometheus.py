@@ -45,6 +45,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -127,33 +128,65 @@ class Metrics(Middleware):
             multiprocess_mode="livesum",
         )
 
+        self._series: dict[tuple[str, str], _Series] = {}
+
+    def _of(self, queue: str, task: str) -> _Series:
+        """The labelled metrics of one queue and task, looked up once: ``labels()`` takes a
+        lock and checks its values at every call, a cost paid several times per job."""
+        series = self._series.get((queue, task))
+        if series is None:
+            series = self._series[(queue, task)] = _Series(
+                started=self.started.labels(queue, task),
+                latency=self.latency.labels(queue, task),
+                in_progress=self.in_progress.labels(queue, task),
+                duration=self.duration.labels(queue, task),
+                succeeded=self.finished.labels(queue, task, "succeeded"),
+                failed=self.finished.labels(queue, task, "failed"),
+                retried=self.finished.labels(queue, task, "retried"),
+            )
+        return series
+
     def on_enqueue(self, job: OutgoingJob) -> None:
         self.enqueued.labels(job.queue, job.task).inc()
 
     async def on_started(self, job: JobContext) -> None:
-        self.started.labels(job.queue, job.task).inc()
+        series = self._of(job.queue, job.task)
+        series.started.inc()
         # The entry's id says when it entered the stream: when the job was due.
         waited = (datetime.now(UTC) - job.enqueued_at).total_seconds()
-        self.latency.labels(job.queue, job.task).observe(max(waited, 0.0))
+        series.latency.observe(max(waited, 0.0))
 
     async def around_run(self, job: JobContext, call_next: CallNext) -> Any:
-        in_progress = self.in_progress.labels(job.queue, job.task)
-        in_progress.inc()
+        series = self._of(job.queue, job.task)
+        series.in_progress.inc()
         began = time.perf_counter()
         try:
             return await call_next()
         finally:
-            self.duration.labels(job.queue, job.task).observe(time.perf_counter() - began)
-            in_progress.dec()
+            series.duration.observe(time.perf_counter() - began)
+            series.in_progress.dec()
 
     async def on_succeeded(self, job: JobContext, result: Any) -> None:
-        self.finished.labels(job.queue, job.task, "succeeded").inc()
+        self._of(job.queue, job.task).succeeded.inc()
 
     async def on_failed(self, job: JobContext, error: Exception) -> None:
-        self.finished.labels(job.queue, job.task, "failed").inc()
+        self._of(job.queue, job.task).failed.inc()
 
     async def on_retried(self, job: JobContext, error: Exception, delay: float) -> None:
-        self.finished.labels(job.queue, job.task, "retried").inc()
+        self._of(job.queue, job.task).retried.inc()
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The metrics of one (queue, task) pair, with their labels applied."""
+
+    started: Counter
+    latency: Histogram
+    in_progress: Gauge
+    duration: Histogram
+    succeeded: Counter
+    failed: Counter
+    retried: Counter
 
 
 class QueueCollector(Collector):

@@ -101,7 +101,7 @@ async def stream_job(app: App, job_id: str) -> Response:
     job = await job_to_follow(app, job_id)
     if job is None:
         return JSONResponse({"id": job_id, "status": "unknown"}, status_code=404)
-    return StreamingResponse(frames(job), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(frames(job, app), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def job_events(request: Request) -> Response:

@@ -21,7 +21,8 @@ app = aqueue.App(
     URL,
     namespace="bench",
     result_ttl=3600 if RESULTS else 0,
-    events=os.environ.get("BENCH_EVENTS") == "1",
+    # Passed only when asked: scaling.py runs this adapter on older checkouts too.
+    **({"events": True} if os.environ.get("BENCH_EVENTS") == "1" else {}),
 )
 if os.environ.get("BENCH_METRICS") == "1":
     from aqueue.contrib.prometheus import Metrics
@@ -48,6 +49,11 @@ async def echo(i: int) -> int:
 
 TASKS = {"noop": noop, "sleep": sleep, "echo": echo}
 
+# BENCH_QUEUES=Q spreads the tasks over Q queues (q0 .. q{Q-1}) that every worker serves:
+# benchmarks/scaling.py measures one queue and several side by side.
+QUEUES = int(os.environ.get("BENCH_QUEUES", "1"))
+QUEUE_NAMES = [f"q{k}" for k in range(QUEUES)] if QUEUES > 1 else [app.default_queue]
+
 # BENCH_AQUEUE_PROCESSES=N runs each worker as `aqueue worker -p N`: N processes under one
 # supervisor (compare with the scale2/scale4 rows, which start N separate workers).
 PROCESSES = int(os.environ.get("BENCH_AQUEUE_PROCESSES", "1"))
@@ -60,10 +66,10 @@ def worker_argv(kind: str, concurrency: int) -> list[str]:
         "peers.aqueue:app",
         "-c",
         str(concurrency),
-        "-p",
-        str(PROCESSES),
+        *(["-p", str(PROCESSES)] if PROCESSES > 1 else []),
         "--log-level",
         "WARNING",
+        *(arg for queue in QUEUE_NAMES for arg in ("-q", queue)),
     ]
 
 
@@ -84,10 +90,14 @@ class Client:
         return await TASKS[kind].enqueue(i)
 
     async def enqueue_batch(self, kind: str, indices: list[int]) -> None:
-        await TASKS[kind].enqueue_many([(i,) for i in indices])
+        task = TASKS[kind]
+        for k, queue in enumerate(QUEUE_NAMES):
+            share = indices[k :: len(QUEUE_NAMES)]
+            if share:
+                await task.options(queue=queue).enqueue_many([(i,) for i in share])
 
     async def result(self, handle: Any, timeout: float) -> Any:
         return await handle.result(timeout=timeout)
 
     async def queued(self) -> int:
-        return (await app.queue().stats()).queued
+        return sum([(await app.queue(queue).stats()).queued for queue in QUEUE_NAMES])

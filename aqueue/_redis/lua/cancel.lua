@@ -30,6 +30,8 @@ local ttl = ARGV[3]
 -- "1" when the job keeps no record (fire and forget)
 local forgotten = ARGV[4]
 local events_limit = ARGV[5]
+-- "" when unknown: the record tells it (a job that keeps no record has only its handle's)
+local task = ARGV[6]
 local status = redis.call('HGET', record, 'status')
 local waiting = not status and queued_state(record, queued)
 if waiting then
@@ -46,6 +48,7 @@ end
 if not status then
   if forgotten == '1' then
     announce()
+    emit(events, events_limit, 'cancelled', job_id, task)
     return {'', 1}
   end
   return {'', 0}

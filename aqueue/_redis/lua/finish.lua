@@ -29,8 +29,10 @@ local job_args = 5  -- ARGV[5...]: jobs
 -- outcome field and value, result ttl (0: keep no record), dead-letter reason ("" for none),
 -- with status "scheduled" the retry's delay in ms and the attempt that failed, job id, seconds
 -- to keep the uniqueness key after the end ("" when it has none), told ("1" when the jobs
--- waiting for it have been told it ended), task.
-local KEYS_PER_JOB, ARGS_PER_JOB = 3, 12
+-- waiting for it have been told it ended), task, arguments (its encoded arguments for its
+-- record to keep, "" for none) and arguments_size (their size in bytes when they are too large
+-- to keep, "" for none).
+local KEYS_PER_JOB, ARGS_PER_JOB = 3, 14
 local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
 local events_on = tonumber(events_limit) > 0
 local now
@@ -84,6 +86,17 @@ for i = 1, count do
 end
 local some_waited_on = any_exists(waited_on)
 
+-- The record's fields that keep job a's arguments (or their size; none when it has neither)
+-- once the entry that holds them is gone: `aqueue job` shows them after the run.
+local function kept_arguments(a)
+  local arguments, arguments_size = ARGV[a + 12], ARGV[a + 13]
+  if arguments ~= '' then
+    return 'args', arguments
+  elseif arguments_size ~= '' then
+    return 'args_size', arguments_size
+  end
+end
+
 local function write_outcome(k, a)
   local record, unique = KEYS[k], KEYS[k + 1]
   local entry_id, status, outcome_field, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -125,7 +138,8 @@ local function write_outcome(k, a)
       redis.call('ZADD', delayed, due, cmsgpack.pack(fields))
     end
     if ttl > 0 then
-      redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due)
+      redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due,
+        kept_arguments(a))
       redis.pcall('PUBLISH', record, 'scheduled')
     end
     emit(events, events_limit, 'retried', job_id, task, consumer)
@@ -141,7 +155,7 @@ local function write_outcome(k, a)
   end
   if ttl > 0 then
     redis.call('HSET', record, 'status', status, outcome_field, outcome,
-      'finished_at', server_now())
+      'finished_at', server_now(), kept_arguments(a))
     redis.call('EXPIRE', record, ttl)
     -- Only a wake-up for waiters (they read the record): a user without channel permissions
     -- must not fail the ack after its writes were made.

@@ -3,17 +3,20 @@
 -- read before (and runs) or never. Running jobs (entries read and pending) are not touched.
 -- Each dropped job ends as a cancel leaves it: its record says cancelled (result() raises
 -- JobCancelled, status() tells), waiters are woken, its uniqueness key is released.
+-- Each job that had not ended is told cancelled in the queue's event stream.
 -- Returns {entries dropped, ids of the jobs dropped...}.
 local stream = KEYS[1]
+local events = KEYS[2]
 -- per entry, in order: the record and "queued" hash of the job it names (any keys when it
 -- names none), and the uniqueness key it names (any key when it names none)
-local job_keys = 2  -- KEYS[2...]: entries
+local job_keys = 3  -- KEYS[3...]: entries
 local group = ARGV[1]
 -- JSON: type and message
 local error_value = ARGV[2]
 -- seconds to keep the record
 local ttl = ARGV[3]
-local entry_ids = 4  -- ARGV[4...]: entries
+local events_limit = ARGV[4]
+local entry_ids = 5  -- ARGV[5...]: entries
 -- An entry id as two numbers (ms, sequence), for comparing.
 local function parsed(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -66,6 +69,10 @@ for i = entry_ids, #ARGV do
         redis.call('DEL', unique)
       end
       redis.pcall('PUBLISH', record, 'cancelled')
+      if not status or status == 'queued' then
+        -- (A job that keeps no record has no status: its entry was all there was of it.)
+        emit(events, events_limit, 'cancelled', job_id, fields['t'])
+      end
       reply[#reply + 1] = job_id
     end
   end

@@ -10,18 +10,21 @@
 -- level's stream.
 -- The caller reads the letters and names each one's keys (its job's record, its uniqueness
 -- key): this moves them.
+-- Each replayed job is told enqueued in the queue's event stream: it waits in the queue anew.
 -- Returns {replayed, left: letters with nothing to replay (no job, or one that ended well)}.
 local dead = KEYS[1]
 local levels = KEYS[2]
-local streams = 3  -- KEYS[3...]: streams
+local events = KEYS[3]
+local streams = 4  -- KEYS[4...]: streams
 -- per letter, in order: the record of its job and its uniqueness key (any keys for none)
-local letter_keys = 13  -- KEYS[13...]: letters
+local letter_keys = 14  -- KEYS[14...]: letters
 -- aqueue's dead-letter field names (space-separated)
 local own_fields = ARGV[1]
 -- entry fields not replayed (same)
 local dropped_fields = ARGV[2]
 local most = tonumber(ARGV[3])
-local letter_ids = 4  -- ARGV[4...]: letters
+local events_limit = ARGV[4]
+local letter_ids = 5  -- ARGV[5...]: letters
 local function set_of(words)
   local set = {}
   for word in string.gmatch(words, '%S+') do
@@ -39,7 +42,7 @@ for i = letter_ids, #ARGV do
   if letter then
     local k = letter_keys + (i - letter_ids) * 2
     local record, unique = KEYS[k], KEYS[k + 1]
-    local fields, job, unique_field, level = {}, nil, nil, nil
+    local fields, job, task, unique_field, level = {}, nil, nil, nil, nil
     local raw, first = letter[2], 1
     -- aqueue's fields lead, each once: the entry's own begin at the first name that is not
     -- one of them, or that comes again.
@@ -55,6 +58,8 @@ for i = letter_ids, #ARGV do
         fields[#fields + 1] = value
         if name == 'j' then
           job = value
+        elseif name == 't' then
+          task = value
         elseif name == 'u' then
           unique_field = value
         elseif name == 'l' then
@@ -83,6 +88,7 @@ for i = letter_ids, #ARGV do
         redis.call('HSET', record, 'status', 'queued', 'attempts', 0)
         redis.pcall('PUBLISH', record, 'queued')
       end
+      emit(events, events_limit, 'enqueued', job, task)
       replayed = replayed + 1
     end
   end

@@ -1,12 +1,15 @@
 -- Release a waiting job exactly once: add its stream entry (with the payload that carries its
 -- dependencies' results), or finish a parent record with its outcome. The wait hash goes in the
 -- same step, so a second caller (a redelivered dependency, a racing worker) does nothing.
+-- A release is no event (the job was told enqueued when it began to wait, wait.lua); a finish
+-- is told with its status, as finish.lua tells a run's end.
 -- Returns 1 when released, 0 when it was not waiting any more.
 local record = KEYS[1]
 local wait = KEYS[2]
 local pending = KEYS[3]
 local levels = KEYS[4]
-local streams = 5  -- KEYS[5...]: streams
+local events = KEYS[5]
+local streams = 6  -- KEYS[6...]: streams
 -- "enqueue" (with payload and codes) or "finish" (with the rest)
 local action = ARGV[1]
 local payload = ARGV[2]
@@ -16,6 +19,7 @@ local status = ARGV[4]
 local outcome_field = ARGV[5]
 local outcome = ARGV[6]
 local result_ttl = ARGV[7]
+local events_limit = ARGV[8]
 if redis.call('EXISTS', wait) == 0 then
   return 0
 end
@@ -55,4 +59,9 @@ end
 redis.call('HSET', record, 'status', status, outcome_field, outcome, 'finished_at', now_ms())
 redis.call('EXPIRE', record, result_ttl)
 redis.pcall('PUBLISH', record, status)
+local named = {}
+for i = 1, #spec, 2 do
+  named[spec[i]] = spec[i + 1]
+end
+emit(events, events_limit, status, named['j'], named['t'])
 return 1

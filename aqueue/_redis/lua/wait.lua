@@ -2,11 +2,15 @@
 -- callback) or a workflow's parent record, in one step: its record, what it waits for and how
 -- to enqueue or finish it once they ended. Runs before the dependencies learn of it (depend.lua),
 -- so whoever sees a dependency end finds this in place.
+-- Told as enqueued in the queue's event stream now, as a delayed job is at its enqueue: its
+-- release later is no event (the worker that starts it tells "started"), an end without a run
+-- (a failed dependency, a workflow's parent finishing) is told by unblock.lua.
 local record = KEYS[1]
 local wait = KEYS[2]
 -- dependencies not ended yet
 local pending = KEYS[3]
 local members = KEYS[4]
+local events = KEYS[5]
 -- scheduled | running
 local status = ARGV[1]
 local task = ARGV[2]
@@ -14,8 +18,9 @@ local task = ARGV[2]
 local ttl = tonumber(ARGV[3])
 -- ms from the server's now (0: none; kept as the entry's "x" field)
 local expires_in = tonumber(ARGV[4])
+local events_limit = ARGV[5]
 -- Each list after its length, then the wait hash's field/value pairs.
-local lists = 5  -- ARGV[5...]: dependencies, member_ids, fields
+local lists = 6  -- ARGV[6...]: dependencies, member_ids, fields
 local now = now_ms()
 redis.call('HSET', record, 'status', status, 'task', task, 'enqueued_at', now, 'attempts', 0)
 redis.call('EXPIRE', record, ttl)
@@ -40,4 +45,5 @@ if expires_in > 0 then
   redis.call('HSET', wait, 'x', now + expires_in)
 end
 redis.call('EXPIRE', wait, ttl)
+emit(events, events_limit, 'enqueued', redis.call('HGET', wait, 'j'), task)
 return 1
