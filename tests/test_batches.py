@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue._inspect import job_arguments
 from aqueue._redis._keys import GROUP, Keys
 from aqueue._redis._scripts import Call
 from aqueue._worker._acker import Acker
@@ -59,9 +60,16 @@ async def _read(app: aqueue.App, redis: Redis, *result_ttls: int) -> list[Delive
     ]
 
 
-async def _run(app: aqueue.App, outcomes: list[Outcome]) -> Acker:
+async def _run(app: aqueue.App, outcomes: list[Outcome], *, kept_arguments_size: int = 0) -> Acker:
     """An acker of consumer "w", running, with ``outcomes`` submitted at once."""
-    acker = Acker(app._direct, "w", lambda outcomes: None, _told, lease=app.lease)
+    acker = Acker(
+        app._direct,
+        "w",
+        lambda outcomes: None,
+        _told,
+        lease=app.lease,
+        kept_arguments_size=kept_arguments_size,
+    )
     for outcome in outcomes:
         acker.submit(outcome)
     _running.add(asyncio.create_task(acker.run()))
@@ -86,6 +94,31 @@ async def test_the_outcomes_of_one_queue_flushed_together_cost_one_script_call(
     assert await _evalsha_calls(redis) - before == 1
     assert await redis.xlen(deliveries[0].stream) == 0
     assert (await redis.xpending(deliveries[0].stream, GROUP))["pending"] == 0
+
+
+async def test_each_job_of_one_finish_call_keeps_its_own_arguments_in_its_record(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def echo(text: str) -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    small = await echo.enqueue("small")
+    # Between the two, a job that keeps nothing: each job's values are found where they are.
+    await echo.options(result_ttl=0).enqueue("forgotten")
+    large = await echo.enqueue("large" * 20)
+    await read_as(redis, keys, "w")
+    deliveries = [
+        Delivery(keys, i, fields, keys.stream) for i, fields in await entries(redis, keys.stream)
+    ]
+    acker = await _run(app, [_succeeded(d) for d in deliveries], kept_arguments_size=32)
+    await acker.drained()
+    kept = await job_arguments(app, await small.info())
+    assert (kept.decoded, kept.size) == ([["small"], {}], None)
+    too_large = await job_arguments(app, await large.info())
+    assert too_large.decoded is None
+    assert too_large.size == len(deliveries[2].fields[b"p"])
 
 
 async def test_a_job_whose_write_fails_is_left_pending_while_the_rest_of_its_batch_finishes(
