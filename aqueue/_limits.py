@@ -103,8 +103,6 @@ class Limits:
             rate_reserved=f"{prefix}:reserved".encode(),
             holders=self.running,
             parked_line=self.parked,
-            delayed=self.keys.delayed,
-            holder_streams=self.keys.streams,
             interval_us="" if self.rate is None else repr(self.rate.interval_us),
             most="" if self.concurrency is None else self.concurrency,
             lease=lease_ms,

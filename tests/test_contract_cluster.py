@@ -101,10 +101,12 @@ class StrictCalls(DirectCalls):
                 self.refused.append(f"{call.script.name}: {replies[-1]}")
         return replies
 
-    async def commands(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def commands(
+        self, commands: Sequence[Sequence[Any]], *, errors_in_place: bool = False
+    ) -> list[Any]:
         async with self._lock:
             await self._allow(None)
-            return await super().commands(commands)
+            return await super().commands(commands, errors_in_place=errors_in_place)
 
     async def _allow(self, keys: list[bytes] | None) -> None:
         patterns = [b"*"] if keys is None else [_pattern(key) for key in keys]

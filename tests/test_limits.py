@@ -192,24 +192,31 @@ async def _start_as(
     """Run the start script with ``limits`` as ``consumer`` would (without running the job)."""
     keys = limits.keys
     call = scripts.start(
-        record=keys.job(job_id),
         stream=keys.stream,
-        queued=keys.queued(job_id),
         events=keys.events,
+        delayed=keys.delayed,
+        holder_streams=keys.streams,
         consumer=consumer,
-        entry_id=entry_id,
         group=GROUP,
-        max_attempts=5,
-        keeps_record=True,
-        prior_attempts=0,
-        expires_at=0,
-        record_ttl=3600,
-        task_name="",
         events_limit=0,
-        job_id=job_id,
         limits=limits.start_call(lease_ms),
+        jobs=[
+            scripts.StartedJob(
+                record=keys.job(job_id),
+                queued=keys.queued(job_id),
+                entry_id=entry_id,
+                max_attempts=5,
+                keeps_record=True,
+                prior_attempts=0,
+                expires_at=0,
+                record_ttl=3600,
+                task_name="",
+                job_id=job_id,
+            )
+        ],
     )
-    return await app._direct.call(call)
+    [reply] = await app._direct.call(call)
+    return reply
 
 
 async def test_jobs_held_back_by_a_limit_do_not_block_other_tasks_on_the_worker(

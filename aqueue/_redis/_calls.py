@@ -52,6 +52,11 @@ Value = bytes | str | int | float
 """An ARGV value, sent as Redis sends any argument (a number in decimal)."""
 
 
+MOST_JOBS_PER_CALL = 500
+"""Most jobs in one start or finish call: a script holds the server while it runs (a couple
+of ms for this many), and Lua unpacks at most a few thousand ids into one command."""
+
+
 def _flag(value: bool) -> str:
     """A yes/no argument as the scripts read it: ``"1"`` or ``""``."""
     return "1" if value else ""
@@ -99,9 +104,6 @@ class StartLimits(NamedTuple):
     rate_reserved: Key
     holders: Key
     parked_line: Key
-    delayed: Key
-    holder_streams: Sequence[Key]
-    """The queue's level streams: a concurrency slot's holder names the stream of its entry."""
     interval_us: str
     """Microseconds between two jobs of the rate ("" for no rate)."""
     most: int | str
@@ -110,102 +112,104 @@ class StartLimits(NamedTuple):
     """The lease in ms."""
 
 
+class StartedJob(NamedTuple):
+    """One delivery of a start call: its keys (record, "queued" hash), then its values (see
+    start.lua)."""
+
+    record: Key
+    queued: Key
+    entry_id: bytes
+    max_attempts: int
+    keeps_record: bool
+    prior_attempts: int
+    expires_at: int
+    record_ttl: int
+    task_name: str
+    job_id: str
+
+
 def start(
     *,
-    record: Key,
     stream: Key,
-    queued: Key,
     events: Key,
+    delayed: Key,
+    holder_streams: Sequence[Key],
     consumer: bytes | str,
-    entry_id: bytes,
     group: str,
-    max_attempts: int,
-    keeps_record: bool,
-    prior_attempts: int,
-    expires_at: int,
-    record_ttl: int,
-    task_name: str,
     events_limit: int,
-    job_id: str,
-    limits: StartLimits | None = None,
+    limits: StartLimits | None,
+    jobs: Sequence[StartedJob],
 ) -> Call:
-    """Begin one delivery (see start.lua for the replies)."""
-    keys = [record, stream, queued, events]
-    args: list[Any] = [
-        consumer,
-        entry_id,
-        group,
-        max_attempts,
-        _flag(keeps_record),
-        prior_attempts,
-        expires_at,
-        record_ttl,
-        task_name,
-        events_limit,
-        job_id,
-    ]
-    if limits is not None:
-        keys += limits[:5]
-        keys += limits.holder_streams
-        args += limits[6:]
+    """Begin ``jobs``, deliveries of ``stream`` (see start.lua for the replies, one per job).
+
+    ``holder_streams``: the queue's level streams (a concurrency slot's holder names the stream
+    of its entry). ``limits``: those every one of ``jobs`` takes, or None."""
+    keys = [stream, events, delayed]
+    args: list[Any] = [consumer, group, events_limit]
+    if limits is None:
+        keys += (stream,) * 4
+        args += ("", "", "")
+    else:
+        keys += limits[:4]
+        args += limits[4:]
+    keys += holder_streams
+    for job in jobs:
+        keys += job[:2]
+        args += (
+            job.entry_id,
+            job.max_attempts,
+            _flag(job.keeps_record),
+            *job[5:],
+        )
     return Call(START, keys, args)
+
+
+class FinishedJob(NamedTuple):
+    """One delivery of a finish call: its keys (record, uniqueness key, the set of jobs waiting
+    for it), then its values (see finish.lua)."""
+
+    record: Key
+    unique: Key
+    dependents: Key
+    entry_id: bytes
+    status: str
+    outcome_field: str
+    outcome: bytes | str
+    result_ttl: int
+    dead_reason: str
+    retry_delay_ms: int
+    attempt: int
+    job_id: str
+    key_ttl: str
+    told: bool
+    task: str
+    arguments: bytes
+    """The job's encoded arguments for its record to keep once it ran (``b""``: none)."""
+    arguments_size: str
+    """Their size in bytes when they are too large to keep (``""``: none)."""
 
 
 def finish(
     *,
     stream: Key,
-    record: Key,
     dead: Key,
     delayed: Key,
-    unique: Key,
-    dependents: Key,
     events: Key,
     group: str,
     consumer: bytes,
-    entry_id: bytes,
-    status: str,
-    outcome_field: str,
-    outcome: bytes | str,
-    result_ttl: int,
-    dead_reason: str,
     dead_limit: int,
-    retry_delay_ms: int,
-    attempt: int,
-    job_id: str,
-    key_ttl: str,
-    told: bool,
     events_limit: int,
-    task: str,
-    arguments: bytes,
-    arguments_size: str,
+    jobs: Sequence[FinishedJob],
 ) -> Call:
-    """Record a delivery's outcome and ack it, if ``consumer`` still owns it; its record keeps
-    the job's encoded ``arguments``, or their ``arguments_size`` when too large (``b""`` and
-    ``""``: neither)."""
-    return Call(
-        FINISH,
-        [stream, record, dead, delayed, unique, dependents, events],
-        [
-            group,
-            consumer,
-            entry_id,
-            status,
-            outcome_field,
-            outcome,
-            result_ttl,
-            dead_reason,
-            dead_limit,
-            retry_delay_ms,
-            attempt,
-            job_id,
-            key_ttl,
-            _flag(told),
-            events_limit,
-            task,
-            arguments,
-            arguments_size,
-        ],
-    )
+    """Record the outcomes of ``jobs``, deliveries of ``stream``, and ack them: each only if
+    ``consumer`` still owns its entry (see finish.lua for the replies, one per job)."""
+    keys = [stream, dead, delayed, events]
+    args: list[Any] = [group, consumer, dead_limit, events_limit]
+    for job in jobs:
+        keys += job[:3]
+        args += job[3:13]
+        args += (_flag(job.told), *job[14:])
+    return Call(FINISH, keys, args)
 
 
 def requeue(

@@ -207,8 +207,11 @@ class DirectCalls:
             raise reply
         return reply
 
-    async def commands(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Run plain commands in one round trip; their replies, the server's errors raised."""
+    async def commands(
+        self, commands: Sequence[Sequence[Any]], *, errors_in_place: bool = False
+    ) -> list[Any]:
+        """Run plain commands in one round trip; their replies, the server's errors raised
+        (or, ``errors_in_place``, each in its reply's place, as :meth:`run` gives them)."""
         packed = [_command(*parts) for parts in commands]
         await self._room.take()
         try:
@@ -216,9 +219,10 @@ class DirectCalls:
             self._give_back(lane)
         finally:
             self._room.give()
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        if not errors_in_place:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
         return replies
 
     async def command(self, *parts: Any) -> Any:

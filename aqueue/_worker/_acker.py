@@ -10,12 +10,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
 from .._redis._direct import DirectCalls
 from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
+from .._redis._scripts import FINISH
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
@@ -113,70 +115,57 @@ class Acker:
         """Write ``batch``; returns the outcomes whose entries are held for telling, those the
         server refused for now (to write again), and the first such refusal."""
         calls: list[scripts.Call] = []
-        releases: set[int] = set()
+        answers_for: list[list[Outcome]] = []
+        """The outcomes each call answers for: one for a requeue, a stream's for a finish,
+        none for a release."""
+        finishing: dict[bytes, list[Outcome]] = {}
         for outcome in batch:
-            delivery = outcome.delivery
-            keys = delivery.keys
-            if outcome.action is Action.REQUEUE:
-                calls.append(
-                    scripts.requeue(
-                        stream=delivery.stream,
-                        record=delivery.record,
-                        queued=delivery.queued,
-                        group=GROUP,
-                        consumer=self._consumer,
-                        entry_id=delivery.entry_id,
-                    )
-                )
-                if delivery.limits is not None:
-                    _release(calls, outcome, releases)
+            if outcome.action is Action.FINISH:
+                finishing.setdefault(outcome.delivery.stream, []).append(outcome)
                 continue
-            unique_key, key_ttl = delivery.unique_key
-            kept, not_kept = b"", ""
-            if outcome.status:
-                kept, not_kept = delivery.kept_arguments(self._kept_arguments_size)
+            delivery = outcome.delivery
             calls.append(
-                scripts.finish(
+                scripts.requeue(
                     stream=delivery.stream,
                     record=delivery.record,
-                    dead=keys.dead,
-                    delayed=keys.delayed,
-                    unique=unique_key,
-                    dependents=keys.dependents(delivery.job_id or ":"),
-                    events=keys.events,
+                    queued=delivery.queued,
                     group=GROUP,
                     consumer=self._consumer,
                     entry_id=delivery.entry_id,
-                    status=outcome.status,
-                    outcome_field=outcome.field,
-                    outcome=outcome.value,
-                    result_ttl=delivery.result_ttl,
-                    dead_reason=outcome.dead_reason,
-                    dead_limit=DEAD_LETTER_LIMIT,
-                    retry_delay_ms=outcome.retry_delay_ms,
-                    attempt=outcome.attempt,
-                    job_id=delivery.job_id or "",
-                    key_ttl=key_ttl,
-                    told=outcome.told,
-                    events_limit=self._events_limit,
-                    task=delivery.task_name or "",
-                    arguments=kept,
-                    arguments_size=not_kept,
                 )
             )
-            if delivery.limits is not None:
-                _release(calls, outcome, releases)
-        replies = await self._calls.run(calls)
-        if releases:
-            for index in releases:
-                if isinstance(replies[index], Exception):
+            answers_for.append([outcome])
+            _release(calls, answers_for, outcome)
+        for outcomes in finishing.values():
+            # One script call per stream (its keys share a slot), whatever the batch holds:
+            # the call's own cost is most of what finishing a job costs the server.
+            for at in range(0, len(outcomes), scripts.MOST_JOBS_PER_CALL):
+                chunk = outcomes[at : at + scripts.MOST_JOBS_PER_CALL]
+                calls.append(self._finish_call(chunk))
+                answers_for.append(chunk)
+        for outcomes in finishing.values():
+            for outcome in outcomes:
+                # After the finish calls: a slot is freed only once its entry was acked.
+                _release(calls, answers_for, outcome)
+        replies: list[tuple[Outcome, Any]] = []
+        for outcomes, reply, call in zip(
+            answers_for, await self._calls.run(calls), calls, strict=True
+        ):
+            if not outcomes:
+                if isinstance(reply, Exception):
                     # The slot comes back when a job finds the limit full (its entry was
                     # acked); parked jobs wait for another release, or a lease at most.
-                    logger.warning("cannot release a concurrency slot: %s", replies[index])
-            replies = [reply for i, reply in enumerate(replies) if i not in releases]
+                    logger.warning("cannot release a concurrency slot: %s", reply)
+            elif call.script is not FINISH:
+                replies.append((outcomes[0], reply))
+            elif isinstance(reply, Exception):
+                # The whole call was refused (e.g. NOGROUP): so was each of its outcomes.
+                replies += ((outcome, reply) for outcome in outcomes)
+            else:
+                replies += zip(outcomes, reply, strict=True)
         refused_for_now: list[Outcome] = []
         refusal: Exception | None = None
-        for outcome, reply in zip(batch, replies, strict=True):
+        for outcome, reply in replies:
             if not isinstance(reply, Exception):
                 continue
             if passing_refusal(reply):
@@ -195,12 +184,12 @@ class Acker:
                 outcome.delivery.entry_id.decode(),
                 reply,
             )
-        held = [outcome for outcome, reply in zip(batch, replies, strict=True) if reply == 2]
+        held = [outcome for outcome, reply in replies if reply == 2]
         for outcome in held:
             telling = asyncio.create_task(self._tell_then_ack(outcome))
             self._telling.add(telling)
             telling.add_done_callback(self._told)
-        refused = sum(1 for reply in replies if not reply)
+        refused = sum(1 for _, reply in replies if not reply)
         if refused:
             self.refused += refused
             logger.warning(
@@ -208,6 +197,49 @@ class Acker:
                 refused,
             )
         return held, refused_for_now, refusal
+
+    def _finish_call(self, outcomes: list[Outcome]) -> scripts.Call:
+        """The finish script's call for ``outcomes``, deliveries of one stream."""
+        keys = outcomes[0].delivery.keys
+        jobs = []
+        for outcome in outcomes:
+            delivery = outcome.delivery
+            unique_key, key_ttl = delivery.unique_key
+            kept, not_kept = b"", ""
+            if outcome.status:
+                kept, not_kept = delivery.kept_arguments(self._kept_arguments_size)
+            jobs.append(
+                scripts.FinishedJob(
+                    record=delivery.record,
+                    unique=unique_key,
+                    dependents=keys.dependents(delivery.job_id or ":"),
+                    entry_id=delivery.entry_id,
+                    status=outcome.status,
+                    outcome_field=outcome.field,
+                    outcome=outcome.value,
+                    result_ttl=delivery.result_ttl,
+                    dead_reason=outcome.dead_reason,
+                    retry_delay_ms=outcome.retry_delay_ms,
+                    attempt=outcome.attempt,
+                    job_id=delivery.job_id or "",
+                    key_ttl=key_ttl,
+                    told=outcome.told,
+                    task=delivery.task_name or "",
+                    arguments=kept,
+                    arguments_size=not_kept,
+                )
+            )
+        return scripts.finish(
+            stream=outcomes[0].delivery.stream,
+            dead=keys.dead,
+            delayed=keys.delayed,
+            events=keys.events,
+            group=GROUP,
+            consumer=self._consumer,
+            dead_limit=DEAD_LETTER_LIMIT,
+            events_limit=self._events_limit,
+            jobs=jobs,
+        )
 
     async def _tell_then_ack(self, outcome: Outcome) -> None:
         # finish.lua recorded the outcome but kept the entry: jobs wait for this one. Tell
@@ -241,14 +273,14 @@ class Acker:
             self._idle.set()
 
 
-def _release(calls: list[scripts.Call], outcome: Outcome, releases: set[int]) -> None:
-    """Free the outcome's concurrency slot, if its task has one, right after its script.
+def _release(calls: list[scripts.Call], answers_for: list[list[Outcome]], outcome: Outcome) -> None:
+    """Free the outcome's concurrency slot, if its task has one, after the call of its entry.
 
-    In the same round trip, and only if that script acked the entry (see release.lua); the
-    release's index in the batch goes into ``releases``.
+    In the same round trip, and only if that call acked the entry (see release.lua); a
+    release answers for no outcome.
     """
     limits = outcome.delivery.limits
     if limits is not None and limits.concurrency is not None:
-        releases.add(len(calls))
         delivery = outcome.delivery
         calls.append(limits.release_call(delivery.stream, delivery.entry_id))
+        answers_for.append([])

@@ -284,22 +284,33 @@ class Fetcher:
         share, extra = divmod(free, len(queues))
         asked = [(keys, share + 1 if n < extra else share) for n, keys in enumerate(queues)]
         asked = [(keys, count) for keys, count in asked if count]
-        replies = await self._app._direct.run(
-            scripts.fetch(
-                streams=self._levels.streams(keys, lowest_first=lowest_first),
-                group=GROUP,
-                consumer=self._consumer,
-                count=count,
+        streams = [self._levels.streams(keys, lowest_first=lowest_first) for keys, _ in asked]
+        if all(len(one) == 1 for one in streams):
+            # No queue uses a priority level: plain reads. The script that reads levels in
+            # order cost the server more per entry than the read itself (each entry crossed
+            # into Lua and back).
+            reader = (b"XREADGROUP", b"GROUP", GROUP, self._consumer, b"COUNT")
+            replies = await self._app._direct.commands(
+                [
+                    (*reader, count, b"STREAMS", stream, b">")
+                    for [stream], (_, count) in zip(streams, asked, strict=True)
+                ],
+                errors_in_place=True,
             )
-            for keys, count in asked
-        )
+        else:
+            replies = await self._app._direct.run(
+                scripts.fetch(streams=one, group=GROUP, consumer=self._consumer, count=count)
+                for one, (_, count) in zip(streams, asked, strict=True)
+            )
         deliveries: list[Delivery] = []
         failed: Exception | None = None
         for (keys, _), reply in zip(asked, replies, strict=True):
             if isinstance(reply, Exception):
                 failed = failed or reply  # e.g. NOGROUP: raised once the others are started
                 continue
-            for stream, entries in reply:
+            # A plain read's reply: none when nothing waits, a map of streams in RESP3.
+            pairs = reply.items() if isinstance(reply, dict) else reply or ()
+            for stream, entries in pairs:
                 deliveries.extend(
                     Delivery(keys, entry_id, _pairs(raw), stream)
                     for entry_id, raw in entries
@@ -453,41 +464,23 @@ class Fetcher:
         # failover) too: only those starts are made again, the others' verdicts stand. Only
         # a stop ends the attempts (the entries are then handed back).
         backoff = Backoff(logger, "start jobs")
-        calls = [
-            scripts.start(
-                record=delivery.record,
-                stream=delivery.stream,
-                queued=delivery.queued,
-                events=delivery.keys.events,
-                consumer=self._consumer,
-                entry_id=delivery.entry_id,
-                group=GROUP,
-                max_attempts=self._attempt_limit(delivery),
-                keeps_record=delivery.result_ttl > 0,
-                prior_attempts=delivery.prior_attempts,
-                expires_at=delivery.expires_ms,
-                record_ttl=record_ttl(delivery.result_ttl),
-                task_name=delivery.task_name or "",
-                events_limit=self._app.events_limit,
-                job_id=delivery.job_id or "",
-                limits=None
-                if delivery.limits is None
-                else delivery.limits.start_call(self._lease_ms),
-            )
-            for delivery in deliveries
-        ]
-        replies: list[Any] = [None] * len(calls)
-        waiting = list(range(len(calls)))
+        replies: list[Any] = [None] * len(deliveries)
+        waiting = list(range(len(deliveries)))
         while True:
+            batches = self._start_calls(deliveries, waiting)
             try:
-                answers = await self._app._direct.run([calls[i] for i in waiting])
+                answers = await self._app._direct.run(call for call, _ in batches)
             except REDIS_ERRORS as exc:
                 if self._giving_up:
                     return None
                 await backoff.failed(exc)
                 continue
-            for i, answer in zip(waiting, answers, strict=True):
-                replies[i] = answer
+            for (_, indexes), answer in zip(batches, answers, strict=True):
+                if isinstance(answer, Exception):
+                    # The whole call was refused (e.g. NOGROUP): so was each of its starts.
+                    answer = [answer] * len(indexes)
+                for i, reply in zip(indexes, answer, strict=True):
+                    replies[i] = reply
             waiting = [i for i in waiting if passing_refusal(replies[i])]
             if not waiting:
                 backoff.succeeded()
@@ -500,6 +493,49 @@ class Fetcher:
                 delivery = deliveries[i]
                 self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
             await backoff.failed(replies[waiting[0]])
+
+    def _start_calls(
+        self, deliveries: list[Delivery], indexes: list[int]
+    ) -> list[tuple[scripts.Call, list[int]]]:
+        """The start script's calls for ``deliveries[i]`` of each of ``indexes``, with the
+        indexes each call answers for: one call per stream and limits (a task's limits, or
+        none), since a call's own cost is most of what starting a job costs the server."""
+        batches: dict[tuple[bytes, Limits | None], list[int]] = {}
+        for i in indexes:
+            delivery = deliveries[i]
+            batches.setdefault((delivery.stream, delivery.limits), []).append(i)
+        calls = []
+        for (stream, limits), batch in batches.items():
+            keys = deliveries[batch[0]].keys
+            for at in range(0, len(batch), scripts.MOST_JOBS_PER_CALL):
+                chunk = batch[at : at + scripts.MOST_JOBS_PER_CALL]
+                call = scripts.start(
+                    stream=stream,
+                    events=keys.events,
+                    delayed=keys.delayed,
+                    holder_streams=keys.streams,
+                    consumer=self._consumer,
+                    group=GROUP,
+                    events_limit=self._app.events_limit,
+                    limits=None if limits is None else limits.start_call(self._lease_ms),
+                    jobs=[self._started_job(deliveries[i]) for i in chunk],
+                )
+                calls.append((call, chunk))
+        return calls
+
+    def _started_job(self, delivery: Delivery) -> scripts.StartedJob:
+        return scripts.StartedJob(
+            record=delivery.record,
+            queued=delivery.queued,
+            entry_id=delivery.entry_id,
+            max_attempts=self._attempt_limit(delivery),
+            keeps_record=delivery.result_ttl > 0,
+            prior_attempts=delivery.prior_attempts,
+            expires_at=delivery.expires_ms,
+            record_ttl=record_ttl(delivery.result_ttl),
+            task_name=delivery.task_name or "",
+            job_id=delivery.job_id or "",
+        )
 
 
 def _pairs(raw: list[bytes]) -> dict[bytes, bytes]:

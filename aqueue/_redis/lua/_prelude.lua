@@ -31,6 +31,32 @@ local function owned(stream, group, entry, consumer)
   return nil
 end
 
+-- owned() for a batch of entries: the pending row of each of `ids` that `consumer` owns, by
+-- id. One XPENDING over the range from the least to the greatest id (compared as their two
+-- numbers) finds them all: one per entry cost more than the rest of a fire-and-forget job.
+-- `most`: at most how many of the consumer's entries lie in that range.
+local function owned_rows(stream, group, ids, consumer, most)
+  local least, least_ms, least_seq, greatest, greatest_ms, greatest_seq
+  for _, id in ipairs(ids) do
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    ms, seq = tonumber(ms), tonumber(seq)
+    if not least or ms < least_ms or (ms == least_ms and seq < least_seq) then
+      least, least_ms, least_seq = id, ms, seq
+    end
+    if not greatest or ms > greatest_ms or (ms == greatest_ms and seq > greatest_seq) then
+      greatest, greatest_ms, greatest_seq = id, ms, seq
+    end
+  end
+  local rows = {}
+  if least then
+    for _, row in ipairs(redis.call('XPENDING', stream, group, least, greatest, most,
+        consumer)) do
+      rows[row[1]] = row
+    end
+  end
+  return rows
+end
+
 -- Whether a job's status is final: nothing changes it any more (but a replay of a failure).
 local function ended(status)
   return status == 'succeeded' or status == 'failed' or status == 'cancelled'

@@ -1,183 +1,223 @@
--- Begin one delivery: count it as an attempt and mark the job running, unless it must not run.
+-- Begin a batch of one stream's deliveries: count each as an attempt and mark its job
+-- running, unless it must not run.
 -- Every delivery counts, crashes included, so a message that kills its worker each time ends
 -- in the dead-letter stream instead of killing workers forever.
--- Returns the attempt number to run, or a reason not to run it:
+-- One call per batch, not per delivery: a script call's own cost (its argument tables, the
+-- prelude, its garbage) was most of what starting a job cost the server. The jobs of one call
+-- share the task limits they take (a call holds the jobs of one task with limits, or jobs
+-- without), and the server's clock.
+-- Returns per job, in order, the attempt number to run, or a reason not to run it:
 --   succeeded/failed/cancelled  the job already ended (acked without running)
 --   lost                        the entry is no longer ours (another worker claimed it)
 --   expired                     not started before its expiry (the worker records it cancelled)
 --   poison                      delivered more often than allowed (dead-lettered)
 --   deferred/parked             held back by a rate/concurrency limit (moved to the delayed set)
-local record = KEYS[1]
-local stream = KEYS[2]
-local queued = KEYS[3]
-local events = KEYS[4]
--- Limits, only for tasks that have some (see aqueue/_limits.py): nil for the others.
-local rate_tat = KEYS[5]
-local rate_reserved = KEYS[6]
-local holders = KEYS[7]
-local parked_line = KEYS[8]
-local delayed = KEYS[9]
-local holder_streams = 10  -- KEYS[10...]: holder_streams
+-- or an error reply when the server refused one of its writes (started again later).
+local stream = KEYS[1]
+local events = KEYS[2]
+local delayed = KEYS[3]
+-- Limits (see aqueue/_limits.py): with none (interval_us "" and most ""), the stream stands
+-- in for their keys, never touched.
+local rate_tat = KEYS[4]
+local rate_reserved = KEYS[5]
+local holders = KEYS[6]
+local parked_line = KEYS[7]
+local holder_streams = 8  -- KEYS[8...]: holder_streams
+local job_keys = 18  -- KEYS[18...]: jobs
 local consumer = ARGV[1]
-local entry_id = ARGV[2]
-local group = ARGV[3]
-local max_attempts = tonumber(ARGV[4])
-local keeps_record = ARGV[5]
-local prior_attempts = tonumber(ARGV[6])
-local expires_at = tonumber(ARGV[7])
-local record_ttl = tonumber(ARGV[8])
-local task_name = ARGV[9]
-local events_limit = ARGV[10]
-local job_id = ARGV[11]
-local interval_us = ARGV[12]
-local most = tonumber(ARGV[13])
-local lease = tonumber(ARGV[14])
-local status = redis.call('HGET', record, 'status')
--- A job queued with no record yet (see _prelude.lua): the write that marks it running makes
--- its record; any other way out that changes its status makes it first (settle). The record
--- is read first: whatever makes one removes the field, but a record (a cancel) must win.
-local waiting = not status and queued_state(record, queued)
-if waiting then
-  status = 'queued'
+local group = ARGV[2]
+local events_limit = ARGV[3]
+local interval_us = ARGV[4]
+local most = tonumber(ARGV[5])
+local lease = tonumber(ARGV[6])
+local job_args = 7  -- ARGV[7...]: jobs
+-- Per job, KEYS: its record, its "queued" hash; ARGV: its entry id, the most attempts it may
+-- make, keeps_record ("1" when it keeps a record), the attempts made before its entry was
+-- written, the epoch ms after which it must not start (0: never), its record's ttl while
+-- unfinished, its task, its id.
+local KEYS_PER_JOB, ARGS_PER_JOB = 2, 8
+local limited = interval_us ~= '' or most ~= nil
+local now_us, now
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now_us = t[1] * 1000000 + t[2]
+    now = math.floor(now_us / 1000)
+  end
 end
-local task = task_name ~= '' and task_name or nil
--- later: seconds from now until it is due again, kept on top of the record's ttl.
-local function settle(later)
+
+-- Fencing, for the whole batch in one look.
+local ids = {}
+for i = 1, (#KEYS - job_keys + 1) / KEYS_PER_JOB do
+  ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB]
+end
+local ours = owned_rows(stream, group, ids, consumer, 1000000)
+
+local function start_one(record, queued, entry_id, max_attempts, keeps_record, prior_attempts,
+    expires_at, record_ttl, task_name, job_id)
+  local status = redis.call('HGET', record, 'status')
+  -- A job queued with no record yet (see _prelude.lua): the write that marks it running makes
+  -- its record; any other way out that changes its status makes it first (settle). The record
+  -- is read first: whatever makes one removes the field, but a record (a cancel) must win.
+  local waiting = not status and queued_state(record, queued)
   if waiting then
-    record_queued(record, queued, waiting, record_ttl + (later or 0),
-      task or task_of(stream, entry_id))
-    waiting = nil
+    status = 'queued'
   end
-end
-if ended(status) then
-  return status
-end
-local pending = owned(stream, group, entry_id, consumer)
-if not pending then
-  return 'lost'
-end
-local t = redis.call('TIME')
-local now_us = t[1] * 1000000 + t[2]
-local now = math.floor(now_us / 1000)
-if expires_at > 0 and now > expires_at then
-  settle()
-  return 'expired'
-end
-if rate_tat then
-  -- Limits are acquired before the attempt is counted: a job held back does not run. It
-  -- leaves the stream for the delayed set in this same step, so it holds no worker slot while
-  -- it waits and is never lost.
-  -- A slot holder is "<stream> <entry id>": the entry's stream is that of its level.
-  local holder = stream .. ' ' .. entry_id
-  local function hold_back(due, parked)
-    settle(math.ceil(math.max(due - now, 0) / 1000))
-    if most then
-      -- An entry claimed from a dead worker held a slot; the job waits without it.
-      redis.call('ZREM', holders, holder)
-    end
-    local entry = redis.call('XRANGE', stream, entry_id, entry_id)
-    redis.call('XACK', stream, group, entry_id)
-    redis.call('XDEL', stream, entry_id)
-    if #entry == 1 then
-      local member = cmsgpack.pack(entry[1][2])
-      redis.call('ZADD', delayed, due, member)
-      if parked then
-        -- In line by when it was first parked (NX: a job refused again keeps its place).
-        -- Each parked job is due within a lease and parks again if refused, so the line
-        -- may expire once nobody parked for longer than that.
-        redis.call('ZADD', parked_line, 'NX', now, member)
-        redis.call('PEXPIRE', parked_line, lease + 60000)
-      end
-    end
-    if status ~= false then
-      redis.call('HSET', record, 'status', 'scheduled', 'due_at', due)
-      redis.pcall('PUBLISH', record, 'scheduled')
+  local task = task_name ~= '' and task_name or nil
+  -- later: seconds from now until it is due again, kept on top of the record's ttl.
+  local function settle(later)
+    if waiting then
+      record_queued(record, queued, waiting, record_ttl + (later or 0),
+        task or task_of(stream, entry_id))
+      waiting = nil
     end
   end
-  -- An entry claimed from a dead worker may still hold its slot: it keeps it.
-  if most and not redis.call('ZSCORE', holders, holder) then
-    if redis.call('ZCARD', holders) >= most then
-      -- A slot is held only while its entry is pending and renewed by its worker's lease
-      -- (which resets the entry's idle time). Holders are scored by when they were last seen
-      -- renewed, so only those not seen for a lease are looked at: forget the ones that
-      -- finished without a release or whose worker died, note when the others were renewed.
-      -- Holders of every priority level share the limit: each names its own stream.
-      local streams = {}
-      for i = holder_streams, holder_streams + 9 do
-        streams[KEYS[i]] = true
+  if ended(status) then
+    return status
+  end
+  local pending = ours[entry_id]
+  if not pending then
+    return 'lost'
+  end
+  clock()
+  if expires_at > 0 and now > expires_at then
+    settle()
+    return 'expired'
+  end
+  if limited then
+    -- Limits are acquired before the attempt is counted: a job held back does not run. It
+    -- leaves the stream for the delayed set in this same step, so it holds no worker slot while
+    -- it waits and is never lost.
+    -- A slot holder is "<stream> <entry id>": the entry's stream is that of its level.
+    local holder = stream .. ' ' .. entry_id
+    local function hold_back(due, parked)
+      settle(math.ceil(math.max(due - now, 0) / 1000))
+      if most then
+        -- An entry claimed from a dead worker held a slot; the job waits without it.
+        redis.call('ZREM', holders, holder)
       end
-      local stale = redis.call('ZRANGEBYSCORE', holders, '-inf', now - lease)
-      for _, other in ipairs(stale) do
-        local other_stream, id = string.match(other, '^(.*) ([^ ]*)$')
-        local held = streams[other_stream]
-          and redis.call('XPENDING', other_stream, group, id, id, 1) or {}
-        if #held == 0 or held[1][3] >= lease then
-          redis.call('ZREM', holders, other)
-        else
-          redis.call('ZADD', holders, now - held[1][3], other)
+      local entry = redis.call('XRANGE', stream, entry_id, entry_id)
+      redis.call('XACK', stream, group, entry_id)
+      redis.call('XDEL', stream, entry_id)
+      if #entry == 1 then
+        local member = cmsgpack.pack(entry[1][2])
+        redis.call('ZADD', delayed, due, member)
+        if parked then
+          -- In line by when it was first parked (NX: a job refused again keeps its place).
+          -- Each parked job is due within a lease and parks again if refused, so the line
+          -- may expire once nobody parked for longer than that.
+          redis.call('ZADD', parked_line, 'NX', now, member)
+          redis.call('PEXPIRE', parked_line, lease + 60000)
         end
       end
+      if status ~= false then
+        redis.call('HSET', record, 'status', 'scheduled', 'due_at', due)
+        redis.pcall('PUBLISH', record, 'scheduled')
+      end
     end
-    if redis.call('ZCARD', holders) >= most then
-      -- Woken by the next release; due after a lease anyway, in case no release comes.
-      hold_back(now + lease, true)
-      return 'parked'
+    -- An entry claimed from a dead worker may still hold its slot: it keeps it.
+    if most and not redis.call('ZSCORE', holders, holder) then
+      if redis.call('ZCARD', holders) >= most then
+        -- A slot is held only while its entry is pending and renewed by its worker's lease
+        -- (which resets the entry's idle time). Holders are scored by when they were last seen
+        -- renewed, so only those not seen for a lease are looked at: forget the ones that
+        -- finished without a release or whose worker died, note when the others were renewed.
+        -- Holders of every priority level share the limit: each names its own stream.
+        local streams = {}
+        for i = holder_streams, holder_streams + 9 do
+          streams[KEYS[i]] = true
+        end
+        local stale = redis.call('ZRANGEBYSCORE', holders, '-inf', now - lease)
+        for _, other in ipairs(stale) do
+          local other_stream, id = string.match(other, '^(.*) ([^ ]*)$')
+          local held = streams[other_stream]
+            and redis.call('XPENDING', other_stream, group, id, id, 1) or {}
+          if #held == 0 or held[1][3] >= lease then
+            redis.call('ZREM', holders, other)
+          else
+            redis.call('ZADD', holders, now - held[1][3], other)
+          end
+        end
+      end
+      if redis.call('ZCARD', holders) >= most then
+        -- Woken by the next release; due after a lease anyway, in case no release comes.
+        hold_back(now + lease, true)
+        return 'parked'
+      end
     end
-  end
-  if interval_us ~= '' then
-    -- GCRA: tat is when the next job may go. A job that comes too early reserves that time
-    -- (and moves tat on), so each held-back job comes back to a slot of its own.
-    local slot = tonumber(redis.call('ZSCORE', rate_reserved, job_id))
-    if slot == nil then
-      local interval = tonumber(interval_us)
-      slot = math.max(tonumber(redis.call('GET', rate_tat) or 0), now_us)
-      local ahead = math.ceil((slot + interval - now_us) / 1000)
-      redis.call('SET', rate_tat, string.format('%.17g', slot + interval), 'PX', ahead + 1000)
+    if interval_us ~= '' then
+      -- GCRA: tat is when the next job may go. A job that comes too early reserves that time
+      -- (and moves tat on), so each held-back job comes back to a slot of its own.
+      local slot = tonumber(redis.call('ZSCORE', rate_reserved, job_id))
+      if slot == nil then
+        local interval = tonumber(interval_us)
+        slot = math.max(tonumber(redis.call('GET', rate_tat) or 0), now_us)
+        local ahead = math.ceil((slot + interval - now_us) / 1000)
+        redis.call('SET', rate_tat, string.format('%.17g', slot + interval), 'PX', ahead + 1000)
+        if slot > now_us then
+          redis.call('ZADD', rate_reserved, string.format('%.17g', slot), job_id)
+          redis.call('PEXPIRE', rate_reserved, ahead + lease + 60000)
+        end
+      elseif slot <= now_us then
+        redis.call('ZREM', rate_reserved, job_id)
+      end
       if slot > now_us then
-        redis.call('ZADD', rate_reserved, string.format('%.17g', slot), job_id)
-        redis.call('PEXPIRE', rate_reserved, ahead + lease + 60000)
-      end
-    elseif slot <= now_us then
-      redis.call('ZREM', rate_reserved, job_id)
-    end
-    if slot > now_us then
-      hold_back(math.ceil(slot / 1000), false)
-      return 'deferred'
-    end
-  end
-  if most then
-    if redis.call('EXISTS', parked_line) == 1 then
-      -- Back after a lease, not woken by a release: leave the line.
-      local entry = redis.call('XRANGE', stream, entry_id, entry_id)
-      if #entry == 1 then
-        redis.call('ZREM', parked_line, cmsgpack.pack(entry[1][2]))
+        hold_back(math.ceil(slot / 1000), false)
+        return 'deferred'
       end
     end
-    redis.call('ZADD', holders, now, holder)
+    if most then
+      if redis.call('EXISTS', parked_line) == 1 then
+        -- Back after a lease, not woken by a release: leave the line.
+        local entry = redis.call('XRANGE', stream, entry_id, entry_id)
+        if #entry == 1 then
+          redis.call('ZREM', parked_line, cmsgpack.pack(entry[1][2]))
+        end
+      end
+      redis.call('ZADD', holders, now, holder)
+    end
+  end
+  local attempt
+  if waiting then
+    attempt = 1  -- it never started: a start makes the record
+  elseif status == false then
+    -- No record (fire and forget, or it expired): the stream's own delivery count is all we have.
+    attempt = prior_attempts + pending[4]
+  else
+    attempt = redis.call('HINCRBY', record, 'attempts', 1)
+  end
+  if attempt > max_attempts then
+    settle()
+    return 'poison'
+  end
+  if waiting then
+    -- One write makes the record and marks it running.
+    record_queued(record, queued, waiting, record_ttl, task or task_of(stream, entry_id),
+      'running', 'worker', consumer, 'started_at', now, 'attempts', 1)
+    redis.pcall('PUBLISH', record, 'running')
+  elseif status ~= false or keeps_record == '1' then
+    redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now,
+      'attempts', attempt)
+    redis.pcall('PUBLISH', record, 'running')
+  end
+  emit(events, events_limit, 'started', job_id, task, consumer)
+  return attempt
+end
+
+local replies = {}
+for i = 1, #ids do
+  local k = job_keys + (i - 1) * KEYS_PER_JOB
+  local a = job_args + (i - 1) * ARGS_PER_JOB
+  -- A refused write (OOM at maxmemory, a key of the wrong type) fails its job only: the
+  -- others of the batch start.
+  local ok, reply = pcall(start_one, KEYS[k], KEYS[k + 1], ARGV[a], tonumber(ARGV[a + 1]),
+    ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]),
+    ARGV[a + 6], ARGV[a + 7])
+  if ok then
+    replies[i] = reply
+  else
+    -- redis.call raises a table ({err = ...}); Lua itself raises a string.
+    replies[i] = {err = type(reply) == 'table' and reply.err or tostring(reply)}
   end
 end
-local attempt
-if waiting then
-  attempt = 1  -- it never started: a start makes the record
-elseif status == false then
-  -- No record (fire and forget, or it expired): the stream's own delivery count is all we have.
-  attempt = prior_attempts + pending[4]
-else
-  attempt = redis.call('HINCRBY', record, 'attempts', 1)
-end
-if attempt > max_attempts then
-  settle()
-  return 'poison'
-end
-if waiting then
-  -- One write makes the record and marks it running.
-  record_queued(record, queued, waiting, record_ttl, task or task_of(stream, entry_id),
-    'running', 'worker', consumer, 'started_at', now, 'attempts', 1)
-  redis.pcall('PUBLISH', record, 'running')
-elseif status ~= false or keeps_record == '1' then
-  redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now,
-    'attempts', attempt)
-  redis.pcall('PUBLISH', record, 'running')
-end
-emit(events, events_limit, 'started', job_id, task, consumer)
-return attempt
+return replies

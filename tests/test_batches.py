@@ -1,0 +1,241 @@
+"""A worker starts a read's deliveries of one stream, and finishes a flush's outcomes, in one
+script call each, every job fenced, written and refused on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from typing import Any, cast
+from unittest.mock import patch
+
+import pytest
+from redis.asyncio import Redis
+
+import aqueue
+from aqueue._inspect import job_arguments
+from aqueue._redis._keys import GROUP, Keys
+from aqueue._redis._scripts import Call
+from aqueue._worker._acker import Acker
+from aqueue._worker._outcome import Action, Delivery, Outcome
+from aqueue.testing import RedisServer
+from tests.helpers import entries, eventually, read_as
+
+
+async def _told(job_id: str) -> None:
+    """No job waits for these."""
+
+
+_running: set[asyncio.Task[None]] = set()
+
+
+@pytest.fixture(autouse=True)
+async def _stop_ackers() -> AsyncIterator[None]:
+    yield
+    for running in _running:
+        running.cancel()
+    _running.clear()
+
+
+async def _flush(app: aqueue.App, outcomes: list[Outcome]) -> Acker:
+    """``outcomes`` submitted at once to an acker of consumer "w", and written."""
+    acker = await _run(app, outcomes)
+    await acker.drained()
+    return acker
+
+
+async def _read(app: aqueue.App, redis: Redis, *result_ttls: int) -> list[Delivery]:
+    """A job enqueued per result ttl and read by consumer "w"; their deliveries."""
+
+    @app.task
+    async def noop() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    for result_ttl in result_ttls:
+        await noop.options(result_ttl=result_ttl).enqueue()
+    await read_as(redis, keys, "w")
+    return [
+        Delivery(keys, i, fields, keys.stream) for i, fields in await entries(redis, keys.stream)
+    ]
+
+
+async def _run(app: aqueue.App, outcomes: list[Outcome], *, kept_arguments_size: int = 0) -> Acker:
+    """An acker of consumer "w", running, with ``outcomes`` submitted at once."""
+    acker = Acker(
+        app._direct,
+        "w",
+        lambda outcomes: None,
+        _told,
+        lease=app.lease,
+        kept_arguments_size=kept_arguments_size,
+    )
+    for outcome in outcomes:
+        acker.submit(outcome)
+    _running.add(asyncio.create_task(acker.run()))
+    return acker
+
+
+def _succeeded(delivery: Delivery) -> Outcome:
+    return Outcome(delivery, Action.FINISH, status="succeeded", value=b"null")
+
+
+async def _evalsha_calls(redis: Redis) -> int:
+    stats = cast("dict[str, dict[str, int]]", await redis.info("commandstats"))
+    return stats.get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+async def test_the_outcomes_of_one_queue_flushed_together_cost_one_script_call(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[0] * 20)
+    before = await _evalsha_calls(redis)
+    await _flush(app, [_succeeded(d) for d in deliveries])
+    assert await _evalsha_calls(redis) - before == 1
+    assert await redis.xlen(deliveries[0].stream) == 0
+    assert (await redis.xpending(deliveries[0].stream, GROUP))["pending"] == 0
+
+
+async def test_each_job_of_one_finish_call_keeps_its_own_arguments_in_its_record(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def echo(text: str) -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    small = await echo.enqueue("small")
+    # Between the two, a job that keeps nothing: each job's values are found where they are.
+    await echo.options(result_ttl=0).enqueue("forgotten")
+    large = await echo.enqueue("large" * 20)
+    await read_as(redis, keys, "w")
+    deliveries = [
+        Delivery(keys, i, fields, keys.stream) for i, fields in await entries(redis, keys.stream)
+    ]
+    acker = await _run(app, [_succeeded(d) for d in deliveries], kept_arguments_size=32)
+    await acker.drained()
+    kept = await job_arguments(app, await small.info())
+    assert (kept.decoded, kept.size) == ([["small"], {}], None)
+    too_large = await job_arguments(app, await large.info())
+    assert too_large.decoded is None
+    assert too_large.size == len(deliveries[2].fields[b"p"])
+
+
+async def test_a_job_whose_write_fails_is_left_pending_while_the_rest_of_its_batch_finishes(
+    app: aqueue.App, redis: Redis
+) -> None:
+    first, clobbered, last = await _read(app, redis, 60, 60, 60)
+    # Another program writes a string where one job's record is.
+    await redis.set(clobbered.record, "not a hash")
+    acker = await _flush(app, [_succeeded(d) for d in (first, clobbered, last)])
+    assert acker.failed == 1
+    for done in (first, last):
+        assert await app.job(done.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    [pending] = await redis.xpending_range(first.stream, GROUP, "-", "+", 10)
+    assert pending["message_id"] == clobbered.entry_id
+    assert [i for i, _ in await entries(redis, first.stream)] == [clobbered.entry_id]
+
+
+async def test_an_entry_claimed_by_another_worker_is_refused_alone_in_its_batch(
+    app: aqueue.App, redis: Redis
+) -> None:
+    first, claimed, last = await _read(app, redis, 60, 60, 60)
+    await redis.xclaim(first.stream, GROUP, "new-owner", 0, [claimed.entry_id])
+    acker = await _flush(app, [_succeeded(d) for d in (first, claimed, last)])
+    assert acker.refused == 1
+    assert await app.job(claimed.job_id or "").status() is aqueue.JobStatus.QUEUED
+    assert await app.job(last.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    [pending] = await redis.xpending_range(first.stream, GROUP, "-", "+", 10)
+    assert (pending["message_id"], pending["consumer"]) == (claimed.entry_id, b"new-owner")
+
+
+async def test_at_maxmemory_a_batch_acks_its_jobs_without_writes_and_keeps_the_refused_one(
+    namespace: str,
+) -> None:
+    """The refused outcome is written once memory frees; the job that keeps no result is
+    acked meanwhile, in the same call."""
+    with RedisServer.valkey() as server:
+        async with (
+            aqueue.App(server.url, namespace=namespace) as app,
+            Redis.from_url(server.url) as redis,
+        ):
+            kept, forgotten = await _read(app, redis, 60, 0)
+            await redis.config_set("maxmemory", 1)  # noeviction, the default policy
+            acker = await _run(app, [_succeeded(kept), _succeeded(forgotten)])
+            await eventually(lambda: _pending_is(redis, kept, [kept.entry_id]))
+            assert await app.job(kept.job_id or "").status() is aqueue.JobStatus.QUEUED
+            await redis.config_set("maxmemory", 0)
+            await acker.drained()
+            assert await app.job(kept.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+            assert await redis.xlen(kept.stream) == 0
+
+
+async def _pending_is(redis: Redis, delivery: Delivery, entry_ids: list[bytes]) -> bool:
+    pending = await redis.xpending_range(delivery.stream, GROUP, "-", "+", 10)
+    return [row["message_id"] for row in pending] == entry_ids
+
+
+async def _begin(app: aqueue.App, redis: Redis, deliveries: list[Delivery]) -> list[str]:
+    """``deliveries`` (read by consumer "w") begun by worker "w"; the scripts it called."""
+    called: list[str] = []
+    # The worker serves another queue, so only the begin below starts these entries.
+    async with aqueue.Worker(app, queues=["elsewhere"], name="w", concurrency=50) as worker:
+        assert worker._fetcher is not None
+        with _scripts_called(app, called):
+            await worker._fetcher.begin(deliveries, claimed=True)
+        worker.stop()
+    return called
+
+
+@contextlib.contextmanager
+def _scripts_called(app: aqueue.App, called: list[str]) -> Iterator[None]:
+    """Note in ``called`` the name of each script the app runs meanwhile."""
+    run = app._direct.run
+
+    def spied(calls: Iterable[Call]) -> Awaitable[list[Any]]:
+        calls = list(calls)
+        called.extend(call.script.name for call in calls)
+        return run(calls)
+
+    with patch.object(app._direct, "run", spied):
+        yield
+
+
+async def test_the_starts_of_one_read_cost_one_script_call(app: aqueue.App, redis: Redis) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    assert await _begin(app, redis, deliveries) == ["start"]
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_a_job_whose_start_fails_is_not_run_while_the_rest_of_its_batch_runs(
+    app: aqueue.App, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, clobbered, last = await _read(app, redis, 60, 60, 60)
+    await redis.set(clobbered.record, "not a hash")
+    await _begin(app, redis, [first, clobbered, last])
+    assert "cannot start job " + (clobbered.job_id or "") in caplog.text
+    for ran in (first, last):
+        assert await app.job(ran.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    [pending] = await redis.xpending_range(first.stream, GROUP, "-", "+", 10)
+    assert pending["message_id"] == clobbered.entry_id
+
+
+@pytest.mark.parametrize("protocol", ["", "?protocol=3"])
+async def test_a_worker_of_several_queues_without_priority_levels_reads_them_with_plain_reads(
+    server: RedisServer, namespace: str, protocol: str
+) -> None:
+    """The script that reads levels in order costs the server more per entry than a read."""
+    async with aqueue.App(server.url + protocol, namespace=namespace) as app:
+
+        @app.task
+        async def queue_of() -> str:
+            return aqueue.current_job().queue
+
+        jobs = [await queue_of.options(queue=q).enqueue() for q in "ab" for _ in range(10)]
+        called: list[str] = []
+        with _scripts_called(app, called):
+            async with aqueue.Worker(app, queues=["a", "b"]):
+                results = [await job.result(timeout=10) for job in jobs]
+    assert results == ["a"] * 10 + ["b"] * 10
+    assert "fetch" not in called
