@@ -337,6 +337,19 @@ async def test_the_page_of_a_job_whose_arguments_were_too_large_to_keep_shows_th
     assert f"{record['arguments_size']} bytes, not kept" in page
 
 
+async def _failed_job(app: aqueue.App, message: str) -> aqueue.Job[Any]:
+    """A job of a task that raised ValueError(message), once a worker ran it."""
+
+    @app.task(name="boom")
+    async def boom() -> None:
+        raise ValueError(message)
+
+    async with small_worker(app):
+        job = await app.enqueue("boom")
+        await eventually(lambda: has_status(job, aqueue.JobStatus.FAILED))
+    return job
+
+
 async def _page(client: httpx.AsyncClient, job: aqueue.Job[Any]) -> str:
     response = await client.get(f"/jobs/{job.id}")
     assert response.status_code == 200, response.text
@@ -346,16 +359,10 @@ async def _page(client: httpx.AsyncClient, job: aqueue.Job[Any]) -> str:
 async def test_a_failed_job_shows_its_error_and_traceback(
     app: aqueue.App, client: httpx.AsyncClient
 ) -> None:
-    @app.task(name="boom")
-    async def boom() -> None:
-        raise ValueError("out of paper")
-
-    async with small_worker(app):
-        job = await app.enqueue("boom")
-        await eventually(lambda: has_status(job, aqueue.JobStatus.FAILED))
+    job = await _failed_job(app, "out of paper")
     error = (await get_json(client, f"/api/jobs/{job.id}"))["error"]
     assert (error["type"], error["message"]) == ("builtins.ValueError", "out of paper")
-    assert 'raise ValueError("out of paper")' in error["traceback"]
+    assert "raise ValueError(message)" in error["traceback"]  # the task's own line
 
 
 async def test_a_dead_lettered_job_shows_its_letter_and_the_arguments_it_kept(
@@ -689,13 +696,7 @@ async def test_retry_runs_a_failed_job_again_from_its_dead_letter(
 async def test_retry_of_a_job_without_a_dead_letter_says_why_not(
     app: aqueue.App, client: httpx.AsyncClient
 ) -> None:
-    @app.task(name="boom")
-    async def boom() -> None:
-        raise ValueError("no")
-
-    async with small_worker(app):
-        job = await app.enqueue("boom")
-        await eventually(lambda: has_status(job, aqueue.JobStatus.FAILED))
+    job = await _failed_job(app, "no")
     response = await client.post(f"/api/jobs/{job.id}/retry", json={})
     assert response.status_code == 409
     assert "dead_letter_failures=True" in response.json()["error"]
