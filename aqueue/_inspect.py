@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._events import named_queues
 from ._job import JobInfo, JobStatus, json_result
+from ._message import ENTRY
 from ._queue import QueueStats
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
@@ -145,7 +146,7 @@ async def _queued_payload(app: App, keys: Keys, job_id: str) -> bytes | None:
     found = cast(
         "list[tuple[bytes, dict[bytes, bytes]]]", await app.redis.xrange(stream, entry, entry)
     )
-    return found[0][1].get(b"p") if found else None
+    return found[0][1].get(ENTRY.payload) if found else None
 
 
 def decoded_arguments(app: App, payload: bytes | None) -> list[Any] | None:

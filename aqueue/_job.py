@@ -17,6 +17,7 @@ import orjson
 from ._checks import seconds
 from ._depend import ERROR_MARK
 from ._events import named_queues
+from ._message import ENTRY
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
 from .exceptions import (
@@ -347,7 +348,7 @@ class Job(Generic[R]):
             if values[0] is not None:
                 return values  # it started meanwhile
             pairs = found[0][1] if found else []
-            known[b"task"] = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(b"t")
+            known[b"task"] = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(ENTRY.task)
         return [known.get(field) for field in fields]
 
     @asynccontextmanager

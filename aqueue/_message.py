@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -61,6 +61,27 @@ set at enqueue holds however the job travels. A test checks the Lua scripts agai
 
 CODES: Final = {wire.name: wire.code for wire in FIELDS}
 """The entry's field name of each :data:`FIELDS` entry, by its Python name."""
+
+
+class EntryFields(NamedTuple):
+    """The field names of an entry as a worker reads them (bytes), by :data:`FIELDS` name."""
+
+    version: bytes
+    job_id: bytes
+    task: bytes
+    payload: bytes
+    result_ttl: bytes
+    options: bytes
+    unique_key: bytes
+    key_ttl: bytes
+    level: bytes
+    expires_at_ms: bytes
+    prior_attempts: bytes
+
+
+ENTRY: Final = EntryFields(**{wire.name: wire.code.encode() for wire in FIELDS})
+"""``ENTRY.job_id`` is ``b"j"``: code that reads an entry names fields, not letters (built from
+:data:`FIELDS`, so a field added there without a name here fails at import)."""
 
 DEAD_LETTER_FIELDS: Final = ("reason", "entry", "dead_at", "member")
 """What aqueue writes into a dead letter, *before* the fields of the entry it copies: a

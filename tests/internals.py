@@ -11,7 +11,7 @@ from aqueue._checks import MAX_SECONDS
 from aqueue._control import send_command
 from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
-from aqueue._message import CODES, FIELDS, PROTOCOL_VERSION
+from aqueue._message import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
 from aqueue._redis import _calls as scripts
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
@@ -34,6 +34,7 @@ from aqueue._worker._scheduler import Scheduler
 __all__ = [
     "CODES",
     "DISTRIBUTION",
+    "ENTRY",
     "FIELDS",
     "GROUP",
     "MAX_SECONDS",

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from tests.helpers import entries, eventually
-from tests.internals import CODES, FIELDS, Keys
+from tests.internals import CODES, ENTRY, FIELDS, Keys
 
 LUA = Path(aqueue.__file__).parent / "_redis" / "lua"
 
@@ -63,15 +63,19 @@ def test_every_entry_field_the_lua_scripts_name_is_in_the_table() -> None:
     assert {(name, code) for name, code in named if code not in codes} == set()
 
 
-def test_every_entry_field_the_python_code_names_is_in_the_table() -> None:
-    codes = {wire.code for wire in FIELDS}
+def test_the_python_code_reads_entry_fields_by_name_never_by_letter() -> None:
     package = Path(aqueue.__file__).parent
-    named = {
+    lettered = {
         (str(source.relative_to(package)), found)
         for source in package.rglob("*.py")
+        if source.name != "_message.py"  # the table itself, and its docstrings
         for found in re.findall(r'\bb"([a-z])"', source.read_text())
     }
-    assert {(name, code) for name, code in named if code not in codes} == set()
+    assert lettered == set(), "read an entry's field as ENTRY.<name> (aqueue/_message.py)"
+
+
+def test_entry_names_every_field_of_the_table_by_its_code() -> None:
+    assert {name: code.decode() for name, code in ENTRY._asdict().items()} == CODES
 
 
 def test_the_option_sets_cover_every_field_a_waiting_job_can_have() -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .._checks import MAX_SECONDS
 from .._limits import Limits
+from .._message import ENTRY
 from .._redis._keys import Keys
 
 
@@ -33,12 +34,12 @@ class Delivery:
 
     def __post_init__(self) -> None:
         fields = self.fields
-        raw = fields.get(b"j")
+        raw = fields.get(ENTRY.job_id)
         self.job_id = None if raw is None else raw.decode(errors="replace")
-        raw = fields.get(b"t")
+        raw = fields.get(ENTRY.task)
         self.task_name = None if raw is None else raw.decode(errors="replace")
         try:
-            ttl = int(fields.get(b"r", b"0"))
+            ttl = int(fields.get(ENTRY.result_ttl, b"0"))
         except ValueError:
             ttl = 0
         self.result_ttl = min(max(ttl, 0), MAX_SECONDS)
@@ -47,14 +48,14 @@ class Delivery:
     def prior_attempts(self) -> int:
         """Attempts made before this entry was written (a retry carries the count)."""
         try:
-            return max(0, int(self.fields.get(b"a", b"0")))
+            return max(0, int(self.fields.get(ENTRY.prior_attempts, b"0")))
         except ValueError:
             return 0
 
     @property
     def expires_ms(self) -> int:
         """Epoch ms after which the job must not start (0: never)."""
-        raw = self.fields.get(b"x")
+        raw = self.fields.get(ENTRY.expires_at_ms)
         return int(raw) if raw is not None and raw.isdigit() else 0
 
     @property
@@ -64,7 +65,7 @@ class Delivery:
         Only a key inside this queue's own namespace is honoured: an entry written by hand
         cannot make the worker delete an arbitrary key.
         """
-        key, ttl = self.fields.get(b"u"), self.fields.get(b"k", b"0")
+        key, ttl = self.fields.get(ENTRY.unique_key), self.fields.get(ENTRY.key_ttl, b"0")
         if key is None or not key.startswith(self.keys.unique("")) or not ttl.isdigit():
             return self.keys.unique(""), ""
         return key, ttl.decode()
@@ -73,7 +74,7 @@ class Delivery:
         """What the job's record keeps of its arguments once it ran (for ``aqueue job``;
         the entry that holds them is deleted): the encoded arguments when they fit in
         ``limit`` bytes, else their size; ``(b"", "")`` for a job that keeps no record."""
-        payload = self.fields.get(b"p")
+        payload = self.fields.get(ENTRY.payload)
         if payload is None or limit == 0 or self.result_ttl == 0:
             return b"", ""
         if len(payload) > limit:

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from .._context import JobContext, ProgressReporter, _current
 from .._hooks import ResourceKey
 from .._job import encode_error
+from .._message import ENTRY
 from ..exceptions import (
     AqueueError,
     ErrorType,
@@ -162,7 +163,7 @@ class Runner:
 
     def _decode(self, delivery: Delivery) -> tuple[Task[Any, Any], list[Any], dict[str, Any], Any]:
         fields = delivery.fields
-        name, payload = delivery.task_name, fields.get(b"p")
+        name, payload = delivery.task_name, fields.get(ENTRY.payload)
         if delivery.job_id is None or name is None or payload is None:
             raise _DeadLetter(ErrorType.UNDECODABLE_ENTRY, "entry lacks a job id, task or payload")
         task = self._app.tasks.get(name)
@@ -190,7 +191,7 @@ class Runner:
             except TypeError as exc:
                 reason = f"arguments do not convert into their annotated types: {exc}"
                 raise _DeadLetter(ErrorType.INVALID_ARGUMENTS, reason) from None
-        return task, args, kwargs, _timeout(fields.get(b"o"), task._config.timeout)
+        return task, args, kwargs, _timeout(fields.get(ENTRY.options), task._config.timeout)
 
     def _context(self, delivery: Delivery, task_name: str, attempt: int) -> JobContext:
         enqueued_ms = int(delivery.entry_id.split(b"-", 1)[0])
@@ -206,7 +207,7 @@ class Runner:
                 if delivery.result_ttl > 0
                 else None
             ),
-            _options=delivery.fields.get(b"o"),
+            _options=delivery.fields.get(ENTRY.options),
             _resources=self._resources,
         )
 

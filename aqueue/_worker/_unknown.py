@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 
 from .._app import App
+from .._message import ENTRY
 from .._redis._keys import Keys
 from .._registry import live_workers
 from ..exceptions import AqueueError
@@ -91,7 +92,7 @@ class UnknownTasks:
 
         Entries without a job id or task name are started: their run dead-letters them."""
         known = self._known
-        if all(delivery.fields.get(b"t") in known for delivery in deliveries):
+        if all(delivery.fields.get(ENTRY.task) in known for delivery in deliveries):
             return deliveries, False  # the hot path: no name decoded, no list made
         tasks = self._app.tasks
         started: list[Delivery] = []
