@@ -41,31 +41,28 @@ def env_for(server: RedisServer, namespace: str) -> dict[str, str]:
     }
 
 
-def run_cli(
-    server: RedisServer, namespace: str, *args: str, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
+def _aqueue(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``python -m aqueue ARGS`` in ``env``, its output captured."""
     return subprocess.run(
         [sys.executable, "-m", "aqueue", *args],
         capture_output=True,
         text=True,
         input=stdin,
-        env=env_for(server, namespace),
-        timeout=30,
-        cwd=ROOT,
-    )
-
-
-def run_cli_without_server(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI pointed at a port where no Redis answers."""
-    env = {**os.environ, "AQUEUE_URL": NO_SERVER, "PYTHONPATH": ROOT}
-    return subprocess.run(
-        [sys.executable, "-m", "aqueue", *args],
-        capture_output=True,
-        text=True,
         env=env,
         timeout=30,
         cwd=ROOT,
     )
+
+
+def run_cli(
+    server: RedisServer, namespace: str, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return _aqueue(env_for(server, namespace), *args, stdin=stdin)
+
+
+def run_cli_without_server(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI pointed at a port where no Redis answers."""
+    return _aqueue({**os.environ, "AQUEUE_URL": NO_SERVER, "PYTHONPATH": ROOT}, *args)
 
 
 @contextmanager
