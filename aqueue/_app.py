@@ -8,14 +8,12 @@ import dataclasses
 import fnmatch
 import inspect
 import itertools
-import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
-from urllib.parse import urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from ._checks import seconds, whole_number, whole_seconds
 from ._events import Event, follow
@@ -27,8 +25,9 @@ from ._message import PROTOCOL_VERSION, Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis import _calls as scripts
+from ._redis._connect import check_url, shared_client
 from ._redis._direct import DirectCalls
-from ._redis._errors import redact, translate_errors
+from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
 from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
@@ -43,31 +42,6 @@ from .exceptions import ConfigurationError, QueueFull, TaskRegistrationError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
-# ConnectionFailed instead of a call that hangs: connecting times out after 5 s, and TCP
-# keepalive probes notice a dead peer after about 11 s. No socket_timeout (redis-py's default
-# is 5 s): with one, redis-py wraps every send in asyncio.wait_for, a task per command.
-_KEEPALIVE = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 3}
-_SOCKET_TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": None}
-_TCP_KEEPALIVE: dict[str, Any] = {
-    "socket_keepalive": True,
-    "socket_keepalive_options": {
-        getattr(socket, name): value for name, value in _KEEPALIVE.items() if hasattr(socket, name)
-    },
-}
-
-
-def socket_options(url: str) -> dict[str, Any]:
-    """The connection options of every asyncio client aqueue makes for ``url``.
-
-    A ``unix://`` socket has no network between client and server, so nothing for keepalive
-    probes to notice; redis-py's unix connections refuse the keepalive options outright.
-    """
-    if urlsplit(url).scheme == "unix":
-        return dict(_SOCKET_TIMEOUTS)
-    return {**_SOCKET_TIMEOUTS, **_TCP_KEEPALIVE}
-
-
 # Jobs per call of the enqueue script: its fixed cost (a few us) is paid once per call, and
 # each call is written as soon as it is packed, so the server runs it while the next one is
 # packed. Small calls keep that overlap tight and never hold up the server for long.
@@ -81,28 +55,6 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-
-_URL_SCHEMES = ("redis", "rediss", "unix")
-
-
-def _check_url(url: str, variable: str | None) -> str:
-    """``url`` if it is a Redis URL; the error names ``variable`` when it came from there."""
-    what = "the Redis URL" if variable is None else f"the Redis URL in {variable}"
-    if not isinstance(url, str) or urlsplit(url).scheme not in _URL_SCHEMES:
-        shown = redact(url) if isinstance(url, str) else repr(url)
-        raise ConfigurationError(
-            f"{what} must start with redis://, rediss:// (TLS) or unix://, not {shown!r}"
-        )
-    parts = urlsplit(url)
-    # redis-py reads a path that is no number as database 0: the jobs would go elsewhere.
-    database = "" if parts.scheme == "unix" else parts.path.strip("/")
-    if database and not database.isdigit():
-        raise ConfigurationError(
-            f"{what}: its path is the database number, as in redis://localhost:6379/0, "
-            f"not {database!r} in {redact(url)!r}"
-        )
-    return url
 
 
 def _check_task_name(name: object) -> None:
@@ -206,7 +158,7 @@ class App:
             kept_arguments_size=kept_arguments_size,
         )
         label = given.label
-        self.url = _check_url(given.url, given.variable("url"))
+        self.url = check_url(given.url, given.variable("url"))
         self.namespace = check_name(label("namespace"), given.namespace)
         self.default_queue = check_name(label("default_queue"), given.default_queue)
         self.result_ttl = whole_seconds(given.result_ttl, label("result_ttl"))
@@ -650,15 +602,7 @@ class App:
         """The app's redis-py client (created on first use)."""
         self._forget_a_closed_loop()
         if self._redis is None:
-            # A blocking pool: a burst of callers waits for a free connection instead of
-            # failing with "Too many connections" or opening thousands of sockets.
-            pool = BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=self._max_connections,
-                timeout=None,
-                **socket_options(self.url),
-            )
-            self._redis = Redis.from_pool(pool)
+            self._redis = shared_client(self.url, max_connections=self._max_connections)
             with contextlib.suppress(RuntimeError):  # made outside a loop: bound at first use
                 self._loop = asyncio.get_running_loop()
         return self._redis

@@ -18,8 +18,9 @@ import anyio
 import orjson
 from redis.asyncio import Redis
 
-from .._app import App, socket_options
+from .._app import App
 from .._redis._backoff import Backoff
+from .._redis._connect import own_client
 from .._redis._errors import REDIS_ERRORS
 from .._registry import control_channel, control_replies
 
@@ -44,7 +45,7 @@ class Controller:
         backoff = Backoff(logger, "listen for control commands")
         channel = control_channel(self._app.namespace)
         while True:
-            client = Redis.from_url(self._app.url, **socket_options(self._app.url))
+            client = own_client(self._app.url)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)

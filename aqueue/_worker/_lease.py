@@ -23,9 +23,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from redis import Redis as SyncRedis
-
 from .._redis import _calls as scripts
+from .._redis._connect import thread_client
 from .._redis._keys import GROUP, Keys
 from .._redis._scripts import run_sync
 from ._presence import Presence
@@ -51,9 +50,7 @@ class LeaseKeeper:
         loop: asyncio.AbstractEventLoop,
         presence: Presence | None = None,
     ) -> None:
-        self._client = SyncRedis.from_url(
-            url, socket_timeout=max(1.0, lease / 3), socket_connect_timeout=max(1.0, lease / 3)
-        )
+        self._client = thread_client(url, timeout=max(1.0, lease / 3))
         self._queues = queues
         self._consumer = consumer
         self._lease = lease

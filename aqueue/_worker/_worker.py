@@ -20,11 +20,12 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError
 
-from .._app import App, socket_options
+from .._app import App
 from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
 from .._redis._backoff import Backoff
+from .._redis._connect import own_client
 from .._redis._errors import passing_refusal, redact, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
@@ -256,7 +257,7 @@ class Worker:
     async def _serve(self, started: asyncio.Future[None] | None) -> None:
         app = self.app
         logger.info("%s", self._banner())
-        reader = Redis.from_url(app.url, single_connection_client=True, **socket_options(app.url))
+        reader = own_client(app.url, single_connection=True)
         try:
             # run() (the command) outlives a server that is not up yet, as in a deploy that
             # starts both at once; an embedding program learns at once from `async with`.
