@@ -239,3 +239,47 @@ async def test_a_worker_of_several_queues_without_priority_levels_reads_them_wit
                 results = [await job.result(timeout=10) for job in jobs]
     assert results == ["a"] * 10 + ["b"] * 10
     assert "fetch" not in called
+
+
+async def _calls_of(redis: Redis, command: str) -> int:
+    stats = cast("dict[str, dict[str, int]]", await redis.info("commandstats"))
+    return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+async def test_a_job_started_from_its_queued_hash_has_its_status_read_once(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    before = await _calls_of(redis, "hget")
+    await _begin(app, redis, deliveries)
+    # One look in each job's "queued" hash; none in a record that does not exist yet, and none
+    # when the jobs finish (no job of the batch was cancelled).
+    assert await _calls_of(redis, "hget") - before == 20
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_finishing_jobs_nobody_cancelled_reads_none_of_their_records(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    before = await _calls_of(redis, "hget")
+    await _flush(app, [_succeeded(d) for d in deliveries])
+    assert await _calls_of(redis, "hget") - before == 0
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_a_job_cancelled_while_it_ran_stays_cancelled_while_its_batch_records_results(
+    app: aqueue.App, redis: Redis
+) -> None:
+    first, cancelled, last = await _read(app, redis, 60, 60, 60)
+    for delivery in (first, cancelled, last):
+        # Running, as its start left it (the cancel below comes after the worker last looked).
+        await redis.hset(delivery.record, "status", "running")
+    assert await app.job(cancelled.job_id or "").cancel()
+    await _flush(app, [_succeeded(d) for d in (first, cancelled, last)])
+    assert await app.job(cancelled.job_id or "").status() is aqueue.JobStatus.CANCELLED
+    for ran in (first, last):
+        assert await app.job(ran.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    assert await redis.xlen(first.stream) == 0

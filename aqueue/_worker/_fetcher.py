@@ -535,6 +535,7 @@ class Fetcher:
             record_ttl=record_ttl(delivery.result_ttl),
             task_name=delivery.task_name or "",
             job_id=delivery.job_id or "",
+            queued_first=delivery.may_wait_queued,
         )
 
 
