@@ -283,3 +283,41 @@ async def test_a_job_cancelled_while_it_ran_stays_cancelled_while_its_batch_reco
     for ran in (first, last):
         assert await app.job(ran.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
     assert await redis.xlen(first.stream) == 0
+
+
+async def test_entries_of_jobs_that_ended_before_an_older_one_leave_the_stream_before_it(
+    app: aqueue.App, redis: Redis
+) -> None:
+    older, *newer = await _read(app, redis, 60, 60, 60)
+    await _flush(app, [_succeeded(d) for d in newer])
+    assert [entry_id for entry_id, _ in await entries(redis, older.stream)] == [older.entry_id]
+    await _flush(app, [_succeeded(older)])
+    assert await redis.xlen(older.stream) == 0
+
+
+async def test_finishing_every_entry_read_leaves_those_not_read_yet_in_the_stream(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def noop() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    for _ in range(4):
+        await noop.enqueue()
+    read = await read_as(redis, keys, "w", count=2)
+    deliveries = [Delivery(keys, i, f, keys.stream) for i, f in await entries(redis, keys.stream)]
+    await _flush(app, [_succeeded(d) for d in deliveries if d.entry_id in read])
+    unread = [d.entry_id for d in deliveries if d.entry_id not in read]
+    assert [entry_id for entry_id, _ in await entries(redis, keys.stream)] == unread
+    assert (await redis.xpending(keys.stream, GROUP))["pending"] == 0
+
+
+async def test_entries_below_the_first_pending_one_leave_the_stream_without_a_delete_by_id(
+    app: aqueue.App, redis: Redis
+) -> None:
+    *older, pending = await _read(app, redis, *[60] * 20)
+    before = await _calls_of(redis, "xdel")
+    await _flush(app, [_succeeded(d) for d in older])
+    assert await _calls_of(redis, "xdel") == before
+    assert [entry_id for entry_id, _ in await entries(redis, pending.stream)] == [pending.entry_id]

@@ -4,13 +4,13 @@
 -- Fencing: XACK does not check who owns an entry, so a worker whose lease lapsed (and whose
 -- entry another worker claimed) would otherwise ack away the new owner's delivery and overwrite
 -- its outcome. The ownership checks and the writes run atomically here, entry by entry.
--- Ack late: an entry leaves the stream (XACK + XDEL, so the stream holds only unfinished work)
--- in the same step that stores its outcome (or schedules the retry, or writes the dead letter),
--- so a crash leaves either all of it or none.
+-- Ack late: an entry leaves the stream (XACK, then XTRIM or XDEL, so the stream holds only
+-- unfinished work) in the same step that stores its outcome (or schedules the retry, or writes
+-- the dead letter), so a crash leaves either all of it or none.
 -- One call per batch, not per job: a script call's own cost (its argument tables, the prelude,
 -- its garbage) was most of what finishing a job cost the server. So the batch shares one TIME,
 -- one look for the records, dependents and cancels that the common jobs do not have, one XACK
--- and one XDEL.
+-- and one XTRIM (see remove below).
 --
 -- Returns per job, in order: 1 when applied, 0 when refused because the entry is no longer
 -- ours, 2 when applied but not acked (other jobs wait for this one, see below), or an error
@@ -54,7 +54,8 @@ local function spec_of(text)
         '^(%S+) (%S+) (%d+) (%S+) (%d) (%S+) (%d+) (%d+) (%d+) (.*)$')
     reason_length = tonumber(reason_length)
     spec = {status = status ~= '-' and status or '', outcome_field = outcome_field,
-      ttl = tonumber(ttl), key_ttl = key_ttl ~= '-' and key_ttl or nil, told = told == '1',
+      ttl = tonumber(ttl), ttl_text = ttl, key_ttl = key_ttl ~= '-' and key_ttl or nil,
+      told = told == '1',
       arguments_field = arguments_field ~= '-' and arguments_field or nil,
       retry_delay_ms = tonumber(retry_delay_ms), attempt = attempt,
       dead_reason = string.sub(rest, 1, reason_length),
@@ -63,9 +64,14 @@ local function spec_of(text)
   end
   return spec
 end
-local now
+-- The server's time in ms, as the records keep it: a number passed to redis.call is formatted
+-- anew each time (a printf), so what every job of the batch writes is formatted once.
+local now, now_text
 local function server_now()
-  now = now or now_ms()
+  if not now then
+    now = now_ms()
+    now_text = string.format('%d', now)
+  end
   return now
 end
 -- Job i's first key and first value. Values are read where they are used: a table per job
@@ -81,7 +87,7 @@ for i = 1, count do
   local _, a = at(i)
   ids[i] = ARGV[a]
 end
-local ours = owned_rows(stream, group, ids, consumer, 1000000)
+local ours, greatest = owned_rows(stream, group, ids, consumer, 1000000)
 
 -- Whether any of `keys` exists: one look for the batch, since mostly none does.
 local function any_exists(keys)
@@ -209,9 +215,10 @@ local function write_outcome(k, a, spec)
     end
   end
   if ttl > 0 then
+    server_now()
     redis.call('HSET', record, 'status', status, outcome_field, outcome,
-      'finished_at', server_now(), kept_arguments(spec, a))
-    redis.call('EXPIRE', record, ttl)
+      'finished_at', now_text, kept_arguments(spec, a))
+    redis.call('EXPIRE', record, spec.ttl_text)
     -- Only a wake-up for waiters (they read the record): a user without channel permissions
     -- must not fail the ack after its writes were made.
     redis.pcall('PUBLISH', record, status)
@@ -252,8 +259,39 @@ for i = 1, count do
     end
   end
 end
+-- Acked entries leave the stream at once, so it holds only unfinished work. The group reads
+-- the stream in order from its start, so every entry below its first pending one was acked
+-- (and so has left, but for this batch's): one exact XTRIM MINID drops those, node by node,
+-- where XDEL looks for each id from the start of its node (which cost more than the rest of a
+-- fire-and-forget job's finish). Only entries acked above the first pending one (jobs that
+-- ended before an older one) are deleted by id.
+local function remove(acked_ids)
+  local first = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
+  if not first then
+    -- Nothing pending: every entry up to the greatest of the batch was acked.
+    redis.call('XTRIM', stream, 'MINID', greatest)
+    redis.call('XDEL', stream, greatest)
+    return
+  end
+  redis.call('XTRIM', stream, 'MINID', first[1])
+  local first_ms, first_seq = id_numbers(first[1])
+  local greatest_ms, greatest_seq = id_numbers(greatest)
+  if id_before(greatest_ms, greatest_seq, first_ms, first_seq) then
+    return  -- the whole batch lay below it
+  end
+  local above = {}
+  for _, id in ipairs(acked_ids) do
+    local ms, seq = id_numbers(id)
+    if id_before(first_ms, first_seq, ms, seq) then
+      above[#above + 1] = id
+    end
+  end
+  if #above > 0 then
+    redis.call('XDEL', stream, unpack(above))
+  end
+end
 if #acked > 0 then
   redis.call('XACK', stream, group, unpack(acked))
-  redis.call('XDEL', stream, unpack(acked))
+  remove(acked)
 end
 return replies

@@ -51,18 +51,22 @@ local function spec_of(text)
     spec = {most_attempts = tonumber(most_attempts), keeps_record = keeps_record == '1',
       queued_first = queued_first == '1', prior_attempts = tonumber(prior_attempts),
       expires_at = tonumber(expires_at), record_ttl = tonumber(record_ttl),
+      record_ttl_text = record_ttl,
       task = task ~= '' and task or nil}
     specs[text] = spec
   end
   return spec
 end
 local limited = interval_us ~= '' or most ~= nil
-local now_us, now
+-- now_text: now as the records keep it. A number passed to redis.call is formatted anew each
+-- time (a printf), so what every job of the batch writes is formatted once.
+local now_us, now, now_text
 local function clock()
   if not now then
     local t = redis.call('TIME')
     now_us = t[1] * 1000000 + t[2]
     now = math.floor(now_us / 1000)
+    now_text = string.format('%d', now)
   end
 end
 
@@ -226,11 +230,12 @@ local function start_one(record, queued, entry_id, job_id, spec)
   end
   if waiting then
     -- One write makes the record and marks it running.
-    record_queued(record, queued, waiting, record_ttl, task or task_of(stream, entry_id),
-      'running', 'worker', consumer, 'started_at', now, 'attempts', 1)
+    record_queued(record, queued, waiting, spec.record_ttl_text,
+      task or task_of(stream, entry_id), 'running', 'worker', consumer, 'started_at', now_text,
+      'attempts', '1')
     redis.pcall('PUBLISH', record, 'running')
   elseif status ~= false or spec.keeps_record then
-    redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now,
+    redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now_text,
       'attempts', attempt)
     redis.pcall('PUBLISH', record, 'running')
   end
