@@ -99,49 +99,49 @@ end
 local function may_be_waited_on(spec)
   return spec.status ~= 'scheduled' and not spec.told
 end
+-- Each job's spec, by its place in the call (job_specs[i]): looked up once.
 -- A job that keeps no record may have one all the same (a cancel or a wait made it): it is
 -- deleted at the end, as any record of such a job is.
-local recordless = {}
+local job_specs, recordless = {}, {}
 for i = 1, count do
   local k, a = at(i)
-  if ours[ARGV[a]] and spec_of(ARGV[a + 2]).ttl == 0 then
+  local spec = spec_of(ARGV[a + 2])
+  job_specs[i] = spec
+  if spec.ttl == 0 and ours[ARGV[a]] then
     recordless[#recordless + 1] = KEYS[k]
   end
 end
 local some_records = any_exists(recordless)
--- Only a job with a status can be waited on (see depend.lua), and one that keeps no record has
--- none unless it has a record all the same: such jobs are looked at only when some record is.
-local waited_on = {}
-for i = 1, count do
-  local k, a = at(i)
-  local spec = spec_of(ARGV[a + 2])
-  if ours[ARGV[a]] and may_be_waited_on(spec) and (spec.ttl > 0 or some_records) then
-    waited_on[#waited_on + 1] = KEYS[k + 2]
-  end
-end
-local some_waited_on = any_exists(waited_on)
 
--- Whether job a's spec has anything to write: an outcome to store, a retry, a dead letter, a
--- key, an event, or a record to delete. Acked without running ("" status): the record stays.
+-- Whether a job of `spec` has anything to write: an outcome to store, a retry, a dead letter,
+-- a key, an event, or a record to delete. Acked without running ("" status): the record stays.
 local function writes(spec)
   local status = spec.status
   return status ~= '' and (spec.ttl > 0 or some_records or status == 'scheduled'
     or spec.dead_reason ~= '' or spec.key_ttl or events_on)
 end
 
+-- Only a job with a status can be waited on (see depend.lua), and one that keeps no record has
+-- none unless it has a record all the same: such jobs are looked at only when some record is.
 -- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result or
 -- retry must not bring the job back. Such a job is in the queue's cancelled set (the cancel of
 -- a running job announces it there, for its worker to stop the run, and keeps it for an hour;
 -- a worker that heard of it only acks), so one look for the batch finds the jobs whose record
--- must be read: mostly none.
-local checked = {}
+-- must be read (checked): mostly none.
+local waited_on, checked = {}, {}
 for i = 1, count do
-  local _, a = at(i)
-  local spec = spec_of(ARGV[a + 2])
-  if ours[ARGV[a]] and spec.status ~= 'cancelled' and writes(spec) then
-    checked[#checked + 1] = ARGV[a + 1]
+  local k, a = at(i)
+  local spec = job_specs[i]
+  if ours[ARGV[a]] then
+    if may_be_waited_on(spec) and (spec.ttl > 0 or some_records) then
+      waited_on[#waited_on + 1] = KEYS[k + 2]
+    end
+    if spec.status ~= 'cancelled' and writes(spec) then
+      checked[#checked + 1] = ARGV[a + 1]
+    end
   end
 end
+local some_waited_on = any_exists(waited_on)
 local cancelled_lately = {}
 if #checked > 0 then
   for j, score in ipairs(redis.call('ZMSCORE', cancelled, unpack(checked))) do
@@ -243,7 +243,7 @@ for i = 1, count do
   if not ours[entry_id] then
     replies[i] = 0
   else
-    local spec = spec_of(ARGV[a + 2])
+    local spec = job_specs[i]
     if writes(spec) then
       ok, err = pcall(write_outcome, k, a, spec)
     end

@@ -97,20 +97,22 @@ local function status_of(record, queued, spec, pending)
   return status
 end
 
+-- Make the record of a job still `waiting` in its "queued" hash, before a way out that changes
+-- its status (the job then leaves the call). later: seconds from now until it is due again,
+-- kept on top of the record's ttl.
+local function settle(record, queued, waiting, spec, entry_id, later)
+  if waiting then
+    record_queued(record, queued, waiting, spec.record_ttl + (later or 0),
+      spec.task or task_of(stream, entry_id))
+  end
+end
+
 local function start_one(record, queued, entry_id, job_id, spec)
   local pending = ours[entry_id]
   -- A job queued with no record yet: the write that marks it running makes its record; any
   -- other way out that changes its status makes it first (settle).
   local status, waiting = status_of(record, queued, spec, pending)
-  local task, record_ttl, expires_at = spec.task, spec.record_ttl, spec.expires_at
-  -- later: seconds from now until it is due again, kept on top of the record's ttl.
-  local function settle(later)
-    if waiting then
-      record_queued(record, queued, waiting, record_ttl + (later or 0),
-        task or task_of(stream, entry_id))
-      waiting = nil
-    end
-  end
+  local task = spec.task
   if ended(status) then
     return status
   end
@@ -118,8 +120,8 @@ local function start_one(record, queued, entry_id, job_id, spec)
     return 'lost'
   end
   clock()
-  if expires_at > 0 and now > expires_at then
-    settle()
+  if spec.expires_at > 0 and now > spec.expires_at then
+    settle(record, queued, waiting, spec, entry_id)
     return 'expired'
   end
   if limited then
@@ -129,7 +131,7 @@ local function start_one(record, queued, entry_id, job_id, spec)
     -- A slot holder is "<stream> <entry id>": the entry's stream is that of its level.
     local holder = stream .. ' ' .. entry_id
     local function hold_back(due, parked)
-      settle(math.ceil(math.max(due - now, 0) / 1000))
+      settle(record, queued, waiting, spec, entry_id, math.ceil(math.max(due - now, 0) / 1000))
       if most then
         -- An entry claimed from a dead worker held a slot; the job waits without it.
         redis.call('ZREM', holders, holder)
@@ -225,7 +227,7 @@ local function start_one(record, queued, entry_id, job_id, spec)
     attempt = redis.call('HINCRBY', record, 'attempts', 1)
   end
   if attempt > spec.most_attempts then
-    settle()
+    settle(record, queued, waiting, spec, entry_id)
     return 'poison'
   end
   if waiting then
