@@ -321,3 +321,13 @@ async def test_entries_below_the_first_pending_one_leave_the_stream_without_a_de
     await _flush(app, [_succeeded(d) for d in older])
     assert await _calls_of(redis, "xdel") == before
     assert [entry_id for entry_id, _ in await entries(redis, pending.stream)] == [pending.entry_id]
+
+
+async def test_jobs_nobody_follows_are_told_only_when_they_end(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    before = await _calls_of(redis, "publish")
+    await _begin(app, redis, deliveries)
+    # A result waiter wakes only at the end: no "running" message for each start.
+    assert await _calls_of(redis, "publish") - before == 20

@@ -136,6 +136,7 @@ def start(
     stream: Key,
     events: Key,
     delayed: Key,
+    followed: Key,
     holder_streams: Sequence[Key],
     consumer: bytes | str,
     group: str,
@@ -146,8 +147,9 @@ def start(
     """Begin ``jobs``, deliveries of ``stream`` (see start.lua for the replies, one per job).
 
     ``holder_streams``: the queue's level streams (a concurrency slot's holder names the stream
-    of its entry). ``limits``: those every one of ``jobs`` takes, or None."""
-    keys = [stream, events, delayed]
+    of its entry). ``limits``: those every one of ``jobs`` takes, or None. ``followed``: the
+    queue's jobs that someone follows (see Keys.followed)."""
+    keys = [stream, events, delayed, followed]
     args: list[Any] = [consumer, group, events_limit]
     if limits is None:
         keys += (stream,) * 4

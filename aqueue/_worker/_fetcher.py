@@ -513,6 +513,7 @@ class Fetcher:
                     stream=stream,
                     events=keys.events,
                     delayed=keys.delayed,
+                    followed=keys.followed,
                     holder_streams=keys.streams,
                     consumer=self._consumer,
                     group=GROUP,

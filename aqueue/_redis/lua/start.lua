@@ -16,14 +16,16 @@
 local stream = KEYS[1]
 local events = KEYS[2]
 local delayed = KEYS[3]
+-- job ids scored by how many follow each (job.events())
+local followed = KEYS[4]
 -- Limits (see aqueue/_limits.py): with none (interval_us "" and most ""), the stream stands
 -- in for their keys, never touched.
-local rate_tat = KEYS[4]
-local rate_reserved = KEYS[5]
-local holders = KEYS[6]
-local parked_line = KEYS[7]
-local holder_streams = 8  -- KEYS[8...]: holder_streams
-local job_keys = 18  -- KEYS[18...]: jobs
+local rate_tat = KEYS[5]
+local rate_reserved = KEYS[6]
+local holders = KEYS[7]
+local parked_line = KEYS[8]
+local holder_streams = 9  -- KEYS[9...]: holder_streams
+local job_keys = 19  -- KEYS[19...]: jobs
 local consumer = ARGV[1]
 local group = ARGV[2]
 local events_limit = ARGV[3]
@@ -76,6 +78,22 @@ for i = 1, (#KEYS - job_keys + 1) / KEYS_PER_JOB do
   ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB]
 end
 local ours = owned_rows(stream, group, ids, consumer, 1000000)
+
+-- Only a job someone follows (job.events()) is told it runs: a result waiter wakes only at
+-- the end, and a PUBLISH costs as much as a small command even when nobody listens. Mostly
+-- nobody follows any job of the queue: one look for the batch.
+local followed_jobs = {}
+if redis.call('EXISTS', followed) == 1 then
+  local job_ids = {}
+  for i = 1, #ids do
+    job_ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB + 1]
+  end
+  for i, count in ipairs(redis.call('ZMSCORE', followed, unpack(job_ids))) do
+    if count and tonumber(count) > 0 then
+      followed_jobs[job_ids[i]] = true
+    end
+  end
+end
 
 -- The job's status: its record's, or "queued" (with `waiting`, its place in the "queued" hash)
 -- when it has no record yet. A job that may be waiting there is looked for there first: whatever
@@ -235,10 +253,11 @@ local function start_one(record, queued, entry_id, job_id, spec)
     record_queued(record, queued, waiting, spec.record_ttl_text,
       task or task_of(stream, entry_id), 'running', 'worker', consumer, 'started_at', now_text,
       'attempts', '1')
-    redis.pcall('PUBLISH', record, 'running')
   elseif status ~= false or spec.keeps_record then
     redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now_text,
       'attempts', attempt)
+  end
+  if followed_jobs[job_id] then
     redis.pcall('PUBLISH', record, 'running')
   end
   emit(events, events_limit, 'started', job_id, task, consumer)
