@@ -335,7 +335,7 @@ class Job(Generic[R]):
         start script tells only followed jobs that they run. Counted before the subscription,
         so a start after the first read is told."""
         followed, member = self._keys.followed, self.id.encode()
-        await self._app._direct.commands(
+        await self._connections.direct.commands(
             [(b"ZINCRBY", followed, b"1", member), (b"EXPIRE", followed, FOLLOWED_TTL)]
         )
         try:
@@ -343,7 +343,7 @@ class Job(Generic[R]):
         finally:
             # A count left behind (a follower gone without this) only has the job's start told
             # to nobody, until the set expires.
-            await self._app._direct.commands(
+            await self._connections.direct.commands(
                 [
                     (b"ZINCRBY", followed, b"-1", member),
                     (b"ZREMRANGEBYSCORE", followed, b"-inf", b"0"),
