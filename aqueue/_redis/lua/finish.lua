@@ -25,7 +25,8 @@ local job_keys = 6  -- KEYS[6...]: jobs
 local group = ARGV[1]
 local consumer = ARGV[2]
 local dead_limit = ARGV[3]
-local events_limit = ARGV[4]
+-- a number: emit() would convert a string for each job
+local events_limit = tonumber(ARGV[4])
 local job_args = 5  -- ARGV[5...]: jobs
 -- Per job, KEYS: its record, its uniqueness key, the set of jobs waiting for it; ARGV: its
 -- entry id, its id, its spec (what the outcomes of one kind share; see spec_of), its outcome
@@ -34,7 +35,7 @@ local job_args = 5  -- ARGV[5...]: jobs
 -- string), so the values most jobs share travel in the spec.
 local KEYS_PER_JOB, ARGS_PER_JOB = 3, 5
 local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
-local events_on = tonumber(events_limit) > 0
+local events_on = events_limit > 0
 local specs = {}
 -- A spec is "<status> <outcome field> <result ttl> <key ttl> <told> <arguments field> <retry
 -- delay> <attempt> <reason length> <dead-letter reason><task>": status succeeded | failed |

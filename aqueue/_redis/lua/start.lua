@@ -28,7 +28,8 @@ local holder_streams = 9  -- KEYS[9...]: holder_streams
 local job_keys = 19  -- KEYS[19...]: jobs
 local consumer = ARGV[1]
 local group = ARGV[2]
-local events_limit = ARGV[3]
+-- a number: emit() would convert a string for each job
+local events_limit = tonumber(ARGV[3])
 local interval_us = ARGV[4]
 local most = tonumber(ARGV[5])
 local lease = tonumber(ARGV[6])
