@@ -21,7 +21,7 @@ from ._hooks import H, Lifecycle
 from ._job import Job
 from ._limits import max_concurrency as check_concurrency
 from ._limits import rate_limit as check_rate
-from ._message import PROTOCOL_VERSION, Outgoing, check_size
+from ._message import Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis import _calls as scripts
@@ -29,6 +29,7 @@ from ._redis._connect import check_url, shared_client
 from ._redis._direct import DirectCalls
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
+from ._redis._wire import PROTOCOL_VERSION
 from ._registry import WorkerInfo, live_workers
 from ._results import ResultWaiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule

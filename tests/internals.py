@@ -11,12 +11,12 @@ from aqueue._checks import MAX_SECONDS
 from aqueue._control import send_command
 from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
-from aqueue._message import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
 from aqueue._redis import _calls as scripts
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import GROUP, Keys, keys_of
-from aqueue._redis._scripts import Call, Script, run_sync
+from aqueue._redis._scripts import Call, Script, run_sync, with_codes
+from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
 from aqueue._schedule import cron_schedule, last_tick_key
 from aqueue._settings import Settings, env_name
 from aqueue._typed import UNTYPED
@@ -68,5 +68,6 @@ __all__ = [
     "scripts",
     "send_command",
     "translate_errors",
+    "with_codes",
     "worker_module",
 ]

@@ -1,5 +1,5 @@
 """The wire protocol (docs/protocol.md): entries carry their version, the page documents every
-field of the table in ``aqueue._message``, and a producer with plain Redis commands, following
+field of the table in ``aqueue._redis._wire``, and a producer with plain Redis commands, following
 the page, enqueues a job that a worker runs."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from .._context import JobContext, ProgressReporter, _current
 from .._hooks import ResourceKey
 from .._job import encode_error
-from .._message import ENTRY
+from .._redis._wire import ENTRY
 from ..exceptions import (
     AqueueError,
     ErrorType,

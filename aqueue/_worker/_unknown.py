@@ -31,8 +31,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 
 from .._app import App
-from .._message import ENTRY
 from .._redis._keys import Keys
+from .._redis._wire import ENTRY
 from .._registry import live_workers
 from ..exceptions import AqueueError
 from ._outcome import Action, Delivery, Outcome
