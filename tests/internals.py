@@ -11,6 +11,7 @@ from aqueue._checks import MAX_SECONDS
 from aqueue._control import send_command
 from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
+from aqueue._options import CHECKS
 from aqueue._redis import _calls as scripts
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
@@ -19,6 +20,7 @@ from aqueue._redis._scripts import Call, Script, run_sync, with_codes
 from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
 from aqueue._schedule import cron_schedule, last_tick_key
 from aqueue._settings import Settings, env_name
+from aqueue._task import TaskConfig
 from aqueue._typed import UNTYPED
 from aqueue._version import DISTRIBUTION, pip_install
 from aqueue._worker import _acker
@@ -32,6 +34,7 @@ from aqueue._worker._reclaim import Reclaimer, prune_consumers
 from aqueue._worker._scheduler import Scheduler
 
 __all__ = [
+    "CHECKS",
     "CODES",
     "DISTRIBUTION",
     "ENTRY",
@@ -54,6 +57,7 @@ __all__ = [
     "Script",
     "Settings",
     "Slots",
+    "TaskConfig",
     "_Room",
     "_acker",
     "cron_schedule",
