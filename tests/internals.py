@@ -18,6 +18,7 @@ from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import GROUP, Keys, keys_of
 from aqueue._redis._scripts import Call, Script, run_sync, with_codes
 from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
+from aqueue._registry import encode_record, registry_index, registry_record
 from aqueue._schedule import cron_schedule, last_tick_key
 from aqueue._settings import Settings, env_name
 from aqueue._task import TaskConfig
@@ -61,6 +62,7 @@ __all__ = [
     "_Room",
     "_acker",
     "cron_schedule",
+    "encode_record",
     "env_name",
     "job_ended",
     "keys_of",
@@ -68,6 +70,8 @@ __all__ = [
     "members",
     "pip_install",
     "prune_consumers",
+    "registry_index",
+    "registry_record",
     "run_sync",
     "scripts",
     "send_command",

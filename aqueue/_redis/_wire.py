@@ -8,6 +8,7 @@ other languages.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -33,9 +34,15 @@ PROTOCOL_VERSION: Final = 1
 field. A release that changes the format raises it, and reads the versions before it, so that
 old and new workers can share a queue during a rolling deploy."""
 
+ABSENT_VERSION: Final = b"1"
+"""The version of an entry without a ``v`` field: those of releases before the field."""
+
+READ_VERSIONS: Final = frozenset(str(v).encode() for v in range(1, PROTOCOL_VERSION + 1))
+"""The ``v`` values this release reads: its own and every one before it."""
+
 FIELDS: Final = (
     # An entry without it was written before the field existed: version 1.
-    WireField("v", "version", int, "1"),
+    WireField("v", "version", int, ABSENT_VERSION.decode()),
     WireField("j", "job_id", str, None),
     WireField("t", "task", str, None),
     WireField("p", "payload", bytes, None),
@@ -78,3 +85,10 @@ class EntryFields(NamedTuple):
 ENTRY: Final = EntryFields(**{wire.name: wire.code.encode() for wire in FIELDS})
 """``ENTRY.job_id`` is ``b"j"``: code that reads an entry names fields, not letters (built from
 :data:`FIELDS`, so a field added there without a name here fails at import)."""
+
+
+def reads(fields: Mapping[bytes, bytes]) -> bool:
+    """Whether this release reads an entry of these ``fields``: one of a newer protocol
+    version (or of a ``v`` no release writes) is left for a worker that reads it, never
+    misread (see docs/protocol.md)."""
+    return fields.get(ENTRY.version, ABSENT_VERSION) in READ_VERSIONS
