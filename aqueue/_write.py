@@ -15,7 +15,6 @@ from ._middleware import MiddlewareStack
 from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import keys_of, new_job_id
-from ._redis._wire import PROTOCOL_VERSION
 from ._serialize import encode_call
 from .exceptions import QueueFull
 
@@ -111,7 +110,6 @@ class Writer:
                 streams=keys.streams,
                 limit=limit,
                 events_limit=app.events_limit,
-                version=PROTOCOL_VERSION,
                 jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
             )
 

@@ -18,7 +18,7 @@ from aqueue._redis import _calls as scripts
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import GROUP, Keys, keys_of
-from aqueue._redis._scripts import Call, Script, run_sync, with_codes
+from aqueue._redis._scripts import Call, Script, run_sync, with_wire
 from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
 from aqueue._registry import encode_record, registry_index, registry_record
 from aqueue._schedule import cron_schedule, last_tick_key
@@ -80,6 +80,6 @@ __all__ = [
     "scripts",
     "send_command",
     "translate_errors",
-    "with_codes",
+    "with_wire",
     "worker_module",
 ]

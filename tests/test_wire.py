@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from tests.helpers import entries, eventually
-from tests.internals import CODES, ENTRY, FIELDS, Keys, with_codes
+from tests.internals import CODES, ENTRY, FIELDS, PROTOCOL_VERSION, Keys, with_wire
 
 LUA = Path(aqueue.__file__).parent / "_redis" / "lua"
 
@@ -65,13 +65,22 @@ def test_no_lua_script_spells_an_entry_field_by_its_code() -> None:
 
 async def test_a_field_a_script_names_reads_on_the_server_as_its_code(redis: Redis) -> None:
     named = ", ".join(f"FIELD.{name}" for name in ENTRY._fields)
-    codes = await redis.eval(with_codes(f"return {{{named}}}".encode()).decode(), 0)
+    codes = await redis.eval(with_wire(f"return {{{named}}}".encode()).decode(), 0)
     assert codes == list(ENTRY)
+
+
+async def test_the_protocol_version_a_script_names_is_the_one_this_release_writes(
+    redis: Redis,
+) -> None:
+    assert (
+        await redis.eval(with_wire(b"return PROTOCOL_VERSION").decode(), 0)
+        == str(PROTOCOL_VERSION).encode()
+    )
 
 
 def test_a_script_that_names_no_entry_field_fails_to_load() -> None:
     with pytest.raises(LookupError, match=r"FIELD\.taks is no entry field"):
-        with_codes(b"return FIELD.taks")
+        with_wire(b"return FIELD.taks")
 
 
 def test_the_python_code_reads_entry_fields_by_name_never_by_letter() -> None:

@@ -16,9 +16,7 @@ local streams = 4  -- KEYS[4...]: streams
 local job_keys = 14  -- KEYS[14...]: jobs
 local limit = tonumber(ARGV[1])
 local events_limit = ARGV[2]
--- of the wire format, written first in each entry
-local version = ARGV[3]
-local job_args = 4  -- ARGV[4...]: jobs
+local job_args = 3  -- ARGV[3...]: jobs
 -- Per job, KEYS: its record, its "queued" hash, its uniqueness key; ARGV: its id, payload,
 -- options ("" for none), and its task configuration's spec (what the jobs of one configuration
 -- share, so a batch's jobs mostly share one; see spec_of).
@@ -74,7 +72,8 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
     replies[#replies + 1] = 0
   else
     held = held + 1
-    local fields = {FIELD.version, version, FIELD.job_id, id, FIELD.task, task,
+    -- The version of the wire format first: this release's, put in place when the script loads.
+    local fields = {FIELD.version, PROTOCOL_VERSION, FIELD.job_id, id, FIELD.task, task,
       FIELD.payload, payload, FIELD.result_ttl, spec.result_ttl}
     if options ~= '' then
       fields[#fields + 1] = FIELD.options
