@@ -209,7 +209,7 @@ class App:
         Raises:
             TaskRegistrationError: Another task is already registered under the name.
         """
-        given = {"result_ttl": self.result_ttl} | checked(options)
+        given = {"result_ttl": self.result_ttl} | checked(options, TaskOptions, "app.task()")
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             name = given.get("name") or f"{function.__module__}.{function.__qualname__}"

@@ -176,6 +176,14 @@ CHECKS: Final[dict[str, Callable[[Any], object]]] = {
 configuration, checked (a bad value raises :class:`ConfigurationError` where it is written)."""
 
 
-def checked(options: TaskOptions | JobOptions) -> dict[str, Any]:
-    """The options given (not None), each as :data:`CHECKS` makes it."""
+def checked(options: TaskOptions | JobOptions, declared: type, where: str) -> dict[str, Any]:
+    """The options given (not None), each as :data:`CHECKS` makes it; ``declared``: the
+    TypedDict of the options ``where`` takes (an untyped caller can pass any keyword)."""
+    names = declared.__annotations__.keys()
+    unknown = sorted(options.keys() - names)
+    if unknown:
+        raise ConfigurationError(
+            f"{where} takes no option {', '.join(map(repr, unknown))}; its options are "
+            f"{', '.join(sorted(names))} (see aqueue.{declared.__name__})"
+        )
     return {name: CHECKS[name](value) for name, value in options.items() if value is not None}

@@ -135,7 +135,7 @@ class Task(Generic[P, R]):
                 ``timeout``, ``priority``, ``delay``, ``at``, ``wait``, ``key``,
                 ``key_ttl``, ``after``, ``expires``); None keeps the task's value.
         """
-        changes = checked(options)
+        changes = checked(options, JobOptions, "options()")
         if "delay" in changes and "at" in changes:
             raise ConfigurationError("give either delay or at, not both")
         # Each replaces the other when chained: options(delay=5).options(at=t) runs at t.

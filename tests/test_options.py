@@ -101,6 +101,19 @@ def test_an_option_given_as_none_keeps_the_tasks_own() -> None:
     assert _configuration(copy) == _configuration(task)
 
 
+def test_a_task_refuses_an_option_of_a_job_and_names_its_own() -> None:
+    app = aqueue.App()
+    with pytest.raises(aqueue.ConfigurationError, match=r"app.task\(\) takes no option 'delay'"):
+        app.task(delay=5)  # type: ignore[call-overload]
+
+
+def test_a_job_refuses_an_option_of_a_task_and_names_its_own() -> None:
+    app = aqueue.App()
+    task = app.task(_noop)
+    with pytest.raises(aqueue.ConfigurationError, match=r"its options are after, at, delay"):
+        task.options(retries=3)  # type: ignore[call-arg]
+
+
 async def _noop() -> None:
     pass
 
