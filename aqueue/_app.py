@@ -200,11 +200,9 @@ class App:
         """Register a function as a task; use bare (``@app.task``) or with options.
 
         Args:
-            **options: Any of :class:`aqueue.TaskOptions` (``name``, ``queue``, ``timeout``,
-                ``result_ttl``, ``retries``, ``retry_on``, ``backoff``,
-                ``dead_letter_failures``, ``priority``, ``rate_limit``,
-                ``max_concurrency``). Checked now, so a bad option fails where it is
-                written, not at the decorated def.
+            **options: Any of :class:`aqueue.TaskOptions` (its name, queue, timeout, retries,
+                limits...). Checked now, so a bad option fails where it is written, not at
+                the decorated def.
 
         Raises:
             TaskRegistrationError: Another task is already registered under the name.

@@ -131,9 +131,8 @@ class Task(Generic[P, R]):
         """A copy of this task with some options changed for the jobs it enqueues.
 
         Args:
-            **options: Any of :class:`aqueue.JobOptions` (``queue``, ``result_ttl``,
-                ``timeout``, ``priority``, ``delay``, ``at``, ``wait``, ``key``,
-                ``key_ttl``, ``after``, ``expires``); None keeps the task's value.
+            **options: Any of :class:`aqueue.JobOptions` (a delay, a uniqueness key, jobs to
+                wait for, another queue...); None keeps the task's value.
         """
         changes = checked(options, JobOptions, "options()")
         if "delay" in changes and "at" in changes:
