@@ -1,0 +1,169 @@
+"""A real Sentinel set on loopback: a master, its replica, and three sentinels watching them.
+
+Debian's redis-server 7.0 runs every process (``redis-server CONF --sentinel`` for the
+sentinels), on free ports with temporary directories, stopped by PID when the set closes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from aqueue.testing import RedisServer
+from aqueue.testing import _free_port as free_port
+
+SERVICE = "aqueue-test"
+"""The name the sentinels monitor the master under."""
+SENTINELS = 3
+QUORUM = 2
+
+
+class SentinelSet:
+    """A master and a replica, each with ``min-replicas-to-write 1`` (see ``start``), and three
+    sentinels. ``failover()`` makes the replica master and waits until every sentinel says so.
+    """
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.nodes = [RedisServer(binary), RedisServer(binary)]
+        self.directory = Path(tempfile.mkdtemp(prefix="aqueue-sentinels-"))
+        self.sentinel_ports = [free_port() for _ in range(SENTINELS)]
+        self._sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    def master_port(self) -> int:
+        """The master's port, as the first sentinel names it."""
+        with Redis(port=self.sentinel_ports[0]) as sentinel:
+            _, port = sentinel.sentinel_get_master_addr_by_name(SERVICE)
+        return int(port)
+
+    def start(self, timeout: float = 30.0) -> Self:
+        master, replica = self.nodes
+        for node in self.nodes:
+            node.start()
+        with Redis(port=replica.port) as client:
+            client.replicaof("127.0.0.1", master.port)
+        _wait(lambda: _replica_online(master.port), timeout, "the replica to sync")
+        # Without it the old master takes writes until Sentinel demotes it (about 10 s after
+        # the promotion), and they are lost with its demotion: the trade-off the docs measure.
+        for node in self.nodes:
+            with Redis(port=node.port) as client:
+                client.config_set("min-replicas-to-write", 1)
+        _wait(lambda: _takes_writes(master.port), timeout, "the master to take writes")
+        for port in self.sentinel_ports:
+            self._sentinels.append(self._start_sentinel(port, master.port))
+        for port in self.sentinel_ports:
+            _wait(partial(_sees_all, port), timeout, f"sentinel {port} to see the set")
+        return self
+
+    def failover(self, timeout: float = 30.0) -> float:
+        """``SENTINEL FAILOVER``; seconds until every sentinel names the new master."""
+        before = self.master_port()
+        started = time.monotonic()
+        with Redis(port=self.sentinel_ports[0]) as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        _wait(
+            lambda: all(_master_port(port) != before for port in self.sentinel_ports),
+            timeout,
+            "every sentinel to name the new master",
+        )
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        for process in self._sentinels:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._sentinels.clear()
+        for node in self.nodes:
+            node.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _start_sentinel(self, port: int, master_port: int) -> subprocess.Popen[bytes]:
+        # A sentinel rewrites its configuration file as it learns: one file each.
+        config = self.directory / f"sentinel-{port}.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} {QUORUM}\n"
+            f"sentinel down-after-milliseconds {SERVICE} 2000\n"
+            f"sentinel failover-timeout {SERVICE} 10000\n"
+        )
+        return subprocess.Popen(
+            [self.binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _replica_online(port: int) -> bool:
+    with Redis(port=port) as client:
+        replica = client.info("replication").get("slave0")
+    return isinstance(replica, dict) and replica.get("state") == "online"
+
+
+def _takes_writes(port: int) -> bool:
+    with Redis(port=port) as client:
+        try:
+            client.set("aqueue-test:probe", 1)
+        except ResponseError:  # NOREPLICAS until the replica's first acknowledgement
+            return False
+        client.delete("aqueue-test:probe")
+    return True
+
+
+def _sees_all(port: int) -> bool:
+    """Whether the sentinel on ``port`` knows the replica and the other sentinels."""
+    try:
+        with Redis(port=port) as sentinel:
+            state = sentinel.sentinel_master(SERVICE)
+    except Exception:  # not up yet
+        return False
+    return bool(state["num-slaves"] >= 1 and state["num-other-sentinels"] >= SENTINELS - 1)
+
+
+def _master_port(port: int) -> int:
+    with Redis(port=port) as sentinel:
+        _, master = sentinel.sentinel_get_master_addr_by_name(SERVICE)
+    return int(master)
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
