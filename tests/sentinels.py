@@ -30,12 +30,13 @@ QUORUM = 2
 
 
 class SentinelSet:
-    """A master and a replica, each with ``min-replicas-to-write 1`` (see ``start``), and three
+    """A master and a replica, each with ``min-replicas-to-write`` (see ``start``), and three
     sentinels. ``failover()`` makes the replica master and waits until every sentinel says so.
     """
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, min_replicas_to_write: int = 1) -> None:
         self.binary = binary
+        self.min_replicas_to_write = min_replicas_to_write
         self.nodes = [RedisServer(binary), RedisServer(binary)]
         self.directory = Path(tempfile.mkdtemp(prefix="aqueue-sentinels-"))
         self.sentinel_ports = [free_port() for _ in range(SENTINELS)]
@@ -63,7 +64,7 @@ class SentinelSet:
         # the promotion), and they are lost with its demotion: the trade-off the docs measure.
         for node in self.nodes:
             with Redis(port=node.port) as client:
-                client.config_set("min-replicas-to-write", 1)
+                client.config_set("min-replicas-to-write", self.min_replicas_to_write)
         _wait(lambda: _takes_writes(master.port), timeout, "the master to take writes")
         for port in self.sentinel_ports:
             self._sentinels.append(self._start_sentinel(port, master.port))

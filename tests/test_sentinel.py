@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import ResponseError
 
 import aqueue
@@ -75,6 +76,16 @@ async def test_the_sentinels_get_the_query_s_credentials_and_the_data_nodes_the_
         assert (told["username"], told["password"]) == ("s", "pw2")
         node = pool.connection_kwargs
         assert (node["username"], node["password"], node["db"]) == ("app", "pw1", 3)
+
+
+async def test_a_tls_sentinel_url_makes_tls_connections_to_the_data_nodes() -> None:
+    url = "rediss+sentinel://h1:26379/mymaster?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required"
+    async with aqueue.App(url) as app:
+        pool: Any = app.redis.connection_pool
+        assert issubclass(pool.connection_class, SSLConnection)
+        assert pool.connection_kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+        [sentinel] = pool.sentinel_manager.sentinels
+        assert not issubclass(sentinel.connection_pool.connection_class, SSLConnection)
 
 
 @pytest.mark.slow
