@@ -15,6 +15,7 @@ import aqueue
 from aqueue._redis._errors import redact
 from aqueue.testing import RedisServer
 from aqueue.testing import _free_port as free_port
+from tests.internals import connections_of
 from tests.sentinels import SentinelSet
 
 URL = "redis+sentinel://h1:26379,h2:26380/mymaster/2"
@@ -159,7 +160,7 @@ async def test_connections_refused_for_want_of_replicas_ask_the_sentinels_again(
         aqueue.App(sentinel_set.url, namespace=namespace) as app,
         Redis(port=sentinel_set.master_port()) as admin,
     ):
-        direct_before = await app._direct.command("CLIENT", "ID")
+        direct_before = await connections_of(app).direct.command("CLIENT", "ID")
         pooled_before = await app.redis.client_id()
         await admin.config_set("min-replicas-to-write", 2)  # one replica only: refused
         try:
@@ -169,5 +170,5 @@ async def test_connections_refused_for_want_of_replicas_ask_the_sentinels_again(
                 await app.redis.set(f"{namespace}:x", 1)
         finally:
             await admin.config_set("min-replicas-to-write", 1)
-        assert await app._direct.command("CLIENT", "ID") != direct_before
+        assert await connections_of(app).direct.command("CLIENT", "ID") != direct_before
         assert await app.redis.client_id() != pooled_before
