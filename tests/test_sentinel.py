@@ -31,6 +31,7 @@ URL = "redis+sentinel://h1:26379,h2:26380/mymaster/2"
         ("redis+sentinel://h1:26379/mymaster/0/more", "only the database number"),
         ("redis+sentinel://h1:port/mymaster", r"no host\[:port\] of a sentinel"),
         ("redis+sentinel://h1:70000/mymaster", "70000 is no port number"),
+        ("redis+sentinel://h1/mymaster?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
     ],
 )
 def test_a_malformed_sentinel_url_is_refused_with_the_form_to_write(url: str, says: str) -> None:
@@ -41,6 +42,7 @@ def test_a_malformed_sentinel_url_is_refused_with_the_form_to_write(url: str, sa
 
 def test_a_sentinel_url_with_a_service_and_a_database_is_taken() -> None:
     assert aqueue.App(URL).url == URL
+    assert aqueue.App("redis+sentinel://[::1]:26379,h2/mymaster").url.endswith("/mymaster")
     assert aqueue.App(URL.replace("redis+", "rediss+")).url.startswith("rediss+sentinel://")
 
 

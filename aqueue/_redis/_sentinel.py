@@ -92,7 +92,11 @@ def parse(url: str, what: str) -> SentinelURL:
     try:
         node_options = parse_url(node)  # type: ignore[no-untyped-call]
     except ValueError as exc:
-        raise ConfigurationError(f"{what}: {exc} in {shown!r}") from exc
+        raise ConfigurationError(
+            f"{what}: {exc} (in {shown!r}). Its query holds redis-py's connection options "
+            "with valid values (e.g. ssl_ca_certs=/path), and sentinel_username and "
+            f"sentinel_password for the sentinels: {form}?name=value"
+        ) from exc
     for given_by_the_sentinels in ("host", "port", "connection_class"):
         node_options.pop(given_by_the_sentinels, None)
     return SentinelURL(sentinels, path[0], node_options, sentinel_options, tls)
@@ -153,12 +157,8 @@ class _Pool(async_sentinel.SentinelConnectionPool, BlockingConnectionPool):
 
 
 class _SyncFollowingConnection(sync_sentinel.SentinelManagedConnection):
-    """The same as :class:`_FollowingConnection`, for a thread's blocking client."""
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if self._sock is None:
-            self.connect()  # type: ignore[no-untyped-call]
-        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+    """The same as :class:`_FollowingConnection`, for a thread's blocking client (which takes
+    a connection from its pool for each call: connected there, it asks the sentinels)."""
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
