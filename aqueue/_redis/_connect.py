@@ -70,10 +70,10 @@ def _socket_options(url: str) -> dict[str, Any]:
 
 def shared_client(url: str, *, max_connections: int) -> Redis:
     """The app's client: commands, script calls and subscriptions share its pool."""
-    # A blocking pool: a burst of callers waits for a free connection instead of failing
-    # with "Too many connections" or opening thousands of sockets.
     if _is_sentinel(url):
         return _sentinel.client(url, _socket_options(url), max_connections=max_connections)
+    # A blocking pool: a burst of callers waits for a free connection instead of failing
+    # with "Too many connections" or opening thousands of sockets.
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=None, **_socket_options(url)
     )
