@@ -30,14 +30,15 @@ QUORUM = 2
 
 
 class SentinelSet:
-    """A master and a replica, each with ``min-replicas-to-write`` (see ``start``), and three
-    sentinels. ``failover()`` makes the replica master and waits until every sentinel says so.
+    """A master and its ``replicas``, each with ``min-replicas-to-write`` (see ``start``), and
+    three sentinels. ``failover()`` has the sentinels promote a replica and waits until every
+    one names it.
     """
 
-    def __init__(self, binary: str, *, min_replicas_to_write: int = 1) -> None:
+    def __init__(self, binary: str, *, replicas: int = 1, min_replicas_to_write: int = 1) -> None:
         self.binary = binary
         self.min_replicas_to_write = min_replicas_to_write
-        self.nodes = [RedisServer(binary), RedisServer(binary)]
+        self.nodes = [RedisServer(binary) for _ in range(1 + replicas)]
         self.directory = Path(tempfile.mkdtemp(prefix="aqueue-sentinels-"))
         self.sentinel_ports = [free_port() for _ in range(SENTINELS)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
@@ -54,14 +55,16 @@ class SentinelSet:
         return int(port)
 
     def start(self, timeout: float = 30.0) -> Self:
-        master, replica = self.nodes
+        master, *replicas = self.nodes
         for node in self.nodes:
             node.start()
-        with Redis(port=replica.port) as client:
-            client.replicaof("127.0.0.1", master.port)
-        _wait(lambda: _replica_online(master.port), timeout, "the replica to sync")
-        # Without it the old master takes writes until Sentinel demotes it (about 10 s after
-        # the promotion), and they are lost with its demotion: the trade-off the docs measure.
+        for replica in replicas:
+            with Redis(port=replica.port) as client:
+                client.replicaof("127.0.0.1", master.port)
+        _wait(lambda: _replicas_online(master.port) == len(replicas), timeout, "replicas to sync")
+        # Below the number of replicas, the old master takes writes after the promotion (until
+        # Sentinel moves the other replicas and demotes it), and they are lost with its
+        # demotion: the trade-off docs/guide/deployment.md measures.
         for node in self.nodes:
             with Redis(port=node.port) as client:
                 client.config_set("min-replicas-to-write", self.min_replicas_to_write)
@@ -69,7 +72,9 @@ class SentinelSet:
         for port in self.sentinel_ports:
             self._sentinels.append(self._start_sentinel(port, master.port))
         for port in self.sentinel_ports:
-            _wait(partial(_sees_all, port), timeout, f"sentinel {port} to see the set")
+            _wait(
+                partial(_sees_all, port, len(replicas)), timeout, f"sentinel {port} to see the set"
+            )
         return self
 
     def failover(self, timeout: float = 30.0) -> float:
@@ -130,10 +135,16 @@ class SentinelSet:
         self.close()
 
 
-def _replica_online(port: int) -> bool:
+def _replicas_online(port: int) -> int:
     with Redis(port=port) as client:
-        replica = client.info("replication").get("slave0")
-    return isinstance(replica, dict) and replica.get("state") == "online"
+        replication = client.info("replication")
+    return sum(
+        1
+        for name, replica in replication.items()
+        if name.startswith("slave")
+        and isinstance(replica, dict)
+        and replica.get("state") == "online"
+    )
 
 
 def _takes_writes(port: int) -> bool:
@@ -146,14 +157,14 @@ def _takes_writes(port: int) -> bool:
     return True
 
 
-def _sees_all(port: int) -> bool:
-    """Whether the sentinel on ``port`` knows the replica and the other sentinels."""
+def _sees_all(port: int, replicas: int) -> bool:
+    """Whether the sentinel on ``port`` knows the replicas and the other sentinels."""
     try:
         with Redis(port=port) as sentinel:
             state = sentinel.sentinel_master(SERVICE)
     except Exception:  # not up yet
         return False
-    return bool(state["num-slaves"] >= 1 and state["num-other-sentinels"] >= SENTINELS - 1)
+    return bool(state["num-slaves"] >= replicas and state["num-other-sentinels"] >= SENTINELS - 1)
 
 
 def _master_port(port: int) -> int:
