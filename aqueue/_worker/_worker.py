@@ -412,7 +412,7 @@ class Worker:
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
                 leaving = loops.start("keeper of unknown tasks' jobs", fetcher.unknown.run)
-                controller = Controller(app, self.name, self._stop_once)
+                controller = Controller(app, self.name, self._stop_once, reclaimer)
                 loops.start("controller", controller.run)
                 # Started means reachable: a command sent once the worker has started (or
                 # listed) is heard. Bounded: a server refusing the subscription (an ACL user
