@@ -151,6 +151,7 @@ class Reclaimer:
         for duty in self._duties:
             if duty.leads:
                 duty.leads = False
+                duty.claim_at = duty.prune_at = math.inf
                 try:
                     await self._calls.call(
                         scripts.resign(leader=duty.keys.leader, worker=self._consumer)

@@ -558,7 +558,7 @@ class Worker:
 
 
 async def _fetch(fetcher: Fetcher, reclaimer: Reclaimer) -> None:
-    # The first promote pass brings the cancellations of the last hour: a fire-and-forget job
+    # The first look brings the cancellations of the last hour: a fire-and-forget job
     # cancelled while no worker ran has no record that says so, only that list.
     await reclaimer.looked.wait()
     await fetcher.run()
