@@ -140,14 +140,18 @@ class Reclaimer:
         self._woken.set()
 
     async def stop_claiming(self) -> None:
-        """Take no more work (the worker stops), and let another worker lead; keep hearing of
-        cancellations, so a job cancelled during the grace period still stops.
+        """Take no more work (the worker stops); keep hearing of cancellations, so a job
+        cancelled during the grace period still stops.
 
         Returns once a claim in flight has started its jobs, so the worker's wait for its
         running jobs includes them (started later, they would run unrenewed and unacked)."""
         self._claiming = False
         async with self._claim_pass:
             pass
+
+    async def resign(self) -> None:
+        """Let another worker lead this worker's queues now (call after :meth:`stop_claiming`:
+        this worker's looks then lead no more)."""
         for duty in self._duties:
             if duty.leads:
                 duty.leads = False

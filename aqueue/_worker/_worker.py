@@ -436,6 +436,9 @@ class Worker:
                 await reclaimer.stop_claiming()
                 scheduler.stop()
                 await fetcher.stop()
+                # The queues' housekeeping goes to a worker that stays; only now, since a
+                # round trip spent before fetcher.stop() lets the fetcher read more jobs.
+                await reclaimer.resign()
                 await fetching.wait()
                 await leaving.wait()
                 await scheduling.wait()
