@@ -144,6 +144,28 @@ async def test_a_dead_leaders_job_runs_on_another_worker_within_the_lease_and_a_
     assert time.monotonic() - died <= app.lease + 1
 
 
+async def test_a_dead_workers_job_runs_on_the_leader_within_the_lease_and_a_second(
+    app: aqueue.App, redis: Redis
+) -> None:
+    ran = asyncio.Event()
+
+    @app.task
+    async def work() -> None:
+        ran.set()
+
+    keys = Keys(app.namespace, "default")
+    await work.enqueue()
+    await read_as(redis, keys, "dead-worker")  # a worker took the job, then died
+    died = time.monotonic()
+    async with aqueue.Worker(app) as first, aqueue.Worker(app) as second:
+        await asyncio.wait_for(ran.wait(), app.lease + 5)
+        took = time.monotonic() - died
+        claimant = first if first.claimed else second
+        assert await _leads(app, keys, claimant.name)
+    assert took <= app.lease + 1
+    assert first.claimed + second.claimed == 1
+
+
 async def test_a_cancel_sent_while_a_worker_was_not_listening_still_stops_its_job(
     calm_app: aqueue.App, redis: Redis
 ) -> None:
