@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, read_as
-from tests.internals import Keys
+from tests.internals import GROUP, Keys
 
 # Command counts and timings do not depend on the event loop (the loops' own tests do).
 ONE_LOOP = True
@@ -168,6 +168,37 @@ async def test_a_dead_workers_job_runs_on_the_leader_within_the_lease_and_a_seco
         assert await _leads(app, keys, claimant.name)
     assert took <= app.lease + 1
     assert first.claimed + second.claimed == 1
+
+
+async def test_a_dead_workers_job_runs_within_the_lease_and_a_second_on_a_worker_with_room(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """The leader has no free slot: it asks the others, and one with room claims the job."""
+    keys = Keys(app.namespace, "default")
+    busy, ran = asyncio.Event(), asyncio.Event()
+
+    @app.task
+    async def hold() -> None:
+        busy.set()
+        await asyncio.sleep(30)
+
+    @app.task
+    async def work() -> None:
+        ran.set()
+
+    async with aqueue.Worker(app, concurrency=1, grace_period=0) as leader:
+        await eventually(lambda: _leads(app, keys, leader.name))
+        await hold.enqueue()
+        await asyncio.wait_for(busy.wait(), 5)
+        await work.enqueue()
+        # A worker took the job (the leader, busy, reads nothing), then died.
+        await redis.xreadgroup(GROUP, "dead-worker", {keys.stream: ">"}, count=1)
+        died = time.monotonic()
+        async with aqueue.Worker(app) as roomy:
+            await asyncio.wait_for(ran.wait(), app.lease + 5)
+            took = time.monotonic() - died
+    assert took <= app.lease + 1
+    assert roomy.claimed == 1
 
 
 async def test_a_cancel_sent_while_a_worker_was_not_listening_still_stops_its_job(

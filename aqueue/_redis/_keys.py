@@ -7,8 +7,9 @@ find a job's record from the id alone, without a lookup round trip.
 Channels: what workers would otherwise poll for is announced on a pub/sub channel named after
 the key that changed, so it needs no name of its own and shares the key's hash slot. A job due
 before every other in ``delayed`` (the due time), a new level in ``levels`` (the level), a
-running job's cancel in ``cancelled`` (its id), a pause or resume in ``paused``, and a leader
-that resigned in ``leader`` (its name). :data:`CHANNELS` lists them.
+running job's cancel in ``cancelled`` (its id), a pause or resume in ``paused``, a leader
+that resigned in ``leader`` (its name), and entries whose lease lapsed while the leader has no
+room to claim them in ``stream`` (the level's stream). :data:`CHANNELS` lists them.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ class Keys:
         return f"{self.prefix}:members:{job_id.partition(':')[2]}".encode()
 
 
-CHANNELS = ("delayed", "levels", "cancelled", "paused", "leader")
+CHANNELS = ("delayed", "levels", "cancelled", "paused", "leader", "stream")
 """The keys of a queue whose changes are announced on the channel of the key's name."""
 
 

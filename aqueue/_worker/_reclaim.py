@@ -7,11 +7,12 @@ so a leader that dies is replaced within its leadership (a lease), and one that 
 Due jobs move into the stream in one script (were two workers to lead for a moment, each job
 would still move once). Entries idle for longer than the lease belonged to a worker that died
 (or lost its connection): XAUTOCLAIM hands them to the leader, which runs them again, counting
-the delivery as an attempt.
+the delivery as an attempt; a leader with no free slot asks the others on pub/sub, and those
+with room claim them.
 
 Nothing is polled every few milliseconds. The leader sleeps until the next due time the look
 script returns, woken early when a job is scheduled before it; it scans for lapsed entries
-once a second while entries are pending, and a lease after a scan that found none (an entry
+twice a second while entries are pending, and a lease after a scan that found none (an entry
 delivered later cannot lapse sooner). Cancellations, pauses and new levels are announced on
 pub/sub (the worker's control subscription hears them: see ``_control.py``); a look now and
 then, and one whenever the subscription is made again, reads what was missed while it was
@@ -49,8 +50,9 @@ UNHEARD_LOOK_INTERVAL = 1.0
 arrives within about this long."""
 TAKEOVER_DELAY = 0.05
 """Seconds after another worker's leadership would lapse that a worker looks to take it."""
-CLAIM_INTERVAL = 1.0
-"""Seconds between the leader's scans for entries whose lease lapsed, while any is pending."""
+CLAIM_INTERVAL = 0.5
+"""Seconds between the leader's scans for entries whose lease lapsed, while any is pending: a
+dead worker's job runs again within the lease and this (and a round trip or two)."""
 PRUNE_INTERVAL = 60.0
 """Seconds between the leader's prunings of consumers that left nothing pending."""
 PROMOTE_BATCH = 500
@@ -67,6 +69,8 @@ class _Duty:
     prune_at: float = math.inf
     cursor: int = 0
     """The cancel time (ms) the next look reads the cancelled set from."""
+    asked: bool = False
+    """Whether the leader, with no free slot, asked for a claim by a worker with some."""
     claim_cursors: dict[bytes, bytes] = field(default_factory=dict)
 
 
@@ -123,6 +127,12 @@ class Reclaimer:
         duty, kind = self._channels[channel]
         if kind == "cancelled":
             self._cancel([data.decode()])
+            return
+        if kind == "stream":
+            # The leader has no free slot for entries whose lease lapsed: one with some
+            # claims them.
+            duty.asked = self._slots.free > 0 and not duty.leads
+            self._woken.set()
             return
         if kind == "delayed" and not duty.leads:
             return  # a job due earlier: only the leader promotes it
@@ -196,11 +206,16 @@ class Reclaimer:
         for duty in self._duties:
             if self._now() >= duty.look_at:
                 await self._look(duty)
+            if duty.asked and self._claiming:
+                duty.asked = False
+                async with self._claim_pass:
+                    await self._claim_all(duty)
             if not duty.leads:
                 continue
             if self._claiming and self._now() >= duty.claim_at:
                 async with self._claim_pass:
-                    await self._claim_all(duty)
+                    pending = await self._claim_all(duty)
+                duty.claim_at = self._now() + (CLAIM_INTERVAL if pending else self._lease)
             if self._now() >= duty.prune_at:
                 duty.prune_at = self._now() + PRUNE_INTERVAL
                 await prune_consumers(self._calls, duty.keys, idle_ms=self._lease_ms * 10)
@@ -274,27 +289,31 @@ class Reclaimer:
             interval = min(interval, left_ms / 1000 + TAKEOVER_DELAY)
         duty.look_at = now + interval
 
-    async def _claim_all(self, duty: _Duty) -> None:
+    async def _claim_all(self, duty: _Duty) -> bool:
+        """Claim the queue's lapsed entries; whether any entry was pending (or the queue is
+        paused): then the leader scans again soon, else a lease later (an entry
+        delivered after this scan cannot lapse sooner)."""
         keys = duty.keys
         if keys in self._levels.paused:
-            # A claim starts jobs, so a paused queue's lapsed entries wait for its resume.
-            duty.claim_at = self._now() + CLAIM_INTERVAL
-            return
+            return True  # a claim starts jobs: a paused queue's lapsed entries wait for its resume
         streams = self._levels.streams(keys)
-        # Counted first (XPENDING's summary): a queue with nothing pending needs no scan
-        # until a lease after this one.
+        # Counted first (XPENDING's summary): a queue with nothing pending needs no scan.
         counts = await self._calls.commands([(b"XPENDING", stream, GROUP) for stream in streams])
         pending = [stream for stream, count in zip(streams, counts, strict=True) if count[0]]
         # Every level's stream, highest first: scarce slots go to higher work.
         for stream in pending:
             await self._claim(duty, stream)
-        duty.claim_at = self._now() + (CLAIM_INTERVAL if pending else self._lease)
+        return bool(pending)
 
     async def _claim(self, duty: _Duty, stream: bytes) -> None:
         keys = duty.keys
         free = self._slots.free
-        if free <= 0 or not self._claiming:
-            return  # busy: the entries wait for a free slot (scanned again in a second)
+        if not self._claiming:
+            return
+        if free <= 0:
+            if duty.leads:
+                await self._ask_for_help(keys, stream)
+            return
         reply: Any = await self._redis.xautoclaim(
             stream,
             GROUP,
@@ -321,6 +340,15 @@ class Reclaimer:
                 self._lease_ms,
             )
             await self._begin(deliveries)
+
+    async def _ask_for_help(self, keys: Keys, stream: bytes) -> None:
+        # A busy leader must not keep a dead worker's jobs from workers with room for them:
+        # if an entry's lease lapsed, it asks them (its next scan asks again).
+        lapsed = await self._redis.xpending_range(
+            stream, GROUP, min="-", max="+", count=1, idle=self._lease_ms
+        )
+        if lapsed:
+            await self._redis.publish(keys.stream, stream)
 
     async def _note_deleted(self, keys: Keys, deleted: list[bytes]) -> None:
         # XAUTOCLAIM drops pending ids whose entry no longer exists (deleted or trimmed by
