@@ -113,18 +113,27 @@ class Queue:
     async def pause(self) -> None:
         """Stop every worker from reading this queue until :meth:`resume`.
 
-        Workers learn of it within a few tens of milliseconds (at their next promote step).
-        Running jobs go on, their leases renewed; producers still enqueue, and delayed jobs
-        still move into the queue when due; they wait there for the resume. The pause holds
-        for workers that start later too.
+        Workers learn of it at once (it is announced to them on pub/sub). Running jobs go on,
+        their leases renewed; producers still enqueue, and delayed jobs still move into the
+        queue when due; they wait there for the resume. The pause holds for workers that start
+        later too.
         """
-        with translate_errors(self._app.url):
-            await self._app.redis.set(self._keys.paused, 1)
+        await self._flag(paused=True)
 
     async def resume(self) -> None:
         """Let workers read this queue again (they learn of it as promptly as of a pause)."""
+        await self._flag(paused=False)
+
+    async def _flag(self, *, paused: bool) -> None:
+        # One transaction: a worker told of the change reads the flag as it now is.
+        pipe = self._app.redis.pipeline(transaction=True)
+        if paused:
+            pipe.set(self._keys.paused, 1)
+        else:
+            pipe.delete(self._keys.paused)
+        pipe.publish(self._keys.paused, int(paused))
         with translate_errors(self._app.url):
-            await self._app.redis.delete(self._keys.paused)
+            await pipe.execute()
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused (see :meth:`pause`)."""

@@ -204,7 +204,8 @@ def _scripts_called(app: aqueue.App, called: list[str]) -> Iterator[None]:
 
 async def test_the_starts_of_one_read_cost_one_script_call(app: aqueue.App, redis: Redis) -> None:
     deliveries = await _read(app, redis, *[60] * 20)
-    assert await _begin(app, redis, deliveries) == ["start"]
+    # (The queue's leader may poll meanwhile: that is no start.)
+    assert [name for name in await _begin(app, redis, deliveries) if name != "poll"] == ["start"]
     for delivery in deliveries:
         assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
 
@@ -328,7 +329,13 @@ async def test_jobs_nobody_follows_are_told_only_when_they_end(
     app: aqueue.App, redis: Redis
 ) -> None:
     deliveries = await _read(app, redis, *[60] * 20)
-    before = await _calls_of(redis, "publish")
+    listener = redis.pubsub()
+    await listener.psubscribe(Keys(app.namespace, "default").job("default:*"))
     await _begin(app, redis, deliveries)
+    told: list[bytes] = []
+    while (message := await listener.get_message(timeout=0.2)) is not None:
+        if message["type"] == "pmessage":
+            told.append(message["data"])
+    await listener.aclose()
     # A result waiter wakes only at the end: no "running" message for each start.
-    assert await _calls_of(redis, "publish") - before == 20
+    assert told == [b"succeeded"] * 20

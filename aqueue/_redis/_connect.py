@@ -15,6 +15,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from ..exceptions import ConfigurationError
+from . import _sentinel
 from ._errors import redact
 
 # Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
@@ -35,12 +36,17 @@ _URL_SCHEMES = ("redis", "rediss", "unix")
 def check_url(url: str, variable: str | None) -> str:
     """``url`` if it is a Redis URL; the error names ``variable`` when it came from there."""
     what = "the Redis URL" if variable is None else f"the Redis URL in {variable}"
-    if not isinstance(url, str) or urlsplit(url).scheme not in _URL_SCHEMES:
+    schemes = (*_URL_SCHEMES, *_sentinel.SCHEMES)
+    if not isinstance(url, str) or urlsplit(url).scheme not in schemes:
         shown = redact(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
-            f"{what} must start with redis://, rediss:// (TLS) or unix://, not {shown!r}"
+            f"{what} must start with redis://, rediss:// (TLS), unix:// or "
+            f"redis+sentinel:// (rediss+sentinel:// with TLS), not {shown!r}"
         )
     parts = urlsplit(url)
+    if parts.scheme in _sentinel.SCHEMES:
+        _sentinel.parse(url, what)
+        return url
     # redis-py reads a path that is no number as database 0: the jobs would go elsewhere.
     database = "" if parts.scheme == "unix" else parts.path.strip("/")
     if database and not database.isdigit():
@@ -64,6 +70,8 @@ def _socket_options(url: str) -> dict[str, Any]:
 
 def shared_client(url: str, *, max_connections: int) -> Redis:
     """The app's client: commands, script calls and subscriptions share its pool."""
+    if _is_sentinel(url):
+        return _sentinel.client(url, _socket_options(url), max_connections=max_connections)
     # A blocking pool: a burst of callers waits for a free connection instead of failing
     # with "Too many connections" or opening thousands of sockets.
     pool = BlockingConnectionPool.from_url(
@@ -74,9 +82,18 @@ def shared_client(url: str, *, max_connections: int) -> Redis:
 
 def own_client(url: str, *, single_connection: bool = False) -> Redis:
     """A client of its own, for a long blocking read or a subscription outside the pool."""
+    if _is_sentinel(url):
+        return _sentinel.client(url, _socket_options(url), single_connection=single_connection)
     return Redis.from_url(url, single_connection_client=single_connection, **_socket_options(url))
 
 
 def thread_client(url: str, *, timeout: float) -> SyncRedis:
     """A blocking client for a thread (the lease renewer), every wait bounded by ``timeout``."""
-    return SyncRedis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if _is_sentinel(url):
+        return _sentinel.thread_client(url, timeouts)
+    return SyncRedis.from_url(url, **timeouts)
+
+
+def _is_sentinel(url: str) -> bool:
+    return urlsplit(url).scheme in _sentinel.SCHEMES

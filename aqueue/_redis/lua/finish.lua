@@ -197,7 +197,7 @@ local function write_outcome(k, a, spec)
       end
       fields[#fields + 1] = FIELD.prior_attempts
       fields[#fields + 1] = spec.attempt
-      redis.call('ZADD', delayed, due, cmsgpack.pack(fields))
+      delay(delayed, due, cmsgpack.pack(fields))
     end
     if ttl > 0 then
       redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due,
