@@ -204,8 +204,8 @@ def _scripts_called(app: aqueue.App, called: list[str]) -> Iterator[None]:
 
 async def test_the_starts_of_one_read_cost_one_script_call(app: aqueue.App, redis: Redis) -> None:
     deliveries = await _read(app, redis, *[60] * 20)
-    # (The queue's leader may poll meanwhile: that is no start.)
-    assert [name for name in await _begin(app, redis, deliveries) if name != "poll"] == ["start"]
+    # The worker's own loops (its queue's leader poll) may call scripts meanwhile.
+    assert (await _begin(app, redis, deliveries)).count("start") == 1
     for delivery in deliveries:
         assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
 
