@@ -97,6 +97,16 @@ async def test_the_outcomes_of_one_queue_flushed_together_cost_one_script_call(
     assert (await redis.xpending(deliveries[0].stream, GROUP))["pending"] == 0
 
 
+async def test_outcomes_flushed_newest_first_are_all_recorded_and_acked(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, 60, 60, 60)
+    await _flush(app, [_succeeded(d) for d in deliveries[::-1]])
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    assert await redis.xlen(deliveries[0].stream) == 0
+
+
 async def test_each_job_of_one_finish_call_keeps_its_own_arguments_in_its_record(
     app: aqueue.App, redis: Redis
 ) -> None:
@@ -210,6 +220,13 @@ async def test_the_starts_of_one_read_cost_one_script_call(app: aqueue.App, redi
         assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
 
 
+async def test_deliveries_begun_newest_first_all_run(app: aqueue.App, redis: Redis) -> None:
+    deliveries = await _read(app, redis, 60, 60, 60)
+    await _begin(app, redis, deliveries[::-1])
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+
+
 async def test_a_job_whose_start_fails_is_not_run_while_the_rest_of_its_batch_runs(
     app: aqueue.App, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -270,6 +287,16 @@ async def test_finishing_jobs_nobody_cancelled_reads_none_of_their_records(
     assert await _calls_of(redis, "hget") - before == 0
     for delivery in deliveries:
         assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_finishing_jobs_of_a_queue_where_none_was_cancelled_looks_up_no_job_id(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    before = await _calls_of(redis, "zmscore")
+    await _flush(app, [_succeeded(d) for d in deliveries])
+    assert await _calls_of(redis, "zmscore") == before
+    assert await redis.xlen(deliveries[0].stream) == 0
 
 
 async def test_a_job_cancelled_while_it_ran_stays_cancelled_while_its_batch_records_results(

@@ -58,6 +58,22 @@ MOST_JOBS_PER_CALL = 500
 of ms for this many), and Lua unpacks at most a few thousand ids into one command."""
 
 
+def _id_range(entry_ids: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """The least and the greatest of ``entry_ids`` (``b""`` twice for none), which the start
+    and finish scripts take after their jobs: a batch is fenced with one XPENDING over that
+    range, and finding it here spares the server parsing every id of the batch in Lua."""
+    if not entry_ids:
+        return b"", b""
+    by_order = {_entry_order(entry_id): entry_id for entry_id in entry_ids}
+    return by_order[min(by_order)], by_order[max(by_order)]
+
+
+def _entry_order(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry id as the numbers it is ordered by: ms, then sequence."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq)
+
+
 def _flag(value: bool) -> str:
     """A yes/no argument as the scripts read it: ``"1"`` or ``""``."""
     return "1" if value else ""
@@ -165,6 +181,7 @@ def start(
             f"{job.prior_attempts} {job.expires_at} {job.record_ttl} {job.task_name}"
         )
         args += (job.entry_id, job.job_id, spec)
+    args += _id_range([job.entry_id for job in jobs])
     return Call(START, keys, args)
 
 
@@ -227,6 +244,7 @@ def finish(
             f"{len(job.dead_reason.encode())} {job.dead_reason}{job.task}"
         )
         args += (job.entry_id, job.job_id, spec, job.outcome, arguments)
+    args += _id_range([job.entry_id for job in jobs])
     return Call(FINISH, keys, args)
 
 

@@ -44,29 +44,20 @@ local function id_before(a_ms, a_seq, b_ms, b_seq)
   return a_ms < b_ms or (a_ms == b_ms and a_seq < b_seq)
 end
 
--- owned() for a batch of entries: the pending row of each of `ids` that `consumer` owns, by
--- id, and the greatest of `ids`. One XPENDING over the range from the least to the greatest
--- id finds them all: one per entry cost more than the rest of a fire-and-forget job.
+-- owned() for a batch of entries: the pending row of each entry that `consumer` owns, by id,
+-- from `least` to `greatest` (the batch's least and greatest ids, "" for an empty batch). One
+-- XPENDING over that range finds them all: one per entry cost more than the rest of a
+-- fire-and-forget job. The caller finds the range: parsing each id here cost the server more.
 -- `most`: at most how many of the consumer's entries lie in that range.
-local function owned_rows(stream, group, ids, consumer, most)
-  local least, least_ms, least_seq, greatest, greatest_ms, greatest_seq
-  for _, id in ipairs(ids) do
-    local ms, seq = id_numbers(id)
-    if not least or id_before(ms, seq, least_ms, least_seq) then
-      least, least_ms, least_seq = id, ms, seq
-    end
-    if not greatest or id_before(greatest_ms, greatest_seq, ms, seq) then
-      greatest, greatest_ms, greatest_seq = id, ms, seq
-    end
-  end
+local function owned_rows(stream, group, least, greatest, consumer, most)
   local rows = {}
-  if least then
+  if least ~= '' then
     for _, row in ipairs(redis.call('XPENDING', stream, group, least, greatest, most,
         consumer)) do
       rows[row[1]] = row
     end
   end
-  return rows, greatest
+  return rows
 end
 
 -- Whether a job's status is final: nothing changes it any more (but a replay of a failure).

@@ -27,7 +27,7 @@ local consumer = ARGV[2]
 local dead_limit = ARGV[3]
 -- a number: emit() would convert a string for each job
 local events_limit = tonumber(ARGV[4])
-local job_args = 5  -- ARGV[5...]: jobs
+local job_args = 5  -- ARGV[5...]: jobs (then the least and the greatest of their entry ids)
 -- Per job, KEYS: its record, its uniqueness key, the set of jobs waiting for it; ARGV: its
 -- entry id, its id, its spec (what the outcomes of one kind share; see spec_of), its outcome
 -- value, and what its record keeps of its arguments (see spec_of; "" for nothing). A value per
@@ -83,12 +83,8 @@ end
 
 -- Fencing, for the whole batch in one look (the consumer holds at most a few thousand
 -- entries: those it runs and those it holds to start).
-local ids = {}
-for i = 1, count do
-  local _, a = at(i)
-  ids[i] = ARGV[a]
-end
-local ours, greatest = owned_rows(stream, group, ids, consumer, 1000000)
+local least, greatest = ARGV[#ARGV - 1], ARGV[#ARGV]
+local ours = owned_rows(stream, group, least, greatest, consumer, 1000000)
 
 -- Whether any of `keys` exists: one look for the batch, since mostly none does.
 local function any_exists(keys)
@@ -144,7 +140,9 @@ for i = 1, count do
 end
 local some_waited_on = any_exists(waited_on)
 local cancelled_lately = {}
-if #checked > 0 then
+-- Mostly no job of the queue was cancelled lately: one look at the set spares taking in every
+-- id of the batch.
+if #checked > 0 and redis.call('EXISTS', cancelled) == 1 then
   for j, score in ipairs(redis.call('ZMSCORE', cancelled, unpack(checked))) do
     if score then
       cancelled_lately[checked[j]] = true
@@ -279,6 +277,13 @@ local function remove(acked_ids)
   local greatest_ms, greatest_seq = id_numbers(greatest)
   if id_before(greatest_ms, greatest_seq, first_ms, first_seq) then
     return  -- the whole batch lay below it
+  end
+  local least_ms, least_seq = id_numbers(least)
+  if id_before(first_ms, first_seq, least_ms, least_seq) then
+    -- The whole batch lies above it (the common case: an older job still runs), so no id of
+    -- it needs parsing.
+    redis.call('XDEL', stream, unpack(acked_ids))
+    return
   end
   local above = {}
   for _, id in ipairs(acked_ids) do

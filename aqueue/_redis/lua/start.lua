@@ -33,7 +33,7 @@ local events_limit = tonumber(ARGV[3])
 local interval_us = ARGV[4]
 local most = tonumber(ARGV[5])
 local lease = tonumber(ARGV[6])
-local job_args = 7  -- ARGV[7...]: jobs
+local job_args = 7  -- ARGV[7...]: jobs (then the least and the greatest of their entry ids)
 -- Per job, KEYS: its record, its "queued" hash; ARGV: its entry id, its id, and its spec (what
 -- the jobs of one task mostly share; see spec_of). A value per job costs the server about a
 -- fifth of a redis.call (the call's tables take it in as a Lua string).
@@ -73,12 +73,10 @@ local function clock()
   end
 end
 
+local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
+
 -- Fencing, for the whole batch in one look.
-local ids = {}
-for i = 1, (#KEYS - job_keys + 1) / KEYS_PER_JOB do
-  ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB]
-end
-local ours = owned_rows(stream, group, ids, consumer, 1000000)
+local ours = owned_rows(stream, group, ARGV[#ARGV - 1], ARGV[#ARGV], consumer, 1000000)
 
 -- Only a job someone follows (job.events()) is told it runs: a result waiter wakes only at
 -- the end, and a PUBLISH costs as much as a small command even when nobody listens. Mostly
@@ -86,11 +84,11 @@ local ours = owned_rows(stream, group, ids, consumer, 1000000)
 local followed_jobs = {}
 if redis.call('EXISTS', followed) == 1 then
   local job_ids = {}
-  for i = 1, #ids do
+  for i = 1, count do
     job_ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB + 1]
   end
-  for i, count in ipairs(redis.call('ZMSCORE', followed, unpack(job_ids))) do
-    if count and tonumber(count) > 0 then
+  for i, follows in ipairs(redis.call('ZMSCORE', followed, unpack(job_ids))) do
+    if follows and tonumber(follows) > 0 then
       followed_jobs[job_ids[i]] = true
     end
   end
@@ -266,7 +264,7 @@ local function start_one(record, queued, entry_id, job_id, spec)
 end
 
 local replies = {}
-for i = 1, #ids do
+for i = 1, count do
   local k = job_keys + (i - 1) * KEYS_PER_JOB
   local a = job_args + (i - 1) * ARGS_PER_JOB
   -- A refused write (OOM at maxmemory, a key of the wrong type) fails its job only: the
