@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import inspect
 import itertools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
@@ -25,8 +26,8 @@ from ._message import PROTOCOL_VERSION, Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis import _calls as scripts
-from ._redis._connect import check_url, shared_client
-from ._redis._direct import DirectCalls
+from ._redis._connect import check_url, fast_path, shared_client, subscriber_source
+from ._redis._direct import Batches
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
 from ._registry import WorkerInfo, live_workers
@@ -189,7 +190,7 @@ class App:
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
         self._results: ResultWaiter | None = None
-        self._direct_calls: DirectCalls | None = None
+        self._direct_calls: Batches | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         """The event loop the connections were opened in."""
         self._lifecycle = Lifecycle()
@@ -608,11 +609,11 @@ class App:
         return self._redis
 
     @property
-    def _direct(self) -> DirectCalls:
+    def _direct(self) -> Batches:
         # Script calls on the hot paths: enqueue, and a worker's starts and acks.
         self._forget_a_closed_loop()
         if self._direct_calls is None:
-            self._direct_calls = DirectCalls(self.redis.connection_pool, self._max_connections)
+            self._direct_calls = fast_path(self.redis, limit=self._max_connections)
             self._loop = asyncio.get_running_loop()
         return self._direct_calls
 
@@ -621,7 +622,7 @@ class App:
         """The shared subscription that ``job.result()`` waits on."""
         self._forget_a_closed_loop()
         if self._results is None:
-            self._results = ResultWaiter(self.redis.connection_pool)
+            self._results = ResultWaiter(functools.partial(subscriber_source, self.redis))
             self._loop = asyncio.get_running_loop()
         return self._results
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ._redis._backoff import Backoff
+from ._redis._direct import ConnectionSource
 from ._redis._errors import REDIS_ERRORS
 
 logger = logging.getLogger("aqueue.results")
@@ -36,8 +37,9 @@ class _Channel:
 class ResultWaiter:
     """Multiplexes every ``job.result()`` of an app over one subscribed connection."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, source: Callable[[], ConnectionSource]) -> None:
+        # Asked at each connect: on a cluster, a node that went away is not asked again.
+        self._source = source
         self._channels: dict[bytes, _Channel] = {}
         self._connection: AbstractConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -103,8 +105,9 @@ class ResultWaiter:
                 self._reader = asyncio.create_task(self._read_forever(), name="aqueue-results")
 
     async def _connect(self) -> AbstractConnection:
-        kwargs = {**self._pool.connection_kwargs, "socket_timeout": None}
-        connection = self._pool.connection_class(**kwargs)
+        source = self._source()
+        kwargs = {**source.connection_kwargs, "socket_timeout": None}
+        connection = source.connection_class(**kwargs)
         await connection.connect()  # type: ignore[no-untyped-call]
         return connection
 

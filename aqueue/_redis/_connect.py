@@ -15,6 +15,15 @@ from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from ..exceptions import ConfigurationError
+from ._cluster import SCHEMES as CLUSTER_SCHEMES
+from ._cluster import (
+    ClusterCalls,
+    as_cluster,
+    check_cluster_url,
+    cluster_client,
+    sync_cluster_client,
+)
+from ._direct import Batches, ConnectionSource, DirectCalls
 from ._errors import redact
 
 # Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
@@ -29,7 +38,7 @@ _TCP_KEEPALIVE: dict[str, Any] = {
         getattr(socket, name): value for name, value in _KEEPALIVE.items() if hasattr(socket, name)
     },
 }
-_URL_SCHEMES = ("redis", "rediss", "unix")
+_URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 
 
 def check_url(url: str, variable: str | None) -> str:
@@ -38,9 +47,13 @@ def check_url(url: str, variable: str | None) -> str:
     if not isinstance(url, str) or urlsplit(url).scheme not in _URL_SCHEMES:
         shown = redact(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
-            f"{what} must start with redis://, rediss:// (TLS) or unix://, not {shown!r}"
+            f"{what} must start with redis://, rediss:// (TLS), unix:// or, for a Redis "
+            f"Cluster, redis+cluster:// (rediss+cluster:// with TLS), not {shown!r}"
         )
     parts = urlsplit(url)
+    if parts.scheme in CLUSTER_SCHEMES:
+        check_cluster_url(url, what)
+        return url
     # redis-py reads a path that is no number as database 0: the jobs would go elsewhere.
     database = "" if parts.scheme == "unix" else parts.path.strip("/")
     if database and not database.isdigit():
@@ -64,6 +77,8 @@ def _socket_options(url: str) -> dict[str, Any]:
 
 def shared_client(url: str, *, max_connections: int) -> Redis:
     """The app's client: commands, script calls and subscriptions share its pool."""
+    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+        return cluster_client(url, max_connections=max_connections, **_socket_options(url))
     # A blocking pool: a burst of callers waits for a free connection instead of failing
     # with "Too many connections" or opening thousands of sockets.
     pool = BlockingConnectionPool.from_url(
@@ -73,10 +88,37 @@ def shared_client(url: str, *, max_connections: int) -> Redis:
 
 
 def own_client(url: str, *, single_connection: bool = False) -> Redis:
-    """A client of its own, for a long blocking read or a subscription outside the pool."""
+    """A client of its own, for a long blocking read or a subscription outside the pool.
+
+    On a cluster, a client with a pool per node: a blocking read needs a connection of its
+    own on each node it reads from (see ``_worker/_reads.py``)."""
+    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+        return cluster_client(url, max_connections=2**31, **_socket_options(url))
     return Redis.from_url(url, single_connection_client=single_connection, **_socket_options(url))
 
 
 def thread_client(url: str, *, timeout: float) -> SyncRedis:
     """A blocking client for a thread (the lease renewer), every wait bounded by ``timeout``."""
+    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+        return sync_cluster_client(url, timeout=timeout)
     return SyncRedis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def fast_path(client: Redis, *, limit: int) -> Batches:
+    """The script calls and plain commands of ``client``'s server (or cluster) on connections
+    of aqueue's own (see ``_direct.py``), at most ``limit`` round trips at once (per node)."""
+    cluster = as_cluster(client)
+    if cluster is not None:
+        return ClusterCalls(cluster, limit)
+    return DirectCalls(client.connection_pool, limit)
+
+
+def subscriber_source(client: Redis) -> ConnectionSource:
+    """Where a connection for pub/sub (subscriptions outside the pool) is made from.
+
+    On a cluster, any node: a PUBLISH reaches the subscribers of every node."""
+    cluster = as_cluster(client)
+    if cluster is not None:
+        node: ConnectionSource = cluster.get_random_node()
+        return node
+    return client.connection_pool

@@ -1,0 +1,170 @@
+"""The fetcher's blocking read: one XREADGROUP on a connection of its own, or on a cluster
+one per slot.
+
+One XREADGROUP may only name streams of one slot on a Redis Cluster (CROSSSLOT otherwise),
+and each queue has a slot of its own (its hash tag). So on a cluster the streams are grouped
+by slot, each group read on its own connection to the slot's master, all at once; the first
+read that returns ends the others early (CLIENT UNBLOCK), so the worker starts what came at
+once, and what the others took is held like any entries beyond the free slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import MovedError, ResponseError
+
+from .._app import App
+from .._redis._cluster import Topology, as_cluster
+from .._redis._connect import own_client
+from .._redis._errors import REDIS_ERRORS
+from .._redis._keys import GROUP
+
+Pairs = list[tuple[bytes, Any]]
+"""A read's streams, each with its entries (as redis-py parses XREADGROUP's reply)."""
+
+
+class _Connection:
+    """A client on one connection, and its id there (for CLIENT UNBLOCK)."""
+
+    def __init__(self, client: Redis, node: str | None = None) -> None:
+        self.client = client
+        self.node = node
+        """The cluster node it is connected to (its name), None on a single server."""
+        self.id: int | None = None
+        self.reading = False
+
+    async def read(self, consumer: str, streams: dict[Any, Any], count: int, block: int) -> Pairs:
+        if self.id is None:
+            self.id = await self.client.client_id()
+        self.reading = True
+        try:
+            reply: Any = await self.client.xreadgroup(
+                GROUP, consumer, streams, count=count, block=block
+            )
+        finally:
+            self.reading = False
+        # RESP3 replies with a map of streams, RESP2 with a list of pairs.
+        return list(reply.items()) if isinstance(reply, dict) else list(reply or ())
+
+
+class BlockingReads:
+    """Blocks until any of the worker's streams has entries, or :meth:`unblock`."""
+
+    def __init__(self, app: App) -> None:
+        self._redis = app.redis
+        self._url = app.url
+        cluster = as_cluster(app.redis)
+        self._topology = None if cluster is None else Topology(cluster)
+        self._connections: dict[int | None, _Connection] = {}
+        """By slot on a cluster; the one connection under None on a single server."""
+
+    async def read(
+        self, consumer: str, streams: dict[bytes, bytes], *, count: int, block: int
+    ) -> Pairs:
+        """Up to ``count`` new entries of each of ``streams``, waiting up to ``block`` ms."""
+        if self._topology is None:
+            return await self._connection(None).read(consumer, streams, count, block)
+        await self._topology.ready()
+        groups = _by_slot(streams)
+        if len(groups) == 1:
+            [(slot, group)] = groups.items()
+            return await self._read_slot(slot, consumer, group, count, block)
+        reads = [
+            asyncio.create_task(self._read_slot(slot, consumer, group, count, block))
+            for slot, group in groups.items()
+        ]
+        try:
+            await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
+            await self.unblock()
+            # Never cancelled mid-reply: each read ends by itself (unblocked, or its BLOCK).
+            await asyncio.wait(reads)
+        finally:
+            for read in reads:
+                if not read.done():
+                    read.cancel()
+        pairs: Pairs = []
+        for read in reads:
+            pairs.extend(read.result())  # the first error is the caller's
+        return pairs
+
+    async def _read_slot(
+        self, slot: int, consumer: str, streams: dict[bytes, bytes], count: int, block: int
+    ) -> Pairs:
+        assert self._topology is not None
+        seen = self._topology.seen()
+        connection = await self._slot_connection(slot, next(iter(streams)))
+        try:
+            return await connection.read(consumer, streams, count, block)
+        except MovedError:
+            # The slot moved (a resharding): read it where it went from the next read on.
+            await self._drop(slot)
+            await self._topology.refresh(seen)
+            return []
+        except REDIS_ERRORS:
+            # Its master went away (a failover): the next read finds its successor.
+            await self._drop(slot)
+            await self._topology.refresh(seen)
+            raise
+
+    async def _slot_connection(self, slot: int, key: bytes) -> _Connection:
+        assert self._topology is not None
+        node = self._topology.master(key)
+        connection = self._connections.get(slot)
+        if connection is not None and connection.node != node.name:
+            await self._drop(slot)
+            connection = None
+        if connection is None:
+            pool = ConnectionPool(
+                connection_class=node.connection_class, max_connections=1, **node.connection_kwargs
+            )
+            client = Redis.from_pool(pool)
+            connection = self._connections[slot] = _Connection(client, node.name)
+        return connection
+
+    def _connection(self, slot: int | None) -> _Connection:
+        connection = self._connections.get(slot)
+        if connection is None:
+            client = own_client(self._url, single_connection=True)
+            connection = self._connections[slot] = _Connection(client)
+        return connection
+
+    async def unblock(self) -> None:
+        """End the reads in flight now, where the server allows it (else they end within
+        their BLOCK)."""
+        for connection in list(self._connections.values()):
+            if not connection.reading or connection.id is None:
+                continue
+            try:
+                if connection.node is None:
+                    await self._redis.client_unblock(connection.id)
+                else:
+                    cluster = as_cluster(self._redis)
+                    assert isinstance(cluster, RedisCluster)
+                    target = cluster.get_node(node_name=connection.node)
+                    if target is not None:
+                        await cluster.client_unblock(connection.id, target_nodes=target)
+            except ResponseError:
+                pass  # e.g. no permission under a minimal ACL: the read ends within BLOCK_MS.
+            except REDIS_ERRORS:
+                pass
+
+    async def _drop(self, slot: int | None) -> None:
+        connection = self._connections.pop(slot, None)
+        if connection is not None:
+            await connection.client.aclose()
+
+    async def close(self) -> None:
+        for slot in list(self._connections):
+            await self._drop(slot)
+
+
+def _by_slot(streams: dict[bytes, bytes]) -> dict[int, dict[bytes, bytes]]:
+    groups: dict[int, dict[bytes, bytes]] = {}
+    for stream, after in streams.items():
+        groups.setdefault(key_slot(stream), {})[stream] = after
+    return groups

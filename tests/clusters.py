@@ -1,0 +1,114 @@
+"""A real local Redis Cluster for the tests: 3 masters and 3 replicas on loopback ports.
+
+Debian's redis-server 7.0 nodes, joined by ``redis-cli --cluster create``, each in a temporary
+directory of its own and stopped by its PID (see :class:`aqueue.testing.RedisServer`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from contextlib import ExitStack
+from types import TracebackType
+from typing import Self
+
+from redis import Redis as SyncRedis
+
+from aqueue.testing import RedisServer
+
+MASTERS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class LocalCluster:
+    """``MASTERS`` masters with a replica each; :attr:`url` is its ``redis+cluster://`` URL."""
+
+    def __init__(self) -> None:
+        self.nodes: list[RedisServer] = []
+        self._stack = ExitStack()
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+
+    def start(self, timeout: float = 30.0) -> Self:
+        if shutil.which("redis-cli") is None:
+            raise RuntimeError("redis-cli is not on the PATH (apt-get install redis-tools)")
+        for _ in range(MASTERS * 2):
+            # The bus port is the port + 10000 unless set: past 65535 for many a free port.
+            config = {
+                "cluster-enabled": "yes",
+                "cluster-config-file": "nodes.conf",
+                "cluster-port": str(free_port()),
+                "cluster-node-timeout": "2000",
+            }
+            self.nodes.append(self._stack.enter_context(RedisServer.redis(config=config)))
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the local cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        """Every node says the cluster is ok and knows all six nodes with their roles."""
+        for node in self.nodes:
+            with SyncRedis(port=node.port) as client:
+                if b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                    return False
+                known = client.execute_command("CLUSTER", "NODES")
+                text = known.decode() if isinstance(known, bytes) else str(known)
+                lines = [line for line in text.splitlines() if line.strip()]
+                if len(lines) != len(self.nodes) or "handshake" in text:
+                    return False
+                if sum("master" in line.split()[2] for line in lines) != MASTERS:
+                    return False
+        return True
+
+    def master_of(self, key: bytes) -> RedisServer:
+        """The node serving ``key``'s slot now."""
+        with SyncRedis(port=self.nodes[0].port) as client:
+            slot = client.execute_command("CLUSTER", "KEYSLOT", key)
+            for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    port = master[1]
+                    return next(n for n in self.nodes if n.port == port)
+        raise AssertionError(f"no node serves the slot of {key!r}")
+
+    def close(self) -> None:
+        self._stack.close()
+        self.nodes = []
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
