@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import pytest
 from redis.crc import key_slot
@@ -73,3 +75,95 @@ async def test_jobs_on_queues_of_every_master_run_and_give_their_results(
         ]
         results = await asyncio.gather(*(job.result(timeout=10) for job in jobs))
     assert results == [f"{q}:{n}" for q in queues for n in range(5)]
+
+
+async def test_a_job_running_longer_than_its_lease_stays_with_its_worker(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    """The lease thread renews through its own cluster client (lease 3 s, the job 4.5 s)."""
+    runs = 0
+
+    @app.task
+    async def long() -> str:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(4.5)
+        return "done"
+
+    queues = spread_queues(cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues), aqueue.Worker(app, queues=queues):
+        job = await long.options(queue=queues[1]).enqueue()
+        assert await job.result(timeout=15) == "done"
+    assert runs == 1
+
+
+async def test_periodic_tasks_fire_once_per_tick_on_a_cluster(app: aqueue.App) -> None:
+    runs: list[float] = []
+
+    @app.periodic(every=timedelta(seconds=0.3))
+    async def heartbeat() -> None:
+        runs.append(time.time())
+
+    async with aqueue.Worker(app), aqueue.Worker(app):
+        await asyncio.sleep(1.5)
+    ticks = {round(at / 0.3) for at in runs}
+    assert runs
+    assert len(runs) == len(ticks)
+
+
+async def test_a_chord_across_queues_of_every_master_gets_all_results(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    queues = spread_queues(cluster, app.namespace)
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    async def total(values: list[int]) -> int:
+        return sum(values)
+
+    header = [add.s(i, 1).options(queue=queues[i % 3]) for i in range(6)]
+    async with aqueue.Worker(app, queues=[*queues, "default"]):
+        job = await aqueue.chord(header, total.s().options(queue=queues[2])).enqueue()
+        assert await job.result(timeout=15) == sum(i + 1 for i in range(6))
+
+
+async def test_a_job_after_jobs_of_other_masters_runs_once_they_ended(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    queues = spread_queues(cluster, app.namespace)
+    order: list[str] = []
+
+    @app.task
+    async def note(text: str) -> str:
+        order.append(text)
+        return text
+
+    async with aqueue.Worker(app, queues=queues):
+        first = await note.options(queue=queues[0]).enqueue("first")
+        second = await note.options(queue=queues[1]).enqueue("second")
+        job = await note.options(queue=queues[2], after=[first, second]).enqueue("last")
+        assert await job.result(timeout=10) == "last"
+    assert order[-1] == "last"
+    assert set(order) == {"first", "second", "last"}
+
+
+async def test_a_running_job_is_cancelled_on_a_cluster(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    started = asyncio.Event()
+
+    @app.task
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    queue = spread_queues(cluster, app.namespace)[2]
+    async with aqueue.Worker(app, queues=[queue]):
+        job = await forever.options(queue=queue).enqueue()
+        await asyncio.wait_for(started.wait(), 10)
+        await job.cancel()
+        with pytest.raises(aqueue.JobCancelled):
+            await job.result(timeout=5)
