@@ -7,6 +7,7 @@ worker reading all of them, cron, and workflows across queues.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -167,3 +168,24 @@ async def test_a_running_job_is_cancelled_on_a_cluster(
         await job.cancel()
         with pytest.raises(aqueue.JobCancelled):
             await job.result(timeout=5)
+
+
+async def test_an_idle_worker_on_every_master_starts_a_new_job_at_once(
+    app: aqueue.App, cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its blocking read waits on each queue's slot at once (one read spanning slots is
+    refused with CROSSSLOT, and the worker would read again only after a backoff)."""
+
+    @app.task
+    async def echo(n: int) -> int:
+        return n
+
+    queues = spread_queues(cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues):
+        await asyncio.sleep(1.5)  # idle: blocked on every queue
+        for n, queue in enumerate(queues):
+            started = time.monotonic()
+            job = await echo.options(queue=queue).enqueue(n)
+            assert await job.result(timeout=5) == n
+            assert time.monotonic() - started < 0.5
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
