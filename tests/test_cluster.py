@@ -189,3 +189,26 @@ async def test_an_idle_worker_on_every_master_starts_a_new_job_at_once(
             assert await job.result(timeout=5) == n
             assert time.monotonic() - started < 0.5
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_the_events_of_queues_on_every_master_are_all_told(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    async with aqueue.App(cluster.url, namespace=namespace, events=True) as app:
+
+        @app.task
+        async def ping() -> None: ...
+
+        queues = spread_queues(cluster, namespace)
+        seen: list[tuple[str, str]] = []
+
+        async def listen() -> None:
+            async for event in app.events(queues=queues, after="0-0"):
+                seen.append((event.queue, event.type))
+                if len(seen) == len(queues):
+                    return
+
+        for queue in queues:
+            await ping.options(queue=queue).enqueue()
+        await asyncio.wait_for(listen(), 10)
+    assert sorted(seen) == sorted((queue, "enqueued") for queue in queues)

@@ -111,6 +111,17 @@ def as_cluster(client: Redis) -> RedisCluster | None:
     return client if isinstance(client, RedisCluster) else None
 
 
+def slot_groups(client: Redis, keys: Iterable[bytes]) -> dict[int, list[bytes]]:
+    """``keys`` grouped by slot, in order, for commands that may name keys of one slot only
+    (a blocking read of many streams); one group on a single server."""
+    if as_cluster(client) is None:
+        return {0: list(keys)}
+    groups: dict[int, list[bytes]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key), []).append(key)
+    return groups
+
+
 class Topology:
     """The slot map of one cluster client, read again once per change however many callers
     meet the change at once."""

@@ -15,11 +15,10 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 from redis.exceptions import MovedError, ResponseError
 
 from .._app import App
-from .._redis._cluster import Topology, as_cluster
+from .._redis._cluster import Topology, as_cluster, slot_groups
 from .._redis._connect import own_client
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP
@@ -70,7 +69,10 @@ class BlockingReads:
         if self._topology is None:
             return await self._connection(None).read(consumer, streams, count, block)
         await self._topology.ready()
-        groups = _by_slot(streams)
+        groups = {
+            slot: {stream: streams[stream] for stream in group}
+            for slot, group in slot_groups(self._redis, streams).items()
+        }
         if len(groups) == 1:
             [(slot, group)] = groups.items()
             return await self._read_slot(slot, consumer, group, count, block)
@@ -161,10 +163,3 @@ class BlockingReads:
     async def close(self) -> None:
         for slot in list(self._connections):
             await self._drop(slot)
-
-
-def _by_slot(streams: dict[bytes, bytes]) -> dict[int, dict[bytes, bytes]]:
-    groups: dict[int, dict[bytes, bytes]] = {}
-    for stream, after in streams.items():
-        groups.setdefault(key_slot(stream), {})[stream] = after
-    return groups
