@@ -98,6 +98,39 @@ class LocalCluster:
                     return next(n for n in self.nodes if n.port == port)
         raise AssertionError(f"no node serves the slot of {key!r}")
 
+    def masters(self) -> list[tuple[RedisServer, list[int]]]:
+        """Each master and the first and last slot of each range it serves."""
+        with SyncRedis(port=self.nodes[0].port) as client:
+            served: dict[int, list[int]] = {}
+            for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                served.setdefault(master[1], []).extend([start, end])
+        return [(n, sorted(served[n.port])) for n in self.nodes if n.port in served]
+
+    def node_id(self, node: RedisServer) -> str:
+        with SyncRedis(port=node.port) as client:
+            return bytes(client.execute_command("CLUSTER", "MYID")).decode()
+
+    def reshard_one_slot(self, source: RedisServer, target: RedisServer) -> None:
+        """Move ``source``'s first slot, keys and all, to ``target`` (as an operator would)."""
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "reshard",
+                f"127.0.0.1:{source.port}",
+                "--cluster-from",
+                self.node_id(source),
+                "--cluster-to",
+                self.node_id(target),
+                "--cluster-slots",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
     def close(self) -> None:
         self._stack.close()
         self.nodes = []

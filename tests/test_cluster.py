@@ -7,6 +7,8 @@ worker reading all of them, cron, and workflows across queues.
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import logging
 import shutil
 import time
@@ -212,3 +214,40 @@ async def test_the_events_of_queues_on_every_master_are_all_told(
             await ping.options(queue=queue).enqueue()
         await asyncio.wait_for(listen(), 10)
     assert sorted(seen) == sorted((queue, "enqueued") for queue in queues)
+
+
+def queue_on_slot(slot: int) -> str:
+    """A queue name whose keys live on ``slot``."""
+    return next(f"r{n}" for n in itertools.count() if key_slot(f"r{n}".encode()) == slot)
+
+
+async def test_a_busy_queue_keeps_flowing_while_its_slot_moves_to_another_master(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    """Enqueues, starts, acks and results follow MOVED and ASK: nothing lost, nothing twice."""
+    (source, [slot, *_]), (target, _), *_ = cluster.masters()
+    queue = queue_on_slot(slot)
+    runs: collections.Counter[int] = collections.Counter()
+
+    @app.task
+    async def work(n: int) -> int:
+        runs[n] += 1
+        await asyncio.sleep(0.01)
+        return n
+
+    async def produce() -> list[aqueue.Job[int]]:
+        jobs = []
+        for n in range(300):
+            jobs.append(await work.options(queue=queue).enqueue(n))
+            await asyncio.sleep(0.005)
+        return jobs
+
+    async with aqueue.Worker(app, queues=[queue], concurrency=20):
+        producing = asyncio.create_task(produce())
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(cluster.reshard_one_slot, source, target)
+        jobs = await producing
+        results = await asyncio.gather(*(job.result(timeout=30) for job in jobs))
+    assert results == list(range(300))
+    assert set(runs.values()) == {1}
+    assert cluster.master_of(Keys(app.namespace, queue).stream).port == target.port

@@ -15,10 +15,10 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import MovedError, ResponseError
+from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
 
 from .._app import App
-from .._redis._cluster import Topology, as_cluster, slot_groups
+from .._redis._cluster import TRY_AGAIN_PAUSE, Topology, as_cluster, slot_groups
 from .._redis._connect import own_client
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP
@@ -106,6 +106,11 @@ class BlockingReads:
             # The slot moved (a resharding): read it where it went from the next read on.
             await self._drop(slot)
             await self._topology.refresh(seen)
+            return []
+        except (AskError, TryAgainError):
+            # The slot is moving, some of its streams went already: read it again once the
+            # move is over (the fast path starts what waits meanwhile, following ASK).
+            await asyncio.sleep(TRY_AGAIN_PAUSE)
             return []
         except REDIS_ERRORS:
             # Its master went away (a failover): the next read finds its successor.
