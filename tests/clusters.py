@@ -110,6 +110,30 @@ class LocalCluster:
         with SyncRedis(port=node.port) as client:
             return bytes(client.execute_command("CLUSTER", "MYID")).decode()
 
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        master_id = self.node_id(master)
+        for node in self.nodes:
+            with SyncRedis(port=node.port) as client:
+                role = client.execute_command("CLUSTER", "NODES")
+            text = role.decode() if isinstance(role, bytes) else str(role)
+            mine = next(line.split() for line in text.splitlines() if "myself" in line)
+            if mine[3] == master_id:
+                return node
+        raise AssertionError(f"master on port {master.port} has no replica")
+
+    def fail_over(self, master: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Promote ``master``'s replica with ``CLUSTER FAILOVER`` (the replica first takes
+        everything the master has: an operator's planned switch); the new master."""
+        replica = self.replica_of(master)
+        with SyncRedis(port=replica.port) as client:
+            client.execute_command("CLUSTER", "FAILOVER")
+            deadline = time.monotonic() + timeout
+            while client.info("replication")["role"] != "master":
+                if time.monotonic() > deadline:
+                    raise AssertionError("the replica did not take over")
+                time.sleep(0.02)
+        return replica
+
     def reshard_one_slot(self, source: RedisServer, target: RedisServer) -> None:
         """Move ``source``'s first slot, keys and all, to ``target`` (as an operator would)."""
         subprocess.run(
