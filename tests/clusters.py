@@ -49,6 +49,8 @@ class LocalCluster:
                 "cluster-config-file": "nodes.conf",
                 "cluster-port": str(free_port()),
                 "cluster-node-timeout": "2000",
+                # Replicas sync at once, not after the default 5 s wait for more of them.
+                "repl-diskless-sync-delay": "0",
             }
             self.nodes.append(self._stack.enter_context(RedisServer.redis(config=config)))
         subprocess.run(
@@ -74,10 +76,14 @@ class LocalCluster:
         return self
 
     def _ready(self) -> bool:
-        """Every node says the cluster is ok and knows all six nodes with their roles."""
+        """Every node says the cluster is ok and knows all six nodes with their roles, and
+        every replica has synced with its master (else it could not take over)."""
         for node in self.nodes:
             with SyncRedis(port=node.port) as client:
                 if b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                    return False
+                replication = client.info("replication")
+                if replication["role"] == "slave" and replication["master_link_status"] != "up":
                     return False
                 known = client.execute_command("CLUSTER", "NODES")
                 text = known.decode() if isinstance(known, bytes) else str(known)
@@ -132,6 +138,22 @@ class LocalCluster:
                 if time.monotonic() > deadline:
                     raise AssertionError("the replica did not take over")
                 time.sleep(0.02)
+        return replica
+
+    def kill_and_replace(self, master: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """SIGKILL ``master`` and wait until its replica took over (after the node timeout);
+        then start the killed node again, which rejoins as a replica. The new master."""
+        replica = self.replica_of(master)
+        master.stop(kill=True)
+        try:
+            with SyncRedis(port=replica.port) as client:
+                deadline = time.monotonic() + timeout
+                while client.info("replication")["role"] != "master":
+                    if time.monotonic() > deadline:
+                        raise AssertionError("the replica did not take over")
+                    time.sleep(0.02)
+        finally:
+            master.start()
         return replica
 
     def reshard_one_slot(self, source: RedisServer, target: RedisServer) -> None:

@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
+import math
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 
 import pytest
 from redis.crc import key_slot
 
 import aqueue
+from aqueue.testing import RedisServer
 from tests.clusters import LocalCluster
 from tests.conftest import IN_CI
 from tests.internals import Keys
@@ -254,11 +257,42 @@ async def test_a_busy_queue_keeps_flowing_while_its_slot_moves_to_another_master
     assert cluster.master_of(Keys(app.namespace, queue).stream).port == target.port
 
 
-async def test_a_master_failover_under_load_loses_no_acknowledged_job(
+async def test_a_planned_failover_under_load_loses_no_acknowledged_job(
     app: aqueue.App, cluster: LocalCluster
 ) -> None:
     """``CLUSTER FAILOVER`` on the replica of a busy queue's master: every enqueue that
-    returned runs, once, and jobs flow again within seconds (figures printed with -s)."""
+    returned runs, once, and jobs flow again at once (figures printed with -s)."""
+    figures = await _fail_over_under_load(app, cluster, cluster.fail_over)
+    assert figures.lost == 0
+    assert figures.duplicates == 0
+    assert figures.again < 1.0
+
+
+async def test_a_killed_master_is_followed_to_its_replica_under_load(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    """SIGKILL of a busy queue's master: the replica takes over after the node timeout (2 s
+    here) and jobs flow again once the worker's reconnect backoff (at most 5 s) tries again.
+    Redis replicates asynchronously, so the last writes the master acknowledged may be lost:
+    a few at most here (figures printed with -s)."""
+    figures = await _fail_over_under_load(app, cluster, cluster.kill_and_replace)
+    assert figures.again < 6.0
+    assert figures.lost <= 5
+
+
+@dataclasses.dataclass
+class Figures:
+    acknowledged: int
+    lost: int
+    duplicates: int
+    switch: float
+    again: float
+    """Seconds from the new master's takeover to the next finished job."""
+
+
+async def _fail_over_under_load(
+    app: aqueue.App, cluster: LocalCluster, switch: Callable[[RedisServer], RedisServer]
+) -> Figures:
     queue = spread_queues(cluster, app.namespace)[0]
     master = cluster.master_of(Keys(app.namespace, queue).stream)
     runs: collections.Counter[int] = collections.Counter()
@@ -271,33 +305,38 @@ async def test_a_master_failover_under_load_loses_no_acknowledged_job(
         finished.append(time.monotonic())
         return n
 
+    enough = asyncio.Event()
+
     async def produce() -> list[aqueue.Job[int]]:
         jobs = []
-        for n in range(400):
-            with contextlib.suppress(aqueue.AqueueError):  # refused during the switch: not ours
+        for n in itertools.count():
+            if enough.is_set():
+                return jobs
+            with contextlib.suppress(aqueue.AqueueError):  # refused: not acknowledged
                 jobs.append(await work.options(queue=queue).enqueue(n))
             await asyncio.sleep(0.005)
-        return jobs
+        raise AssertionError("unreachable")
 
     async with aqueue.Worker(app, queues=[queue], concurrency=20):
         producing = asyncio.create_task(produce())
         await asyncio.sleep(0.7)
         switched = time.monotonic()
-        new_master = await asyncio.to_thread(cluster.fail_over, master)
+        new_master = await asyncio.to_thread(switch, master)
         took = time.monotonic() - switched
+        await asyncio.sleep(1.0)  # jobs enqueued on the new master too
+        enough.set()
         jobs = await producing
-        results = await asyncio.gather(*(job.result(timeout=30) for job in jobs))
-    lost = len(jobs) - len(results)
-    duplicates = sum(count - 1 for count in runs.values())
-    after = [at for at in finished if at >= switched]
-    gap = max(b - a for a, b in itertools.pairwise([switched, *after]))
-    again = min(at for at in finished if at >= switched + took) - (switched + took)
-    print(
-        f"failover: {len(jobs)} acknowledged enqueues, {lost} lost, {duplicates} run twice, "
-        f"{400 - len(jobs)} refused; the switch took {took:.2f} s, jobs finished again "
-        f"{again:.2f} s after it, the longest pause in finished jobs {gap:.2f} s"
-    )
+        outcomes = await asyncio.gather(
+            *(job.result(timeout=15) for job in jobs), return_exceptions=True
+        )
     assert cluster.master_of(Keys(app.namespace, queue).stream).port == new_master.port
-    assert lost == 0
-    assert duplicates == 0
-    assert gap < 5.0
+    figures = Figures(
+        acknowledged=len(jobs),
+        lost=sum(isinstance(outcome, BaseException) for outcome in outcomes),
+        duplicates=sum(count - 1 for count in runs.values()),
+        switch=took,
+        again=min((at for at in finished if at >= switched + took), default=math.inf)
+        - (switched + took),
+    )
+    print(f"{switch.__name__}: {figures}")
+    return figures
