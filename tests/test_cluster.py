@@ -25,7 +25,7 @@ import aqueue
 from aqueue.testing import RedisServer
 from tests.clusters import LocalCluster
 from tests.conftest import IN_CI
-from tests.internals import Keys
+from tests.internals import Keys, send_command
 
 pytestmark = pytest.mark.slow
 
@@ -220,6 +220,33 @@ async def test_the_events_of_queues_on_every_master_are_all_told(
     assert sorted(seen) == sorted((queue, "enqueued") for queue in queues)
 
 
+async def test_queues_on_every_master_are_paused_counted_and_their_workers_answer(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    """Operating a cluster: pause and resume, stats, the worker registry, remote control."""
+
+    @app.task
+    async def echo(n: int) -> int:
+        return n
+
+    queues = spread_queues(cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues) as worker:
+        await app.queue(queues[0]).pause()
+        await asyncio.sleep(0.3)  # the worker learns of it
+        paused = await echo.options(queue=queues[0]).enqueue(1)
+        running = await echo.options(queue=queues[1]).enqueue(2)
+        assert await running.result(timeout=5) == 2
+        assert await paused.status() is aqueue.JobStatus.QUEUED
+        assert (await app.queue(queues[0]).stats()).queued == 1
+        await app.queue(queues[0]).resume()
+        assert await paused.result(timeout=5) == 1
+        [info] = await app.workers()
+        assert info.id == worker.name
+        answers, silent = await send_command(app, "ping", None, timeout=5)
+    assert answers == {worker.name: "pong"}
+    assert silent == []
+
+
 def queue_on_slot(slot: int) -> str:
     """A queue name whose keys live on ``slot``."""
     return next(f"r{n}" for n in itertools.count() if key_slot(f"r{n}".encode()) == slot)
@@ -308,7 +335,7 @@ async def _fail_over_under_load(
     enough = asyncio.Event()
 
     async def produce() -> list[aqueue.Job[int]]:
-        jobs = []
+        jobs: list[aqueue.Job[int]] = []
         for n in itertools.count():
             if enough.is_set():
                 return jobs
