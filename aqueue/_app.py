@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import fnmatch
-import functools
 import inspect
 import itertools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
@@ -26,12 +25,12 @@ from ._message import PROTOCOL_VERSION, Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
 from ._redis import _calls as scripts
-from ._redis._connect import check_url, fast_path, shared_client, subscriber_source
+from ._redis._connect import check_url, fast_path, shared_client
 from ._redis._direct import Batches
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
 from ._registry import WorkerInfo, live_workers
-from ._results import ResultWaiter
+from ._results import ClusterWaiters, ResultWaiter, result_waiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
 from ._settings import Settings
@@ -189,7 +188,7 @@ class App:
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
         self._redis: Redis | None = None
-        self._results: ResultWaiter | None = None
+        self._results: ResultWaiter | ClusterWaiters | None = None
         self._direct_calls: Batches | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         """The event loop the connections were opened in."""
@@ -618,11 +617,11 @@ class App:
         return self._direct_calls
 
     @property
-    def _result_waiter(self) -> ResultWaiter:
+    def _result_waiter(self) -> ResultWaiter | ClusterWaiters:
         """The shared subscription that ``job.result()`` waits on."""
         self._forget_a_closed_loop()
         if self._results is None:
-            self._results = ResultWaiter(functools.partial(subscriber_source, self.redis))
+            self._results = result_waiter(self.redis)
             self._loop = asyncio.get_running_loop()
         return self._results
 

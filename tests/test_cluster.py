@@ -25,6 +25,7 @@ import aqueue
 from aqueue.testing import RedisServer
 from tests.clusters import LocalCluster
 from tests.conftest import IN_CI
+from tests.helpers import eventually, has_status
 from tests.internals import Keys, send_command
 
 pytestmark = pytest.mark.slow
@@ -282,6 +283,32 @@ async def test_a_busy_queue_keeps_flowing_while_its_slot_moves_to_another_master
     assert results == list(range(300))
     assert set(runs.values()) == {1}
     assert cluster.master_of(Keys(app.namespace, queue).stream).port == target.port
+
+
+async def test_a_result_awaited_while_its_slot_moves_arrives_from_the_new_master(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    """The server ends a sharded subscription whose slot moved away: it is made again on the
+    slot's new master, where the job's outcome is published."""
+    (source, [slot, *_]), (target, _), *_ = cluster.masters()
+    queue = queue_on_slot(slot)
+    release = asyncio.Event()
+
+    @app.task
+    async def gated() -> str:
+        await release.wait()
+        return "done"
+
+    async with aqueue.Worker(app, queues=[queue]):
+        job = await gated.options(queue=queue).enqueue()
+        await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING))
+        waiting = asyncio.create_task(job.result(timeout=20))
+        await asyncio.sleep(0.3)  # subscribed, on the slot's master
+        await asyncio.to_thread(cluster.reshard_one_slot, source, target)
+        release.set()
+        released = time.monotonic()
+        assert await waiting == "done"
+        assert time.monotonic() - released < 2.0
 
 
 async def test_a_planned_failover_under_load_loses_no_acknowledged_job(

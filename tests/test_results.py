@@ -260,10 +260,10 @@ async def test_a_result_waiter_is_woken_by_final_statuses_only(
         app._result_waiter.watch(channel, 5, only=final) as woken,
         app._result_waiter.watch(channel, 5) as every,
     ):
-        await redis.publish(channel, b"running")
+        await redis.spublish(channel, b"running")
         await asyncio.wait_for(every.wait(), 5)
         assert not woken.is_set()
-        await redis.publish(channel, b"succeeded")
+        await redis.spublish(channel, b"succeeded")
         await asyncio.wait_for(woken.wait(), 5)
 
 

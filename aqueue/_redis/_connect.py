@@ -23,7 +23,7 @@ from ._cluster import (
     cluster_client,
     sync_cluster_client,
 )
-from ._direct import Batches, ConnectionSource, DirectCalls
+from ._direct import Batches, DirectCalls
 from ._errors import redact
 
 # Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
@@ -111,14 +111,3 @@ def fast_path(client: Redis, *, limit: int) -> Batches:
     if cluster is not None:
         return ClusterCalls(cluster, limit)
     return DirectCalls(client.connection_pool, limit)
-
-
-def subscriber_source(client: Redis) -> ConnectionSource:
-    """Where a connection for pub/sub (subscriptions outside the pool) is made from.
-
-    On a cluster, any node: a PUBLISH reaches the subscribers of every node."""
-    cluster = as_cluster(client)
-    if cluster is not None:
-        node: ConnectionSource = cluster.get_random_node()
-        return node
-    return client.connection_pool

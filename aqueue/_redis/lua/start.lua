@@ -112,7 +112,7 @@ local function start_one(record, queued, entry_id, max_attempts, keeps_record, p
       end
       if status ~= false then
         redis.call('HSET', record, 'status', 'scheduled', 'due_at', due)
-        redis.pcall('PUBLISH', record, 'scheduled')
+        tell(record, 'scheduled')
       end
     end
     -- An entry claimed from a dead worker may still hold its slot: it keeps it.
@@ -194,11 +194,11 @@ local function start_one(record, queued, entry_id, max_attempts, keeps_record, p
     -- One write makes the record and marks it running.
     record_queued(record, queued, waiting, record_ttl, task or task_of(stream, entry_id),
       'running', 'worker', consumer, 'started_at', now, 'attempts', 1)
-    redis.pcall('PUBLISH', record, 'running')
+    tell(record, 'running')
   elseif status ~= false or keeps_record == '1' then
     redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now,
       'attempts', attempt)
-    redis.pcall('PUBLISH', record, 'running')
+    tell(record, 'running')
   end
   emit(events, events_limit, 'started', job_id, task, consumer)
   return attempt
