@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import fnmatch
 import inspect
-import itertools
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
@@ -16,36 +13,28 @@ from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 from redis.asyncio import Redis
 
 from ._checks import seconds, whole_number, whole_seconds
+from ._connections import Connections
 from ._events import Event, follow
 from ._hooks import H, Lifecycle
 from ._job import Job
 from ._limits import max_concurrency as check_concurrency
 from ._limits import rate_limit as check_rate
-from ._message import PROTOCOL_VERSION, Outgoing, check_size
 from ._middleware import Middleware, MiddlewareStack
 from ._queue import Queue
-from ._redis import _calls as scripts
-from ._redis._connect import check_url, fast_path, shared_client
-from ._redis._direct import Batches
-from ._redis._errors import translate_errors
-from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name, keys_of, new_job_id
+from ._redis._connect import check_url
+from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name
 from ._registry import WorkerInfo, live_workers
-from ._results import ClusterWaiters, ResultWaiter, result_waiter
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
 from ._settings import Settings
 from ._task import DEFAULT_BACKOFF, Task, TaskConfig, check_priority
 from ._typed import task_types
+from ._write import Writer
 from .backoff import Backoff
-from .exceptions import ConfigurationError, QueueFull, TaskRegistrationError
+from .exceptions import ConfigurationError, TaskRegistrationError
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# Jobs per call of the enqueue script: its fixed cost (a few us) is paid once per call, and
-# each call is written as soon as it is packed, so the server runs it while the next one is
-# packed. Small calls keep that overlap tight and never hold up the server for long.
-ENQUEUE_CHUNK = 100
 
 
 class TaskDecorator(Protocol):
@@ -170,7 +159,6 @@ class App:
         self.max_result_size = whole_number(
             given.max_result_size, f"{label('max_result_size')} (bytes)"
         )
-        self._max_connections = whole_number(given.max_connections, label("max_connections"))
         self.max_deliveries = whole_number(given.max_deliveries, label("max_deliveries"))
         self.routes = {
             pattern: check_name("queue", target) for pattern, target in given.routes.items()
@@ -187,13 +175,12 @@ class App:
         )
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._schedules: list[Schedule] = []
-        self._redis: Redis | None = None
-        self._results: ResultWaiter | ClusterWaiters | None = None
-        self._direct_calls: Batches | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        """The event loop the connections were opened in."""
+        self._connections = Connections(
+            self, whole_number(given.max_connections, label("max_connections"))
+        )
         self._lifecycle = Lifecycle()
         self._middleware = MiddlewareStack()
+        self._writer = Writer(self, self._connections, self._middleware)
 
     def __repr__(self) -> str:
         return f"<App namespace={self.namespace!r} tasks={len(self._tasks)}>"
@@ -306,7 +293,7 @@ class App:
                     f"a task named {config.name!r} is already registered on this app; "
                     "give one of them another name with @app.task(name=...)"
                 )
-            registered: Task[Any, Any] = Task(self, function, config)
+            registered: Task[Any, Any] = Task(self, self._writer, function, config)
             self._tasks[config.name] = registered
             return registered
 
@@ -456,13 +443,9 @@ class App:
         if registered is not None:
             return await registered.enqueue(*args, **kwargs)
         config = TaskConfig(task_name, self.route(task_name), None, self.result_ttl)
-        [job] = await self._write(config.queue, [self._outgoing(config, args, kwargs)])
+        writer = self._writer
+        [job] = await writer.write(config.queue, [writer.outgoing(config, args, kwargs)])
         return job
-
-    @property
-    def _typed_results(self) -> bool:
-        """Whether a registered task's return annotation needs converting (see Job.result)."""
-        return any(task._config.types.result for task in self._tasks.values())
 
     def route(self, task_name: str) -> str:
         """The queue of a task that names none: the first matching route, else the default."""
@@ -483,11 +466,11 @@ class App:
         when that task is registered on this app; otherwise it returns the JSON values (a
         datetime as an ISO 8601 string, a dataclass as a dict).
         """
-        return Job(self, job_id)
+        return Job(self, self._connections, job_id)
 
     def queue(self, name: str | None = None) -> Queue:
         """A handle on a queue, for statistics and maintenance."""
-        return Queue(self, check_name("queue", name or self.default_queue))
+        return Queue(self, self._connections, check_name("queue", name or self.default_queue))
 
     async def workers(self) -> list[WorkerInfo]:
         """The live workers of this app (every process that beat within its lease).
@@ -512,141 +495,16 @@ class App:
         async for event in follow(self, queues, after):
             yield event
 
-    def _outgoing(
-        self,
-        config: TaskConfig,
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        *,
-        first: int = 0,
-    ) -> Outgoing:
-        """A job of ``config``'s task with these arguments, bound from its ``first``
-        parameter on (1 for a chain's step, whose first argument comes later)."""
-        job_id = new_job_id(config.queue)
-        metadata = None
-        if self._middleware.enqueue:
-            metadata = self._middleware.metadata(job_id, config, args, kwargs)
-        types = config.types.arguments
-        payload = encode_call(self.serializer, config.name, args, kwargs, types, first=first)
-        check_size(job_id, config.name, payload, self.max_payload_size)
-        return Outgoing(job_id, payload, config.spec, metadata)
-
-    async def _write(
-        self, queue: str, batch: list[Outgoing], *, wait: bool = False
-    ) -> list[Job[Any]]:
-        """Write ``batch``; with ``wait``, wait for room in a full queue (growing pauses).
-
-        Returns a job per item: the one written, or the job already holding its key.
-        Only items the full queue refused are sent again: an item after a refused one may
-        have been written once room appeared, and must not be written twice.
-        """
-        written = await self._write_once(queue, batch)
-        pause = 0.05
-        while None in written:
-            waiting = [index for index, job in enumerate(written) if job is None]
-            if not wait:
-                full = QueueFull(
-                    f"queue {queue!r} holds its limit of {self.max_queue_length(queue)} jobs; "
-                    f"{len(waiting)} of {len(batch)} job(s) were not enqueued. Retry later, or "
-                    "enqueue with task.options(wait=True) to wait for room"
-                )
-                full.jobs = [job for job in written if job is not None]
-                raise full
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
-            again = await self._write_once(queue, [batch[index] for index in waiting])
-            for index, job in zip(waiting, again, strict=True):
-                written[index] = job
-        return cast("list[Job[Any]]", written)
-
-    async def _write_once(self, queue: str, batch: list[Outgoing]) -> list[Job[Any] | None]:
-        """One round trip; None for each item the full queue refused."""
-        with translate_errors(self.url):
-            replies = await self._direct.run(self._enqueue_calls(queue, batch))
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-        added = itertools.chain.from_iterable(replies)
-        return [self._written(o, reply) for o, reply in zip(batch, added, strict=True)]
-
-    def _enqueue_calls(self, queue: str, batch: list[Outgoing]) -> Iterator[scripts.Call]:
-        """The enqueue script's calls for ``batch``, made one by one as they are written."""
-        keys = keys_of(self.namespace, queue)
-        limit = self.max_queue_length(queue)
-        for start in range(0, len(batch), ENQUEUE_CHUNK):
-            yield scripts.enqueue(
-                delayed=keys.delayed,
-                levels=keys.levels,
-                events=keys.events,
-                streams=keys.streams,
-                limit=limit,
-                events_limit=self.events_limit,
-                version=PROTOCOL_VERSION,
-                jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
-            )
-
-    def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
-        """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""
-        if reply == 1:
-            keeps = outgoing.spec.result_ttl > 0
-            return Job(self, outgoing.job_id, keeps_result=keeps, task=outgoing.spec.task)
-        if reply == 0:
-            return None  # refused: the queue holds its limit
-        # options(key=...): the job holding the key, of the same task.
-        return Job(self, bytes(reply).decode(), task=outgoing.spec.task)
-
     # -- connections ------------------------------------------------------------------------
 
     @property
     def redis(self) -> Redis:
         """The app's redis-py client (created on first use)."""
-        self._forget_a_closed_loop()
-        if self._redis is None:
-            self._redis = shared_client(self.url, max_connections=self._max_connections)
-            with contextlib.suppress(RuntimeError):  # made outside a loop: bound at first use
-                self._loop = asyncio.get_running_loop()
-        return self._redis
-
-    @property
-    def _direct(self) -> Batches:
-        # Script calls on the hot paths: enqueue, and a worker's starts and acks.
-        self._forget_a_closed_loop()
-        if self._direct_calls is None:
-            self._direct_calls = fast_path(self.redis, limit=self._max_connections)
-            self._loop = asyncio.get_running_loop()
-        return self._direct_calls
-
-    @property
-    def _result_waiter(self) -> ResultWaiter | ClusterWaiters:
-        """The shared subscription that ``job.result()`` waits on."""
-        self._forget_a_closed_loop()
-        if self._results is None:
-            self._results = result_waiter(self.redis)
-            self._loop = asyncio.get_running_loop()
-        return self._results
-
-    def _forget_a_closed_loop(self) -> None:
-        # Connections belong to the event loop that opened them. Once that loop closed
-        # without app.close() (asyncio.run() called again, a test's loop of its own), they
-        # can be neither used nor closed: dropped, so that the app connects again.
-        if self._loop is not None and self._loop.is_closed():
-            self._redis = None
-            self._direct_calls = None
-            self._results = None
-            self._loop = None
+        return self._connections.client
 
     async def close(self) -> None:
         """Close the app's connections. The app connects again if used afterwards."""
-        if self._results is not None:
-            await self._results.close()
-            self._results = None
-        if self._direct_calls is not None:
-            await self._direct_calls.close()
-            self._direct_calls = None
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-        self._loop = None
+        await self._connections.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -658,3 +516,23 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+# The seam for the parts of aqueue that are handed an App rather than made by it (the worker,
+# the dashboard, the synchronous facade): what App makes (tasks, jobs, queues) is given these
+# when it is made, and nothing else reads an App's private attributes.
+
+
+def connections_of(app: App) -> Connections:
+    """The connections of ``app``."""
+    return app._connections
+
+
+def middleware_of(app: App) -> MiddlewareStack:
+    """The middleware added to ``app``, which a worker runs its jobs in."""
+    return app._middleware
+
+
+def lifecycle_of(app: App) -> Lifecycle:
+    """The start and stop hooks registered on ``app``, which a worker runs."""
+    return app._lifecycle

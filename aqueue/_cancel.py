@@ -17,6 +17,7 @@ from .exceptions import ErrorType, JobNotFound
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._connections import Connections
 
 CANCELLED_RECORD_TTL = 3600
 """Seconds the record of a cancelled job is kept when the app keeps no results."""
@@ -26,7 +27,12 @@ _TELL_AT_ONCE = 100
 
 
 async def cancel(
-    app: App, job_id: str, *, keeps_record: bool = True, task: str | None = None
+    app: App,
+    connections: Connections,
+    job_id: str,
+    *,
+    keeps_record: bool = True,
+    task: str | None = None,
 ) -> bool:
     """Cancel ``job_id`` and what hangs on it; True if this call cancelled it.
 
@@ -36,7 +42,7 @@ async def cancel(
     """
     with translate_errors(app.url):
         [(before, cancelled)] = await _cancel_each(
-            app, [job_id], forgotten=not keeps_record, task=task or ""
+            app, connections, [job_id], forgotten=not keeps_record, task=task or ""
         )
         if not before and not cancelled:
             raise JobNotFound(
@@ -45,25 +51,30 @@ async def cancel(
                 "handle its enqueue returned"
             )
         if cancelled:
-            await _cascade(app, [job_id])
+            await _cascade(app, connections, [job_id])
     return bool(cancelled)
 
 
 async def _cancel_each(
-    app: App, job_ids: list[str], *, forgotten: bool = False, task: str = ""
+    app: App,
+    connections: Connections,
+    job_ids: list[str],
+    *,
+    forgotten: bool = False,
+    task: str = "",
 ) -> list[Any]:
     error = encode_error(ErrorType.CANCELLED, "cancelled by request")
     keep = app.result_ttl or CANCELLED_RECORD_TTL
     queues = [keys_of(app.namespace, queue_of(job_id)) for job_id in job_ids]
     # The uniqueness key a job holds is named in its record (set at enqueue, never changed):
     # read first, so that the cancel script gets it in its KEYS.
-    uniques = await app._direct.commands(
+    uniques = await connections.direct.commands(
         [
             (b"HGET", keys.job(job_id), b"unique")
             for keys, job_id in zip(queues, job_ids, strict=True)
         ]
     )
-    replies = await app._direct.run(
+    replies = await connections.direct.run(
         scripts.cancel(
             record=keys.job(job_id),
             cancelled=keys.cancelled,
@@ -93,10 +104,12 @@ def _owned(keys: Keys, unique: bytes | None) -> TypeGuard[bytes]:
     return unique is not None and unique.startswith(keys.unique(""))
 
 
-async def _cascade(app: App, ended: list[str]) -> None:
+async def _cascade(app: App, connections: Connections, ended: list[str]) -> None:
     while ended:
         for start in range(0, len(ended), _TELL_AT_ONCE):
-            await asyncio.gather(*(job_ended(app, j) for j in ended[start : start + _TELL_AT_ONCE]))
+            await asyncio.gather(
+                *(job_ended(app, connections, j) for j in ended[start : start + _TELL_AT_ONCE])
+            )
         pipe = app.redis.pipeline(transaction=False)
         for job_id in ended:
             pipe.lrange(keys_of(app.namespace, queue_of(job_id)).members(job_id), 0, -1)
@@ -104,5 +117,5 @@ async def _cascade(app: App, ended: list[str]) -> None:
         members = [member.decode() for found in lists for member in found]
         if not members:
             return
-        replies = await _cancel_each(app, members)
+        replies = await _cancel_each(app, connections, members)
         ended = [member for member, (_, now) in zip(members, replies, strict=True) if now]

@@ -45,7 +45,9 @@ from .exceptions import ConfigurationError, InvalidArguments, SerializationError
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._connections import Connections
     from ._task import Task
+    from ._write import Writer
 
 R = TypeVar("R")
 R2 = TypeVar("R2")
@@ -80,6 +82,11 @@ class Canvas(Generic[R]):
         raise NotImplementedError
 
     @property
+    def _writer(self) -> Writer:
+        """The write path of :attr:`app`."""
+        raise NotImplementedError
+
+    @property
     def queue(self) -> str:
         """The queue that holds this job's record."""
         raise NotImplementedError
@@ -93,7 +100,7 @@ class Canvas(Generic[R]):
             SerializationError, PayloadTooLarge, QueueFull, ConnectionFailed: As for
                 :meth:`Task.enqueue`.
         """
-        plan = Plan(self.app)
+        plan = Plan(self.app, self._writer)
         job_id = self._plan(plan)
         same = await plan.run()
         return self._handle(same.get(job_id, job_id))
@@ -119,7 +126,8 @@ class Canvas(Generic[R]):
 
     def _handle(self, job_id: str) -> Job[R]:
         returns = self._returns
-        return Job(self.app, job_id, task=None if returns is None else returns.name)
+        task = None if returns is None else returns.name
+        return Job(self.app, self._writer.connections, job_id, task=task)
 
     def _from_wire(self, value: Any) -> Any:
         """``value``, this workflow's result as JSON, as the type its task's return
@@ -153,7 +161,7 @@ class _Call:
         return Step(self.task, self.args, self.kwargs)
 
     def _outgoing(self, *, first: int = 0) -> Outgoing:
-        return self.task._app._outgoing(self.task._config, self.args, self.kwargs, first=first)
+        return self.task._writer.outgoing(self.task._config, self.args, self.kwargs, first=first)
 
     def _wait_for(self, plan: Plan, deps: list[str], *, as_list: bool, lenient: bool) -> str:
         """Register this call as a job that waits for ``deps`` and gets their results."""
@@ -191,6 +199,10 @@ class Signature(_Call, Canvas[R]):
         return self.task._app
 
     @property
+    def _writer(self) -> Writer:
+        return self.task._writer
+
+    @property
     def queue(self) -> str:
         return self.task._config.queue
 
@@ -206,7 +218,9 @@ class Signature(_Call, Canvas[R]):
 
     def _handle(self, job_id: str) -> Job[R]:
         keeps = self.task._config.result_ttl > 0
-        return Job(self.app, job_id, keeps_result=keeps, task=self.task.name)
+        return Job(
+            self.app, self._writer.connections, job_id, keeps_result=keeps, task=self.task.name
+        )
 
 
 class Step(_Call, Generic[R]):
@@ -268,6 +282,10 @@ class Chain(Canvas[R]):
         return self.first.app
 
     @property
+    def _writer(self) -> Writer:
+        return self.first._writer
+
+    @property
     def queue(self) -> str:
         return self.steps[-1].task._config.queue
 
@@ -313,6 +331,10 @@ class Group(Canvas[R]):
         return self.members[0].app
 
     @property
+    def _writer(self) -> Writer:
+        return self.members[0]._writer
+
+    @property
     def queue(self) -> str:
         return self.members[0].queue
 
@@ -321,7 +343,7 @@ class Group(Canvas[R]):
         return plan.wait(_parent(self, "group", ids, ids, lenient=self.return_exceptions))
 
     def _handle(self, job_id: str) -> Job[R]:
-        return GroupJob(self.app, job_id, self)
+        return GroupJob(self.app, self._writer.connections, job_id, self)
 
     def _from_wire(self, value: Any) -> Any:
         if not isinstance(value, list) or len(value) != len(self.members):
@@ -355,6 +377,10 @@ class Chord(Canvas[R]):
     @property
     def app(self) -> App:
         return self.callback.task._app
+
+    @property
+    def _writer(self) -> Writer:
+        return self.callback.task._writer
 
     @property
     def queue(self) -> str:
@@ -445,10 +471,10 @@ class GroupJob(Job[R]):
 
     __slots__ = ("_group",)
 
-    def __init__(self, app: App, job_id: str, group: Group[Any]) -> None:
+    def __init__(self, app: App, connections: Connections, job_id: str, group: Group[Any]) -> None:
         # Named the group's task: its result has no return annotation of its own to look
         # up, so result() need not read the record's task name.
-        super().__init__(app, job_id, task=GROUP_TASK.decode())
+        super().__init__(app, connections, job_id, task=GROUP_TASK.decode())
         self._group = group
 
     async def result(self, timeout: float | timedelta | None = None) -> R:

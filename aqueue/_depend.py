@@ -47,6 +47,8 @@ from .exceptions import ConfigurationError, ErrorType
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._connections import Connections
+    from ._write import Writer
 
 _FINAL = frozenset({b"succeeded", b"failed", b"cancelled"})
 
@@ -125,8 +127,9 @@ class Plan:
     that had ended by then are resolved here.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, writer: Writer) -> None:
         self.app = app
+        self._writer = writer
         self._ready: dict[str, list[Outgoing]] = {}
         self._wait_for_room: set[str] = set()
         self._waiting: list[Waiting] = []
@@ -148,7 +151,7 @@ class Plan:
         """Write everything; returns each written id mapped to the job that stands for it
         (another id when ``options(key=...)`` found a job holding the key)."""
         self._check_results_kept()
-        app = self.app
+        app, connections = self.app, self._writer.connections
         # Jobs with a uniqueness key first: the job that stands for one is known only then.
         same = await self._write(keyed=True)
         for waiting in self._waiting:
@@ -168,16 +171,16 @@ class Plan:
                     waiting.script_call(app.namespace, app.events_limit)
                     for waiting in self._waiting
                 ]
-                _raise_errors(await app._direct.run([*waits, *self._depend(early, fresh)]))
+                _raise_errors(await connections.direct.run([*waits, *self._depend(early, fresh)]))
             same |= await self._write(keyed=False)
             if not late:
                 return same
-            replies = await app._direct.run(self._depend(late, fresh))
+            replies = await connections.direct.run(self._depend(late, fresh))
             _raise_errors(replies)
             for (job_id, dep), reply in zip(late, replies, strict=True):
                 # It had ended (or has no record): nobody will tell, so tell now.
-                if reply and await resolve(app, job_id, dep, reply.decode()):
-                    await job_ended(app, job_id)
+                if reply and await resolve(app, connections, job_id, dep, reply.decode()):
+                    await job_ended(app, connections, job_id)
         return same
 
     def _check_results_kept(self) -> None:
@@ -196,7 +199,7 @@ class Plan:
         for queue, ready in self._ready.items():
             batch = [o for o in ready if (o.spec.unique_key is not None) is keyed]
             if batch:
-                jobs = await self.app._write(queue, batch, wait=queue in self._wait_for_room)
+                jobs = await self._writer.write(queue, batch, wait=queue in self._wait_for_room)
                 same.update((o.job_id, job.id) for o, job in zip(batch, jobs, strict=True))
         return same
 
@@ -234,7 +237,7 @@ async def members(app: App, job_id: str) -> list[str]:
     return [member.decode() for member in raw]
 
 
-async def job_ended(app: App, job_id: str) -> None:
+async def job_ended(app: App, connections: Connections, job_id: str) -> None:
     """Tell every job waiting for ``job_id`` that it ended. Idempotent; call it again freely.
 
     Ends that this causes (a failure travelling down a chain, a finished parent) are told
@@ -244,23 +247,25 @@ async def job_ended(app: App, job_id: str) -> None:
     while ended:
         current = ended.pop()
         keys = keys_of(app.namespace, queue_of(current))
-        status, waiting = await app._direct.commands(
+        status, waiting = await connections.direct.commands(
             [(b"HGET", keys.job(current), b"status"), (b"SMEMBERS", keys.dependents(current))]
         )
         if status not in _FINAL:
             continue
         for raw in sorted(waiting):
             dependent = raw.decode()
-            if await resolve(app, dependent, current, status.decode()):
+            if await resolve(app, connections, dependent, current, status.decode()):
                 ended.append(dependent)
 
 
-async def resolve(app: App, job_id: str, dep: str, dep_status: str) -> bool:
+async def resolve(
+    app: App, connections: Connections, job_id: str, dep: str, dep_status: str
+) -> bool:
     """``dep`` ended with ``dep_status``: count it for waiting job ``job_id``, and release
     the job when nothing else is pending. True when ``job_id`` has ended (now or before), so
     its own dependents must be told (:func:`job_ended`)."""
     keys = keys_of(app.namespace, queue_of(job_id))
-    reply = await app._direct.call(
+    reply = await connections.direct.call(
         scripts.resolve(
             record=keys.job(job_id),
             wait=keys.wait(job_id),
@@ -278,12 +283,14 @@ async def resolve(app: App, job_id: str, dep: str, dep_status: str) -> bool:
     raw = reply[1]
     spec = {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
     if verdict == b"fail":
-        [row] = await _outcomes(app, [dep])
-        return await _fail(app, keys, job_id, spec, _root(dep, row))
-    return await _release(app, keys, job_id, spec)
+        [row] = await _outcomes(app, connections, [dep])
+        return await _fail(app, connections, keys, job_id, spec, _root(dep, row))
+    return await _release(app, connections, keys, job_id, spec)
 
 
-async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) -> bool:
+async def _release(
+    app: App, connections: Connections, keys: Keys, job_id: str, spec: dict[str, bytes]
+) -> bool:
     deps: list[str] = orjson.loads(spec["deps"])
     kind = spec["kind"].decode()
     if kind == "group":
@@ -292,18 +299,18 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
         count = int(spec["inject"])
     else:
         count = 1
-    rows = await _outcomes(app, deps[:count])
+    rows = await _outcomes(app, connections, deps[:count])
     for dep, row in zip(deps, rows, strict=False):
         if row[0] != b"succeeded" and spec["lenient"] != b"1":
             # Its record expired or was changed between the count and now.
-            return await _fail(app, keys, job_id, spec, _root(dep, row))
+            return await _fail(app, connections, keys, job_id, spec, _root(dep, row))
     serializer = app.serializer
     if kind in ("chain", "chord"):
         # The parent's outcome is its last step's (or its callback's), copied as it is.
         result = rows[0][1]
         if result is None:
             result = serializer.dumps(None)
-        return await _finish(app, keys, job_id, spec, "succeeded", "result", result)
+        return await _finish(app, connections, keys, job_id, spec, "succeeded", "result", result)
     payload = spec.get(CODES["payload"], b"")  # a group's parent has none of its own
     try:
         values = [_value(app, dep, row) for dep, row in zip(deps, rows, strict=False)]
@@ -318,10 +325,12 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
         # E.g. a result this app's serializer cannot read: the job cannot be given its input.
         kind_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
         error = {"type": kind_name, "message": str(exc), "traceback": ""}
-        return await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
+        return await _finish(
+            app, connections, keys, job_id, spec, "failed", "error", orjson.dumps(error)
+        )
     if kind == "group":
-        return await _finish(app, keys, job_id, spec, "succeeded", "result", payload)
-    released = await app._direct.call(
+        return await _finish(app, connections, keys, job_id, spec, "succeeded", "result", payload)
+    released = await connections.direct.call(
         _unblock(
             keys,
             job_id,
@@ -336,7 +345,12 @@ async def _release(app: App, keys: Keys, job_id: str, spec: dict[str, bytes]) ->
 
 
 async def _fail(
-    app: App, keys: Keys, job_id: str, spec: dict[str, bytes], root: dict[str, Any]
+    app: App,
+    connections: Connections,
+    keys: Keys,
+    job_id: str,
+    spec: dict[str, bytes],
+    root: dict[str, Any],
 ) -> bool:
     kind = spec["kind"].decode()
     error: dict[str, Any]
@@ -348,7 +362,9 @@ async def _fail(
     else:
         error = {"type": root["type"], "message": await _member_failed(app, job_id, kind, root)}
     error |= {"traceback": root.get("traceback", ""), "cause": root}
-    return await _finish(app, keys, job_id, spec, "failed", "error", orjson.dumps(error))
+    return await _finish(
+        app, connections, keys, job_id, spec, "failed", "error", orjson.dumps(error)
+    )
 
 
 async def _member_failed(app: App, job_id: str, kind: str, root: dict[str, Any]) -> str:
@@ -364,11 +380,18 @@ async def _member_failed(app: App, job_id: str, kind: str, root: dict[str, Any])
 
 
 async def _finish(
-    app: App, keys: Keys, job_id: str, spec: dict[str, bytes], status: str, field: str, value: bytes
+    app: App,
+    connections: Connections,
+    keys: Keys,
+    job_id: str,
+    spec: dict[str, bytes],
+    status: str,
+    field: str,
+    value: bytes,
 ) -> bool:
     """Finish a waiting job without running it. True: it ended (by this call or, when it was
     cancelled or finished meanwhile, before), so its dependents must be told."""
-    await app._direct.call(
+    await connections.direct.call(
         _unblock(
             keys,
             job_id,
@@ -400,11 +423,11 @@ def _unblock(keys: Keys, job_id: str, events_limit: int, **action: Any) -> scrip
 _Row = Sequence[bytes | None]
 
 
-async def _outcomes(app: App, ids: list[str]) -> list[_Row]:
+async def _outcomes(app: App, connections: Connections, ids: list[str]) -> list[_Row]:
     # Through the hot-path lanes: a 10,000-member group reads 10,000 records here, and
     # redis-py's Python packing of that pipeline held the worker's loop for most of a second.
     fields = (b"status", b"result", b"error", b"task")
-    return await app._direct.commands(
+    return await connections.direct.commands(
         [
             (b"HMGET", keys_of(app.namespace, queue_of(job_id)).job(job_id), *fields)
             for job_id in ids

@@ -33,6 +33,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._connections import Connections
     from ._typed import Conversion
 
 R = TypeVar("R")
@@ -120,13 +121,20 @@ class Job(Generic[R]):
         queue: The queue the job was enqueued to.
     """
 
-    __slots__ = ("_app", "_keeps_result", "_task", "id", "queue")
+    __slots__ = ("_app", "_connections", "_keeps_result", "_task", "id", "queue")
 
     def __init__(
-        self, app: App, job_id: str, *, keeps_result: bool = True, task: str | None = None
+        self,
+        app: App,
+        connections: Connections,
+        job_id: str,
+        *,
+        keeps_result: bool = True,
+        task: str | None = None,
     ) -> None:
         # Made for every enqueued job: key names are worked out only when a read needs them.
         self._app = app
+        self._connections = connections
         self.id = job_id
         self.queue = queue_of(job_id)
         self._keeps_result = keeps_result
@@ -209,7 +217,7 @@ class Job(Generic[R]):
                             # Only a group's result holds its failed members as marks: the
                             # record says whether it is one (read in this rare case only).
                             return cast(R, _members_failed(value, await self._read_task()))
-                        if self._task is None and self._app._typed_results:
+                        if self._task is None and _typed_results(self._app):
                             # A handle from app.job(id): the record names the task.
                             task = (await self._read_task() or b"").decode()
                             return cast(R, self._typed(value, task))
@@ -226,7 +234,7 @@ class Job(Generic[R]):
                         raise ResultTimeout(await self._still_waiting(wait)) from None
 
     async def _read_task(self) -> bytes | None:
-        [task] = await self._app._direct.commands([(b"HGET", self._key, b"task")])
+        [task] = await self._connections.direct.commands([(b"HGET", self._key, b"task")])
         return cast("bytes | None", task)
 
     def _typed(self, value: Any, task_name: str | None) -> Any:
@@ -286,7 +294,13 @@ class Job(Generic[R]):
         """
         from ._cancel import cancel
 
-        return await cancel(self._app, self.id, keeps_record=self._keeps_result, task=self._task)
+        return await cancel(
+            self._app,
+            self._connections,
+            self.id,
+            keeps_record=self._keeps_result,
+            task=self._task,
+        )
 
     async def events(self) -> AsyncIterator[JobInfo]:
         """Follow the job: a snapshot each time its status or progress changes.
@@ -322,7 +336,7 @@ class Job(Generic[R]):
         # so a job between the two reads is found in the second, never in neither.
         queued, values = cast(
             "tuple[bytes | None, list[bytes | None]]",
-            await self._app._direct.commands(
+            await self._connections.direct.commands(
                 [
                     (b"HGET", self._keys.queued(self.id), self.id.partition(":")[2]),
                     (b"HMGET", self._key, *fields),
@@ -341,7 +355,7 @@ class Job(Generic[R]):
             stream = self._keys.stream_at(int(level)) if level else self._keys.stream
             found, values = cast(
                 "tuple[list[tuple[bytes, list[bytes]]], list[bytes | None]]",
-                await self._app._direct.commands(
+                await self._connections.direct.commands(
                     [(b"XRANGE", stream, entry, entry), (b"HMGET", self._key, *fields)]
                 ),
             )
@@ -357,7 +371,7 @@ class Job(Generic[R]):
         # timeout (which bounds the wait for the job, and may be 0 for a finished job).
         subscribing = True
         try:
-            async with self._app._result_waiter.watch(
+            async with self._connections.result_waiter.watch(
                 self._key, SUBSCRIBE_TIMEOUT, only=only
             ) as woken:
                 subscribing = False
@@ -452,6 +466,11 @@ def _error_from(raw: bytes | None) -> RemoteError:
         traceback=data.get("traceback", ""),
         timed_out=bool(data.get("timed_out", False)),
     )
+
+
+def _typed_results(app: App) -> bool:
+    """Whether a task registered on ``app`` has a return annotation to convert into."""
+    return any(task._config.types.result for task in app.tasks.values())
 
 
 def _result_conversion(app: App, task_name: str | None) -> Conversion | None:

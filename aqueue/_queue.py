@@ -21,6 +21,7 @@ from .exceptions import ErrorType
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._connections import Connections
 
 PURGE_BATCH = 1000
 """Entries each purge call drops: a call is one step on the server, kept short."""
@@ -66,10 +67,11 @@ class DeadLetter:
 class Queue:
     """A handle on one queue of an app: ``app.queue("emails")``."""
 
-    __slots__ = ("_app", "_keys", "name")
+    __slots__ = ("_app", "_connections", "_keys", "name")
 
-    def __init__(self, app: App, name: str) -> None:
+    def __init__(self, app: App, connections: Connections, name: str) -> None:
         self._app = app
+        self._connections = connections
         self.name = name
         self._keys = keys_of(app.namespace, name)
 
@@ -100,7 +102,7 @@ class Queue:
                 workers,
                 at_default,
                 *levels,
-            ) = await self._app._direct.call(call)
+            ) = await self._connections.direct.call(call)
         by_priority = {DEFAULT_PRIORITY: at_default}
         pairs = zip(levels[::2], levels[1::2], strict=True)
         by_priority.update((int(level), count) for level, count in pairs if level.isdigit())
@@ -147,7 +149,7 @@ class Queue:
                 while entries := await self._unread(stream):
                     # Read first, so that the script gets the keys of their jobs; it drops
                     # only those that no worker read meanwhile.
-                    count, *job_ids = await app._direct.call(
+                    count, *job_ids = await self._connections.direct.call(
                         scripts.purge(
                             stream=stream,
                             events=keys.events,
@@ -160,7 +162,7 @@ class Queue:
                     )
                     dropped += count
                     for job_id in job_ids:
-                        await job_ended(app, job_id.decode())
+                        await job_ended(app, self._connections, job_id.decode())
                     if len(entries) < PURGE_BATCH:
                         break
         return dropped
@@ -168,7 +170,7 @@ class Queue:
     async def _unread(self, stream: bytes) -> list[tuple[bytes, list[bytes]]]:
         """Up to :data:`PURGE_BATCH` entries of ``stream`` that no worker has read yet."""
         try:
-            [groups] = await self._app._direct.commands([(b"XINFO", b"GROUPS", stream)])
+            [groups] = await self._connections.direct.commands([(b"XINFO", b"GROUPS", stream)])
         except ResponseError:
             return []  # no stream: nothing queued
         after = b"-"
@@ -177,7 +179,7 @@ class Queue:
             info = found if isinstance(found, dict) else dict(zip(*[iter(found)] * 2, strict=True))
             if info[b"name"] == GROUP.encode():
                 after = b"(" + info[b"last-delivered-id"]
-        [entries] = await self._app._direct.commands(
+        [entries] = await self._connections.direct.commands(
             [(b"XRANGE", stream, after, b"+", b"COUNT", PURGE_BATCH)]
         )
         return cast("list[tuple[bytes, list[bytes]]]", entries)
@@ -188,7 +190,7 @@ class Queue:
         with translate_errors(self._app.url):
             # The raw field list, in order: a client's dict would keep the last of two fields
             # of one name, and aqueue's come first (see DEAD_LETTER_FIELDS).
-            [entries] = await self._app._direct.commands(
+            [entries] = await self._connections.direct.commands(
                 [(b"XRANGE", self._keys.dead, b"-", b"+", b"COUNT", limit)]
             )
         raw = cast("list[tuple[bytes, list[bytes]]]", entries)
@@ -234,13 +236,13 @@ class Queue:
             while replayed < limit:
                 # Read a page first, so that the script gets the keys of the letters' jobs;
                 # letters that cannot be replayed are passed by, never blocking the rest.
-                [page] = await self._app._direct.commands(
+                [page] = await self._connections.direct.commands(
                     [(b"XRANGE", keys.dead, start, end, b"COUNT", REPLAY_PAGE)]
                 )
                 if not page:
                     break
                 start = b"(" + page[-1][0]
-                moved, _ = await self._app._direct.call(
+                moved, _ = await self._connections.direct.call(
                     scripts.replay(
                         dead=keys.dead,
                         levels=keys.levels,

@@ -21,6 +21,7 @@ from .exceptions import ConfigurationError, InvalidArguments
 
 if TYPE_CHECKING:
     from ._app import App
+    from ._write import Writer
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -111,10 +112,13 @@ class Task(Generic[P, R]):
     function directly, in the caller's process.
     """
 
-    __slots__ = ("_app", "_arity", "_config", "_signature", "fn", "is_async")
+    __slots__ = ("_app", "_arity", "_config", "_signature", "_writer", "fn", "is_async")
 
-    def __init__(self, app: App, fn: Callable[..., Any], config: TaskConfig) -> None:
+    def __init__(
+        self, app: App, writer: Writer, fn: Callable[..., Any], config: TaskConfig
+    ) -> None:
         self._app = app
+        self._writer = writer
         self.fn = fn
         self._config = config
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -211,7 +215,8 @@ class Task(Generic[P, R]):
             changes["delay"] = 0.0
         if after is not None:
             changes["after"] = _dependencies(after)
-        copy: Task[P, R] = Task(self._app, self.fn, dataclasses.replace(self._config, **changes))
+        changed = dataclasses.replace(self._config, **changes)
+        copy: Task[P, R] = Task(self._app, self._writer, self.fn, changed)
         if key_ttl is not None and copy._config.key is None:
             raise ConfigurationError(
                 "key_ttl keeps a uniqueness key after the job ended, but no key was given: "
@@ -237,7 +242,7 @@ class Task(Generic[P, R]):
         if self._config.after:
             [waiting] = await self._enqueue_after([self._prepare(args, kwargs)])
             return waiting
-        [job] = await self._app._write(
+        [job] = await self._writer.write(
             self._config.queue, [self._prepare(args, kwargs)], wait=self._config.wait
         )
         return job
@@ -257,7 +262,7 @@ class Task(Generic[P, R]):
         batch = [self._prepare(*self._call_of(call)) for call in calls]
         if self._config.after:
             return await self._enqueue_after(batch)
-        return await self._app._write(self._config.queue, batch, wait=self._config.wait)
+        return await self._writer.write(self._config.queue, batch, wait=self._config.wait)
 
     @overload
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]: ...
@@ -277,13 +282,19 @@ class Task(Generic[P, R]):
         return signature(self, args, kwargs)
 
     async def _enqueue_after(self, batch: list[Outgoing]) -> list[Job[R]]:
-        plan = Plan(self._app)
+        plan = Plan(self._app, self._writer)
         for outgoing in batch:
             plan.wait(waiting_job(outgoing, self._config.after))
         await plan.run()
         keeps = self._config.result_ttl > 0
         return [
-            Job(self._app, outgoing.job_id, keeps_result=keeps, task=self.name)
+            Job(
+                self._app,
+                self._writer.connections,
+                outgoing.job_id,
+                keeps_result=keeps,
+                task=self.name,
+            )
             for outgoing in batch
         ]
 
@@ -308,7 +319,7 @@ class Task(Generic[P, R]):
             raise InvalidArguments(
                 f"cannot enqueue {self._config.name}{self._signature}: {exc}"
             ) from None
-        return self._app._outgoing(self._config, args, kwargs)
+        return self._writer.outgoing(self._config, args, kwargs)
 
 
 def _plain_arity(signature: inspect.Signature) -> int:

@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from ._app import App
+from ._app import App, connections_of
 from ._job import Job, JobInfo, JobStatus
 from ._task import Task
 from .exceptions import ConfigurationError
@@ -100,7 +100,7 @@ class _LoopThread:
             loop = self._loop
             # An app's connections belong to the loop that opened them: the same App used on a
             # loop of its own meanwhile (an embedded worker) would share sockets between loops.
-            if app._loop not in (None, loop) and not app._loop.is_closed():
+            if connections_of(app).loop not in (None, loop):
                 raise ConfigurationError(
                     f"{app!r} is in use on another event loop; give the synchronous code an "
                     "aqueue.App of its own (with the same URL and namespace)"

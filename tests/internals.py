@@ -7,7 +7,9 @@ module to one change in the tests.
 
 from __future__ import annotations
 
+from aqueue._app import connections_of
 from aqueue._checks import MAX_SECONDS
+from aqueue._connections import Connections
 from aqueue._control import send_command
 from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
@@ -42,6 +44,7 @@ __all__ = [
     "UNTYPED",
     "Acker",
     "Call",
+    "Connections",
     "Delivery",
     "DirectCalls",
     "Fetcher",
@@ -56,6 +59,7 @@ __all__ = [
     "Slots",
     "_Room",
     "_acker",
+    "connections_of",
     "cron_schedule",
     "env_name",
     "job_ended",

@@ -1,4 +1,5 @@
-"""The layers of docs/architecture.md: every module imports only its layer and those above."""
+"""The layers of docs/architecture.md: every module imports only its layer and those above;
+and no module but ``_app.py`` reads an App's private attributes."""
 
 from __future__ import annotations
 
@@ -98,3 +99,53 @@ def test_the_walk_finds_runtime_imports_and_leaves_type_checking_ones(tmp_path: 
         "aqueue._redis._keys",
         "aqueue.contrib.otel",
     }
+
+
+_APP_NAMES = frozenset({"app", "_app"})
+"""What aqueue's code calls an App it holds: a name, or an attribute (``self._app``)."""
+
+
+def _app_internals_read(path: Path) -> list[str]:
+    """Each ``app._x`` (or ``self._app._x``) in ``path``: a private attribute read through a
+    name aqueue gives an App."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__"):
+            continue  # dunders (__class__, ...) are every object's
+        held = node.value
+        name = held.id if isinstance(held, ast.Name) else getattr(held, "attr", None)
+        if name in _APP_NAMES:
+            found.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_but_the_apps_reads_an_apps_private_attributes() -> None:
+    """Connections, the write path, middleware and hooks reach the rest of aqueue as objects
+    handed over, or through the seam at the end of ``_app.py``, never by reaching into App."""
+    reads = [
+        read
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != PACKAGE / "_app.py"
+        for read in _app_internals_read(path)
+    ]
+    assert reads == []
+
+
+def test_the_walk_finds_private_reads_through_an_apps_names(tmp_path: Path) -> None:
+    source = tmp_path / "_spy.py"
+    source.write_text(
+        "app._direct.run()\n"
+        "self._app._writer\n"
+        "self.app._lifecycle\n"
+        "self._app.url\n"
+        "task._app\n"
+        "app.__class__\n"
+    )
+    found = _app_internals_read(source)
+    assert sorted(read.split(": ", 1)[1] for read in found) == [
+        "app._direct",
+        "self._app._writer",
+        "self.app._lifecycle",
+    ]

@@ -20,6 +20,7 @@ from aqueue._worker._acker import Acker
 from aqueue._worker._outcome import Action, Delivery, Outcome
 from aqueue.testing import RedisServer
 from tests.helpers import entries, eventually, read_as
+from tests.internals import connections_of
 
 
 async def _told(job_id: str) -> None:
@@ -63,7 +64,7 @@ async def _read(app: aqueue.App, redis: Redis, *result_ttls: int) -> list[Delive
 async def _run(app: aqueue.App, outcomes: list[Outcome], *, kept_arguments_size: int = 0) -> Acker:
     """An acker of consumer "w", running, with ``outcomes`` submitted at once."""
     acker = Acker(
-        app._direct,
+        connections_of(app).direct,
         "w",
         lambda outcomes: None,
         _told,
@@ -190,14 +191,14 @@ async def _begin(app: aqueue.App, redis: Redis, deliveries: list[Delivery]) -> l
 @contextlib.contextmanager
 def _scripts_called(app: aqueue.App, called: list[str]) -> Iterator[None]:
     """Note in ``called`` the name of each script the app runs meanwhile."""
-    run = app._direct.run
+    run = connections_of(app).direct.run
 
     def spied(calls: Iterable[Call]) -> Awaitable[list[Any]]:
         calls = list(calls)
         called.extend(call.script.name for call in calls)
         return run(calls)
 
-    with patch.object(app._direct, "run", spied):
+    with patch.object(connections_of(app).direct, "run", spied):
         yield
 
 

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status
-from tests.internals import Keys, members, scripts
+from tests.internals import Keys, connections_of, members, scripts
 
 
 async def test_a_cancelled_queued_job_never_runs(app: aqueue.App) -> None:
@@ -338,7 +338,7 @@ async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis
     keys = Keys(app.namespace, "default")
 
     async def look(cursor: int) -> tuple[int, list[bytes]]:
-        reply = await app._direct.call(
+        reply = await connections_of(app).direct.call(
             scripts.poll(
                 delayed=keys.delayed,
                 levels=keys.levels,

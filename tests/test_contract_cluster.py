@@ -29,7 +29,7 @@ import aqueue
 from aqueue.testing import RedisServer
 from tests.conftest import IN_CI
 from tests.helpers import eventually
-from tests.internals import Call, DirectCalls, Keys, Script, run_sync, scripts
+from tests.internals import Call, DirectCalls, Keys, Script, connections_of, run_sync, scripts
 
 LUA = Path(scripts.__file__).parent / "lua"
 
@@ -122,7 +122,7 @@ async def strict(
         async with app:
             assert app.redis is not None  # bound to this loop before the calls are swapped
             calls = StrictCalls(cluster, admin)
-            app._direct_calls = calls
+            connections_of(app)._direct = calls
             yield app, calls
 
 

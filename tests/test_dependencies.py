@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 import aqueue
 from aqueue.testing import RedisServer
-from tests.internals import job_ended, worker_module
+from tests.internals import Connections, job_ended, worker_module
 
 
 def gate_tasks(
@@ -149,10 +149,10 @@ async def test_a_dependency_keeps_its_lease_while_its_waiting_jobs_are_told(
     entry is still this worker's until the ack, so no other worker claims and reruns it."""
     tells: list[str] = []
 
-    async def slow_tell(app: aqueue.App, job_id: str) -> None:
+    async def slow_tell(app: aqueue.App, connections: Connections, job_id: str) -> None:
         tells.append(job_id)
         await asyncio.sleep(2.0)  # four leases
-        await job_ended(app, job_id)
+        await job_ended(app, connections, job_id)
 
     monkeypatch.setattr(worker_module, "job_ended", slow_tell)
     async with aqueue.App(server.url, namespace=namespace, lease=0.5) as app:
@@ -174,11 +174,11 @@ async def test_telling_that_keeps_failing_lets_the_entry_go_and_the_redelivery_t
     must not keep the entry renewed forever: after a lease it is let go and delivered again."""
     tells: list[float] = []
 
-    async def failing_for_a_while(app: aqueue.App, job_id: str) -> None:
+    async def failing_for_a_while(app: aqueue.App, connections: Connections, job_id: str) -> None:
         tells.append(time.monotonic())
         if tells[-1] - tells[0] < 1.5:
             raise RedisConnectionError("this worker's connections are refused")
-        await job_ended(app, job_id)
+        await job_ended(app, connections, job_id)
 
     monkeypatch.setattr(worker_module, "job_ended", failing_for_a_while)
     async with aqueue.App(server.url, namespace=namespace, lease=0.5) as app:
@@ -198,11 +198,11 @@ async def test_a_dependency_whose_worker_failed_to_tell_is_told_on_redelivery(
     the redelivery (skipped: the job ended) tells them."""
     tells: list[str] = []
 
-    async def tell_once(app: aqueue.App, job_id: str) -> None:
+    async def tell_once(app: aqueue.App, connections: Connections, job_id: str) -> None:
         tells.append(job_id)
         if len(tells) == 1:
             raise RuntimeError("the worker dies here")  # as if killed between outcome and ack
-        await job_ended(app, job_id)
+        await job_ended(app, connections, job_id)
 
     monkeypatch.setattr(worker_module, "job_ended", tell_once)
     async with aqueue.App(server.url, namespace=namespace, lease=1) as app:

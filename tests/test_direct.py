@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
-from tests.internals import DirectCalls, _Room
+from tests.internals import DirectCalls, _Room, connections_of
 
 
 async def test_a_resp3_false_reply_does_not_hold_up_the_replies_behind_it(
@@ -20,7 +20,7 @@ async def test_a_resp3_false_reply_does_not_hold_up_the_replies_behind_it(
     async with aqueue.App(f"{server.url}?protocol=3", namespace=namespace) as app:
         script = "redis.setresp(3); return false"
         replies = await asyncio.wait_for(
-            app._direct.commands([(b"EVAL", script, 0), (b"PING",)]), 5
+            connections_of(app).direct.commands([(b"EVAL", script, 0), (b"PING",)]), 5
         )
     assert replies == [False, b"PONG"]
 
@@ -34,8 +34,8 @@ async def test_a_resp3_push_amid_the_replies_is_no_reply(
     await redis.set(key, "before")
     async with aqueue.App(f"{server.url}?protocol=3", namespace=namespace) as app:
         tracked = [(b"CLIENT", b"TRACKING", b"ON"), (b"GET", key), (b"SET", key, b"after")]
-        assert await app._direct.commands(tracked) == [b"OK", b"before", b"OK"]
-        assert await app._direct.command(b"PING") == b"PONG"
+        assert await connections_of(app).direct.commands(tracked) == [b"OK", b"before", b"OK"]
+        assert await connections_of(app).direct.command(b"PING") == b"PONG"
 
 
 async def test_calls_beyond_the_connection_limit_wait_for_a_free_connection(
@@ -43,10 +43,13 @@ async def test_calls_beyond_the_connection_limit_wait_for_a_free_connection(
 ) -> None:
     async with aqueue.App(server.url, namespace=namespace, max_connections=2) as app:
         replies = await asyncio.gather(
-            *(app._direct.command(b"EVAL", "return ARGV[1]", 0, i) for i in range(20))
+            *(
+                connections_of(app).direct.command(b"EVAL", "return ARGV[1]", 0, i)
+                for i in range(20)
+            )
         )
         assert replies == [str(i).encode() for i in range(20)]
-        direct = app._direct
+        direct = connections_of(app).direct
         assert isinstance(direct, DirectCalls)
         assert len(direct._idle) == 2
 
@@ -55,12 +58,14 @@ async def test_a_call_cancelled_while_it_waits_for_a_connection_takes_none_away(
     server: RedisServer, namespace: str
 ) -> None:
     async with aqueue.App(server.url, namespace=namespace, max_connections=1) as app:
-        slow = asyncio.create_task(app._direct.command(b"EVAL", "redis.call('PING')", 0))
-        waiting = asyncio.create_task(app._direct.command(b"PING"))
+        slow = asyncio.create_task(
+            connections_of(app).direct.command(b"EVAL", "redis.call('PING')", 0)
+        )
+        waiting = asyncio.create_task(connections_of(app).direct.command(b"PING"))
         await asyncio.sleep(0)  # both have asked for the one connection
         waiting.cancel()
         await slow
-        assert await asyncio.wait_for(app._direct.command(b"PING"), 5) == b"PONG"
+        assert await asyncio.wait_for(connections_of(app).direct.command(b"PING"), 5) == b"PONG"
 
 
 async def test_a_caller_handed_a_connection_as_it_is_cancelled_passes_it_on() -> None:
@@ -81,7 +86,7 @@ async def test_a_batch_written_in_pieces_gets_every_reply_in_order(
     """Commands of mixed sizes, written in pieces of a few kilobytes: every reply, in order."""
     values = [b"x" * (10_000 if i % 50 == 0 else i % 7) + str(i).encode() for i in range(400)]
     async with aqueue.App(server.url, namespace=namespace) as app:
-        replies = await app._direct.commands([(b"ECHO", value) for value in values])
+        replies = await connections_of(app).direct.commands([(b"ECHO", value) for value in values])
     assert replies == values
 
 
@@ -91,7 +96,9 @@ async def test_a_connection_in_use_when_the_app_closes_is_closed_after_its_call(
     before = len(await redis.client_list())
     app = aqueue.App(server.url, namespace=namespace)
     # A call that stays on the wire for 0.3 s without blocking the server.
-    call = asyncio.create_task(app._direct.command(b"BLPOP", f"{namespace}:empty", 0.3))
+    call = asyncio.create_task(
+        connections_of(app).direct.command(b"BLPOP", f"{namespace}:empty", 0.3)
+    )
     await eventually(lambda: _clients_are(redis, before + 1))
     await app.close()
     assert not call.done()

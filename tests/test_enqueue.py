@@ -36,6 +36,22 @@ async def test_enqueue_writes_one_stream_entry_and_the_job_reads_queued(
     assert before - dt.timedelta(seconds=1) <= info.enqueued_at <= dt.datetime.now(dt.UTC)
 
 
+async def test_a_job_is_enqueued_to_the_url_set_after_the_app_was_made(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    """As ``aqueue.testing.configured_or_embedded`` points an app made at import at its server."""
+    app = aqueue.App("redis://127.0.0.1:1/0", namespace=namespace)
+
+    @app.task
+    async def ping() -> None: ...
+
+    app.url = server.url
+    async with app:
+        job = await ping.enqueue()
+    [(_, fields)] = await entries(redis, Keys(namespace, "default").stream)
+    assert fields[b"j"] == job.id.encode()
+
+
 async def test_a_queued_job_takes_a_field_of_a_shared_hash_not_a_key_of_its_own(
     app: aqueue.App, redis: Redis
 ) -> None:

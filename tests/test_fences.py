@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import entries, eventually, read_as
-from tests.internals import GROUP, Delivery, Keys, _acker, job_ended, members
+from tests.internals import GROUP, Delivery, Keys, _acker, connections_of, job_ended, members
 
 
 async def test_a_task_with_more_retries_than_max_deliveries_gets_every_retry(
@@ -128,7 +128,7 @@ async def test_a_header_reported_ended_twice_releases_the_chords_callback_once(
         await eventually(lambda: _length_is(redis, callbacks.stream, 1))
     header = (await members(app, chord.id))[1]
     # As the redelivery after a crash between the outcome and the final ack does.
-    await job_ended(app, header)
+    await job_ended(app, connections_of(app), header)
     assert await redis.xlen(callbacks.stream) == 1
     async with aqueue.Worker(app):
         assert await chord.result(timeout=10) == 6

@@ -27,6 +27,7 @@ from tests.internals import (
     Levels,
     Reclaimer,
     Slots,
+    connections_of,
     prune_consumers,
 )
 
@@ -184,7 +185,7 @@ async def test_a_silent_consumer_with_nothing_pending_is_pruned_but_one_with_wor
     await app.enqueue("some.task")
     await read_as(redis, keys, "ghost")  # "ghost" now holds one pending entry
     await redis.xgroup_createconsumer(keys.stream, GROUP, "idle-and-empty")
-    assert await prune_consumers(app._direct, keys, idle_ms=0) == 1
+    assert await prune_consumers(connections_of(app).direct, keys, idle_ms=0) == 1
     [left] = await redis.xinfo_consumers(keys.stream, GROUP)
     assert left["name"] == b"ghost"
 
@@ -248,7 +249,7 @@ async def test_stopping_claims_waits_for_a_claim_in_flight_to_start_its_jobs(
 
     reclaimer = Reclaimer(
         redis=app.redis,
-        calls=app._direct,
+        calls=connections_of(app).direct,
         levels=Levels([keys]),
         consumer="heir",
         lease=0.001,

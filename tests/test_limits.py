@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status, read_as
-from tests.internals import GROUP, Keys, Limits, scripts
+from tests.internals import GROUP, Keys, Limits, connections_of, scripts
 
 
 async def test_a_rate_limit_is_held_within_ten_percent_by_three_workers(
@@ -215,7 +215,7 @@ async def _start_as(
             )
         ],
     )
-    [reply] = await app._direct.call(call)
+    [reply] = await connections_of(app).direct.call(call)
     return reply
 
 

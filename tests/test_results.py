@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from tests.helpers import entries
-from tests.internals import Keys
+from tests.internals import Keys, connections_of
 
 
 async def test_result_returns_the_value_the_task_returned(app: aqueue.App) -> None:
@@ -257,8 +257,8 @@ async def test_a_result_waiter_is_woken_by_final_statuses_only(
     channel = b"%s:channel" % app.namespace.encode()
     final = frozenset({b"succeeded"})
     async with (
-        app._result_waiter.watch(channel, 5, only=final) as woken,
-        app._result_waiter.watch(channel, 5) as every,
+        connections_of(app).result_waiter.watch(channel, 5, only=final) as woken,
+        connections_of(app).result_waiter.watch(channel, 5) as every,
     ):
         await redis.spublish(channel, b"running")
         await asyncio.wait_for(every.wait(), 5)

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue.testing import RedisServer
-from tests.internals import GROUP, Keys, run_sync, scripts
+from tests.internals import GROUP, Keys, connections_of, run_sync, scripts
 
 
 async def _pending_entry(redis: Redis, stream: bytes) -> bytes:
@@ -51,7 +51,7 @@ async def test_a_batch_keeps_its_order_when_the_server_lacks_its_first_script(
     # The server knows the release script but not the requeue that must run before it.
     await redis.script_flush()
     await redis.script_load(release.script.source)
-    requeued, released = await app._direct.run([requeue, release])
+    requeued, released = await connections_of(app).direct.run([requeue, release])
     assert requeued
     assert released == 1
     assert await redis.zcard(holders) == 0

@@ -56,7 +56,7 @@ def test_every_setting_comes_from_its_environment_variable(
         2048,
         4096,
     )
-    assert (app._max_connections, app.max_deliveries) == (8, 3)
+    assert (app.redis.connection_pool.max_connections, app.max_deliveries) == (8, 3)
     assert app.route("emails.send") == "emails"
     assert (app.max_queue_length("emails"), app.max_queue_length("other")) == (100, 0)
     assert app.events_limit > 0

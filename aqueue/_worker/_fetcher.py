@@ -32,7 +32,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .._app import App
+from .._app import App, connections_of
 from .._limits import Limits
 from .._message import record_ttl
 from .._redis import _calls as scripts
@@ -99,6 +99,7 @@ class Fetcher:
         starvation_guard: int | None = None,
     ) -> None:
         self._app = app
+        self._connections = connections_of(app)
         self._redis = redis
         self._reads = reads
         self._levels = levels
@@ -275,7 +276,7 @@ class Fetcher:
             # order cost the server more per entry than the read itself (each entry crossed
             # into Lua and back).
             reader = (b"XREADGROUP", b"GROUP", GROUP, self._consumer, b"COUNT")
-            replies = await self._app._direct.commands(
+            replies = await self._connections.direct.commands(
                 [
                     (*reader, count, b"STREAMS", stream, b">")
                     for [stream], (_, count) in zip(streams, asked, strict=True)
@@ -283,7 +284,7 @@ class Fetcher:
                 errors_in_place=True,
             )
         else:
-            replies = await self._app._direct.run(
+            replies = await self._connections.direct.run(
                 scripts.fetch(streams=one, group=GROUP, consumer=self._consumer, count=count)
                 for one, (_, count) in zip(streams, asked, strict=True)
             )
@@ -454,7 +455,7 @@ class Fetcher:
         while True:
             batches = self._start_calls(deliveries, waiting)
             try:
-                answers = await self._app._direct.run(call for call, _ in batches)
+                answers = await self._connections.direct.run(call for call, _ in batches)
             except REDIS_ERRORS as exc:
                 if self._giving_up:
                     return None

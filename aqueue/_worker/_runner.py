@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.exceptions import RedisError
 
+from .._app import connections_of, middleware_of
 from .._context import JobContext, ProgressReporter, _current
 from .._hooks import ResourceKey
 from .._job import encode_error
@@ -64,6 +65,7 @@ class Runner:
         resources: Mapping[ResourceKey[Any], Any],
     ) -> None:
         self._app = app
+        self._connections = connections_of(app)
         self._worker_name = worker_name
         self._pool = DaemonThreads(threads, "aqueue-sync")
         self._log_each = logger.isEnabledFor(logging.INFO)
@@ -72,7 +74,7 @@ class Runner:
         """The server's ``proto-max-bulk-len``, once a result large enough to need it came;
         until then every result fits (none is over the least a server takes)."""
         # Middleware read once, at the worker's start; None keeps a run free of them.
-        self._middleware = app._middleware.for_runs()
+        self._middleware = middleware_of(app).for_runs()
         middleware = self._middleware
         self._invoke = self._call if middleware is None else middleware.wrap(self._call)
 
@@ -203,7 +205,7 @@ class Runner:
             enqueued_at=datetime.fromtimestamp(enqueued_ms / 1000, UTC),
             worker=self._worker_name,
             _progress=(
-                ProgressReporter(self._app._direct, delivery.record, self._app.url)
+                ProgressReporter(self._connections.direct, delivery.record, self._app.url)
                 if delivery.result_ttl > 0
                 else None
             ),

@@ -19,7 +19,7 @@ from typing import Any, Self, TypeVar
 import anyio
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError
 
-from .._app import App
+from .._app import App, connections_of, lifecycle_of
 from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
@@ -263,11 +263,11 @@ class Worker:
             if not await self._reach_redis(wait=started is None):
                 logger.info("worker %s stopped before Redis could be reached", self.name)
                 return
-            stop_hooks = await app._lifecycle.start(self)
+            stop_hooks = await lifecycle_of(app).start(self)
             try:
                 await self._work(reads, started)
             finally:
-                await app._lifecycle.stop(self, stop_hooks)
+                await lifecycle_of(app).stop(self, stop_hooks)
         except BaseException as exc:
             if started is not None and not started.done():
                 started.set_exception(exc)
@@ -326,6 +326,7 @@ class Worker:
 
     async def _work(self, reads: BlockingReads, started: asyncio.Future[None] | None) -> None:
         app = self.app
+        connections = connections_of(app)
         in_flight = self._in_flight
 
         def stop_renewing(outcomes: list[Outcome]) -> None:
@@ -333,10 +334,10 @@ class Worker:
                 in_flight.pop((outcome.delivery.stream, outcome.delivery.entry_id), None)
 
         acker = self._acker = Acker(
-            app._direct,
+            connections.direct,
             self.name,
             stop_renewing,
-            tell=functools.partial(job_ended, app),
+            tell=functools.partial(job_ended, app, connections),
             lease=app.lease,
             events_limit=app.events_limit,
             kept_arguments_size=app.kept_arguments_size,
@@ -381,7 +382,7 @@ class Worker:
         )
         reclaimer = self._reclaimer = Reclaimer(
             redis=app.redis,
-            calls=app._direct,
+            calls=connections.direct,
             levels=self._levels,
             consumer=self.name,
             lease=app.lease,
@@ -551,7 +552,9 @@ class Worker:
         # fail the stop, since any worker prunes a consumer with nothing pending later.
         try:
             for keys in self._keys:
-                await prune_consumers(self.app._direct, keys, idle_ms=0, name=self.name)
+                await prune_consumers(
+                    connections_of(self.app).direct, keys, idle_ms=0, name=self.name
+                )
         except (RedisError, OSError) as exc:
             logger.debug("could not remove consumer %s: %s", self.name, exc)
 

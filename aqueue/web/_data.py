@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeAlias, cast, get_args
 
 from redis.exceptions import ResponseError
 
-from .._app import App
+from .._app import App, connections_of
 from .._inspect import (
     Arguments,
     decoded_arguments,
@@ -248,7 +248,7 @@ async def dead_letter_of(app: App, info: JobInfo) -> DeadLetter | None:
     start = f"{int(info.finished_at.timestamp() * 1000)}-0"
     with translate_errors(app.url):
         # The raw field list, as Queue.dead_letters reads it (aqueue's fields first).
-        [entries] = await app._direct.commands(
+        [entries] = await connections_of(app).direct.commands(
             [(b"XRANGE", keys.dead, start, b"+", b"COUNT", LETTERS_AFTER_END)]
         )
     letters = (_dead_letter(entry_id, fields) for entry_id, fields in entries)
