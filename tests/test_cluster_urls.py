@@ -57,3 +57,13 @@ async def test_a_tls_cluster_url_connects_to_every_node_with_tls() -> None:
         assert isinstance(client, RedisCluster)
         startup = client.nodes_manager.startup_nodes.values()
         assert {n.connection_class for n in startup} == {SSLConnection}
+
+
+async def test_a_cluster_no_node_of_which_answers_is_a_connection_failure() -> None:
+    async with aqueue.App("redis+cluster://127.0.0.1:1") as app:
+
+        @app.task
+        async def nothing() -> None: ...
+
+        with pytest.raises(aqueue.ConnectionFailed, match="cannot reach Redis"):
+            await nothing.enqueue()

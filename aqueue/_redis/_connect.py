@@ -90,10 +90,11 @@ def shared_client(url: str, *, max_connections: int) -> Redis:
 def own_client(url: str, *, single_connection: bool = False) -> Redis:
     """A client of its own, for a long blocking read or a subscription outside the pool.
 
-    On a cluster, a client with a pool per node: a blocking read needs a connection of its
-    own on each node it reads from (see ``_worker/_reads.py``)."""
+    On a cluster, for the remote-control listener: its subscription and its answers need a
+    connection or two on a node. (A worker's blocking reads are made per slot, each on a
+    connection to the slot's master: see ``_worker/_reads.py``.)"""
     if urlsplit(url).scheme in CLUSTER_SCHEMES:
-        return cluster_client(url, max_connections=2**31, **_socket_options(url))
+        return cluster_client(url, max_connections=4, **_socket_options(url))
     return Redis.from_url(url, single_connection_client=single_connection, **_socket_options(url))
 
 
