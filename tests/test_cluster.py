@@ -17,6 +17,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from redis.crc import key_slot
@@ -246,6 +247,26 @@ async def test_queues_on_every_master_are_paused_counted_and_their_workers_answe
         answers, silent = await send_command(app, "ping", None, timeout=5)
     assert answers == {worker.name: "pong"}
     assert silent == []
+
+
+async def test_dead_letters_on_another_master_are_listed_replayed_and_purged(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    queue = spread_queues(cluster, app.namespace)[1]
+    app.routes["missing.*"] = queue
+    async with aqueue.Worker(app, queues=[queue]):
+        jobs = [await app.enqueue("missing.task", n) for n in range(3)]
+        await eventually(lambda: all_failed(jobs))
+    dead = app.queue(queue)
+    letters = await dead.dead_letters()
+    assert {letter.job_id for letter in letters} == {job.id for job in jobs}
+    assert await dead.replay_dead_letters(letter=letters[0].id) == 1
+    assert await dead.purge_dead_letters() == 2
+    assert await dead.dead_letters() == []
+
+
+async def all_failed(jobs: list[aqueue.Job[Any]]) -> bool:
+    return all([await has_status(job, aqueue.JobStatus.FAILED) for job in jobs])
 
 
 def queue_on_slot(slot: int) -> str:
