@@ -1,5 +1,5 @@
 """Redis Cluster URLs: ``redis+cluster://h1:p1,h2:p2`` (``rediss+cluster://`` with TLS), checked
-where the App is made, before anything reaches a server."""
+where the App is made, before anything reaches a server; and how a call finds its master."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 
 import aqueue
+from tests.internals import command_key
 
 
 @pytest.mark.parametrize(
@@ -67,3 +68,17 @@ async def test_a_cluster_no_node_of_which_answers_is_a_connection_failure() -> N
 
         with pytest.raises(aqueue.ConnectionFailed, match="cannot reach Redis"):
             await nothing.enqueue()
+
+
+@pytest.mark.parametrize(
+    ("command", "key"),
+    [
+        ((b"HGET", b"ns:{q}:job:1", b"status"), b"ns:{q}:job:1"),
+        (("XINFO", "GROUPS", "ns:{q}:stream"), b"ns:{q}:stream"),
+        ((b"XREADGROUP", b"GROUP", b"g", b"c", b"COUNT", 5, b"STREAMS", b"s", b">"), b"s"),
+    ],
+)
+def test_a_fast_path_command_is_routed_by_its_first_key(
+    command: tuple[bytes | str | int, ...], key: bytes
+) -> None:
+    assert command_key(command) == key

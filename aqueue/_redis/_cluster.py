@@ -158,12 +158,13 @@ class Topology:
 
 def command_key(parts: Sequence[Any]) -> bytes:
     """The key that routes a plain command of the fast path (its first key)."""
-    name = bytes(parts[0]).upper()
+    words = [part if isinstance(part, bytes) else str(part).encode() for part in parts]
+    name = words[0].upper()
     if name == b"XINFO":
-        return bytes(parts[2])
+        return words[2]
     if name in (b"XREAD", b"XREADGROUP"):
-        return bytes(parts[list(parts).index(b"STREAMS") + 1])
-    return bytes(parts[1])
+        return words[[word.upper() for word in words].index(b"STREAMS") + 1]
+    return words[1]
 
 
 _Send = Callable[[DirectCalls, list[Any]], Awaitable[list[Any]]]
