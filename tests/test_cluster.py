@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.crc import key_slot
 
 import aqueue
@@ -197,6 +198,33 @@ async def test_an_idle_worker_on_every_master_starts_a_new_job_at_once(
             assert await job.result(timeout=5) == n
             assert time.monotonic() - started < 0.5
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_worker_that_may_not_unblock_reads_still_starts_jobs_of_every_master_at_once(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    """A minimal ACL user has no CLIENT UNBLOCK: a read of one slot that returns must not wait
+    for the other slots' reads to run out their BLOCK (1 s each)."""
+    for node in cluster.nodes:
+        with SyncRedis(port=node.port) as admin:
+            admin.execute_command(
+                "ACL", "SETUSER", "plain", "on", ">plain-pw", "+@all", "-client|unblock", "~*", "&*"
+            )
+    url = cluster.url.replace("://", "://plain:plain-pw@")
+    async with aqueue.App(url, namespace=namespace, lease=3) as app:
+
+        @app.task
+        async def echo(n: int) -> int:
+            return n
+
+        queues = spread_queues(cluster, namespace)
+        async with aqueue.Worker(app, queues=queues):
+            await asyncio.sleep(1.5)  # idle: a read in flight on every slot
+            started = time.monotonic()
+            for n in range(6):
+                job = await echo.options(queue=queues[n % 3]).enqueue(n)
+                assert await job.result(timeout=5) == n
+            assert time.monotonic() - started < 2.0  # about 6 s if each waited for a BLOCK
 
 
 async def test_the_events_of_queues_on_every_master_are_all_told(

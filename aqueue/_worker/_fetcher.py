@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -149,6 +150,11 @@ class Fetcher:
         try:
             await self._fetch()
         finally:
+            # Taken by reads still in flight (other slots' on a cluster): not started either.
+            # Shielded: a worker stopped at once cancels this task, and those entries would
+            # wait out their lease.
+            with anyio.CancelScope(shield=True):
+                self._held.extend(self._deliveries(await self._reads.drain()))
             # Unstarted: back to their queues now, rather than pending until their lease
             # lapses while this worker lets its running jobs finish.
             while self._held:

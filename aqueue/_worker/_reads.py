@@ -3,9 +3,11 @@ one per slot.
 
 One XREADGROUP may only name streams of one slot on a Redis Cluster (CROSSSLOT otherwise),
 and each queue has a slot of its own (its hash tag). So on a cluster the streams are grouped
-by slot, each group read on its own connection to the slot's master, all at once; the first
-read that returns ends the others early (CLIENT UNBLOCK), so the worker starts what came at
-once, and what the others took is held like any entries beyond the free slots.
+by slot, each group read on its own connection to the slot's master, all at once. A read
+returns as soon as one of them does; the others stay in flight and are collected by a later
+read (so nothing waits for another slot's BLOCK, and no CLIENT UNBLOCK is needed, which a
+minimal ACL user may not send). What they take is held like any entries beyond the free slots,
+and handed back when the worker stops (:meth:`BlockingReads.drain`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import AskError, MovedError, RedisError, ResponseError, TryAgainError
 
 from .._app import App
 from .._redis._cluster import TRY_AGAIN_PAUSE, Topology, as_cluster, slot_groups
@@ -61,6 +63,8 @@ class BlockingReads:
         self._topology = None if cluster is None else Topology(cluster)
         self._connections: dict[int | None, _Connection] = {}
         """By slot on a cluster; the one connection under None on a single server."""
+        self._in_flight: dict[int, asyncio.Task[Pairs]] = {}
+        """A cluster's reads not collected yet, by slot."""
 
     async def read(
         self, consumer: str, streams: dict[bytes, bytes], *, count: int, block: int
@@ -73,26 +77,44 @@ class BlockingReads:
             slot: {stream: streams[stream] for stream in group}
             for slot, group in slot_groups(self._redis, streams).items()
         }
-        if len(groups) == 1:
-            [(slot, group)] = groups.items()
-            return await self._read_slot(slot, consumer, group, count, block)
-        reads = [
-            asyncio.create_task(self._read_slot(slot, consumer, group, count, block))
-            for slot, group in groups.items()
-        ]
-        try:
-            await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
-            await self.unblock()
-            # Never cancelled mid-reply: each read ends by itself (unblocked, or its BLOCK).
-            await asyncio.wait(reads)
-        finally:
-            for read in reads:
-                if not read.done():
-                    read.cancel()
+        for slot, group in groups.items():
+            if slot not in self._in_flight:
+                read = self._read_slot(slot, consumer, group, count, block)
+                self._in_flight[slot] = asyncio.create_task(read)
+        await asyncio.wait(self._in_flight.values(), return_when=asyncio.FIRST_COMPLETED)
+        return self._collect()
+
+    def _collect(self) -> Pairs:
+        """What the reads that ended took; the first error when none took anything (entries
+        read come first: the failed slot is read again, and fails again, next time)."""
         pairs: Pairs = []
-        for read in reads:
-            pairs.extend(read.result())  # the first error is the caller's
+        failed: BaseException | None = None
+        for slot, read in list(self._in_flight.items()):
+            if read.done():
+                del self._in_flight[slot]
+                if read.cancelled():
+                    continue
+                error = read.exception()
+                if error is None:
+                    pairs.extend(read.result())
+                else:
+                    failed = failed or error
+        if failed is not None and not pairs:
+            raise failed
         return pairs
+
+    async def drain(self) -> Pairs:
+        """End the reads still in flight (the worker stops) and return what they took, to be
+        handed back."""
+        if not self._in_flight:
+            return []
+        await self.unblock()
+        # Each ends by itself (unblocked, or at its BLOCK): never cancelled mid-reply.
+        await asyncio.wait(self._in_flight.values())
+        try:
+            return self._collect()
+        except (*REDIS_ERRORS, RedisError):
+            return []  # what a failed read took stays pending: reclaimed after its lease
 
     async def _read_slot(
         self, slot: int, consumer: str, streams: dict[bytes, bytes], count: int, block: int
@@ -166,5 +188,8 @@ class BlockingReads:
             await connection.client.aclose()
 
     async def close(self) -> None:
+        for read in self._in_flight.values():
+            read.cancel()  # left by a worker stopped at once: its connection is dropped too
+        self._in_flight.clear()
         for slot in list(self._connections):
             await self._drop(slot)
