@@ -17,6 +17,7 @@ RESP version match) before its socket is taken over.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -168,23 +169,24 @@ class ConnectionSource(Protocol):
     def connection_kwargs(self) -> dict[str, Any]: ...
 
 
-class Batches:
-    """Batches of script calls and plain commands, each batch in one round trip (per server)."""
+class Batches(abc.ABC):
+    """Batches of script calls and plain commands, each batch in one round trip (per server):
+    :class:`DirectCalls` on one server, ``_cluster.ClusterCalls`` over a cluster's masters."""
 
+    @abc.abstractmethod
     async def run(self, calls: Iterable[Call]) -> list[Any]:
         """Run each call, in order; each reply, or the server's error as an exception."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def commands(
         self, commands: Sequence[Sequence[Any]], *, errors_in_place: bool = False
     ) -> list[Any]:
         """Run plain commands in one round trip; their replies, the server's errors raised
         (or, ``errors_in_place``, each in its reply's place, as :meth:`run` gives them)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def close(self) -> None:
         """Close the idle connections; calls in flight close theirs when they end."""
-        raise NotImplementedError
 
     async def call(self, call: Call) -> Any:
         """Run one script call; its reply, or the server's error raised."""
@@ -250,10 +252,7 @@ class DirectCalls(Batches):
             self._room.give()
 
     async def commands(
-        self,
-        commands: Sequence[Sequence[Any]],
-        *,
-        errors_in_place: bool = False,
+        self, commands: Sequence[Sequence[Any]], *, errors_in_place: bool = False
     ) -> list[Any]:
         packed = [_command(*parts) for parts in commands]
         asking = self._asking
