@@ -23,7 +23,14 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.cluster import ClusterNode as SyncClusterNode
 from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..exceptions import ConfigurationError
 from ._direct import Batches, DirectCalls
@@ -145,15 +152,27 @@ class Topology:
         """Read the slot map again, unless another caller did since ``seen``."""
         async with self._lock:
             if self._refreshed == seen:
-                await self.client.nodes_manager.initialize()
+                try:
+                    await self.client.nodes_manager.initialize()
+                except RedisClusterException as exc:
+                    raise _outage(exc) from exc
                 self._refreshed += 1
 
     def master(self, key: bytes) -> ClusterNode:
         """The master serving ``key``'s slot, as the slot map says."""
-        return self.client.nodes_manager.get_node_from_slot(key_slot(key))
+        try:
+            return self.client.nodes_manager.get_node_from_slot(key_slot(key))
+        except RedisClusterException as exc:
+            raise _outage(exc) from exc
 
     def node(self, host: str, port: int) -> ClusterNode | None:
         return self.client.nodes_manager.get_node(host, port)
+
+
+def _outage(error: RedisClusterException) -> RedisConnectionError:
+    """A cluster whose slot map is incomplete for now (no node answers, or a slot has no
+    master during a failover): an outage to wait out and try again, like a lost server."""
+    return RedisConnectionError(f"the Redis Cluster cannot serve every slot now: {error}")
 
 
 def command_key(parts: Sequence[Any]) -> bytes:
