@@ -379,7 +379,7 @@ async def test_a_killed_master_is_followed_to_its_replica_under_load(
     Redis replicates asynchronously, so the last writes the master acknowledged may be lost:
     a few at most here (figures printed with -s)."""
     figures = await _fail_over_under_load(app, cluster, cluster.kill_and_replace)
-    assert figures.again < 6.0
+    assert figures.again < 8.0  # the backoff pauses at most 5 s; CPU contention adds
     assert figures.lost <= 5
 
 
