@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ._redis._backoff import Backoff
-from ._redis._cluster import Topology, as_cluster
+from ._redis._cluster import as_cluster, topology_of
 from ._redis._direct import ConnectionSource
 from ._redis._errors import REDIS_ERRORS
 
@@ -223,7 +223,7 @@ class ClusterWaiters:
     master of its slot."""
 
     def __init__(self, cluster: RedisCluster) -> None:
-        self._topology = Topology(cluster)
+        self._topology = topology_of(cluster)
         self._waiters: dict[str, ResultWaiter] = {}
         self._moves: set[asyncio.Task[None]] = set()
 

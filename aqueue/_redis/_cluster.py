@@ -130,18 +130,30 @@ def slot_groups(client: Redis, keys: Iterable[bytes]) -> dict[int, list[bytes]]:
     return groups
 
 
+def topology_of(client: RedisCluster) -> Topology:
+    """The one :class:`Topology` of ``client``, shared by the fast path, a worker's reads and
+    the result waiters: a change is read once for all of them."""
+    # Kept on the client, so that it lives exactly as long (the client's nodes refer back to
+    # the client: a table of topologies would keep every client alive).
+    topology: Topology | None = getattr(client, _TOPOLOGY, None)
+    if topology is None:
+        topology = Topology(client)
+        setattr(client, _TOPOLOGY, topology)
+    return topology
+
+
 class Topology:
     """The slot map of one cluster client, read again once per change however many callers
     meet the change at once."""
 
     def __init__(self, client: RedisCluster) -> None:
-        self.client = client
+        self._nodes = client.nodes_manager
         self._refreshed = 0
         self._lock = asyncio.Lock()
 
     async def ready(self) -> None:
         """Read the slot map once, before the first call."""
-        if not self.client.nodes_manager.slots_cache:
+        if not self._nodes.slots_cache:
             await self.refresh(self._refreshed)
 
     def seen(self) -> int:
@@ -153,7 +165,7 @@ class Topology:
         async with self._lock:
             if self._refreshed == seen:
                 try:
-                    await self.client.nodes_manager.initialize()
+                    await self._nodes.initialize()
                 except RedisClusterException as exc:
                     raise _outage(exc) from exc
                 self._refreshed += 1
@@ -161,18 +173,21 @@ class Topology:
     def master(self, key: bytes) -> ClusterNode:
         """The master serving ``key``'s slot, as the slot map says."""
         try:
-            return self.client.nodes_manager.get_node_from_slot(key_slot(key))
+            return self._nodes.get_node_from_slot(key_slot(key))
         except RedisClusterException as exc:
             raise _outage(exc) from exc
 
     def node(self, host: str, port: int) -> ClusterNode | None:
-        return self.client.nodes_manager.get_node(host, port)
+        return self._nodes.get_node(host, port)
 
 
 def _outage(error: RedisClusterException) -> RedisConnectionError:
     """A cluster whose slot map is incomplete for now (no node answers, or a slot has no
     master during a failover): an outage to wait out and try again, like a lost server."""
     return RedisConnectionError(f"the Redis Cluster cannot serve every slot now: {error}")
+
+
+_TOPOLOGY = "_aqueue_topology"
 
 
 def command_key(parts: Sequence[Any]) -> bytes:
@@ -193,7 +208,7 @@ class ClusterCalls(Batches):
     """:class:`~._direct.DirectCalls` over a cluster: each call on its slot's master."""
 
     def __init__(self, client: RedisCluster, limit: int) -> None:
-        self._topology = Topology(client)
+        self._topology = topology_of(client)
         self._limit = limit
         self._nodes: dict[tuple[str, bool], DirectCalls] = {}
         """Each master's fast path, and (under True) the one that sends ASKING first."""

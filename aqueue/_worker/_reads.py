@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import AskError, MovedError, RedisError, ResponseError, TryAgainError
 
 from .._app import App
-from .._redis._cluster import TRY_AGAIN_PAUSE, Topology, as_cluster, slot_groups
+from .._redis._cluster import TRY_AGAIN_PAUSE, as_cluster, slot_groups, topology_of
 from .._redis._connect import own_client
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import GROUP
@@ -60,7 +60,7 @@ class BlockingReads:
         self._redis = app.redis
         self._url = app.url
         cluster = as_cluster(app.redis)
-        self._topology = None if cluster is None else Topology(cluster)
+        self._topology = None if cluster is None else topology_of(cluster)
         self._connections: dict[int | None, _Connection] = {}
         """By slot on a cluster; the one connection under None on a single server."""
         self._in_flight: dict[int, asyncio.Task[Pairs]] = {}
