@@ -14,6 +14,7 @@ subscription; it is made again on the slot's new master, and its waiters read on
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,6 +61,9 @@ class ResultWaiter:
         self._source = source
         self._moved = moved
         self._channels: dict[bytes, _Channel] = {}
+        self._leaving: collections.Counter[bytes] = collections.Counter()
+        """SUNSUBSCRIBEs sent and not answered yet, by channel: an answer to one of those
+        is ours, any other the server's (the channel's slot moved away)."""
         self._connection: AbstractConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
@@ -100,6 +104,7 @@ class ResultWaiter:
     async def _drop(self, channel: bytes, entry: _Channel) -> None:
         if self._channels.get(channel) is entry:
             del self._channels[channel]
+            self._leaving[channel] += 1
             with suppress(RedisConnectionError, OSError):
                 await self._send(b"SUNSUBSCRIBE", channel)
 
@@ -132,6 +137,7 @@ class ResultWaiter:
                 if self._connection is not None:
                     await self._connection.disconnect()
                 self._channels.clear()
+                self._leaving.clear()
             if self._reader is None:
                 self._connection = await self._connect()
                 self._reader = asyncio.create_task(self._read_forever(), name="aqueue-results")
@@ -176,11 +182,18 @@ class ResultWaiter:
 
     def _dispatch(self, reply: list[bytes]) -> None:
         kind, channel = reply[0], reply[1]
+        if kind == b"sunsubscribe" and self._leaving[channel]:
+            # The answer to our own: a new waiter of the channel may have subscribed again
+            # since, and keeps its subscription.
+            self._leaving[channel] -= 1
+            if not self._leaving[channel]:
+                del self._leaving[channel]
+            return
         entry = self._channels.get(channel)
         if entry is None:
             return
         if kind == b"sunsubscribe":
-            # Not asked for (the channel still has waiters): its slot moved to another master.
+            # Not asked for: the channel's slot moved to another master.
             del self._channels[channel]
             if self._moved is not None:
                 self._moved(channel, entry)
@@ -209,6 +222,7 @@ class ResultWaiter:
                 if self._connection is not None:
                     await self._connection.disconnect()
                 self._connection = await self._connect()
+                self._leaving.clear()  # sent on the lost connection: no answer will come
                 for channel in self._channels:
                     await self._connection.send_command(b"SSUBSCRIBE", channel)
             except REDIS_ERRORS as exc:
