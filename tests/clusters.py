@@ -40,8 +40,18 @@ class LocalCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
 
     def start(self, timeout: float = 30.0) -> Self:
+        """Start the nodes, join them, and wait until the cluster serves every slot; the
+        nodes are stopped again if it does not come up."""
         if shutil.which("redis-cli") is None:
             raise RuntimeError("redis-cli is not on the PATH (apt-get install redis-tools)")
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
         for _ in range(MASTERS * 2):
             # The bus port is the port + 10000 unless set: past 65535 for many a free port.
             config = {
@@ -70,10 +80,8 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while not self._ready():
             if time.monotonic() > deadline:
-                self.close()
                 raise RuntimeError("the local cluster did not reach cluster_state:ok")
             time.sleep(0.1)
-        return self
 
     def _ready(self) -> bool:
         """Every node says the cluster is ok and knows all six nodes with their roles, and
