@@ -20,7 +20,6 @@ from ._canvas import (
     Chord,
     Group,
     GroupJob,
-    JobOptions,
     Signature,
     Step,
     chord,
@@ -32,6 +31,7 @@ from ._hooks import ResourceKey, WorkerHook
 from ._job import Job, JobInfo, JobStatus, RemoteError
 from ._logging import JobLogFilter, JsonLogFormatter
 from ._middleware import CallNext, Middleware, OutgoingJob
+from ._options import JobOptions, TaskOptions
 from ._queue import DeadLetter, Queue, QueueStats
 from ._registry import WorkerInfo
 from ._schedule import Schedule
@@ -110,6 +110,7 @@ __all__ = [
     "Task",
     "TaskDecorator",
     "TaskFailed",
+    "TaskOptions",
     "TaskRegistrationError",
     "TaskTimeout",
     "Worker",

@@ -8,7 +8,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
-from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
+from typing import Any, ParamSpec, Protocol, Self, TypeVar, Unpack, cast, overload
 
 from redis.asyncio import Redis
 
@@ -17,20 +17,18 @@ from ._connections import Connections
 from ._events import Event, follow
 from ._hooks import H, Lifecycle
 from ._job import Job
-from ._limits import max_concurrency as check_concurrency
-from ._limits import rate_limit as check_rate
 from ._middleware import Middleware, MiddlewareStack
+from ._options import TaskOptions, check_task_name, checked
 from ._queue import Queue
 from ._redis._connect import check_url
-from ._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, check_name
+from ._redis._keys import EVENTS_LIMIT, check_name
 from ._registry import WorkerInfo, live_workers
 from ._schedule import Misfire, Schedule, cron_schedule, every_schedule
 from ._serialize import JsonSerializer, Serializer, encode_call
 from ._settings import Settings
-from ._task import DEFAULT_BACKOFF, Task, TaskConfig, check_priority
+from ._task import Task, TaskConfig
 from ._typed import task_types
 from ._write import Writer
-from .backoff import Backoff
 from .exceptions import ConfigurationError, TaskRegistrationError
 
 P = ParamSpec("P")
@@ -52,8 +50,7 @@ def _check_task_name(name: object) -> None:
             "app.enqueue takes a task's name, not the task: call the task's own "
             f"enqueue(...), or app.enqueue({name.name!r}, ...)"
         )
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"a task name must be a non-empty string, not {name!r}")
+    check_task_name(name)
 
 
 def _queue_lengths(value: int | Mapping[str, int], what: str) -> int | Mapping[str, int]:
@@ -197,96 +194,26 @@ class App:
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
     @overload
-    def task(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        timeout: float | timedelta | None = None,
-        result_ttl: float | timedelta | None = None,
-        retries: int = 0,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        backoff: Backoff = DEFAULT_BACKOFF,
-        dead_letter_failures: bool = False,
-        priority: int = DEFAULT_PRIORITY,
-        rate_limit: str | float | None = None,
-        max_concurrency: int | None = None,
-    ) -> TaskDecorator: ...
+    def task(self, fn: None = None, /, **options: Unpack[TaskOptions]) -> TaskDecorator: ...
 
-    def task(
-        self,
-        fn: Callable[..., Any] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        timeout: float | timedelta | None = None,
-        result_ttl: float | timedelta | None = None,
-        retries: int = 0,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        backoff: Backoff = DEFAULT_BACKOFF,
-        dead_letter_failures: bool = False,
-        priority: int = DEFAULT_PRIORITY,
-        rate_limit: str | float | None = None,
-        max_concurrency: int | None = None,
-    ) -> Any:
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Unpack[TaskOptions]) -> Any:
         """Register a function as a task; use bare (``@app.task``) or with options.
 
         Args:
-            name: Registered name; defaults to ``module.qualname`` of the function.
-            queue: Queue its jobs go to; defaults to the app's ``default_queue``.
-            timeout: Seconds a run may take before it is cancelled and fails.
-            result_ttl: Seconds its results are kept; defaults to the app's.
-            retries: How many times a failed run is tried again.
-            retry_on: Exception types that are retried (others fail at once).
-            backoff: How long to wait before each retry (see :mod:`aqueue.backoff`).
-            dead_letter_failures: Also put jobs that failed for good in the dead-letter
-                stream, so they can be replayed.
-            priority: Level of its jobs, 0 (lowest) to 9 (highest); with a backlog, a worker
-                runs higher levels first. The default, 5, leaves room below and above.
-            rate_limit: Most jobs let through by all workers together, as ``"N/s"``,
-                ``"N/m"`` or ``"N/h"`` (or a number per second), spaced evenly; jobs that
-                come too early wait, status ``scheduled``, without holding a worker slot.
-            max_concurrency: Most jobs running at once on all workers together.
+            **options: Any of :class:`aqueue.TaskOptions` (its name, queue, timeout, retries,
+                limits...). Checked now, so a bad option fails where it is written, not at
+                the decorated def.
 
         Raises:
             TaskRegistrationError: Another task is already registered under the name.
         """
-        whole_number(retries, "retries", least=0)
-        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
-            raise ConfigurationError(
-                f"retry_on must be a tuple of exception types, not {retry_on!r}"
-            )
-
-        # Checked now, so a bad option fails where it is written, not at the decorated def.
-        if name is not None:
-            _check_task_name(name)
-        queue_name = None if queue is None else check_name("queue", queue)
-        time_limit = seconds(timeout, "timeout")
-        level = check_priority(priority)
-        rate = check_rate(rate_limit)
-        concurrency = check_concurrency(max_concurrency)
-        ttl = self.result_ttl
-        if result_ttl is not None:
-            ttl = whole_seconds(result_ttl, "result_ttl")
+        given = {"result_ttl": self.result_ttl} | checked(options, TaskOptions, "app.task()")
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
-            task_name = name or f"{function.__module__}.{function.__qualname__}"
+            name = given.get("name") or f"{function.__module__}.{function.__qualname__}"
+            queue = given.get("queue") or self.route(name)
             config = TaskConfig(
-                name=task_name,
-                queue=queue_name or self.route(task_name),
-                timeout=time_limit,
-                result_ttl=ttl,
-                retries=retries,
-                retry_on=retry_on,
-                backoff=backoff,
-                dead_letter_failures=dead_letter_failures,
-                priority=level,
-                rate_limit=rate,
-                max_concurrency=concurrency,
-                types=task_types(function, task_name),
+                **given | {"name": name, "queue": queue}, types=task_types(function, name)
             )
             if config.name in self._tasks:
                 raise TaskRegistrationError(
@@ -442,7 +369,7 @@ class App:
         registered = self._tasks.get(task_name)
         if registered is not None:
             return await registered.enqueue(*args, **kwargs)
-        config = TaskConfig(task_name, self.route(task_name), None, self.result_ttl)
+        config = TaskConfig(task_name, self.route(task_name), self.result_ttl)
         writer = self._writer
         [job] = await writer.write(config.queue, [writer.outgoing(config, args, kwargs)])
         return job

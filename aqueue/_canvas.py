@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import (
     TYPE_CHECKING,
     Any,
     Generic,
     Literal,
     Self,
-    TypedDict,
     TypeVar,
     Unpack,
     cast,
@@ -40,6 +39,7 @@ from typing import (
 from ._depend import ERROR_MARK, Plan, Waiting
 from ._job import GROUP_TASK, Job, JobInfo
 from ._message import Outgoing
+from ._options import JobOptions
 from ._redis._keys import new_job_id
 from .exceptions import ConfigurationError, InvalidArguments, SerializationError, TaskFailed
 
@@ -52,22 +52,6 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 R2 = TypeVar("R2")
 T = TypeVar("T")
-
-
-class JobOptions(TypedDict, total=False):
-    """The per-job options of :meth:`Task.options`, for :meth:`Signature.options`."""
-
-    queue: str
-    result_ttl: float | timedelta
-    timeout: float | timedelta
-    delay: float | timedelta
-    at: datetime
-    wait: bool
-    key: str
-    key_ttl: float | timedelta
-    after: Iterable[Job[Any] | str]
-    expires: float | timedelta | datetime
-    priority: int
 
 
 class Canvas(Generic[R]):

@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from ._message import CODES, FIELDS, UNFINISHED_RECORD_TTL, Outgoing, record_ttl
+from ._message import UNFINISHED_RECORD_TTL, Outgoing, record_ttl
 from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
+from ._redis._wire import CODES, FIELDS
 from ._serialize import encode_call
 from .exceptions import ConfigurationError, ErrorType
 

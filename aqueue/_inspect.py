@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._events import named_queues
 from ._job import JobInfo, JobStatus, json_result
-from ._message import ENTRY
 from ._queue import QueueStats
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
+from ._redis._wire import ENTRY
 from ._registry import WorkerInfo
 from .exceptions import AqueueError
 

@@ -17,9 +17,9 @@ import orjson
 from ._checks import seconds
 from ._depend import ERROR_MARK
 from ._events import named_queues
-from ._message import ENTRY
 from ._redis._errors import translate_errors
 from ._redis._keys import Keys, keys_of, queue_of
+from ._redis._wire import ENTRY
 from .exceptions import (
     ConnectionFailed,
     ErrorType,

@@ -3,85 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import orjson
 
 from ._redis._calls import EnqueuedJob
 from ._redis._keys import DEFAULT_PRIORITY, Keys
+from ._redis._wire import CODES, PROTOCOL_VERSION
 from .exceptions import PayloadTooLarge
 
 UNFINISHED_RECORD_TTL = 7 * 24 * 3600
 """Seconds the record of an unfinished job is kept: far longer than any sane backlog, yet
 bounded, so an abandoned queue cannot hold records forever."""
 
-
-@dataclass(frozen=True, slots=True)
-class WireField:
-    """One field of a job's stream entry (see :data:`FIELDS`)."""
-
-    code: str
-    """The field's name in the entry: one letter, since every queued job carries it."""
-    name: str
-    """What it holds, named as in the Python code."""
-    type: type
-    """How its value reads: ``str``, ``int`` (decimal digits) or ``bytes`` (as written)."""
-    default: str | None
-    """How an entry without it reads (None: every job's entry has it)."""
-    replayed: bool = True
-    """Whether a replay of a dead letter carries it back into the queue."""
-
-
-PROTOCOL_VERSION: Final = 1
-"""The version of the wire format (docs/protocol.md) this release writes in each entry's ``v``
-field. A release that changes the format raises it, and reads the versions before it, so that
-old and new workers can share a queue during a rolling deploy."""
-
-FIELDS: Final = (
-    # An entry without it was written before the field existed: version 1.
-    WireField("v", "version", int, "1"),
-    WireField("j", "job_id", str, None),
-    WireField("t", "task", str, None),
-    WireField("p", "payload", bytes, None),
-    WireField("r", "result_ttl", int, None),
-    # JSON: the timeout and the enqueue middleware's metadata.
-    WireField("o", "options", bytes, ""),
-    WireField("u", "unique_key", str, ""),
-    WireField("k", "key_ttl", int, "0"),
-    WireField("l", "level", str, ""),
-    WireField("x", "expires_at_ms", int, "0"),
-    # A replayed job starts over: a poison job gets a fresh count.
-    WireField("a", "prior_attempts", int, "0", replayed=False),
-)
-"""A job's stream entry, field by field: the one place its wire format is defined.
-
-Every path that moves a job (enqueue, a waiting job's release, a delay's or a retry's
-promotion, a reclaim, a hand-back at shutdown, a replay) carries every field, so an option
-set at enqueue holds however the job travels. A test checks the Lua scripts against it."""
-
-CODES: Final = {wire.name: wire.code for wire in FIELDS}
-"""The entry's field name of each :data:`FIELDS` entry, by its Python name."""
-
-
-class EntryFields(NamedTuple):
-    """The field names of an entry as a worker reads them (bytes), by :data:`FIELDS` name."""
-
-    version: bytes
-    job_id: bytes
-    task: bytes
-    payload: bytes
-    result_ttl: bytes
-    options: bytes
-    unique_key: bytes
-    key_ttl: bytes
-    level: bytes
-    expires_at_ms: bytes
-    prior_attempts: bytes
-
-
-ENTRY: Final = EntryFields(**{wire.name: wire.code.encode() for wire in FIELDS})
-"""``ENTRY.job_id`` is ``b"j"``: code that reads an entry names fields, not letters (built from
-:data:`FIELDS`, so a field added there without a name here fails at import)."""
 
 DEAD_LETTER_FIELDS: Final = ("reason", "entry", "dead_at", "member")
 """What aqueue writes into a dead letter, *before* the fields of the entry it copies: a

@@ -13,10 +13,11 @@ from ._cancel import CANCELLED_RECORD_TTL
 from ._checks import whole_number
 from ._depend import job_ended
 from ._job import encode_error
-from ._message import CODES, DEAD_LETTER_FIELDS, FIELDS
+from ._message import DEAD_LETTER_FIELDS
 from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, GROUP, Keys, keys_of
+from ._redis._wire import CODES, FIELDS
 from .exceptions import ErrorType
 
 if TYPE_CHECKING:

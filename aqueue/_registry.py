@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 
 from ._redis._errors import translate_errors
+from ._redis._wire import ABSENT_VERSION
 
 if TYPE_CHECKING:
     from ._app import App
@@ -70,6 +71,8 @@ class WorkerInfo:
     """Its last heartbeat."""
     rates: Mapping[str, float] = field(default_factory=dict)
     """Jobs per second it ran from each queue, over the interval before its last heartbeat."""
+    protocol: int = int(ABSENT_VERSION)
+    """The newest version of the wire protocol it reads (docs/protocol.md)."""
 
 
 def encode_record(info: WorkerInfo) -> bytes:
@@ -89,6 +92,7 @@ def encode_record(info: WorkerInfo) -> bytes:
             "tasks": info.tasks,
             "seen": info.seen.timestamp(),
             "rates": dict(info.rates),
+            "protocol": info.protocol,
         }
     )
 
@@ -111,6 +115,8 @@ def decode_record(raw: bytes) -> WorkerInfo | None:
             tasks=tuple(str(t) for t in data["tasks"]),
             seen=datetime.fromtimestamp(float(data["seen"]), UTC),
             rates={str(q): float(r) for q, r in data.get("rates", {}).items()},
+            # Absent from the records of releases before it, which read version 1.
+            protocol=int(data.get("protocol", ABSENT_VERSION)),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None

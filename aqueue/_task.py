@@ -5,16 +5,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from ._canvas import Signature, Step, signature, waiting_job
-from ._checks import seconds, whole_seconds
 from ._depend import Plan
 from ._job import Job
 from ._limits import RateLimit
 from ._message import JobSpec, Outgoing
-from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, check_name, queue_of
+from ._options import JobOptions, checked
+from ._redis._keys import DEFAULT_PRIORITY
 from ._typed import UNTYPED, TaskTypes
 from .backoff import Backoff, exponential
 from .exceptions import ConfigurationError, InvalidArguments
@@ -28,37 +28,20 @@ P2 = ParamSpec("P2")
 R = TypeVar("R")
 
 
-def _aware(value: datetime, what: str) -> datetime:
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise ConfigurationError(
-            f"{what} must be an aware datetime (with a timezone), not {value!r}: "
-            "use datetime.now(UTC) + timedelta(...) or attach tzinfo"
-        )
-    return value
-
-
-def check_priority(value: int) -> int:
-    """``value`` if it is a priority level, else raise ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITIES:
-        raise ConfigurationError(
-            f"priority must be a whole number from {PRIORITIES[0]} (lowest) to "
-            f"{PRIORITIES[-1]} (highest), not {value!r}; jobs that set none run at "
-            f"{DEFAULT_PRIORITY}"
-        )
-    return value
-
-
 DEFAULT_BACKOFF = exponential()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TaskConfig:
-    """How a task runs; fixed at registration, overridable per job with ``options``."""
+    """How a task runs; fixed at registration, overridable per job with ``options``.
+
+    Holds every option of :class:`~aqueue._options.TaskOptions` and
+    :class:`~aqueue._options.JobOptions` (as their checks make them), with its default."""
 
     name: str
     queue: str
-    timeout: float | None
     result_ttl: int
+    timeout: float | None = None
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     backoff: Backoff = DEFAULT_BACKOFF
@@ -144,80 +127,24 @@ class Task(Generic[P, R]):
         if kwargs or len(args) != self._arity:
             self._signature.bind(*args, **kwargs)
 
-    def options(
-        self,
-        *,
-        queue: str | None = None,
-        result_ttl: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,
-        delay: float | timedelta | None = None,
-        at: datetime | None = None,
-        wait: bool | None = None,
-        key: str | None = None,
-        key_ttl: float | timedelta | None = None,
-        after: Iterable[Job[Any] | str] | None = None,
-        expires: float | timedelta | datetime | None = None,
-        priority: int | None = None,
-    ) -> Task[P, R]:
+    def options(self, **options: Unpack[JobOptions]) -> Task[P, R]:
         """A copy of this task with some options changed for the jobs it enqueues.
 
         Args:
-            queue: Enqueue to this queue instead of the task's own.
-            result_ttl: Seconds to keep the result; 0 keeps none (fire and forget).
-            timeout: Seconds the job may run before it is cancelled.
-            delay: Run no sooner than this many seconds from now (on the Redis server's
-                clock); the job's status is ``scheduled`` until then.
-            at: Run no sooner than this time (an aware datetime).
-            wait: When the queue holds its ``max_queue_length``, wait for room instead of
-                raising :class:`QueueFull` (bound the wait with ``asyncio.timeout``).
-            key: Uniqueness: while a job with this key is queued, scheduled or running,
-                enqueueing again returns that job instead of adding one.
-            key_ttl: Keep deduplicating for this long after the job ended.
-            after: Jobs (or job ids) that must succeed first: the job waits (status
-                ``scheduled``) and is enqueued when the last of them succeeded; when one
-                fails or is cancelled, it fails with "dependency failed" and never runs.
-            expires: Seconds (or a timedelta) from now, or an aware datetime: a job not
-                started by then is not run but ends ``cancelled`` (reason: expired).
-            priority: 0 (lowest) to 9 (highest); when a worker has a backlog, higher levels
-                run first. Jobs that set none run at 5.
+            **options: Any of :class:`aqueue.JobOptions` (a delay, a uniqueness key, jobs to
+                wait for, another queue...); None keeps the task's value.
         """
-        changes: dict[str, Any] = {}
-        if queue is not None:
-            changes["queue"] = check_name("queue", queue)
-        if result_ttl is not None:
-            changes["result_ttl"] = whole_seconds(result_ttl, "result_ttl")
-        if timeout is not None:
-            changes["timeout"] = seconds(timeout, "timeout")
-        if wait is not None:
-            changes["wait"] = bool(wait)
-        if key is not None:
-            if not isinstance(key, str) or not key:
-                raise ConfigurationError(f"key must be a non-empty string, not {key!r}")
-            changes["key"] = key
-        if key_ttl is not None:
-            changes["key_ttl"] = whole_seconds(key_ttl, "key_ttl")
-        if expires is not None:
-            changes["expires"] = (
-                _aware(expires, "expires")
-                if isinstance(expires, datetime)
-                else seconds(expires, "expires")
-            )
-        if priority is not None:
-            changes["priority"] = check_priority(priority)
-        if delay is not None and at is not None:
+        changes = checked(options, JobOptions, "options()")
+        if "delay" in changes and "at" in changes:
             raise ConfigurationError("give either delay or at, not both")
         # Each replaces the other when chained: options(delay=5).options(at=t) runs at t.
-        if delay is not None:
-            changes["delay"] = seconds(delay, "delay", allow_zero=True)
+        if "delay" in changes:
             changes["at"] = None
-        if at is not None:
-            changes["at"] = _aware(at, "at")
+        elif "at" in changes:
             changes["delay"] = 0.0
-        if after is not None:
-            changes["after"] = _dependencies(after)
         changed = dataclasses.replace(self._config, **changes)
         copy: Task[P, R] = Task(self._app, self._writer, self.fn, changed)
-        if key_ttl is not None and copy._config.key is None:
+        if "key_ttl" in changes and copy._config.key is None:
             raise ConfigurationError(
                 "key_ttl keeps a uniqueness key after the job ended, but no key was given: "
                 "pass options(key=..., key_ttl=...)"
@@ -330,20 +257,3 @@ def _plain_arity(signature: inspect.Signature) -> int:
     if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
         return len(signature.parameters)
     return -1
-
-
-def _dependencies(after: Iterable[Job[Any] | str]) -> tuple[str, ...]:
-    if not isinstance(after, Job | str | Iterable):
-        raise ConfigurationError(
-            f"after= takes a job or a job id, or several in a list, not {after!r}"
-        )
-    ids: list[str] = []
-    for job in [after] if isinstance(after, Job | str) else after:
-        if isinstance(job, Job) and not job._keeps_result:
-            raise ConfigurationError(
-                f"job {job.id} keeps no result (result_ttl=0), so nothing can wait for it"
-            )
-        job_id = job.id if isinstance(job, Job) else job
-        queue_of(job_id)  # a malformed id fails here, not on a worker
-        ids.append(job_id)
-    return tuple(dict.fromkeys(ids))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._connections import Connections
 from ._job import Job
-from ._message import PROTOCOL_VERSION, Outgoing, check_size
+from ._message import Outgoing, check_size
 from ._middleware import MiddlewareStack
 from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
@@ -110,7 +110,6 @@ class Writer:
                 streams=keys.streams,
                 limit=limit,
                 events_limit=app.events_limit,
-                version=PROTOCOL_VERSION,
                 jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
             )
 

@@ -13,15 +13,18 @@ from aqueue._connections import Connections
 from aqueue._control import send_command
 from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
-from aqueue._message import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
+from aqueue._options import CHECKS
 from aqueue._redis import _calls as scripts
 from aqueue._redis._cluster import command_key
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import GROUP, Keys, keys_of
-from aqueue._redis._scripts import Call, Script, run_sync
+from aqueue._redis._scripts import Call, Script, run_sync, with_wire
+from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
+from aqueue._registry import encode_record, registry_index, registry_record
 from aqueue._schedule import cron_schedule, last_tick_key
 from aqueue._settings import Settings, env_name
+from aqueue._task import TaskConfig
 from aqueue._typed import UNTYPED
 from aqueue._version import DISTRIBUTION, pip_install
 from aqueue._worker import _acker
@@ -35,6 +38,7 @@ from aqueue._worker._reclaim import Reclaimer, prune_consumers
 from aqueue._worker._scheduler import Scheduler
 
 __all__ = [
+    "CHECKS",
     "CODES",
     "DISTRIBUTION",
     "ENTRY",
@@ -58,11 +62,13 @@ __all__ = [
     "Script",
     "Settings",
     "Slots",
+    "TaskConfig",
     "_Room",
     "_acker",
     "command_key",
     "connections_of",
     "cron_schedule",
+    "encode_record",
     "env_name",
     "job_ended",
     "keys_of",
@@ -70,9 +76,12 @@ __all__ = [
     "members",
     "pip_install",
     "prune_consumers",
+    "registry_index",
+    "registry_record",
     "run_sync",
     "scripts",
     "send_command",
     "translate_errors",
+    "with_wire",
     "worker_module",
 ]

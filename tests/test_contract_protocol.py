@@ -1,19 +1,34 @@
 """The wire protocol (docs/protocol.md): entries carry their version, the page documents every
-field of the table in ``aqueue._message``, and a producer with plain Redis commands, following
-the page, enqueues a job that a worker runs."""
+field of the table in ``aqueue._redis._wire``, and a producer with plain Redis commands, following
+the page, enqueues a job that a worker runs. A worker reads an entry without a version as
+version 1, and leaves one of a newer version for a worker that reads it."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from tests.helpers import entries
-from tests.internals import FIELDS, PROTOCOL_VERSION, Keys
+from aqueue.testing import RedisServer
+from tests.helpers import entries, eventually, pending_count
+from tests.internals import (
+    CODES,
+    FIELDS,
+    PROTOCOL_VERSION,
+    Keys,
+    encode_record,
+    registry_index,
+    registry_record,
+)
 
 PROTOCOL = Path(__file__).parent.parent / "docs" / "protocol.md"
 
@@ -79,3 +94,102 @@ async def test_a_producer_with_plain_redis_commands_enqueues_a_job_a_worker_runs
     assert await job.status() is aqueue.JobStatus.QUEUED
     async with aqueue.Worker(app):
         assert await job.result(timeout=10) == 5
+
+
+NEWER = str(PROTOCOL_VERSION + 1)
+"""The version a later release's entries carry."""
+
+
+async def _counted_entry(
+    app: aqueue.App, redis: Redis, version: str | None
+) -> tuple[list[int], Keys, str]:
+    """A task that counts its runs, and its job's entry (and record) written as a producer of
+    ``version`` would (None: one of a release before the version field): the runs, the
+    queue's keys and the job id."""
+    runs: list[int] = []
+
+    @app.task(name="protocol.count")
+    async def count(n: int) -> int:
+        runs.append(n)
+        return n
+
+    keys = Keys(app.namespace, "default")
+    job_id = "default:" + "e" * 32
+    entry = {CODES["job_id"]: job_id, CODES["task"]: count.name, CODES["payload"]: "[[2],{}]"}
+    entry[CODES["result_ttl"]] = "3600"
+    if version is not None:
+        entry[CODES["version"]] = version
+    await redis.xadd(keys.stream, entry)  # type: ignore[arg-type]
+    await redis.hset(keys.job(job_id), mapping={"status": "queued", "task": count.name})
+    return runs, keys, job_id
+
+
+async def test_an_entry_without_a_version_is_read_as_version_1(
+    app: aqueue.App, redis: Redis
+) -> None:
+    runs, _, job_id = await _counted_entry(app, redis, None)
+    job = app.job(job_id)
+    async with aqueue.Worker(app):
+        assert await job.result(timeout=10) == 2
+    assert runs == [2]
+
+
+@pytest.fixture
+async def patient(server: RedisServer, namespace: str) -> AsyncIterator[aqueue.App]:
+    """An app whose workers wait a minute for a worker that can take a job they cannot."""
+    async with aqueue.App(server.url, namespace=namespace, unknown_task_grace=60) as the_app:
+        yield the_app
+
+
+async def test_an_entry_of_a_newer_version_waits_unread_without_an_attempt(
+    patient: aqueue.App, redis: Redis
+) -> None:
+    runs, keys, job_id = await _counted_entry(patient, redis, NEWER)
+    async with aqueue.Worker(patient):
+
+        async def held() -> bool:
+            return await pending_count(redis, keys.stream) == 1
+
+        await eventually(held)
+        await asyncio.sleep(1)
+    assert runs == []
+    assert await patient.job(job_id).status() is aqueue.JobStatus.QUEUED
+    assert await redis.hget(keys.job(job_id), "attempts") is None
+    assert await redis.xlen(keys.dead) == 0
+
+
+async def test_an_entry_of_a_newer_version_goes_back_for_a_live_worker_that_reads_it(
+    patient: aqueue.App, redis: Redis
+) -> None:
+    runs, keys, _ = await _counted_entry(patient, redis, NEWER)
+    [(first, _)] = await entries(redis, keys.stream)
+    async with aqueue.Worker(patient):
+        # A worker of the later release, as it describes itself in the registry.
+        [ours] = await patient.workers()
+        newer = dataclasses.replace(
+            ours, id="newer", tasks=(), protocol=int(NEWER), seen=datetime.now(UTC)
+        )
+        await redis.set(registry_record(patient.namespace, "newer"), encode_record(newer), ex=60)
+        await redis.zadd(registry_index(patient.namespace), {"newer": time.time() * 1000})
+
+        async def handed_back() -> bool:
+            return [entry_id for entry_id, _ in await entries(redis, keys.stream)] != [first]
+
+        await eventually(handed_back)
+    assert runs == []
+
+
+async def test_an_entry_of_a_version_no_live_worker_reads_is_dead_lettered_after_the_grace(
+    app: aqueue.App, redis: Redis
+) -> None:
+    runs, keys, job_id = await _counted_entry(app, redis, NEWER)
+    async with aqueue.Worker(app):
+
+        async def dead() -> bool:
+            return await redis.xlen(keys.dead) == 1
+
+        await eventually(dead, timeout=10)
+    [(_, letter)] = await entries(redis, keys.dead)
+    assert f"protocol version '{NEWER}'".encode() in letter[b"reason"]
+    assert runs == []
+    assert await app.job(job_id).status() is aqueue.JobStatus.FAILED

@@ -233,7 +233,7 @@ async def test_a_stopped_worker_leaves_no_consumer_on_any_level(
         assert await redis.xinfo_consumers(stream, GROUP) == []
 
 
-@pytest.mark.parametrize("priority", [-1, 10, 2.5, "high", True, None])
+@pytest.mark.parametrize("priority", [-1, 10, 2.5, "high", True])
 def test_an_invalid_priority_is_refused(priority: Any) -> None:
     app = aqueue.App()
 
@@ -242,9 +242,8 @@ def test_an_invalid_priority_is_refused(priority: Any) -> None:
 
     with pytest.raises(aqueue.ConfigurationError, match="priority must be a whole number"):
         app.task(name="other", priority=priority)
-    if priority is not None:  # options(priority=None) keeps the task's own
-        with pytest.raises(aqueue.ConfigurationError, match=r"from 0 \(lowest\) to 9 \(highest\)"):
-            noop.options(priority=priority)
+    with pytest.raises(aqueue.ConfigurationError, match=r"from 0 \(lowest\) to 9 \(highest\)"):
+        noop.options(priority=priority)
 
 
 @pytest.mark.parametrize("guard", [0, 1, 2.0, True])

@@ -1,4 +1,4 @@
-"""A job's wire fields: one table (aqueue._message.FIELDS), carried whole on every path.
+"""A job's wire fields: one table (aqueue._redis._wire.FIELDS), carried whole on every path.
 
 For each option that sets a field, a job enqueued with it keeps the field when it waits for
 another job (``after=``), when it is retried and when its dead letter is replayed.
@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from tests.helpers import entries, eventually
-from tests.internals import CODES, ENTRY, FIELDS, Keys
+from tests.internals import CODES, ENTRY, FIELDS, PROTOCOL_VERSION, Keys, with_wire
 
 LUA = Path(aqueue.__file__).parent / "_redis" / "lua"
 
@@ -52,15 +52,35 @@ async def _entry(redis: Redis, keys: Keys, job_id: str) -> dict[str, bytes]:
     raise AssertionError(f"no entry of {job_id}")
 
 
-def test_every_entry_field_the_lua_scripts_name_is_in_the_table() -> None:
+def test_no_lua_script_spells_an_entry_field_by_its_code() -> None:
     codes = {wire.code for wire in FIELDS}
-    named = {
+    spelled = {
         (script.name, found)
         for script in LUA.glob("*.lua")
-        for found in re.findall(r"'([a-z])'", script.read_text())
+        for _, found in re.findall(r"(['\"])(\w+)\1", script.read_text())
+        if found in codes
     }
-    assert named, "the scripts name entry fields as one-letter strings"
-    assert {(name, code) for name, code in named if code not in codes} == set()
+    assert spelled == set(), "name an entry field as FIELD.<name> (aqueue/_redis/_wire.py)"
+
+
+async def test_a_field_a_script_names_reads_on_the_server_as_its_code(redis: Redis) -> None:
+    named = ", ".join(f"FIELD.{name}" for name in ENTRY._fields)
+    codes = await redis.eval(with_wire(f"return {{{named}}}".encode()).decode(), 0)
+    assert codes == list(ENTRY)
+
+
+async def test_the_protocol_version_a_script_names_is_the_one_this_release_writes(
+    redis: Redis,
+) -> None:
+    assert (
+        await redis.eval(with_wire(b"return PROTOCOL_VERSION").decode(), 0)
+        == str(PROTOCOL_VERSION).encode()
+    )
+
+
+def test_a_script_that_names_no_entry_field_fails_to_load() -> None:
+    with pytest.raises(LookupError, match=r"FIELD\.taks is no entry field"):
+        with_wire(b"return FIELD.taks")
 
 
 def test_the_python_code_reads_entry_fields_by_name_never_by_letter() -> None:
@@ -68,10 +88,10 @@ def test_the_python_code_reads_entry_fields_by_name_never_by_letter() -> None:
     lettered = {
         (str(source.relative_to(package)), found)
         for source in package.rglob("*.py")
-        if source.name != "_message.py"  # the table itself, and its docstrings
+        if source.name != "_wire.py"  # the table itself, and its docstrings
         for found in re.findall(r'\bb"([a-z])"', source.read_text())
     }
-    assert lettered == set(), "read an entry's field as ENTRY.<name> (aqueue/_message.py)"
+    assert lettered == set(), "read an entry's field as ENTRY.<name> (aqueue/_redis/_wire.py)"
 
 
 def test_entry_names_every_field_of_the_table_by_its_code() -> None:

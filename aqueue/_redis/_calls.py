@@ -84,13 +84,11 @@ def enqueue(
     streams: Sequence[Key],
     limit: int,
     events_limit: int,
-    version: int,
     jobs: Sequence[EnqueuedJob],
 ) -> Call:
-    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit), their
-    entries of protocol ``version``."""
+    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit)."""
     keys = [delayed, levels, events, *streams]
-    args: list[Any] = [limit, events_limit, version]
+    args: list[Any] = [limit, events_limit]
     for job in jobs:
         keys += job[:3]
         args += job[3:]

@@ -9,6 +9,7 @@ run by EVALSHA in one way only: loaded once per connection, on the async hot pat
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, NamedTuple
@@ -16,7 +17,38 @@ from typing import Any, NamedTuple
 from redis import Redis as SyncRedis
 from redis.exceptions import NoScriptError
 
+from ._wire import CODES, PROTOCOL_VERSION
+
 _LUA = resources.files(__package__).joinpath("lua")
+
+
+_WIRE = re.compile(rb"\bFIELD\.(\w+)|\bPROTOCOL_VERSION\b")
+
+
+def with_wire(lua: bytes) -> bytes:
+    """``lua`` with the wire format's names put in place: each ``FIELD.<name>`` replaced by
+    the code of that entry field, and ``PROTOCOL_VERSION`` by the version this release
+    writes, both quoted.
+
+    So the scripts name a job's entry fields (``FIELD.task``) from the one table,
+    :data:`._wire.FIELDS`, and no ``.lua`` file spells a code or a version. Put in place
+    once, when the scripts load: a Lua table of the codes would be built anew in every
+    call, and the version would be one more argument of every enqueue."""
+
+    def value(match: re.Match[bytes]) -> bytes:
+        if match[1] is None:
+            return f"'{PROTOCOL_VERSION}'".encode()
+        name = match[1].decode()
+        if name not in CODES:
+            raise LookupError(
+                f"FIELD.{name} is no entry field: name one of FIELDS in aqueue/_redis/_wire.py"
+            )
+        return f"'{CODES[name]}'".encode()
+
+    return _WIRE.sub(value, lua)
+
+
+_PRELUDE = _LUA.joinpath("_prelude.lua").read_bytes()
 
 
 class Script:
@@ -24,6 +56,7 @@ class Script:
 
     Lua scripts cannot import, so ``lua/_prelude.lua`` (the idioms scripts share) is put in
     front of each; a shebang line (``#!lua flags=...``) must stay first, so it goes before.
+    Entry fields named as ``FIELD.<name>`` are replaced by their codes (:func:`with_wire`).
     """
 
     def __init__(self, name: str) -> None:
@@ -33,7 +66,7 @@ class Script:
         if body.startswith(b"#!"):
             line, _, body = body.partition(b"\n")
             shebang = line + b"\n"
-        self.source = shebang + _LUA.joinpath("_prelude.lua").read_bytes() + body
+        self.source = with_wire(shebang + _PRELUDE + body)
         self.sha = hashlib.sha1(self.source).hexdigest()
 
     def __repr__(self) -> str:

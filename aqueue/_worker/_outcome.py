@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from .._checks import MAX_SECONDS
 from .._limits import Limits
-from .._message import ENTRY
 from .._redis._keys import Keys
+from .._redis._wire import ENTRY
 
 
 @dataclass(slots=True)

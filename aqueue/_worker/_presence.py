@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from .._redis._wire import PROTOCOL_VERSION
 from .._registry import WorkerInfo, encode_record, registry_index, registry_record
 from .._version import __version__
 from ._outcome import Action, Outcome
@@ -81,5 +82,6 @@ class Presence:
                 tasks=self._tasks,
                 seen=datetime.now(UTC),
                 rates=rates,
+                protocol=PROTOCOL_VERSION,
             )
         )

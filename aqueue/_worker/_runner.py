@@ -23,7 +23,7 @@ from .._app import connections_of, middleware_of
 from .._context import JobContext, ProgressReporter, _current
 from .._hooks import ResourceKey
 from .._job import encode_error
-from .._message import ENTRY
+from .._redis._wire import ENTRY, PROTOCOL_VERSION, reads
 from ..exceptions import (
     AqueueError,
     ErrorType,
@@ -165,6 +165,11 @@ class Runner:
 
     def _decode(self, delivery: Delivery) -> tuple[Task[Any, Any], list[Any], dict[str, Any], Any]:
         fields = delivery.fields
+        if not reads(fields):
+            raise _DeadLetter(
+                ErrorType.UNDECODABLE_ENTRY,
+                unread_version_reason(delivery, self._app.unknown_task_grace),
+            )
         name, payload = delivery.task_name, fields.get(ENTRY.payload)
         if delivery.job_id is None or name is None or payload is None:
             raise _DeadLetter(ErrorType.UNDECODABLE_ENTRY, "entry lacks a job id, task or payload")
@@ -357,6 +362,16 @@ def expired_outcome(delivery: Delivery) -> Outcome:
     """The outcome of a job whose ``expires`` passed before it started: cancelled, not run."""
     message = "the job expired before a worker started it"
     return failure_outcome(delivery, ErrorType.EXPIRED, message, "", status="cancelled")
+
+
+def unread_version_reason(delivery: Delivery, grace: float) -> str:
+    """Why a job of a protocol version this worker does not read is dead-lettered."""
+    version = delivery.fields.get(ENTRY.version, b"").decode(errors="replace")
+    return (
+        f"the entry is of protocol version {version!r}, which this worker does not read (it "
+        f"reads up to {PROTOCOL_VERSION}), nor did a live worker that reads it read the queue "
+        f"for {grace:g} s (unknown_task_grace): run workers of the release that wrote it"
+    )
 
 
 def unknown_task_reason(name: str, known: Iterable[str], grace: float) -> str:

@@ -1,5 +1,10 @@
 """Jobs of tasks this worker does not know: left for a live worker that knows them.
 
+The same holds for an entry of a newer protocol version than this worker reads (written by a
+newer release, see docs/protocol.md): it is never misread, but left for a live worker that
+reads its version, with the same grace period ("knows the task" below reads "reads the
+version" for it).
+
 During a rolling deploy, workers of two releases read one queue, and a worker of the older
 one meets jobs of a task that only the newer one has (a cron tick's among them). Running such
 a job could only fail it, while the worker next to it would run it. So a worker never starts a
@@ -29,10 +34,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from typing import NamedTuple
 
 from .._app import App
-from .._message import ENTRY
 from .._redis._keys import Keys
+from .._redis._wire import ENTRY, reads
 from .._registry import live_workers
 from ..exceptions import AqueueError
 from ._outcome import Action, Delivery, Outcome
@@ -49,6 +55,31 @@ brought only such jobs."""
 LONGEST_PAUSE = 1.0
 REMEMBERED = 10_000
 """Jobs whose hand-backs are counted (for the pause); the oldest are forgotten first."""
+
+
+class _Readers(NamedTuple):
+    """What the live workers reading one queue can take."""
+
+    tasks: frozenset[str]
+    """The task names they know."""
+    protocol: int
+    """The newest protocol version one of them reads."""
+
+    def take(self, delivery: Delivery) -> bool:
+        """Whether one of them can run ``delivery``."""
+        if reads(delivery.fields):
+            return (delivery.task_name or "") in self.tasks
+        # A newer release's entry: which task it names is for a worker that reads it to say.
+        version = delivery.fields.get(ENTRY.version, b"")
+        return version.isdigit() and int(version) <= self.protocol
+
+
+def _wanted(delivery: Delivery) -> str:
+    """What a worker needs to run ``delivery`` (for the log, and the grace period's clock)."""
+    if reads(delivery.fields):
+        return f"task {delivery.task_name or ''}"
+    version = delivery.fields.get(ENTRY.version, b"").decode(errors="replace")
+    return f"protocol version {version}"
 
 
 class UnknownTasks:
@@ -77,11 +108,12 @@ class UnknownTasks:
         """Held entries, each with when (monotonic) to decide about it next."""
         self._arrived = asyncio.Event()
         self._stopping = False
-        self._knowers: dict[str, frozenset[str]] = {}
-        """The task names live workers know, by queue they read, as of ``_looked``."""
+        self._knowers: dict[str, _Readers] = {}
+        """What live workers can take, by queue they read, as of ``_looked``."""
         self._looked = float("-inf")
         self._unknown_since: dict[tuple[str, str], float] = {}
-        """When a look first found no live worker of the queue that knows the task."""
+        """When a look first found no live worker of the queue that can take what a job
+        needs (see :func:`_wanted`)."""
         self._handed_back: dict[str, int] = {}
         """How often this worker handed each job back (for the pause)."""
 
@@ -90,23 +122,27 @@ class UnknownTasks:
         and whether only jobs this worker handed back before came: then the fetcher pauses
         its reads briefly, so that the workers that know them read them first.
 
-        Entries without a job id or task name are started: their run dead-letters them."""
+        Entries of a protocol version it reads without a job id or task name are started:
+        their run dead-letters them."""
         known = self._known
-        if all(delivery.fields.get(ENTRY.task) in known for delivery in deliveries):
+        if all(
+            delivery.fields.get(ENTRY.task) in known and reads(delivery.fields)
+            for delivery in deliveries
+        ):
             return deliveries, False  # the hot path: no name decoded, no list made
         tasks = self._app.tasks
         started: list[Delivery] = []
         again = True
         for delivery in deliveries:
             name, job_id = delivery.task_name, delivery.job_id
-            if name is None or job_id is None or name in tasks:
+            if reads(delivery.fields) and (name is None or job_id is None or name in tasks):
                 started.append(delivery)
                 again = False
             elif self._stopping:
                 self._give_back(delivery)
             else:
                 self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
-                times = self._handed_back.get(job_id, 0)
+                times = self._handed_back.get(job_id or "", 0)
                 again = again and times > 0
                 pause = min(FIRST_PAUSE * 2 ** (times - 1), LONGEST_PAUSE) if times else 0.0
                 self._waiting.append((time.monotonic() + pause, delivery))
@@ -151,20 +187,21 @@ class UnknownTasks:
         grace = self._app.unknown_task_grace
         ended: list[Delivery] = []
         for delivery in due:
-            queue, task = delivery.keys.queue, delivery.task_name or ""
-            if task in knowers.get(queue, ()):
-                if self._unknown_since.pop((queue, task), None) is not None:
-                    logger.info("a worker that knows task %s reads queue %s now", task, queue)
+            queue, wanted = delivery.keys.queue, _wanted(delivery)
+            readers = knowers.get(queue)
+            if readers is not None and readers.take(delivery):
+                if self._unknown_since.pop((queue, wanted), None) is not None:
+                    logger.info("a worker that can take %s reads queue %s now", wanted, queue)
                 self._give_back(delivery)
                 continue
-            since = self._unknown_since.get((queue, task))
+            since = self._unknown_since.get((queue, wanted))
             if since is None:
-                since = self._unknown_since[(queue, task)] = now
+                since = self._unknown_since[(queue, wanted)] = now
                 logger.warning(
-                    "no live worker reading queue %s knows task %s: its jobs wait up to "
+                    "no live worker reading queue %s can take %s: its jobs wait up to "
                     "%g s for one (unknown_task_grace), then go to the dead letters",
                     queue,
-                    task,
+                    wanted,
                     grace,
                 )
             if now - since >= grace:
@@ -174,9 +211,9 @@ class UnknownTasks:
         if ended:
             await self._start(ended)
 
-    async def _look(self) -> dict[str, frozenset[str]] | None:
-        """The task names live workers know, by queue they read; None when the registry
-        cannot be read."""
+    async def _look(self) -> dict[str, _Readers] | None:
+        """What live workers can take, by queue they read; None when the registry cannot be
+        read."""
         if time.monotonic() - self._looked < LOOK_INTERVAL:
             return self._knowers
         try:
@@ -185,10 +222,14 @@ class UnknownTasks:
             logger.warning("cannot read the registry of workers: %s; asking again", exc)
             return None
         knowers: dict[str, set[str]] = {}
+        protocols: dict[str, int] = {}
         for worker in workers:
             for queue in worker.queues:
                 knowers.setdefault(queue, set()).update(worker.tasks)
-        self._knowers = {queue: frozenset(tasks) for queue, tasks in knowers.items()}
+                protocols[queue] = max(protocols.get(queue, 0), worker.protocol)
+        self._knowers = {
+            queue: _Readers(frozenset(tasks), protocols[queue]) for queue, tasks in knowers.items()
+        }
         self._looked = time.monotonic()
         return self._knowers
 

@@ -4,6 +4,8 @@
 -- emits them (a test holds the two to each other); a block of keys is named by the index it
 -- starts at ("local streams = 4  -- KEYS[4...]"). No key is named in Lua: every key a script
 -- touches arrives in KEYS, so Redis Cluster can route the call and check it.
+-- A job's entry fields are named, never spelled: FIELD.task stands for the task field's code
+-- in the table in aqueue/_redis/_wire.py, put in its place when the scripts load.
 
 -- The server's time in ms: due times, expiries and timestamps are on its clock, never on a
 -- client's, so a skewed worker cannot fire work early.
@@ -104,7 +106,7 @@ end
 local function task_of(stream, entry)
   local found = redis.call('XRANGE', stream, entry, entry)[1]
   for i = 1, found and #found[2] or 0, 2 do
-    if found[2][i] == 't' then
+    if found[2][i] == FIELD.task then
       return found[2][i + 1]
     end
   end

@@ -61,7 +61,7 @@ if status == 'scheduled' and due then
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, due, due)) do
     local ok, fields = pcall(cmsgpack.unpack, member)
     for i = 1, ok and type(fields) == 'table' and #fields or 0, 2 do
-      if fields[i] == 'j' and fields[i + 1] == job_id then
+      if fields[i] == FIELD.job_id and fields[i + 1] == job_id then
         redis.call('ZREM', delayed, member)
       end
     end

@@ -16,9 +16,7 @@ local streams = 4  -- KEYS[4...]: streams
 local job_keys = 14  -- KEYS[14...]: jobs
 local limit = tonumber(ARGV[1])
 local events_limit = ARGV[2]
--- of the wire format: the entry's first field, "v"
-local version = ARGV[3]
-local job_args = 4  -- ARGV[4...]: jobs
+local job_args = 3  -- ARGV[3...]: jobs
 -- Per job, KEYS: its record, its "queued" hash, its uniqueness key; ARGV: its id, payload,
 -- options ("" for none), and its task configuration's spec (what the jobs of one configuration
 -- share, so a batch's jobs mostly share one; see spec_of).
@@ -74,23 +72,25 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
     replies[#replies + 1] = 0
   else
     held = held + 1
-    local fields = {'v', version, 'j', id, 't', task, 'p', payload, 'r', spec.result_ttl}
+    -- The version of the wire format first: this release's, put in place when the script loads.
+    local fields = {FIELD.version, PROTOCOL_VERSION, FIELD.job_id, id, FIELD.task, task,
+      FIELD.payload, payload, FIELD.result_ttl, spec.result_ttl}
     if options ~= '' then
-      fields[#fields + 1] = 'o'
+      fields[#fields + 1] = FIELD.options
       fields[#fields + 1] = options
     end
     if key_ttl then
       -- The worker releases the key (or keeps it for the key ttl) when the job ends.
-      fields[#fields + 1] = 'u'
+      fields[#fields + 1] = FIELD.unique_key
       fields[#fields + 1] = unique
-      fields[#fields + 1] = 'k'
+      fields[#fields + 1] = FIELD.key_ttl
       fields[#fields + 1] = key_ttl
     end
     local stream = level_stream(streams, level)
     if level then
       -- The level travels with the entry, so a retry, a delay or a replay comes back to it;
       -- the set tells workers which streams to read.
-      fields[#fields + 1] = 'l'
+      fields[#fields + 1] = FIELD.level
       fields[#fields + 1] = level
       redis.call('SADD', levels, level)
     end
@@ -99,7 +99,7 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
       expires = server_now() + spec.expires_in
     end
     if expires > 0 then
-      fields[#fields + 1] = 'x'
+      fields[#fields + 1] = FIELD.expires_at_ms
       fields[#fields + 1] = expires
     end
     -- Due-ness is decided on the server's clock: a producer's skewed clock cannot move a delay.

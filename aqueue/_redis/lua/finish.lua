@@ -125,15 +125,15 @@ local function write_outcome(k, a)
     -- The retry waits in the delayed set (not in any worker's memory) until it is due.
     local due = server_now() + tonumber(retry_delay_ms)
     if #entry == 1 then
-      -- The entry carries its attempt count ("a"), for jobs that keep no record to count in.
+      -- The entry carries its attempt count, for jobs that keep no record to count in.
       local fields, raw = {}, entry[1][2]
       for i = 1, #raw, 2 do
-        if raw[i] ~= 'a' then
+        if raw[i] ~= FIELD.prior_attempts then
           fields[#fields + 1] = raw[i]
           fields[#fields + 1] = raw[i + 1]
         end
       end
-      fields[#fields + 1] = 'a'
+      fields[#fields + 1] = FIELD.prior_attempts
       fields[#fields + 1] = attempt
       redis.call('ZADD', delayed, due, cmsgpack.pack(fields))
     end

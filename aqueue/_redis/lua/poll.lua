@@ -22,7 +22,7 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT
   local ok, fields = pcall(cmsgpack.unpack, member)
   local job = ''
   for i = 1, ok and type(fields) == 'table' and #fields or 0, 2 do
-    if fields[i] == 'j' and type(fields[i + 1]) == 'string' then
+    if fields[i] == FIELD.job_id and type(fields[i + 1]) == 'string' then
       job = fields[i + 1]
     end
   end

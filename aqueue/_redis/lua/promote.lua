@@ -1,7 +1,7 @@
 -- Move due jobs (found by poll.lua) from the delayed set into their streams. Each member is
 -- removed in the same step that adds its entry: whichever worker runs this first moves a job,
 -- and no job is moved twice. A member that left the set meanwhile (another worker moved it, a
--- cancel) or is not due any more is left alone. A job with a priority level ("l" field) goes
+-- cancel) or is not due any more is left alone. A job with a priority level (FIELD.level) goes
 -- back to its level's stream; its record, if it has one, says queued again.
 -- A member that is no job's fields (written by another program, or by hand) goes to the dead
 -- letters with the reason: left in place, it would stop every due job behind it.
@@ -31,9 +31,9 @@ end
 local function promote(fields, record)
   local level, job = nil, nil
   for i = 1, #fields, 2 do
-    if fields[i] == 'j' then
+    if fields[i] == FIELD.job_id then
       job = fields[i + 1]
-    elseif fields[i] == 'l' then
+    elseif fields[i] == FIELD.level then
       level = fields[i + 1]
     end
   end

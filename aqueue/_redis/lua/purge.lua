@@ -52,26 +52,26 @@ for i = entry_ids, #ARGV do
     for f = 1, #entry[2], 2 do
       fields[entry[2][f]] = entry[2][f + 1]
     end
-    local job_id = fields['j']
+    local job_id = fields[FIELD.job_id]
     local hex = job_id and string.match(job_id, ':(.*)$')
     if hex and string.match(record, ':job:(.*)$') == hex then
       local status = redis.call('HGET', record, 'status')
       local state = not status and queued_state(record, queued)
       if state then
-        record_queued(record, queued, state, ttl, fields['t'] or '', 'cancelled',
+        record_queued(record, queued, state, ttl, fields[FIELD.task] or '', 'cancelled',
           'error', error_value, 'finished_at', now)
       elseif status == 'queued' then
         redis.call('HSET', record, 'status', 'cancelled', 'error', error_value,
           'finished_at', now)
         redis.call('EXPIRE', record, ttl)
       end
-      if fields['u'] == unique and redis.call('GET', unique) == job_id then
+      if fields[FIELD.unique_key] == unique and redis.call('GET', unique) == job_id then
         redis.call('DEL', unique)
       end
       tell(record, 'cancelled')
       if not status or status == 'queued' then
         -- (A job that keeps no record has no status: its entry was all there was of it.)
-        emit(events, events_limit, 'cancelled', job_id, fields['t'])
+        emit(events, events_limit, 'cancelled', job_id, fields[FIELD.task])
       end
       reply[#reply + 1] = job_id
     end

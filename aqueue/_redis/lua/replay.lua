@@ -4,10 +4,10 @@
 -- A replay is an operator's decision to run the job again, so it is the one way a `failed` job
 -- leaves its final status. A job that succeeded or was cancelled meanwhile is not run again:
 -- its letter stays, counted as left.
--- The letter's entry goes back whole (every field but those the table in aqueue/_message.py
+-- The letter's entry goes back whole (every field but those the table in aqueue/_redis/_wire.py
 -- marks as not replayed), so no option of the job is lost; aqueue's own fields, written in
--- front of the entry's, are left out. A job with a priority level ("l") goes back to its
--- level's stream.
+-- front of the entry's, are left out. A job with a priority level goes back to its level's
+-- stream.
 -- The caller reads the letters and names each one's keys (its job's record, its uniqueness
 -- key): this moves them.
 -- Each replayed job is told enqueued in the queue's event stream: it waits in the queue anew.
@@ -56,13 +56,13 @@ for i = letter_ids, #ARGV do
       if not dropped[name] then
         fields[#fields + 1] = name
         fields[#fields + 1] = value
-        if name == 'j' then
+        if name == FIELD.job_id then
           job = value
-        elseif name == 't' then
+        elseif name == FIELD.task then
           task = value
-        elseif name == 'u' then
+        elseif name == FIELD.unique_key then
           unique_field = value
-        elseif name == 'l' then
+        elseif name == FIELD.level then
           level = value
         end
       end

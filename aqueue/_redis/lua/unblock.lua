@@ -13,7 +13,7 @@ local streams = 6  -- KEYS[6...]: streams
 -- "enqueue" (with payload and codes) or "finish" (with the rest)
 local action = ARGV[1]
 local payload = ARGV[2]
--- the entry's field names (space-separated: the table in aqueue/_message.py)
+-- the entry's field names (space-separated: the table in aqueue/_redis/_wire.py)
 local codes = ARGV[3]
 local status = ARGV[4]
 local outcome_field = ARGV[5]
@@ -36,13 +36,13 @@ if action == 'enqueue' then
   for code in string.gmatch(codes, '%S+') do
     known[code] = true
   end
-  local fields, level = {'p', payload}, nil
+  local fields, level = {FIELD.payload, payload}, nil
   for i = 1, #spec, 2 do
     local name, value = spec[i], spec[i + 1]
-    if known[name] and name ~= 'p' and value ~= '' then
+    if known[name] and name ~= FIELD.payload and value ~= '' then
       fields[#fields + 1] = name
       fields[#fields + 1] = value
-      if name == 'l' then
+      if name == FIELD.level then
         level = value
       end
     end
@@ -63,5 +63,5 @@ local named = {}
 for i = 1, #spec, 2 do
   named[spec[i]] = spec[i + 1]
 end
-emit(events, events_limit, status, named['j'], named['t'])
+emit(events, events_limit, status, named[FIELD.job_id], named[FIELD.task])
 return 1

@@ -16,7 +16,7 @@ local status = ARGV[1]
 local task = ARGV[2]
 -- seconds
 local ttl = tonumber(ARGV[3])
--- ms from the server's now (0: none; kept as the entry's "x" field)
+-- ms from the server's now (0: none; kept as the entry's FIELD.expires_at_ms)
 local expires_in = tonumber(ARGV[4])
 local events_limit = ARGV[5]
 -- Each list after its length, then the wait hash's field/value pairs.
@@ -42,8 +42,8 @@ local pairs_at = lists + 2 + deps + member_count
 redis.call('HSET', wait, unpack(ARGV, pairs_at, #ARGV))
 if expires_in > 0 then
   -- On the server's clock, from now, as enqueue.lua sets it: waiting counts against it.
-  redis.call('HSET', wait, 'x', now + expires_in)
+  redis.call('HSET', wait, FIELD.expires_at_ms, now + expires_in)
 end
 redis.call('EXPIRE', wait, ttl)
-emit(events, events_limit, 'enqueued', redis.call('HGET', wait, 'j'), task)
+emit(events, events_limit, 'enqueued', redis.call('HGET', wait, FIELD.job_id), task)
 return 1
