@@ -12,10 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, cast
 
 from ._context import JobContext, _current
+from ._options import JobOptions
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from ._worker._outcome import Delivery, Outcome
 
 logger = logging.getLogger("aqueue.middleware")
+
+_JOB_OPTIONS = sorted(JobOptions.__optional_keys__)
 
 P = ParamSpec("P")
 
@@ -67,29 +69,10 @@ class OutgoingJob:
         return self._config.queue
 
     @property
-    def timeout(self) -> float | None:
-        """Seconds the job may run, or None for no limit."""
-        return self._config.timeout
-
-    @property
-    def result_ttl(self) -> int:
-        """Seconds its result is kept (0: none)."""
-        return self._config.result_ttl
-
-    @property
-    def delay(self) -> float:
-        """Seconds from now before the job is due (``options(delay=...)``)."""
-        return self._config.delay
-
-    @property
-    def at(self) -> datetime | None:
-        """When the job is due (``options(at=...)``), or None."""
-        return self._config.at
-
-    @property
-    def key(self) -> str | None:
-        """Its uniqueness key (``options(key=...)``), or None."""
-        return self._config.key
+    def options(self) -> JobOptions:
+        """Every option of :class:`JobOptions` with the value this job is enqueued with: the
+        task's, or what ``options()`` set (durations in seconds)."""
+        return cast(JobOptions, {name: getattr(self._config, name) for name in _JOB_OPTIONS})
 
 
 class Middleware:

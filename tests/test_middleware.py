@@ -125,9 +125,28 @@ async def test_enqueue_middleware_sees_the_call_and_its_options(app: aqueue.App)
     [outgoing] = seen
     assert (outgoing.id, outgoing.task, outgoing.queue) == (job.id, send.name, "mail")
     assert (outgoing.args, dict(outgoing.kwargs)) == (("ann",), {"subject": "hi"})
-    assert (outgoing.delay, outgoing.key, outgoing.timeout) == (30, "welcome-ann", 5)
-    assert outgoing.at is None
-    assert outgoing.result_ttl == app.result_ttl
+    options = outgoing.options
+    assert (options["delay"], options["key"], options["timeout"]) == (30, "welcome-ann", 5)
+    assert options["at"] is None
+    assert options["result_ttl"] == app.result_ttl
+
+
+async def test_enqueue_middleware_sees_every_job_option(app: aqueue.App) -> None:
+    seen: list[aqueue.OutgoingJob] = []
+
+    class Spy(aqueue.Middleware):
+        def on_enqueue(self, job: aqueue.OutgoingJob) -> None:
+            seen.append(job)
+
+    app.add_middleware(Spy())
+
+    @app.task
+    async def send() -> None: ...
+
+    await send.options(priority=7, wait=True).enqueue()
+    [outgoing] = seen
+    assert set(outgoing.options) == aqueue.JobOptions.__optional_keys__
+    assert (outgoing.options["priority"], outgoing.options["wait"]) == (7, True)
 
 
 async def test_enqueue_middleware_that_raises_refuses_the_whole_call(app: aqueue.App) -> None:
