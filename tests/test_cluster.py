@@ -196,7 +196,7 @@ async def test_an_idle_worker_on_every_master_starts_a_new_job_at_once(
             started = time.monotonic()
             job = await echo.options(queue=queue).enqueue(n)
             assert await job.result(timeout=5) == n
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 0.9  # not after a refusal and a backoff
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -224,7 +224,7 @@ async def test_a_worker_that_may_not_unblock_reads_still_starts_jobs_of_every_ma
             for n in range(6):
                 job = await echo.options(queue=queues[n % 3]).enqueue(n)
                 assert await job.result(timeout=5) == n
-            assert time.monotonic() - started < 2.0  # about 6 s if each waited for a BLOCK
+            assert time.monotonic() - started < 3.0  # about 6 s if each waited for a BLOCK
 
 
 async def test_the_events_of_queues_on_every_master_are_all_told(
@@ -357,7 +357,7 @@ async def test_a_result_awaited_while_its_slot_moves_arrives_from_the_new_master
         release.set()
         released = time.monotonic()
         assert await waiting == "done"
-        assert time.monotonic() - released < 2.0
+        assert time.monotonic() - released < 5.0  # never, subscribed on the old master
 
 
 async def test_a_planned_failover_under_load_loses_no_acknowledged_job(
@@ -368,7 +368,7 @@ async def test_a_planned_failover_under_load_loses_no_acknowledged_job(
     figures = await _fail_over_under_load(app, cluster, cluster.fail_over)
     assert figures.lost == 0
     assert figures.duplicates == 0
-    assert figures.again < 1.0
+    assert figures.again < 2.0
 
 
 async def test_a_killed_master_is_followed_to_its_replica_under_load(
