@@ -113,18 +113,25 @@ class Queue:
     async def pause(self) -> None:
         """Stop every worker from reading this queue until :meth:`resume`.
 
-        Workers learn of it within a few tens of milliseconds (at their next promote step).
-        Running jobs go on, their leases renewed; producers still enqueue, and delayed jobs
-        still move into the queue when due; they wait there for the resume. The pause holds
-        for workers that start later too.
+        Workers learn of it at once (it is announced to them on pub/sub). Running jobs go on,
+        their leases renewed; producers still enqueue, and delayed jobs still move into the
+        queue when due; they wait there for the resume. The pause holds for workers that start
+        later too.
         """
-        with translate_errors(self._app.url):
-            await self._app.redis.set(self._keys.paused, 1)
+        await self._flag(paused=True)
 
     async def resume(self) -> None:
         """Let workers read this queue again (they learn of it as promptly as of a pause)."""
+        await self._flag(paused=False)
+
+    async def _flag(self, *, paused: bool) -> None:
+        # The flag, then the notice, in this order on one connection (to the queue's master on
+        # a Cluster, whose pipelines may not PUBLISH): a worker told of the change reads the
+        # flag as it now is.
+        flag = self._keys.paused
+        change = (b"SET", flag, 1) if paused else (b"DEL", flag)
         with translate_errors(self._app.url):
-            await self._app.redis.delete(self._keys.paused)
+            await self._connections.direct.commands([change, (b"PUBLISH", flag, int(paused))])
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused (see :meth:`pause`)."""

@@ -285,6 +285,7 @@ class Run:
             await self.redis.save()
         deadline = time.monotonic() + self.args.timeout
         before = await self.server_cpu()
+        commands_before = await self.command_stats()
         workers = self.start_workers(kind, self.args.workers)
         try:
             span = await self.wait_for_runs(n, deadline)
@@ -292,11 +293,23 @@ class Run:
             exc.metrics.update(workers.peak_rss())
             raise
         server_us = (await self.server_cpu() - before) * 1e6 / n
+        commands = await self.command_stats()
+        for name, (calls, usec) in commands_before.items():
+            calls_now, usec_now = commands.get(name, (calls, usec))
+            commands[name] = (calls_now - calls, usec_now - usec)
+        busiest = sorted(commands.items(), key=lambda item: -item[1][1])
         metrics = {
             "tasks_per_s": n / span["seconds"],
             **span,
             **workers.peak_rss(),
             "server_cpu_us_per_task": server_us,
+            # What grows with the workers shows here: calls and server µs of each command
+            # (those inside scripts too) per task.
+            "commands_per_task": {
+                name: {"calls": calls / n, "us": usec / n}
+                for name, (calls, usec) in busiest
+                if calls
+            },
         }
         if kind == "sleep":
             ideal = n * self.args.sleep / self.args.concurrency
@@ -309,6 +322,14 @@ class Run:
         the first task and the run recorder's few commands, both small and alike for everyone."""
         info = await self.redis.info("cpu")
         return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    async def command_stats(self) -> dict[str, tuple[int, int]]:
+        """Calls and µs of server time of each command so far (INFO commandstats)."""
+        stats = await self.redis.info("commandstats")
+        return {
+            name.removeprefix("cmdstat_"): (int(value["calls"]), int(value["usec"]))
+            for name, value in stats.items()
+        }
 
     async def io(self) -> dict[str, Any]:
         return await self.drain("sleep")

@@ -86,6 +86,7 @@ def measure(
         "ok": report.get("ok", False),
         "tasks_per_s": metrics.get("tasks_per_s"),
         "server_cpu_us_per_task": metrics.get("server_cpu_us_per_task"),
+        "commands_per_task": metrics.get("commands_per_task", {}),
         "error": report.get("error"),
     }
 
@@ -106,6 +107,19 @@ def table(points: list[dict[str, Any]], processes: list[int]) -> str:
         row = {p["processes"]: p for p in points if (p["tree"], p["queues"]) == (label, queues)}
         cells = " | ".join(cell(row.get(k)) for k in processes)
         lines.append(f"| {label} | {queues} | {cells} |")
+    return "\n".join(lines)
+
+
+def by_command(points: list[dict[str, Any]], most: int = 8) -> str:
+    """Each point's busiest commands (by server time): calls and µs per task."""
+    lines = [
+        "| tree | queues | processes | command: calls per task, µs per task |",
+        "|---|--:|--:|---|",
+    ]
+    for point in points:
+        busiest = list(point.get("commands_per_task", {}).items())[:most]
+        cells = ", ".join(f"{name} {c['calls']:.3f} / {c['us']:.2f}" for name, c in busiest)
+        lines.append(f"| {point['tree']} | {point['queues']} | {point['processes']} | {cells} |")
     return "\n".join(lines)
 
 
@@ -136,7 +150,9 @@ def main() -> None:
     text = (
         f"# Drain scaling: {args.n:,} no-op tasks, `aqueue worker -c {args.concurrency}`, "
         "result_ttl=0\n\nEach cell: drain rate, and the server's CPU per task.\n\n"
-        f"{table(points, args.processes)}\n"
+        f"{table(points, args.processes)}\n\n"
+        "What the server spent its time on, by command (those inside scripts too):\n\n"
+        f"{by_command(points)}\n"
     )
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(

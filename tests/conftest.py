@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue.testing import RedisServer
+from tests.sentinels import SentinelSet
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -22,13 +23,30 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 @pytest.fixture(scope="session", params=["valkey", "redis"])
 def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     """A server of each kind, shared by the session; tests keep apart by namespace."""
-    if request.param == "redis" and shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("CI needs Debian's redis-server: .ci/run installs it with apt")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    if request.param == "redis":
+        _redis_server()
     launcher = RedisServer.valkey if request.param == "valkey" else RedisServer.redis
     with launcher() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def sentinel_set() -> Iterator[SentinelSet]:
+    """A master, its replica and three sentinels, shared by the session: tests keep apart by
+    namespace, and reach whichever node is master through the set's URL."""
+    with SentinelSet(_redis_server()) as running:
+        yield running
+
+
+def _redis_server() -> str:
+    """Debian's redis-server (Sentinel mode included); the test is skipped where it is not
+    installed, and fails in CI."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if IN_CI:
+            pytest.fail("CI needs Debian's redis-server: .ci/run installs it with apt")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    return binary
 
 
 def pytest_asyncio_loop_factories(

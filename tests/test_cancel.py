@@ -344,11 +344,14 @@ async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis
                 levels=keys.levels,
                 cancelled=keys.cancelled,
                 paused=keys.paused,
+                leader=keys.leader,
                 batch=500,
                 cursor=cursor,
+                worker="looker",
+                lead_ms=1000,
             )
         )
-        return reply[3], reply[5:]
+        return reply[3], reply[7:]
 
     cursor, _ = await look(0)
     await redis.zadd(keys.cancelled, {b"default:abc": cursor})

@@ -27,7 +27,7 @@ def _crash(*args: Any, **kwargs: Any) -> Any:
 LOOPS: dict[str, tuple[type, str]] = {
     "outcome writer": (Acker, "_flush"),
     "fetcher": (Fetcher, "begin"),
-    "promoter and reclaimer": (Reclaimer, "_promote"),
+    "promoter and reclaimer": (Reclaimer, "_look"),
     "scheduler": (Scheduler, "_server_now"),
     "lease keeper": (LeaseKeeper, "_check_loop"),
 }
@@ -70,7 +70,7 @@ async def test_a_dead_loops_error_is_logged_with_its_traceback(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(Reclaimer, "_promote", _crash)
+    monkeypatch.setattr(Reclaimer, "_look", _crash)
     app = _app(server, namespace)
     async with app:
         with pytest.raises(Boom), caplog.at_level(logging.ERROR, logger="aqueue.worker"):
@@ -107,14 +107,14 @@ async def test_a_loop_that_dies_lets_running_jobs_finish_and_writes_their_outcom
         return "done"
 
     crash_now = asyncio.Event()
-    original = Reclaimer._promote
+    original = Reclaimer._look
 
-    async def promote_until_told(self: Reclaimer, *args: Any) -> None:
+    async def look_until_told(self: Reclaimer, *args: Any) -> None:
         if crash_now.is_set():
             raise Boom("injected")
         await original(self, *args)
 
-    monkeypatch.setattr(Reclaimer, "_promote", promote_until_told)
+    monkeypatch.setattr(Reclaimer, "_look", look_until_told)
     async with app:
         job = await held.enqueue()
         worker = asyncio.create_task(aqueue.Worker(app).run(handle_signals=False))

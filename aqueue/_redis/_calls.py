@@ -37,6 +37,7 @@ from ._scripts import (
     RENEW,
     REPLAY,
     REQUEUE,
+    RESIGN,
     RESOLVE,
     START,
     STATS,
@@ -260,10 +261,21 @@ def fetch(*, streams: Sequence[Key], group: str, consumer: str, count: int) -> C
 
 
 def poll(
-    *, delayed: Key, levels: Key, cancelled: Key, paused: Key, batch: int, cursor: int
+    *,
+    delayed: Key,
+    levels: Key,
+    cancelled: Key,
+    paused: Key,
+    leader: Key,
+    batch: int,
+    cursor: int,
+    worker: str,
+    lead_ms: int,
 ) -> Call:
-    """A worker's frequent look at a queue: due jobs, levels, cancellations, pause."""
-    return Call(POLL, [delayed, levels, cancelled, paused], [batch, cursor])
+    """A worker's look at a queue: due jobs, levels, cancellations, pause, leadership."""
+    return Call(
+        POLL, [delayed, levels, cancelled, paused, leader], [batch, cursor, worker, lead_ms]
+    )
 
 
 def promote(
@@ -284,6 +296,11 @@ def promote(
 def progress(*, record: Key, fraction: str, message: str) -> Call:
     """Record a running job's progress."""
     return Call(PROGRESS, [record], [fraction, message])
+
+
+def resign(*, leader: Key, worker: str) -> Call:
+    """Stop leading a queue's housekeeping, if ``worker`` leads it."""
+    return Call(RESIGN, [leader], [worker])
 
 
 def stats(

@@ -15,6 +15,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from ..exceptions import ConfigurationError
+from . import _sentinel
 from ._cluster import SCHEMES as CLUSTER_SCHEMES
 from ._cluster import (
     ClusterCalls,
@@ -38,19 +39,24 @@ _TCP_KEEPALIVE: dict[str, Any] = {
         getattr(socket, name): value for name, value in _KEEPALIVE.items() if hasattr(socket, name)
     },
 }
-_URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+_URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 def check_url(url: str, variable: str | None) -> str:
     """``url`` if it is a Redis URL; the error names ``variable`` when it came from there."""
     what = "the Redis URL" if variable is None else f"the Redis URL in {variable}"
-    if not isinstance(url, str) or urlsplit(url).scheme not in _URL_SCHEMES:
+    schemes = (*_URL_SCHEMES, *_sentinel.SCHEMES, *CLUSTER_SCHEMES)
+    if not isinstance(url, str) or urlsplit(url).scheme not in schemes:
         shown = redact(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
-            f"{what} must start with redis://, rediss:// (TLS), unix:// or, for a Redis "
-            f"Cluster, redis+cluster:// (rediss+cluster:// with TLS), not {shown!r}"
+            f"{what} must start with redis://, rediss:// (TLS), unix://, "
+            f"redis+sentinel:// (rediss+sentinel:// with TLS) or, for a Redis Cluster, "
+            f"redis+cluster:// (rediss+cluster:// with TLS), not {shown!r}"
         )
     parts = urlsplit(url)
+    if parts.scheme in _sentinel.SCHEMES:
+        _sentinel.parse(url, what)
+        return url
     if parts.scheme in CLUSTER_SCHEMES:
         check_cluster_url(url, what)
         return url
@@ -77,7 +83,9 @@ def _socket_options(url: str) -> dict[str, Any]:
 
 def shared_client(url: str, *, max_connections: int) -> Redis:
     """The app's client: commands, script calls and subscriptions share its pool."""
-    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+    if _is_sentinel(url):
+        return _sentinel.client(url, _socket_options(url), max_connections=max_connections)
+    if _is_cluster(url):
         return cluster_client(url, max_connections=max_connections, **_socket_options(url))
     # A blocking pool: a burst of callers waits for a free connection instead of failing
     # with "Too many connections" or opening thousands of sockets.
@@ -93,16 +101,21 @@ def own_client(url: str, *, single_connection: bool = False) -> Redis:
     On a cluster, for the remote-control listener: its subscription and its answers need a
     connection or two on a node. (A worker's blocking reads are made per slot, each on a
     connection to the slot's master: see ``_worker/_reads.py``.)"""
-    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+    if _is_sentinel(url):
+        return _sentinel.client(url, _socket_options(url), single_connection=single_connection)
+    if _is_cluster(url):
         return cluster_client(url, max_connections=4, **_socket_options(url))
     return Redis.from_url(url, single_connection_client=single_connection, **_socket_options(url))
 
 
 def thread_client(url: str, *, timeout: float) -> SyncRedis:
     """A blocking client for a thread (the lease renewer), every wait bounded by ``timeout``."""
-    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+    timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if _is_sentinel(url):
+        return _sentinel.thread_client(url, timeouts)
+    if _is_cluster(url):
         return sync_cluster_client(url, timeout=timeout)
-    return SyncRedis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return SyncRedis.from_url(url, **timeouts)
 
 
 def fast_path(client: Redis, *, limit: int) -> Batches:
@@ -112,3 +125,11 @@ def fast_path(client: Redis, *, limit: int) -> Batches:
     if cluster is not None:
         return ClusterCalls(cluster, limit)
     return DirectCalls(client.connection_pool, limit)
+
+
+def _is_sentinel(url: str) -> bool:
+    return urlsplit(url).scheme in _sentinel.SCHEMES
+
+
+def _is_cluster(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES

@@ -29,7 +29,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError
 
-from ._errors import REDIS_ERRORS
+from ._errors import REDIS_ERRORS, not_master
 from ._scripts import Call
 
 _NO_REPLY_YET = object()
@@ -246,7 +246,7 @@ class DirectCalls(Batches):
                     raise
                 for i, reply in zip(missing, again, strict=True):
                     replies[i] = reply
-            self._give_back(lane)
+            self._give_back(lane, replies)
             return replies
         finally:
             self._room.give()
@@ -261,7 +261,7 @@ class DirectCalls(Batches):
         await self._room.take()
         try:
             lane, replies = await self._exchange(lambda lane: lane.exchange(packed))
-            self._give_back(lane)
+            self._give_back(lane, replies)
         finally:
             self._room.give()
         if asking:
@@ -305,9 +305,15 @@ class DirectCalls(Batches):
         for lane in idle:
             lane.close()
 
-    def _give_back(self, lane: _Lane) -> None:
+    def _give_back(self, lane: _Lane, replies: list[Any]) -> None:
+        """Keep ``lane`` for the next call, unless the app closed meanwhile or one of the
+        ``replies`` it gave says its server may no longer be the master."""
         if self._closed:
             lane.close()  # closed while the call was on the wire: nobody takes it again
+        elif any(isinstance(reply, Exception) and not_master(reply) for reply in replies):
+            # The old master of a failover: a new lane asks the sentinels where the master
+            # is now (with a fixed address, it reaches the same server again).
+            lane.close()
         else:
             self._idle.append(lane)
 

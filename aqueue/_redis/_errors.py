@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.exceptions import (
     AuthenticationError,
@@ -41,7 +41,8 @@ _PASSING_REFUSALS = (
 _MAXCLIENTS = "max number of clients reached"
 """What a server at its ``maxclients`` answers a new connection (a ConnectionError to
 redis-py, as an unreachable server is)."""
-_PASSING_CODES = ("NOREPLICAS ", "BUSY ")
+_NOREPLICAS = "NOREPLICAS "
+_PASSING_CODES = (_NOREPLICAS, "BUSY ")
 """The same, for refusals redis-py gives no class of their own: too few replicas in sync
 (min-replicas-to-write), and another script running past lua-time-limit."""
 
@@ -54,12 +55,31 @@ def passing_refusal(error: object) -> bool:
     )
 
 
+def not_master(error: object) -> bool:
+    """Whether the server refused a write as one that may no longer be the master: a replica
+    (``READONLY``: the old master, demoted), or a master cut off from its replicas
+    (``NOREPLICAS`` under ``min-replicas-to-write``: the old master while Sentinel promotes
+    its replica). Nothing was written; a connection that got it is worth opening again, so
+    that a Sentinel URL asks the sentinels where the master is now."""
+    return isinstance(error, ReadOnlyError) or (
+        type(error) is ResponseError and str(error).startswith(_NOREPLICAS)
+    )
+
+
 def redact(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
+    """``url`` without its passwords (the server's, and any in the query, such as a Sentinel
+    URL's ``sentinel_password``), for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    secret = [name for name, _ in query if name.endswith("password")]
+    if parts.password is None and not secret:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    if secret:
+        shown = [(name, "***" if name in secret else value) for name, value in query]
+        parts = parts._replace(query=urlencode(shown, safe="*"))
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -121,6 +141,14 @@ class _Translated:
             raise ConfigurationError(
                 f"Redis at {redact(self.url)} has no database of that number ({exc}). Use a "
                 "database the server has (0 to its `databases` setting minus 1) in the URL."
+            ) from exc
+        if not_master(exc):
+            # Refused before anything was written: an outage to retry, as a lost connection.
+            raise ConnectionFailed(
+                f"Redis at {redact(self.url)} takes no writes now ({exc}): it is a replica, "
+                "or a master cut off from its replicas, as during a failover. Nothing was "
+                "written: try again. A redis+sentinel:// URL finds the new master by itself; "
+                "a fixed address must be the master's."
             ) from exc
         if isinstance(exc, OutOfMemoryError):
             raise ServerError(

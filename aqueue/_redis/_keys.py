@@ -3,6 +3,13 @@
 A job id carries its queue (``"<queue>:<hex>"``) so that a job's record lives in the same
 Cluster slot as the queue's stream: the ack script writes both atomically, and any process can
 find a job's record from the id alone, without a lookup round trip.
+
+Channels: what workers would otherwise poll for is announced on a pub/sub channel named after
+the key that changed, so it needs no name of its own and shares the key's hash slot. A job due
+before every other in ``delayed`` (the due time), a new level in ``levels`` (the level), a
+running job's cancel in ``cancelled`` (its id), a pause or resume in ``paused``, a leader
+that resigned in ``leader`` (its name), and entries whose lease lapsed while the leader has no
+room to claim them in ``stream`` (the level's stream). :data:`CHANNELS` lists them.
 """
 
 from __future__ import annotations
@@ -122,6 +129,12 @@ class Keys:
         return f"{self.prefix}:cancelled".encode()
 
     @cached_property
+    def leader(self) -> bytes:
+        """The name of the worker that promotes and reclaims the queue's jobs for the fleet,
+        expiring unless that worker renews it (see ``lua/poll.lua``)."""
+        return f"{self.prefix}:leader".encode()
+
+    @cached_property
     def workers(self) -> bytes:
         """Sorted set of worker names serving the queue, scored by last heartbeat (ms)."""
         return f"{self.prefix}:workers".encode()
@@ -170,6 +183,10 @@ class Keys:
     def members(self, job_id: str) -> bytes:
         """List of a workflow parent's member job ids (chain steps, group members, chord)."""
         return f"{self.prefix}:members:{job_id.partition(':')[2]}".encode()
+
+
+CHANNELS = ("delayed", "levels", "cancelled", "paused", "leader", "stream")
+"""The keys of a queue whose changes are announced on the channel of the key's name."""
 
 
 @functools.lru_cache(maxsize=1024)

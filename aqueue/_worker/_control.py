@@ -1,7 +1,10 @@
 """Remote control: commands sent with ``aqueue control`` reach the worker through pub/sub.
 
 The subscription has a connection of its own and costs the server nothing while no command
-comes. Each command names the workers it is for (or none: all); each of those answers on the
+comes. It also hears the notices of the worker's queues (cancellations, pauses, new levels,
+earlier due times: see ``_reclaim.py``), which would otherwise be polled for.
+
+Each command names the workers it is for (or none: all); each of those answers on the
 command's reply list, so the sender learns which workers heard it. A lost connection is
 retried with backoff; a command published meanwhile is missed, and its sender says so (no
 answer from that worker).
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import orjson
@@ -30,13 +33,28 @@ REPLY_TTL_MS = 60_000
 """How long an answer waits for its sender (which waits a few seconds at most)."""
 
 
-class Controller:
-    """Listens for commands addressed to one worker and answers each."""
+class Listener(Protocol):
+    """What takes the notices published on channels besides the control channel."""
 
-    def __init__(self, app: App, name: str, shutdown: Callable[[], None]) -> None:
+    @property
+    def channels(self) -> list[bytes]: ...
+
+    def heard(self, channel: bytes, data: bytes) -> None: ...
+
+    def hearing(self, up: bool) -> None: ...
+
+
+class Controller:
+    """Listens for commands addressed to one worker and answers each; hands the notices of
+    its queues to ``notices``."""
+
+    def __init__(
+        self, app: App, name: str, shutdown: Callable[[], None], notices: Listener
+    ) -> None:
         self._app = app
         self._name = name
         self._shutdown = shutdown
+        self._notices = notices
         self.listening = asyncio.Event()
         """Set once subscribed: a worker counts as started only when a command reaches it."""
 
@@ -44,16 +62,28 @@ class Controller:
         """Listen until cancelled (the worker's task group closes at the end of a stop)."""
         backoff = Backoff(logger, "listen for control commands")
         channel = control_channel(self._app.namespace)
+        channels = [channel, *self._notices.channels]
         while True:
             client = own_client(self._app.url)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()
             try:
-                await pubsub.subscribe(channel)
-                self.listening.set()
-                backoff.succeeded()
+                await pubsub.subscribe(*channels)
+                confirmed = 0
                 async for message in pubsub.listen():
-                    await self._handle(client, message["data"])
+                    if message["type"] == "subscribe":
+                        # Only once the server confirmed every channel is nothing missed:
+                        # then the notices published before are read (a look), never lost.
+                        confirmed += 1
+                        if confirmed == len(channels):
+                            self.listening.set()
+                            self._notices.hearing(True)
+                            backoff.succeeded()
+                    elif message["channel"] == channel:
+                        await self._handle(client, message["data"])
+                    elif message["type"] == "message":
+                        self._notices.heard(message["channel"], message["data"])
             except REDIS_ERRORS as exc:
+                self._notices.hearing(False)
                 await backoff.failed(exc)
             finally:
                 # Shielded: a stop cancels every await of this task (an anyio scope), and

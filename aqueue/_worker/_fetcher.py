@@ -49,7 +49,9 @@ from ._unknown import FIRST_PAUSE, UnknownTasks
 
 logger = logging.getLogger("aqueue.worker")
 
-BLOCK_MS = 1000
+BLOCK_MS = 5000
+"""Longest a blocking read waits: an idle worker's one command per this long, and how long a
+stop or a pause takes to end the read where CLIENT UNBLOCK is not allowed (a minimal ACL)."""
 
 
 class Slots:
@@ -164,6 +166,9 @@ class Fetcher:
         backoff = Backoff(logger, "read jobs")
         levels = self._levels
         missing_group = False
+        # After a blocking read that found nothing, nothing waits: the next read blocks at
+        # once (it returns at once if anything came meanwhile), without a look first.
+        idle = False
         while not self._stopping:
             free = await self._slots.wait()
             if self._stopping:
@@ -186,7 +191,7 @@ class Fetcher:
                     if not self._stopping:
                         await self._woken.wait()
                     continue
-                if len(streams) > 1 and await self._take_waiting(free):
+                if len(streams) > 1 and not idle and await self._take_waiting(free):
                     backoff.succeeded()
                     continue
                 # Nothing waits (or one stream only): block until any stream gets an entry.
@@ -194,6 +199,7 @@ class Fetcher:
                 # (entries beyond them are held).
                 count = -(-free // len(streams))
                 reply = await self._reads.read(self._consumer, streams, count=count, block=BLOCK_MS)
+                idle = not reply
                 if reply:
                     await self.begin(self._deliveries(reply))
             except REDIS_ERRORS as exc:

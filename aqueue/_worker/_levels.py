@@ -3,10 +3,11 @@
 A queue has one stream per priority level in use. The default level's is the queue's own
 stream, so a worker whose queues never saw a priority reads one stream per queue, exactly as
 without priorities. A worker learns the other levels from each queue's levels set: when it
-starts, and when the reclaimer's promote step sees that set grow (see ``Reclaimer``).
+starts, and when a new level is announced on pub/sub or a look sees that set grow (see
+``Reclaimer``).
 
 A paused queue's streams are not read (see ``Queue.pause``): the worker learns the flag when
-it starts and, from the same promote step, whenever it changes.
+it starts and, from the same notices, whenever it changes.
 """
 
 from __future__ import annotations

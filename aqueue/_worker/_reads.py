@@ -65,11 +65,19 @@ class BlockingReads:
         """By slot on a cluster; the one connection under None on a single server."""
         self._in_flight: dict[int, asyncio.Task[Pairs]] = {}
         """A cluster's reads not collected yet, by slot."""
+        self._interrupted = False
+        """Set by :meth:`unblock`: the next read returns at once, read or not."""
 
     async def read(
         self, consumer: str, streams: dict[bytes, bytes], *, count: int, block: int
     ) -> Pairs:
-        """Up to ``count`` new entries of each of ``streams``, waiting up to ``block`` ms."""
+        """Up to ``count`` new entries of each of ``streams``, waiting up to ``block`` ms;
+        none at once after an :meth:`unblock` that came since the last read."""
+        if self._interrupted:
+            # An unblock that found no read in flight (the fetcher was between reads): its
+            # caller changed what to read (a pause, a stop), and ``streams`` may predate it.
+            self._interrupted = False
+            return []
         if self._topology is None:
             return await self._connection(None).read(consumer, streams, count, block)
         await self._topology.ready()
@@ -164,7 +172,8 @@ class BlockingReads:
 
     async def unblock(self) -> None:
         """End the reads in flight now, where the server allows it (else they end within
-        their BLOCK)."""
+        their BLOCK), and the next read at once."""
+        self._interrupted = True
         for connection in list(self._connections.values()):
             if not connection.reading or connection.id is None:
                 continue

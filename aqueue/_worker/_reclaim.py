@@ -1,13 +1,22 @@
-"""Reclaiming: jobs that wait in the delayed set, and entries whose worker went silent.
+"""Housekeeping of a worker's queues: due delayed jobs, entries of silent workers, and what
+changed (cancellations, pauses, new priority levels).
 
-The frequent promote call also brings the ids of running jobs cancelled lately, so every
-worker learns of a cancellation within one promote interval, with no extra round trip; and
-whether the queue is paused, so every worker stops or starts reading it as promptly.
+One worker per queue at a time promotes due jobs and claims lapsed entries for the whole fleet:
+the leader, chosen by the look script (``lua/poll.lua``) under a key that expires unless renewed,
+so a leader that dies is replaced within its leadership (a lease), and one that stops resigns.
+Due jobs move into the stream in one script (were two workers to lead for a moment, each job
+would still move once). Entries idle for longer than the lease belonged to a worker that died
+(or lost its connection): XAUTOCLAIM hands them to the leader, which runs them again, counting
+the delivery as an attempt; a leader with no free slot asks the others on pub/sub, and those
+with room claim them.
 
-Every worker runs this; no single scheduler process exists to babysit. Due jobs move into the
-stream in one script (whichever worker gets there first moves each job once). Entries idle for
-longer than the lease belonged to a worker that died (or lost its connection): XAUTOCLAIM
-hands them to this worker, which runs them again, counting the delivery as an attempt.
+Nothing is polled every few milliseconds. The leader sleeps until the next due time the look
+script returns, woken early when a job is scheduled before it; it scans for lapsed entries
+twice a second while entries are pending, and a lease after a scan that found none (an entry
+delivered later cannot lapse sooner). Cancellations, pauses and new levels are announced on
+pub/sub (the worker's control subscription hears them: see ``_control.py``); a look now and
+then, and one whenever the subscription is made again, reads what was missed while it was
+down, and takes the leadership over from a leader gone silent.
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -25,24 +36,46 @@ from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
 from .._redis._direct import Batches
 from .._redis._errors import REDIS_ERRORS
-from .._redis._keys import DEAD_LETTER_LIMIT, GROUP, Keys
+from .._redis._keys import CHANNELS, DEAD_LETTER_LIMIT, GROUP, Keys
 from ._fetcher import Slots
 from ._levels import Levels
 from ._outcome import Delivery
 
 logger = logging.getLogger("aqueue.worker")
 
-PROMOTE_INTERVAL = 0.05
-"""Seconds between looks at the delayed set (a due job waits at most about this long)."""
-CLAIM_INTERVAL = 1.0
-"""Seconds between scans for entries whose lease lapsed."""
-PRUNE_EVERY = 60
-"""Claim scans between prunings of consumers that left nothing pending."""
+LOOK_INTERVAL = 10.0
+"""Most seconds between two looks at a queue (a leader looks at least three times a lease)."""
+UNHEARD_LOOK_INTERVAL = 1.0
+"""Most seconds between two looks while the worker's subscription is down: a cancel still
+arrives within about this long."""
+TAKEOVER_DELAY = 0.05
+"""Seconds after another worker's leadership would lapse that a worker looks to take it."""
+CLAIM_INTERVAL = 0.5
+"""Seconds between the leader's scans for entries whose lease lapsed, while any is pending: a
+dead worker's job runs again within the lease and this (and a round trip or two)."""
+PRUNE_INTERVAL = 60.0
+"""Seconds between the leader's prunings of consumers that left nothing pending."""
 PROMOTE_BATCH = 500
 
 
+@dataclass(eq=False)
+class _Duty:
+    """One queue's housekeeping, as this worker sees it (times on the event loop's clock)."""
+
+    keys: Keys
+    leads: bool = False
+    look_at: float = 0.0
+    claim_at: float = math.inf
+    prune_at: float = math.inf
+    cursor: int = 0
+    """The cancel time (ms) the next look reads the cancelled set from."""
+    asked: bool = False
+    """Whether the leader, with no free slot, asked for a claim by a worker with some."""
+    claim_cursors: dict[bytes, bytes] = field(default_factory=dict)
+
+
 class Reclaimer:
-    """Promotes due delayed jobs and claims entries of silent workers, for one worker."""
+    """Keeps one worker's queues: looks, promotes and claims where it leads, hears notices."""
 
     def __init__(
         self,
@@ -60,27 +93,65 @@ class Reclaimer:
         self._redis = redis
         self._calls = calls
         self._levels = levels
-        self._queues = levels.queues
+        self._duties = [_Duty(keys) for keys in levels.queues]
+        self._channels = {
+            getattr(duty.keys, name): (duty, name) for duty in self._duties for name in CHANNELS
+        }
         self._consumer = consumer
+        self._lease = lease
         self._lease_ms = int(lease * 1000)
         self._slots = slots
         self._begin = begin
         self._cancel = cancel
         self._levels_changed = levels_changed
-        self._cursors: dict[bytes, bytes] = {}
-        self._cancel_cursors = {keys.queue: 0 for keys in self._queues}
-        self._stopping = asyncio.Event()
+        self._stopping = False
+        self._woken = asyncio.Event()
+        """Set when a look is due earlier than planned (a notice, a stop)."""
+        self._hearing = False
+        """Whether the worker's subscription is up: notices arrive as they are published."""
         self._claiming = True
         self._claim_pass = asyncio.Lock()
         """Held while claimed entries are taken and started."""
         self.claimed = 0
         """Entries this worker took over from silent workers."""
         self.looked = asyncio.Event()
-        """Set once the first promote pass is over, done or failed."""
+        """Set once the first look at every queue is over, done or failed."""
+
+    @property
+    def channels(self) -> list[bytes]:
+        """The pub/sub channels whose notices :meth:`heard` takes."""
+        return list(self._channels)
+
+    def heard(self, channel: bytes, data: bytes) -> None:
+        """Take a notice published on one of :attr:`channels`."""
+        duty, kind = self._channels[channel]
+        if kind == "cancelled":
+            self._cancel([data.decode()])
+            return
+        if kind == "stream":
+            # The leader has no free slot for entries whose lease lapsed: one with some
+            # claims them.
+            duty.asked = self._slots.free > 0 and not duty.leads
+            self._woken.set()
+            return
+        if kind == "delayed" and not duty.leads:
+            return  # a job due earlier: only the leader promotes it
+        # A pause, a new level, or a leader that resigned: look now (the look script says
+        # what changed, and takes the leadership over).
+        duty.look_at = 0.0
+        self._woken.set()
+
+    def hearing(self, up: bool) -> None:
+        """The worker's subscription is up (look at once: notices may have been missed
+        before) or down (look often enough to hear of cancels anyway)."""
+        self._hearing = up
+        for duty in self._duties:
+            duty.look_at = 0.0 if up else min(duty.look_at, self._now() + UNHEARD_LOOK_INTERVAL)
+        self._woken.set()
 
     async def stop_claiming(self) -> None:
-        """Take no more work (the worker stops); keep promoting and hearing of cancellations,
-        so a job cancelled during the grace period still stops.
+        """Take no more work (the worker stops); keep hearing of cancellations, so a job
+        cancelled during the grace period still stops.
 
         Returns once a claim in flight has started its jobs, so the worker's wait for its
         running jobs includes them (started later, they would run unrenewed and unacked)."""
@@ -88,28 +159,36 @@ class Reclaimer:
         async with self._claim_pass:
             pass
 
+    async def resign(self) -> None:
+        """Let another worker lead this worker's queues now (call after :meth:`stop_claiming`:
+        this worker's looks then lead no more)."""
+        for duty in self._duties:
+            if duty.leads:
+                duty.leads = False
+                duty.claim_at = duty.prune_at = math.inf
+                try:
+                    await self._calls.call(
+                        scripts.resign(leader=duty.keys.leader, worker=self._consumer)
+                    )
+                except (RedisError, OSError) as exc:
+                    # Housekeeping only: the leadership lapses by itself within a lease.
+                    logger.debug("could not resign as leader of %s: %s", duty.keys.queue, exc)
+
     def stop(self) -> None:
         """Stop after the command in flight (never cancelled mid-reply)."""
-        self._stopping.set()
+        self._stopping = True
+        self._woken.set()
 
     async def run(self) -> None:
-        """Promote and claim until :meth:`stop`."""
+        """Look, promote and claim until :meth:`stop`."""
         backoff = Backoff(logger, "promote or reclaim jobs")
-        loop = asyncio.get_running_loop()
-        next_claim = loop.time() + CLAIM_INTERVAL
-        scans = 0
-        while not self._stopping.is_set():
+        while not self._stopping:
+            self._woken.clear()
             try:
                 try:
-                    for keys in self._queues:
-                        await self._promote(keys)
+                    await self._tend()
                 finally:
                     self.looked.set()
-                if self._claiming and loop.time() >= next_claim:
-                    next_claim = loop.time() + CLAIM_INTERVAL
-                    scans += 1
-                    async with self._claim_pass:
-                        await self._claim_all(prune=scans % PRUNE_EVERY == 0)
             except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
                 continue
@@ -118,22 +197,50 @@ class Reclaimer:
                 await backoff.failed(exc)
                 continue
             backoff.succeeded()
+            duties = self._duties
+            wake = min(min(d.look_at, d.claim_at, d.prune_at) for d in duties)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), PROMOTE_INTERVAL)
+                await asyncio.wait_for(self._woken.wait(), max(0.0, wake - self._now()))
 
-    async def _promote(self, keys: Keys) -> None:
+    async def _tend(self) -> None:
+        for duty in self._duties:
+            if self._now() >= duty.look_at:
+                await self._look(duty)
+            if duty.asked and self._claiming:
+                duty.asked = False
+                async with self._claim_pass:
+                    await self._claim_all(duty)
+            if not duty.leads:
+                continue
+            if self._claiming and self._now() >= duty.claim_at:
+                async with self._claim_pass:
+                    pending = await self._claim_all(duty)
+                duty.claim_at = self._now() + (CLAIM_INTERVAL if pending else self._lease)
+            if self._now() >= duty.prune_at:
+                duty.prune_at = self._now() + PRUNE_INTERVAL
+                await prune_consumers(self._calls, duty.keys, idle_ms=self._lease_ms * 10)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _look(self, duty: _Duty) -> None:
+        keys = duty.keys
         while True:
-            due, _, levels, cursor, paused, *cancelled = await self._calls.call(
+            due, wait, levels, cursor, paused, leads, left, *cancelled = await self._calls.call(
                 scripts.poll(
                     delayed=keys.delayed,
                     levels=keys.levels,
                     cancelled=keys.cancelled,
                     paused=keys.paused,
+                    leader=keys.leader,
                     batch=PROMOTE_BATCH,
-                    cursor=self._cancel_cursors[keys.queue],
+                    cursor=duty.cursor,
+                    worker=self._consumer,
+                    # A stopping worker lets another lead.
+                    lead_ms=self._lease_ms if self._claiming else 0,
                 )
             )
-            self._cancel_cursors[keys.queue] = cursor
+            duty.cursor = cursor
             if cancelled:
                 self._cancel([job_id.decode() for job_id in cancelled])
             if levels != self._levels.seen(keys) and not self._levels.stale:
@@ -158,34 +265,66 @@ class Reclaimer:
                         members=due[::2],
                     )
                 )
-            if len(due) < 2 * PROMOTE_BATCH or self._stopping.is_set():
-                return
+            if len(due) < 2 * PROMOTE_BATCH or self._stopping:
+                break
+        self._lead(duty, leads=bool(leads), wait_ms=wait, left_ms=left)
 
-    async def _claim_all(self, *, prune: bool) -> None:
-        for keys in self._queues:
-            # Every level's stream, highest first: scarce slots go to higher work. A claim
-            # starts jobs, so a paused queue's lapsed entries wait for its resume.
-            if keys not in self._levels.paused:
-                for stream in self._levels.streams(keys):
-                    await self._claim(keys, stream)
-            if prune:
-                await prune_consumers(self._calls, keys, idle_ms=self._lease_ms * 10)
+    def _lead(self, duty: _Duty, *, leads: bool, wait_ms: int, left_ms: int) -> None:
+        """Plan the next look (and scans) from what the look said."""
+        now = self._now()
+        if leads and not duty.leads:
+            logger.debug("worker %s leads queue %s", self._consumer, duty.keys.queue)
+            duty.claim_at = now  # the previous leader may have died: its entries may lapse
+            duty.prune_at = now + PRUNE_INTERVAL
+        elif not leads:
+            duty.claim_at = duty.prune_at = math.inf
+        duty.leads = leads
+        interval = LOOK_INTERVAL if self._hearing else UNHEARD_LOOK_INTERVAL
+        if leads:
+            # Renewed well before it lapses; and the next due job is promoted on time.
+            due = wait_ms / 1000 if wait_ms >= 0 else math.inf
+            interval = min(interval, self._lease / 3, due)
+        elif left_ms > 0:
+            # Take over soon after a silent leader's leadership lapses.
+            interval = min(interval, left_ms / 1000 + TAKEOVER_DELAY)
+        duty.look_at = now + interval
 
-    async def _claim(self, keys: Keys, stream: bytes) -> None:
+    async def _claim_all(self, duty: _Duty) -> bool:
+        """Claim the queue's lapsed entries; whether any entry was pending (or the queue is
+        paused): then the leader scans again soon, else a lease later (an entry
+        delivered after this scan cannot lapse sooner)."""
+        keys = duty.keys
+        if keys in self._levels.paused:
+            return True  # a claim starts jobs: a paused queue's lapsed entries wait for its resume
+        streams = self._levels.streams(keys)
+        # Counted first (XPENDING's summary): a queue with nothing pending needs no scan.
+        counts = await self._calls.commands([(b"XPENDING", stream, GROUP) for stream in streams])
+        pending = [stream for stream, count in zip(streams, counts, strict=True) if count[0]]
+        # Every level's stream, highest first: scarce slots go to higher work.
+        for stream in pending:
+            await self._claim(duty, stream)
+        return bool(pending)
+
+    async def _claim(self, duty: _Duty, stream: bytes) -> None:
+        keys = duty.keys
         free = self._slots.free
-        if free <= 0 or not self._claiming:
-            return  # busy: leave the entries to a worker with room for them
+        if not self._claiming:
+            return
+        if free <= 0:
+            if duty.leads:
+                await self._ask_for_help(keys, stream)
+            return
         reply: Any = await self._redis.xautoclaim(
             stream,
             GROUP,
             self._consumer,
             self._lease_ms,
-            start_id=self._cursors.get(stream, b"0-0"),
+            start_id=duty.claim_cursors.get(stream, b"0-0"),
             count=free,
         )
         cursor, entries = reply[0], reply[1]
         deleted = reply[2] if len(reply) > 2 else []
-        self._cursors[stream] = cursor
+        duty.claim_cursors[stream] = cursor
         if deleted:
             await self._note_deleted(keys, deleted)
         deliveries = [
@@ -201,6 +340,15 @@ class Reclaimer:
                 self._lease_ms,
             )
             await self._begin(deliveries)
+
+    async def _ask_for_help(self, keys: Keys, stream: bytes) -> None:
+        # A busy leader must not keep a dead worker's jobs from workers with room for them:
+        # if an entry's lease lapsed, it asks them (its next scan asks again).
+        lapsed = await self._redis.xpending_range(
+            stream, GROUP, min="-", max="+", count=1, idle=self._lease_ms
+        )
+        if lapsed:
+            await self._redis.publish(keys.stream, stream)
 
     async def _note_deleted(self, keys: Keys, deleted: list[bytes]) -> None:
         # XAUTOCLAIM drops pending ids whose entry no longer exists (deleted or trimmed by

@@ -24,8 +24,10 @@ logger = logging.getLogger("aqueue.scheduler")
 
 TICK_KEY_TTL = 24 * 3600
 """Seconds a tick's key outlives its job."""
-LOOK_INTERVAL = 0.5
-"""Longest sleep between looks at the schedules."""
+LOOK_INTERVAL = 10.0
+"""Longest sleep between looks at the schedules. Each look costs a TIME, and the sleep ends at
+the next tick anyway (measured on the server's clock), so the bound only limits how long a
+local clock's drift can go unnoticed: an idle worker must cost Redis next to nothing."""
 
 
 class Scheduler:

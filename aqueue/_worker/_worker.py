@@ -412,7 +412,7 @@ class Worker:
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
                 leaving = loops.start("keeper of unknown tasks' jobs", fetcher.unknown.run)
-                controller = Controller(app, self.name, self._stop_once)
+                controller = Controller(app, self.name, self._stop_once, reclaimer)
                 loops.start("controller", controller.run)
                 # Started means reachable: a command sent once the worker has started (or
                 # listed) is heard. Bounded: a server refusing the subscription (an ACL user
@@ -436,6 +436,9 @@ class Worker:
                 await reclaimer.stop_claiming()
                 scheduler.stop()
                 await fetcher.stop()
+                # The queues' housekeeping goes to a worker that stays; only now, since a
+                # round trip spent before fetcher.stop() lets the fetcher read more jobs.
+                await reclaimer.resign()
                 await fetching.wait()
                 await leaving.wait()
                 await scheduling.wait()
@@ -560,7 +563,7 @@ class Worker:
 
 
 async def _fetch(fetcher: Fetcher, reclaimer: Reclaimer) -> None:
-    # The first promote pass brings the cancellations of the last hour: a fire-and-forget job
+    # The first look brings the cancellations of the last hour: a fire-and-forget job
     # cancelled while no worker ran has no record that says so, only that list.
     await reclaimer.looked.wait()
     await fetcher.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -14,11 +15,13 @@ from ._common import CONCURRENCY, RESULTS, SLEEP, URL, record, tool, use_uvloop
 
 DISTRIBUTIONS = ("arq", "redis", "hiredis", "uvloop")
 HAS_BATCH = False
-QUEUE = "arq:queue"
+# BENCH_QUEUE names the queue (benchmarks/idle.py: one per worker process, as arq serves one).
+QUEUE = os.environ.get("BENCH_QUEUE", "arq:queue")
 
 # arq polls: the worker looks for new jobs, and job.result() for a result, every poll delay
-# (0.5 s by default). A short delay is the documented way to make arq fast.
-POLL = 0.005
+# (0.5 s by default). A short delay is the documented way to make arq fast. BENCH_ARQ_POLL
+# sets another (benchmarks/idle.py measures the default too).
+POLL = float(os.environ.get("BENCH_ARQ_POLL", "0.005"))
 
 use_uvloop()
 
@@ -41,6 +44,7 @@ class WorkerSettings:
     functions = (noop, sleep, func(echo, keep_result=3600))
     redis_settings = RedisSettings.from_dsn(URL)
     max_jobs = CONCURRENCY
+    queue_name = QUEUE
     poll_delay = POLL
     keep_result = 3600 if RESULTS else 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -14,7 +15,8 @@ DISTRIBUTIONS = ("saq", "redis", "hiredis", "uvloop")
 HAS_BATCH = False  # Queue.map enqueues many but also waits for all their results
 
 use_uvloop()
-queue = Queue.from_url(URL)
+# BENCH_QUEUE names the queue (benchmarks/idle.py: one per worker process, as saq serves one).
+queue = Queue.from_url(URL, name=os.environ.get("BENCH_QUEUE", "default"))
 
 # A job's ttl is how long its state (and result) is kept after it finishes; -1 deletes it.
 TTL = 600 if RESULTS else -1

@@ -1,16 +1,16 @@
 -- Cancel a job that has not ended, in one step: its record says `cancelled` (with why) before
 -- any worker can start it, so the start script refuses to run it and the finish script refuses
 -- to overwrite it with a late outcome.
--- A running job is also announced in the queue's cancelled set: the workers of the queue read
--- it in their frequent poll calls (poll.lua) and cancel the run (no extra connection or round
--- trip).
+-- A running job is also announced on the queue's cancelled channel, which every worker of the
+-- queue listens to, and kept in its cancelled set: a worker that was not listening (starting,
+-- reconnecting) reads what it missed there in its next look (poll.lua).
 -- A scheduled job also leaves the delayed set: waiting there until it is due, it would count
 -- against the queue's length limit and in its statistics. Its member is found by its score,
 -- which is the record's due time.
 -- A fire-and-forget job (result_ttl=0) has no status anywhere, so nothing says whether it
 -- still waits: it is only announced in the cancelled set, like a running job. Every worker of
--- the queue hears of it within milliseconds (and one that starts later looks back over the
--- set's hour), and skips the job when it comes to start it, or stops its run. Nothing is
+-- the queue hears of it at once (and one that starts later looks back over the set's hour),
+-- and skips the job when it comes to start it, or stops its run. Nothing is
 -- added to the hot path: a worker looks up every job it starts among the ids it heard of.
 -- Returns {status before the call ("" when there is no record), 1 if cancelled now else 0}.
 local record = KEYS[1]
@@ -42,8 +42,9 @@ end
 local now = now_ms()
 local function announce()
   redis.call('ZADD', cancelled, now, job_id)
-  -- Workers look every few milliseconds; an hour of history is plenty for one that reconnects.
+  -- An hour of history is plenty for a worker that reconnects.
   redis.call('ZREMRANGEBYSCORE', cancelled, '-inf', now - 3600000)
+  redis.pcall('PUBLISH', cancelled, job_id)
 end
 if not status then
   if forgotten == '1' then

@@ -92,7 +92,7 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
       -- the set tells workers which streams to read.
       fields[#fields + 1] = FIELD.level
       fields[#fields + 1] = level
-      redis.call('SADD', levels, level)
+      add_level(levels, level)
     end
     local expires = spec.expires_at
     if spec.expires_in > 0 then
@@ -111,7 +111,7 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
     end
     local entry
     if due > 0 then
-      redis.call('ZADD', delayed, due, cmsgpack.pack(fields))
+      delay(delayed, due, cmsgpack.pack(fields))
     else
       entry = redis.call('XADD', stream, '*', unpack(fields))
     end

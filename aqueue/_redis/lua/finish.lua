@@ -135,7 +135,7 @@ local function write_outcome(k, a)
       end
       fields[#fields + 1] = FIELD.prior_attempts
       fields[#fields + 1] = attempt
-      redis.call('ZADD', delayed, due, cmsgpack.pack(fields))
+      delay(delayed, due, cmsgpack.pack(fields))
     end
     if ttl > 0 then
       redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due,

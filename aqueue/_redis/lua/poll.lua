@@ -1,21 +1,31 @@
--- What a worker looks at every few milliseconds for each of its queues, in one call: the jobs of
--- the delayed set that are due (on the server's clock, so a worker with a skewed clock cannot
--- fire work early), how many priority levels are in use (a new level is noticed without a read
--- of its own), which running jobs were cancelled since it last looked (the cancel script writes
--- that set), and whether the queue is paused (workers stop or start reading it within one
--- call's interval).
+-- A worker's look at one of its queues, in one call: the jobs of the delayed set that are due
+-- (on the server's clock, so a worker with a skewed clock cannot fire work early), when the next
+-- one is due, how many priority levels are in use, which running jobs were cancelled since it
+-- last looked (the cancel script writes that set), whether the queue is paused, and who leads the
+-- queue's housekeeping.
+-- The leader (one worker per queue at a time) promotes due jobs and claims lapsed entries; it
+-- looks when the next job is due, and each look renews its leadership. The others look only
+-- now and then: changes reach them on pub/sub (see _prelude.lua), and a look reads what they
+-- missed while not listening, and takes the leadership over once the leader went silent.
 -- Due jobs are only found here; promote.lua moves them, with their records in its KEYS.
 -- Returns {due members (with each its job id, "" when it names none), ms until the next due
 --          job or -1 when none waits, levels in use besides the default, next cursor,
---          1 when the queue is paused else 0, ids of jobs cancelled since the cursor...}.
+--          1 when the queue is paused else 0, 1 when this worker leads the queue else 0,
+--          ms the current leadership has left, ids of jobs cancelled since the cursor...}.
 local delayed = KEYS[1]
 local levels = KEYS[2]
 local cancelled = KEYS[3]
 local paused = KEYS[4]
+-- the name of the worker that leads the queue's housekeeping, expiring unless renewed
+local leader = KEYS[5]
 -- most due members to return
 local batch = tonumber(ARGV[1])
 -- cancel time in ms from the previous call (0 on the first: the last hour)
 local cursor = tonumber(ARGV[2])
+-- this worker's name
+local worker = ARGV[3]
+-- ms a leadership lasts unless renewed; 0: look only, never lead (a worker that stops)
+local lead_ms = tonumber(ARGV[4])
 local now = now_ms()
 local due = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, batch)) do
@@ -43,7 +53,18 @@ end
 -- Inclusive, and the next look starts from this script's own time: a cancel later in this same
 -- ms is not missed, and what was read is not read again (beyond that one ms).
 local ids = redis.call('ZRANGEBYSCORE', cancelled, cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, 10000)
-local reply = {due, wait, redis.call('SCARD', levels), now, redis.call('EXISTS', paused)}
+-- Taken when nobody holds it (the leader resigned, or went silent for lead_ms), else renewed
+-- by its holder.
+local holder = redis.call('GET', leader)
+local leads, left = 0, lead_ms
+if lead_ms > 0 and (not holder or holder == worker) then
+  redis.call('SET', leader, worker, 'PX', lead_ms)
+  leads = 1
+else
+  left = redis.call('PTTL', leader)
+end
+local reply = {due, wait, redis.call('SCARD', levels), now, redis.call('EXISTS', paused), leads,
+  left}
 for i = 1, #ids, 2 do
   reply[#reply + 1] = ids[i]
 end

@@ -39,7 +39,7 @@ local function promote(fields, record)
   end
   local stream, own = level_stream(streams, level)
   if own then
-    redis.call('SADD', levels, level)
+    add_level(levels, level)
   end
   redis.call('XADD', stream, '*', unpack(fields))
   -- The record named for this member is the job's own: its id's hex part ends both.

@@ -25,7 +25,7 @@ while true do
   end
   -- Members no longer in the delayed set (came back after their lease, purged) are dropped.
   if redis.call('ZSCORE', delayed, first[1]) then
-    redis.call('ZADD', delayed, now, first[1])
+    delay(delayed, now, first[1])
     break
   end
 end

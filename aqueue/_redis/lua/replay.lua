@@ -75,7 +75,7 @@ for i = letter_ids, #ARGV do
     else
       local stream, own_level = level_stream(streams, level)
       if own_level then
-        redis.call('SADD', levels, level)
+        add_level(levels, level)
       end
       redis.call('XADD', stream, '*', unpack(fields))
       -- A replayed job holds its uniqueness key again, unless another job took it meanwhile.

@@ -101,7 +101,7 @@ local function start_one(record, queued, entry_id, max_attempts, keeps_record, p
       redis.call('XDEL', stream, entry_id)
       if #entry == 1 then
         local member = cmsgpack.pack(entry[1][2])
-        redis.call('ZADD', delayed, due, member)
+        delay(delayed, due, member)
         if parked then
           -- In line by when it was first parked (NX: a job refused again keeps its place).
           -- Each parked job is due within a lease and parks again if refused, so the line

@@ -50,7 +50,7 @@ if action == 'enqueue' then
   -- A priority level: its own stream, as enqueue.lua writes it.
   local stream, own = level_stream(streams, level)
   if own then
-    redis.call('SADD', levels, level)
+    add_level(levels, level)
   end
   redis.call('XADD', stream, '*', unpack(fields))
   redis.call('HSET', record, 'status', 'queued')
