@@ -13,6 +13,7 @@ and handed back when the worker stops (:meth:`BlockingReads.drain`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
@@ -39,9 +40,19 @@ class _Connection:
         self.id: int | None = None
         self.reading = False
 
-    async def read(self, consumer: str, streams: dict[Any, Any], count: int, block: int) -> Pairs:
+    async def read(
+        self,
+        consumer: str,
+        streams: dict[Any, Any],
+        count: int,
+        block: int,
+        interrupted: Callable[[], bool],
+    ) -> Pairs:
         if self.id is None:
+            # Its first read: an unblock while the id is asked could not reach it.
             self.id = await self.client.client_id()
+            if interrupted():
+                return []
         self.reading = True
         try:
             reply: Any = await self.client.xreadgroup(
@@ -79,7 +90,8 @@ class BlockingReads:
             self._interrupted = False
             return []
         if self._topology is None:
-            return await self._connection(None).read(consumer, streams, count, block)
+            connection = self._connection(None)
+            return await connection.read(consumer, streams, count, block, self._was_interrupted)
         await self._topology.ready()
         groups = {
             slot: {stream: streams[stream] for stream in group}
@@ -131,7 +143,7 @@ class BlockingReads:
         seen = self._topology.seen()
         connection = await self._slot_connection(slot, next(iter(streams)))
         try:
-            return await connection.read(consumer, streams, count, block)
+            return await connection.read(consumer, streams, count, block, self._was_interrupted)
         except MovedError:
             # The slot moved (a resharding): read it where it went from the next read on.
             await self._drop(slot)
@@ -169,6 +181,9 @@ class BlockingReads:
             client = own_client(self._url, single_connection=True)
             connection = self._connections[slot] = _Connection(client)
         return connection
+
+    def _was_interrupted(self) -> bool:
+        return self._interrupted
 
     async def unblock(self) -> None:
         """End the reads in flight now, where the server allows it (else they end within
