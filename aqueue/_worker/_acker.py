@@ -234,6 +234,7 @@ class Acker:
             dead=keys.dead,
             delayed=keys.delayed,
             events=keys.events,
+            cancelled=keys.cancelled,
             group=GROUP,
             consumer=self._consumer,
             dead_limit=DEAD_LETTER_LIMIT,

@@ -511,6 +511,7 @@ class Fetcher:
                     stream=stream,
                     events=keys.events,
                     delayed=keys.delayed,
+                    followed=keys.followed,
                     holder_streams=keys.streams,
                     consumer=self._consumer,
                     group=GROUP,
@@ -533,6 +534,7 @@ class Fetcher:
             record_ttl=record_ttl(delivery.result_ttl),
             task_name=delivery.task_name or "",
             job_id=delivery.job_id or "",
+            queued_first=delivery.may_wait_queued,
         )
 
 

@@ -57,9 +57,16 @@ local ids = redis.call('ZRANGEBYSCORE', cancelled, cursor, '+inf', 'WITHSCORES',
 -- by its holder.
 local holder = redis.call('GET', leader)
 local leads, left = 0, lead_ms
-if lead_ms > 0 and (not holder or holder == worker) then
-  redis.call('SET', leader, worker, 'PX', lead_ms)
+if lead_ms > 0 and holder == worker then
+  -- PEXPIRE needs no memory: a leader keeps leading (and claiming) at maxmemory.
+  redis.call('PEXPIRE', leader, lead_ms)
   leads = 1
+elseif lead_ms > 0 and not holder then
+  -- Taking it writes a key, which a server at maxmemory refuses: then this look is a
+  -- follower's, and the rest of it (due jobs, cancels) is still answered.
+  local taken = redis.pcall('SET', leader, worker, 'PX', lead_ms)
+  leads = type(taken) == 'table' and taken.ok and 1 or 0
+  left = leads == 1 and lead_ms or 0
 else
   left = redis.call('PTTL', leader)
 end
