@@ -357,11 +357,13 @@ async def test_jobs_nobody_follows_are_told_only_when_they_end(
 ) -> None:
     deliveries = await _read(app, redis, *[60] * 20)
     listener = redis.pubsub()
-    await listener.psubscribe(Keys(app.namespace, "default").job("default:*"))
+    # Sharded pub/sub has no patterns: each job's record channel.
+    keys = Keys(app.namespace, "default")
+    await listener.ssubscribe(*(keys.job(d.job_id or "") for d in deliveries))
     await _begin(app, redis, deliveries)
     told: list[bytes] = []
-    while (message := await listener.get_message(timeout=0.2)) is not None:
-        if message["type"] == "pmessage":
+    while (message := await listener.get_sharded_message(timeout=0.2)) is not None:
+        if message["type"] == "smessage":
             told.append(message["data"])
     await listener.aclose()
     # A result waiter wakes only at the end: no "running" message for each start.

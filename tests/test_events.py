@@ -103,11 +103,11 @@ async def test_a_chatty_task_writes_progress_a_few_times_and_ends_with_the_last(
     record = Keys(app.namespace, "default").job(job.id)
     writes = 0
     async with redis.pubsub() as pubsub:
-        await pubsub.subscribe(record)
+        await pubsub.ssubscribe(record)
         async with aqueue.Worker(app):
             await job.result(timeout=5)
-            while message := await pubsub.get_message(timeout=0.2):
-                writes += message["type"] == "message" and message["data"] == b"progress"
+            while message := await pubsub.get_sharded_message(timeout=0.2):
+                writes += message["type"] == "smessage" and message["data"] == b"progress"
     assert 1 <= writes <= 5
     info = await job.info()
     assert (info.progress, info.progress_message) == (1.0, "step 1000")

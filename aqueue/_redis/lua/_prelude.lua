@@ -14,6 +14,14 @@ local function now_ms()
   return t[1] * 1000 + math.floor(t[2] / 1000)
 end
 
+-- Tells a job's watchers (result(), events()) that its record changed, on the channel named
+-- as the record's key. Sharded pub/sub: on a Redis Cluster the message goes to the nodes of the
+-- record's slot only, where plain PUBLISH goes to every node. Never fails the script: the change
+-- matters more than its notice, and a watcher that subscribes reads the record anyway.
+local function tell(record, what)
+  redis.pcall('SPUBLISH', record, what)
+end
+
 -- The stream of a priority level, from the ten level streams (lowest first) that a script
 -- takes in KEYS from index `streams`, and whether it is a level of its own. A level that is no
 -- single digit (an entry written by another program) is the default, 5, the queue's own stream.

@@ -200,7 +200,7 @@ local function write_outcome(k, a, spec)
     if ttl > 0 then
       redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due,
         kept_arguments(spec, a))
-      redis.pcall('PUBLISH', record, 'scheduled')
+      tell(record, 'scheduled')
     end
     emit(events, events_limit, 'retried', job_id, spec.task, consumer)
     return
@@ -220,7 +220,7 @@ local function write_outcome(k, a, spec)
     redis.call('EXPIRE', record, spec.ttl_text)
     -- Only a wake-up for waiters (they read the record): a user without channel permissions
     -- must not fail the ack after its writes were made.
-    redis.pcall('PUBLISH', record, status)
+    tell(record, status)
   elseif some_records then
     redis.call('DEL', record)
   end

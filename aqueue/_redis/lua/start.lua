@@ -169,7 +169,7 @@ local function start_one(record, queued, entry_id, job_id, spec)
       end
       if status ~= false then
         redis.call('HSET', record, 'status', 'scheduled', 'due_at', due)
-        redis.pcall('PUBLISH', record, 'scheduled')
+        tell(record, 'scheduled')
       end
     end
     -- An entry claimed from a dead worker may still hold its slot: it keeps it.
@@ -257,7 +257,7 @@ local function start_one(record, queued, entry_id, job_id, spec)
       'attempts', attempt)
   end
   if followed_jobs[job_id] then
-    redis.pcall('PUBLISH', record, 'running')
+    tell(record, 'running')
   end
   emit(events, events_limit, 'started', job_id, task, consumer)
   return attempt
