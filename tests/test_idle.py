@@ -120,6 +120,19 @@ async def test_a_stopping_leader_hands_its_queue_over_at_once(calm_app: aqueue.A
     assert started[0] - due < 0.1
 
 
+async def test_an_idle_leader_keeps_its_queue_lease_after_lease(
+    server: RedisServer, namespace: str
+) -> None:
+    """Nothing is due, so the leader does not look: it renews its leadership all the same."""
+    async with aqueue.App(server.url, namespace=namespace, lease=0.6) as app:
+        keys = Keys(app.namespace, "default")
+        async with aqueue.Worker(app) as first:
+            await eventually(lambda: _leads(app, keys, first.name))
+            async with aqueue.Worker(app):
+                await asyncio.sleep(5 * app.lease)
+                assert await _leads(app, keys, first.name)
+
+
 async def _leads(app: aqueue.App, keys: Keys, name: str) -> bool:
     return await app.redis.get(keys.leader) == name.encode()
 
