@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from ._redis._connect import shared_client
-from ._redis._direct import DirectCalls
-from ._results import ResultWaiter
+from ._redis._connect import fast_path, shared_client
+from ._redis._direct import Batches
+from ._results import ClusterWaiters, ResultWaiter, result_waiter
 
 if TYPE_CHECKING:
     from ._app import App
@@ -29,8 +29,8 @@ class Connections:
         self._app = app
         self._max_connections = max_connections
         self._redis: Redis | None = None
-        self._results: ResultWaiter | None = None
-        self._direct: DirectCalls | None = None
+        self._results: ResultWaiter | ClusterWaiters | None = None
+        self._direct: Batches | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         """The event loop the connections were opened in."""
 
@@ -45,20 +45,20 @@ class Connections:
         return self._redis
 
     @property
-    def direct(self) -> DirectCalls:
+    def direct(self) -> Batches:
         """Script calls on the hot paths: enqueue, and a worker's starts and acks."""
         self._forget_a_closed_loop()
         if self._direct is None:
-            self._direct = DirectCalls(self.client.connection_pool, self._max_connections)
+            self._direct = fast_path(self.client, limit=self._max_connections)
             self._loop = asyncio.get_running_loop()
         return self._direct
 
     @property
-    def result_waiter(self) -> ResultWaiter:
+    def result_waiter(self) -> ResultWaiter | ClusterWaiters:
         """The shared subscription that ``job.result()`` waits on."""
         self._forget_a_closed_loop()
         if self._results is None:
-            self._results = ResultWaiter(self.client.connection_pool)
+            self._results = result_waiter(self.client)
             self._loop = asyncio.get_running_loop()
         return self._results
 

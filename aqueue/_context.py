@@ -17,7 +17,7 @@ import orjson
 
 from ._hooks import ResourceKey, lookup
 from ._redis import _calls as scripts
-from ._redis._direct import DirectCalls
+from ._redis._direct import Batches
 from ._redis._errors import REDIS_ERRORS, translate_errors
 from .exceptions import NotInJob
 
@@ -37,7 +37,7 @@ class ProgressReporter:
     waiting before it records the job's outcome.
     """
 
-    def __init__(self, calls: DirectCalls, record: bytes, url: str) -> None:
+    def __init__(self, calls: Batches, record: bytes, url: str) -> None:
         self._calls = calls
         self._record = record
         self._url = url

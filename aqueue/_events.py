@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
+from ._redis._cluster import slot_groups
 from ._redis._errors import translate_errors
 from ._redis._keys import check_name, keys_of
 
@@ -66,7 +67,19 @@ async def follow(app: App, queues: Sequence[str] | None, after: str | None) -> A
         with translate_errors(app.url):
             seconds, micros = await app.redis.time()
         after = f"{seconds * 1000 + micros // 1000}-0"
-    positions: dict[bytes, str | bytes] = dict.fromkeys(streams, after)
+    # On a Cluster one read may name streams of one slot only: a reader per slot, merged.
+    groups = list(slot_groups(app.redis, streams).values())
+    readers = [_read(app, dict.fromkeys(group, after)) for group in groups]
+    found = readers[0] if len(readers) == 1 else _merged(readers)
+    async for stream, entry_id, fields in found:
+        yield _event(streams[stream], entry_id, fields)
+
+
+_Found: TypeAlias = tuple[bytes, bytes, dict[bytes, bytes]]
+"""An event as read: its stream, its entry id and its fields."""
+
+
+async def _read(app: App, positions: dict[bytes, str | bytes]) -> AsyncIterator[_Found]:
     while True:
         with translate_errors(app.url):
             reply = await app.redis.xread(
@@ -76,12 +89,35 @@ async def follow(app: App, queues: Sequence[str] | None, after: str | None) -> A
             )
         read = cast("list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]", reply or [])
         for stream, entries in read:
-            queue = streams[stream]
             for entry_id, fields in entries:
                 positions[stream] = entry_id
-                yield _event(queue, entry_id, fields)
+                yield stream, entry_id, fields
         # Let other tasks run between reads, even when every read returns at once.
         await asyncio.sleep(0)
+
+
+async def _merged(readers: list[AsyncIterator[_Found]]) -> AsyncIterator[_Found]:
+    """What ``readers`` find, as each finds it; the first error of any of them is raised."""
+    found: asyncio.Queue[_Found | BaseException] = asyncio.Queue(maxsize=100)
+
+    async def pump(reader: AsyncIterator[_Found]) -> None:
+        try:
+            async for item in reader:
+                await found.put(item)
+        except Exception as exc:  # handed to the consumer, which raises it
+            await found.put(exc)
+
+    pumps = [asyncio.create_task(pump(reader)) for reader in readers]
+    try:
+        while True:
+            item = await found.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 def _event(queue: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Event:

@@ -18,7 +18,7 @@ from ._checks import seconds
 from ._depend import ERROR_MARK
 from ._events import named_queues
 from ._redis._errors import translate_errors
-from ._redis._keys import Keys, keys_of, queue_of
+from ._redis._keys import FOLLOWED_TTL, Keys, keys_of, queue_of
 from ._redis._wire import ENTRY
 from .exceptions import (
     ConnectionFailed,
@@ -314,7 +314,7 @@ class Job(Generic[R]):
         """
         last: JobInfo | None = None
         with translate_errors(self._app.url):
-            async with self._watch() as woken:
+            async with self._following(), self._watch() as woken:
                 while True:
                     woken.clear()  # before the read: a change during the read wakes us again
                     info = await self.info()
@@ -328,6 +328,27 @@ class Job(Generic[R]):
                     if info.status.is_final:
                         return
                     await woken.wait()
+
+    @asynccontextmanager
+    async def _following(self) -> AsyncIterator[None]:
+        """Count this follower in the queue's followed set (Keys.followed) while inside: the
+        start script tells only followed jobs that they run. Counted before the subscription,
+        so a start after the first read is told."""
+        followed, member = self._keys.followed, self.id.encode()
+        await self._connections.direct.commands(
+            [(b"ZINCRBY", followed, b"1", member), (b"EXPIRE", followed, FOLLOWED_TTL)]
+        )
+        try:
+            yield
+        finally:
+            # A count left behind (a follower gone without this) only has the job's start told
+            # to nobody, until the set expires.
+            await self._connections.direct.commands(
+                [
+                    (b"ZINCRBY", followed, b"-1", member),
+                    (b"ZREMRANGEBYSCORE", followed, b"-inf", b"0"),
+                ]
+            )
 
     async def _read(self, *fields: bytes) -> list[bytes | None]:
         """``fields`` (``status`` first) of the job's record. A queued job that has no record

@@ -1,44 +1,69 @@
-"""Waiting for job outcomes without polling: one shared pub/sub connection per app.
+"""Waiting for job outcomes without polling: one shared pub/sub connection per app (per
+master on a Redis Cluster).
 
 The finish script publishes on a job's record key when the job ends. A waiter subscribes
 first and reads the record after the subscription is confirmed, so an outcome published in
 between cannot be missed; each message (or a reconnect) only wakes the waiter to read again.
+
+Subscriptions are sharded (SSUBSCRIBE; the scripts SPUBLISH): on a cluster, a record's channel
+lives in the record's slot, so it is subscribed to on the master serving that slot, and a
+message crosses no other node. When the slot moves (a resharding), the server ends the
+subscription; it is made again on the slot's new master, and its waiters read once more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ._redis._backoff import Backoff
+from ._redis._cluster import as_cluster, topology_of
+from ._redis._direct import ConnectionSource
 from ._redis._errors import REDIS_ERRORS
 
 logger = logging.getLogger("aqueue.results")
 
 
 class _Channel:
-    """The waiters of one channel (each with the messages that wake it, None for all) and
-    whether the server confirmed the subscription."""
+    """The waiters of one channel (each with the messages that wake it, None for all), whether
+    the server confirmed the subscription, and the connection's waiter that holds it now."""
 
-    __slots__ = ("confirmed", "events")
+    __slots__ = ("confirmed", "events", "owner")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: ResultWaiter) -> None:
         self.events: dict[asyncio.Event, frozenset[bytes] | None] = {}
         self.confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.owner = owner
+
+
+Source = Callable[[], Awaitable[ConnectionSource]]
+"""Where a waiter's connection is made, asked at each connect (see ``_connect.py``)."""
+
+Moved = Callable[[bytes, _Channel], None]
+"""Called with a channel whose subscription the server ended (its slot moved away)."""
 
 
 class ResultWaiter:
-    """Multiplexes every ``job.result()`` of an app over one subscribed connection."""
+    """Multiplexes every ``job.result()`` of an app (or of one master) over one subscribed
+    connection."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, source: Source, moved: Moved | None = None) -> None:
+        self._source = source
+        self._moved = moved
         self._channels: dict[bytes, _Channel] = {}
+        self._leaving: collections.Counter[bytes] = collections.Counter()
+        """SUNSUBSCRIBEs sent and not answered yet, by channel: an answer to one of those
+        is ours, any other the server's (the channel's slot moved away)."""
         self._connection: AbstractConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
@@ -61,8 +86,8 @@ class ResultWaiter:
         await self._ensure_reader()
         entry = self._channels.get(channel)
         if entry is None:
-            entry = self._channels[channel] = _Channel()
-            await self._send(b"SUBSCRIBE", channel)
+            entry = self._channels[channel] = _Channel(self)
+            await self._send(b"SSUBSCRIBE", channel)
         event = asyncio.Event()
         entry.events[event] = only
         try:
@@ -72,10 +97,24 @@ class ResultWaiter:
             yield event
         finally:
             entry.events.pop(event, None)
-            if not entry.events and self._channels.get(channel) is entry:
-                del self._channels[channel]
-                with suppress(RedisConnectionError, OSError):
-                    await self._send(b"UNSUBSCRIBE", channel)
+            if not entry.events:
+                # The owner now: a moved subscription went to another master's waiter.
+                await entry.owner._drop(channel, entry)
+
+    async def _drop(self, channel: bytes, entry: _Channel) -> None:
+        if self._channels.get(channel) is entry:
+            del self._channels[channel]
+            self._leaving[channel] += 1
+            with suppress(RedisConnectionError, OSError):
+                await self._send(b"SUNSUBSCRIBE", channel)
+
+    async def adopt(self, channel: bytes, entry: _Channel) -> None:
+        """Subscribe here to a channel (and its waiters) whose slot moved to this master; the
+        waiters read once more when the server confirms."""
+        await self._ensure_reader()
+        entry.owner = self
+        self._channels[channel] = entry
+        await self._send(b"SSUBSCRIBE", channel)
 
     async def close(self) -> None:
         """Stop the reader and drop the connection."""
@@ -98,13 +137,15 @@ class ResultWaiter:
                 if self._connection is not None:
                     await self._connection.disconnect()
                 self._channels.clear()
+                self._leaving.clear()
             if self._reader is None:
                 self._connection = await self._connect()
                 self._reader = asyncio.create_task(self._read_forever(), name="aqueue-results")
 
     async def _connect(self) -> AbstractConnection:
-        kwargs = {**self._pool.connection_kwargs, "socket_timeout": None}
-        connection = self._pool.connection_class(**kwargs)
+        source = await self._source()
+        kwargs = {**source.connection_kwargs, "socket_timeout": None}
+        connection = source.connection_class(**kwargs)
         await connection.connect()  # type: ignore[no-untyped-call]
         return connection
 
@@ -141,15 +182,30 @@ class ResultWaiter:
 
     def _dispatch(self, reply: list[bytes]) -> None:
         kind, channel = reply[0], reply[1]
+        if kind == b"sunsubscribe" and self._leaving[channel]:
+            # The answer to our own: a new waiter of the channel may have subscribed again
+            # since, and keeps its subscription.
+            self._leaving[channel] -= 1
+            if not self._leaving[channel]:
+                del self._leaving[channel]
+            return
         entry = self._channels.get(channel)
         if entry is None:
             return
-        if kind == b"message":
+        if kind == b"sunsubscribe":
+            # Not asked for: the channel's slot moved to another master.
+            del self._channels[channel]
+            if self._moved is not None:
+                self._moved(channel, entry)
+            else:
+                for event in entry.events:
+                    event.set()  # nowhere else to go: the waiters read again
+        elif kind == b"smessage":
             message = reply[2] if len(reply) > 2 else b""
             for event, only in entry.events.items():
                 if only is None or message in only:
                     event.set()
-        elif kind == b"subscribe":
+        elif kind == b"ssubscribe":
             if entry.confirmed.done():
                 # Subscribed again after a reconnect: an outcome may have been published while
                 # we were away, so every waiter reads once more.
@@ -166,10 +222,88 @@ class ResultWaiter:
                 if self._connection is not None:
                     await self._connection.disconnect()
                 self._connection = await self._connect()
+                self._leaving.clear()  # sent on the lost connection: no answer will come
                 for channel in self._channels:
-                    await self._connection.send_command(b"SUBSCRIBE", channel)
+                    await self._connection.send_command(b"SSUBSCRIBE", channel)
             except REDIS_ERRORS as exc:
                 await backoff.failed(exc)
                 continue
             backoff.succeeded()
             return
+
+
+class ClusterWaiters:
+    """A :class:`ResultWaiter` per master of a Redis Cluster: each channel is watched on the
+    master of its slot."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self._topology = topology_of(cluster)
+        self._waiters: dict[str, ResultWaiter] = {}
+        self._moves: set[asyncio.Task[None]] = set()
+
+    @asynccontextmanager
+    async def watch(
+        self,
+        channel: bytes,
+        timeout: float | None = None,
+        *,
+        only: frozenset[bytes] | None = None,
+    ) -> AsyncIterator[asyncio.Event]:
+        """As :meth:`ResultWaiter.watch`, on the master of ``channel``'s slot."""
+        await self._topology.ready()
+        waiter = self._waiter(self._topology.master(channel))
+        async with waiter.watch(channel, timeout, only=only) as event:
+            yield event
+
+    async def close(self) -> None:
+        for move in list(self._moves):
+            move.cancel()
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            await waiter.close()
+
+    def _waiter(self, node: ClusterNode) -> ResultWaiter:
+        waiter = self._waiters.get(node.name)
+        if waiter is None:
+            waiter = ResultWaiter(functools.partial(self._source, node), self._moved)
+            self._waiters[node.name] = waiter
+        return waiter
+
+    async def _source(self, node: ClusterNode) -> ConnectionSource:
+        # Asked at each (re)connect: after a failover, the master that took over the slots of
+        # the waiter's channels (the one it had is gone).
+        channels = self._waiters.get(node.name)
+        held = next(iter(channels._channels), None) if channels is not None else None
+        if held is None:
+            return node
+        await self._topology.refresh(self._topology.seen())
+        successor: ConnectionSource = self._topology.master(held)
+        return successor
+
+    def _moved(self, channel: bytes, entry: _Channel) -> None:
+        seen = self._topology.seen()
+
+        async def move() -> None:
+            try:
+                await self._topology.refresh(seen)
+                await self._waiter(self._topology.master(channel)).adopt(channel, entry)
+            except Exception:
+                logger.exception("cannot follow the subscription of %r to its new master", channel)
+                for event in entry.events:
+                    event.set()  # they read again, at least
+
+        task = asyncio.create_task(move())
+        self._moves.add(task)
+        task.add_done_callback(self._moves.discard)
+
+
+def result_waiter(client: Redis) -> ResultWaiter | ClusterWaiters:
+    """The waiter for ``client``'s server (or cluster)."""
+    cluster = as_cluster(client)
+    if cluster is not None:
+        return ClusterWaiters(cluster)
+
+    async def source() -> ConnectionSource:
+        return client.connection_pool
+
+    return ResultWaiter(source)

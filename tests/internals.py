@@ -15,6 +15,7 @@ from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
 from aqueue._options import CHECKS
 from aqueue._redis import _calls as scripts
+from aqueue._redis._cluster import command_key
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import GROUP, Keys, keys_of
@@ -64,6 +65,7 @@ __all__ = [
     "TaskConfig",
     "_Room",
     "_acker",
+    "command_key",
     "connections_of",
     "cron_schedule",
     "encode_record",

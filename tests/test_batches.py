@@ -241,3 +241,103 @@ async def test_a_worker_of_several_queues_without_priority_levels_reads_them_wit
                 results = [await job.result(timeout=10) for job in jobs]
     assert results == ["a"] * 10 + ["b"] * 10
     assert "fetch" not in called
+
+
+async def _calls_of(redis: Redis, command: str) -> int:
+    stats = cast("dict[str, dict[str, int]]", await redis.info("commandstats"))
+    return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+async def test_a_job_started_from_its_queued_hash_has_its_status_read_once(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    before = await _calls_of(redis, "hget")
+    await _begin(app, redis, deliveries)
+    # One look in each job's "queued" hash; none in a record that does not exist yet, and none
+    # when the jobs finish (no job of the batch was cancelled).
+    assert await _calls_of(redis, "hget") - before == 20
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_finishing_jobs_nobody_cancelled_reads_none_of_their_records(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    before = await _calls_of(redis, "hget")
+    await _flush(app, [_succeeded(d) for d in deliveries])
+    assert await _calls_of(redis, "hget") - before == 0
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+
+
+async def test_a_job_cancelled_while_it_ran_stays_cancelled_while_its_batch_records_results(
+    app: aqueue.App, redis: Redis
+) -> None:
+    first, cancelled, last = await _read(app, redis, 60, 60, 60)
+    for delivery in (first, cancelled, last):
+        # Running, as its start left it (the cancel below comes after the worker last looked).
+        await redis.hset(delivery.record, "status", "running")
+    assert await app.job(cancelled.job_id or "").cancel()
+    await _flush(app, [_succeeded(d) for d in (first, cancelled, last)])
+    assert await app.job(cancelled.job_id or "").status() is aqueue.JobStatus.CANCELLED
+    for ran in (first, last):
+        assert await app.job(ran.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
+    assert await redis.xlen(first.stream) == 0
+
+
+async def test_entries_of_jobs_that_ended_before_an_older_one_leave_the_stream_before_it(
+    app: aqueue.App, redis: Redis
+) -> None:
+    older, *newer = await _read(app, redis, 60, 60, 60)
+    await _flush(app, [_succeeded(d) for d in newer])
+    assert [entry_id for entry_id, _ in await entries(redis, older.stream)] == [older.entry_id]
+    await _flush(app, [_succeeded(older)])
+    assert await redis.xlen(older.stream) == 0
+
+
+async def test_finishing_every_entry_read_leaves_those_not_read_yet_in_the_stream(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def noop() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    for _ in range(4):
+        await noop.enqueue()
+    read = await read_as(redis, keys, "w", count=2)
+    deliveries = [Delivery(keys, i, f, keys.stream) for i, f in await entries(redis, keys.stream)]
+    await _flush(app, [_succeeded(d) for d in deliveries if d.entry_id in read])
+    unread = [d.entry_id for d in deliveries if d.entry_id not in read]
+    assert [entry_id for entry_id, _ in await entries(redis, keys.stream)] == unread
+    assert (await redis.xpending(keys.stream, GROUP))["pending"] == 0
+
+
+async def test_entries_below_the_first_pending_one_leave_the_stream_without_a_delete_by_id(
+    app: aqueue.App, redis: Redis
+) -> None:
+    *older, pending = await _read(app, redis, *[60] * 20)
+    before = await _calls_of(redis, "xdel")
+    await _flush(app, [_succeeded(d) for d in older])
+    assert await _calls_of(redis, "xdel") == before
+    assert [entry_id for entry_id, _ in await entries(redis, pending.stream)] == [pending.entry_id]
+
+
+async def test_jobs_nobody_follows_are_told_only_when_they_end(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    listener = redis.pubsub()
+    # Sharded pub/sub has no patterns: each job's record channel.
+    keys = Keys(app.namespace, "default")
+    await listener.ssubscribe(*(keys.job(d.job_id or "") for d in deliveries))
+    await _begin(app, redis, deliveries)
+    told: list[bytes] = []
+    while (message := await listener.get_sharded_message(timeout=0.2)) is not None:
+        if message["type"] == "smessage":
+            told.append(message["data"])
+    await listener.aclose()
+    # A result waiter wakes only at the end: no "running" message for each start.
+    assert told == [b"succeeded"] * 20

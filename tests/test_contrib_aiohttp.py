@@ -89,7 +89,7 @@ async def test_closing_the_web_app_stops_the_embedded_worker(app: aqueue.App) ->
 
 async def subscribers(redis: Redis, app: aqueue.App, job: aqueue.Job[Any]) -> int:
     """How many connections follow the job (its record's channel)."""
-    [(_, count)] = await redis.pubsub_numsub(keys_of(app.namespace, job.queue).job(job.id))
+    [(_, count)] = await redis.pubsub_shardnumsub(keys_of(app.namespace, job.queue).job(job.id))
     return int(count)
 
 

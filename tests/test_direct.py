@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually
-from tests.internals import _Room, connections_of
+from tests.internals import DirectCalls, _Room, connections_of
 
 
 async def test_a_resp3_false_reply_does_not_hold_up_the_replies_behind_it(
@@ -49,7 +49,9 @@ async def test_calls_beyond_the_connection_limit_wait_for_a_free_connection(
             )
         )
         assert replies == [str(i).encode() for i in range(20)]
-        assert len(connections_of(app).direct._idle) == 2
+        direct = connections_of(app).direct
+        assert isinstance(direct, DirectCalls)
+        assert len(direct._idle) == 2
 
 
 async def test_a_call_cancelled_while_it_waits_for_a_connection_takes_none_away(

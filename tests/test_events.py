@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
@@ -101,11 +103,11 @@ async def test_a_chatty_task_writes_progress_a_few_times_and_ends_with_the_last(
     record = Keys(app.namespace, "default").job(job.id)
     writes = 0
     async with redis.pubsub() as pubsub:
-        await pubsub.subscribe(record)
+        await pubsub.ssubscribe(record)
         async with aqueue.Worker(app):
             await job.result(timeout=5)
-            while message := await pubsub.get_message(timeout=0.2):
-                writes += message["type"] == "message" and message["data"] == b"progress"
+            while message := await pubsub.get_sharded_message(timeout=0.2):
+                writes += message["type"] == "smessage" and message["data"] == b"progress"
     assert 1 <= writes <= 5
     info = await job.info()
     assert (info.progress, info.progress_message) == (1.0, "step 1000")
@@ -123,3 +125,20 @@ async def test_progress_after_the_job_ended_is_not_written(app: aqueue.App, redi
         await job.result(timeout=5)
         await late[0].progress(0.9, "too late")
     assert (await job.info()).progress is None
+
+
+async def test_a_follower_that_left_no_longer_counts_as_following_the_job(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def noop() -> None:
+        pass
+
+    job = await noop.enqueue()
+    followed = Keys(app.namespace, "default").followed
+    following = cast("AsyncGenerator[aqueue.JobInfo, None]", job.events())
+    async with contextlib.aclosing(following) as events:
+        async for _ in events:
+            assert await redis.zscore(followed, job.id) == 1
+            break
+    assert await redis.zscore(followed, job.id) is None

@@ -195,6 +195,7 @@ async def _start_as(
         stream=keys.stream,
         events=keys.events,
         delayed=keys.delayed,
+        followed=keys.followed,
         holder_streams=keys.streams,
         consumer=consumer,
         group=GROUP,

@@ -250,6 +250,22 @@ async def test_info_carries_the_result_once_the_job_succeeded(app: aqueue.App) -
     assert (await job.info()).result == {"answer": 42}
 
 
+async def test_a_result_awaited_again_at_once_through_another_handle_arrives(
+    app: aqueue.App,
+) -> None:
+    """The answer to the first wait's unsubscribe must not end the second's subscription."""
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with aqueue.Worker(app):
+        job = await add.enqueue(2, 3)
+        assert await job.result(timeout=5) == 5
+        for _ in range(3):
+            assert await app.job(job.id).result(timeout=5) == 5
+
+
 async def test_a_result_waiter_is_woken_by_final_statuses_only(
     app: aqueue.App, redis: Redis
 ) -> None:
@@ -260,10 +276,10 @@ async def test_a_result_waiter_is_woken_by_final_statuses_only(
         connections_of(app).result_waiter.watch(channel, 5, only=final) as woken,
         connections_of(app).result_waiter.watch(channel, 5) as every,
     ):
-        await redis.publish(channel, b"running")
+        await redis.spublish(channel, b"running")
         await asyncio.wait_for(every.wait(), 5)
         assert not woken.is_set()
-        await redis.publish(channel, b"succeeded")
+        await redis.spublish(channel, b"succeeded")
         await asyncio.wait_for(woken.wait(), 5)
 
 

@@ -113,7 +113,7 @@ class StartLimits(NamedTuple):
 
 class StartedJob(NamedTuple):
     """One delivery of a start call: its keys (record, "queued" hash), then its values (see
-    start.lua)."""
+    start.lua: all but the entry id and the job id travel in the job's spec)."""
 
     record: Key
     queued: Key
@@ -125,6 +125,9 @@ class StartedJob(NamedTuple):
     record_ttl: int
     task_name: str
     job_id: str
+    queued_first: bool = False
+    """Whether the job's status may be a field of its "queued" hash (it was enqueued to run at
+    once, with a record and no uniqueness key): the script looks there first."""
 
 
 def start(
@@ -132,6 +135,7 @@ def start(
     stream: Key,
     events: Key,
     delayed: Key,
+    followed: Key,
     holder_streams: Sequence[Key],
     consumer: bytes | str,
     group: str,
@@ -142,8 +146,9 @@ def start(
     """Begin ``jobs``, deliveries of ``stream`` (see start.lua for the replies, one per job).
 
     ``holder_streams``: the queue's level streams (a concurrency slot's holder names the stream
-    of its entry). ``limits``: those every one of ``jobs`` takes, or None."""
-    keys = [stream, events, delayed]
+    of its entry). ``limits``: those every one of ``jobs`` takes, or None. ``followed``: the
+    queue's jobs that someone follows (see Keys.followed)."""
+    keys = [stream, events, delayed, followed]
     args: list[Any] = [consumer, group, events_limit]
     if limits is None:
         keys += (stream,) * 4
@@ -154,18 +159,19 @@ def start(
     keys += holder_streams
     for job in jobs:
         keys += job[:2]
-        args += (
-            job.entry_id,
-            job.max_attempts,
-            _flag(job.keeps_record),
-            *job[5:],
+        # The values the jobs of one task mostly share go as one spec, parsed once per call.
+        spec = (
+            f"{job.max_attempts} {int(job.keeps_record)} {int(job.queued_first)} "
+            f"{job.prior_attempts} {job.expires_at} {job.record_ttl} {job.task_name}"
         )
+        args += (job.entry_id, job.job_id, spec)
     return Call(START, keys, args)
 
 
 class FinishedJob(NamedTuple):
     """One delivery of a finish call: its keys (record, uniqueness key, the set of jobs waiting
-    for it), then its values (see finish.lua)."""
+    for it), then its values (see finish.lua: all but the entry id, the job id, the outcome
+    value and the arguments travel in the job's spec)."""
 
     record: Key
     unique: Key
@@ -194,6 +200,7 @@ def finish(
     dead: Key,
     delayed: Key,
     events: Key,
+    cancelled: Key,
     group: str,
     consumer: bytes,
     dead_limit: int,
@@ -201,13 +208,25 @@ def finish(
     jobs: Sequence[FinishedJob],
 ) -> Call:
     """Record the outcomes of ``jobs``, deliveries of ``stream``, and ack them: each only if
-    ``consumer`` still owns its entry (see finish.lua for the replies, one per job)."""
-    keys = [stream, dead, delayed, events]
+    ``consumer`` still owns its entry (see finish.lua for the replies, one per job).
+    ``cancelled``: the queue's set of running jobs cancelled lately."""
+    keys = [stream, dead, delayed, events, cancelled]
     args: list[Any] = [group, consumer, dead_limit, events_limit]
     for job in jobs:
         keys += job[:3]
-        args += job[3:13]
-        args += (_flag(job.told), *job[14:])
+        if job.arguments:
+            arguments_field, arguments = "args", job.arguments
+        elif job.arguments_size:
+            arguments_field, arguments = "args_size", job.arguments_size.encode()
+        else:
+            arguments_field, arguments = "-", b""
+        # The values the outcomes of one kind share go as one spec, parsed once per call.
+        spec = (
+            f"{job.status or '-'} {job.outcome_field} {job.result_ttl} {job.key_ttl or '-'} "
+            f"{int(job.told)} {arguments_field} {job.retry_delay_ms} {job.attempt} "
+            f"{len(job.dead_reason.encode())} {job.dead_reason}{job.task}"
+        )
+        args += (job.entry_id, job.job_id, spec, job.outcome, arguments)
     return Call(FINISH, keys, args)
 
 

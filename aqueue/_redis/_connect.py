@@ -16,6 +16,15 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from ..exceptions import ConfigurationError
 from . import _sentinel
+from ._cluster import SCHEMES as CLUSTER_SCHEMES
+from ._cluster import (
+    ClusterCalls,
+    as_cluster,
+    check_cluster_url,
+    cluster_client,
+    sync_cluster_client,
+)
+from ._direct import Batches, DirectCalls
 from ._errors import redact
 
 # Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
@@ -36,16 +45,20 @@ _URL_SCHEMES = ("redis", "rediss", "unix")
 def check_url(url: str, variable: str | None) -> str:
     """``url`` if it is a Redis URL; the error names ``variable`` when it came from there."""
     what = "the Redis URL" if variable is None else f"the Redis URL in {variable}"
-    schemes = (*_URL_SCHEMES, *_sentinel.SCHEMES)
+    schemes = (*_URL_SCHEMES, *_sentinel.SCHEMES, *CLUSTER_SCHEMES)
     if not isinstance(url, str) or urlsplit(url).scheme not in schemes:
         shown = redact(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
-            f"{what} must start with redis://, rediss:// (TLS), unix:// or "
-            f"redis+sentinel:// (rediss+sentinel:// with TLS), not {shown!r}"
+            f"{what} must start with redis://, rediss:// (TLS), unix://, "
+            f"redis+sentinel:// (rediss+sentinel:// with TLS) or, for a Redis Cluster, "
+            f"redis+cluster:// (rediss+cluster:// with TLS), not {shown!r}"
         )
     parts = urlsplit(url)
     if parts.scheme in _sentinel.SCHEMES:
         _sentinel.parse(url, what)
+        return url
+    if parts.scheme in CLUSTER_SCHEMES:
+        check_cluster_url(url, what)
         return url
     # redis-py reads a path that is no number as database 0: the jobs would go elsewhere.
     database = "" if parts.scheme == "unix" else parts.path.strip("/")
@@ -72,6 +85,8 @@ def shared_client(url: str, *, max_connections: int) -> Redis:
     """The app's client: commands, script calls and subscriptions share its pool."""
     if _is_sentinel(url):
         return _sentinel.client(url, _socket_options(url), max_connections=max_connections)
+    if _is_cluster(url):
+        return cluster_client(url, max_connections=max_connections, **_socket_options(url))
     # A blocking pool: a burst of callers waits for a free connection instead of failing
     # with "Too many connections" or opening thousands of sockets.
     pool = BlockingConnectionPool.from_url(
@@ -81,9 +96,15 @@ def shared_client(url: str, *, max_connections: int) -> Redis:
 
 
 def own_client(url: str, *, single_connection: bool = False) -> Redis:
-    """A client of its own, for a long blocking read or a subscription outside the pool."""
+    """A client of its own, for a long blocking read or a subscription outside the pool.
+
+    On a cluster, for the remote-control listener: its subscription and its answers need a
+    connection or two on a node. (A worker's blocking reads are made per slot, each on a
+    connection to the slot's master: see ``_worker/_reads.py``.)"""
     if _is_sentinel(url):
         return _sentinel.client(url, _socket_options(url), single_connection=single_connection)
+    if _is_cluster(url):
+        return cluster_client(url, max_connections=4, **_socket_options(url))
     return Redis.from_url(url, single_connection_client=single_connection, **_socket_options(url))
 
 
@@ -92,8 +113,23 @@ def thread_client(url: str, *, timeout: float) -> SyncRedis:
     timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if _is_sentinel(url):
         return _sentinel.thread_client(url, timeouts)
+    if _is_cluster(url):
+        return sync_cluster_client(url, timeout=timeout)
     return SyncRedis.from_url(url, **timeouts)
+
+
+def fast_path(client: Redis, *, limit: int) -> Batches:
+    """The script calls and plain commands of ``client``'s server (or cluster) on connections
+    of aqueue's own (see ``_direct.py``), at most ``limit`` round trips at once (per node)."""
+    cluster = as_cluster(client)
+    if cluster is not None:
+        return ClusterCalls(cluster, limit)
+    return DirectCalls(client.connection_pool, limit)
 
 
 def _is_sentinel(url: str) -> bool:
     return urlsplit(url).scheme in _sentinel.SCHEMES
+
+
+def _is_cluster(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES

@@ -17,14 +17,15 @@ RESP version match) before its socket is taken over.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis._parsers.base import BaseParser
-from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError
 
@@ -158,16 +159,63 @@ class _Room:
         self._free += 1
 
 
-class DirectCalls:
-    """Runs batches of script calls, each batch in one round trip, errors in place.
+class ConnectionSource(Protocol):
+    """Where connections to one server are made from: a redis-py pool, or a cluster's node."""
+
+    @property
+    def connection_class(self) -> type[AbstractConnection]: ...
+
+    @property
+    def connection_kwargs(self) -> dict[str, Any]: ...
+
+
+class Batches(abc.ABC):
+    """Batches of script calls and plain commands, each batch in one round trip (per server):
+    :class:`DirectCalls` on one server, ``_cluster.ClusterCalls`` over a cluster's masters."""
+
+    @abc.abstractmethod
+    async def run(self, calls: Iterable[Call]) -> list[Any]:
+        """Run each call, in order; each reply, or the server's error as an exception."""
+
+    @abc.abstractmethod
+    async def commands(
+        self, commands: Sequence[Sequence[Any]], *, errors_in_place: bool = False
+    ) -> list[Any]:
+        """Run plain commands in one round trip; their replies, the server's errors raised
+        (or, ``errors_in_place``, each in its reply's place, as :meth:`run` gives them)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the idle connections; calls in flight close theirs when they end."""
+
+    async def call(self, call: Call) -> Any:
+        """Run one script call; its reply, or the server's error raised."""
+        [reply] = await self.run([call])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def command(self, *parts: Any) -> Any:
+        """Run one plain command (e.g. the HMGET of a result); its reply, or its error raised."""
+        [reply] = await self.commands([parts])
+        return reply
+
+
+class DirectCalls(Batches):
+    """Runs batches of script calls on one server, each batch in one round trip, errors in
+    place.
 
     Each connection loads (SCRIPT LOAD) a script in the same buffer, just before its first
     call there. Answering NOSCRIPT and retrying would run the refused call after the calls
     that followed it, and order matters: a requeue must come before the release of its slot.
+
+    With ``asking``, each call or command goes behind an ASKING (see ``_cluster.py``): the
+    server runs it although its slot is still being imported.
     """
 
-    def __init__(self, pool: ConnectionPool, limit: int) -> None:
-        self._pool = pool
+    def __init__(self, source: ConnectionSource, limit: int, *, asking: bool = False) -> None:
+        self._source = source
+        self._asking = asking
         self._idle: list[_Lane] = []
         self._room = _Room(limit)
         self._closed = False
@@ -179,9 +227,12 @@ class DirectCalls:
         server runs the ones before it. It must not fail once it has yielded a call.
         """
         made: list[Call] = []
+        asking = self._asking
         await self._room.take()
         try:
-            lane, replies = await self._exchange(lambda lane: _scripts(lane, calls, made))
+            lane, replies = await self._exchange(
+                lambda lane: _scripts(lane, calls, made, asking=asking)
+            )
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
                 # Only after SCRIPT FLUSH on a live connection (the lane forgot what it
@@ -189,7 +240,7 @@ class DirectCalls:
                 # after the ones behind them.
                 lane.loaded.clear()
                 try:
-                    again = await _scripts(lane, [made[i] for i in missing], [])
+                    again = await _scripts(lane, [made[i] for i in missing], [], asking=asking)
                 except BaseException:
                     lane.close()
                     raise
@@ -200,35 +251,26 @@ class DirectCalls:
         finally:
             self._room.give()
 
-    async def call(self, call: Call) -> Any:
-        """Run one script call; its reply, or the server's error raised."""
-        [reply] = await self.run([call])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
     async def commands(
         self, commands: Sequence[Sequence[Any]], *, errors_in_place: bool = False
     ) -> list[Any]:
-        """Run plain commands in one round trip; their replies, the server's errors raised
-        (or, ``errors_in_place``, each in its reply's place, as :meth:`run` gives them)."""
         packed = [_command(*parts) for parts in commands]
+        asking = self._asking
+        if asking:
+            packed = [b for command in packed for b in (_ASKING, command)]
         await self._room.take()
         try:
             lane, replies = await self._exchange(lambda lane: lane.exchange(packed))
             self._give_back(lane, replies)
         finally:
             self._room.give()
+        if asking:
+            replies = replies[1::2]
         if not errors_in_place:
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
         return replies
-
-    async def command(self, *parts: Any) -> Any:
-        """Run one plain command (e.g. the HMGET of a result); its reply, or its error raised."""
-        [reply] = await self.commands([parts])
-        return reply
 
     async def _exchange(
         self, send: Callable[[_Lane], Awaitable[list[Any]]]
@@ -258,7 +300,6 @@ class DirectCalls:
             raise
 
     async def close(self) -> None:
-        """Close the idle connections; calls in flight close theirs when they end."""
         self._closed = True
         idle, self._idle = self._idle, []
         for lane in idle:
@@ -277,7 +318,7 @@ class DirectCalls:
             self._idle.append(lane)
 
     async def _open(self) -> _Lane:
-        connection = self._pool.connection_class(**self._pool.connection_kwargs)
+        connection = self._source.connection_class(**self._source.connection_kwargs)
         await connection.connect()  # type: ignore[no-untyped-call]
         # The handshake (AUTH, HELLO, SELECT) is done: from here the socket is the lane's.
         writer = connection._writer
@@ -292,11 +333,17 @@ def _command(*parts: Any) -> bytes:
     return packed
 
 
-async def _scripts(lane: _Lane, calls: Iterable[Call], made: list[Call]) -> list[Any]:
+_ASKING = _command(b"ASKING")
+
+
+async def _scripts(
+    lane: _Lane, calls: Iterable[Call], made: list[Call], *, asking: bool
+) -> list[Any]:
     # One pass over the calls, packed as the lane writes them: this runs for every enqueue
     # and every batch of starts and acks.
     loaded = lane.loaded
     loads: dict[str, int] = {}  # each script loaded in this exchange: its load's reply index
+    asked: list[int] = []  # the reply index of each ASKING
 
     def packed() -> Iterator[bytes]:
         for call in calls:
@@ -304,16 +351,19 @@ async def _scripts(lane: _Lane, calls: Iterable[Call], made: list[Call]) -> list
             sha = script.sha
             if sha not in loaded and sha not in loads:
                 # Just before its first call on this connection.
-                loads[sha] = len(made) + len(loads)
+                loads[sha] = len(made) + len(loads) + len(asked)
                 yield _command(b"SCRIPT", b"LOAD", script.source)
+            if asking:
+                asked.append(len(made) + len(loads) + len(asked))
+                yield _ASKING
             made.append(call)
             yield hiredis.pack_command((b"EVALSHA", sha, len(keys), *keys, *args))
 
     replies = await lane.exchange(packed())
-    if not loads:
+    if not loads and not asked:
         return replies
     for sha, at in loads.items():
         if not isinstance(replies[at], Exception):
             loaded.add(sha)
-    skip = set(loads.values())
+    skip = {*loads.values(), *asked}
     return [reply for at, reply in enumerate(replies) if at not in skip]

@@ -14,6 +14,7 @@ from redis.exceptions import (
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterUnreachableError,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -24,8 +25,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .._settings import DEFAULT_URL
 from ..exceptions import AqueueError, ConfigurationError, ConnectionFailed, ServerError
 
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-"""What a lost or unreachable server raises: worth a retry, not a crash."""
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterUnreachableError)
+"""What a lost or unreachable server (or cluster: no node answered) raises: worth a retry,
+not a crash."""
 
 _PASSING_REFUSALS = (
     ReadOnlyError,  # READONLY: a replica, e.g. the old master during a failover

@@ -41,6 +41,10 @@ it keeps a flood of bad input from filling the server's memory."""
 EVENTS_LIMIT = 10_000
 """Approximate number of events each queue's event stream is trimmed to (see App.events)."""
 
+FOLLOWED_TTL = 24 * 3600
+"""Seconds the set of followed jobs (:attr:`Keys.followed`) outlives its last follower's
+arrival: a count a follower left behind (gone without leaving) goes with it."""
+
 
 def check_name(kind: str, name: str) -> str:
     """Return ``name`` if it is a valid namespace or queue name, else raise ConfigurationError."""
@@ -127,6 +131,13 @@ class Keys:
         """Sorted set of running jobs cancelled lately, scored by cancel time (ms): the
         workers of the queue read it to stop those runs."""
         return f"{self.prefix}:cancelled".encode()
+
+    @cached_property
+    def followed(self) -> bytes:
+        """Sorted set of the queue's jobs that someone follows with ``job.events()``, scored by
+        how many follow each: only those are told when they start running (a result waiter
+        wakes only at the end)."""
+        return f"{self.prefix}:followed".encode()
 
     @cached_property
     def leader(self) -> bytes:

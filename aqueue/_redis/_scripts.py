@@ -99,16 +99,15 @@ def run_sync(client: SyncRedis, calls: Sequence[Call]) -> list[Any]:
 
 
 def _evalsha(client: SyncRedis, calls: Sequence[Call], loads: list[Script]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
     for script in loads:
-        pipe.script_load(script.source)
+        # Not in the pipeline: a cluster client refuses SCRIPT LOAD there, and loads a
+        # script on every master when it is sent alone.
+        client.script_load(script.source)
+    pipe = client.pipeline(transaction=False)
     for script, keys, args in calls:
         pipe.evalsha(script.sha, len(keys), *keys, *args)
     replies: list[Any] = pipe.execute(raise_on_error=False)
-    for reply in replies[: len(loads)]:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies[len(loads) :]
+    return replies
 
 
 ENQUEUE = Script("enqueue")

@@ -14,7 +14,7 @@ from typing import Any
 
 from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
-from .._redis._direct import DirectCalls
+from .._redis._direct import Batches
 from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
 from .._redis._scripts import FINISH
@@ -28,7 +28,7 @@ class Acker:
 
     def __init__(
         self,
-        calls: DirectCalls,
+        calls: Batches,
         consumer: str,
         stop_renewing: Callable[[list[Outcome]], None],
         tell: Callable[[str], Awaitable[None]],
@@ -234,6 +234,7 @@ class Acker:
             dead=keys.dead,
             delayed=keys.delayed,
             events=keys.events,
+            cancelled=keys.cancelled,
             group=GROUP,
             consumer=self._consumer,
             dead_limit=DEAD_LETTER_LIMIT,

@@ -29,8 +29,9 @@ from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from .._app import App, connections_of
 from .._limits import Limits
@@ -42,6 +43,7 @@ from .._redis._keys import GROUP, Keys
 from ..exceptions import ErrorType
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
+from ._reads import BlockingReads, Pairs
 from ._runner import expired_outcome, failure_outcome
 from ._unknown import FIRST_PAUSE, UnknownTasks
 
@@ -90,7 +92,7 @@ class Fetcher:
         *,
         app: App,
         redis: Redis,
-        reader: Redis,
+        reads: BlockingReads,
         levels: Levels,
         consumer: str,
         slots: Slots,
@@ -102,7 +104,7 @@ class Fetcher:
         self._app = app
         self._connections = connections_of(app)
         self._redis = redis
-        self._reader = reader
+        self._reads = reads
         self._levels = levels
         self._starvation_guard = starvation_guard
         self._priority_reads = 0
@@ -122,7 +124,6 @@ class Fetcher:
         queues are all paused."""
         self._giving_up = False
         """Starts the server fails or refuses are no longer tried again (the worker stops)."""
-        self._reader_id: int | None = None
         self.skipped = 0
         """Entries acked without running: their job had already ended (or was cancelled)."""
         self.held_back = 0
@@ -151,13 +152,17 @@ class Fetcher:
         try:
             await self._fetch()
         finally:
+            # Taken by reads still in flight (other slots' on a cluster): not started either.
+            # Shielded: a worker stopped at once cancels this task, and those entries would
+            # wait out their lease.
+            with anyio.CancelScope(shield=True):
+                self._held.extend(self._deliveries(await self._reads.drain()))
             # Unstarted: back to their queues now, rather than pending until their lease
             # lapses while this worker lets its running jobs finish.
             while self._held:
                 self._skip(Outcome(self._held.popleft(), Action.REQUEUE))
 
     async def _fetch(self) -> None:
-        self._reader_id = await self._reader.client_id()
         backoff = Backoff(logger, "read jobs")
         levels = self._levels
         missing_group = False
@@ -193,9 +198,7 @@ class Fetcher:
                 # Each stream gives up to `count`: split the free slots so the sum stays near
                 # (entries beyond them are held).
                 count = -(-free // len(streams))
-                reply = await self._reader.xreadgroup(
-                    GROUP, self._consumer, streams, count=count, block=BLOCK_MS
-                )
+                reply = await self._reads.read(self._consumer, streams, count=count, block=BLOCK_MS)
                 idle = not reply
                 if reply:
                     await self.begin(self._deliveries(reply))
@@ -235,32 +238,20 @@ class Fetcher:
         self.unknown.stop()
         self._slots.wake()  # a fetcher waiting for a slot sees _stopping and leaves
         self._woken.set()
-        await self._unblock()
+        await self._reads.unblock()
 
     async def levels_changed(self) -> None:
         """A queue uses a new priority level, or was paused or resumed: learn the levels and
         flags again before the next read, which then reads (or leaves out) its streams."""
         self._levels.stale = True
         self._woken.set()
-        await self._unblock()
+        await self._reads.unblock()
 
-    async def _unblock(self) -> None:
-        if self._reader_id is None:
-            return
-        try:
-            await self._redis.client_unblock(self._reader_id)
-        except ResponseError:
-            pass  # e.g. no permission under a minimal ACL: the read ends within BLOCK_MS.
-        except REDIS_ERRORS:
-            pass
-
-    def _deliveries(self, reply: Any) -> list[Delivery]:
+    def _deliveries(self, reply: Pairs) -> list[Delivery]:
         """A blocking read's entries in the order to start them: one of each queue in turn,
         and a queue's own in the order read (its higher levels' first)."""
         by_queue: dict[Keys, list[Delivery]] = {}
-        # RESP3 replies with a map of streams, RESP2 with a list of pairs.
-        pairs = reply.items() if isinstance(reply, dict) else reply
-        for stream, entries in pairs:
+        for stream, entries in reply:
             keys = self._levels.by_stream[stream]
             by_queue.setdefault(keys, []).extend(
                 Delivery(keys, entry_id, fields, stream) for entry_id, fields in entries if fields
@@ -520,6 +511,7 @@ class Fetcher:
                     stream=stream,
                     events=keys.events,
                     delayed=keys.delayed,
+                    followed=keys.followed,
                     holder_streams=keys.streams,
                     consumer=self._consumer,
                     group=GROUP,
@@ -542,6 +534,7 @@ class Fetcher:
             record_ttl=record_ttl(delivery.result_ttl),
             task_name=delivery.task_name or "",
             job_id=delivery.job_id or "",
+            queued_first=delivery.may_wait_queued,
         )
 
 

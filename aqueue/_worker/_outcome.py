@@ -82,6 +82,13 @@ class Delivery:
         return payload, ""
 
     @property
+    def may_wait_queued(self) -> bool:
+        """Whether the job's status may wait in its "queued" hash rather than in a record:
+        the enqueue script puts it there for a job that keeps a record and holds no key (and
+        runs at once, which only the server knows)."""
+        return self.result_ttl > 0 and ENTRY.unique_key not in self.fields
+
+    @property
     def record(self) -> bytes:
         """The job's record key (a key that never exists when the entry has no job id)."""
         return self.keys.job(self.job_id or ":")

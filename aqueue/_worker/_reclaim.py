@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 
 from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
-from .._redis._direct import DirectCalls
+from .._redis._direct import Batches
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import CHANNELS, DEAD_LETTER_LIMIT, GROUP, Keys
 from ._fetcher import Slots
@@ -86,7 +86,7 @@ class Reclaimer:
         self,
         *,
         redis: Redis,
-        calls: DirectCalls,
+        calls: Batches,
         levels: Levels,
         consumer: str,
         lease: float,
@@ -397,7 +397,7 @@ class Reclaimer:
         await pipe.execute()
 
 
-async def prune_consumers(calls: DirectCalls, keys: Keys, *, idle_ms: int, name: str = "") -> int:
+async def prune_consumers(calls: Batches, keys: Keys, *, idle_ms: int, name: str = "") -> int:
     """Delete consumers idle for ``idle_ms`` with nothing pending (only ``name``, if given)."""
     deleted: int = await calls.call(
         scripts.prune(

@@ -17,7 +17,6 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
-from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError
 
 from .._app import App, connections_of, lifecycle_of
@@ -25,7 +24,6 @@ from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
 from .._redis._backoff import Backoff
-from .._redis._connect import own_client
 from .._redis._errors import passing_refusal, redact, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
@@ -38,6 +36,7 @@ from ._lease import LeaseKeeper
 from ._levels import Levels
 from ._outcome import Action, Delivery, Outcome
 from ._presence import Presence
+from ._reads import BlockingReads
 from ._reclaim import Reclaimer, prune_consumers
 from ._recycle import Recycler
 from ._runner import Runner, failure_outcome
@@ -257,7 +256,7 @@ class Worker:
     async def _serve(self, started: asyncio.Future[None] | None) -> None:
         app = self.app
         logger.info("%s", self._banner())
-        reader = own_client(app.url, single_connection=True)
+        reads = BlockingReads(app)
         try:
             # run() (the command) outlives a server that is not up yet, as in a deploy that
             # starts both at once; an embedding program learns at once from `async with`.
@@ -266,7 +265,7 @@ class Worker:
                 return
             stop_hooks = await lifecycle_of(app).start(self)
             try:
-                await self._work(reader, started)
+                await self._work(reads, started)
             finally:
                 await lifecycle_of(app).stop(self, stop_hooks)
         except BaseException as exc:
@@ -275,7 +274,7 @@ class Worker:
                 return
             raise
         finally:
-            await reader.aclose()
+            await reads.close()
 
     def _banner(self) -> str:
         """What this worker serves and where, so a look at its log says what to expect."""
@@ -325,7 +324,7 @@ class Worker:
                 backoff.succeeded()
                 return True
 
-    async def _work(self, reader: Redis, started: asyncio.Future[None] | None) -> None:
+    async def _work(self, reads: BlockingReads, started: asyncio.Future[None] | None) -> None:
         app = self.app
         connections = connections_of(app)
         in_flight = self._in_flight
@@ -372,7 +371,7 @@ class Worker:
         fetcher = self._fetcher = Fetcher(
             app=app,
             redis=app.redis,
-            reader=reader,
+            reads=reads,
             levels=self._levels,
             consumer=self.name,
             slots=slots,

@@ -14,6 +14,14 @@ local function now_ms()
   return t[1] * 1000 + math.floor(t[2] / 1000)
 end
 
+-- Tells a job's watchers (result(), events()) that its record changed, on the channel named
+-- as the record's key. Sharded pub/sub: on a Redis Cluster the message goes to the nodes of the
+-- record's slot only, where plain PUBLISH goes to every node. Never fails the script: the change
+-- matters more than its notice, and a watcher that subscribes reads the record anyway.
+local function tell(record, what)
+  redis.pcall('SPUBLISH', record, what)
+end
+
 -- The stream of a priority level, from the ten level streams (lowest first) that a script
 -- takes in KEYS from index `streams`, and whether it is a level of its own. A level that is no
 -- single digit (an entry written by another program) is the default, 5, the queue's own stream.
@@ -33,19 +41,29 @@ local function owned(stream, group, entry, consumer)
   return nil
 end
 
+-- An entry id as its two numbers (ms, sequence), for comparing.
+local function id_numbers(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+-- Whether entry id a (as its two numbers) comes before b.
+local function id_before(a_ms, a_seq, b_ms, b_seq)
+  return a_ms < b_ms or (a_ms == b_ms and a_seq < b_seq)
+end
+
 -- owned() for a batch of entries: the pending row of each of `ids` that `consumer` owns, by
--- id. One XPENDING over the range from the least to the greatest id (compared as their two
--- numbers) finds them all: one per entry cost more than the rest of a fire-and-forget job.
+-- id, and the greatest of `ids`. One XPENDING over the range from the least to the greatest
+-- id finds them all: one per entry cost more than the rest of a fire-and-forget job.
 -- `most`: at most how many of the consumer's entries lie in that range.
 local function owned_rows(stream, group, ids, consumer, most)
   local least, least_ms, least_seq, greatest, greatest_ms, greatest_seq
   for _, id in ipairs(ids) do
-    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-    ms, seq = tonumber(ms), tonumber(seq)
-    if not least or ms < least_ms or (ms == least_ms and seq < least_seq) then
+    local ms, seq = id_numbers(id)
+    if not least or id_before(ms, seq, least_ms, least_seq) then
       least, least_ms, least_seq = id, ms, seq
     end
-    if not greatest or ms > greatest_ms or (ms == greatest_ms and seq > greatest_seq) then
+    if not greatest or id_before(greatest_ms, greatest_seq, ms, seq) then
       greatest, greatest_ms, greatest_seq = id, ms, seq
     end
   end
@@ -56,7 +74,7 @@ local function owned_rows(stream, group, ids, consumer, most)
       rows[row[1]] = row
     end
   end
-  return rows
+  return rows, greatest
 end
 
 -- Whether a job's status is final: nothing changes it any more (but a replay of a failure).

@@ -77,6 +77,6 @@ end
 if redis.call('HGET', record, 'unique') == unique and redis.call('GET', unique) == job_id then
   redis.call('DEL', unique)
 end
-redis.pcall('PUBLISH', record, 'cancelled')
+tell(record, 'cancelled')
 emit(events, events_limit, 'cancelled', job_id, redis.call('HGET', record, 'task'))
 return {status, 1}

@@ -4,12 +4,13 @@
 -- Fencing: XACK does not check who owns an entry, so a worker whose lease lapsed (and whose
 -- entry another worker claimed) would otherwise ack away the new owner's delivery and overwrite
 -- its outcome. The ownership checks and the writes run atomically here, entry by entry.
--- Ack late: an entry leaves the stream (XACK + XDEL, so the stream holds only unfinished work)
--- in the same step that stores its outcome (or schedules the retry, or writes the dead letter),
--- so a crash leaves either all of it or none.
+-- Ack late: an entry leaves the stream (XACK, then XTRIM or XDEL, so the stream holds only
+-- unfinished work) in the same step that stores its outcome (or schedules the retry, or writes
+-- the dead letter), so a crash leaves either all of it or none.
 -- One call per batch, not per job: a script call's own cost (its argument tables, the prelude,
 -- its garbage) was most of what finishing a job cost the server. So the batch shares one TIME,
--- one look for records and dependents that the common jobs do not have, one XACK and one XDEL.
+-- one look for the records, dependents and cancels that the common jobs do not have, one XACK
+-- and one XTRIM (see remove below).
 --
 -- Returns per job, in order: 1 when applied, 0 when refused because the entry is no longer
 -- ours, 2 when applied but not acked (other jobs wait for this one, see below), or an error
@@ -18,26 +19,60 @@ local stream = KEYS[1]
 local dead = KEYS[2]
 local delayed = KEYS[3]
 local events = KEYS[4]
-local job_keys = 5  -- KEYS[5...]: jobs
+-- job ids scored by cancel time in ms (see cancel.lua)
+local cancelled = KEYS[5]
+local job_keys = 6  -- KEYS[6...]: jobs
 local group = ARGV[1]
 local consumer = ARGV[2]
 local dead_limit = ARGV[3]
-local events_limit = ARGV[4]
+-- a number: emit() would convert a string for each job
+local events_limit = tonumber(ARGV[4])
 local job_args = 5  -- ARGV[5...]: jobs
 -- Per job, KEYS: its record, its uniqueness key, the set of jobs waiting for it; ARGV: its
--- entry id, status (succeeded | failed | cancelled | scheduled (a retry) | "" (ack only)),
--- outcome field and value, result ttl (0: keep no record), dead-letter reason ("" for none),
--- with status "scheduled" the retry's delay in ms and the attempt that failed, job id, seconds
--- to keep the uniqueness key after the end ("" when it has none), told ("1" when the jobs
--- waiting for it have been told it ended), task, arguments (its encoded arguments for its
--- record to keep, "" for none) and arguments_size (their size in bytes when they are too large
--- to keep, "" for none).
-local KEYS_PER_JOB, ARGS_PER_JOB = 3, 14
+-- entry id, its id, its spec (what the outcomes of one kind share; see spec_of), its outcome
+-- value, and what its record keeps of its arguments (see spec_of; "" for nothing). A value per
+-- job costs the server about a fifth of a redis.call (the call's tables take it in as a Lua
+-- string), so the values most jobs share travel in the spec.
+local KEYS_PER_JOB, ARGS_PER_JOB = 3, 5
 local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
-local events_on = tonumber(events_limit) > 0
-local now
+local events_on = events_limit > 0
+local specs = {}
+-- A spec is "<status> <outcome field> <result ttl> <key ttl> <told> <arguments field> <retry
+-- delay> <attempt> <reason length> <dead-letter reason><task>": status succeeded | failed |
+-- cancelled | scheduled (a retry) | "-" (ack only); the record's field for the outcome value;
+-- the result ttl (0: keep no record); seconds to keep the uniqueness key after the end ("-"
+-- when it has none); told ("1" when the jobs waiting for it have been told it ended, else
+-- "0"); the record's field for the arguments value (args, or args_size when they are too large
+-- to keep; "-" for none); with status scheduled, the retry's delay in ms and the attempt that
+-- failed; then the dead-letter reason ("" for none) and the task, one after the other, the
+-- reason's length telling where the task begins (either may hold spaces). Parsed once per
+-- call, however many jobs share it.
+local function spec_of(text)
+  local spec = specs[text]
+  if not spec then
+    local status, outcome_field, ttl, key_ttl, told, arguments_field, retry_delay_ms, attempt,
+      reason_length, rest = string.match(text,
+        '^(%S+) (%S+) (%d+) (%S+) (%d) (%S+) (%d+) (%d+) (%d+) (.*)$')
+    reason_length = tonumber(reason_length)
+    spec = {status = status ~= '-' and status or '', outcome_field = outcome_field,
+      ttl = tonumber(ttl), ttl_text = ttl, key_ttl = key_ttl ~= '-' and key_ttl or nil,
+      told = told == '1',
+      arguments_field = arguments_field ~= '-' and arguments_field or nil,
+      retry_delay_ms = tonumber(retry_delay_ms), attempt = attempt,
+      dead_reason = string.sub(rest, 1, reason_length),
+      task = string.sub(rest, reason_length + 1)}
+    specs[text] = spec
+  end
+  return spec
+end
+-- The server's time in ms, as the records keep it: a number passed to redis.call is formatted
+-- anew each time (a printf), so what every job of the batch writes is formatted once.
+local now, now_text
 local function server_now()
-  now = now or now_ms()
+  if not now then
+    now = now_ms()
+    now_text = string.format('%d', now)
+  end
   return now
 end
 -- Job i's first key and first value. Values are read where they are used: a table per job
@@ -53,7 +88,7 @@ for i = 1, count do
   local _, a = at(i)
   ids[i] = ARGV[a]
 end
-local ours = owned_rows(stream, group, ids, consumer, 1000000)
+local ours, greatest = owned_rows(stream, group, ids, consumer, 1000000)
 
 -- Whether any of `keys` exists: one look for the batch, since mostly none does.
 local function any_exists(keys)
@@ -62,46 +97,75 @@ end
 -- A job that others wait for (options(after=...), workflow members) is not acked until the
 -- worker has told them (aqueue/_depend.py) and acks again with told = "1": a crash in
 -- between redelivers the entry, and the redelivery (skipped: its job ended) tells them again.
-local function may_be_waited_on(a)
-  return ARGV[a + 1] ~= 'scheduled' and ARGV[a + 10] ~= '1'
+local function may_be_waited_on(spec)
+  return spec.status ~= 'scheduled' and not spec.told
 end
+-- Each job's spec, by its place in the call (job_specs[i]): looked up once.
 -- A job that keeps no record may have one all the same (a cancel or a wait made it): it is
 -- deleted at the end, as any record of such a job is.
-local recordless = {}
+local job_specs, recordless = {}, {}
 for i = 1, count do
   local k, a = at(i)
-  if ours[ARGV[a]] and ARGV[a + 4] == '0' then
+  local spec = spec_of(ARGV[a + 2])
+  job_specs[i] = spec
+  if spec.ttl == 0 and ours[ARGV[a]] then
     recordless[#recordless + 1] = KEYS[k]
   end
 end
 local some_records = any_exists(recordless)
+
+-- Whether a job of `spec` has anything to write: an outcome to store, a retry, a dead letter,
+-- a key, an event, or a record to delete. Acked without running ("" status): the record stays.
+local function writes(spec)
+  local status = spec.status
+  return status ~= '' and (spec.ttl > 0 or some_records or status == 'scheduled'
+    or spec.dead_reason ~= '' or spec.key_ttl or events_on)
+end
+
 -- Only a job with a status can be waited on (see depend.lua), and one that keeps no record has
 -- none unless it has a record all the same: such jobs are looked at only when some record is.
-local waited_on = {}
+-- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result or
+-- retry must not bring the job back. Such a job is in the queue's cancelled set (the cancel of
+-- a running job announces it there, for its worker to stop the run, and keeps it for an hour;
+-- a worker that heard of it only acks), so one look for the batch finds the jobs whose record
+-- must be read (checked): mostly none.
+local waited_on, checked = {}, {}
 for i = 1, count do
   local k, a = at(i)
-  if ours[ARGV[a]] and may_be_waited_on(a) and (ARGV[a + 4] ~= '0' or some_records) then
-    waited_on[#waited_on + 1] = KEYS[k + 2]
+  local spec = job_specs[i]
+  if ours[ARGV[a]] then
+    if may_be_waited_on(spec) and (spec.ttl > 0 or some_records) then
+      waited_on[#waited_on + 1] = KEYS[k + 2]
+    end
+    if spec.status ~= 'cancelled' and writes(spec) then
+      checked[#checked + 1] = ARGV[a + 1]
+    end
   end
 end
 local some_waited_on = any_exists(waited_on)
-
--- The record's fields that keep job a's arguments (or their size; none when it has neither)
--- once the entry that holds them is gone: `aqueue job` shows them after the run.
-local function kept_arguments(a)
-  local arguments, arguments_size = ARGV[a + 12], ARGV[a + 13]
-  if arguments ~= '' then
-    return 'args', arguments
-  elseif arguments_size ~= '' then
-    return 'args_size', arguments_size
+local cancelled_lately = {}
+if #checked > 0 then
+  for j, score in ipairs(redis.call('ZMSCORE', cancelled, unpack(checked))) do
+    if score then
+      cancelled_lately[checked[j]] = true
+    end
   end
 end
 
-local function write_outcome(k, a)
+-- The record's field that keeps job a's arguments (or their size) once the entry that holds
+-- them is gone, and its value: `aqueue job` shows them after the run. Nothing when it keeps
+-- neither.
+local function kept_arguments(spec, a)
+  if spec.arguments_field then
+    return spec.arguments_field, ARGV[a + 4]
+  end
+end
+
+local function write_outcome(k, a, spec)
   local record, unique = KEYS[k], KEYS[k + 1]
-  local entry_id, status, outcome_field, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local ttl, dead_reason, retry_delay_ms = tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6]
-  local attempt, job_id, key_ttl, task = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], ARGV[a + 11]
+  local entry_id, job_id, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 3]
+  local status, outcome_field, ttl, dead_reason = spec.status, spec.outcome_field, spec.ttl,
+    spec.dead_reason
   local entry = nil
   if dead_reason ~= '' or status == 'scheduled' then
     entry = redis.call('XRANGE', stream, entry_id, entry_id)
@@ -116,14 +180,12 @@ local function write_outcome(k, a)
     end
     redis.call('XADD', dead, 'MAXLEN', '~', dead_limit, '*', unpack(fields))
   end
-  if status ~= 'cancelled' and redis.call('HGET', record, 'status') == 'cancelled' then
-    -- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result
-    -- or retry must not bring the job back.
+  if cancelled_lately[job_id] and redis.call('HGET', record, 'status') == 'cancelled' then
     return
   end
   if status == 'scheduled' then
     -- The retry waits in the delayed set (not in any worker's memory) until it is due.
-    local due = server_now() + tonumber(retry_delay_ms)
+    local due = server_now() + spec.retry_delay_ms
     if #entry == 1 then
       -- The entry carries its attempt count, for jobs that keep no record to count in.
       local fields, raw = {}, entry[1][2]
@@ -134,45 +196,38 @@ local function write_outcome(k, a)
         end
       end
       fields[#fields + 1] = FIELD.prior_attempts
-      fields[#fields + 1] = attempt
+      fields[#fields + 1] = spec.attempt
       delay(delayed, due, cmsgpack.pack(fields))
     end
     if ttl > 0 then
       redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due,
-        kept_arguments(a))
-      redis.pcall('PUBLISH', record, 'scheduled')
+        kept_arguments(spec, a))
+      tell(record, 'scheduled')
     end
-    emit(events, events_limit, 'retried', job_id, task, consumer)
+    emit(events, events_limit, 'retried', job_id, spec.task, consumer)
     return
   end
-  if key_ttl ~= '' and redis.call('GET', unique) == job_id then
+  if spec.key_ttl and redis.call('GET', unique) == job_id then
     -- The job ended: free its key, or keep deduplicating for the key ttl.
-    if tonumber(key_ttl) > 0 then
-      redis.call('EXPIRE', unique, key_ttl)
+    if tonumber(spec.key_ttl) > 0 then
+      redis.call('EXPIRE', unique, spec.key_ttl)
     else
       redis.call('DEL', unique)
     end
   end
   if ttl > 0 then
+    server_now()
     redis.call('HSET', record, 'status', status, outcome_field, outcome,
-      'finished_at', server_now(), kept_arguments(a))
-    redis.call('EXPIRE', record, ttl)
+      'finished_at', now_text, kept_arguments(spec, a))
+    redis.call('EXPIRE', record, spec.ttl_text)
     -- Only a wake-up for waiters (they read the record): a user without channel permissions
     -- must not fail the ack after its writes were made.
-    redis.pcall('PUBLISH', record, status)
+    tell(record, status)
   elseif some_records then
     redis.call('DEL', record)
   end
-  emit(events, events_limit, dead_reason ~= '' and 'dead-lettered' or status, job_id, task,
-    consumer)
-end
-
--- Whether job a has anything to write: an outcome to store, a retry, a dead letter, a key,
--- an event, or a record to delete. Acked without running ("" status): the record stays.
-local function writes(a)
-  local status = ARGV[a + 1]
-  return status ~= '' and (ARGV[a + 4] ~= '0' or some_records or status == 'scheduled'
-    or ARGV[a + 5] ~= '' or ARGV[a + 9] ~= '' or events_on)
+  emit(events, events_limit, dead_reason ~= '' and 'dead-lettered' or status, job_id,
+    spec.task, consumer)
 end
 
 -- Every write that the server may refuse (OOM at maxmemory, NOREPLICAS, a key of the wrong
@@ -189,13 +244,14 @@ for i = 1, count do
   if not ours[entry_id] then
     replies[i] = 0
   else
-    if writes(a) then
-      ok, err = pcall(write_outcome, k, a)
+    local spec = job_specs[i]
+    if writes(spec) then
+      ok, err = pcall(write_outcome, k, a, spec)
     end
     if not ok then
       -- redis.call raises a table ({err = ...}); Lua itself raises a string.
       replies[i] = {err = type(err) == 'table' and err.err or tostring(err)}
-    elseif some_waited_on and may_be_waited_on(a)
+    elseif some_waited_on and may_be_waited_on(spec)
         and redis.call('EXISTS', KEYS[k + 2]) == 1 then
       replies[i] = 2
     else
@@ -204,8 +260,39 @@ for i = 1, count do
     end
   end
 end
+-- Acked entries leave the stream at once, so it holds only unfinished work. The group reads
+-- the stream in order from its start, so every entry below its first pending one was acked
+-- (and so has left, but for this batch's): one exact XTRIM MINID drops those, node by node,
+-- where XDEL looks for each id from the start of its node (which cost more than the rest of a
+-- fire-and-forget job's finish). Only entries acked above the first pending one (jobs that
+-- ended before an older one) are deleted by id.
+local function remove(acked_ids)
+  local first = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
+  if not first then
+    -- Nothing pending: every entry up to the greatest of the batch was acked.
+    redis.call('XTRIM', stream, 'MINID', greatest)
+    redis.call('XDEL', stream, greatest)
+    return
+  end
+  redis.call('XTRIM', stream, 'MINID', first[1])
+  local first_ms, first_seq = id_numbers(first[1])
+  local greatest_ms, greatest_seq = id_numbers(greatest)
+  if id_before(greatest_ms, greatest_seq, first_ms, first_seq) then
+    return  -- the whole batch lay below it
+  end
+  local above = {}
+  for _, id in ipairs(acked_ids) do
+    local ms, seq = id_numbers(id)
+    if id_before(first_ms, first_seq, ms, seq) then
+      above[#above + 1] = id
+    end
+  end
+  if #above > 0 then
+    redis.call('XDEL', stream, unpack(above))
+  end
+end
 if #acked > 0 then
   redis.call('XACK', stream, group, unpack(acked))
-  redis.call('XDEL', stream, unpack(acked))
+  remove(acked)
 end
 return replies

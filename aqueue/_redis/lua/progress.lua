@@ -9,5 +9,5 @@ if redis.call('HGET', record, 'status') ~= 'running' then
   return 0
 end
 redis.call('HSET', record, 'progress', fraction, 'progress_message', message)
-redis.pcall('PUBLISH', record, 'progress')
+tell(record, 'progress')
 return 1

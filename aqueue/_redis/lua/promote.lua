@@ -48,7 +48,7 @@ local function promote(fields, record)
       and redis.call('HGET', record, 'status') == 'scheduled' then
     redis.call('HSET', record, 'status', 'queued')
     redis.call('HDEL', record, 'due_at')
-    redis.pcall('PUBLISH', record, 'queued')
+    tell(record, 'queued')
   end
 end
 local moved = 0

@@ -68,7 +68,7 @@ for i = entry_ids, #ARGV do
       if fields[FIELD.unique_key] == unique and redis.call('GET', unique) == job_id then
         redis.call('DEL', unique)
       end
-      redis.pcall('PUBLISH', record, 'cancelled')
+      tell(record, 'cancelled')
       if not status or status == 'queued' then
         -- (A job that keeps no record has no status: its entry was all there was of it.)
         emit(events, events_limit, 'cancelled', job_id, fields[FIELD.task])

@@ -86,7 +86,7 @@ for i = letter_ids, #ARGV do
       if status then
         redis.call('HDEL', record, 'error', 'finished_at', 'started_at', 'worker', 'result')
         redis.call('HSET', record, 'status', 'queued', 'attempts', 0)
-        redis.pcall('PUBLISH', record, 'queued')
+        tell(record, 'queued')
       end
       emit(events, events_limit, 'enqueued', job, task)
       replayed = replayed + 1

@@ -16,33 +16,60 @@
 local stream = KEYS[1]
 local events = KEYS[2]
 local delayed = KEYS[3]
+-- job ids scored by how many follow each (job.events())
+local followed = KEYS[4]
 -- Limits (see aqueue/_limits.py): with none (interval_us "" and most ""), the stream stands
 -- in for their keys, never touched.
-local rate_tat = KEYS[4]
-local rate_reserved = KEYS[5]
-local holders = KEYS[6]
-local parked_line = KEYS[7]
-local holder_streams = 8  -- KEYS[8...]: holder_streams
-local job_keys = 18  -- KEYS[18...]: jobs
+local rate_tat = KEYS[5]
+local rate_reserved = KEYS[6]
+local holders = KEYS[7]
+local parked_line = KEYS[8]
+local holder_streams = 9  -- KEYS[9...]: holder_streams
+local job_keys = 19  -- KEYS[19...]: jobs
 local consumer = ARGV[1]
 local group = ARGV[2]
-local events_limit = ARGV[3]
+-- a number: emit() would convert a string for each job
+local events_limit = tonumber(ARGV[3])
 local interval_us = ARGV[4]
 local most = tonumber(ARGV[5])
 local lease = tonumber(ARGV[6])
 local job_args = 7  -- ARGV[7...]: jobs
--- Per job, KEYS: its record, its "queued" hash; ARGV: its entry id, the most attempts it may
--- make, keeps_record ("1" when it keeps a record), the attempts made before its entry was
--- written, the epoch ms after which it must not start (0: never), its record's ttl while
--- unfinished, its task, its id.
-local KEYS_PER_JOB, ARGS_PER_JOB = 2, 8
+-- Per job, KEYS: its record, its "queued" hash; ARGV: its entry id, its id, and its spec (what
+-- the jobs of one task mostly share; see spec_of). A value per job costs the server about a
+-- fifth of a redis.call (the call's tables take it in as a Lua string).
+local KEYS_PER_JOB, ARGS_PER_JOB = 2, 3
+local specs = {}
+-- A spec is "<most attempts> <keeps record> <queued first> <prior attempts> <not after>
+-- <record ttl> <task>": the most attempts the job may make, "1" when it keeps a record (else
+-- "0"), "1" when its status may be a field of its "queued" hash (enqueued to run at once, with
+-- a record and no key: see _prelude.lua), the attempts made before its entry was written, the
+-- epoch ms after which it must not start (0: never), its record's ttl while unfinished, then
+-- its task ("" when the entry names none; it may hold spaces). Parsed once per call, however
+-- many jobs share it.
+local function spec_of(text)
+  local spec = specs[text]
+  if not spec then
+    local most_attempts, keeps_record, queued_first, prior_attempts, expires_at, record_ttl,
+      task = string.match(text, '^(%d+) (%d) (%d) (%d+) (%d+) (%d+) (.*)$')
+    spec = {most_attempts = tonumber(most_attempts), keeps_record = keeps_record == '1',
+      queued_first = queued_first == '1', prior_attempts = tonumber(prior_attempts),
+      expires_at = tonumber(expires_at), record_ttl = tonumber(record_ttl),
+      record_ttl_text = record_ttl,
+      task = task ~= '' and task or nil}
+    specs[text] = spec
+  end
+  return spec
+end
 local limited = interval_us ~= '' or most ~= nil
-local now_us, now
+-- now_text: now as the records keep it. A number passed to redis.call is formatted anew each
+-- time (a printf), so what every job of the batch writes is formatted once.
+local now_us, now, now_text
 local function clock()
   if not now then
     local t = redis.call('TIME')
     now_us = t[1] * 1000000 + t[2]
     now = math.floor(now_us / 1000)
+    now_text = string.format('%d', now)
   end
 end
 
@@ -53,35 +80,67 @@ for i = 1, (#KEYS - job_keys + 1) / KEYS_PER_JOB do
 end
 local ours = owned_rows(stream, group, ids, consumer, 1000000)
 
-local function start_one(record, queued, entry_id, max_attempts, keeps_record, prior_attempts,
-    expires_at, record_ttl, task_name, job_id)
-  local status = redis.call('HGET', record, 'status')
-  -- A job queued with no record yet (see _prelude.lua): the write that marks it running makes
-  -- its record; any other way out that changes its status makes it first (settle). The record
-  -- is read first: whatever makes one removes the field, but a record (a cancel) must win.
-  local waiting = not status and queued_state(record, queued)
-  if waiting then
-    status = 'queued'
+-- Only a job someone follows (job.events()) is told it runs: a result waiter wakes only at
+-- the end, and a PUBLISH costs as much as a small command even when nobody listens. Mostly
+-- nobody follows any job of the queue: one look for the batch.
+local followed_jobs = {}
+if redis.call('EXISTS', followed) == 1 then
+  local job_ids = {}
+  for i = 1, #ids do
+    job_ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB + 1]
   end
-  local task = task_name ~= '' and task_name or nil
-  -- later: seconds from now until it is due again, kept on top of the record's ttl.
-  local function settle(later)
-    if waiting then
-      record_queued(record, queued, waiting, record_ttl + (later or 0),
-        task or task_of(stream, entry_id))
-      waiting = nil
+  for i, count in ipairs(redis.call('ZMSCORE', followed, unpack(job_ids))) do
+    if count and tonumber(count) > 0 then
+      followed_jobs[job_ids[i]] = true
     end
   end
+end
+
+-- The job's status: its record's, or "queued" (with `waiting`, its place in the "queued" hash)
+-- when it has no record yet. A job that may be waiting there is looked for there first: whatever
+-- makes its record removes its field in the same step, so a field found means no record, and
+-- the common job costs one lookup. A job delivered before, or counted by a retry, has a record.
+local function status_of(record, queued, spec, pending)
+  if spec.queued_first and spec.prior_attempts == 0 and pending and pending[4] == 1 then
+    local waiting = queued_state(record, queued)
+    if waiting then
+      return 'queued', waiting
+    end
+    return redis.call('HGET', record, 'status')
+  end
+  local status = redis.call('HGET', record, 'status')
+  local waiting = not status and queued_state(record, queued)
+  if waiting then
+    return 'queued', waiting
+  end
+  return status
+end
+
+-- Make the record of a job still `waiting` in its "queued" hash, before a way out that changes
+-- its status (the job then leaves the call). later: seconds from now until it is due again,
+-- kept on top of the record's ttl.
+local function settle(record, queued, waiting, spec, entry_id, later)
+  if waiting then
+    record_queued(record, queued, waiting, spec.record_ttl + (later or 0),
+      spec.task or task_of(stream, entry_id))
+  end
+end
+
+local function start_one(record, queued, entry_id, job_id, spec)
+  local pending = ours[entry_id]
+  -- A job queued with no record yet: the write that marks it running makes its record; any
+  -- other way out that changes its status makes it first (settle).
+  local status, waiting = status_of(record, queued, spec, pending)
+  local task = spec.task
   if ended(status) then
     return status
   end
-  local pending = ours[entry_id]
   if not pending then
     return 'lost'
   end
   clock()
-  if expires_at > 0 and now > expires_at then
-    settle()
+  if spec.expires_at > 0 and now > spec.expires_at then
+    settle(record, queued, waiting, spec, entry_id)
     return 'expired'
   end
   if limited then
@@ -91,7 +150,7 @@ local function start_one(record, queued, entry_id, max_attempts, keeps_record, p
     -- A slot holder is "<stream> <entry id>": the entry's stream is that of its level.
     local holder = stream .. ' ' .. entry_id
     local function hold_back(due, parked)
-      settle(math.ceil(math.max(due - now, 0) / 1000))
+      settle(record, queued, waiting, spec, entry_id, math.ceil(math.max(due - now, 0) / 1000))
       if most then
         -- An entry claimed from a dead worker held a slot; the job waits without it.
         redis.call('ZREM', holders, holder)
@@ -112,7 +171,7 @@ local function start_one(record, queued, entry_id, max_attempts, keeps_record, p
       end
       if status ~= false then
         redis.call('HSET', record, 'status', 'scheduled', 'due_at', due)
-        redis.pcall('PUBLISH', record, 'scheduled')
+        tell(record, 'scheduled')
       end
     end
     -- An entry claimed from a dead worker may still hold its slot: it keeps it.
@@ -182,23 +241,25 @@ local function start_one(record, queued, entry_id, max_attempts, keeps_record, p
     attempt = 1  -- it never started: a start makes the record
   elseif status == false then
     -- No record (fire and forget, or it expired): the stream's own delivery count is all we have.
-    attempt = prior_attempts + pending[4]
+    attempt = spec.prior_attempts + pending[4]
   else
     attempt = redis.call('HINCRBY', record, 'attempts', 1)
   end
-  if attempt > max_attempts then
-    settle()
+  if attempt > spec.most_attempts then
+    settle(record, queued, waiting, spec, entry_id)
     return 'poison'
   end
   if waiting then
     -- One write makes the record and marks it running.
-    record_queued(record, queued, waiting, record_ttl, task or task_of(stream, entry_id),
-      'running', 'worker', consumer, 'started_at', now, 'attempts', 1)
-    redis.pcall('PUBLISH', record, 'running')
-  elseif status ~= false or keeps_record == '1' then
-    redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now,
+    record_queued(record, queued, waiting, spec.record_ttl_text,
+      task or task_of(stream, entry_id), 'running', 'worker', consumer, 'started_at', now_text,
+      'attempts', '1')
+  elseif status ~= false or spec.keeps_record then
+    redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now_text,
       'attempts', attempt)
-    redis.pcall('PUBLISH', record, 'running')
+  end
+  if followed_jobs[job_id] then
+    tell(record, 'running')
   end
   emit(events, events_limit, 'started', job_id, task, consumer)
   return attempt
@@ -210,9 +271,8 @@ for i = 1, #ids do
   local a = job_args + (i - 1) * ARGS_PER_JOB
   -- A refused write (OOM at maxmemory, a key of the wrong type) fails its job only: the
   -- others of the batch start.
-  local ok, reply = pcall(start_one, KEYS[k], KEYS[k + 1], ARGV[a], tonumber(ARGV[a + 1]),
-    ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]),
-    ARGV[a + 6], ARGV[a + 7])
+  local ok, reply = pcall(start_one, KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1],
+    spec_of(ARGV[a + 2]))
   if ok then
     replies[i] = reply
   else

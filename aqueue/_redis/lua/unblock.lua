@@ -58,7 +58,7 @@ if action == 'enqueue' then
 end
 redis.call('HSET', record, 'status', status, outcome_field, outcome, 'finished_at', now_ms())
 redis.call('EXPIRE', record, result_ttl)
-redis.pcall('PUBLISH', record, status)
+tell(record, status)
 local named = {}
 for i = 1, #spec, 2 do
   named[spec[i]] = spec[i + 1]
