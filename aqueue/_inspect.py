@@ -63,8 +63,8 @@ async def queue_status(app: App, names: list[str], workers: list[WorkerInfo]) ->
 #
 # A typo must not show a made-up queue's zeros, nor pause a queue no one serves. A queue is
 # known when the app names it (its default, its tasks' and routes' queues), when a live worker
-# serves it, or when it has keys in Redis (jobs, dead letters, delayed jobs, a pause flag,
-# workers that served it lately). A queue that merely is empty is known by its stream, which
+# serves it, or when it has keys in Redis (jobs, dead letters, delayed jobs, a pause flag).
+# A queue that merely is empty is known by its stream, which
 # stays once a worker has read it.
 
 
@@ -96,7 +96,7 @@ async def refuse_unknown_queues(app: App, names: Sequence[str]) -> None:
         keys = keys_of(app.namespace, name)
         with translate_errors(app.url):
             found = await app.redis.exists(
-                keys.stream, keys.levels, keys.delayed, keys.dead, keys.paused, keys.workers
+                keys.stream, keys.levels, keys.delayed, keys.dead, keys.paused
             )
         if not found:
             raise UnknownQueue(

@@ -18,6 +18,7 @@ from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import DEFAULT_PRIORITY, GROUP, Keys, keys_of
 from ._redis._wire import CODES, FIELDS
+from ._registry import live_workers
 from .exceptions import ErrorType
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class QueueStats:
     dead: int
     """Entries in the dead-letter stream."""
     workers: int
-    """Workers that served this queue within the lease time."""
+    """Live workers that serve this queue (as the registry lists them: ``app.workers()``)."""
     queued_by_priority: Mapping[int, int] = field(default_factory=dict)
     """Jobs waiting for a worker at each priority level in use (the default level always)."""
 
@@ -88,22 +89,22 @@ class Queue:
         with translate_errors(self._app.url):
             call = scripts.stats(
                 dead=keys.dead,
-                workers=keys.workers,
                 delayed=keys.delayed,
                 levels=keys.levels,
                 streams=keys.streams,
                 group=GROUP,
-                lease_ms=int(self._app.lease * 1000),
             )
             (
                 queued,
                 scheduled,
                 running,
                 dead,
-                workers,
                 at_default,
                 *levels,
             ) = await self._connections.direct.call(call)
+        # The registry is the one place that says which live workers serve a queue: a worker
+        # beats there once for all its queues, not once per queue.
+        workers = sum(self.name in info.queues for info in await live_workers(self._app))
         by_priority = {DEFAULT_PRIORITY: at_default}
         pairs = zip(levels[::2], levels[1::2], strict=True)
         by_priority.update((int(level), count) for level, count in pairs if level.isdigit())

@@ -1,7 +1,8 @@
 """The registry of live workers: what each worker process says about itself, with a TTL.
 
 Each worker's lease thread writes its record at every heartbeat (see
-``_worker/_lease.py``), in the same round trip as its queues' heartbeats. The record expires
+``_worker/_lease.py``): its one beat for all its queues, since the record names them (a queue's
+count of live workers is read here too). The record expires
 after one lease, so a worker that died (SIGKILL, OOM, a lost host) disappears within about a
 lease; the index of names is pruned by the live workers' beats.
 

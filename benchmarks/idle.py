@@ -40,6 +40,8 @@ from run import ensure_peers_env  # noqa: E402
 
 WORKERS = 4
 QUEUES = 5
+OWN = {"INFO", "CONFIG", "MONITOR"}
+"""The commands of the count itself."""
 
 
 class Fleet:
@@ -104,8 +106,10 @@ async def count(url: str, seconds: float) -> tuple[Counter[str], Counter[str]]:
                 if command["client_type"] != "lua":
                     sent[command["command"].split()[0].upper()] += 1
 
-    await client.config_resetstat()
     listening = asyncio.create_task(listen())
+    await client.ping()
+    await asyncio.sleep(0.5)  # both connections made: neither's setup is counted
+    await client.config_resetstat()
     await asyncio.sleep(seconds)
     listening.cancel()
     stats = await client.info("commandstats")
@@ -114,9 +118,10 @@ async def count(url: str, seconds: float) -> tuple[Counter[str], Counter[str]]:
     run: Counter[str] = Counter()
     for name, value in stats.items():
         command = name.removeprefix("cmdstat_").upper()
-        if command not in {"INFO", "CONFIG", "MONITOR"}:
+        if command.split("|")[0] not in OWN:
             run[command] += int(value["calls"])
-    sent.pop("INFO", None)
+    for own in OWN:
+        sent.pop(own, None)
     return sent, run
 
 

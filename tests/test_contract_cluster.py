@@ -233,7 +233,8 @@ async def test_every_script_touches_only_the_keys_its_call_declares(
     keys = Keys(app.namespace, "default")
     with SyncRedis(port=cluster.port, username=STRICT, password=PASSWORD) as client:
         for call in (
-            scripts.heartbeat(workers=keys.workers, worker="w", forget_after=1000),
+            # The leader's renewal between its looks, every third of a lease.
+            scripts.lead(leader=keys.leader, worker="w", lead_ms=1000),
             scripts.register(
                 index=b"%b:{@registry}:workers" % app.namespace.encode(),
                 record=b"%b:{@registry}:worker:w" % app.namespace.encode(),

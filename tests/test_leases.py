@@ -29,6 +29,7 @@ from tests.internals import (
     Slots,
     connections_of,
     prune_consumers,
+    registry_index,
 )
 
 
@@ -394,7 +395,6 @@ async def test_a_stream_whose_renewal_fails_does_not_keep_the_other_streams_from
     await asyncio.sleep(1.0)
     keeper = LeaseKeeper(
         url=app.url,
-        queues=[keys],
         consumer="holder",
         lease=30,
         in_flight={(broken, b"1-0"): keys, (keys.stream, entry_id): keys},
@@ -416,7 +416,6 @@ async def test_a_renewal_that_keeps_failing_is_logged_once_not_every_cycle(
     await redis.set(broken, "a stream replaced by hand")
     keeper = LeaseKeeper(
         url=app.url,
-        queues=[keys],
         consumer="holder",
         lease=0.3,
         in_flight={(broken, b"1-0"): keys},
@@ -434,15 +433,16 @@ async def test_a_live_worker_still_says_it_is_alive_while_redis_is_full(
     small_server: RedisServer, namespace: str
 ) -> None:
     app = aqueue.App(small_server.url, namespace=namespace, lease=0.6)
-    workers = Keys(namespace, "default").workers
     redis = Redis.from_url(small_server.url)
     async with app, aqueue.Worker(app, name="a"):
         filler = await _fill(redis, namespace)
-        before = await redis.zscore(workers, "a")
-        await asyncio.sleep(0.5)  # two heartbeats (every lease / 3)
-        after = await redis.zscore(workers, "a")
+        before = await redis.zscore(registry_index(namespace), "a")
+        await asyncio.sleep(0.8)  # past the record's TTL (a lease): renewed meanwhile, or gone
+        after = await redis.zscore(registry_index(namespace), "a")
+        workers = (await app.queue().stats()).workers
         await redis.delete(*filler)
     await redis.aclose()
     assert before is not None
     assert after is not None
     assert after > before
+    assert workers == 1

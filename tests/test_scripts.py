@@ -10,7 +10,15 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue.testing import RedisServer
-from tests.internals import GROUP, Keys, connections_of, run_sync, scripts
+from tests.internals import (
+    GROUP,
+    Keys,
+    connections_of,
+    registry_index,
+    registry_record,
+    run_sync,
+    scripts,
+)
 
 
 async def _pending_entry(redis: Redis, stream: bytes) -> bytes:
@@ -89,11 +97,18 @@ async def test_calls_still_run_after_the_server_flushed_its_scripts(
 def test_synchronous_calls_still_run_after_the_server_flushed_their_scripts(
     server: RedisServer, namespace: str
 ) -> None:
-    workers = Keys(namespace, "default").workers
-    beat = scripts.heartbeat(workers=workers, worker="w1", forget_after=60_000)
+    index = registry_index(namespace)
+    beat = scripts.register(
+        index=index,
+        record=registry_record(namespace, "w1"),
+        name="w1",
+        worker="{}",
+        ttl_ms=60_000,
+        forget_after=60_000,
+    )
     with SyncRedis.from_url(server.url) as client:
         run_sync(client, [beat])
         client.script_flush()
         [alive] = run_sync(client, [beat])
         assert isinstance(alive, int)
-        assert client.zrange(workers, 0, -1) == [b"w1"]
+        assert client.zrange(index, 0, -1) == [b"w1"]

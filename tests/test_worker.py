@@ -350,6 +350,15 @@ async def test_the_worker_is_counted_in_stats_while_it_runs(app: aqueue.App) -> 
     assert (await queue.stats()).workers == 0
 
 
+async def test_a_worker_is_counted_only_in_the_stats_of_the_queues_it_serves(
+    app: aqueue.App,
+) -> None:
+    async with aqueue.Worker(app, queues=["a", "b"]):
+        await eventually(lambda: _workers_are(app.queue("a"), 1))
+        assert (await app.queue("b").stats()).workers == 1
+        assert (await app.queue("c").stats()).workers == 0
+
+
 async def test_stats_count_queued_running_and_dead_jobs(app: aqueue.App) -> None:
     release = asyncio.Event()
 

@@ -26,7 +26,7 @@ from ._scripts import (
     ENQUEUE,
     FETCH,
     FINISH,
-    HEARTBEAT,
+    LEAD,
     POLL,
     PROGRESS,
     PROMOTE,
@@ -269,11 +269,6 @@ def release(
     return Call(RELEASE, [stream, holders, parked_line, delayed], [group, entry_id])
 
 
-def heartbeat(*, workers: Key, worker: str, forget_after: int | str) -> Call:
-    """Say ``worker`` is alive in one queue (``forget_after=""``: remove it)."""
-    return Call(HEARTBEAT, [workers], [worker, forget_after])
-
-
 def register(
     *,
     index: Key,
@@ -335,6 +330,11 @@ def progress(*, record: Key, fraction: str, message: str) -> Call:
     return Call(PROGRESS, [record], [fraction, message])
 
 
+def lead(*, leader: Key, worker: str, lead_ms: int) -> Call:
+    """Renew ``worker``'s leadership of a queue for ``lead_ms``, if it still leads it."""
+    return Call(LEAD, [leader], [worker, lead_ms])
+
+
 def resign(*, leader: Key, worker: str) -> Call:
     """Stop leading a queue's housekeeping, if ``worker`` leads it."""
     return Call(RESIGN, [leader], [worker])
@@ -343,15 +343,13 @@ def resign(*, leader: Key, worker: str) -> Call:
 def stats(
     *,
     dead: Key,
-    workers: Key,
     delayed: Key,
     levels: Key,
     streams: Sequence[Key],
     group: str,
-    lease_ms: int,
 ) -> Call:
     """A queue's counts, read in one step."""
-    return Call(STATS, [dead, workers, delayed, levels, *streams], [group, lease_ms])
+    return Call(STATS, [dead, delayed, levels, *streams], [group])
 
 
 def prune(

@@ -146,11 +146,6 @@ class Keys:
         return f"{self.prefix}:leader".encode()
 
     @cached_property
-    def workers(self) -> bytes:
-        """Sorted set of worker names serving the queue, scored by last heartbeat (ms)."""
-        return f"{self.prefix}:workers".encode()
-
-    @cached_property
     def paused(self) -> bytes:
         """Set while the queue is paused: workers read none of its streams (see Queue.pause)."""
         return f"{self.prefix}:paused".encode()

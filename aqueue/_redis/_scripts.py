@@ -84,7 +84,7 @@ class Call(NamedTuple):
 def run_sync(client: SyncRedis, calls: Sequence[Call]) -> list[Any]:
     """Run ``calls`` in one round trip on a synchronous client; each reply, errors in place.
 
-    The lease thread's calls (heartbeats, registrations, renewals) do not depend on each
+    The lease thread's calls (registrations, renewals) do not depend on each
     other, so a call the server refuses with NOSCRIPT (it restarted, or was flushed) runs again
     after the script is loaded, behind the others. Connection errors are raised.
     """
@@ -114,7 +114,6 @@ ENQUEUE = Script("enqueue")
 START = Script("start")
 FINISH = Script("finish")
 REQUEUE = Script("requeue")
-HEARTBEAT = Script("heartbeat")
 REGISTER = Script("register")
 POLL = Script("poll")
 PROMOTE = Script("promote")
@@ -131,4 +130,5 @@ RESOLVE = Script("resolve")
 FETCH = Script("fetch")
 RELEASE = Script("release")
 UNBLOCK = Script("unblock")
+LEAD = Script("lead")
 RESIGN = Script("resign")

@@ -5,13 +5,12 @@ have been a thread) must not make its job look abandoned: if renewal ran on the 
 block would let the lease lapse and another worker would run the job a second time. This
 thread keeps renewing while the loop is stuck, and says when the loop lags.
 
-Each queue's heartbeat and each stream's renewal is its own attempt: a refusal of one (OOM at
-``maxmemory`` for the heartbeat's ZADD, a stream turned into another type by hand) must not
-keep the others from running, or the jobs of every stream would lose their leases and run a
-second time elsewhere.
+Each stream's renewal is its own attempt: a refusal of one (a stream turned into another type
+by hand) must not keep the others from running, or the jobs of every stream would lose their
+leases and run a second time elsewhere.
 
-A beat is one round trip: every queue's heartbeat and the worker's record in the registry
-(see ``_presence.py``) go in one pipeline, each reply checked on its own.
+A beat is one call, whatever the number of queues: the worker's record in the registry (see
+``_presence.py``), which names its queues, is what says which live workers serve a queue.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from typing import Any
 
 from .._redis import _calls as scripts
 from .._redis._connect import thread_client
@@ -43,7 +42,6 @@ class LeaseKeeper:
         self,
         *,
         url: str,
-        queues: Sequence[Keys],
         consumer: str,
         lease: float,
         in_flight: dict[tuple[bytes, bytes], Keys],
@@ -51,7 +49,6 @@ class LeaseKeeper:
         presence: Presence | None = None,
     ) -> None:
         self._client = thread_client(url, timeout=max(1.0, lease / 3))
-        self._queues = queues
         self._consumer = consumer
         self._lease = lease
         self._in_flight = in_flight
@@ -61,7 +58,7 @@ class LeaseKeeper:
         self._thread = threading.Thread(
             target=self._run, name=f"aqueue-lease-{consumer}", daemon=True
         )
-        # Queues whose heartbeat and streams whose renewal failed last time: a failure is
+        # Whether the beat and which streams' renewal failed last time: a failure is
         # logged when it starts and when it ends, not every cycle in between.
         self._beats_failing: set[str] = set()
         self._renewals_failing: set[str] = set()
@@ -87,28 +84,27 @@ class LeaseKeeper:
         self._stopping.set()
         self._thread.join()
         presence = self._presence
-        calls = [
-            scripts.heartbeat(workers=keys.workers, worker=self._consumer, forget_after="")
-            for keys in self._queues
-        ]
         if presence is not None:
-            calls.append(
-                scripts.register(
-                    index=presence.index,
-                    record=presence.record,
-                    name=presence.name,
-                    worker="",
-                    ttl_ms="",
-                    forget_after="",
-                )
+            call = scripts.register(
+                index=presence.index,
+                record=presence.record,
+                name=presence.name,
+                worker="",
+                ttl_ms="",
+                forget_after="",
             )
-        try:
-            for reply in run_sync(self._client, calls):
-                if isinstance(reply, Exception):
-                    raise reply
-        except Exception as exc:
-            logger.warning("could not deregister worker %s: %s", self._consumer, exc)
+            try:
+                self._call(call)
+            except Exception as exc:
+                logger.warning("could not deregister worker %s: %s", self._consumer, exc)
         self._client.close()
+
+    def _call(self, call: scripts.Call) -> Any:
+        """The reply to one call; what the server refused is raised."""
+        [reply] = run_sync(self._client, [call])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def _run(self) -> None:
         try:
@@ -137,41 +133,22 @@ class LeaseKeeper:
         self._last_pong = time.monotonic()
 
     def _beat(self) -> None:
-        forget_after = int(self._lease * 10_000)
         presence = self._presence
-        # (what failed, what worked, name) of each call, in order.
-        said: list[tuple[str, str, str]] = []
-        calls: list[scripts.Call] = []
-        for keys in self._queues:
-            calls.append(
-                scripts.heartbeat(
-                    workers=keys.workers, worker=self._consumer, forget_after=forget_after
-                )
-            )
-            said.append(
-                ("say the worker is alive in queue", "saying the worker is alive in", keys.queue)
-            )
         if presence is not None:
-            calls.append(
-                scripts.register(
-                    index=presence.index,
-                    record=presence.record,
-                    name=presence.name,
-                    worker=presence.snapshot(),
-                    ttl_ms=int(self._lease * 1000),
-                    forget_after=forget_after,
-                )
+            call = scripts.register(
+                index=presence.index,
+                record=presence.record,
+                name=presence.name,
+                worker=presence.snapshot(),
+                ttl_ms=int(self._lease * 1000),
+                forget_after=int(self._lease * 10_000),
             )
-            said.append(("update the registry for", "updating the registry for", presence.name))
-        try:
-            replies = run_sync(self._client, calls)
-        except Exception as exc:
-            replies = [exc] * len(calls)
-        for (failed, worked, name), reply in zip(said, replies, strict=True):
-            if isinstance(reply, Exception):
-                _failed(self._beats_failing, name, failed, reply)
+            try:
+                self._call(call)
+            except Exception as exc:
+                _failed(self._beats_failing, presence.name, "update the registry for", exc)
             else:
-                _worked(self._beats_failing, name, worked)
+                _worked(self._beats_failing, presence.name, "updating the registry for")
         self._renew()
 
     def _renew(self) -> None:
@@ -187,9 +164,7 @@ class LeaseKeeper:
                     stream=stream, group=GROUP, consumer=self._consumer, entry_ids=chunk
                 )
                 try:
-                    [lost] = run_sync(self._client, [call])
-                    if isinstance(lost, Exception):
-                        raise lost
+                    lost = self._call(call)
                 except Exception as exc:
                     # Whatever the server answers (WRONGTYPE, a lost connection), the other
                     # chunks and streams are still renewed, and this one again next cycle.

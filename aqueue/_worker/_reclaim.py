@@ -11,12 +11,14 @@ the delivery as an attempt; a leader with no free slot asks the others on pub/su
 with room claim them.
 
 Nothing is polled every few milliseconds. The leader sleeps until the next due time the look
-script returns, woken early when a job is scheduled before it; it scans for lapsed entries
-twice a second while entries are pending, and a lease after a scan that found none (an entry
-delivered later cannot lapse sooner). Cancellations, pauses and new levels are announced on
-pub/sub (the worker's control subscription hears them: see ``_control.py``); a look now and
-then, and one whenever the subscription is made again, reads what was missed while it was
-down, and takes the leadership over from a leader gone silent.
+script returns, woken early when a job is scheduled before it, and renews its leadership in
+between with a call of its own (``lua/lead.lua``); it scans for lapsed entries twice a second
+while entries are pending, and a lease after a scan that found none (an entry delivered later
+cannot lapse sooner). Cancellations, pauses and new levels are announced on pub/sub (the
+worker's control subscription hears them: see ``_control.py``), so while it hears them a worker
+that does not lead looks only when the leader's leadership would lapse, and even then it first
+asks how long that leadership has left (a PTTL); it looks whenever the subscription is made
+again, to read what was missed while it was down, and often while it is down.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from ._outcome import Delivery
 logger = logging.getLogger("aqueue.worker")
 
 LOOK_INTERVAL = 10.0
-"""Most seconds between two looks at a queue (a leader looks at least three times a lease)."""
+"""Seconds until a worker that could not learn when the leadership lapses (none could be
+taken, at maxmemory; a leader key without expiry, set by hand) asks again."""
 UNHEARD_LOOK_INTERVAL = 1.0
 """Most seconds between two looks while the worker's subscription is down: a cancel still
 arrives within about this long."""
@@ -65,6 +68,8 @@ class _Duty:
     keys: Keys
     leads: bool = False
     look_at: float = 0.0
+    check_at: float = math.inf
+    """When to renew the leadership (the leader) or ask how long it has left (the others)."""
     claim_at: float = math.inf
     prune_at: float = math.inf
     cursor: int = 0
@@ -198,7 +203,7 @@ class Reclaimer:
                 continue
             backoff.succeeded()
             duties = self._duties
-            wake = min(min(d.look_at, d.claim_at, d.prune_at) for d in duties)
+            wake = min(min(d.look_at, d.check_at, d.claim_at, d.prune_at) for d in duties)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), max(0.0, wake - self._now()))
 
@@ -206,6 +211,8 @@ class Reclaimer:
         for duty in self._duties:
             if self._now() >= duty.look_at:
                 await self._look(duty)
+            elif self._now() >= duty.check_at:
+                await self._check(duty)
             if duty.asked and self._claiming:
                 duty.asked = False
                 async with self._claim_pass:
@@ -269,8 +276,25 @@ class Reclaimer:
                 break
         self._lead(duty, leads=bool(leads), wait_ms=wait, left_ms=left)
 
+    async def _check(self, duty: _Duty) -> None:
+        """Between looks: the leader renews its leadership; another worker asks how long
+        that leadership has left, and looks (to take it over) once none is left."""
+        keys = duty.keys
+        if duty.leads:
+            call = scripts.lead(leader=keys.leader, worker=self._consumer, lead_ms=self._lease_ms)
+            # A stopping worker leads no more: its look says so.
+            if self._claiming and await self._calls.call(call):
+                duty.check_at = self._now() + self._lease / 3
+                return
+        else:
+            left_ms: int = await self._redis.pttl(keys.leader)
+            if left_ms != -2:  # -2: no leader
+                self._lead(duty, leads=False, wait_ms=-1, left_ms=left_ms)
+                return
+        await self._look(duty)  # lost, or free: the look takes it over, or says who has it
+
     def _lead(self, duty: _Duty, *, leads: bool, wait_ms: int, left_ms: int) -> None:
-        """Plan the next look (and scans) from what the look said."""
+        """Plan the next look or check (and scans) from what the last one said."""
         now = self._now()
         if leads and not duty.leads:
             logger.debug("worker %s leads queue %s", self._consumer, duty.keys.queue)
@@ -279,15 +303,20 @@ class Reclaimer:
         elif not leads:
             duty.claim_at = duty.prune_at = math.inf
         duty.leads = leads
-        interval = LOOK_INTERVAL if self._hearing else UNHEARD_LOOK_INTERVAL
+        due = wait_ms / 1000 if wait_ms >= 0 else math.inf
         if leads:
-            # Renewed well before it lapses; and the next due job is promoted on time.
-            due = wait_ms / 1000 if wait_ms >= 0 else math.inf
-            interval = min(interval, self._lease / 3, due)
+            check = self._lease / 3  # renewed well before it lapses
         elif left_ms > 0:
-            # Take over soon after a silent leader's leadership lapses.
-            interval = min(interval, left_ms / 1000 + TAKEOVER_DELAY)
-        duty.look_at = now + interval
+            check = left_ms / 1000 + TAKEOVER_DELAY  # soon after a silent leader's lapses
+        else:
+            check = LOOK_INTERVAL
+        if self._hearing:
+            # The notices say what changed: the next look is the leader's, when a job is due.
+            duty.look_at = now + due if leads else math.inf
+            duty.check_at = now + check
+        else:
+            duty.look_at = now + min(UNHEARD_LOOK_INTERVAL, check, due if leads else math.inf)
+            duty.check_at = math.inf
 
     async def _claim_all(self, duty: _Duty) -> bool:
         """Claim the queue's lapsed entries; whether any entry was pending (or the queue is

@@ -393,7 +393,6 @@ class Worker:
         )
         keeper = self._keeper = LeaseKeeper(
             url=app.url,
-            queues=self._keys,
             consumer=self.name,
             lease=app.lease,
             in_flight=in_flight,

@@ -4,9 +4,10 @@
 -- last looked (the cancel script writes that set), whether the queue is paused, and who leads the
 -- queue's housekeeping.
 -- The leader (one worker per queue at a time) promotes due jobs and claims lapsed entries; it
--- looks when the next job is due, and each look renews its leadership. The others look only
--- now and then: changes reach them on pub/sub (see _prelude.lua), and a look reads what they
--- missed while not listening, and takes the leadership over once the leader went silent.
+-- looks when the next job is due, and each look renews its leadership (as lead.lua does in
+-- between). The others look only now and then: changes reach them on pub/sub (see
+-- _prelude.lua), and a look reads what they missed while not listening, and takes the
+-- leadership over once the leader went silent.
 -- Due jobs are only found here; promote.lua moves them, with their records in its KEYS.
 -- Returns {due members (with each its job id, "" when it names none), ms until the next due
 --          job or -1 when none waits, levels in use besides the default, next cursor,

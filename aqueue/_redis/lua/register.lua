@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- allow-oom (the shebang line must come first): a live worker stays listed at maxmemory under
+-- noeviction; its record and its name in the index exist already, so they only change.
 -- A worker's entry in the app's registry: its record, kept for one lease, and its name in the
 -- index that `app.workers()` reads. Names whose worker stopped beating long ago are pruned here,
 -- by the beats of the live ones, so the index stays as small as the fleet.

@@ -1,14 +1,11 @@
 -- Counts for one queue, read in one step so they agree with each other.
--- Returns {queued, scheduled, running, dead, workers, queued at the default level,
+-- Returns {queued, scheduled, running, dead, queued at the default level,
 --          then a level and its queued count for each other level in use}.
 local dead = KEYS[1]
-local workers = KEYS[2]
-local delayed = KEYS[3]
-local levels = KEYS[4]
-local streams = 5  -- KEYS[5...]: streams
+local delayed = KEYS[2]
+local levels = KEYS[3]
+local streams = 4  -- KEYS[4...]: streams
 local group = ARGV[1]
--- a worker silent for longer is not counted
-local lease_ms = tonumber(ARGV[2])
 local function counts(stream)
   local length = redis.call('XLEN', stream)
   local running = 0
@@ -31,6 +28,5 @@ for _, level in ipairs(redis.call('SMEMBERS', levels)) do
     running = running + taken
   end
 end
-local workers_alive = redis.call('ZCOUNT', workers, now_ms() - lease_ms, '+inf')
-return {queued, redis.call('ZCARD', delayed), running, redis.call('XLEN', dead), workers_alive,
-  default_queued, unpack(in_use)}
+return {queued, redis.call('ZCARD', delayed), running, redis.call('XLEN', dead), default_queued,
+  unpack(in_use)}
