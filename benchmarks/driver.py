@@ -127,11 +127,13 @@ class Workers:
 class Run:
     def __init__(self, args: argparse.Namespace, module: Any) -> None:
         import redis.asyncio
+        from peers._common import CLUSTER_SCHEME, connect
 
         self.args = args
         self.module = module
         self.client = module.Client()
-        self.redis = redis.asyncio.Redis.from_url(args.url)
+        self.cluster = args.url.startswith(CLUSTER_SCHEME)
+        self.redis = connect(args.url, redis.asyncio)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         self.env = env
@@ -284,7 +286,7 @@ class Run:
             # The queued tasks, for run.py to start the next measurement of them from.
             await self.redis.save()
         deadline = time.monotonic() + self.args.timeout
-        before = await self.server_cpu()
+        cpu_before = await self.server_cpu()
         commands_before = await self.command_stats()
         workers = self.start_workers(kind, self.args.workers)
         try:
@@ -292,7 +294,8 @@ class Run:
         except Failed as exc:
             exc.metrics.update(workers.peak_rss())
             raise
-        server_us = (await self.server_cpu() - before) * 1e6 / n
+        cpu = await self.server_cpu()
+        server_us = {name: (cpu[name] - cpu_before[name]) * 1e6 / n for name in cpu}
         commands = await self.command_stats()
         for name, (calls, usec) in commands_before.items():
             calls_now, usec_now = commands.get(name, (calls, usec))
@@ -302,7 +305,9 @@ class Run:
             "tasks_per_s": n / span["seconds"],
             **span,
             **workers.peak_rss(),
-            "server_cpu_us_per_task": server_us,
+            "server_cpu_us_per_task": sum(server_us.values()),
+            # On a cluster, each master's share (named by the slots it serves).
+            **({"server_cpu_us_per_task_by_master": server_us} if self.cluster else {}),
             # What grows with the workers shows here: calls and server µs of each command
             # (those inside scripts too) per task.
             "commands_per_task": {
@@ -316,19 +321,42 @@ class Run:
             metrics.update(ideal_seconds=ideal, vs_ideal=span["seconds"] / ideal)
         return metrics
 
-    async def server_cpu(self) -> float:
-        """Seconds of CPU the server has used (all its threads): what each task costs the one
-        Redis core a fleet shares. Over a drain it also counts the workers' idle polling before
-        the first task and the run recorder's few commands, both small and alike for everyone."""
-        info = await self.redis.info("cpu")
-        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    async def server_cpu(self) -> dict[str, float]:
+        """Seconds of CPU the server has used (all its threads), or each master of a cluster:
+        what each task costs the Redis cores a fleet shares. Over a drain it also counts the
+        workers' idle polling before the first task and the run recorder's few commands, both
+        small and alike for everyone."""
+        return {
+            name: float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+            for name, info in (await self.node_info("cpu")).items()
+        }
 
     async def command_stats(self) -> dict[str, tuple[int, int]]:
-        """Calls and µs of server time of each command so far (INFO commandstats)."""
-        stats = await self.redis.info("commandstats")
+        """Calls and µs of server time of each command so far (INFO commandstats), summed over
+        a cluster's masters."""
+        totals: dict[str, tuple[int, int]] = {}
+        for stats in (await self.node_info("commandstats")).values():
+            for name, value in stats.items():
+                calls, usec = totals.get(name.removeprefix("cmdstat_"), (0, 0))
+                totals[name.removeprefix("cmdstat_")] = (
+                    calls + int(value["calls"]),
+                    usec + int(value["usec"]),
+                )
+        return totals
+
+    async def node_info(self, section: str) -> dict[str, dict[str, Any]]:
+        """INFO ``section`` of the server, or of each master of a cluster by the slots it
+        serves (``"slots 0-5460"``): replicas are left out, as they run no command of ours."""
+        if not self.cluster:
+            return {"server": await self.redis.info(section)}
+        served: dict[tuple[str, int], list[str]] = {}
+        for (first, last), node in sorted((await self.redis.cluster_slots()).items()):
+            served.setdefault(tuple(node["primary"]), []).append(f"{first}-{last}")
         return {
-            name.removeprefix("cmdstat_"): (int(value["calls"]), int(value["usec"]))
-            for name, value in stats.items()
+            "slots " + ",".join(ranges): await self.redis.info(
+                section, target_nodes=self.redis.get_node(host=host, port=port)
+            )
+            for (host, port), ranges in served.items()
         }
 
     async def io(self) -> dict[str, Any]:

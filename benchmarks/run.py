@@ -34,7 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _procs  # noqa: E402
-from _server import redis_server  # noqa: E402
+from _server import local_cluster, redis_server  # noqa: E402
 from peers import (  # noqa: E402
     COMMON_REQUIREMENTS,
     LIBRARIES,
@@ -273,14 +273,47 @@ def snapshot_of(unit: Unit, logdir: Path) -> Path | None:
     return logdir / f"{unit.lib}-{unit.workload}-n{unit.n}-results{unit.results}.rdb"
 
 
-def run_unit(unit: Unit, python: Path, sizes: Sizes, logdir: Path) -> dict[str, Any]:
-    """One measurement against a fresh server; every process started for it is gone after."""
+def run_unit(
+    unit: Unit, python: Path, sizes: Sizes, logdir: Path, *, cluster: bool = False
+) -> dict[str, Any]:
+    """One measurement against a fresh server (with ``cluster``, a fresh local Redis Cluster,
+    prefilled each time: its dataset is spread over the masters); every process started for
+    it is gone after."""
+    if cluster:
+        with local_cluster() as nodes:
+            pids = frozenset(node.process.pid for node in nodes.nodes if node.process)
+            return drive(unit, python, sizes, logdir, nodes.url, pids)
     server = redis_server()
     snapshot = snapshot_of(unit, logdir)
     prefilled = snapshot is not None and snapshot.exists()
     if snapshot is not None and prefilled:
         shutil.copyfile(snapshot, server.directory / "dump.rdb")  # loaded at start
     server.start()
+    assert server.process is not None
+    try:
+        snapshot_args = ["--save"] if snapshot and not prefilled else []
+        snapshot_args += ["--prefilled"] if prefilled else []
+        return drive(
+            unit, python, sizes, logdir, server.url, frozenset({server.process.pid}), snapshot_args
+        )
+    finally:
+        saved = server.directory / "dump.rdb"  # only once the prefill was checked
+        if snapshot is not None and not prefilled and saved.exists():
+            shutil.copyfile(saved, snapshot)
+        server.close()
+
+
+def drive(
+    unit: Unit,
+    python: Path,
+    sizes: Sizes,
+    logdir: Path,
+    url: str,
+    server_pids: frozenset[int],
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run the driver of ``unit`` against the server(s) at ``url`` (processes ``server_pids``,
+    which outlive it); then kill whatever it left behind."""
     tag = f"{unit.lib}-{unit.row}-{time.monotonic_ns()}"
     out, pidfile, log = logdir / f"{tag}.json", logdir / f"{tag}.pids", logdir / f"{tag}.log"
     command = [
@@ -305,15 +338,14 @@ def run_unit(unit: Unit, python: Path, sizes: Sizes, logdir: Path) -> dict[str, 
         "--latency-cap",
         repr(sizes.latency_cap),
         "--url",
-        server.url,
+        url,
         "--out",
         str(out),
         "--logdir",
         str(logdir),
         "--pidfile",
         str(pidfile),
-        *(["--save"] if snapshot and not prefilled else []),
-        *(["--prefilled"] if prefilled else []),
+        *(extra or []),
     ]
     started = time.monotonic()
     returncode: int | str
@@ -346,12 +378,7 @@ def run_unit(unit: Unit, python: Path, sizes: Sizes, logdir: Path) -> dict[str, 
                 _procs.kill_tree(int(pid), start)
         except OSError:
             pass
-        assert server.process is not None
-        _procs.kill_descendants(keep=frozenset({server.process.pid}))
-        saved = server.directory / "dump.rdb"  # only once the prefill was checked
-        if snapshot is not None and not prefilled and saved.exists():
-            shutil.copyfile(saved, snapshot)
-        server.close()
+        _procs.kill_descendants(keep=server_pids)
     elapsed = time.monotonic() - started
     try:
         report: dict[str, Any] = json.loads(out.read_text())

@@ -3,6 +3,7 @@
     python benchmarks/scaling.py                       # this checkout: 1, 2, 4 processes on 2 cores
     python benchmarks/scaling.py --processes 1,2,4,8,12 --queues 1,8 --n 300000
     python benchmarks/scaling.py --tree before=/tmp/old-checkout --tree after=.
+    python benchmarks/scaling.py --cluster             # 1 and 4 queues on a 3-master cluster
 
 One Redis core is the ceiling of every fleet until Cluster. Each point drains ``--n`` queued
 no-op tasks (``result_ttl=0``) with K ``aqueue worker -c C`` processes serving Q queues (the
@@ -10,8 +11,11 @@ tasks spread evenly), on a fresh server started from the same prefilled dataset,
 the drain rate (first task's start to last task's end, every task checked to run exactly once)
 and the server's CPU per task (``used_cpu_user + used_cpu_sys`` over the drain). Several
 ``--tree`` checkouts (aqueue source trees, run through PYTHONPATH) are measured point by point
-in turn, so "today's code beside the new" share the machine's drift. Run with aqueue's
-``.venv/bin/python``; the results go to ``--out`` (results.md and results.json).
+in turn, so "today's code beside the new" share the machine's drift. With ``--cluster`` each
+point runs on a fresh local Redis Cluster instead (:class:`aqueue.testing.LocalCluster`: 3
+masters and 3 replicas of ``redis-server``, prefilled each time), the server CPU is summed over
+the masters and shown for each, and the results say which master serves each queue's slot. Run
+with aqueue's ``.venv/bin/python``; the results go to ``--out`` (results.md and results.json).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from peers.aqueue import queue_names  # noqa: E402
+from redis.crc import key_slot  # noqa: E402
 from run import FULL, Unit, machine, run_unit  # noqa: E402
 
 
@@ -53,15 +59,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=[1, 2, 4] if cores <= 4 else [1, 2, 4, 8, 12],
         help="worker process counts (default: 1,2,4 up to 4 cores, else 1,2,4,8,12)",
     )
-    parser.add_argument("--queues", type=numbers, default=[1, 8], help="queue counts")
+    parser.add_argument(
+        "--queues", type=numbers, help="queue counts (default: 1,8; with --cluster 1,4)"
+    )
     parser.add_argument("--n", type=int, default=40_000 if cores <= 4 else 300_000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument(
         "--tree", type=tree, action="append", help="LABEL=PATH of an aqueue checkout to measure"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a local 3-master Redis Cluster (needs redis-server and redis-cli)",
+    )
     parser.add_argument("--out", type=Path)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # Four queues cover the three masters (q0..q3 hash to all three shards' slots).
+    args.queues = args.queues or ([1, 4] if args.cluster else [1, 8])
+    return args
 
 
 def measure(
@@ -77,7 +93,7 @@ def measure(
         "aqueue", f"scale{processes}", "drain", args.n, processes, args.concurrency, results=0
     )
     sizes = FULL.__class__(**{**vars(FULL), "timeout": args.timeout})
-    report = run_unit(unit, Path(sys.executable), sizes, prefills)
+    report = run_unit(unit, Path(sys.executable), sizes, prefills, cluster=args.cluster)
     metrics = report.get("metrics", report)
     return {
         "tree": label,
@@ -86,6 +102,7 @@ def measure(
         "ok": report.get("ok", False),
         "tasks_per_s": metrics.get("tasks_per_s"),
         "server_cpu_us_per_task": metrics.get("server_cpu_us_per_task"),
+        "server_cpu_us_per_task_by_master": metrics.get("server_cpu_us_per_task_by_master", {}),
         "commands_per_task": metrics.get("commands_per_task", {}),
         "error": report.get("error"),
     }
@@ -123,6 +140,38 @@ def by_command(points: list[dict[str, Any]], most: int = 8) -> str:
     return "\n".join(lines)
 
 
+def by_master(points: list[dict[str, Any]], queues: list[int]) -> str:
+    """Which master serves each queue's slot (a queue's name is its keys' hash tag), and
+    each point's server CPU per task on each master."""
+    names = dict.fromkeys(name for count in queues for name in queue_names(count))
+    # In the driver's order: by slot.
+    masters = list(dict.fromkeys(m for p in points for m in p["server_cpu_us_per_task_by_master"]))
+    lines = ["| queue | slot | master |", "|---|--:|---|"]
+    for name in names:
+        slot = key_slot(name.encode())
+        lines.append(f"| {name} | {slot} | {next((m for m in masters if serves(m, slot)), '?')} |")
+    lines += [
+        "",
+        "| tree | queues | processes | " + " | ".join(masters) + " |",
+        "|---|--:|--:|" + "--:|" * len(masters),
+    ]
+    for point in points:
+        shares = point["server_cpu_us_per_task_by_master"]
+        cells = " | ".join(f"{shares[m]:.1f} µs" if m in shares else "" for m in masters)
+        lines.append(f"| {point['tree']} | {point['queues']} | {point['processes']} | {cells} |")
+    return (
+        "Where each queue lives, and the server CPU per task on each master:\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+    )
+
+
+def serves(master: str, slot: int) -> bool:
+    """Whether ``master`` (named ``"slots 0-5460,..."`` by the driver) serves ``slot``."""
+    ranges = (part.split("-") for part in master.removeprefix("slots ").split(","))
+    return any(int(first) <= slot <= int(last) for first, last in ranges)
+
+
 def main() -> None:
     args = parse()
     trees = args.tree or [tree(str(HERE.parent))]
@@ -147,10 +196,14 @@ def main() -> None:
                     f"{processes:2d} process(es): {shown}",
                     flush=True,
                 )
+    server = "a local 3-master Redis Cluster" if args.cluster else "one Redis"
     text = (
-        f"# Drain scaling: {args.n:,} no-op tasks, `aqueue worker -c {args.concurrency}`, "
-        "result_ttl=0\n\nEach cell: drain rate, and the server's CPU per task.\n\n"
+        f"# Drain scaling on {server}: {args.n:,} no-op tasks, "
+        f"`aqueue worker -c {args.concurrency}`, result_ttl=0\n\n"
+        "Each cell: drain rate, and the server's CPU per task"
+        f"{' (summed over the masters)' if args.cluster else ''}.\n\n"
         f"{table(points, args.processes)}\n\n"
+        f"{by_master(points, args.queues) if args.cluster else ''}"
         "What the server spent its time on, by command (those inside scripts too):\n\n"
         f"{by_command(points)}\n"
     )

@@ -1,4 +1,5 @@
-"""aqueue on a real Redis Cluster: 3 masters and 3 replicas on loopback (tests/clusters.py).
+"""aqueue on a real Redis Cluster: 3 masters and 3 replicas on loopback
+(aqueue.testing.LocalCluster).
 
 Queues are picked so that each lives on a different master: enqueue, run and results, a
 worker reading all of them, cron, and workflows across queues.
@@ -24,8 +25,7 @@ from redis import Redis as SyncRedis
 from redis.crc import key_slot
 
 import aqueue
-from aqueue.testing import RedisServer
-from tests.clusters import LocalCluster
+from aqueue.testing import LocalCluster, RedisServer
 from tests.conftest import IN_CI
 from tests.helpers import eventually, has_status
 from tests.internals import Keys, send_command

@@ -4,7 +4,8 @@ A peer module is imported twice: by the driver (to enqueue) and by the library's
 process (to run the tasks). Both read their settings from ``BENCH_*`` environment variables set
 by the driver, so the two sides always agree:
 
-- ``BENCH_REDIS_URL``: the fresh server of this run;
+- ``BENCH_REDIS_URL``: the fresh server of this run (``redis+cluster://`` for a local Redis
+  Cluster, aqueue only: benchmarks/scaling.py's ``--cluster``);
 - ``BENCH_CONCURRENCY``: how many tasks one worker process runs at once;
 - ``BENCH_RESULTS``: ``1`` to keep results the library's default way, ``0`` for its
   fire-and-forget mode (where it has one);
@@ -25,6 +26,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "100"))
@@ -35,6 +37,17 @@ RUNS_KEY = "bench:runs"
 COUNT_KEY = "bench:count"
 SPAN_KEY = "bench:span"
 FLUSH_EVERY = 0.005
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def connect(url: str, api: Any) -> Any:
+    """A client of ``url`` from redis-py's ``api`` (``redis`` or ``redis.asyncio``): for a
+    ``redis+cluster://h1:p1,...`` URL, its cluster client, which finds the rest from the first
+    node."""
+    if not url.startswith(CLUSTER_SCHEME):
+        return api.Redis.from_url(url)
+    host, port = url.removeprefix(CLUSTER_SCHEME).split(",")[0].rsplit(":", 1)
+    return api.RedisCluster(host=host, port=int(port))
 
 
 def tool(name: str) -> str:
@@ -88,7 +101,7 @@ class _Recorder:
     def _flush_forever(self) -> None:
         import redis
 
-        client = redis.Redis.from_url(URL)
+        client = connect(URL, redis)
         pid = self._pid
         while True:
             time.sleep(FLUSH_EVERY)

@@ -49,10 +49,14 @@ async def echo(i: int) -> int:
 
 TASKS = {"noop": noop, "sleep": sleep, "echo": echo}
 
+
 # BENCH_QUEUES=Q spreads the tasks over Q queues (q0 .. q{Q-1}) that every worker serves:
 # benchmarks/scaling.py measures one queue and several side by side.
-QUEUES = int(os.environ.get("BENCH_QUEUES", "1"))
-QUEUE_NAMES = [f"q{k}" for k in range(QUEUES)] if QUEUES > 1 else [app.default_queue]
+def queue_names(count: int) -> list[str]:
+    return [f"q{k}" for k in range(count)] if count > 1 else [app.default_queue]
+
+
+QUEUE_NAMES = queue_names(int(os.environ.get("BENCH_QUEUES", "1")))
 
 # BENCH_AQUEUE_PROCESSES=N runs each worker as `aqueue worker -p N`: N processes under one
 # supervisor (compare with the scale2/scale4 rows, which start N separate workers).
