@@ -107,14 +107,14 @@ async def test_a_loop_that_dies_lets_running_jobs_finish_and_writes_their_outcom
         return "done"
 
     crash_now = asyncio.Event()
-    original = Reclaimer._look
+    original = Reclaimer._tend
 
-    async def look_until_told(self: Reclaimer, *args: Any) -> None:
+    async def tend_until_told(self: Reclaimer) -> None:
         if crash_now.is_set():
             raise Boom("injected")
-        await original(self, *args)
+        await original(self)
 
-    monkeypatch.setattr(Reclaimer, "_look", look_until_told)
+    monkeypatch.setattr(Reclaimer, "_tend", tend_until_told)
     async with app:
         job = await held.enqueue()
         worker = asyncio.create_task(aqueue.Worker(app).run(handle_signals=False))

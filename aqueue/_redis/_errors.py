@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import redis.exceptions
 from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
@@ -14,7 +15,6 @@ from redis.exceptions import (
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
-    RedisClusterUnreachableError,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -25,7 +25,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .._settings import DEFAULT_URL
 from ..exceptions import AqueueError, ConfigurationError, ConnectionFailed, ServerError
 
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterUnreachableError)
+# redis-py 7.1 and later name a cluster where no node answered; older ones say so with the
+# RedisClusterException they also raise for misuse, which must not be retried.
+_CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = tuple(
+    error for error in [getattr(redis.exceptions, "RedisClusterUnreachableError", None)] if error
+)
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    *_CLUSTER_UNREACHABLE,
+)
 """What a lost or unreachable server (or cluster: no node answered) raises: worth a retry,
 not a crash."""
 

@@ -133,7 +133,7 @@ class BlockingReads:
         await asyncio.wait(self._in_flight.values())
         try:
             return self._collect()
-        except (*REDIS_ERRORS, RedisError):
+        except (RedisError, OSError):  # every error a read can meet
             return []  # what a failed read took stays pending: reclaimed after its lease
 
     async def _read_slot(

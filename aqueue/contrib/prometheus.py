@@ -68,10 +68,11 @@ except ImportError as exc:
         f"aqueue.contrib.prometheus needs prometheus-client: {pip_install('prometheus')}"
     ) from exc
 
+from redis.exceptions import RedisError
+
 from .._context import JobContext
 from .._middleware import CallNext, Middleware, OutgoingJob
 from .._queue import QueueStats
-from .._redis._errors import REDIS_ERRORS
 from ..exceptions import AqueueError
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ class QueueCollector(Collector):
         future = asyncio.run_coroutine_threadsafe(self._stats(), loop)
         try:
             self._depths = future.result(DEPTH_TIMEOUT)
-        except (concurrent.futures.TimeoutError, AqueueError, *REDIS_ERRORS) as exc:
+        except (concurrent.futures.TimeoutError, AqueueError, RedisError, OSError) as exc:
             future.cancel()
             # A scrape must answer; the counters are still right without the depths.
             logger.warning("cannot read queue depths for metrics: %s", exc)
