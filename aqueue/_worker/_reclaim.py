@@ -64,6 +64,9 @@ dead worker's job runs again within the lease and this (and a round trip or two)
 PRUNE_INTERVAL = 60.0
 """Seconds between the leader's prunings of consumers that left nothing pending."""
 PROMOTE_BATCH = 500
+UNHEARD_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, RedisError)
+"""What keeps the worker's subscriptions down for a while, and it looks often instead: a lost
+server, or a refusal (an ACL user without channels)."""
 
 
 @dataclass(eq=False)
@@ -141,8 +144,7 @@ class Reclaimer:
                 self.hearing(True)
                 backoff.succeeded()
                 await anyio.sleep_forever()
-            except (*REDIS_ERRORS, RedisError) as exc:
-                # Refused (an ACL user without channels): the worker looks often instead.
+            except UNHEARD_ERRORS as exc:
                 self.hearing(False)
                 await backoff.failed(exc)
             finally:
