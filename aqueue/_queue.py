@@ -126,13 +126,13 @@ class Queue:
         await self._flag(paused=False)
 
     async def _flag(self, *, paused: bool) -> None:
-        # The flag, then the notice, in this order on one connection (to the queue's master on
-        # a Cluster, whose pipelines may not PUBLISH): a worker told of the change reads the
-        # flag as it now is.
+        # The flag, then the notice (sharded, in the queue's slot), in this order on one
+        # connection (to the queue's master on a Cluster, whose pipelines may not publish): a
+        # worker told of the change reads the flag as it now is.
         flag = self._keys.paused
         change = (b"SET", flag, 1) if paused else (b"DEL", flag)
         with translate_errors(self._app.url):
-            await self._connections.direct.commands([change, (b"PUBLISH", flag, int(paused))])
+            await self._connections.direct.commands([change, (b"SPUBLISH", flag, int(paused))])
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused (see :meth:`pause`)."""

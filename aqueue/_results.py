@@ -1,5 +1,6 @@
 """Waiting for job outcomes without polling: one shared pub/sub connection per app (per
-master on a Redis Cluster).
+master on a Redis Cluster). A worker hears its queues' notices on it too (see
+``_worker/_reclaim.py``).
 
 The finish script publishes on a job's record key when the job ends. A waiter subscribes
 first and reads the record after the subscription is confirmed, so an outcome published in
@@ -34,16 +35,30 @@ from ._redis._errors import REDIS_ERRORS
 logger = logging.getLogger("aqueue.results")
 
 
-class _Channel:
-    """The waiters of one channel (each with the messages that wake it, None for all), whether
-    the server confirmed the subscription, and the connection's waiter that holds it now."""
+Hear = Callable[[bytes | None], None]
+"""Takes each message of a channel, and None when messages may have been missed (the channel
+was subscribed again, after a reconnect or on its slot's new master): read again."""
 
-    __slots__ = ("confirmed", "events", "owner")
+
+def _wake(event: asyncio.Event, only: frozenset[bytes] | None, message: bytes | None) -> None:
+    if message is None or only is None or message in only:
+        event.set()
+
+
+class _Channel:
+    """The listeners of one channel, whether the server confirmed the subscription, and the
+    connection's waiter that holds it now."""
+
+    __slots__ = ("confirmed", "listeners", "owner")
 
     def __init__(self, owner: ResultWaiter) -> None:
-        self.events: dict[asyncio.Event, frozenset[bytes] | None] = {}
+        self.listeners: list[Hear] = []
         self.confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.owner = owner
+
+    def tell(self, message: bytes | None) -> None:
+        for listener in list(self.listeners):
+            listener(message)
 
 
 Source = Callable[[], Awaitable[ConnectionSource]]
@@ -79,25 +94,36 @@ class ResultWaiter:
         """Subscribe to ``channel``; the event is set on every message (with ``only``: on
         the messages in it) and on reconnects.
 
-        Read the state you wait for *inside* the block, after entering it. Raises
-        TimeoutError when the subscription is not confirmed within ``timeout`` seconds, and
-        the server's error when it refuses the subscription (e.g. ACL channel permissions).
+        Read the state you wait for *inside* the block, after entering it. Raises as
+        :meth:`hear` does.
+        """
+        event = asyncio.Event()
+        async with self.hear(channel, functools.partial(_wake, event, only), timeout):
+            yield event
+
+    @asynccontextmanager
+    async def hear(
+        self, channel: bytes, listener: Hear, timeout: float | None = None
+    ) -> AsyncIterator[None]:
+        """Subscribe to ``channel``: ``listener`` takes its messages until the block ends.
+
+        Raises TimeoutError when the subscription is not confirmed within ``timeout`` seconds,
+        and the server's error when it refuses the subscription (e.g. ACL channel permissions).
         """
         await self._ensure_reader()
         entry = self._channels.get(channel)
         if entry is None:
             entry = self._channels[channel] = _Channel(self)
             await self._send(b"SSUBSCRIBE", channel)
-        event = asyncio.Event()
-        entry.events[event] = only
+        entry.listeners.append(listener)
         try:
             # Only this wait is bounded, never the command in flight (it is not cancelled).
             async with asyncio.timeout(timeout):
                 await asyncio.shield(entry.confirmed)
-            yield event
+            yield
         finally:
-            entry.events.pop(event, None)
-            if not entry.events:
+            entry.listeners.remove(listener)
+            if not entry.listeners:
                 # The owner now: a moved subscription went to another master's waiter.
                 await entry.owner._drop(channel, entry)
 
@@ -198,19 +224,14 @@ class ResultWaiter:
             if self._moved is not None:
                 self._moved(channel, entry)
             else:
-                for event in entry.events:
-                    event.set()  # nowhere else to go: the waiters read again
+                entry.tell(None)  # nowhere else to go: the listeners read again
         elif kind == b"smessage":
-            message = reply[2] if len(reply) > 2 else b""
-            for event, only in entry.events.items():
-                if only is None or message in only:
-                    event.set()
+            entry.tell(reply[2] if len(reply) > 2 else b"")
         elif kind == b"ssubscribe":
             if entry.confirmed.done():
                 # Subscribed again after a reconnect: an outcome may have been published while
-                # we were away, so every waiter reads once more.
-                for event in entry.events:
-                    event.set()
+                # we were away, so every listener reads once more.
+                entry.tell(None)
             else:
                 entry.confirmed.set_result(None)
 
@@ -255,6 +276,15 @@ class ClusterWaiters:
         async with waiter.watch(channel, timeout, only=only) as event:
             yield event
 
+    @asynccontextmanager
+    async def hear(
+        self, channel: bytes, listener: Hear, timeout: float | None = None
+    ) -> AsyncIterator[None]:
+        """As :meth:`ResultWaiter.hear`, on the master of ``channel``'s slot."""
+        await self._topology.ready()
+        async with self._waiter(self._topology.master(channel)).hear(channel, listener, timeout):
+            yield
+
     async def close(self) -> None:
         for move in list(self._moves):
             move.cancel()
@@ -289,8 +319,7 @@ class ClusterWaiters:
                 await self._waiter(self._topology.master(channel)).adopt(channel, entry)
             except Exception:
                 logger.exception("cannot follow the subscription of %r to its new master", channel)
-                for event in entry.events:
-                    event.set()  # they read again, at least
+                entry.tell(None)  # they read again, at least
 
         task = asyncio.create_task(move())
         self._moves.add(task)

@@ -18,7 +18,7 @@ from aqueue._redis import _calls as scripts
 from aqueue._redis._cluster import command_key
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
-from aqueue._redis._keys import GROUP, Keys, keys_of
+from aqueue._redis._keys import CHANNELS, GROUP, Keys, keys_of
 from aqueue._redis._scripts import Call, Script, run_sync, with_wire
 from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
 from aqueue._registry import encode_record, registry_index, registry_record
@@ -38,6 +38,7 @@ from aqueue._worker._reclaim import Reclaimer, prune_consumers
 from aqueue._worker._scheduler import Scheduler
 
 __all__ = [
+    "CHANNELS",
     "CHECKS",
     "CODES",
     "DISTRIBUTION",

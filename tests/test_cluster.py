@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import math
@@ -28,7 +29,7 @@ import aqueue
 from aqueue.testing import LocalCluster, RedisServer
 from tests.conftest import IN_CI
 from tests.helpers import eventually, has_status
-from tests.internals import Keys, send_command
+from tests.internals import CHANNELS, Keys, send_command
 
 pytestmark = pytest.mark.slow
 
@@ -358,6 +359,121 @@ async def test_a_result_awaited_while_its_slot_moves_arrives_from_the_new_master
         released = time.monotonic()
         assert await waiting == "done"
         assert time.monotonic() - released < 5.0  # never, subscribed on the old master
+
+
+def held_until_cancelled(app: aqueue.App) -> tuple[aqueue.Task[[], None], asyncio.Event]:
+    """A task that runs until cancelled, and the event its cancel sets."""
+    stopped = asyncio.Event()
+
+    @app.task
+    async def held() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    return held, stopped
+
+
+def subscribers(node: RedisServer, channels: list[bytes]) -> tuple[list[int], list[int]]:
+    """How many clients ``node`` has on each of ``channels``: sharded, then plain."""
+    with SyncRedis(port=node.port) as client:
+        sharded = [count for _, count in client.pubsub_shardnumsub(*channels)]
+        plain = [count for _, count in client.pubsub_numsub(*channels)]
+    return sharded, plain
+
+
+async def test_a_worker_hears_each_queues_notices_on_that_queues_master_alone(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    """Sharded pub/sub: a notice crosses the nodes of its queue's slot only, where a plain
+    PUBLISH would go to every node of the cluster."""
+    queues = spread_queues(cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues):
+        for queue in queues:
+            keys = Keys(app.namespace, queue)
+            channels = [getattr(keys, name) for name in CHANNELS]
+            home = cluster.master_of(keys.stream)
+            for node, _ in cluster.masters():
+                sharded, plain = await asyncio.to_thread(subscribers, node, channels)
+                assert sharded == [int(node.port == home.port)] * len(channels)
+                assert plain == [0] * len(channels)
+
+
+async def test_a_cancel_reaches_a_worker_on_a_queue_of_every_master_at_once(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    held, stopped = held_until_cancelled(app)
+    queues = spread_queues(cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues):
+        for queue in queues:
+            stopped.clear()
+            job = await held.options(queue=queue).enqueue()
+            await eventually(functools.partial(has_status, job, aqueue.JobStatus.RUNNING))
+            await job.cancel()
+            await asyncio.wait_for(stopped.wait(), 1.0)
+
+
+async def test_a_pause_reaches_an_idle_worker_on_a_queue_of_every_master_at_once(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    @app.task
+    async def noop() -> None:
+        pass
+
+    queues = spread_queues(cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues):
+        await asyncio.sleep(0.5)  # idle: its reads block
+        for queue in queues:
+            await app.queue(queue).pause()
+        await asyncio.sleep(0.3)
+        jobs = [await noop.options(queue=queue).enqueue() for queue in queues]
+        await asyncio.sleep(1)
+        assert [await job.status() for job in jobs] == [aqueue.JobStatus.QUEUED] * len(jobs)
+
+
+async def test_a_job_due_earlier_wakes_an_idle_leader_on_every_master_at_once(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    """The leader sleeps until the earliest due time it saw (none: a lease's third, to renew
+    its leadership); a job due sooner wakes it."""
+
+    @app.task
+    async def noop() -> None:
+        pass
+
+    queues = spread_queues(cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues):
+        await asyncio.sleep(0.5)  # the worker leads every queue, with nothing due
+        for queue in queues:
+            enqueued = time.monotonic()
+            job = await noop.options(queue=queue, delay=0.2).enqueue()
+            await job.result(timeout=5)
+            assert time.monotonic() - enqueued < 0.2 + 0.6
+
+
+async def test_a_worker_hears_a_queues_notices_again_once_its_slot_moved(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    """The server ends a sharded subscription whose slot moved away: the worker subscribes on
+    the slot's new master, where the notices now go."""
+    (source, [slot, *_]), (target, _), *_ = cluster.masters()
+    queue = queue_on_slot(slot)
+    cancelled = Keys(app.namespace, queue).cancelled
+    held, stopped = held_until_cancelled(app)
+
+    async def listened_on_target() -> bool:
+        [count], _ = await asyncio.to_thread(subscribers, target, [cancelled])
+        return count == 1
+
+    async with aqueue.Worker(app, queues=[queue]):
+        job = await held.options(queue=queue).enqueue()
+        await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING))
+        await asyncio.to_thread(cluster.reshard_one_slot, source, target)
+        await eventually(listened_on_target)
+        await job.cancel()
+        await asyncio.wait_for(stopped.wait(), 1.0)
 
 
 async def test_a_planned_failover_under_load_loses_no_acknowledged_job(

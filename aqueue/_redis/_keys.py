@@ -4,8 +4,9 @@ A job id carries its queue (``"<queue>:<hex>"``) so that a job's record lives in
 Cluster slot as the queue's stream: the ack script writes both atomically, and any process can
 find a job's record from the id alone, without a lookup round trip.
 
-Channels: what workers would otherwise poll for is announced on a pub/sub channel named after
-the key that changed, so it needs no name of its own and shares the key's hash slot. A job due
+Channels: what workers would otherwise poll for is announced on a sharded pub/sub channel
+(SPUBLISH) named after the key that changed, so it needs no name of its own and shares the
+key's hash slot: on a Cluster it reaches the nodes of that slot only. A job due
 before every other in ``delayed`` (the due time), a new level in ``levels`` (the level), a
 running job's cancel in ``cancelled`` (its id), a pause or resume in ``paused``, a leader
 that resigned in ``leader`` (its name), and entries whose lease lapsed while the leader has no

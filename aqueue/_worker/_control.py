@@ -1,8 +1,9 @@
 """Remote control: commands sent with ``aqueue control`` reach the worker through pub/sub.
 
 The subscription has a connection of its own and costs the server nothing while no command
-comes. It also hears the notices of the worker's queues (cancellations, pauses, new levels,
-earlier due times: see ``_reclaim.py``), which would otherwise be polled for.
+comes. Commands go by plain PUBLISH, which a Redis Cluster sends to every node: a command is
+for every worker, whichever queues it serves. (The notices of the worker's queues go by
+sharded pub/sub instead, in each queue's slot: see ``_reclaim.py``.)
 
 Each command names the workers it is for (or none: all); each of those answers on the
 command's reply list, so the sender learns which workers heard it. A lost connection is
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import orjson
@@ -33,28 +34,13 @@ REPLY_TTL_MS = 60_000
 """How long an answer waits for its sender (which waits a few seconds at most)."""
 
 
-class Listener(Protocol):
-    """What takes the notices published on channels besides the control channel."""
-
-    @property
-    def channels(self) -> list[bytes]: ...
-
-    def heard(self, channel: bytes, data: bytes) -> None: ...
-
-    def hearing(self, up: bool) -> None: ...
-
-
 class Controller:
-    """Listens for commands addressed to one worker and answers each; hands the notices of
-    its queues to ``notices``."""
+    """Listens for commands addressed to one worker and answers each."""
 
-    def __init__(
-        self, app: App, name: str, shutdown: Callable[[], None], notices: Listener
-    ) -> None:
+    def __init__(self, app: App, name: str, shutdown: Callable[[], None]) -> None:
         self._app = app
         self._name = name
         self._shutdown = shutdown
-        self._notices = notices
         self.listening = asyncio.Event()
         """Set once subscribed: a worker counts as started only when a command reaches it."""
 
@@ -62,28 +48,18 @@ class Controller:
         """Listen until cancelled (the worker's task group closes at the end of a stop)."""
         backoff = Backoff(logger, "listen for control commands")
         channel = control_channel(self._app.namespace)
-        channels = [channel, *self._notices.channels]
         while True:
             client = own_client(self._app.url)
             pubsub = client.pubsub()
             try:
-                await pubsub.subscribe(*channels)
-                confirmed = 0
+                await pubsub.subscribe(channel)
                 async for message in pubsub.listen():
                     if message["type"] == "subscribe":
-                        # Only once the server confirmed every channel is nothing missed:
-                        # then the notices published before are read (a look), never lost.
-                        confirmed += 1
-                        if confirmed == len(channels):
-                            self.listening.set()
-                            self._notices.hearing(True)
-                            backoff.succeeded()
-                    elif message["channel"] == channel:
-                        await self._handle(client, message["data"])
+                        self.listening.set()
+                        backoff.succeeded()
                     elif message["type"] == "message":
-                        self._notices.heard(message["channel"], message["data"])
+                        await self._handle(client, message["data"])
             except REDIS_ERRORS as exc:
-                self._notices.hearing(False)
                 await backoff.failed(exc)
             finally:
                 # Shielded: a stop cancels every await of this task (an anyio scope), and

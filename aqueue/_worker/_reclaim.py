@@ -1,5 +1,5 @@
 """Housekeeping of a worker's queues: due delayed jobs, entries of silent workers, and what
-changed (cancellations, pauses, new priority levels).
+changed (cancellations, pauses, new priority levels), heard on sharded pub/sub.
 
 One worker per queue at a time promotes due jobs and claims lapsed entries for the whole fleet:
 the leader, chosen by the look script (``lua/poll.lua``) under a key that expires unless renewed,
@@ -14,8 +14,10 @@ Nothing is polled every few milliseconds. The leader sleeps until the next due t
 script returns, woken early when a job is scheduled before it, and renews its leadership in
 between with a call of its own (``lua/lead.lua``); it scans for lapsed entries twice a second
 while entries are pending, and a lease after a scan that found none (an entry delivered later
-cannot lapse sooner). Cancellations, pauses and new levels are announced on pub/sub (the
-worker's control subscription hears them: see ``_control.py``), so while it hears them a worker
+cannot lapse sooner). Cancellations, pauses and new levels are announced on sharded pub/sub,
+each on a channel in its queue's slot (SPUBLISH), which the worker subscribes to on the app's
+shared subscription (``_results.py``: one connection per server, per master on a Cluster,
+following a slot that moves), so while it hears them a worker
 that does not lead looks only when the leader's leadership would lapse, and even then it first
 asks how long that leadership has left (a PTTL); it looks whenever the subscription is made
 again, to read what was missed while it was down, and often while it is down.
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -39,6 +43,7 @@ from .._redis._backoff import Backoff
 from .._redis._direct import Batches
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import CHANNELS, DEAD_LETTER_LIMIT, GROUP, Keys
+from .._results import ClusterWaiters, ResultWaiter
 from ._fetcher import Slots
 from ._levels import Levels
 from ._outcome import Delivery
@@ -59,6 +64,9 @@ dead worker's job runs again within the lease and this (and a round trip or two)
 PRUNE_INTERVAL = 60.0
 """Seconds between the leader's prunings of consumers that left nothing pending."""
 PROMOTE_BATCH = 500
+UNHEARD_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, RedisError)
+"""What keeps the worker's subscriptions down for a while, and it looks often instead: a lost
+server, or a refusal (an ACL user without channels)."""
 
 
 @dataclass(eq=False)
@@ -114,6 +122,8 @@ class Reclaimer:
         """Set when a look is due earlier than planned (a notice, a stop)."""
         self._hearing = False
         """Whether the worker's subscription is up: notices arrive as they are published."""
+        self.listening = asyncio.Event()
+        """Set once every channel's subscription was first confirmed."""
         self._claiming = True
         self._claim_pass = asyncio.Lock()
         """Held while claimed entries are taken and started."""
@@ -122,14 +132,34 @@ class Reclaimer:
         self.looked = asyncio.Event()
         """Set once the first look at every queue is over, done or failed."""
 
-    @property
-    def channels(self) -> list[bytes]:
-        """The pub/sub channels whose notices :meth:`heard` takes."""
-        return list(self._channels)
+    async def listen(self, waiter: ResultWaiter | ClusterWaiters) -> None:
+        """Hear the notices of the worker's queues on ``waiter`` until cancelled."""
+        backoff = Backoff(logger, "hear the notices of the worker's queues")
+        while True:
+            subscriptions = contextlib.AsyncExitStack()
+            try:
+                for channel in self._channels:
+                    listener = functools.partial(self.heard, channel)
+                    await subscriptions.enter_async_context(waiter.hear(channel, listener))
+                self.hearing(True)
+                backoff.succeeded()
+                await anyio.sleep_forever()
+            except UNHEARD_ERRORS as exc:
+                self.hearing(False)
+                await backoff.failed(exc)
+            finally:
+                # Shielded: a stop cancels every await of this task (an anyio scope).
+                with anyio.CancelScope(shield=True):
+                    await subscriptions.aclose()
 
-    def heard(self, channel: bytes, data: bytes) -> None:
-        """Take a notice published on one of :attr:`channels`."""
+    def heard(self, channel: bytes, data: bytes | None) -> None:
+        """Take a notice published on one of the worker's queues' channels (None: notices may
+        have been missed while the channel was subscribed again)."""
         duty, kind = self._channels[channel]
+        if data is None:
+            duty.look_at = 0.0  # the look reads what changed meanwhile
+            self._woken.set()
+            return
         if kind == "cancelled":
             self._cancel([data.decode()])
             return
@@ -150,6 +180,8 @@ class Reclaimer:
         """The worker's subscription is up (look at once: notices may have been missed
         before) or down (look often enough to hear of cancels anyway)."""
         self._hearing = up
+        if up:
+            self.listening.set()
         for duty in self._duties:
             duty.look_at = 0.0 if up else min(duty.look_at, self._now() + UNHEARD_LOOK_INTERVAL)
         self._woken.set()
@@ -377,7 +409,7 @@ class Reclaimer:
             stream, GROUP, min="-", max="+", count=1, idle=self._lease_ms
         )
         if lapsed:
-            await self._redis.publish(keys.stream, stream)
+            await self._calls.commands([(b"SPUBLISH", keys.stream, stream)])
 
     async def _note_deleted(self, keys: Keys, deleted: list[bytes]) -> None:
         # XAUTOCLAIM drops pending ids whose entry no longer exists (deleted or trimmed by

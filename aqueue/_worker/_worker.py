@@ -50,7 +50,8 @@ T = TypeVar("T")
 HURRIED_WRITES = 2.0
 """Seconds a worker stopped at once still gives the server to take the outcomes it holds."""
 CONTROL_READY_SECONDS = 5.0
-"""Most seconds a start waits for the worker's control subscription."""
+"""Most seconds a start waits for the worker's subscriptions (remote control, its queues'
+notices)."""
 
 
 class Worker:
@@ -411,13 +412,17 @@ class Worker:
                 scheduling = loops.start("scheduler", scheduler.run)
                 fetching = loops.start("fetcher", functools.partial(_fetch, fetcher, reclaimer))
                 leaving = loops.start("keeper of unknown tasks' jobs", fetcher.unknown.run)
-                controller = Controller(app, self.name, self._stop_once, reclaimer)
+                controller = Controller(app, self.name, self._stop_once)
                 loops.start("controller", controller.run)
-                # Started means reachable: a command sent once the worker has started (or
-                # listed) is heard. Bounded: a server refusing the subscription (an ACL user
-                # without channels) costs remote control, not the start.
+                listen = functools.partial(reclaimer.listen, connections.result_waiter)
+                loops.start("listener to the queues' notices", listen)
+                # Started means reachable: a command or a notice sent once the worker has
+                # started (or listed) is heard. Bounded: a server refusing the subscriptions
+                # (an ACL user without channels) costs remote control and prompt notices, not
+                # the start.
                 with anyio.move_on_after(CONTROL_READY_SECONDS):
                     await controller.listening.wait()
+                    await reclaimer.listening.wait()
                 if self.burst:
                     loops.start("burst watch", self._stop_when_drained)
                 logger.info(

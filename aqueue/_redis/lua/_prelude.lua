@@ -124,8 +124,8 @@ local function record_queued(record, queued, state, ttl, task, status, ...)
 end
 
 -- Workers do not poll for what changes rarely: a change is announced on a pub/sub channel named
--- after the key it changed (see "Channels" in aqueue/_redis/_keys.py), so the announcement goes
--- where the key's hash slot is.
+-- after the key it changed (see "Channels" in aqueue/_redis/_keys.py), by sharded pub/sub like
+-- tell(): on a Redis Cluster it goes to the nodes of the queue's slot only.
 
 -- Put `member` in the delayed set, due at `due` (ms). A job due before every other one wakes the
 -- queue's promoting worker, which otherwise sleeps until the earliest due time it last saw.
@@ -133,13 +133,13 @@ local function delay(delayed, due, member)
   local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
   redis.call('ZADD', delayed, due, member)
   if #first == 0 or tonumber(first[2]) > tonumber(due) then
-    redis.pcall('PUBLISH', delayed, due)
+    redis.pcall('SPUBLISH', delayed, due)
   end
 end
 
 -- Add a priority level to the queue's levels set; a new one tells the workers to read its stream.
 local function add_level(levels, level)
   if redis.call('SADD', levels, level) == 1 then
-    redis.pcall('PUBLISH', levels, level)
+    redis.pcall('SPUBLISH', levels, level)
   end
 end

@@ -44,7 +44,7 @@ local function announce()
   redis.call('ZADD', cancelled, now, job_id)
   -- An hour of history is plenty for a worker that reconnects.
   redis.call('ZREMRANGEBYSCORE', cancelled, '-inf', now - 3600000)
-  redis.pcall('PUBLISH', cancelled, job_id)
+  redis.pcall('SPUBLISH', cancelled, job_id)
 end
 if not status then
   if forgotten == '1' then

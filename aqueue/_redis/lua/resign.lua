@@ -8,5 +8,5 @@ if redis.call('GET', leader) ~= worker then
   return 0
 end
 redis.call('DEL', leader)
-redis.pcall('PUBLISH', leader, worker)
+redis.pcall('SPUBLISH', leader, worker)
 return 1
