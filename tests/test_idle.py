@@ -210,12 +210,11 @@ async def test_a_dead_workers_job_runs_within_the_lease_and_a_second_on_a_worker
     assert roomy.claimed == 1
 
 
-async def test_a_cancel_sent_while_a_worker_was_not_listening_still_stops_its_job(
-    calm_app: aqueue.App, redis: Redis
-) -> None:
+def _stoppable(app: aqueue.App) -> tuple[aqueue.Task[[], None], asyncio.Event, asyncio.Event]:
+    """A task that runs until cancelled; events set when it started and when it stopped."""
     started, stopped = asyncio.Event(), asyncio.Event()
 
-    @calm_app.task
+    @app.task
     async def slow() -> None:
         started.set()
         try:
@@ -224,6 +223,13 @@ async def test_a_cancel_sent_while_a_worker_was_not_listening_still_stops_its_jo
             stopped.set()
             raise
 
+    return slow, started, stopped
+
+
+async def test_a_cancel_sent_while_a_worker_was_not_listening_still_stops_its_job(
+    calm_app: aqueue.App, redis: Redis
+) -> None:
+    slow, started, stopped = _stoppable(calm_app)
     async with aqueue.Worker(calm_app):
         job = await slow.enqueue()
         await asyncio.wait_for(started.wait(), 5)
@@ -233,17 +239,7 @@ async def test_a_cancel_sent_while_a_worker_was_not_listening_still_stops_its_jo
 
 
 async def test_a_cancel_reaches_a_listening_worker_at_once(calm_app: aqueue.App) -> None:
-    started, stopped = asyncio.Event(), asyncio.Event()
-
-    @calm_app.task
-    async def slow() -> None:
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            stopped.set()
-            raise
-
+    slow, started, stopped = _stoppable(calm_app)
     async with aqueue.Worker(calm_app):
         job = await slow.enqueue()
         await asyncio.wait_for(started.wait(), 5)
