@@ -84,6 +84,9 @@ class _Duty:
     """The cancel time (ms) the next look reads the cancelled set from."""
     asked: bool = False
     """Whether the leader, with no free slot, asked for a claim by a worker with some."""
+    noticed: bool = False
+    """Whether a notice asked for a look while a look or check was in flight: what that one
+    returns is stale, so it must not push the next look back."""
     claim_cursors: dict[bytes, bytes] = field(default_factory=dict)
 
 
@@ -157,8 +160,7 @@ class Reclaimer:
         have been missed while the channel was subscribed again)."""
         duty, kind = self._channels[channel]
         if data is None:
-            duty.look_at = 0.0  # the look reads what changed meanwhile
-            self._woken.set()
+            self._look_now(duty)  # the look reads what changed meanwhile
             return
         if kind == "cancelled":
             self._cancel([data.decode()])
@@ -173,7 +175,11 @@ class Reclaimer:
             return  # a job due earlier: only the leader promotes it
         # A pause, a new level, or a leader that resigned: look now (the look script says
         # what changed, and takes the leadership over).
+        self._look_now(duty)
+
+    def _look_now(self, duty: _Duty) -> None:
         duty.look_at = 0.0
+        duty.noticed = True
         self._woken.set()
 
     def hearing(self, up: bool) -> None:
@@ -183,7 +189,10 @@ class Reclaimer:
         if up:
             self.listening.set()
         for duty in self._duties:
-            duty.look_at = 0.0 if up else min(duty.look_at, self._now() + UNHEARD_LOOK_INTERVAL)
+            if up:
+                self._look_now(duty)
+            else:
+                duty.look_at = min(duty.look_at, self._now() + UNHEARD_LOOK_INTERVAL)
         self._woken.set()
 
     async def stop_claiming(self) -> None:
@@ -264,6 +273,7 @@ class Reclaimer:
 
     async def _look(self, duty: _Duty) -> None:
         keys = duty.keys
+        duty.noticed = False
         while True:
             due, wait, levels, cursor, paused, leads, left, *cancelled = await self._calls.call(
                 scripts.poll(
@@ -312,6 +322,7 @@ class Reclaimer:
         """Between looks: the leader renews its leadership; another worker asks how long
         that leadership has left, and looks (to take it over) once none is left."""
         keys = duty.keys
+        duty.noticed = False
         if duty.leads:
             call = scripts.lead(leader=keys.leader, worker=self._consumer, lead_ms=self._lease_ms)
             # A stopping worker leads no more: its look says so.
@@ -342,7 +353,10 @@ class Reclaimer:
             check = left_ms / 1000 + TAKEOVER_DELAY  # soon after a silent leader's lapses
         else:
             check = LOOK_INTERVAL
-        if self._hearing:
+        if duty.noticed:
+            duty.look_at = 0.0  # a notice came during this look or check: look again now
+            duty.check_at = now + check
+        elif self._hearing:
             # The notices say what changed: the next look is the leader's, when a job is due.
             duty.look_at = now + due if leads else math.inf
             duty.check_at = now + check
