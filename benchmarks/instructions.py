@@ -21,11 +21,13 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import redis
 
@@ -87,8 +89,47 @@ def drained(client: redis.Redis) -> bool:
     return client.xlen(keys.stream) == 0 and client.zcard(keys.delayed) == 0
 
 
-def count(source: Path, workload: str, n: int, scratch: Path) -> float:
-    """Instructions the server executed per job while one worker drained ``n`` jobs."""
+def started(argv: list[str], client: redis.Redis) -> subprocess.Popen[bytes]:
+    """The server of ``argv``, once ``client`` reaches it."""
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.ping()
+            return server
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.1)
+
+
+def server_cpu(client: redis.Redis) -> float:
+    """Seconds of CPU the server has used, kernel time for its sockets included."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    """Calls of each command so far, those inside scripts too (INFO commandstats)."""
+    return {
+        name.removeprefix("cmdstat_"): int(stats["calls"])
+        for name, stats in client.info("commandstats").items()
+    }
+
+
+class Drain(NamedTuple):
+    """What the server spent per job while one worker drained the jobs."""
+
+    per_job: float
+    """Instructions (callgrind), or µs of server CPU."""
+    calls: dict[str, float]
+    """Calls of each command per job (with ``--cpu`` only: callgrind slows the server)."""
+
+
+def drain(source: Path, workload: str, n: int, scratch: Path, cpu: bool) -> Drain:
+    """What the server spent per job while one worker drained ``n`` jobs: instructions
+    (counted by callgrind), or with ``cpu`` µs of CPU (the server run plainly)."""
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     out = scratch / f"callgrind.{port}"
@@ -99,28 +140,22 @@ def count(source: Path, workload: str, n: int, scratch: Path) -> float:
     # Run in `scratch`: `python -m` puts the working directory first on the path, which would
     # import the aqueue of whatever checkout it is started from.
     env = {**os.environ, "PYTHONPATH": f"{scratch}:{source}"}
-    server = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no"]  # fmt: skip
+    if not cpu:
+        argv[:0] = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={out}"]  # fmt: skip
     client = redis.Redis.from_url(url)
+    server = started(argv, client)
     worker = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
         subprocess.run(
             [sys.executable, "-c", ENQUEUE.format(n=n)], check=True, env=env, cwd=scratch
         )
-        callgrind(server.pid, "-i", "on")
+        if cpu:
+            cpu_before, calls_before = server_cpu(client), command_calls(client)
+        else:
+            callgrind(server.pid, "-i", "on")
         worker = subprocess.Popen(
             [sys.executable, "-m", "aqueue", "worker", "countapp:app", "-c", "100",
              "--log-level", "ERROR"],
@@ -128,6 +163,17 @@ def count(source: Path, workload: str, n: int, scratch: Path) -> float:
         )  # fmt: skip
         while not drained(client):
             time.sleep(0.2)
+        if cpu:
+            used = server_cpu(client) - cpu_before
+            calls = command_calls(client)
+            return Drain(
+                used * 1e6 / n,
+                {
+                    name: (count - calls_before.get(name, 0)) / n
+                    for name, count in sorted(calls.items(), key=lambda item: -item[1])
+                    if count > calls_before.get(name, 0)
+                },
+            )
         callgrind(server.pid, "-i", "off")
         callgrind(server.pid, "-d")
     finally:
@@ -143,7 +189,7 @@ def count(source: Path, workload: str, n: int, scratch: Path) -> float:
         for dump in scratch.glob(f"callgrind.{port}*")
         for found in re.finditer(r"^(?:summary|totals): (\d+)", dump.read_text(), re.M)
     ]
-    return max(totals) / n
+    return Drain(max(totals) / n, {})
 
 
 def main() -> None:
@@ -151,18 +197,39 @@ def main() -> None:
     parser.add_argument("--tree", action="append", type=tree, help="name=path of an aqueue tree")
     parser.add_argument("--workloads", default="kept,fire,retry")
     parser.add_argument("--n", type=int, default=5000, help="jobs per measurement")
+    parser.add_argument(
+        "--cpu", action="store_true", help="µs of server CPU per job instead of instructions"
+    )
+    parser.add_argument("--reps", type=int, default=1, help="measurements per tree (median)")
     args = parser.parse_args()
     trees = args.tree or [tree(f"this={Path(__file__).resolve().parent.parent}")]
-    if not shutil.which("valgrind") or not shutil.which("redis-server"):
-        raise SystemExit("needs valgrind and redis-server on the PATH")
+    if not shutil.which("redis-server") or not (args.cpu or shutil.which("valgrind")):
+        raise SystemExit("needs redis-server (and without --cpu valgrind) on the PATH")
+    unit = "µs of server CPU" if args.cpu else "instructions"
+    print(f"{unit} per job, median of {args.reps} (each measurement in brackets)\n")
     print(f"| workload | {' | '.join(name for name, _ in trees)} |")
     print(f"|---|{'--:|' * len(trees)}")
+    calls: dict[tuple[str, str], dict[str, float]] = {}
     for workload in args.workloads.split(","):
-        cells = []
-        for _, source in trees:
-            with tempfile.TemporaryDirectory(prefix="aqueue-instructions-") as scratch:
-                cells.append(f"{count(source, workload, args.n, Path(scratch)):,.0f}")
+        measured: dict[str, list[float]] = {name: [] for name, _ in trees}
+        # The trees take turns, so each shares the drift of a busy machine alike.
+        for _ in range(args.reps):
+            for name, source in trees:
+                with tempfile.TemporaryDirectory(prefix="aqueue-instructions-") as scratch:
+                    done = drain(source, workload, args.n, Path(scratch), args.cpu)
+                measured[name].append(done.per_job)
+                calls[workload, name] = done.calls
+        shown = ".1f" if args.cpu else ",.0f"
+        cells = [
+            f"{statistics.median(values):{shown}} ({', '.join(f'{v:{shown}}' for v in values)})"
+            for values in measured.values()
+        ]
         print(f"| {workload} | {' | '.join(cells)} |", flush=True)
+    if args.cpu:
+        print("\nCommands per job, those inside scripts too (the last measurement of each):\n")
+        for (workload, name), per_job in calls.items():
+            busiest = ", ".join(f"{command} {count:.2f}" for command, count in per_job.items())
+            print(f"- {workload}, {name}: {busiest}")
 
 
 if __name__ == "__main__":
