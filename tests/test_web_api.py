@@ -25,10 +25,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 import aqueue
+from aqueue._redis._msgpack import unpack_strings
 from aqueue.testing import RedisServer
 from aqueue.testing import _free_port as free_port
 from aqueue.web import Auth, dashboard
-from aqueue.web._msgpack import unpack_strings
 from tests.helpers import eventually, has_status
 from tests.internals import Keys, last_tick_key, pip_install
 from tests.test_cli import ROOT, cli_env

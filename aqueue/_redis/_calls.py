@@ -188,7 +188,7 @@ def start(
 class FinishedJob(NamedTuple):
     """One delivery of a finish call: its keys (record, uniqueness key, the set of jobs waiting
     for it), then its values (see finish.lua: all but the entry id, the job id, the outcome
-    value and the arguments travel in the job's spec)."""
+    value, the arguments and a retry's member travel in the job's spec)."""
 
     record: Key
     unique: Key
@@ -200,7 +200,9 @@ class FinishedJob(NamedTuple):
     result_ttl: int
     dead_reason: str
     retry_delay_ms: int
-    attempt: int
+    retry_member: bytes
+    """With status ``scheduled``: the job's member of the delayed set, packed (see
+    :meth:`aqueue._worker._outcome.Delivery.retry_member`)."""
     job_id: str
     key_ttl: str
     told: bool
@@ -218,6 +220,7 @@ def finish(
     delayed: Key,
     events: Key,
     cancelled: Key,
+    followed: Key,
     group: str,
     consumer: bytes,
     dead_limit: int,
@@ -226,8 +229,9 @@ def finish(
 ) -> Call:
     """Record the outcomes of ``jobs``, deliveries of ``stream``, and ack them: each only if
     ``consumer`` still owns its entry (see finish.lua for the replies, one per job).
-    ``cancelled``: the queue's set of running jobs cancelled lately."""
-    keys = [stream, dead, delayed, events, cancelled]
+    ``cancelled``: the queue's set of running jobs cancelled lately; ``followed``: its jobs
+    that someone follows (see Keys.followed)."""
+    keys = [stream, dead, delayed, events, cancelled, followed]
     args: list[Any] = [group, consumer, dead_limit, events_limit]
     for job in jobs:
         keys += job[:3]
@@ -240,10 +244,11 @@ def finish(
         # The values the outcomes of one kind share go as one spec, parsed once per call.
         spec = (
             f"{job.status or '-'} {job.outcome_field} {job.result_ttl} {job.key_ttl or '-'} "
-            f"{int(job.told)} {arguments_field} {job.retry_delay_ms} {job.attempt} "
+            f"{int(job.told)} {arguments_field} {job.retry_delay_ms} "
             f"{len(job.dead_reason.encode())} {job.dead_reason}{job.task}"
         )
         args += (job.entry_id, job.job_id, spec, job.outcome, arguments)
+    args += (job.retry_member for job in jobs if job.status == "scheduled")
     args += _id_range([job.entry_id for job in jobs])
     return Call(FINISH, keys, args)
 

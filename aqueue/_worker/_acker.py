@@ -220,7 +220,11 @@ class Acker:
                     result_ttl=delivery.result_ttl,
                     dead_reason=outcome.dead_reason,
                     retry_delay_ms=outcome.retry_delay_ms,
-                    attempt=outcome.attempt,
+                    retry_member=(
+                        delivery.retry_member(outcome.attempt)
+                        if outcome.status == "scheduled"
+                        else b""
+                    ),
                     job_id=delivery.job_id or "",
                     key_ttl=key_ttl,
                     told=outcome.told,
@@ -235,6 +239,7 @@ class Acker:
             delayed=keys.delayed,
             events=keys.events,
             cancelled=keys.cancelled,
+            followed=keys.followed,
             group=GROUP,
             consumer=self._consumer,
             dead_limit=DEAD_LETTER_LIMIT,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .._checks import MAX_SECONDS
 from .._limits import Limits
 from .._redis._keys import Keys
+from .._redis._msgpack import pack_strings
 from .._redis._wire import ENTRY
 
 
@@ -80,6 +81,18 @@ class Delivery:
         if len(payload) > limit:
             return b"", str(len(payload))
         return payload, ""
+
+    def retry_member(self, attempt: int) -> bytes:
+        """The job's member of the delayed set while it waits for its retry: its entry's
+        fields, as the stream holds them, with the attempts made so far (``attempt``) in place
+        of those the entry carried (it counts them for jobs that keep no record)."""
+        kept = (
+            item
+            for name, value in self.fields.items()
+            if name != ENTRY.prior_attempts
+            for item in (name, value)
+        )
+        return pack_strings([*kept, ENTRY.prior_attempts, str(attempt).encode()])
 
     @property
     def may_wait_queued(self) -> bool:

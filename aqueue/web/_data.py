@@ -28,10 +28,10 @@ from .._job import JobInfo, JobStatus
 from .._queue import DeadLetter, _dead_letter
 from .._redis._errors import redact, translate_errors
 from .._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, GROUP, keys_of, queue_of
+from .._redis._msgpack import unpack_strings
 from .._redis._wire import CODES
 from .._registry import WorkerInfo
 from .._schedule import last_tick_key
-from ._msgpack import unpack_strings
 
 Listed = Literal["queued", "running", "scheduled", "succeeded", "failed", "cancelled"]
 """The statuses the jobs page lists."""

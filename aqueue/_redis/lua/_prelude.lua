@@ -114,27 +114,68 @@ local function task_of(stream, entry)
   return ''
 end
 
--- Make the record of a job found by queued_state(), and remove its field. status: "queued"
--- unless given, with more field/value pairs after it.
+-- Make the record of a job found by queued_state(), and remove its field (unless state.removed
+-- says it is gone already). status: "queued" unless given, with more field/value pairs after it.
 local function record_queued(record, queued, state, ttl, task, status, ...)
   redis.call('HSET', record, 'status', status or 'queued', 'enqueued_at', state.enqueued_at,
     'task', task, ...)
   redis.call('EXPIRE', record, ttl)
-  redis.call('HDEL', queued, state.id)
+  if not state.removed then
+    redis.call('HDEL', queued, state.id)
+  end
 end
 
 -- Workers do not poll for what changes rarely: a change is announced on a pub/sub channel named
 -- after the key it changed (see "Channels" in aqueue/_redis/_keys.py), by sharded pub/sub like
 -- tell(): on a Redis Cluster it goes to the nodes of the queue's slot only.
 
--- Put `member` in the delayed set, due at `due` (ms). A job due before every other one wakes the
--- queue's promoting worker, which otherwise sleeps until the earliest due time it last saw.
-local function delay(delayed, due, member)
-  local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-  redis.call('ZADD', delayed, due, member)
-  if #first == 0 or tonumber(first[2]) > tonumber(due) then
-    redis.pcall('SPUBLISH', delayed, due)
+-- Putting members in the delayed set, for a script that may put several: add(due, member)
+-- puts `member` in, due at `due` (ms, a number or its digits), and tell() then wakes the
+-- queue's promoting worker, which otherwise sleeps until the earliest due time it last saw,
+-- when a member is due before every other one. One look at the set's first member and at most
+-- one notice, however many are put in.
+local function delays(delayed)
+  local first, earliest
+  local function add(due, member)
+    due = tonumber(due)
+    if not first then
+      local found = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+      first = #found == 0 and math.huge or tonumber(found[2])
+    end
+    redis.call('ZADD', delayed, due, member)
+    if due < first and (not earliest or due < earliest) then
+      earliest = due
+    end
   end
+  local function tell()
+    if earliest then
+      redis.pcall('SPUBLISH', delayed, string.format('%d', earliest))
+    end
+  end
+  return add, tell
+end
+
+-- Put `member` in the delayed set, due at `due` (ms), as delays() does.
+local function delay(delayed, due, member)
+  local add, tell = delays(delayed)
+  add(due, member)
+  tell()
+end
+
+-- Which of `job_ids` someone follows (job.events(), counted in the queue's `followed` set), as a
+-- set: only those are told of the changes a result waiter does not wait for, since a PUBLISH
+-- costs as much as a small command even when nobody listens. Mostly nobody follows any job of
+-- the queue: one look for a batch.
+local function followed_among(followed, job_ids)
+  local found = {}
+  if #job_ids > 0 and redis.call('EXISTS', followed) == 1 then
+    for i, follows in ipairs(redis.call('ZMSCORE', followed, unpack(job_ids))) do
+      if follows and tonumber(follows) > 0 then
+        found[job_ids[i]] = true
+      end
+    end
+  end
+  return found
 end
 
 -- Add a priority level to the queue's levels set; a new one tells the workers to read its stream.

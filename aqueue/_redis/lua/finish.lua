@@ -9,8 +9,8 @@
 -- the dead letter), so a crash leaves either all of it or none.
 -- One call per batch, not per job: a script call's own cost (its argument tables, the prelude,
 -- its garbage) was most of what finishing a job cost the server. So the batch shares one TIME,
--- one look for the records, dependents and cancels that the common jobs do not have, one XACK
--- and one XTRIM (see remove below).
+-- one look for the records, dependents, cancels and followers that the common jobs do not have,
+-- one look at the delayed set for its retries, one XACK and one XTRIM (see remove below).
 --
 -- Returns per job, in order: 1 when applied, 0 when refused because the entry is no longer
 -- ours, 2 when applied but not acked (other jobs wait for this one, see below), or an error
@@ -21,44 +21,49 @@ local delayed = KEYS[3]
 local events = KEYS[4]
 -- job ids scored by cancel time in ms (see cancel.lua)
 local cancelled = KEYS[5]
-local job_keys = 6  -- KEYS[6...]: jobs
+-- job ids scored by how many follow each (job.events())
+local followed = KEYS[6]
+local job_keys = 7  -- KEYS[7...]: jobs
 local group = ARGV[1]
 local consumer = ARGV[2]
 local dead_limit = ARGV[3]
 -- a number: emit() would convert a string for each job
 local events_limit = tonumber(ARGV[4])
-local job_args = 5  -- ARGV[5...]: jobs (then the least and the greatest of their entry ids)
+-- then the delayed set's member of each retry, in order, then the least and the greatest entry id
+local job_args = 5  -- ARGV[5...]: jobs
 -- Per job, KEYS: its record, its uniqueness key, the set of jobs waiting for it; ARGV: its
 -- entry id, its id, its spec (what the outcomes of one kind share; see spec_of), its outcome
 -- value, and what its record keeps of its arguments (see spec_of; "" for nothing). A value per
 -- job costs the server about a fifth of a redis.call (the call's tables take it in as a Lua
--- string), so the values most jobs share travel in the spec.
+-- string), so the values most jobs share travel in the spec. A retry's member of the delayed
+-- set (its entry's fields, with the attempts made so far) comes packed from the worker, which
+-- holds the fields: reading the entry back and packing it cost the server more than the rest
+-- of the retry's finish.
 local KEYS_PER_JOB, ARGS_PER_JOB = 3, 5
 local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
 local events_on = events_limit > 0
 local specs = {}
 -- A spec is "<status> <outcome field> <result ttl> <key ttl> <told> <arguments field> <retry
--- delay> <attempt> <reason length> <dead-letter reason><task>": status succeeded | failed |
--- cancelled | scheduled (a retry) | "-" (ack only); the record's field for the outcome value;
--- the result ttl (0: keep no record); seconds to keep the uniqueness key after the end ("-"
--- when it has none); told ("1" when the jobs waiting for it have been told it ended, else
--- "0"); the record's field for the arguments value (args, or args_size when they are too large
--- to keep; "-" for none); with status scheduled, the retry's delay in ms and the attempt that
--- failed; then the dead-letter reason ("" for none) and the task, one after the other, the
--- reason's length telling where the task begins (either may hold spaces). Parsed once per
--- call, however many jobs share it.
+-- delay> <reason length> <dead-letter reason><task>": status succeeded | failed | cancelled |
+-- scheduled (a retry) | "-" (ack only); the record's field for the outcome value; the result
+-- ttl (0: keep no record); seconds to keep the uniqueness key after the end ("-" when it has
+-- none); told ("1" when the jobs waiting for it have been told it ended, else "0"); the
+-- record's field for the arguments value (args, or args_size when they are too large to keep;
+-- "-" for none); with status scheduled, the retry's delay in ms; then the dead-letter reason
+-- ("" for none) and the task, one after the other, the reason's length telling where the task
+-- begins (either may hold spaces). Parsed once per call, however many jobs share it.
 local function spec_of(text)
   local spec = specs[text]
   if not spec then
-    local status, outcome_field, ttl, key_ttl, told, arguments_field, retry_delay_ms, attempt,
+    local status, outcome_field, ttl, key_ttl, told, arguments_field, retry_delay_ms,
       reason_length, rest = string.match(text,
-        '^(%S+) (%S+) (%d+) (%S+) (%d) (%S+) (%d+) (%d+) (%d+) (.*)$')
+        '^(%S+) (%S+) (%d+) (%S+) (%d) (%S+) (%d+) (%d+) (.*)$')
     reason_length = tonumber(reason_length)
     spec = {status = status ~= '-' and status or '', outcome_field = outcome_field,
       ttl = tonumber(ttl), ttl_text = ttl, key_ttl = key_ttl ~= '-' and key_ttl or nil,
       told = told == '1',
       arguments_field = arguments_field ~= '-' and arguments_field or nil,
-      retry_delay_ms = tonumber(retry_delay_ms), attempt = attempt,
+      retry_delay_ms = tonumber(retry_delay_ms),
       dead_reason = string.sub(rest, 1, reason_length),
       task = string.sub(rest, reason_length + 1)}
     specs[text] = spec
@@ -99,7 +104,9 @@ end
 -- Each job's spec, by its place in the call (job_specs[i]): looked up once.
 -- A job that keeps no record may have one all the same (a cancel or a wait made it): it is
 -- deleted at the end, as any record of such a job is.
-local job_specs, recordless = {}, {}
+-- Each retry's member, by its job's place (retry_members[i]).
+local job_specs, recordless, retry_members, retried = {}, {}, {}, {}
+local member_at = job_args + count * ARGS_PER_JOB
 for i = 1, count do
   local k, a = at(i)
   local spec = spec_of(ARGV[a + 2])
@@ -107,8 +114,19 @@ for i = 1, count do
   if spec.ttl == 0 and ours[ARGV[a]] then
     recordless[#recordless + 1] = KEYS[k]
   end
+  if spec.status == 'scheduled' then
+    retry_members[i] = ARGV[member_at]
+    member_at = member_at + 1
+    if spec.ttl > 0 and ours[ARGV[a]] then
+      retried[#retried + 1] = ARGV[a + 1]
+    end
+  end
 end
 local some_records = any_exists(recordless)
+-- Only a job someone follows is told it waits for its retry: a result waiter wakes only at
+-- the end.
+local followed_jobs = followed_among(followed, retried)
+local add_delayed, tell_delayed = delays(delayed)
 
 -- Whether a job of `spec` has anything to write: an outcome to store, a retry, a dead letter,
 -- a key, an event, or a record to delete. Acked without running ("" status): the record stays.
@@ -159,17 +177,14 @@ local function kept_arguments(spec, a)
   end
 end
 
-local function write_outcome(k, a, spec)
+local function write_outcome(i, k, a, spec)
   local record, unique = KEYS[k], KEYS[k + 1]
   local entry_id, job_id, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 3]
   local status, outcome_field, ttl, dead_reason = spec.status, spec.outcome_field, spec.ttl,
     spec.dead_reason
-  local entry = nil
-  if dead_reason ~= '' or status == 'scheduled' then
-    entry = redis.call('XRANGE', stream, entry_id, entry_id)
-  end
   if dead_reason ~= '' then
     -- Keep the original fields so the entry can be inspected and replayed.
+    local entry = redis.call('XRANGE', stream, entry_id, entry_id)
     local fields = {'reason', dead_reason, 'entry', entry_id, 'dead_at', server_now()}
     if #entry == 1 then
       for _, value in ipairs(entry[1][2]) do
@@ -182,25 +197,19 @@ local function write_outcome(k, a, spec)
     return
   end
   if status == 'scheduled' then
-    -- The retry waits in the delayed set (not in any worker's memory) until it is due.
-    local due = server_now() + spec.retry_delay_ms
-    if #entry == 1 then
-      -- The entry carries its attempt count, for jobs that keep no record to count in.
-      local fields, raw = {}, entry[1][2]
-      for i = 1, #raw, 2 do
-        if raw[i] ~= FIELD.prior_attempts then
-          fields[#fields + 1] = raw[i]
-          fields[#fields + 1] = raw[i + 1]
-        end
-      end
-      fields[#fields + 1] = FIELD.prior_attempts
-      fields[#fields + 1] = spec.attempt
-      delay(delayed, due, cmsgpack.pack(fields))
+    -- The retry waits in the delayed set (not in any worker's memory) until it is due. Its
+    -- member carries the attempts made, for jobs that keep no record to count in.
+    if not spec.due_text then
+      -- A number passed to redis.call is formatted anew each time (a printf).
+      spec.due_text = string.format('%d', server_now() + spec.retry_delay_ms)
     end
+    add_delayed(spec.due_text, retry_members[i])
     if ttl > 0 then
-      redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at', due,
-        kept_arguments(spec, a))
-      tell(record, 'scheduled')
+      redis.call('HSET', record, 'status', 'scheduled', outcome_field, outcome, 'due_at',
+        spec.due_text, kept_arguments(spec, a))
+      if followed_jobs[job_id] then
+        tell(record, 'scheduled')
+      end
     end
     emit(events, events_limit, 'retried', job_id, spec.task, consumer)
     return
@@ -244,7 +253,7 @@ for i = 1, count do
   else
     local spec = job_specs[i]
     if writes(spec) then
-      ok, err = pcall(write_outcome, k, a, spec)
+      ok, err = pcall(write_outcome, i, k, a, spec)
     end
     if not ok then
       -- redis.call raises a table ({err = ...}); Lua itself raises a string.
@@ -296,6 +305,7 @@ local function remove(acked_ids)
     redis.call('XDEL', stream, unpack(above))
   end
 end
+tell_delayed()
 if #acked > 0 then
   redis.call('XACK', stream, group, unpack(acked))
   remove(acked)

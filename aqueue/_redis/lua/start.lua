@@ -78,40 +78,36 @@ local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
 -- Fencing, for the whole batch in one look.
 local ours = owned_rows(stream, group, ARGV[#ARGV - 1], ARGV[#ARGV], consumer, 1000000)
 
--- Only a job someone follows (job.events()) is told it runs: a result waiter wakes only at
--- the end, and a PUBLISH costs as much as a small command even when nobody listens. Mostly
--- nobody follows any job of the queue: one look for the batch.
-local followed_jobs = {}
-if redis.call('EXISTS', followed) == 1 then
-  local job_ids = {}
-  for i = 1, count do
-    job_ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB + 1]
-  end
-  for i, follows in ipairs(redis.call('ZMSCORE', followed, unpack(job_ids))) do
-    if follows and tonumber(follows) > 0 then
-      followed_jobs[job_ids[i]] = true
-    end
-  end
+-- Only a job someone follows is told it runs: a result waiter wakes only at the end.
+local job_ids = {}
+for i = 1, count do
+  job_ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB + 1]
 end
+local followed_jobs = followed_among(followed, job_ids)
 
 -- The job's status: its record's, or "queued" (with `waiting`, its place in the "queued" hash)
--- when it has no record yet. A job that may be waiting there is looked for there first: whatever
--- makes its record removes its field in the same step, so a field found means no record, and
--- the common job costs one lookup. A job delivered before, or counted by a retry, has a record.
-local function status_of(record, queued, spec, pending)
-  if spec.queued_first and spec.prior_attempts == 0 and pending and pending[4] == 1 then
-    local waiting = queued_state(record, queued)
-    if waiting then
-      return 'queued', waiting
+-- when it has no record yet; with a record, the attempts it counts (read with the status: a
+-- look of its own cost as much). A job delivered before, or counted by a retry, has a record.
+-- A job that may be waiting in its "queued" hash is looked for there first, by removing its
+-- field: whatever makes its record removes the field in the same step, so a field found means
+-- no record, and every way out of start_one makes the record of a job found there (a refused
+-- write aside: at maxmemory the first write decides, and this one went through). One call
+-- where reading the field, and removing it when the record is made, took two. The field names
+-- the entry it waits as (enqueue.lua, or requeue.lua for its copy): the one started here.
+local function status_of(record, queued, entry_id, spec, pending)
+  local looked = spec.queued_first and spec.prior_attempts == 0 and pending and pending[4] == 1
+  if looked then
+    local id = string.match(record, ':job:(.*)$')
+    if id and redis.call('HDEL', queued, id) == 1 then
+      return 'queued', {id = id, enqueued_at = string.match(entry_id, '^(%d+)'), removed = true}
     end
-    return redis.call('HGET', record, 'status')
   end
-  local status = redis.call('HGET', record, 'status')
-  local waiting = not status and queued_state(record, queued)
+  local row = redis.call('HMGET', record, 'status', 'attempts')
+  local waiting = not row[1] and not looked and queued_state(record, queued)
   if waiting then
     return 'queued', waiting
   end
-  return status
+  return row[1], nil, tonumber(row[2]) or 0
 end
 
 -- Make the record of a job still `waiting` in its "queued" hash, before a way out that changes
@@ -128,7 +124,7 @@ local function start_one(record, queued, entry_id, job_id, spec)
   local pending = ours[entry_id]
   -- A job queued with no record yet: the write that marks it running makes its record; any
   -- other way out that changes its status makes it first (settle).
-  local status, waiting = status_of(record, queued, spec, pending)
+  local status, waiting, counted = status_of(record, queued, entry_id, spec, pending)
   local task = spec.task
   if ended(status) then
     return status
@@ -241,10 +237,14 @@ local function start_one(record, queued, entry_id, job_id, spec)
     -- No record (fire and forget, or it expired): the stream's own delivery count is all we have.
     attempt = spec.prior_attempts + pending[4]
   else
-    attempt = redis.call('HINCRBY', record, 'attempts', 1)
+    -- Counted in its record, and written there with its status below.
+    attempt = counted + 1
   end
   if attempt > spec.most_attempts then
     settle(record, queued, waiting, spec, entry_id)
+    if status then
+      redis.call('HSET', record, 'attempts', string.format('%d', attempt))
+    end
     return 'poison'
   end
   if waiting then
@@ -253,8 +253,9 @@ local function start_one(record, queued, entry_id, job_id, spec)
       task or task_of(stream, entry_id), 'running', 'worker', consumer, 'started_at', now_text,
       'attempts', '1')
   elseif status ~= false or spec.keeps_record then
+    -- A number passed to redis.call is formatted with a printf of "%.14g", which costs more.
     redis.call('HSET', record, 'status', 'running', 'worker', consumer, 'started_at', now_text,
-      'attempts', attempt)
+      'attempts', string.format('%d', attempt))
   end
   if followed_jobs[job_id] then
     tell(record, 'running')
