@@ -14,8 +14,11 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._inspect import job_arguments
+from aqueue._redis import _calls as scripts
 from aqueue._redis._keys import GROUP, Keys
+from aqueue._redis._msgpack import unpack_strings
 from aqueue._redis._scripts import Call
+from aqueue._redis._wire import ENTRY
 from aqueue._worker._acker import Acker
 from aqueue._worker._outcome import Action, Delivery, Outcome
 from aqueue.testing import RedisServer
@@ -372,3 +375,174 @@ async def test_jobs_nobody_follows_are_told_only_when_they_end(
     await listener.aclose()
     # A result waiter wakes only at the end: no "running" message for each start.
     assert told == [b"succeeded"] * 20
+
+
+def _retried(delivery: Delivery, delay_ms: int = 60_000) -> Outcome:
+    return Outcome(
+        delivery,
+        Action.FINISH,
+        status="scheduled",
+        field="error",
+        value=b'"fails once"',
+        retry_delay_ms=delay_ms,
+        attempt=1,
+    )
+
+
+async def _told_on(listener: Any) -> list[tuple[bytes, bytes]]:
+    """The (channel, message) pairs a sharded subscription heard, until it hears no more."""
+    told: list[tuple[bytes, bytes]] = []
+    while (message := await listener.get_sharded_message(timeout=0.2)) is not None:
+        if message["type"] == "smessage":
+            told.append((message["channel"], message["data"]))
+    await listener.aclose()
+    return told
+
+
+@pytest.mark.parametrize(("size", "count"), [(3, 3), (40, 3), (300, 20), (70_000, 3)])
+async def test_a_retry_waits_in_the_delayed_set_as_its_entry_packed_as_the_scripts_pack_it(
+    app: aqueue.App, redis: Redis, size: int, count: int
+) -> None:
+    """Its fields as the stream holds them, the attempts made last, packed as cmsgpack packs
+    them (fixstr, str8, str16, str32; a fixarray or an array16): what promote.lua, cancel.lua
+    and the dashboard read. The finish reads no entry back for it."""
+    keys = Keys(app.namespace, "default")
+    await redis.xadd(keys.stream, {"j": "default:r1", "t": "noop", "r": "60", "a": "0"})
+    # More fields (an entry written by another program), to need an array16.
+    extra = {f"f{i}".encode(): b"x" * size for i in range(count)}
+    await redis.xadd(keys.stream, {"j": "default:r2", "t": "noop", "r": "60", **extra})
+    await read_as(redis, keys, "w")
+    deliveries = [Delivery(keys, i, f, keys.stream) for i, f in await entries(redis, keys.stream)]
+    before = await _calls_of(redis, "xrange")
+    await _flush(app, [_retried(d) for d in deliveries])
+    assert await _calls_of(redis, "xrange") == before
+    expected = []
+    for delivery in deliveries:
+        fields = [v for pair in delivery.fields.items() if pair[0] != b"a" for v in pair]
+        packed = await redis.eval("return cmsgpack.pack(ARGV)", 0, *fields, b"a", b"1")
+        expected.append(packed)
+    assert sorted(await redis.zrange(keys.delayed, 0, -1)) == sorted(expected)
+
+
+async def test_retries_flushed_together_wake_the_promoting_worker_once_with_the_earliest(
+    app: aqueue.App, redis: Redis
+) -> None:
+    deliveries = await _read(app, redis, *[60] * 20)
+    keys = Keys(app.namespace, "default")
+    listener = redis.pubsub()
+    await listener.ssubscribe(keys.delayed)
+    before = await _calls_of(redis, "zrange")
+    # Each due before the one flushed before it.
+    await _flush(app, [_retried(d, 60_000 - 1000 * i) for i, d in enumerate(deliveries)])
+    # One look at the set's first member, for the whole flush.
+    assert await _calls_of(redis, "zrange") - before == 1
+    [(_, earliest)] = await redis.zrange(keys.delayed, 0, 0, withscores=True)
+    assert await _told_on(listener) == [(keys.delayed, b"%d" % earliest)]
+
+
+async def test_a_retry_is_told_only_to_the_followers_of_its_job(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """A result waiter wakes only at the end: "scheduled" is for job.events()."""
+    deliveries = await _read(app, redis, *[60] * 20)
+    keys = Keys(app.namespace, "default")
+    followed = keys.job(deliveries[0].job_id or "")
+    await redis.zincrby(keys.followed, 1, deliveries[0].job_id or "")
+    listener = redis.pubsub()
+    await listener.ssubscribe(*(keys.job(d.job_id or "") for d in deliveries))
+    await _flush(app, [_retried(d) for d in deliveries])
+    assert await _told_on(listener) == [(followed, b"scheduled")]
+    for delivery in deliveries:
+        assert await app.job(delivery.job_id or "").status() is aqueue.JobStatus.SCHEDULED
+
+
+async def test_a_start_reads_a_records_status_and_attempts_in_one_look(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def noop() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    # A job with a uniqueness key has a record from its enqueue.
+    jobs = [await noop.options(key=f"k{i}").enqueue() for i in range(20)]
+    await read_as(redis, keys, "w")
+    deliveries = [Delivery(keys, i, f, keys.stream) for i, f in await entries(redis, keys.stream)]
+    commands = ("hget", "hmget", "hincrby")
+    before = {command: await _calls_of(redis, command) for command in commands}
+    await _begin(app, redis, deliveries)
+    assert {command: await _calls_of(redis, command) - before[command] for command in commands} == {
+        "hget": 0,
+        "hmget": 20,
+        "hincrby": 0,
+    }
+    for job in jobs:
+        assert (await job.info()).attempts == 1
+
+
+def _job_of(member: bytes) -> str:
+    """The job id a member of the delayed set names."""
+    items = unpack_strings(member) or []
+    return dict(zip(items[::2], items[1::2], strict=True))[ENTRY.job_id].decode()
+
+
+async def _promote(app: aqueue.App, redis: Redis, keys: Keys) -> Any:
+    """promote.lua's reply for every member of the queue's delayed set."""
+    members = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    call = scripts.promote(
+        delayed=keys.delayed,
+        levels=keys.levels,
+        dead=keys.dead,
+        streams=keys.streams,
+        records=[keys.job(_job_of(member)) for member in members],
+        dead_limit=100,
+        members=members,
+    )
+    [reply] = await connections_of(app).direct.run([call])
+    return reply
+
+
+async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def noop() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    jobs = await noop.options(delay=0.01).enqueue_many([()] * 20)
+    await asyncio.sleep(0.05)
+    commands = ("zscore", "zmscore", "zrem")
+    before = {command: await _calls_of(redis, command) for command in commands}
+    assert await _promote(app, redis, keys) == 20
+    assert {command: await _calls_of(redis, command) - before[command] for command in commands} == {
+        "zscore": 0,
+        "zmscore": 1,
+        "zrem": 1,
+    }
+    assert await redis.zcard(keys.delayed) == 0
+    assert await redis.xlen(keys.stream) == 20
+    for job in jobs:
+        assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_a_due_job_whose_move_the_server_refuses_stays_delayed_and_the_others_move(
+    app: aqueue.App, redis: Redis
+) -> None:
+    @app.task
+    async def noop() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    jobs = await noop.options(delay=0.01).enqueue_many([()] * 5)
+    # Another program's key of the wrong type where the job's record is.
+    await redis.delete(keys.job(jobs[0].id))
+    await redis.set(keys.job(jobs[0].id), "clobbered")
+    await asyncio.sleep(0.05)
+    reply = await _promote(app, redis, keys)
+    assert isinstance(reply, Exception)
+    assert "WRONGTYPE" in str(reply)
+    [member] = await redis.zrange(keys.delayed, 0, -1)
+    assert _job_of(member) == jobs[0].id
+    for job in jobs[1:]:
+        assert await job.status() is aqueue.JobStatus.QUEUED

@@ -5,7 +5,8 @@
 -- back to its level's stream; its record, if it has one, says queued again.
 -- A member that is no job's fields (written by another program, or by hand) goes to the dead
 -- letters with the reason: left in place, it would stop every due job behind it.
--- Returns how many members were moved (or dead-lettered).
+-- Returns how many members were moved (or dead-lettered), or the error of the first write the
+-- server refused.
 local delayed = KEYS[1]
 local levels = KEYS[2]
 local dead = KEYS[3]
@@ -51,21 +52,40 @@ local function promote(fields, record)
     tell(record, 'queued')
   end
 end
-local moved = 0
+-- A member that is no job's fields.
+local function dead_letter(member)
+  redis.call('XADD', dead, 'MAXLEN', '~', dead_limit, '*', 'reason',
+    'a member of the delayed set is no job (not a msgpack list of fields and values)',
+    'dead_at', now, 'member', member)
+end
+-- One look at the members' scores and one removal for the call, not one of each per member:
+-- a redis.call costs about as much as the rest of a member's move. Each member is moved in a
+-- pcall and removed only once moved: a write the server refuses leaves that member (and its
+-- job) in the set for the next look, and the others go on.
+local scores = redis.call('ZMSCORE', delayed, unpack(ARGV, members, #ARGV))
+local moved, refused = {}, nil
 for i = members, #ARGV do
-  local member = ARGV[i]
-  local score = redis.call('ZSCORE', delayed, member)
+  local member, score = ARGV[i], scores[i - members + 1]
   if score and tonumber(score) <= now then
     local fields = fields_of(member)
+    local ok, err
     if fields then
-      promote(fields, KEYS[records + i - members])
+      ok, err = pcall(promote, fields, KEYS[records + i - members])
     else
-      redis.call('XADD', dead, 'MAXLEN', '~', dead_limit, '*', 'reason',
-        'a member of the delayed set is no job (not a msgpack list of fields and values)',
-        'dead_at', now, 'member', member)
+      ok, err = pcall(dead_letter, member)
     end
-    redis.call('ZREM', delayed, member)
-    moved = moved + 1
+    if ok then
+      moved[#moved + 1] = member
+    else
+      refused = refused or err
+    end
   end
 end
-return moved
+if #moved > 0 then
+  redis.call('ZREM', delayed, unpack(moved))
+end
+if refused then
+  -- redis.call raises a table ({err = ...}); Lua itself raises a string.
+  return {err = type(refused) == 'table' and refused.err or tostring(refused)}
+end
+return #moved
