@@ -1,7 +1,9 @@
-"""How many instructions the server executes per job, counted by valgrind's callgrind.
+"""What the server spends per job: the instructions it executes (valgrind's callgrind), or
+with ``--cpu`` its CPU time.
 
     python benchmarks/instructions.py --tree before=/tmp/e48 --tree after=. --n 5000
     python benchmarks/instructions.py --workloads kept,fire,retry --tree after=.
+    python benchmarks/instructions.py --cpu --reps 3 --n 20000 --tree before=/tmp/e48 --tree after=.
 
 Server CPU time on a shared machine drifts with whatever else it runs; the instructions the
 server executes do not. Each measurement starts ``redis-server`` (from the PATH) under
@@ -12,6 +14,12 @@ server's total by ``--n``. Workloads: ``kept`` (``result_ttl=3600``), ``fire``
 so it is started and finished twice). Each ``--tree`` is an aqueue source tree run through
 PYTHONPATH, so the code before a change and after it are counted the same way. Run with
 aqueue's ``.venv/bin/python``; valgrind and callgrind_control must be on the PATH.
+
+With ``--cpu`` the server runs plainly and the same drain gives its CPU time per job
+(``used_cpu_user + used_cpu_sys``, kernel time for its sockets included, which callgrind does
+not count), and each command's calls per job (INFO commandstats, those inside scripts too).
+``--reps`` measurements per tree, the trees taking turns, give a median each: what a shared
+machine adds drifts, and alternating spreads that drift over every tree alike.
 """
 
 from __future__ import annotations
@@ -193,7 +201,7 @@ def drain(source: Path, workload: str, n: int, scratch: Path, cpu: bool) -> Drai
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", type=tree, help="name=path of an aqueue tree")
     parser.add_argument("--workloads", default="kept,fire,retry")
     parser.add_argument("--n", type=int, default=5000, help="jobs per measurement")
@@ -206,7 +214,8 @@ def main() -> None:
     if not shutil.which("redis-server") or not (args.cpu or shutil.which("valgrind")):
         raise SystemExit("needs redis-server (and without --cpu valgrind) on the PATH")
     unit = "µs of server CPU" if args.cpu else "instructions"
-    print(f"{unit} per job, median of {args.reps} (each measurement in brackets)\n")
+    shown_reps = f", median of {args.reps} (each measurement in brackets)" if args.reps > 1 else ""
+    print(f"{unit} per job{shown_reps}\n")
     print(f"| workload | {' | '.join(name for name, _ in trees)} |")
     print(f"|---|{'--:|' * len(trees)}")
     calls: dict[tuple[str, str], dict[str, float]] = {}
@@ -221,14 +230,17 @@ def main() -> None:
                 calls[workload, name] = done.calls
         shown = ".1f" if args.cpu else ",.0f"
         cells = [
-            f"{statistics.median(values):{shown}} ({', '.join(f'{v:{shown}}' for v in values)})"
+            f"{statistics.median(values):{shown}}"
+            + (f" ({', '.join(f'{v:{shown}}' for v in values)})" if len(values) > 1 else "")
             for values in measured.values()
         ]
         print(f"| {workload} | {' | '.join(cells)} |", flush=True)
     if args.cpu:
         print("\nCommands per job, those inside scripts too (the last measurement of each):\n")
         for (workload, name), per_job in calls.items():
-            busiest = ", ".join(f"{command} {count:.2f}" for command, count in per_job.items())
+            busiest = ", ".join(
+                f"{command} {count:.2f}" for command, count in per_job.items() if count >= 0.005
+            )
             print(f"- {workload}, {name}: {busiest}")
 
 

@@ -162,13 +162,18 @@ local function delay(delayed, due, member)
   tell()
 end
 
--- Which of `job_ids` someone follows (job.events(), counted in the queue's `followed` set), as a
--- set: only those are told of the changes a result waiter does not wait for, since a PUBLISH
--- costs as much as a small command even when nobody listens. Mostly nobody follows any job of
--- the queue: one look for a batch.
-local function followed_among(followed, job_ids)
+-- Which of a call's `count` jobs someone follows (job.events(), counted in the queue's
+-- `followed` set), as a set of their ids (job_id(i): the i-th job's): only those are told of
+-- the changes a result waiter does not wait for, since a PUBLISH costs as much as a small
+-- command even when nobody listens. Mostly nobody follows any job of the queue: one look for a
+-- batch, and the ids are gathered only when someone does.
+local function followed_among(followed, count, job_id)
   local found = {}
-  if #job_ids > 0 and redis.call('EXISTS', followed) == 1 then
+  if count > 0 and redis.call('EXISTS', followed) == 1 then
+    local job_ids = {}
+    for i = 1, count do
+      job_ids[i] = job_id(i)
+    end
     for i, follows in ipairs(redis.call('ZMSCORE', followed, unpack(job_ids))) do
       if follows and tonumber(follows) > 0 then
         found[job_ids[i]] = true

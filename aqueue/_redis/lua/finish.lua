@@ -125,7 +125,9 @@ end
 local some_records = any_exists(recordless)
 -- Only a job someone follows is told it waits for its retry: a result waiter wakes only at
 -- the end.
-local followed_jobs = followed_among(followed, retried)
+local followed_jobs = followed_among(followed, #retried, function(i)
+  return retried[i]
+end)
 local add_delayed, tell_delayed = delays(delayed)
 
 -- Whether a job of `spec` has anything to write: an outcome to store, a retry, a dead letter,

@@ -79,11 +79,9 @@ local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
 local ours = owned_rows(stream, group, ARGV[#ARGV - 1], ARGV[#ARGV], consumer, 1000000)
 
 -- Only a job someone follows is told it runs: a result waiter wakes only at the end.
-local job_ids = {}
-for i = 1, count do
-  job_ids[i] = ARGV[job_args + (i - 1) * ARGS_PER_JOB + 1]
-end
-local followed_jobs = followed_among(followed, job_ids)
+local followed_jobs = followed_among(followed, count, function(i)
+  return ARGV[job_args + (i - 1) * ARGS_PER_JOB + 1]
+end)
 
 -- The job's status: its record's, or "queued" (with `waiting`, its place in the "queued" hash)
 -- when it has no record yet; with a record, the attempts it counts (read with the status: a
