@@ -132,7 +132,7 @@ end
 -- tell(): on a Redis Cluster it goes to the nodes of the queue's slot only.
 
 -- Putting members in the delayed set, for a script that may put several: add(due, member)
--- puts `member` in, due at `due` (ms, a number or its digits), and tell() then wakes the
+-- puts `member` in, due at `due` (ms, a number or its digits), and wake() then wakes the
 -- queue's promoting worker, which otherwise sleeps until the earliest due time it last saw,
 -- when a member is due before every other one. One look at the set's first member and at most
 -- one notice, however many are put in.
@@ -149,19 +149,19 @@ local function delays(delayed)
       earliest = due
     end
   end
-  local function tell()
+  local function wake()
     if earliest then
       redis.pcall('SPUBLISH', delayed, string.format('%d', earliest))
     end
   end
-  return add, tell
+  return add, wake
 end
 
 -- Put `member` in the delayed set, due at `due` (ms), as delays() does.
 local function delay(delayed, due, member)
-  local add, tell = delays(delayed)
+  local add, wake = delays(delayed)
   add(due, member)
-  tell()
+  wake()
 end
 
 -- Which of a call's `count` jobs someone follows (job.events(), counted in the queue's

@@ -128,7 +128,7 @@ local some_records = any_exists(recordless)
 local followed_jobs = followed_among(followed, #retried, function(i)
   return retried[i]
 end)
-local add_delayed, tell_delayed = delays(delayed)
+local add_delayed, wake_promoter = delays(delayed)
 
 -- Whether a job of `spec` has anything to write: an outcome to store, a retry, a dead letter,
 -- a key, an event, or a record to delete. Acked without running ("" status): the record stays.
@@ -307,7 +307,7 @@ local function remove(acked_ids)
     redis.call('XDEL', stream, unpack(above))
   end
 end
-tell_delayed()
+wake_promoter()
 if #acked > 0 then
   redis.call('XACK', stream, group, unpack(acked))
   remove(acked)
