@@ -409,8 +409,9 @@ async def test_a_retry_waits_in_the_delayed_set_as_its_entry_packed_as_the_scrip
     keys = Keys(app.namespace, "default")
     await redis.xadd(keys.stream, {"j": "default:r1", "t": "noop", "r": "60", "a": "0"})
     # More fields (an entry written by another program), to need an array16.
-    extra = {f"f{i}".encode(): b"x" * size for i in range(count)}
-    await redis.xadd(keys.stream, {"j": "default:r2", "t": "noop", "r": "60", **extra})
+    extra: dict[Any, Any] = {"j": "default:r2", "t": "noop", "r": "60"}
+    extra.update((f"f{i}", "x" * size) for i in range(count))
+    await redis.xadd(keys.stream, extra)
     await read_as(redis, keys, "w")
     deliveries = [Delivery(keys, i, f, keys.stream) for i, f in await entries(redis, keys.stream)]
     before = await _calls_of(redis, "xrange")
@@ -436,7 +437,9 @@ async def test_retries_flushed_together_wake_the_promoting_worker_once_with_the_
     await _flush(app, [_retried(d, 60_000 - 1000 * i) for i, d in enumerate(deliveries)])
     # One look at the set's first member, for the whole flush.
     assert await _calls_of(redis, "zrange") - before == 1
-    [(_, earliest)] = await redis.zrange(keys.delayed, 0, 0, withscores=True)
+    [(_, earliest)] = cast(
+        "list[tuple[bytes, float]]", await redis.zrange(keys.delayed, 0, 0, withscores=True)
+    )
     assert await _told_on(listener) == [(keys.delayed, b"%d" % earliest)]
 
 
@@ -542,7 +545,7 @@ async def test_a_due_job_whose_move_the_server_refuses_stays_delayed_and_the_oth
     reply = await _promote(app, redis, keys)
     assert isinstance(reply, Exception)
     assert "WRONGTYPE" in str(reply)
-    [member] = await redis.zrange(keys.delayed, 0, -1)
+    [member] = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
     assert _job_of(member) == jobs[0].id
     for job in jobs[1:]:
         assert await job.status() is aqueue.JobStatus.QUEUED
