@@ -321,7 +321,7 @@ def promote(
     members: Sequence[bytes],
 ) -> Call:
     """Move due ``members`` into their streams; ``records[i]`` is the record of ``members[i]``'s
-    job."""
+    job. Replies with the ms until the next due job (-1: none waits)."""
     return Call(PROMOTE, [delayed, levels, dead, *streams, *records], [dead_limit, *members])
 
 

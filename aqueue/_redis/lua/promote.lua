@@ -5,7 +5,11 @@
 -- back to its level's stream; its record, if it has one, says queued again.
 -- A member that is no job's fields (written by another program, or by hand) goes to the dead
 -- letters with the reason: left in place, it would stop every due job behind it.
--- Returns how many members were moved (or dead-lettered).
+-- Having moved any, it announces the delayed set's earliest due time now (ms, "" when none waits)
+-- on the set's channel, as delay() announces an earlier one: the workers that do not lead then
+-- know the leader is alive, and look only if a due time passes unannounced (see
+-- aqueue/_worker/_reclaim.py).
+-- Returns ms until the next due job, or -1 when none waits (as poll.lua does).
 local delayed = KEYS[1]
 local levels = KEYS[2]
 local dead = KEYS[3]
@@ -51,7 +55,7 @@ local function promote(fields, record)
     tell(record, 'queued')
   end
 end
-local moved = 0
+local moved = false
 for i = members, #ARGV do
   local member = ARGV[i]
   local score = redis.call('ZSCORE', delayed, member)
@@ -65,7 +69,14 @@ for i = members, #ARGV do
         'dead_at', now, 'member', member)
     end
     redis.call('ZREM', delayed, member)
-    moved = moved + 1
+    moved = true
   end
 end
-return moved
+local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+if moved then
+  redis.pcall('SPUBLISH', delayed, first[2] or '')
+end
+if #first == 0 then
+  return -1
+end
+return math.max(0, tonumber(first[2]) - now)
