@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, read_as
-from tests.internals import GROUP, PROMPT_GRACE, PROMPT_SPREAD, Keys
+from tests.internals import GROUP, PROMPT_GRACE, PROMPT_SPREAD, TELL_INTERVAL, Keys
 
 # Command counts and timings do not depend on the event loop (the loops' own tests do).
 ONE_LOOP = True
@@ -91,6 +91,31 @@ async def test_delayed_jobs_a_live_leader_promotes_cost_the_other_workers_no_loo
                 await job.result(timeout=5)
             await asyncio.sleep(PROMPT_GRACE + PROMPT_SPREAD)  # when the others would look
     assert ran["scard"] == len(jobs)  # a look's SCARD: the leader's, one at each due time
+
+
+async def test_jobs_coming_due_one_after_another_tell_their_next_due_time_now_and_then(
+    calm_app: aqueue.App, server: RedisServer
+) -> None:
+    """Each notice reaches every worker of the queue: a run of due times costs a few of them,
+    not one per promotion."""
+    count, gap = 20, 0.02
+    ran = asyncio.Semaphore(0)
+
+    @calm_app.task(result_ttl=0)  # no record, whose watchers a promotion would tell too
+    async def noop() -> None:
+        ran.release()
+
+    async with (
+        aqueue.Worker(calm_app),
+        aqueue.Worker(calm_app),
+        _commands_run(server.url) as counted,
+    ):
+        for n in range(count):
+            await noop.options(delay=0.5 + n * gap).enqueue()
+        for _ in range(count):
+            await asyncio.wait_for(ran.acquire(), 5)
+    # The first job's schedule, then the promotions once a TELL_INTERVAL, and the last.
+    assert counted["spublish"] <= 1 + (count - 1) * gap / TELL_INTERVAL + 2
 
 
 async def test_a_delayed_job_starts_on_time_though_a_later_one_was_scheduled_first(

@@ -24,11 +24,12 @@ plus a point of their own in :data:`PROMPT_SPREAD`) with no promotion heard: the
 without resigning (SIGKILL, a lost machine) or is stuck. They move the jobs themselves then,
 due time after due time, until the leadership lapses and one of them takes it over, so such a
 job starts within a second of its due time rather than a lease. A live leader costs them no
-call: its promotion's notice (one SPUBLISH inside the script, however many workers hear it)
-pushes their looks back to the next due time, and an idle fleet with nothing delayed plans no
-look at all. With a dead leader, the first of them to look announces its promotion too, and
-the spread lets the others hear it before their turn. A due time that goes away unannounced
-(a scheduled job cancelled, a queue purged) costs each of them one look at most.
+call: its promotion's notice (one SPUBLISH inside the script, at most one per
+:data:`TELL_INTERVAL` while jobs come due one after another) pushes their looks back to the
+next due time, and an idle fleet with nothing delayed plans no look at all. With a dead
+leader, the first of them to look tells its promotion too, and the spread lets the others hear
+it before their turn. A due time that goes away untold (a scheduled job cancelled, a queue
+purged) costs each of them one look at most.
 
 Cancellations, pauses and new levels are announced on sharded pub/sub too, each on a channel in
 its queue's slot (SPUBLISH), which the worker subscribes to on the app's shared subscription
@@ -83,6 +84,12 @@ PROMPT_SPREAD = 0.5
 """Seconds after that grace over which those workers' looks spread, each at its own point (from
 its name): the first to look moves the jobs and announces it, and the others, hearing that,
 need not look."""
+TELL_INTERVAL = 0.1
+"""Least seconds between two of a worker's promotions that tell the next due time while jobs
+come due one after another: each notice reaches every worker of the queue (a few µs of server
+time each), so a promotion told less than this ago tells nothing when the next job is due
+within this, as that job's promotion will. A told due time is then followed by the next within
+twice this, well within :data:`PROMPT_GRACE`: the others do not look while the leader lives."""
 CLAIM_INTERVAL = 0.5
 """Seconds between the leader's scans for entries whose lease lapsed, while any is pending: a
 dead worker's job runs again within the lease and this (and a round trip or two)."""
@@ -111,6 +118,8 @@ class _Duty:
     """When the delayed set's earliest job is due, as the last look or notice said."""
     due_heard: bool = False
     """Whether a notice told a due time while a look was in flight: either may be the newer."""
+    told_at: float = -math.inf
+    """When a promotion of this worker's last told the queue's workers the next due time."""
     offset: float | None = None
     """The server's clock less the event loop's (s), from the last look (None before the
     first): notices give due times on the server's clock."""
@@ -360,7 +369,8 @@ class Reclaimer:
             if due:
                 # A second call, with the records of the due jobs in its KEYS. Whichever
                 # worker's call comes first moves a job; the others find it gone.
-                wait = await self._calls.call(
+                quiet = self._now() - duty.told_at < TELL_INTERVAL
+                wait, told = await self._calls.call(
                     scripts.promote(
                         delayed=keys.delayed,
                         levels=keys.levels,
@@ -368,9 +378,12 @@ class Reclaimer:
                         streams=keys.streams,
                         records=[keys.job((job or b":").decode()) for job in due[1::2]],
                         dead_limit=DEAD_LETTER_LIMIT,
+                        quiet_ms=int(TELL_INTERVAL * 1000) if quiet else 0,
                         members=due[::2],
                     )
                 )
+                if told:
+                    duty.told_at = self._now()
             if len(due) < 2 * PROMOTE_BATCH or self._stopping:
                 break
         looked = self._now() + wait / 1000 if wait >= 0 else math.inf
