@@ -78,12 +78,12 @@ TAKEOVER_DELAY = 0.05
 """Seconds after another worker's leadership would lapse that a worker looks to take it."""
 PROMPT_GRACE = 0.5
 """Seconds past the delayed set's earliest due time after which a worker that does not lead
-the queue looks, and moves the due jobs itself, if it heard of no promotion meanwhile: the
-leader died or is stuck. Well above the time a live leader takes to move a job and announce it."""
+the queue looks, and moves the due jobs itself, if no promotion was told meanwhile: the leader
+died or is stuck. Well above the time a live leader takes to move a job and tell the next."""
 PROMPT_SPREAD = 0.5
 """Seconds after that grace over which those workers' looks spread, each at its own point (from
-its name): the first to look moves the jobs and announces it, and the others, hearing that,
-need not look."""
+its name): the first to look moves the jobs and tells the next due time, and the others,
+hearing that, need not look."""
 TELL_INTERVAL = 0.1
 """Least seconds between two of a worker's promotions that tell the next due time while jobs
 come due one after another: each notice reaches every worker of the queue (a few µs of server
@@ -156,7 +156,7 @@ class Reclaimer:
         }
         self._consumer = consumer
         self._grace = PROMPT_GRACE + PROMPT_SPREAD * zlib.crc32(consumer.encode()) / 2**32
-        """Seconds past a due time this worker waits for the leader to announce its promotion."""
+        """Seconds past a due time this worker waits for the leader to tell its promotion."""
         self._lease = lease
         self._lease_ms = int(lease * 1000)
         self._slots = slots
@@ -236,7 +236,7 @@ class Reclaimer:
 
     def _watch(self, duty: _Duty) -> float:
         """When to look for due jobs: the leader when the earliest is due; another worker
-        only once that is overdue by its grace (announced promotions push it back)."""
+        only once that is overdue by its grace (told promotions push it back)."""
         return duty.due_at if duty.leads else duty.due_at + self._grace
 
     def _look_now(self, duty: _Duty) -> None:

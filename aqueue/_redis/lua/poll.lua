@@ -7,7 +7,7 @@
 -- looks when the next job is due, and each look renews its leadership (as lead.lua does in
 -- between). The others look only now and then: changes reach them on pub/sub (see
 -- _prelude.lua), and a look reads what they missed while not listening, moves the jobs a
--- silent leader left due (a grace after their due time, when no promotion was announced: see
+-- silent leader left due (a grace after their due time, when no promotion was told: see
 -- promote.lua), and takes the leadership over once the leader's lapsed.
 -- Due jobs are only found here; promote.lua moves them, with their records in its KEYS.
 -- Returns {due members (with each its job id, "" when it names none), ms until the next due
