@@ -101,11 +101,15 @@ def enqueue(
     streams: Sequence[Key],
     limit: int,
     events_limit: int,
+    stream_levels: str,
     jobs: Sequence[EnqueuedJob],
 ) -> Call:
-    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit)."""
+    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit).
+
+    ``streams`` are the streams of the jobs' levels (every level's with a limit), and
+    ``stream_levels`` says whose each is: a level's digit, ``"-"`` for the default level."""
     keys = [delayed, levels, events, *streams]
-    args: list[Any] = [limit, events_limit]
+    args: list[Any] = [limit, events_limit, stream_levels]
     for job in jobs:
         keys += job[:3]
         args += job[3:]

@@ -1,5 +1,7 @@
--- The prelude: put in front of every script (after its shebang line, if it has one), since Lua
--- scripts cannot import. The idioms several scripts share live here, once. Each script then
+-- The prelude: since Lua scripts cannot import, the idioms several scripts share live here,
+-- once, as functions (and nothing else), and each script gets those it calls put in front of it
+-- (after its shebang line, if it has one): Lua makes a closure per function a script defines,
+-- on every call. Each script then
 -- names its KEYS and ARGV at its top, in the order its builder in aqueue/_redis/_calls.py
 -- emits them (a test holds the two to each other); a block of keys is named by the index it
 -- starts at ("local streams = 4  -- KEYS[4...]"). No key is named in Lua: every key a script
