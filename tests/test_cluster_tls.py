@@ -1,0 +1,120 @@
+"""aqueue on a Redis Cluster that speaks TLS alone (``rediss+cluster://``): every connection
+aqueue makes (commands, the fast path per master, a worker's reads per slot, its lease
+thread, the result waiters and notices by sharded pub/sub per master) must carry the URL's
+TLS options, or it could not reach a node at all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import aqueue
+from aqueue.testing import LocalCluster
+from tests.certs import tls_files
+from tests.conftest import IN_CI
+from tests.test_cluster import spread_queues
+
+pytestmark = pytest.mark.slow
+
+ONE_LOOP = True
+"""The cluster client is the same on every event loop."""
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-master cluster with a replica each, on TLS alone, shared by the module."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if IN_CI:
+            pytest.fail("CI needs Debian's redis-server and redis-tools: .ci/run installs them")
+        pytest.skip("redis-server or redis-cli is not installed (apt-get install redis-server)")
+    cluster = LocalCluster(tls=tls_files(tmp_path_factory.mktemp("certs")))
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        if "exited at start" not in str(exc):
+            raise
+        pytest.skip(f"redis-server was built without TLS: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+async def app(tls_cluster: LocalCluster, namespace: str) -> AsyncIterator[aqueue.App]:
+    async with aqueue.App(tls_cluster.url, namespace=namespace, lease=2) as the_app:
+        yield the_app
+
+
+def test_the_cluster_url_asks_for_tls_and_trusts_the_test_ca(tls_cluster: LocalCluster) -> None:
+    assert tls_cluster.url.startswith("rediss+cluster://127.0.0.1:")
+    assert tls_cluster.tls is not None
+    assert tls_cluster.url.endswith(f"?ssl_ca_certs={tls_cluster.tls.ca}")
+
+
+async def test_jobs_on_queues_of_every_master_run_and_give_their_results_over_tls(
+    app: aqueue.App, tls_cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No warning either: a connection that failed and was retried would log one."""
+    queues = spread_queues(tls_cluster, app.namespace)
+
+    @app.task
+    async def where(n: int) -> str:
+        return f"{aqueue.current_job().queue}:{n}"
+
+    async with aqueue.Worker(app, queues=queues, concurrency=20):
+        jobs = [
+            job
+            for queue in queues
+            for job in await where.options(queue=queue).enqueue_many([(n,) for n in range(5)])
+        ]
+        results = await asyncio.gather(*(job.result(timeout=10) for job in jobs))
+    assert results == [f"{q}:{n}" for q in queues for n in range(5)]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_running_job_is_cancelled_within_a_second_over_tls(
+    app: aqueue.App, tls_cluster: LocalCluster
+) -> None:
+    """The worker hears the cancel on its sharded subscription to the queue's master."""
+    started = asyncio.Event()
+
+    @app.task
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    queue = spread_queues(tls_cluster, app.namespace)[2]
+    async with aqueue.Worker(app, queues=[queue]):
+        job = await forever.options(queue=queue).enqueue()
+        await asyncio.wait_for(started.wait(), 10)
+        cancelled_at = time.monotonic()
+        await job.cancel()
+        with pytest.raises(aqueue.JobCancelled):
+            await job.result(timeout=5)
+        assert time.monotonic() - cancelled_at < 1.0
+
+
+async def test_a_job_running_longer_than_its_lease_stays_with_its_worker_over_tls(
+    app: aqueue.App, tls_cluster: LocalCluster
+) -> None:
+    """The lease thread renews through its own cluster client (lease 2 s, the job 3 s)."""
+    runs = 0
+
+    @app.task
+    async def long() -> str:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(3)
+        return "done"
+
+    queues = spread_queues(tls_cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues), aqueue.Worker(app, queues=queues):
+        job = await long.options(queue=queues[1]).enqueue()
+        assert await job.result(timeout=15) == "done"
+    assert runs == 1
