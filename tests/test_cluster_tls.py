@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,7 +15,7 @@ import pytest
 import aqueue
 from aqueue.testing import LocalCluster
 from tests.certs import tls_files
-from tests.conftest import IN_CI
+from tests.clusters import local_cluster
 from tests.test_cluster import spread_queues
 
 pytestmark = pytest.mark.slow
@@ -28,21 +27,8 @@ ONE_LOOP = True
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A 3-master cluster with a replica each, on TLS alone, shared by the module."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        if IN_CI:
-            pytest.fail("CI needs Debian's redis-server and redis-tools: .ci/run installs them")
-        pytest.skip("redis-server or redis-cli is not installed (apt-get install redis-server)")
-    cluster = LocalCluster(tls=tls_files(tmp_path_factory.mktemp("certs")))
-    try:
-        cluster.start()
-    except RuntimeError as exc:
-        if "exited at start" not in str(exc):
-            raise
-        pytest.skip(f"redis-server was built without TLS: {exc}")
-    try:
+    with local_cluster(tls=tls_files(tmp_path_factory.mktemp("certs"))) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture
