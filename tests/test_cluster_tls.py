@@ -16,6 +16,7 @@ import aqueue
 from aqueue.testing import LocalCluster
 from tests.certs import tls_files
 from tests.clusters import local_cluster
+from tests.test_cluster import _fail_over_under_load as fail_over_under_load
 from tests.test_cluster import spread_queues
 
 pytestmark = pytest.mark.slow
@@ -104,3 +105,14 @@ async def test_a_job_running_longer_than_its_lease_stays_with_its_worker_over_tl
         job = await long.options(queue=queues[1]).enqueue()
         assert await job.result(timeout=15) == "done"
     assert runs == 1
+
+
+async def test_a_planned_failover_under_load_is_followed_over_tls(
+    app: aqueue.App, tls_cluster: LocalCluster
+) -> None:
+    """``CLUSTER FAILOVER`` of a busy queue's master: the new master is reached with TLS too
+    (figures printed with -s). Last in the module: it leaves the cluster's roles changed."""
+    figures = await fail_over_under_load(app, tls_cluster, tls_cluster.fail_over)
+    assert figures.lost == 0
+    assert figures.duplicates == 0
+    assert figures.again < 2.0
