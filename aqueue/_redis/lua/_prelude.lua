@@ -129,8 +129,9 @@ end
 -- after the key it changed (see "Channels" in aqueue/_redis/_keys.py), by sharded pub/sub like
 -- tell(): on a Redis Cluster it goes to the nodes of the queue's slot only.
 
--- Put `member` in the delayed set, due at `due` (ms). A job due before every other one wakes the
--- queue's promoting worker, which otherwise sleeps until the earliest due time it last saw.
+-- Put `member` in the delayed set, due at `due` (ms). A job due before every other one is told to
+-- the queue's workers (its due time): the leader, which promotes, sleeps until the earliest due
+-- time it knows of, and the others look only if that passes with no promotion told (promote.lua).
 local function delay(delayed, due, member)
   local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
   redis.call('ZADD', delayed, due, member)
