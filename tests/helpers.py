@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -65,3 +66,11 @@ def hiding(directory: Path, package: str) -> Path:
         f"raise ModuleNotFoundError({f'No module named {package!r}'!r}, name={package!r})\n"
     )
     return directory
+
+
+def tick_of(enqueued_at: float, every: float) -> int:
+    """The tick of a periodic task's schedule (every ``every`` seconds) that a job enqueued at
+    ``enqueued_at`` (epoch seconds) was fired for: ticks are fired at or after their time,
+    on the server's clock, as is a job's enqueue time. (A task's own run time would do only
+    while it runs within half a tick of it, which a loaded machine does not promise.)"""
+    return math.floor(enqueued_at / every + 1e-6)

@@ -34,7 +34,13 @@ from aqueue._worker._fetcher import Fetcher, Slots
 from aqueue._worker._lease import LeaseKeeper
 from aqueue._worker._levels import Levels
 from aqueue._worker._outcome import Delivery
-from aqueue._worker._reclaim import Reclaimer, prune_consumers
+from aqueue._worker._reclaim import (
+    PROMPT_GRACE,
+    PROMPT_SPREAD,
+    TELL_INTERVAL,
+    Reclaimer,
+    prune_consumers,
+)
 from aqueue._worker._scheduler import Scheduler
 
 __all__ = [
@@ -46,7 +52,10 @@ __all__ = [
     "FIELDS",
     "GROUP",
     "MAX_SECONDS",
+    "PROMPT_GRACE",
+    "PROMPT_SPREAD",
     "PROTOCOL_VERSION",
+    "TELL_INTERVAL",
     "UNTYPED",
     "Acker",
     "Call",

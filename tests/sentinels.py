@@ -20,7 +20,7 @@ from typing import Self
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, TlsFiles
 from aqueue.testing import _free_port as free_port
 
 SERVICE = "aqueue-test"
@@ -33,12 +33,25 @@ class SentinelSet:
     """A master and its ``replicas``, each with ``min-replicas-to-write`` (see ``start``), and
     three sentinels. ``failover()`` has the sentinels promote a replica and waits until every
     one names it.
+
+    With ``tls``, the data nodes listen with TLS alone (replication too), and the sentinels
+    reach them with TLS; the sentinels themselves listen in clear text, as aqueue reaches
+    them so (see docs/guide/deployment.md).
     """
 
-    def __init__(self, binary: str, *, replicas: int = 1, min_replicas_to_write: int = 1) -> None:
+    def __init__(
+        self,
+        binary: str,
+        *,
+        replicas: int = 1,
+        min_replicas_to_write: int = 1,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.binary = binary
         self.min_replicas_to_write = min_replicas_to_write
-        self.nodes = [RedisServer(binary) for _ in range(1 + replicas)]
+        self.tls = tls
+        config = {} if tls is None else {"tls-replication": "yes"}
+        self.nodes = [RedisServer(binary, config=config, tls=tls) for _ in range(1 + replicas)]
         self.directory = Path(tempfile.mkdtemp(prefix="aqueue-sentinels-"))
         self.sentinel_ports = [free_port() for _ in range(SENTINELS)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
@@ -46,6 +59,8 @@ class SentinelSet:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        if self.tls is not None:
+            return f"rediss+sentinel://{hosts}/{SERVICE}/0?{self.tls.url_query}"
         return f"redis+sentinel://{hosts}/{SERVICE}/0"
 
     def master_port(self) -> int:
@@ -59,16 +74,16 @@ class SentinelSet:
         for node in self.nodes:
             node.start()
         for replica in replicas:
-            with Redis(port=replica.port) as client:
+            with replica.client() as client:
                 client.replicaof("127.0.0.1", master.port)
-        _wait(lambda: _replicas_online(master.port) == len(replicas), timeout, "replicas to sync")
+        _wait(lambda: _replicas_online(master) == len(replicas), timeout, "replicas to sync")
         # Below the number of replicas, the old master takes writes after the promotion (until
         # Sentinel moves the other replicas and demotes it), and they are lost with its
         # demotion: the trade-off docs/guide/deployment.md measures.
         for node in self.nodes:
-            with Redis(port=node.port) as client:
+            with node.client() as client:
                 client.config_set("min-replicas-to-write", self.min_replicas_to_write)
-        _wait(lambda: _takes_writes(master.port), timeout, "the master to take writes")
+        _wait(lambda: _takes_writes(master), timeout, "the master to take writes")
         for port in self.sentinel_ports:
             self._sentinels.append(self._start_sentinel(port, master.port))
         for port in self.sentinel_ports:
@@ -106,12 +121,19 @@ class SentinelSet:
     def _start_sentinel(self, port: int, master_port: int) -> subprocess.Popen[bytes]:
         # A sentinel rewrites its configuration file as it learns: one file each.
         config = self.directory / f"sentinel-{port}.conf"
-        config.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} {QUORUM}\n"
-            f"sentinel down-after-milliseconds {SERVICE} 2000\n"
-            f"sentinel failover-timeout {SERVICE} 10000\n"
-        )
+        lines = [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {self.directory}",
+            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} {QUORUM}",
+            f"sentinel down-after-milliseconds {SERVICE} 2000",
+            f"sentinel failover-timeout {SERVICE} 10000",
+        ]
+        if self.tls is not None:
+            # A sentinel reaches the data nodes as a replica does: tls-replication.
+            settings = {**self.tls.server_config(), "tls-replication": "yes"}
+            lines += [f"{name} {value}" for name, value in settings.items()]
+        config.write_text("\n".join(lines) + "\n")
         return subprocess.Popen(
             [self.binary, str(config), "--sentinel"],
             stdout=subprocess.DEVNULL,
@@ -135,8 +157,8 @@ class SentinelSet:
         self.close()
 
 
-def _replicas_online(port: int) -> int:
-    with Redis(port=port) as client:
+def _replicas_online(node: RedisServer) -> int:
+    with node.client() as client:
         replication = client.info("replication")
     return sum(
         1
@@ -147,8 +169,8 @@ def _replicas_online(port: int) -> int:
     )
 
 
-def _takes_writes(port: int) -> bool:
-    with Redis(port=port) as client:
+def _takes_writes(node: RedisServer) -> bool:
+    with node.client() as client:
         try:
             client.set("aqueue-test:probe", 1)
         except ResponseError:  # NOREPLICAS until the replica's first acknowledgement

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +10,7 @@ import trustme
 
 import aqueue
 from aqueue.testing import RedisServer
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.certs import tls_files
 
 
 def _url(port: int, ca_file: Path) -> str:
@@ -27,28 +20,14 @@ def _url(port: int, ca_file: Path) -> str:
 
 @pytest.fixture
 def tls_port(server: RedisServer, tmp_path: Path) -> Iterator[int]:
-    """A server of the same kind that also listens with TLS, its CA in ``ca.pem``."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    tls_port = _free_port()
-    config = {
-        "tls-port": str(tls_port),
-        "tls-cert-file": str(cert_file),
-        "tls-key-file": str(key_file),
-        "tls-ca-cert-file": str(ca_file),
-        "tls-auth-clients": "no",
-    }
-    tls_server = RedisServer(server.binary, config=config)
+    """A server of the same kind that listens with TLS alone, its CA in ``ca.pem``."""
+    tls_server = RedisServer(server.binary, tls=tls_files(tmp_path))
     try:
         tls_server.start()
     except RuntimeError:
         pytest.skip(f"{server.binary} was built without TLS")
     try:
-        yield tls_port
+        yield tls_server.port
     finally:
         tls_server.close()
 

@@ -327,11 +327,15 @@ def promote(
     streams: Sequence[Key],
     records: Sequence[Key],
     dead_limit: int,
+    quiet_ms: int,
     members: Sequence[bytes],
 ) -> Call:
     """Move due ``members`` into their streams; ``records[i]`` is the record of ``members[i]``'s
-    job."""
-    return Call(PROMOTE, [delayed, levels, dead, *streams, *records], [dead_limit, *members])
+    job. Replies with the ms until the next due job (-1: none waits), and 1 when it told the
+    queue's workers that due time (0: nothing moved, or ``quiet_ms`` asked for quiet)."""
+    return Call(
+        PROMOTE, [delayed, levels, dead, *streams, *records], [dead_limit, quiet_ms, *members]
+    )
 
 
 def progress(*, record: Key, fraction: str, message: str) -> Call:

@@ -132,10 +132,11 @@ end
 -- tell(): on a Redis Cluster it goes to the nodes of the queue's slot only.
 
 -- Putting members in the delayed set, for a script that may put several: add(due, member)
--- puts `member` in, due at `due` (ms, a number or its digits), and wake() then wakes the
--- queue's promoting worker, which otherwise sleeps until the earliest due time it last saw,
--- when a member is due before every other one. One look at the set's first member and at most
--- one notice, however many are put in.
+-- puts `member` in, due at `due` (ms, a number or its digits), and wake() then tells the
+-- queue's workers the earliest due time when a member is due before every other one: the
+-- leader, which promotes, sleeps until the earliest due time it knows of, and the others look
+-- only if that passes with no promotion told (promote.lua). One look at the set's first member
+-- and at most one notice, however many are put in.
 local function delays(delayed)
   local first, earliest
   local function add(due, member)

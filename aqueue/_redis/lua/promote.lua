@@ -5,8 +5,14 @@
 -- back to its level's stream; its record, if it has one, says queued again.
 -- A member that is no job's fields (written by another program, or by hand) goes to the dead
 -- letters with the reason: left in place, it would stop every due job behind it.
--- Returns how many members were moved (or dead-lettered), or the error of the first write the
--- server refused.
+-- Having moved any, it tells the delayed set's earliest due time now (ms, "" when none waits) on
+-- the set's channel, as delay() tells an earlier one: the workers that do not lead then know
+-- the leader is alive, and look only if a due time passes untold (see
+-- aqueue/_worker/_reclaim.py). Each worker of the queue gets the message, so a caller that told
+-- it lately asks for quiet: then the next job's promotion, due that soon, tells it instead.
+-- Returns {ms until the next due job or -1 when none waits (as poll.lua returns it), 1 when it
+--          told the earliest due time else 0}, or the error of the first write the server
+--          refused (the members moved meanwhile are moved all the same).
 local delayed = KEYS[1]
 local levels = KEYS[2]
 local dead = KEYS[3]
@@ -14,7 +20,9 @@ local streams = 4  -- KEYS[4...]: streams
 -- one per member, in order: the record of the job it names (for one that names none, any key)
 local records = 14  -- KEYS[14...]: records
 local dead_limit = ARGV[1]
-local members = 2  -- ARGV[2...]: members
+-- tell nothing if the next job is due within this many ms (0: tell)
+local quiet_ms = tonumber(ARGV[2])
+local members = 3  -- ARGV[3...]: members
 local now = now_ms()
 -- The member's field/value list, or nil when it is none.
 local function fields_of(member)
@@ -62,7 +70,8 @@ end
 -- a redis.call costs about as much as the rest of a member's move. Each member is moved in a
 -- pcall and removed only once moved: a write the server refuses leaves that member (and its
 -- job) in the set for the next look, and the others go on.
-local scores = redis.call('ZMSCORE', delayed, unpack(ARGV, members, #ARGV))
+local scores = #ARGV >= members and redis.call('ZMSCORE', delayed, unpack(ARGV, members, #ARGV))
+  or {}
 local moved, refused = {}, nil
 for i = members, #ARGV do
   local member, score = ARGV[i], scores[i - members + 1]
@@ -88,4 +97,10 @@ if refused then
   -- redis.call raises a table ({err = ...}); Lua itself raises a string.
   return {err = type(refused) == 'table' and refused.err or tostring(refused)}
 end
-return #moved
+local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local wait = #first > 0 and math.max(0, tonumber(first[2]) - now) or -1
+if #moved > 0 and (wait < 0 or wait >= quiet_ms) then
+  redis.pcall('SPUBLISH', delayed, first[2] or '')
+  return {wait, 1}
+end
+return {wait, 0}

@@ -1,0 +1,118 @@
+"""aqueue on a Redis Cluster that speaks TLS alone (``rediss+cluster://``): every connection
+aqueue makes (commands, the fast path per master, a worker's reads per slot, its lease
+thread, the result waiters and notices by sharded pub/sub per master) must carry the URL's
+TLS options, or it could not reach a node at all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import aqueue
+from aqueue.testing import LocalCluster
+from tests.certs import tls_files
+from tests.clusters import local_cluster
+from tests.test_cluster import _fail_over_under_load as fail_over_under_load
+from tests.test_cluster import spread_queues
+
+pytestmark = pytest.mark.slow
+
+ONE_LOOP = True
+"""The cluster client is the same on every event loop."""
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-master cluster with a replica each, on TLS alone, shared by the module."""
+    with local_cluster(tls=tls_files(tmp_path_factory.mktemp("certs"))) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def app(tls_cluster: LocalCluster, namespace: str) -> AsyncIterator[aqueue.App]:
+    async with aqueue.App(tls_cluster.url, namespace=namespace, lease=2) as the_app:
+        yield the_app
+
+
+def test_the_cluster_url_asks_for_tls_and_trusts_the_test_ca(tls_cluster: LocalCluster) -> None:
+    assert tls_cluster.url.startswith("rediss+cluster://127.0.0.1:")
+    assert tls_cluster.tls is not None
+    assert tls_cluster.url.endswith(f"?ssl_ca_certs={tls_cluster.tls.ca}")
+
+
+async def test_jobs_on_queues_of_every_master_run_and_give_their_results_over_tls(
+    app: aqueue.App, tls_cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No warning either: a connection that failed and was retried would log one."""
+    queues = spread_queues(tls_cluster, app.namespace)
+
+    @app.task
+    async def where(n: int) -> str:
+        return f"{aqueue.current_job().queue}:{n}"
+
+    async with aqueue.Worker(app, queues=queues, concurrency=20):
+        jobs = [
+            job
+            for queue in queues
+            for job in await where.options(queue=queue).enqueue_many([(n,) for n in range(5)])
+        ]
+        results = await asyncio.gather(*(job.result(timeout=10) for job in jobs))
+    assert results == [f"{q}:{n}" for q in queues for n in range(5)]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_running_job_is_cancelled_within_a_second_over_tls(
+    app: aqueue.App, tls_cluster: LocalCluster
+) -> None:
+    """The worker hears the cancel on its sharded subscription to the queue's master."""
+    started = asyncio.Event()
+
+    @app.task
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    queue = spread_queues(tls_cluster, app.namespace)[2]
+    async with aqueue.Worker(app, queues=[queue]):
+        job = await forever.options(queue=queue).enqueue()
+        await asyncio.wait_for(started.wait(), 10)
+        cancelled_at = time.monotonic()
+        await job.cancel()
+        with pytest.raises(aqueue.JobCancelled):
+            await job.result(timeout=5)
+        assert time.monotonic() - cancelled_at < 1.0
+
+
+async def test_a_job_running_longer_than_its_lease_stays_with_its_worker_over_tls(
+    app: aqueue.App, tls_cluster: LocalCluster
+) -> None:
+    """The lease thread renews through its own cluster client (lease 2 s, the job 3 s)."""
+    runs = 0
+
+    @app.task
+    async def long() -> str:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(3)
+        return "done"
+
+    queues = spread_queues(tls_cluster, app.namespace)
+    async with aqueue.Worker(app, queues=queues), aqueue.Worker(app, queues=queues):
+        job = await long.options(queue=queues[1]).enqueue()
+        assert await job.result(timeout=15) == "done"
+    assert runs == 1
+
+
+async def test_a_planned_failover_under_load_is_followed_over_tls(
+    app: aqueue.App, tls_cluster: LocalCluster
+) -> None:
+    """``CLUSTER FAILOVER`` of a busy queue's master: the new master is reached with TLS too
+    (figures printed with -s). Last in the module: it leaves the cluster's roles changed."""
+    figures = await fail_over_under_load(app, tls_cluster, tls_cluster.fail_over)
+    assert figures.lost == 0
+    assert figures.duplicates == 0
+    assert figures.again < 2.0
