@@ -15,9 +15,8 @@ import functools
 import itertools
 import logging
 import math
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +26,6 @@ from redis.crc import key_slot
 
 import aqueue
 from aqueue.testing import LocalCluster, RedisServer
-from tests.conftest import IN_CI
 from tests.helpers import eventually, has_status
 from tests.internals import CHANNELS, Keys, send_command
 
@@ -35,17 +33,6 @@ pytestmark = pytest.mark.slow
 
 ONE_LOOP = True
 """The cluster client is the same on every event loop."""
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[LocalCluster]:
-    """A 3-master cluster with a replica each, shared by the session."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        if IN_CI:
-            pytest.fail("CI needs Debian's redis-server and redis-tools: .ci/run installs them")
-        pytest.skip("redis-server or redis-cli is not installed (apt-get install redis-server)")
-    with LocalCluster() as running:
-        yield running
 
 
 @pytest.fixture
