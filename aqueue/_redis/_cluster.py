@@ -147,14 +147,20 @@ class Topology:
     meet the change at once."""
 
     def __init__(self, client: RedisCluster) -> None:
+        self._client = client
         self._nodes = client.nodes_manager
         self._refreshed = 0
         self._lock = asyncio.Lock()
 
     async def ready(self) -> None:
-        """Read the slot map once, before the first call."""
+        """Read the slot map once, before the first call: by the client's own first
+        initialize, which also reads the command table that routes the commands whose keys
+        redis-py finds there (XAUTOCLAIM): had it read the slot map alone, the client would
+        call itself ready and fail those with an AttributeError."""
         if not self._nodes.slots_cache:
-            await self.refresh(self._refreshed)
+            async with self._lock:
+                if not self._nodes.slots_cache:
+                    await self._read(self._client.initialize())
 
     def seen(self) -> int:
         """A mark to pass to :meth:`refresh`: the map callers work from now."""
@@ -164,11 +170,14 @@ class Topology:
         """Read the slot map again, unless another caller did since ``seen``."""
         async with self._lock:
             if self._refreshed == seen:
-                try:
-                    await self._nodes.initialize()
-                except RedisClusterException as exc:
-                    raise _outage(exc) from exc
-                self._refreshed += 1
+                await self._read(self._nodes.initialize())
+
+    async def _read(self, reading: Awaitable[object]) -> None:
+        try:
+            await reading
+        except RedisClusterException as exc:
+            raise _outage(exc) from exc
+        self._refreshed += 1
 
     def master(self, key: bytes) -> ClusterNode:
         """The master serving ``key``'s slot, as the slot map says."""
