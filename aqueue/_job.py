@@ -131,12 +131,14 @@ class Job(Generic[R]):
         *,
         keeps_result: bool = True,
         task: str | None = None,
+        queue: str | None = None,
     ) -> None:
-        # Made for every enqueued job: key names are worked out only when a read needs them.
+        # Made for every enqueued job: key names are worked out only when a read needs them,
+        # and the id is checked only when the caller does not know its queue (one it made).
         self._app = app
         self._connections = connections
         self.id = job_id
-        self.queue = queue_of(job_id)
+        self.queue = queue_of(job_id) if queue is None else queue
         self._keeps_result = keeps_result
         self._task = task
         """The task whose return annotation the result has, when the handle was made by

@@ -8,9 +8,13 @@ from typing import Any, Final
 import orjson
 
 from ._redis._calls import EnqueuedJob
-from ._redis._keys import DEFAULT_PRIORITY, Keys
+from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, Keys
 from ._redis._wire import CODES, PROTOCOL_VERSION
 from .exceptions import PayloadTooLarge
+
+LEVEL_MARKS: Final = tuple("-" if p == DEFAULT_PRIORITY else str(p) for p in PRIORITIES)
+"""How the enqueue script names each priority level (by index): its digit, ``"-"`` for the
+default level (whose jobs carry no level field)."""
 
 UNFINISHED_RECORD_TTL = 7 * 24 * 3600
 """Seconds the record of an unfinished job is kept: far longer than any sane backlog, yet
@@ -65,7 +69,7 @@ class JobSpec:
         ttl = record_ttl(self.result_ttl) if self.result_ttl > 0 else 0
         spec = (
             f"{self.result_ttl} {ttl} {self.delay_ms} {self.due_at_ms} {key_ttl} "
-            f"{self.expires_ms} {self.expires_at_ms} {self.level or '-'} {self.task}"
+            f"{self.expires_ms} {self.expires_at_ms} {LEVEL_MARKS[self.priority]} {self.task}"
         )
         object.__setattr__(self, "script_spec", spec.encode())
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from ._connections import Connections
 from ._job import Job
-from ._message import Outgoing, check_size
+from ._message import LEVEL_MARKS, Outgoing, check_size
 from ._middleware import MiddlewareStack
 from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
-from ._redis._keys import keys_of, new_job_id
+from ._redis._keys import PRIORITIES, Keys, keys_of, new_job_id
 from ._serialize import encode_call
 from .exceptions import QueueFull
 
@@ -95,26 +95,29 @@ class Writer:
                 if isinstance(reply, Exception):
                     raise reply
         added = itertools.chain.from_iterable(replies)
-        return [self._written(o, reply) for o, reply in zip(batch, added, strict=True)]
+        return [self._written(queue, o, reply) for o, reply in zip(batch, added, strict=True)]
 
     def _enqueue_calls(self, queue: str, batch: list[Outgoing]) -> Iterator[scripts.Call]:
         """The enqueue script's calls for ``batch``, made one by one as they are written."""
         app = self._app
         keys = keys_of(app.namespace, queue)
         limit = app.max_queue_length(queue)
+        streams, stream_levels = _streams_written(keys, batch, counted=limit > 0)
         for start in range(0, len(batch), ENQUEUE_CHUNK):
             yield scripts.enqueue(
                 delayed=keys.delayed,
                 levels=keys.levels,
                 events=keys.events,
-                streams=keys.streams,
+                streams=streams,
                 limit=limit,
                 events_limit=app.events_limit,
+                stream_levels=stream_levels,
                 jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
             )
 
-    def _written(self, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
-        """The job that stands for ``outgoing`` after the enqueue script replied ``reply``."""
+    def _written(self, queue: str, outgoing: Outgoing, reply: int | bytes) -> Job[Any] | None:
+        """The job that stands for ``outgoing`` (of ``queue``) after the enqueue script replied
+        ``reply``."""
         if reply == 1:
             keeps = outgoing.spec.result_ttl > 0
             return Job(
@@ -123,8 +126,27 @@ class Writer:
                 outgoing.job_id,
                 keeps_result=keeps,
                 task=outgoing.spec.task,
+                queue=queue,
             )
         if reply == 0:
             return None  # refused: the queue holds its limit
-        # options(key=...): the job holding the key, of the same task.
-        return Job(self._app, self.connections, bytes(reply).decode(), task=outgoing.spec.task)
+        # options(key=...): the job holding the key (in the same queue), of the same task.
+        holder = bytes(reply).decode()
+        return Job(self._app, self.connections, holder, task=outgoing.spec.task, queue=queue)
+
+
+def _streams_written(
+    keys: Keys, batch: list[Outgoing], *, counted: bool
+) -> tuple[list[bytes], str]:
+    """The streams of the levels ``batch`` is written to (every level's when a length limit
+    counts them all), and those levels as the enqueue script names them."""
+    if counted:
+        levels: Iterable[int] = PRIORITIES
+    elif len(batch) == 1:  # most enqueues: no set to build
+        level = batch[0].spec.priority
+        return [keys.streams[level]], LEVEL_MARKS[level]
+    else:
+        levels = {outgoing.spec.priority for outgoing in batch}
+    return [keys.streams[level] for level in levels], "".join(
+        [LEVEL_MARKS[level] for level in levels]
+    )

@@ -19,7 +19,7 @@ from aqueue._redis._cluster import command_key
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import CHANNELS, GROUP, Keys, keys_of
-from aqueue._redis._scripts import Call, Script, run_sync, with_wire
+from aqueue._redis._scripts import Call, Script, prelude_for, prelude_functions, run_sync, with_wire
 from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
 from aqueue._registry import encode_record, registry_index, registry_record
 from aqueue._schedule import cron_schedule, last_tick_key
@@ -34,7 +34,13 @@ from aqueue._worker._fetcher import Fetcher, Slots
 from aqueue._worker._lease import LeaseKeeper
 from aqueue._worker._levels import Levels
 from aqueue._worker._outcome import Delivery
-from aqueue._worker._reclaim import Reclaimer, prune_consumers
+from aqueue._worker._reclaim import (
+    PROMPT_GRACE,
+    PROMPT_SPREAD,
+    TELL_INTERVAL,
+    Reclaimer,
+    prune_consumers,
+)
 from aqueue._worker._scheduler import Scheduler
 
 __all__ = [
@@ -46,7 +52,10 @@ __all__ = [
     "FIELDS",
     "GROUP",
     "MAX_SECONDS",
+    "PROMPT_GRACE",
+    "PROMPT_SPREAD",
     "PROTOCOL_VERSION",
+    "TELL_INTERVAL",
     "UNTYPED",
     "Acker",
     "Call",
@@ -76,6 +85,8 @@ __all__ = [
     "last_tick_key",
     "members",
     "pip_install",
+    "prelude_for",
+    "prelude_functions",
     "prune_consumers",
     "registry_index",
     "registry_record",

@@ -351,7 +351,7 @@ async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis
                 lead_ms=1000,
             )
         )
-        return reply[3], reply[7:]
+        return reply[3], reply[8:]
 
     cursor, _ = await look(0)
     await redis.zadd(keys.cancelled, {b"default:abc": cursor})

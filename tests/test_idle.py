@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, read_as
-from tests.internals import GROUP, Keys
+from tests.internals import GROUP, PROMPT_GRACE, PROMPT_SPREAD, TELL_INTERVAL, Keys
 
 # Command counts and timings do not depend on the event loop (the loops' own tests do).
 ONE_LOOP = True
@@ -37,16 +37,18 @@ async def calm_app(server: RedisServer, namespace: str) -> AsyncIterator[aqueue.
         yield the_app
 
 
-async def _commands_run(url: str, seconds: float) -> Counter[str]:
-    """The commands the server ran for ``seconds``, by name, those inside scripts too."""
+@contextlib.asynccontextmanager
+async def _commands_run(url: str) -> AsyncIterator[Counter[str]]:
+    """The commands the server runs during the block, by name, those inside scripts too
+    (counted once the block is left)."""
+    ran: Counter[str] = Counter()
     async with Redis.from_url(url, single_connection_client=True) as client:
         await client.config_resetstat()
-        await asyncio.sleep(seconds)
+        yield ran
         stats = await client.info("commandstats")
-    ran = Counter({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})
+    ran.update({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})
     for own in ("config|resetstat", "info"):  # this count's own
         del ran[own]
-    return ran
 
 
 @pytest.mark.slow
@@ -64,9 +66,56 @@ async def test_idle_workers_cost_at_most_half_a_command_per_second_per_queue(
         for _ in range(4):
             await fleet.enter_async_context(aqueue.Worker(calm_app, queues=queues))
         await asyncio.sleep(1)  # started: the first looks and scans are over
-        ran = await _commands_run(server.url, IDLE_WINDOW)
+        async with _commands_run(server.url) as ran:
+            await asyncio.sleep(IDLE_WINDOW)
     per_pair = ran.total() / IDLE_WINDOW / (4 * len(queues))
     assert per_pair <= IDLE_BUDGET, ran.most_common()
+
+
+async def test_delayed_jobs_a_live_leader_promotes_cost_the_other_workers_no_look(
+    calm_app: aqueue.App, server: RedisServer
+) -> None:
+    """Each promotion announces the next due time, so the others never find one overdue."""
+
+    @calm_app.task
+    async def noop() -> None:
+        pass
+
+    async with contextlib.AsyncExitStack() as fleet:
+        for _ in range(4):
+            await fleet.enter_async_context(aqueue.Worker(calm_app))
+        await asyncio.sleep(1)  # started: the first looks are over
+        async with _commands_run(server.url) as ran:
+            jobs = [await noop.options(delay=0.3 * n).enqueue() for n in (1, 2, 3)]
+            for job in jobs:
+                await job.result(timeout=5)
+            await asyncio.sleep(PROMPT_GRACE + PROMPT_SPREAD)  # when the others would look
+    assert ran["scard"] == len(jobs)  # a look's SCARD: the leader's, one at each due time
+
+
+async def test_jobs_coming_due_one_after_another_tell_their_next_due_time_now_and_then(
+    calm_app: aqueue.App, server: RedisServer
+) -> None:
+    """Each notice reaches every worker of the queue: a run of due times costs a few of them,
+    not one per promotion."""
+    count, gap = 20, 0.02
+    ran = asyncio.Semaphore(0)
+
+    @calm_app.task(result_ttl=0)  # no record, whose watchers a promotion would tell too
+    async def noop() -> None:
+        ran.release()
+
+    async with (
+        aqueue.Worker(calm_app),
+        aqueue.Worker(calm_app),
+        _commands_run(server.url) as counted,
+    ):
+        for n in range(count):
+            await noop.options(delay=0.5 + n * gap).enqueue()
+        for _ in range(count):
+            await asyncio.wait_for(ran.acquire(), 5)
+    # The first job's schedule, then the promotions once a TELL_INTERVAL, and the last.
+    assert counted["spublish"] <= 1 + (count - 1) * gap / TELL_INTERVAL + 2
 
 
 async def test_a_delayed_job_starts_on_time_though_a_later_one_was_scheduled_first(

@@ -49,6 +49,26 @@ async def test_a_backlog_runs_highest_priority_first_with_concurrency_one(
     assert done == ["urgent-1", "urgent-2", "urgent-3", "high", "normal-1", "normal-2", "low"]
 
 
+async def test_one_group_of_jobs_at_several_levels_puts_each_on_its_own_level(
+    app: aqueue.App,
+) -> None:
+    done: list[str] = []
+
+    @app.task
+    async def note(text: str) -> None:
+        done.append(text)
+
+    # One enqueue call for the three: each job still goes to its level's stream.
+    signatures = [
+        note.options(priority=1).s("low"),
+        note.s("normal"),
+        note.options(priority=8).s("high"),
+    ]
+    await aqueue.group(signatures).enqueue()
+    await run_backlog(app, done, 3, concurrency=1)
+    assert done == ["high", "normal", "low"]
+
+
 async def test_a_queued_job_at_a_priority_level_reads_queued_with_its_task(
     app: aqueue.App,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import cast
 
+import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
@@ -13,7 +14,10 @@ from aqueue.testing import RedisServer
 from tests.internals import (
     GROUP,
     Keys,
+    Script,
     connections_of,
+    prelude_for,
+    prelude_functions,
     registry_index,
     registry_record,
     run_sync,
@@ -112,3 +116,44 @@ def test_synchronous_calls_still_run_after_the_server_flushed_their_scripts(
         [alive] = run_sync(client, [beat])
         assert isinstance(alive, int)
         assert client.zrange(index, 0, -1) == [b"w1"]
+
+
+PRELUDE = b"""-- Comments above a function go with the file, not with the script.
+local function now_ms()
+  return 1
+end
+
+local function due_in(ms)
+  return now_ms() + ms
+end
+local function unused()
+  return 2
+end
+"""
+
+
+def test_a_script_carries_only_the_prelude_functions_it_calls_and_theirs() -> None:
+    prelude = prelude_functions(PRELUDE)
+
+    carried = prelude_for(b"return due_in(5)", prelude)
+
+    assert carried == prelude[b"now_ms"] + prelude[b"due_in"]
+
+
+def test_a_prelude_function_named_only_in_a_comment_or_as_a_field_is_left_out() -> None:
+    prelude = prelude_functions(PRELUDE)
+
+    assert prelude_for(b"-- unused() is not called\nreturn spec.unused(1)", prelude) == b""
+
+
+def test_a_prelude_with_code_outside_its_functions_is_refused() -> None:
+    with pytest.raises(ValueError, match="only functions and comments"):
+        prelude_functions(PRELUDE + b"local cached = {}\n")
+
+
+def test_the_enqueue_script_defines_none_of_the_workers_helpers() -> None:
+    # Lua makes a closure per function defined, on every call: the producer's hot path
+    # carries only what it calls.
+    defined = {line.split(b"(")[0] for line in Script("enqueue").source.splitlines()}
+    assert b"local function owned_rows" not in defined
+    assert b"local function delay" in defined

@@ -101,11 +101,15 @@ def enqueue(
     streams: Sequence[Key],
     limit: int,
     events_limit: int,
+    stream_levels: str,
     jobs: Sequence[EnqueuedJob],
 ) -> Call:
-    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit)."""
+    """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit).
+
+    ``streams`` are the streams of the jobs' levels (every level's with a limit), and
+    ``stream_levels`` says whose each is: a level's digit, ``"-"`` for the default level."""
     keys = [delayed, levels, events, *streams]
-    args: list[Any] = [limit, events_limit]
+    args: list[Any] = [limit, events_limit, stream_levels]
     for job in jobs:
         keys += job[:3]
         args += job[3:]
@@ -318,11 +322,15 @@ def promote(
     streams: Sequence[Key],
     records: Sequence[Key],
     dead_limit: int,
+    quiet_ms: int,
     members: Sequence[bytes],
 ) -> Call:
     """Move due ``members`` into their streams; ``records[i]`` is the record of ``members[i]``'s
-    job."""
-    return Call(PROMOTE, [delayed, levels, dead, *streams, *records], [dead_limit, *members])
+    job. Replies with the ms until the next due job (-1: none waits), and 1 when it told the
+    queue's workers that due time (0: nothing moved, or ``quiet_ms`` asked for quiet)."""
+    return Call(
+        PROMOTE, [delayed, levels, dead, *streams, *records], [dead_limit, quiet_ms, *members]
+    )
 
 
 def progress(*, record: Key, fraction: str, message: str) -> Call:

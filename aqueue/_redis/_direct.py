@@ -310,11 +310,13 @@ class DirectCalls(Batches):
         ``replies`` it gave says its server may no longer be the master."""
         if self._closed:
             lane.close()  # closed while the call was on the wire: nobody takes it again
-        elif any(isinstance(reply, Exception) and not_master(reply) for reply in replies):
-            # The old master of a failover: a new lane asks the sentinels where the master
-            # is now (with a fixed address, it reaches the same server again).
-            lane.close()
         else:
+            for reply in replies:  # a loop, not any(): on every call, mostly of one reply
+                if isinstance(reply, Exception) and not_master(reply):
+                    # The old master of a failover: a new lane asks the sentinels where the
+                    # master is now (with a fixed address, it reaches the same server again).
+                    lane.close()
+                    return
             self._idle.append(lane)
 
     async def _open(self) -> _Lane:

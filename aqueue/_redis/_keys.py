@@ -6,11 +6,12 @@ find a job's record from the id alone, without a lookup round trip.
 
 Channels: what workers would otherwise poll for is announced on a sharded pub/sub channel
 (SPUBLISH) named after the key that changed, so it needs no name of its own and shares the
-key's hash slot: on a Cluster it reaches the nodes of that slot only. A job due
-before every other in ``delayed`` (the due time), a new level in ``levels`` (the level), a
-running job's cancel in ``cancelled`` (its id), a pause or resume in ``paused``, a leader
-that resigned in ``leader`` (its name), and entries whose lease lapsed while the leader has no
-room to claim them in ``stream`` (the level's stream). :data:`CHANNELS` lists them.
+key's hash slot: on a Cluster it reaches the nodes of that slot only. A new earliest due time
+in ``delayed`` (in ms; "" when none is left), told for a job due before every other and after
+each promotion, a new level in ``levels`` (the level), a running job's cancel in
+``cancelled`` (its id), a pause or resume in ``paused``, a leader that resigned in ``leader``
+(its name), and entries whose lease lapsed while the leader has no room to claim them in
+``stream`` (the level's stream). :data:`CHANNELS` lists them.
 """
 
 from __future__ import annotations

@@ -48,14 +48,49 @@ def with_wire(lua: bytes) -> bytes:
     return _WIRE.sub(value, lua)
 
 
-_PRELUDE = _LUA.joinpath("_prelude.lua").read_bytes()
+_FUNCTION = re.compile(rb"^local function (\w+)\(", re.MULTILINE)
+_COMMENT = re.compile(rb"--[^\n]*")
+
+
+def prelude_functions(prelude: bytes) -> dict[bytes, bytes]:
+    """Each function of the prelude (which holds nothing else but comments) by name."""
+    functions: dict[bytes, bytes] = {}
+    starts = [match.start() for match in _FUNCTION.finditer(prelude)]
+    for start, end in zip(starts, [*starts[1:], len(prelude)], strict=True):
+        text, _, after = prelude[start:end].partition(b"\nend\n")
+        if any(line and not line.startswith(b"--") for line in after.splitlines()):
+            raise ValueError(f"lua/_prelude.lua holds only functions and comments, not {after!r}")
+        name = _FUNCTION.match(text)
+        assert name is not None  # the text starts where the pattern matched
+        functions[name[1]] = text + b"\nend\n"
+    return functions
+
+
+def prelude_for(body: bytes, functions: dict[bytes, bytes]) -> bytes:
+    """The prelude functions ``body`` calls, and those they call, in the prelude's order.
+
+    Lua makes a closure for each function a script defines, on each call of the script: a
+    script that carried the whole prelude would pay for every function it never calls."""
+    needed: set[bytes] = set()
+    todo = [body]
+    while todo:
+        text = _COMMENT.sub(b"", todo.pop())
+        for name, function in functions.items():
+            if name not in needed and re.search(rb"(?<![.:\w])%s\s*\(" % name, text):
+                needed.add(name)
+                todo.append(function)
+    return b"".join(function for name, function in functions.items() if name in needed)
+
+
+_PRELUDE = prelude_functions(_LUA.joinpath("_prelude.lua").read_bytes())
 
 
 class Script:
     """One Lua script from ``aqueue/_redis/lua``, with the prelude in front of it.
 
-    Lua scripts cannot import, so ``lua/_prelude.lua`` (the idioms scripts share) is put in
-    front of each; a shebang line (``#!lua flags=...``) must stay first, so it goes before.
+    Lua scripts cannot import, so the functions of ``lua/_prelude.lua`` (the idioms scripts
+    share) that a script calls are put in front of it; a shebang line (``#!lua flags=...``)
+    must stay first, so it goes before.
     Entry fields named as ``FIELD.<name>`` are replaced by their codes (:func:`with_wire`).
     """
 
@@ -66,7 +101,7 @@ class Script:
         if body.startswith(b"#!"):
             line, _, body = body.partition(b"\n")
             shebang = line + b"\n"
-        self.source = with_wire(shebang + _PRELUDE + body)
+        self.source = with_wire(shebang + prelude_for(body, _PRELUDE) + body)
         self.sha = hashlib.sha1(self.source).hexdigest()
 
     def __repr__(self) -> str:

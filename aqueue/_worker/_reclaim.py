@@ -10,17 +10,34 @@ would still move once). Entries idle for longer than the lease belonged to a wor
 the delivery as an attempt; a leader with no free slot asks the others on pub/sub, and those
 with room claim them.
 
-Nothing is polled every few milliseconds. The leader sleeps until the next due time the look
-script returns, woken early when a job is scheduled before it, and renews its leadership in
-between with a call of its own (``lua/lead.lua``); it scans for lapsed entries twice a second
-while entries are pending, and a lease after a scan that found none (an entry delivered later
-cannot lapse sooner). Cancellations, pauses and new levels are announced on sharded pub/sub,
-each on a channel in its queue's slot (SPUBLISH), which the worker subscribes to on the app's
-shared subscription (``_results.py``: one connection per server, per master on a Cluster,
-following a slot that moves), so while it hears them a worker
-that does not lead looks only when the leader's leadership would lapse, and even then it first
-asks how long that leadership has left (a PTTL); it looks whenever the subscription is made
-again, to read what was missed while it was down, and often while it is down.
+Nothing is polled every few milliseconds. Every worker keeps the delayed set's earliest due
+time, as its looks return it and as the set's channel tells it: a job scheduled before the
+others (``delay()`` in ``lua/_prelude.lua``), and what is left first after each promotion
+(``lua/promote.lua``). The notices give it on the server's clock, which the worker converts to
+its event loop's with the offset its last look read. The leader looks when that time comes, and
+renews its leadership in between with a call of its own (``lua/lead.lua``); it scans for lapsed
+entries twice a second while entries are pending, and a lease after a scan that found none (an
+entry delivered later cannot lapse sooner).
+
+The others look for due jobs only when that time has passed by a grace (:data:`PROMPT_GRACE`,
+plus a point of their own in :data:`PROMPT_SPREAD`) with no promotion heard: the leader died
+without resigning (SIGKILL, a lost machine) or is stuck. They move the jobs themselves then,
+due time after due time, until the leadership lapses and one of them takes it over, so such a
+job starts within a second of its due time rather than a lease. A live leader costs them no
+call: its promotion's notice (one SPUBLISH inside the script, at most one per
+:data:`TELL_INTERVAL` while jobs come due one after another) pushes their looks back to the
+next due time, and an idle fleet with nothing delayed plans no look at all. With a dead
+leader, the first of them to look tells its promotion too, and the spread lets the others hear
+it before their turn. A due time that goes away untold (a scheduled job cancelled, a queue
+purged) costs each of them one look at most.
+
+Cancellations, pauses and new levels are announced on sharded pub/sub too, each on a channel in
+its queue's slot (SPUBLISH), which the worker subscribes to on the app's shared subscription
+(``_results.py``: one connection per server, per master on a Cluster, following a slot that
+moves), so while it hears them a worker that does not lead looks, besides for overdue jobs,
+only when the leader's leadership would lapse, and even then it first asks how long that
+leadership has left (a PTTL); it looks whenever the subscription is made again, to read what
+was missed while it was down, and often while it is down.
 """
 
 from __future__ import annotations
@@ -30,6 +47,7 @@ import contextlib
 import functools
 import logging
 import math
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +76,20 @@ UNHEARD_LOOK_INTERVAL = 1.0
 arrives within about this long."""
 TAKEOVER_DELAY = 0.05
 """Seconds after another worker's leadership would lapse that a worker looks to take it."""
+PROMPT_GRACE = 0.5
+"""Seconds past the delayed set's earliest due time after which a worker that does not lead
+the queue looks, and moves the due jobs itself, if no promotion was told meanwhile: the leader
+died or is stuck. Well above the time a live leader takes to move a job and tell the next."""
+PROMPT_SPREAD = 0.5
+"""Seconds after that grace over which those workers' looks spread, each at its own point (from
+its name): the first to look moves the jobs and tells the next due time, and the others,
+hearing that, need not look."""
+TELL_INTERVAL = 0.1
+"""Least seconds between two of a worker's promotions that tell the next due time while jobs
+come due one after another: each notice reaches every worker of the queue (a few µs of server
+time each), so a promotion told less than this ago tells nothing when the next job is due
+within this, as that job's promotion will. A told due time is then followed by the next within
+twice this, well within :data:`PROMPT_GRACE`: the others do not look while the leader lives."""
 CLAIM_INTERVAL = 0.5
 """Seconds between the leader's scans for entries whose lease lapsed, while any is pending: a
 dead worker's job runs again within the lease and this (and a round trip or two)."""
@@ -82,6 +114,15 @@ class _Duty:
     prune_at: float = math.inf
     cursor: int = 0
     """The cancel time (ms) the next look reads the cancelled set from."""
+    due_at: float = math.inf
+    """When the delayed set's earliest job is due, as the last look or notice said."""
+    due_heard: bool = False
+    """Whether a notice told a due time while a look was in flight: either may be the newer."""
+    told_at: float = -math.inf
+    """When a promotion of this worker's last told the queue's workers the next due time."""
+    offset: float | None = None
+    """The server's clock less the event loop's (s), from the last look (None before the
+    first): notices give due times on the server's clock."""
     asked: bool = False
     """Whether the leader, with no free slot, asked for a claim by a worker with some."""
     noticed: bool = False
@@ -114,6 +155,8 @@ class Reclaimer:
             getattr(duty.keys, name): (duty, name) for duty in self._duties for name in CHANNELS
         }
         self._consumer = consumer
+        self._grace = PROMPT_GRACE + PROMPT_SPREAD * zlib.crc32(consumer.encode()) / 2**32
+        """Seconds past a due time this worker waits for the leader to tell its promotion."""
         self._lease = lease
         self._lease_ms = int(lease * 1000)
         self._slots = slots
@@ -171,11 +214,30 @@ class Reclaimer:
             duty.asked = self._slots.free > 0 and not duty.leads
             self._woken.set()
             return
-        if kind == "delayed" and not duty.leads:
-            return  # a job due earlier: only the leader promotes it
+        if kind == "delayed":
+            self._heard_due(duty, data)
+            return
         # A pause, a new level, or a leader that resigned: look now (the look script says
         # what changed, and takes the leadership over).
         self._look_now(duty)
+
+    def _heard_due(self, duty: _Duty, data: bytes) -> None:
+        """The delayed set's earliest due time changed (a job scheduled before the others, or
+        a promotion; "": none waits): plan the look for it, with no call now."""
+        if duty.offset is None:
+            self._look_now(duty)  # the clock is not known yet: a look reads the due time
+            return
+        duty.due_at = float(data) / 1000 - duty.offset if data else math.inf
+        duty.due_heard = True
+        if duty.look_at > self._now():  # else a look is due or in flight, and plans anew
+            watch = self._watch(duty)
+            duty.look_at = watch if self._hearing else min(duty.look_at, watch)
+            self._woken.set()
+
+    def _watch(self, duty: _Duty) -> float:
+        """When to look for due jobs: the leader when the earliest is due; another worker
+        only once that is overdue by its grace (told promotions push it back)."""
+        return duty.due_at if duty.leads else duty.due_at + self._grace
 
     def _look_now(self, duty: _Duty) -> None:
         duty.look_at = 0.0
@@ -273,9 +335,9 @@ class Reclaimer:
 
     async def _look(self, duty: _Duty) -> None:
         keys = duty.keys
-        duty.noticed = False
+        duty.noticed = duty.due_heard = False
         while True:
-            due, wait, levels, cursor, paused, leads, left, *cancelled = await self._calls.call(
+            reply = await self._calls.call(
                 scripts.poll(
                     delayed=keys.delayed,
                     levels=keys.levels,
@@ -289,6 +351,10 @@ class Reclaimer:
                     lead_ms=self._lease_ms if self._claiming else 0,
                 )
             )
+            due, wait, levels, cursor, paused, leads, left, server_ms, *cancelled = reply
+            # Measured once the reply is in, so due times it converts come a little late, never
+            # early (a look too early would have to look again).
+            duty.offset = server_ms / 1000 - self._now()
             duty.cursor = cursor
             if cancelled:
                 self._cancel([job_id.decode() for job_id in cancelled])
@@ -303,7 +369,8 @@ class Reclaimer:
             if due:
                 # A second call, with the records of the due jobs in its KEYS. Whichever
                 # worker's call comes first moves a job; the others find it gone.
-                await self._calls.call(
+                quiet = self._now() - duty.told_at < TELL_INTERVAL
+                wait, told = await self._calls.call(
                     scripts.promote(
                         delayed=keys.delayed,
                         levels=keys.levels,
@@ -311,12 +378,19 @@ class Reclaimer:
                         streams=keys.streams,
                         records=[keys.job((job or b":").decode()) for job in due[1::2]],
                         dead_limit=DEAD_LETTER_LIMIT,
+                        quiet_ms=int(TELL_INTERVAL * 1000) if quiet else 0,
                         members=due[::2],
                     )
                 )
+                if told:
+                    duty.told_at = self._now()
             if len(due) < 2 * PROMOTE_BATCH or self._stopping:
                 break
-        self._lead(duty, leads=bool(leads), wait_ms=wait, left_ms=left)
+        looked = self._now() + wait / 1000 if wait >= 0 else math.inf
+        # A due time heard meanwhile may be newer (an earlier job) or older (a promotion seen
+        # before this reply): the earlier of the two costs one look too many at worst.
+        duty.due_at = min(looked, duty.due_at) if duty.due_heard else looked
+        self._lead(duty, leads=bool(leads), left_ms=left)
 
     async def _check(self, duty: _Duty) -> None:
         """Between looks: the leader renews its leadership; another worker asks how long
@@ -332,11 +406,11 @@ class Reclaimer:
         else:
             left_ms: int = await self._redis.pttl(keys.leader)
             if left_ms != -2:  # -2: no leader
-                self._lead(duty, leads=False, wait_ms=-1, left_ms=left_ms)
+                self._lead(duty, leads=False, left_ms=left_ms)
                 return
         await self._look(duty)  # lost, or free: the look takes it over, or says who has it
 
-    def _lead(self, duty: _Duty, *, leads: bool, wait_ms: int, left_ms: int) -> None:
+    def _lead(self, duty: _Duty, *, leads: bool, left_ms: int) -> None:
         """Plan the next look or check (and scans) from what the last one said."""
         now = self._now()
         if leads and not duty.leads:
@@ -346,7 +420,6 @@ class Reclaimer:
         elif not leads:
             duty.claim_at = duty.prune_at = math.inf
         duty.leads = leads
-        due = wait_ms / 1000 if wait_ms >= 0 else math.inf
         if leads:
             check = self._lease / 3  # renewed well before it lapses
         elif left_ms > 0:
@@ -357,11 +430,11 @@ class Reclaimer:
             duty.look_at = 0.0  # a notice came during this look or check: look again now
             duty.check_at = now + check
         elif self._hearing:
-            # The notices say what changed: the next look is the leader's, when a job is due.
-            duty.look_at = now + due if leads else math.inf
+            # The notices say what changed: the next look is for the next due job.
+            duty.look_at = self._watch(duty)
             duty.check_at = now + check
         else:
-            duty.look_at = now + min(UNHEARD_LOOK_INTERVAL, check, due if leads else math.inf)
+            duty.look_at = min(now + min(UNHEARD_LOOK_INTERVAL, check), self._watch(duty))
             duty.check_at = math.inf
 
     async def _claim_all(self, duty: _Duty) -> bool:

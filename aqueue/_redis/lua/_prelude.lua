@@ -1,5 +1,7 @@
--- The prelude: put in front of every script (after its shebang line, if it has one), since Lua
--- scripts cannot import. The idioms several scripts share live here, once. Each script then
+-- The prelude: since Lua scripts cannot import, the idioms several scripts share live here,
+-- once, as functions (and nothing else), and each script gets those it calls put in front of it
+-- (after its shebang line, if it has one): Lua makes a closure per function a script defines,
+-- on every call. Each script then
 -- names its KEYS and ARGV at its top, in the order its builder in aqueue/_redis/_calls.py
 -- emits them (a test holds the two to each other); a block of keys is named by the index it
 -- starts at ("local streams = 4  -- KEYS[4...]"). No key is named in Lua: every key a script
@@ -127,8 +129,9 @@ end
 -- after the key it changed (see "Channels" in aqueue/_redis/_keys.py), by sharded pub/sub like
 -- tell(): on a Redis Cluster it goes to the nodes of the queue's slot only.
 
--- Put `member` in the delayed set, due at `due` (ms). A job due before every other one wakes the
--- queue's promoting worker, which otherwise sleeps until the earliest due time it last saw.
+-- Put `member` in the delayed set, due at `due` (ms). A job due before every other one is told to
+-- the queue's workers (its due time): the leader, which promotes, sleeps until the earliest due
+-- time it knows of, and the others look only if that passes with no promotion told (promote.lua).
 local function delay(delayed, due, member)
   local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
   redis.call('ZADD', delayed, due, member)

@@ -13,10 +13,19 @@ local delayed = KEYS[1]
 local levels = KEYS[2]
 local events = KEYS[3]
 local streams = 4  -- KEYS[4...]: streams
-local job_keys = 14  -- KEYS[14...]: jobs
 local limit = tonumber(ARGV[1])
 local events_limit = ARGV[2]
-local job_args = 3  -- ARGV[3...]: jobs
+local stream_levels = ARGV[3]
+local job_args = 4  -- ARGV[4...]: jobs
+-- The streams are those of the call's jobs' levels, one per character of stream_levels (a
+-- level's digit, "-" for the default level), or every level's when the queue has a limit (the
+-- limit counts them all): a call declares what it touches, and a plain enqueue sends one
+-- stream, not ten. The jobs' keys follow them.
+local job_keys = streams + #stream_levels
+-- The stream of `level` (its digit, or "-").
+local function stream_of(level)
+  return KEYS[streams + string.find(stream_levels, level, 1, true) - 1]
+end
 -- Per job, KEYS: its record, its "queued" hash, its uniqueness key; ARGV: its id, payload,
 -- options ("" for none), and its task configuration's spec (what the jobs of one configuration
 -- share, so a batch's jobs mostly share one; see spec_of).
@@ -36,7 +45,7 @@ local function spec_of(text)
     spec = {result_ttl = result_ttl, record_ttl = tonumber(record_ttl), delay = tonumber(delay),
       due_at = tonumber(due_at), key_ttl = key_ttl ~= '-' and key_ttl or nil,
       expires_in = tonumber(expires_in), expires_at = tonumber(expires_at),
-      level = level ~= '-' and level or nil, task = task}
+      level = level ~= '-' and level or nil, stream = stream_of(level), task = task}
     specs[text] = spec
   end
   return spec
@@ -52,9 +61,9 @@ end
 local held = 0
 if limit > 0 then
   -- The limit counts every priority level's stream.
-  held = redis.call('XLEN', (level_stream(streams))) + redis.call('ZCARD', delayed)
+  held = redis.call('XLEN', stream_of('-')) + redis.call('ZCARD', delayed)
   for _, level in ipairs(redis.call('SMEMBERS', levels)) do
-    held = held + redis.call('XLEN', (level_stream(streams, level)))
+    held = held + redis.call('XLEN', stream_of(level))
   end
 end
 local replies = {}
@@ -86,7 +95,6 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
       fields[#fields + 1] = FIELD.key_ttl
       fields[#fields + 1] = key_ttl
     end
-    local stream = level_stream(streams, level)
     if level then
       -- The level travels with the entry, so a retry, a delay or a replay comes back to it;
       -- the set tells workers which streams to read.
@@ -113,7 +121,7 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
     if due > 0 then
       delay(delayed, due, cmsgpack.pack(fields))
     else
-      entry = redis.call('XADD', stream, '*', unpack(fields))
+      entry = redis.call('XADD', spec.stream, '*', unpack(fields))
     end
     local ttl = spec.record_ttl
     if ttl > 0 and entry and not key_ttl then

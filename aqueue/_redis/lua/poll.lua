@@ -6,13 +6,15 @@
 -- The leader (one worker per queue at a time) promotes due jobs and claims lapsed entries; it
 -- looks when the next job is due, and each look renews its leadership (as lead.lua does in
 -- between). The others look only now and then: changes reach them on pub/sub (see
--- _prelude.lua), and a look reads what they missed while not listening, and takes the
--- leadership over once the leader went silent.
+-- _prelude.lua), and a look reads what they missed while not listening, moves the jobs a
+-- silent leader left due (a grace after their due time, when no promotion was told: see
+-- promote.lua), and takes the leadership over once the leader's lapsed.
 -- Due jobs are only found here; promote.lua moves them, with their records in its KEYS.
 -- Returns {due members (with each its job id, "" when it names none), ms until the next due
 --          job or -1 when none waits, levels in use besides the default, next cursor,
 --          1 when the queue is paused else 0, 1 when this worker leads the queue else 0,
---          ms the current leadership has left, ids of jobs cancelled since the cursor...}.
+--          ms the current leadership has left, the server's time in ms (the delayed channel's
+--          notices give due times on its clock), ids of jobs cancelled since the cursor...}.
 local delayed = KEYS[1]
 local levels = KEYS[2]
 local cancelled = KEYS[3]
@@ -72,7 +74,7 @@ else
   left = redis.call('PTTL', leader)
 end
 local reply = {due, wait, redis.call('SCARD', levels), now, redis.call('EXISTS', paused), leads,
-  left}
+  left, now}
 for i = 1, #ids, 2 do
   reply[#reply + 1] = ids[i]
 end

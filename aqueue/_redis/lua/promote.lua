@@ -5,7 +5,13 @@
 -- back to its level's stream; its record, if it has one, says queued again.
 -- A member that is no job's fields (written by another program, or by hand) goes to the dead
 -- letters with the reason: left in place, it would stop every due job behind it.
--- Returns how many members were moved (or dead-lettered).
+-- Having moved any, it tells the delayed set's earliest due time now (ms, "" when none waits) on
+-- the set's channel, as delay() tells an earlier one: the workers that do not lead then know
+-- the leader is alive, and look only if a due time passes untold (see
+-- aqueue/_worker/_reclaim.py). Each worker of the queue gets the message, so a caller that told
+-- it lately asks for quiet: then the next job's promotion, due that soon, tells it instead.
+-- Returns {ms until the next due job or -1 when none waits (as poll.lua returns it), 1 when it
+--          told the earliest due time else 0}.
 local delayed = KEYS[1]
 local levels = KEYS[2]
 local dead = KEYS[3]
@@ -13,7 +19,9 @@ local streams = 4  -- KEYS[4...]: streams
 -- one per member, in order: the record of the job it names (for one that names none, any key)
 local records = 14  -- KEYS[14...]: records
 local dead_limit = ARGV[1]
-local members = 2  -- ARGV[2...]: members
+-- tell nothing if the next job is due within this many ms (0: tell)
+local quiet_ms = tonumber(ARGV[2])
+local members = 3  -- ARGV[3...]: members
 local now = now_ms()
 -- The member's field/value list, or nil when it is none.
 local function fields_of(member)
@@ -51,7 +59,7 @@ local function promote(fields, record)
     tell(record, 'queued')
   end
 end
-local moved = 0
+local moved = false
 for i = members, #ARGV do
   local member = ARGV[i]
   local score = redis.call('ZSCORE', delayed, member)
@@ -65,7 +73,13 @@ for i = members, #ARGV do
         'dead_at', now, 'member', member)
     end
     redis.call('ZREM', delayed, member)
-    moved = moved + 1
+    moved = true
   end
 end
-return moved
+local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local wait = #first > 0 and math.max(0, tonumber(first[2]) - now) or -1
+if moved and (wait < 0 or wait >= quiet_ms) then
+  redis.pcall('SPUBLISH', delayed, first[2] or '')
+  return {wait, 1}
+end
+return {wait, 0}
