@@ -46,36 +46,37 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _topologies(config: pytest.Config) -> list[str]:
-    topologies: list[str] = config.getoption("topology") or ["single"]
-    return topologies
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "server" in metafunc.fixturenames:
-        kinds = [kind for topology in _topologies(metafunc.config) for kind in SERVERS[topology]]
-        metafunc.parametrize("server", kinds, indirect=True, scope="session")
+def _server_of(item: pytest.Item) -> str | None:
+    """The kind of ``server`` an item runs on; None where it reaches none (or one of its
+    own, of a fixture that overrides ``server``)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("server") if callspec is not None else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without the single servers, only the tests that reach a server run: the others would
-    only run again what the single-server run already did."""
-    if "single" in _topologies(config):
-        return
-    kept = [item for item in items if "server" in getattr(item, "fixturenames", ())]
-    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-    items[:] = kept
+    """Each test that reaches a server runs on the kinds of the topologies chosen; the others
+    run with the single servers only (on another topology they would only run again)."""
+    topologies: list[str] = config.getoption("topology") or ["single"]
+    kinds = {kind for topology in topologies for kind in SERVERS[topology]}
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        server = _server_of(item)
+        chosen = server in kinds if server is not None else "single" in topologies
+        (kept if chosen else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    callspec = getattr(item, "callspec", None)
-    server = callspec.params.get("server") if callspec is not None else None
+    server = _server_of(item)
     for mark in item.iter_markers("not_on"):
         if server in mark.args:
             pytest.skip(f"not on {server}: {mark.kwargs['reason']}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=[kind for kinds in SERVERS.values() for kind in kinds])
 def server(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     """A server of each kind (or the topology's deployment), shared by the session; tests
     keep apart by namespace."""

@@ -10,12 +10,14 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 MODULE = "tests/test_direct.py"
 """Tests that reach a server, one that does not, and a mark that skips them on a Cluster."""
+OWN_SERVER = "tests/test_web_browser.py"
+"""A module whose ``server`` fixture, of its own, overrides the suite's."""
 
 
-def pytest_run(*args: str) -> str:
-    """The output of a pytest run of ``MODULE`` in a process of its own."""
+def pytest_run(*args: str, module: str = MODULE) -> str:
+    """The output of a pytest run of ``module`` in a process of its own."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, MODULE],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, module],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -23,10 +25,13 @@ def pytest_run(*args: str) -> str:
     ).stdout
 
 
-def collected(*args: str) -> list[str]:
-    """The ids of ``MODULE``'s batch test and of a test that reaches no server, on asyncio."""
-    output = pytest_run("--collect-only", *args, "-k", "(pieces or handed) and not uvloop")
-    return sorted(line.removeprefix(f"{MODULE}::") for line in output.splitlines() if "::" in line)
+def collected(*args: str, module: str = MODULE) -> list[str]:
+    """The ids ``args`` collect of ``module`` (of ``MODULE``: of its batch test and of a test
+    that reaches no server, on asyncio)."""
+    if module == MODULE:
+        args = (*args, "-k", "(pieces or handed) and not uvloop")
+    output = pytest_run("--collect-only", *args, module=module)
+    return sorted(line.removeprefix(f"{module}::") for line in output.splitlines() if "::" in line)
 
 
 def test_by_default_each_test_reaching_a_server_runs_on_valkey_and_on_redis() -> None:
@@ -42,6 +47,13 @@ def test_topologies_run_each_test_reaching_a_server_on_each_and_no_other_test() 
         "test_a_batch_written_in_pieces_gets_every_reply_in_order[asyncio-cluster]",
         "test_a_batch_written_in_pieces_gets_every_reply_in_order[asyncio-sentinel]",
     ]
+
+
+def test_a_module_with_a_server_of_its_own_runs_each_test_once_with_the_single_servers() -> None:
+    ids = collected(module=OWN_SERVER)
+    assert ids
+    assert not [test for test in ids if "[" in test]  # not once per kind of the suite's server
+    assert collected("--topology", "cluster", module=OWN_SERVER) == []
 
 
 def test_a_test_marked_not_on_a_topology_is_skipped_there_saying_why() -> None:
