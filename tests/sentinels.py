@@ -38,7 +38,9 @@ class SentinelSet:
     def __init__(self, binary: str, *, replicas: int = 1, min_replicas_to_write: int = 1) -> None:
         self.binary = binary
         self.min_replicas_to_write = min_replicas_to_write
-        self.nodes = [RedisServer(binary) for _ in range(1 + replicas)]
+        # Replicas sync at once, not after the default 5 s wait for more of them.
+        config = {"repl-diskless-sync-delay": "0"}
+        self.nodes = [RedisServer(binary, config=config) for _ in range(1 + replicas)]
         self.directory = Path(tempfile.mkdtemp(prefix="aqueue-sentinels-"))
         self.sentinel_ports = [free_port() for _ in range(SENTINELS)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
