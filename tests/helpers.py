@@ -4,17 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster, Sentinel
+from redis.asyncio.cluster import ClusterNode
 
 import aqueue
+from aqueue.testing import LocalCluster, RedisServer
 from tests.internals import GROUP, Keys
+from tests.sentinels import SERVICE, SentinelSet
+
+Deployment = RedisServer | LocalCluster | SentinelSet
+"""What the ``server`` fixture is: a single server, or the ``--topology`` under test."""
+AdminClient = Redis | RedisCluster
+"""A client for looking at what aqueue left in a :data:`Deployment`."""
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as a bytes client reads it: its id and its fields."""
+
+
+@asynccontextmanager
+async def admin_client(deployment: Deployment) -> AsyncIterator[AdminClient]:
+    """A client of ``deployment`` made apart from aqueue's own: a cluster client that routes
+    by key on a Cluster, the master's (asked of the sentinels) on a Sentinel set."""
+    if isinstance(deployment, LocalCluster):
+        nodes = [ClusterNode("127.0.0.1", node.port) for node in deployment.nodes]
+        async with RedisCluster(startup_nodes=nodes) as cluster:
+            yield cluster
+    elif isinstance(deployment, SentinelSet):
+        sentinel = Sentinel([("127.0.0.1", port) for port in deployment.sentinel_ports])
+        try:
+            async with sentinel.master_for(SERVICE) as master:
+                yield master
+        finally:  # the clients of the sentinels themselves, which the master's does not close
+            for client in sentinel.sentinels:
+                await client.aclose()
+    else:
+        async with Redis.from_url(deployment.url) as single:
+            yield single
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -24,7 +54,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
             await asyncio.sleep(0.01)
 
 
-async def keys_of(redis: Redis, namespace: str) -> set[bytes]:
+async def keys_of(redis: AdminClient, namespace: str) -> set[bytes]:
     """Every key under ``namespace``."""
     return {key async for key in redis.scan_iter(match=f"{namespace}:*")}
 
@@ -34,12 +64,14 @@ async def has_status(job: aqueue.Job[Any], status: aqueue.JobStatus) -> bool:
     return await job.status() is status
 
 
-async def entries(redis: Redis, stream: bytes | str) -> list[Entry]:
+async def entries(redis: AdminClient, stream: bytes | str) -> list[Entry]:
     """Every entry of ``stream``, oldest first (XRANGE, typed for a bytes client)."""
     return cast("list[Entry]", await redis.xrange(stream))
 
 
-async def read_as(redis: Redis, keys: Keys, consumer: str, count: int | None = None) -> list[bytes]:
+async def read_as(
+    redis: AdminClient, keys: Keys, consumer: str, count: int | None = None
+) -> list[bytes]:
     """Read the queue's new entries as ``consumer`` of the workers' group (created if need be),
     as a worker's fetcher does; their ids. The entries stay pending for that consumer."""
     await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
@@ -52,7 +84,7 @@ async def read_as(redis: Redis, keys: Keys, consumer: str, count: int | None = N
     ]
 
 
-async def pending_count(redis: Redis, stream: bytes) -> int:
+async def pending_count(redis: AdminClient, stream: bytes) -> int:
     """How many entries of ``stream`` the workers' group has delivered and not acked."""
     summary: dict[str, Any] = await redis.xpending(stream, GROUP)
     return int(summary["pending"])

@@ -50,7 +50,10 @@ class SentinelSet:
         self.binary = binary
         self.min_replicas_to_write = min_replicas_to_write
         self.tls = tls
-        config = {} if tls is None else {"tls-replication": "yes"}
+        # Replicas sync at once, not after the default 5 s wait for more of them.
+        config = {"repl-diskless-sync-delay": "0"}
+        if tls is not None:
+            config["tls-replication"] = "yes"
         self.nodes = [RedisServer(binary, config=config, tls=tls) for _ in range(1 + replicas)]
         self.directory = Path(tempfile.mkdtemp(prefix="aqueue-sentinels-"))
         self.sentinel_ports = [free_port() for _ in range(SENTINELS)]

@@ -17,7 +17,7 @@ from aqueue.testing import LocalCluster
 from tests.certs import tls_files
 from tests.clusters import local_cluster
 from tests.test_cluster import _fail_over_under_load as fail_over_under_load
-from tests.test_cluster import spread_queues
+from tests.test_cluster import runs_of_a_job_outliving_its_lease, spread_queues
 
 pytestmark = pytest.mark.slow
 
@@ -91,20 +91,7 @@ async def test_a_job_running_longer_than_its_lease_stays_with_its_worker_over_tl
     app: aqueue.App, tls_cluster: LocalCluster
 ) -> None:
     """The lease thread renews through its own cluster client (lease 2 s, the job 3 s)."""
-    runs = 0
-
-    @app.task
-    async def long() -> str:
-        nonlocal runs
-        runs += 1
-        await asyncio.sleep(3)
-        return "done"
-
-    queues = spread_queues(tls_cluster, app.namespace)
-    async with aqueue.Worker(app, queues=queues), aqueue.Worker(app, queues=queues):
-        job = await long.options(queue=queues[1]).enqueue()
-        assert await job.result(timeout=15) == "done"
-    assert runs == 1
+    assert await runs_of_a_job_outliving_its_lease(app, tls_cluster, 3) == 1
 
 
 async def test_a_planned_failover_under_load_is_followed_over_tls(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +16,6 @@ import pytest
 import aqueue
 from aqueue.testing import LocalCluster
 from aqueue.web import dashboard
-from tests.clusters import local_cluster
 from tests.helpers import eventually, has_status
 from tests.test_cli import ROOT, run_cli
 from tests.test_cluster import spread_queues
@@ -28,12 +27,6 @@ ONE_LOOP = True
 """The cluster client is the same on every event loop."""
 
 CLI_APP = "tests.cli_app:app"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    with local_cluster() as running:
-        yield running
 
 
 @pytest.fixture

@@ -82,3 +82,15 @@ def test_a_fast_path_command_is_routed_by_its_first_key(
     command: tuple[bytes | str | int, ...], key: bytes
 ) -> None:
     assert command_key(command) == key
+
+
+def test_a_worker_on_a_cluster_with_a_redis_py_too_old_for_its_pub_sub_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # redis-py before 8.0 has no asyncio cluster pub/sub, which the worker's remote control
+    # listens with: the worker is refused where it is made, not left without control.
+    monkeypatch.delattr(RedisCluster, "pubsub")
+    app = aqueue.App("redis+cluster://node-a:7000")
+
+    with pytest.raises(aqueue.ConfigurationError, match=r"pip install -U 'redis>=8'"):
+        aqueue.Worker(app)

@@ -13,6 +13,12 @@ from aqueue.testing import RedisServer
 from tests.helpers import eventually
 from tests.internals import DirectCalls, _Room, connections_of
 
+pytestmark = pytest.mark.not_on(
+    "cluster",
+    reason="these test one server's fast path (keyless commands, one pool); a Cluster's, routed "
+    "by key to each master, is tested in test_cluster_urls.py",
+)
+
 
 async def test_a_resp3_false_reply_does_not_hold_up_the_replies_behind_it(
     server: RedisServer, namespace: str

@@ -60,8 +60,10 @@ async def test_three_workers_fire_each_tick_exactly_once(app: aqueue.App) -> Non
         ended = time.time()
     ticks = {tick_of(at, 0.3) for at in runs}
     assert len(runs) == len(ticks)  # no tick ran twice
+    # Counted while all three ran: the first fires ticks while the others start, which takes
+    # a while on a busy machine (on a Cluster most: each worker connects to every master).
     expected = int(ended / 0.3) - int(started / 0.3)
-    assert expected - 1 <= len(runs) <= expected + 1
+    assert expected - 1 <= len([at for at in runs if at >= started]) <= expected + 1
 
 
 async def test_a_cron_tick_runs_close_to_its_time(app: aqueue.App) -> None:

@@ -18,6 +18,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis as SyncRedis
+from redis import __version__ as redis_version
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.cluster import ClusterNode as SyncClusterNode
@@ -54,6 +55,17 @@ doubles at each try, so the last of :data:`REDIRECTS` comes about 1.5 s after th
 
 def is_cluster(url: str) -> bool:
     return urlsplit(url).scheme in SCHEMES
+
+
+def check_workers_supported(url: str) -> None:
+    """Refuse a worker on a cluster when redis-py cannot subscribe through its asyncio cluster
+    client (before 8.0), which the worker's remote control listens with."""
+    if is_cluster(url) and not hasattr(RedisCluster, "pubsub"):
+        raise ConfigurationError(
+            f"a worker on a Redis Cluster needs redis-py 8.0 or newer (redis-py {redis_version} "
+            "has no asyncio cluster pub/sub): pip install -U 'redis>=8' (producers work with "
+            "the redis-py you have)"
+        )
 
 
 def check_cluster_url(url: str, what: str) -> list[tuple[str, int]]:
@@ -147,14 +159,20 @@ class Topology:
     meet the change at once."""
 
     def __init__(self, client: RedisCluster) -> None:
+        self._client = client
         self._nodes = client.nodes_manager
         self._refreshed = 0
         self._lock = asyncio.Lock()
 
     async def ready(self) -> None:
-        """Read the slot map once, before the first call."""
+        """Read the slot map once, before the first call: by the client's own first
+        initialize, which also reads the command table that routes the commands whose keys
+        redis-py finds there (XAUTOCLAIM): had it read the slot map alone, the client would
+        call itself ready and fail those with an AttributeError."""
         if not self._nodes.slots_cache:
-            await self.refresh(self._refreshed)
+            async with self._lock:
+                if not self._nodes.slots_cache:
+                    await self._read(self._client.initialize())
 
     def seen(self) -> int:
         """A mark to pass to :meth:`refresh`: the map callers work from now."""
@@ -164,11 +182,14 @@ class Topology:
         """Read the slot map again, unless another caller did since ``seen``."""
         async with self._lock:
             if self._refreshed == seen:
-                try:
-                    await self._nodes.initialize()
-                except RedisClusterException as exc:
-                    raise _outage(exc) from exc
-                self._refreshed += 1
+                await self._read(self._nodes.initialize())
+
+    async def _read(self, reading: Awaitable[object]) -> None:
+        try:
+            await reading
+        except RedisClusterException as exc:
+            raise _outage(exc) from exc
+        self._refreshed += 1
 
     def master(self, key: bytes) -> ClusterNode:
         """The master serving ``key``'s slot, as the slot map says."""

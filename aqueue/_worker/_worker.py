@@ -24,6 +24,7 @@ from .._checks import seconds, whole_number
 from .._depend import job_ended
 from .._hooks import ResourceKey, lookup
 from .._redis._backoff import Backoff
+from .._redis._cluster import check_workers_supported
 from .._redis._errors import passing_refusal, redact, translate_errors
 from .._redis._keys import Keys, check_name, keys_of
 from .._version import __version__
@@ -101,6 +102,7 @@ class Worker:
             whole_number(max_jobs, "max_jobs")
         if max_memory_mib is not None:
             whole_number(max_memory_mib, "max_memory_mib")
+        check_workers_supported(app.url)
         self.app = app
         self.queues = [check_name("queue", q) for q in (queues or [app.default_queue])]
         self.concurrency = concurrency

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aqueue.testing import RedisServer
+from tests.helpers import Deployment
 
 ROOT = Path(__file__).parent.parent.parent
 _FIGURES: list[str] = []
@@ -43,7 +43,7 @@ def report(request: pytest.FixtureRequest) -> Callable[..., None]:
 class WorkerProcess:
     """An `aqueue worker` process of the fault app, with its output in a file."""
 
-    def __init__(self, server: RedisServer, namespace: str, env: dict[str, str], *args: str):
+    def __init__(self, server: Deployment, namespace: str, env: dict[str, str], *args: str):
         # Open for as long as the process lives; closed by the fixture that started it.
         self.log = tempfile.NamedTemporaryFile(prefix="aqueue-worker-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -81,7 +81,7 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def spawn(server: RedisServer, namespace: str) -> Iterator[Callable[..., WorkerProcess]]:
+def spawn(server: Deployment, namespace: str) -> Iterator[Callable[..., WorkerProcess]]:
     """Start worker processes of the fault app; any still running are killed at the end."""
     started: list[WorkerProcess] = []
 

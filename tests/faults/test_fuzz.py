@@ -11,10 +11,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
 import aqueue
-from aqueue.testing import RedisServer
+from tests.helpers import Deployment, admin_client
 from tests.internals import Keys
 
 pytestmark = pytest.mark.slow
@@ -58,12 +57,12 @@ entries = st.fixed_dictionaries(
 )
 @given(batch=st.lists(entries, min_size=1, max_size=25))
 def test_every_entry_is_run_or_dead_lettered(
-    server: RedisServer, batch: list[dict[bytes, bytes]]
+    server: Deployment, batch: list[dict[bytes, bytes]]
 ) -> None:
     asyncio.run(_run_batch(server, batch))
 
 
-async def _run_batch(server: RedisServer, batch: list[dict[bytes, bytes]]) -> None:
+async def _run_batch(server: Deployment, batch: list[dict[bytes, bytes]]) -> None:
     # A namespace of its own per example (id(batch) was reused across examples, which then
     # counted each other's dead letters).
     namespace = f"fuzz{uuid.uuid4().hex[:12]}"
@@ -80,8 +79,7 @@ async def _run_batch(server: RedisServer, batch: list[dict[bytes, bytes]]) -> No
         return value
 
     keys = Keys(namespace, "default")
-    redis = Redis.from_url(server.url)
-    try:
+    async with admin_client(server) as redis:
         for fields in batch:
             entry: dict[Any, Any] = fields or {b"empty": b""}  # redis-py types the dict invariant
             await redis.xadd(keys.stream, entry)
@@ -93,5 +91,3 @@ async def _run_batch(server: RedisServer, batch: list[dict[bytes, bytes]]) -> No
         # An entry whose job id already ended (a duplicate id) is acked without running.
         assert ran + dead + worker.skipped == len(batch)
         assert (await redis.xpending(keys.stream, "aqueue"))["pending"] == 0
-    finally:
-        await redis.aclose()

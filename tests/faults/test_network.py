@@ -13,7 +13,15 @@ import aqueue
 from aqueue.testing import RedisServer
 from tests.faults.conftest import WorkerProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.not_on(
+        "cluster",
+        "sentinel",
+        reason="these restart one server and cut its connections; a Cluster's and a Sentinel "
+        "set's failovers are tested in test_cluster.py and faults/test_sentinel.py",
+    ),
+]
 
 
 @pytest.fixture
