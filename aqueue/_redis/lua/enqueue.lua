@@ -20,12 +20,10 @@ local job_args = 4  -- ARGV[4...]: jobs
 -- The streams are those of the call's jobs' levels, one per character of stream_levels (a
 -- level's digit, "-" for the default level), or every level's when the queue has a limit (the
 -- limit counts them all): a call declares what it touches, and a plain enqueue sends one
--- stream, not ten. The jobs' keys follow them.
+-- stream, not ten. The jobs' keys follow them. (The stream of a level is found where it is
+-- needed, not by a function: Lua makes each function a script defines anew on every call, at
+-- about the cost of a redis.call, and a plain enqueue is one call.)
 local job_keys = streams + #stream_levels
--- The stream of `level` (its digit, or "-").
-local function stream_of(level)
-  return KEYS[streams + string.find(stream_levels, level, 1, true) - 1]
-end
 -- Per job, KEYS: its record, its "queued" hash, its uniqueness key; ARGV: its id, payload,
 -- options ("" for none), and its task configuration's spec (what the jobs of one configuration
 -- share, so a batch's jobs mostly share one; see spec_of).
@@ -45,25 +43,22 @@ local function spec_of(text)
     spec = {result_ttl = result_ttl, record_ttl = tonumber(record_ttl), delay = tonumber(delay),
       due_at = tonumber(due_at), key_ttl = key_ttl ~= '-' and key_ttl or nil,
       expires_in = tonumber(expires_in), expires_at = tonumber(expires_at),
-      level = level ~= '-' and level or nil, stream = stream_of(level), task = task}
+      level = level ~= '-' and level or nil, task = task,
+      stream = KEYS[streams + string.find(stream_levels, level, 1, true) - 1]}
     specs[text] = spec
   end
   return spec
 end
--- The server's time in ms, asked for only when a job needs it: a job that runs at once
--- without a key gets its enqueue time from its entry id, and a redis.call costs as much as
--- the command it runs.
+-- The server's time in ms, asked for (now = now or now_ms()) only when a job needs it: a job
+-- that runs at once without a key gets its enqueue time from its entry id, and a redis.call
+-- costs as much as the command it runs.
 local now
-local function server_now()
-  now = now or now_ms()
-  return now
-end
 local held = 0
 if limit > 0 then
   -- The limit counts every priority level's stream.
-  held = redis.call('XLEN', stream_of('-')) + redis.call('ZCARD', delayed)
-  for _, level in ipairs(redis.call('SMEMBERS', levels)) do
-    held = held + redis.call('XLEN', stream_of(level))
+  held = redis.call('ZCARD', delayed)
+  for _, level in ipairs({'-', unpack(redis.call('SMEMBERS', levels))}) do
+    held = held + redis.call('XLEN', KEYS[streams + string.find(stream_levels, level, 1, true) - 1])
   end
 end
 local replies = {}
@@ -104,7 +99,8 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
     end
     local expires = spec.expires_at
     if spec.expires_in > 0 then
-      expires = server_now() + spec.expires_in
+      now = now or now_ms()
+      expires = now + spec.expires_in
     end
     if expires > 0 then
       fields[#fields + 1] = FIELD.expires_at_ms
@@ -113,9 +109,11 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
     -- Due-ness is decided on the server's clock: a producer's skewed clock cannot move a delay.
     local due = 0
     if spec.delay > 0 then
-      due = server_now() + spec.delay
-    elseif spec.due_at > 0 and spec.due_at > server_now() then
-      due = spec.due_at
+      now = now or now_ms()
+      due = now + spec.delay
+    elseif spec.due_at > 0 then
+      now = now or now_ms()
+      due = spec.due_at > now and spec.due_at or 0
     end
     local entry
     if due > 0 then
@@ -135,7 +133,8 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
       redis.call('EXPIRE', queued, ttl)
     elseif ttl > 0 then
       -- No attempts field until the first start counts one (absent reads as 0).
-      local status = {'status', 'queued', 'task', task, 'enqueued_at', server_now()}
+      now = now or now_ms()
+      local status = {'status', 'queued', 'task', task, 'enqueued_at', now}
       if due > 0 then
         -- Kept at least until a while after it is due.
         ttl = ttl + math.ceil((due - now) / 1000)
