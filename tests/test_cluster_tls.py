@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -17,7 +16,11 @@ from aqueue.testing import LocalCluster
 from tests.certs import tls_files
 from tests.clusters import local_cluster
 from tests.test_cluster import _fail_over_under_load as fail_over_under_load
-from tests.test_cluster import runs_of_a_job_outliving_its_lease, spread_queues
+from tests.test_cluster import (
+    runs_of_a_job_outliving_its_lease,
+    seconds_to_cancel_a_running_job,
+    spread_queues,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -69,22 +72,7 @@ async def test_a_running_job_is_cancelled_within_a_second_over_tls(
     app: aqueue.App, tls_cluster: LocalCluster
 ) -> None:
     """The worker hears the cancel on its sharded subscription to the queue's master."""
-    started = asyncio.Event()
-
-    @app.task
-    async def forever() -> None:
-        started.set()
-        await asyncio.sleep(60)
-
-    queue = spread_queues(tls_cluster, app.namespace)[2]
-    async with aqueue.Worker(app, queues=[queue]):
-        job = await forever.options(queue=queue).enqueue()
-        await asyncio.wait_for(started.wait(), 10)
-        cancelled_at = time.monotonic()
-        await job.cancel()
-        with pytest.raises(aqueue.JobCancelled):
-            await job.result(timeout=5)
-        assert time.monotonic() - cancelled_at < 1.0
+    assert await seconds_to_cancel_a_running_job(app, tls_cluster) < 1.0
 
 
 async def test_a_job_running_longer_than_its_lease_stays_with_its_worker_over_tls(
