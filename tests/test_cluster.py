@@ -55,9 +55,8 @@ def spread_queues(cluster: LocalCluster, namespace: str) -> list[str]:
     raise AssertionError("no queue names found for every master")
 
 
-async def test_jobs_on_queues_of_every_master_run_and_give_their_results(
-    app: aqueue.App, cluster: LocalCluster
-) -> None:
+async def results_of_jobs_on_every_master(app: aqueue.App, cluster: LocalCluster) -> list[str]:
+    """Five jobs on a queue of each master, run by one worker: each result names its queue."""
     queues = spread_queues(cluster, app.namespace)
     assert len({key_slot(Keys(app.namespace, q).stream) for q in queues}) == 3
 
@@ -71,8 +70,15 @@ async def test_jobs_on_queues_of_every_master_run_and_give_their_results(
             for queue in queues
             for job in await where.options(queue=queue).enqueue_many([(n,) for n in range(5)])
         ]
-        results = await asyncio.gather(*(job.result(timeout=10) for job in jobs))
+        results: list[str] = await asyncio.gather(*(job.result(timeout=10) for job in jobs))
     assert results == [f"{q}:{n}" for q in queues for n in range(5)]
+    return results
+
+
+async def test_jobs_on_queues_of_every_master_run_and_give_their_results(
+    app: aqueue.App, cluster: LocalCluster
+) -> None:
+    assert len(await results_of_jobs_on_every_master(app, cluster)) == 15
 
 
 async def runs_of_a_job_outliving_its_lease(

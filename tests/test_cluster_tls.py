@@ -5,7 +5,6 @@ TLS options, or it could not reach a node at all."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 
@@ -17,9 +16,9 @@ from tests.certs import tls_files
 from tests.clusters import local_cluster
 from tests.test_cluster import _fail_over_under_load as fail_over_under_load
 from tests.test_cluster import (
+    results_of_jobs_on_every_master,
     runs_of_a_job_outliving_its_lease,
     seconds_to_cancel_a_running_job,
-    spread_queues,
 )
 
 pytestmark = pytest.mark.slow
@@ -51,20 +50,7 @@ async def test_jobs_on_queues_of_every_master_run_and_give_their_results_over_tl
     app: aqueue.App, tls_cluster: LocalCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No warning either: a connection that failed and was retried would log one."""
-    queues = spread_queues(tls_cluster, app.namespace)
-
-    @app.task
-    async def where(n: int) -> str:
-        return f"{aqueue.current_job().queue}:{n}"
-
-    async with aqueue.Worker(app, queues=queues, concurrency=20):
-        jobs = [
-            job
-            for queue in queues
-            for job in await where.options(queue=queue).enqueue_many([(n,) for n in range(5)])
-        ]
-        results = await asyncio.gather(*(job.result(timeout=10) for job in jobs))
-    assert results == [f"{q}:{n}" for q in queues for n in range(5)]
+    assert len(await results_of_jobs_on_every_master(app, tls_cluster)) == 15
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
