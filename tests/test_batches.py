@@ -506,15 +506,21 @@ async def _promote(app: aqueue.App, redis: Redis, keys: Keys) -> Any:
     return reply
 
 
-async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
-    app: aqueue.App, redis: Redis
-) -> None:
+async def _delayed_jobs(app: aqueue.App, count: int) -> list[aqueue.Job[None]]:
+    """``count`` jobs of a no-op task, due 10 ms from now (not promoted: no worker runs)."""
+
     @app.task
     async def noop() -> None:
         pass
 
+    return await noop.options(delay=0.01).enqueue_many([()] * count)
+
+
+async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
+    app: aqueue.App, redis: Redis
+) -> None:
     keys = Keys(app.namespace, "default")
-    jobs = await noop.options(delay=0.01).enqueue_many([()] * 20)
+    jobs = await _delayed_jobs(app, 20)
     await asyncio.sleep(0.05)
     commands = ("zscore", "zmscore", "zrem")
     before = {command: await _calls_of(redis, command) for command in commands}
@@ -534,12 +540,8 @@ async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
 async def test_a_due_job_whose_move_the_server_refuses_stays_delayed_and_the_others_move(
     app: aqueue.App, redis: Redis
 ) -> None:
-    @app.task
-    async def noop() -> None:
-        pass
-
     keys = Keys(app.namespace, "default")
-    jobs = await noop.options(delay=0.01).enqueue_many([()] * 5)
+    jobs = await _delayed_jobs(app, 5)
     # Another program's key of the wrong type where the job's record is.
     await redis.delete(keys.job(jobs[0].id))
     await redis.set(keys.job(jobs[0].id), "clobbered")
