@@ -43,6 +43,49 @@ local function owned(stream, group, entry, consumer)
   return nil
 end
 
+-- The consumer group's fields as XINFO GROUPS tells them (name -> value), or nil when the
+-- stream or the group does not exist. Read by name, not by place: servers differ in what a row
+-- holds (Redis 7.0 added entries-read and lag) and may add more.
+local function group_info(stream, group)
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  for _, row in ipairs(ok and groups or {}) do
+    local info = {}
+    for i = 1, #row, 2 do
+      info[row[i]] = row[i + 1]
+    end
+    if info['name'] == group then
+      return info
+    end
+  end
+  return nil
+end
+
+-- A stream's unfinished jobs: how many wait (not delivered yet) and how many run (delivered,
+-- not acked). Its length counts more: finished entries wait there for the trim that drops them
+-- (finish.lua leaves those acked less than a second after the oldest running one).
+-- The waiting ones are the group's lag, where the server tells it (it says nil while an entry
+-- after the group's position was deleted: a purge, or a finished entry deleted at once) and
+-- it is possible (at most the length less the running ones). Otherwise they are counted
+-- exactly: the length less the entries up to the group's position (the running ones and the
+-- finished ones left, so at most the running ones and a second's enqueues are read).
+local function unfinished(stream, group)
+  local length = redis.call('XLEN', stream)
+  local info = group_info(stream, group)
+  if not info then
+    return length, 0  -- no worker read the stream yet
+  end
+  local running = info['pending']
+  local waiting = length - running
+  local lag = info['lag']
+  if waiting == 0 then
+    return 0, running
+  end
+  if lag and lag <= waiting then
+    return lag, running
+  end
+  return length - #redis.call('XRANGE', stream, '-', info['last-delivered-id']), running
+end
+
 -- An entry id as its two numbers (ms, sequence), for comparing.
 local function id_numbers(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
