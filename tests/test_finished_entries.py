@@ -1,14 +1,16 @@
 """Finished jobs' entries that wait in their stream for the trim that drops them (finish.lua
 leaves those acked less than a second after the oldest running one) count as no work: not as
-queued in a queue's statistics."""
+queued in a queue's statistics, not against its length limit."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import pytest
 from redis.asyncio import Redis
 
 import aqueue
+from aqueue.testing import RedisServer
 from tests.helpers import entries, read_as
 from tests.internals import Keys
 
@@ -61,3 +63,19 @@ async def test_queued_jobs_are_counted_exactly_when_the_server_cannot_tell_the_l
     assert group["lag"] is None
     stats = await app.queue().stats()
     assert (stats.queued, stats.running) == (2, 1)
+
+
+async def test_a_full_queue_still_takes_jobs_while_finished_entries_wait_for_their_trim(
+    server: RedisServer, namespace: str, redis: Redis
+) -> None:
+    """The stream's length says full (one running job and the finished ones above it); the
+    unfinished jobs counted exactly leave room up to the limit."""
+    limit = 1 + QUICK
+    async with aqueue.App(server.url, namespace=namespace, lease=3, max_queue_length=limit) as app:
+        enqueue = await _finished_above_a_running_job(app, redis)
+        for _ in range(limit - 1):
+            await enqueue()
+        with pytest.raises(aqueue.QueueFull):
+            await enqueue()
+        stats = await app.queue().stats()
+        assert (stats.queued, stats.running) == (limit - 1, 1)

@@ -102,14 +102,17 @@ def enqueue(
     limit: int,
     events_limit: int,
     stream_levels: str,
+    group: str,
     jobs: Sequence[EnqueuedJob],
 ) -> Call:
     """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit).
 
     ``streams`` are the streams of the jobs' levels (every level's with a limit), and
-    ``stream_levels`` says whose each is: a level's digit, ``"-"`` for the default level."""
+    ``stream_levels`` says whose each is: a level's digit, ``"-"`` for the default level.
+    ``group``: the workers' consumer group, which tells a limited queue's finished entries
+    from its unfinished ones."""
     keys = [delayed, levels, events, *streams]
-    args: list[Any] = [limit, events_limit, stream_levels]
+    args: list[Any] = [limit, events_limit, stream_levels, group]
     for job in jobs:
         keys += job[:3]
         args += job[3:]
