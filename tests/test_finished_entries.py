@@ -1,6 +1,6 @@
 """Finished jobs' entries that wait in their stream for the trim that drops them (finish.lua
 leaves those acked less than a second after the oldest running one) count as no work: not as
-queued in a queue's statistics, not against its length limit."""
+queued in a queue's statistics, not against its length limit, not as queued for a purge."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 from tests.helpers import entries, read_as
-from tests.internals import Keys
+from tests.internals import GROUP, Keys
 
 QUICK = 2
 """Jobs that end above the running one in each test."""
@@ -79,3 +79,20 @@ async def test_a_full_queue_still_takes_jobs_while_finished_entries_wait_for_the
             await enqueue()
         stats = await app.queue().stats()
         assert (stats.queued, stats.running) == (limit - 1, 1)
+
+
+async def test_a_purge_drops_only_queued_jobs_and_they_are_counted_right_after(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Reads past the purged entries keep the queued count right (Redis before 7.4 counted
+    entries deleted ahead of the group as queued ever after)."""
+    enqueue = await _finished_above_a_running_job(app, redis)
+    for _ in range(2):
+        await enqueue()
+    assert await app.queue().purge_queued() == 2
+    keys = Keys(app.namespace, "default")
+    for _ in range(2):
+        await enqueue()
+    await redis.xreadgroup(GROUP, "busy", {keys.stream: ">"}, count=1)
+    stats = await app.queue().stats()
+    assert (stats.queued, stats.running) == (1, 2)
