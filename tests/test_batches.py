@@ -496,6 +496,7 @@ async def _promote(app: aqueue.App, redis: Redis, keys: Keys) -> Any:
         delayed=keys.delayed,
         levels=keys.levels,
         dead=keys.dead,
+        followed=keys.followed,
         streams=keys.streams,
         records=[keys.job(_job_of(member)) for member in members],
         dead_limit=100,
@@ -553,3 +554,36 @@ async def test_a_due_job_whose_move_the_server_refuses_stays_delayed_and_the_oth
     assert _job_of(member) == jobs[0].id
     for job in jobs[1:]:
         assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_a_promotion_marks_the_records_queued_without_reading_them(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Only a scheduled job's record holds its due time: removing it finds the record."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 20)
+    await asyncio.sleep(0.05)
+    before = {command: await _calls_of(redis, command) for command in ("hget", "hdel", "hset")}
+    await _promote(app, redis, keys)
+    assert {command: await _calls_of(redis, command) - before[command] for command in before} == {
+        "hget": 0,
+        "hdel": 20,
+        "hset": 20,
+    }
+    for job in jobs:
+        info = await job.info()
+        assert (info.status, info.due_at) == (aqueue.JobStatus.QUEUED, None)
+
+
+async def test_a_promoted_job_is_told_it_is_queued_only_when_followed(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """A result waiter wakes only at the end: "queued" is for job.events()."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 20)
+    await redis.zincrby(keys.followed, 1, jobs[0].id)
+    listener = redis.pubsub()
+    await listener.ssubscribe(*(keys.job(job.id) for job in jobs))
+    await asyncio.sleep(0.05)
+    await _promote(app, redis, keys)
+    assert await _told_on(listener) == [(keys.job(jobs[0].id), b"queued")]
