@@ -523,13 +523,14 @@ async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
     keys = Keys(app.namespace, "default")
     jobs = await _delayed_jobs(app, 20)
     await asyncio.sleep(0.05)
-    commands = ("zscore", "zmscore", "zrem")
+    commands = ("zscore", "zmscore", "zrangebyscore", "zrem")
     before = {command: await _calls_of(redis, command) for command in commands}
     # None waits any more (-1), and the workers were told so (1).
     assert await _promote(app, redis, keys) == [-1, 1]
     assert {command: await _calls_of(redis, command) - before[command] for command in commands} == {
         "zscore": 0,
-        "zmscore": 1,
+        "zmscore": 0,
+        "zrangebyscore": 1,
         "zrem": 1,
     }
     assert await redis.zcard(keys.delayed) == 0
@@ -587,3 +588,26 @@ async def test_a_promoted_job_is_told_it_is_queued_only_when_followed(
     await asyncio.sleep(0.05)
     await _promote(app, redis, keys)
     assert await _told_on(listener) == [(keys.job(jobs[0].id), b"queued")]
+
+
+async def test_a_member_given_twice_to_one_promotion_moves_once(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    [job] = await _delayed_jobs(app, 1)
+    await asyncio.sleep(0.05)
+    [member] = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    call = scripts.promote(
+        delayed=keys.delayed,
+        levels=keys.levels,
+        dead=keys.dead,
+        followed=keys.followed,
+        streams=keys.streams,
+        records=[keys.job(job.id)] * 2,
+        dead_limit=100,
+        quiet_ms=0,
+        members=[member, member],
+    )
+    await connections_of(app).direct.run([call])
+    assert await redis.xlen(keys.stream) == 1
+    assert await redis.zcard(keys.delayed) == 0

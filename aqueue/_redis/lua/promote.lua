@@ -69,13 +69,12 @@ local function promote(fields, record)
     add_level(levels, level)
   end
   redis.call('XADD', stream, '*', unpack(fields))
-  -- The record named for this member is the job's own: its id's hex part ends both. Only a
-  -- scheduled job's record holds due_at, so removing it finds the record to mark queued (one
-  -- call where reading its status took another): none of a job that keeps no record or was
-  -- cancelled, and none is made for a record that expired.
-  local hex = job and string.match(job, ':(.*)$')
-  if hex and string.match(record, ':job:(.*)$') == hex
-      and redis.call('HDEL', record, 'due_at') == 1 then
+  -- Only a scheduled job's record holds due_at, so removing it finds the record to mark queued
+  -- (one call where reading its status took another): nothing of a job that keeps no record
+  -- or was cancelled, and no record is made again once it expired. The record is the one the
+  -- worker read in the member (_reclaim.py), a key that never exists for one that names no
+  -- job: checking it here again cost as much as the rest of the record's change.
+  if redis.call('HDEL', record, 'due_at') == 1 then
     redis.call('HSET', record, 'status', 'queued')
     if follows(job) then
       tell(record, 'queued')
@@ -88,16 +87,23 @@ local function dead_letter(member)
     'a member of the delayed set is no job (not a msgpack list of fields and values)',
     'dead_at', now, 'member', member)
 end
--- One look at the members' scores and one removal for the call, not one of each per member:
--- a redis.call costs about as much as the rest of a member's move. Each member is moved in a
--- pcall and removed only once moved: a write the server refuses leaves that member (and its
--- job) in the set for the next look, and the others go on.
-local scores = #ARGV >= members and redis.call('ZMSCORE', delayed, unpack(ARGV, members, #ARGV))
-  or {}
+-- One look at the due members and one removal for the call, not one of each per member: a
+-- redis.call costs about as much as the rest of a member's move. The look reads as many as
+-- the call has, which are the first due unless some came due before them since the worker
+-- looked: those left out stay for the next look. (Their scores, which ZMSCORE gave, came as
+-- strings Lua read one by one.) Each member is moved in a pcall and removed only once moved:
+-- a write the server refuses leaves that member (and its job) in the set for the next look,
+-- and the others go on.
+local due = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0,
+    #ARGV - members + 1)) do
+  due[member] = true
+end
 local moved, refused = {}, nil
 for i = members, #ARGV do
-  local member, score = ARGV[i], scores[i - members + 1]
-  if score and tonumber(score) <= now then
+  local member = ARGV[i]
+  if due[member] then
+    due[member] = nil  -- a member given twice moves once
     local fields = fields_of(member)
     local ok, err = false, nil
     if fields then
