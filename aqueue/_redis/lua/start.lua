@@ -266,7 +266,9 @@ local function start_one(record, queued, entry_id, job_id, spec)
   if followed_jobs[job_id] then
     tell(record, 'running')
   end
-  emit(events, events_limit, 'started', job_id, task, consumer)
+  if events_limit > 0 then  -- mostly not: spares a call per job
+    emit(events, events_limit, 'started', job_id, task, consumer)
+  end
   return attempt
 end
 
