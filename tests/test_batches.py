@@ -523,15 +523,17 @@ async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
     keys = Keys(app.namespace, "default")
     jobs = await _delayed_jobs(app, 20)
     await asyncio.sleep(0.05)
-    commands = ("zscore", "zmscore", "zrangebyscore", "zrem")
+    commands = ("zscore", "zmscore", "zrangebyscore", "zrem", "zremrangebyrank")
     before = {command: await _calls_of(redis, command) for command in commands}
     # None waits any more (-1), and the workers were told so (1).
     assert await _promote(app, redis, keys) == [-1, 1]
+    # Every member it read moved: removed by rank, no member taken in again.
     assert {command: await _calls_of(redis, command) - before[command] for command in commands} == {
         "zscore": 0,
         "zmscore": 0,
         "zrangebyscore": 1,
-        "zrem": 1,
+        "zrem": 0,
+        "zremrangebyrank": 1,
     }
     assert await redis.zcard(keys.delayed) == 0
     assert await redis.xlen(keys.stream) == 20
@@ -611,3 +613,30 @@ async def test_a_member_given_twice_to_one_promotion_moves_once(
     await connections_of(app).direct.run([call])
     assert await redis.xlen(keys.stream) == 1
     assert await redis.zcard(keys.delayed) == 0
+
+
+async def test_a_promotion_removes_only_the_members_it_moved(app: aqueue.App, redis: Redis) -> None:
+    """It reads as many due members as it was given: one due before them (come due since the
+    worker looked) stays, as does a given one it did not read, for the next look."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 3)
+    await asyncio.sleep(0.05)
+    first, second, third = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    call = scripts.promote(
+        delayed=keys.delayed,
+        levels=keys.levels,
+        dead=keys.dead,
+        followed=keys.followed,
+        streams=keys.streams,
+        records=[keys.job(_job_of(second)), keys.job(_job_of(third))],
+        dead_limit=100,
+        quiet_ms=0,
+        members=[second, third],
+    )
+    await connections_of(app).direct.run([call])
+    assert await redis.zrange(keys.delayed, 0, -1) == [first, third]
+    assert {job.id: await job.status() for job in jobs} == {
+        _job_of(first): aqueue.JobStatus.SCHEDULED,
+        _job_of(second): aqueue.JobStatus.QUEUED,
+        _job_of(third): aqueue.JobStatus.SCHEDULED,
+    }

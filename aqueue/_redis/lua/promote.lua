@@ -94,9 +94,9 @@ end
 -- strings Lua read one by one.) Each member is moved in a pcall and removed only once moved:
 -- a write the server refuses leaves that member (and its job) in the set for the next look,
 -- and the others go on.
-local due = {}
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0,
-    #ARGV - members + 1)) do
+local due, read = {}, redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0,
+  #ARGV - members + 1)
+for _, member in ipairs(read) do
   due[member] = true
 end
 local moved, refused = {}, nil
@@ -119,7 +119,11 @@ for i = members, #ARGV do
     end
   end
 end
-if #moved > 0 then
+if #moved == #read and #read > 0 then
+  -- Every member read was moved: they are the set's first, removed by their ranks with no
+  -- member to take in again (nothing else in this call changes the set).
+  redis.call('ZREMRANGEBYRANK', delayed, 0, #read - 1)
+elseif #moved > 0 then
   redis.call('ZREM', delayed, unpack(moved))
 end
 if refused then
