@@ -287,6 +287,7 @@ class Run:
             await self.redis.save()
         deadline = time.monotonic() + self.args.timeout
         cpu_before = await self.server_cpu()
+        reads_before = await self.socket_reads()
         commands_before = await self.command_stats()
         workers = self.start_workers(kind, self.args.workers)
         try:
@@ -295,6 +296,7 @@ class Run:
             exc.metrics.update(workers.peak_rss())
             raise
         cpu = await self.server_cpu()
+        reads = await self.socket_reads() - reads_before
         server_us = {name: (cpu[name] - cpu_before[name]) * 1e6 / n for name in cpu}
         commands = await self.command_stats()
         for name, (calls, usec) in commands_before.items():
@@ -306,6 +308,7 @@ class Run:
             **span,
             **workers.peak_rss(),
             "server_cpu_us_per_task": sum(server_us.values()),
+            "socket_reads_per_task": reads / n,
             # On a cluster, each master's share (named by the slots it serves).
             **({"server_cpu_us_per_task_by_master": server_us} if self.cluster else {}),
             # What grows with the workers shows here: calls and server µs of each command
@@ -330,6 +333,13 @@ class Run:
             name: float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
             for name, info in (await self.node_info("cpu")).items()
         }
+
+    async def socket_reads(self) -> int:
+        """Reads of client sockets the server made so far (summed over a cluster's masters):
+        one per round trip, a pipeline's commands arriving together, and one more for each
+        16 KiB a call sends beyond the first (a finish call of 200 jobs takes two)."""
+        stats = await self.node_info("stats")
+        return sum(int(info.get("total_reads_processed", 0)) for info in stats.values())
 
     async def command_stats(self) -> dict[str, tuple[int, int]]:
         """Calls and µs of server time of each command so far (INFO commandstats), summed over

@@ -4,22 +4,28 @@ with ``--cpu`` its CPU time.
     python benchmarks/instructions.py --tree before=/tmp/e48 --tree after=. --n 5000
     python benchmarks/instructions.py --workloads kept,fire,retry --tree after=.
     python benchmarks/instructions.py --cpu --reps 3 --n 20000 --tree before=/tmp/e48 --tree after=.
+    python benchmarks/instructions.py --workloads fire --processes 4 --concurrency 200 --n 20000
 
 Server CPU time on a shared machine drifts with whatever else it runs; the instructions the
 server executes do not. Each measurement starts ``redis-server`` (from the PATH) under
-callgrind with counting off, enqueues ``--n`` no-op jobs, counts only while one ``aqueue
-worker -c 100`` drains them (until the stream and the delayed set are empty), and divides the
-server's total by ``--n``. Workloads: ``kept`` (``result_ttl=3600``), ``fire``
-(``result_ttl=0``), ``retry`` (results kept; each job fails once and runs again after 50 ms,
-so it is started and finished twice). Each ``--tree`` is an aqueue source tree run through
-PYTHONPATH, so the code before a change and after it are counted the same way. Run with
-aqueue's ``.venv/bin/python``; valgrind and callgrind_control must be on the PATH.
+callgrind with counting off, enqueues ``--n`` no-op jobs, counts only while ``--processes``
+(default one) ``aqueue worker -c 100`` (``--concurrency``) drain them (until the stream and the
+delayed set are empty), and divides the server's total by ``--n``. Workloads: ``kept``
+(``result_ttl=3600``), ``fire`` (``result_ttl=0``), ``retry`` (results kept; each job fails
+once and runs again after 50 ms, so it is started and finished twice). Each ``--tree`` is an
+aqueue source tree run through PYTHONPATH, so the code before a change and after it are
+counted the same way. Run with aqueue's ``.venv/bin/python``; valgrind and callgrind_control
+must be on the PATH.
 
 With ``--cpu`` the server runs plainly and the same drain gives its CPU time per job
 (``used_cpu_user + used_cpu_sys``, kernel time for its sockets included, which callgrind does
 not count), and each command's calls per job (INFO commandstats, those inside scripts too).
 ``--reps`` measurements per tree, the trees taking turns, give a median each: what a shared
 machine adds drifts, and alternating spreads that drift over every tree alike.
+
+Under callgrind the server is some fifty times slower, so even one worker process saturates
+it: ``--processes`` shows what each job costs a saturated server as the fleet grows (each
+process's start-up counts too: a few hundred thousand instructions, so take ``--n`` 20000).
 """
 
 from __future__ import annotations
@@ -135,9 +141,11 @@ class Drain(NamedTuple):
     """Calls of each command per job (with ``--cpu`` only: callgrind slows the server)."""
 
 
-def drain(source: Path, workload: str, n: int, scratch: Path, cpu: bool) -> Drain:
-    """What the server spent per job while one worker drained ``n`` jobs: instructions
-    (counted by callgrind), or with ``cpu`` µs of CPU (the server run plainly)."""
+def drain(
+    source: Path, workload: str, n: int, scratch: Path, cpu: bool, processes: int, concurrency: int
+) -> Drain:
+    """What the server spent per job while ``processes`` workers drained ``n`` jobs:
+    instructions (counted by callgrind), or with ``cpu`` µs of CPU (the server run plainly)."""
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     out = scratch / f"callgrind.{port}"
@@ -155,7 +163,7 @@ def drain(source: Path, workload: str, n: int, scratch: Path, cpu: bool) -> Drai
                     f"--callgrind-out-file={out}"]  # fmt: skip
     client = redis.Redis.from_url(url)
     server = started(argv, client)
-    worker = None
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         subprocess.run(
             [sys.executable, "-c", ENQUEUE.format(n=n)], check=True, env=env, cwd=scratch
@@ -164,11 +172,12 @@ def drain(source: Path, workload: str, n: int, scratch: Path, cpu: bool) -> Drai
             cpu_before, calls_before = server_cpu(client), command_calls(client)
         else:
             callgrind(server.pid, "-i", "on")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "aqueue", "worker", "countapp:app", "-c", "100",
-             "--log-level", "ERROR"],
-            env=env, cwd=scratch, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        argv = [sys.executable, "-m", "aqueue", "worker", "countapp:app",
+                "-c", str(concurrency), "--log-level", "ERROR"]  # fmt: skip
+        workers = [
+            subprocess.Popen(argv, env=env, cwd=scratch, stderr=subprocess.DEVNULL)
+            for _ in range(processes)
+        ]
         while not drained(client):
             time.sleep(0.2)
         if cpu:
@@ -185,8 +194,9 @@ def drain(source: Path, workload: str, n: int, scratch: Path, cpu: bool) -> Drai
         callgrind(server.pid, "-i", "off")
         callgrind(server.pid, "-d")
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.terminate()
+        for worker in workers:
             worker.wait()
         client.close()
         server.terminate()
@@ -209,11 +219,14 @@ def main() -> None:
         "--cpu", action="store_true", help="µs of server CPU per job instead of instructions"
     )
     parser.add_argument("--reps", type=int, default=1, help="measurements per tree (median)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=100, help="each worker's -c")
     args = parser.parse_args()
     trees = args.tree or [tree(f"this={Path(__file__).resolve().parent.parent}")]
     if not shutil.which("redis-server") or not (args.cpu or shutil.which("valgrind")):
         raise SystemExit("needs redis-server (and without --cpu valgrind) on the PATH")
     unit = "µs of server CPU" if args.cpu else "instructions"
+    unit += f", {args.processes} x aqueue worker -c {args.concurrency}"
     shown_reps = f", median of {args.reps} (each measurement in brackets)" if args.reps > 1 else ""
     print(f"{unit} per job{shown_reps}\n")
     print(f"| workload | {' | '.join(name for name, _ in trees)} |")
@@ -225,7 +238,15 @@ def main() -> None:
         for _ in range(args.reps):
             for name, source in trees:
                 with tempfile.TemporaryDirectory(prefix="aqueue-instructions-") as scratch:
-                    done = drain(source, workload, args.n, Path(scratch), args.cpu)
+                    done = drain(
+                        source,
+                        workload,
+                        args.n,
+                        Path(scratch),
+                        args.cpu,
+                        args.processes,
+                        args.concurrency,
+                    )
                 measured[name].append(done.per_job)
                 calls[workload, name] = done.calls
         shown = ".1f" if args.cpu else ",.0f"

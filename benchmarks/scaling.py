@@ -16,6 +16,16 @@ point runs on a fresh local Redis Cluster instead (:class:`aqueue.testing.LocalC
 masters and 3 replicas of ``redis-server``, prefilled each time), the server CPU is summed over
 the masters and shown for each, and the results say which master serves each queue's slot. Run
 with aqueue's ``.venv/bin/python``; the results go to ``--out`` (results.md and results.json).
+
+What explains the curve is shown beside it, per task: the server's reads of client sockets
+(one per round trip, and one per 16 KiB a call sends beyond the first), each command's calls
+and server time (those inside scripts too), tasks per read (XREADGROUP) and per finish call
+(one XACK each), and how many finish calls deleted entries by id (XDEL: entries acked above
+another worker's pending one, which XTRIM cannot drop). Past the server's saturation the rate
+is 1 / (server CPU per task), so a per-task cost that grows with the processes is what makes
+more processes slower. On a machine too small to saturate the server,
+``benchmarks/instructions.py --processes`` counts that cost under callgrind, where one process
+saturates it.
 """
 
 from __future__ import annotations
@@ -93,6 +103,7 @@ def measure(
         "aqueue", f"scale{processes}", "drain", args.n, processes, args.concurrency, results=0
     )
     sizes = FULL.__class__(**{**vars(FULL), "timeout": args.timeout})
+    load = os.getloadavg()[0]
     report = run_unit(unit, Path(sys.executable), sizes, prefills, cluster=args.cluster)
     metrics = report.get("metrics", report)
     return {
@@ -103,7 +114,9 @@ def measure(
         "tasks_per_s": metrics.get("tasks_per_s"),
         "server_cpu_us_per_task": metrics.get("server_cpu_us_per_task"),
         "server_cpu_us_per_task_by_master": metrics.get("server_cpu_us_per_task_by_master", {}),
+        "socket_reads_per_task": metrics.get("socket_reads_per_task"),
         "commands_per_task": metrics.get("commands_per_task", {}),
+        "load_before": round(load, 2),
         "error": report.get("error"),
     }
 
@@ -137,6 +150,30 @@ def by_command(points: list[dict[str, Any]], most: int = 8) -> str:
         busiest = list(point.get("commands_per_task", {}).items())[:most]
         cells = ", ".join(f"{name} {c['calls']:.3f} / {c['us']:.2f}" for name, c in busiest)
         lines.append(f"| {point['tree']} | {point['queues']} | {point['processes']} | {cells} |")
+    return "\n".join(lines)
+
+
+def explained(points: list[dict[str, Any]]) -> str:
+    """What each point's server did per task: socket reads, tasks per read and per finish
+    call, the share of finish calls that deleted entries by id, and those deletions' time."""
+    lines = [
+        "| tree | queues | processes | socket reads per task | tasks per read "
+        "| tasks per finish | finishes calling XDEL | XDEL µs per task | load before |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for point in points:
+        commands = point.get("commands_per_task", {})
+        reads, finishes, deletes = (
+            float(commands.get(name, {}).get("calls", 0.0))
+            for name in ("xreadgroup", "xack", "xdel")
+        )
+        lines.append(
+            f"| {point['tree']} | {point['queues']} | {point['processes']} "
+            f"| {point.get('socket_reads_per_task') or 0:.3f} "
+            f"| {1 / reads if reads else 0:.0f} | {1 / finishes if finishes else 0:.0f} "
+            f"| {deletes / finishes if finishes else 0:.0%} "
+            f"| {commands.get('xdel', {}).get('us', 0.0):.2f} | {point.get('load_before', '')} |"
+        )
     return "\n".join(lines)
 
 
@@ -204,6 +241,10 @@ def main() -> None:
         f"{' (summed over the masters)' if args.cluster else ''}.\n\n"
         f"{table(points, args.processes)}\n\n"
         f"{by_master(points, args.queues) if args.cluster else ''}"
+        "What explains it, per task (a finish call that leaves nothing pending calls XDEL "
+        "once, for one id; the others call it for each entry acked above the oldest pending "
+        "one, if any):\n\n"
+        f"{explained(points)}\n\n"
         "What the server spent its time on, by command (those inside scripts too):\n\n"
         f"{by_command(points)}\n"
     )

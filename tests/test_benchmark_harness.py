@@ -68,3 +68,22 @@ def test_scaling_names_the_master_that_serves_each_queue_of_a_cluster(scaling: A
     assert "| default | 5718 | slots 5461-10922,16000-16383 |" in text
     assert "| q3 | 15704 | ? |" in text  # no master of these serves 15704
     assert "| t | 4 | 1 | 1.0 µs | 2.0 µs |" in text
+
+
+def test_scaling_explains_each_point_by_its_reads_finishes_and_deletions(scaling: Any) -> None:
+    """From the commands' calls per task: 200 tasks per read, 400 per finish, every other
+    finish deleting entries by id."""
+    commands = {
+        "xreadgroup": {"calls": 0.005, "us": 1.0},
+        "xack": {"calls": 0.0025, "us": 0.5},
+        "xdel": {"calls": 0.00125, "us": 2.25},
+    }
+    point = {
+        "tree": "t",
+        "queues": 1,
+        "processes": 4,
+        "socket_reads_per_task": 0.0321,
+        "commands_per_task": commands,
+        "load_before": 1.5,
+    }
+    assert "| t | 1 | 4 | 0.032 | 200 | 400 | 50% | 2.25 | 1.5 |" in scaling.explained([point])
