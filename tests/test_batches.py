@@ -491,7 +491,13 @@ def _job_of(member: bytes) -> str:
 
 async def _promote(app: aqueue.App, redis: Redis, keys: Keys) -> Any:
     """promote.lua's reply for every member of the queue's delayed set."""
-    members = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    return await _promote_members(
+        app, keys, cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    )
+
+
+async def _promote_members(app: aqueue.App, keys: Keys, members: list[bytes]) -> Any:
+    """promote.lua's reply for ``members``, each with its job's record."""
     call = scripts.promote(
         delayed=keys.delayed,
         levels=keys.levels,
@@ -596,21 +602,10 @@ async def test_a_member_given_twice_to_one_promotion_moves_once(
     app: aqueue.App, redis: Redis
 ) -> None:
     keys = Keys(app.namespace, "default")
-    [job] = await _delayed_jobs(app, 1)
+    await _delayed_jobs(app, 1)
     await asyncio.sleep(0.05)
     [member] = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
-    call = scripts.promote(
-        delayed=keys.delayed,
-        levels=keys.levels,
-        dead=keys.dead,
-        followed=keys.followed,
-        streams=keys.streams,
-        records=[keys.job(job.id)] * 2,
-        dead_limit=100,
-        quiet_ms=0,
-        members=[member, member],
-    )
-    await connections_of(app).direct.run([call])
+    await _promote_members(app, keys, [member, member])
     assert await redis.xlen(keys.stream) == 1
     assert await redis.zcard(keys.delayed) == 0
 
@@ -622,18 +617,7 @@ async def test_a_promotion_removes_only_the_members_it_moved(app: aqueue.App, re
     jobs = await _delayed_jobs(app, 3)
     await asyncio.sleep(0.05)
     first, second, third = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
-    call = scripts.promote(
-        delayed=keys.delayed,
-        levels=keys.levels,
-        dead=keys.dead,
-        followed=keys.followed,
-        streams=keys.streams,
-        records=[keys.job(_job_of(second)), keys.job(_job_of(third))],
-        dead_limit=100,
-        quiet_ms=0,
-        members=[second, third],
-    )
-    await connections_of(app).direct.run([call])
+    await _promote_members(app, keys, [second, third])
     assert await redis.zrange(keys.delayed, 0, -1) == [first, third]
     assert {job.id: await job.status() for job in jobs} == {
         _job_of(first): aqueue.JobStatus.SCHEDULED,
