@@ -522,11 +522,18 @@ def _job_of(member: bytes) -> str:
 
 async def _promote(app: aqueue.App, redis: Redis, keys: Keys) -> Any:
     """promote.lua's reply for every member of the queue's delayed set."""
-    members = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    return await _promote_members(
+        app, keys, cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    )
+
+
+async def _promote_members(app: aqueue.App, keys: Keys, members: list[bytes]) -> Any:
+    """promote.lua's reply for ``members``, each with its job's record."""
     call = scripts.promote(
         delayed=keys.delayed,
         levels=keys.levels,
         dead=keys.dead,
+        followed=keys.followed,
         streams=keys.streams,
         records=[keys.job(_job_of(member)) for member in members],
         dead_limit=100,
@@ -553,14 +560,17 @@ async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
     keys = Keys(app.namespace, "default")
     jobs = await _delayed_jobs(app, 20)
     await asyncio.sleep(0.05)
-    commands = ("zscore", "zmscore", "zrem")
+    commands = ("zscore", "zmscore", "zrangebyscore", "zrem", "zremrangebyrank")
     before = {command: await _calls_of(redis, command) for command in commands}
     # None waits any more (-1), and the workers were told so (1).
     assert await _promote(app, redis, keys) == [-1, 1]
+    # Every member it read moved: removed by rank, no member taken in again.
     assert {command: await _calls_of(redis, command) - before[command] for command in commands} == {
         "zscore": 0,
-        "zmscore": 1,
-        "zrem": 1,
+        "zmscore": 0,
+        "zrangebyscore": 1,
+        "zrem": 0,
+        "zremrangebyrank": 1,
     }
     assert await redis.zcard(keys.delayed) == 0
     assert await redis.xlen(keys.stream) == 20
@@ -584,3 +594,64 @@ async def test_a_due_job_whose_move_the_server_refuses_stays_delayed_and_the_oth
     assert _job_of(member) == jobs[0].id
     for job in jobs[1:]:
         assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_a_promotion_marks_the_records_queued_without_reading_them(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Only a scheduled job's record holds its due time: removing it finds the record."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 20)
+    await asyncio.sleep(0.05)
+    before = {command: await _calls_of(redis, command) for command in ("hget", "hdel", "hset")}
+    await _promote(app, redis, keys)
+    assert {command: await _calls_of(redis, command) - before[command] for command in before} == {
+        "hget": 0,
+        "hdel": 20,
+        "hset": 20,
+    }
+    for job in jobs:
+        info = await job.info()
+        assert (info.status, info.due_at) == (aqueue.JobStatus.QUEUED, None)
+
+
+async def test_a_promoted_job_is_told_it_is_queued_only_when_followed(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """A result waiter wakes only at the end: "queued" is for job.events()."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 20)
+    await redis.zincrby(keys.followed, 1, jobs[0].id)
+    listener = redis.pubsub()
+    await listener.ssubscribe(*(keys.job(job.id) for job in jobs))
+    await asyncio.sleep(0.05)
+    await _promote(app, redis, keys)
+    assert await _told_on(listener) == [(keys.job(jobs[0].id), b"queued")]
+
+
+async def test_a_member_given_twice_to_one_promotion_moves_once(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    await _delayed_jobs(app, 1)
+    await asyncio.sleep(0.05)
+    [member] = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    await _promote_members(app, keys, [member, member])
+    assert await redis.xlen(keys.stream) == 1
+    assert await redis.zcard(keys.delayed) == 0
+
+
+async def test_a_promotion_removes_only_the_members_it_moved(app: aqueue.App, redis: Redis) -> None:
+    """It reads as many due members as it was given: one due before them (come due since the
+    worker looked) stays, as does a given one it did not read, for the next look."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 3)
+    await asyncio.sleep(0.05)
+    first, second, third = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    await _promote_members(app, keys, [second, third])
+    assert await redis.zrange(keys.delayed, 0, -1) == [first, third]
+    assert {job.id: await job.status() for job in jobs} == {
+        _job_of(first): aqueue.JobStatus.SCHEDULED,
+        _job_of(second): aqueue.JobStatus.QUEUED,
+        _job_of(third): aqueue.JobStatus.SCHEDULED,
+    }

@@ -327,6 +327,7 @@ def promote(
     delayed: Key,
     levels: Key,
     dead: Key,
+    followed: Key,
     streams: Sequence[Key],
     records: Sequence[Key],
     dead_limit: int,
@@ -334,10 +335,14 @@ def promote(
     members: Sequence[bytes],
 ) -> Call:
     """Move due ``members`` into their streams; ``records[i]`` is the record of ``members[i]``'s
-    job. Replies with the ms until the next due job (-1: none waits), and 1 when it told the
-    queue's workers that due time (0: nothing moved, or ``quiet_ms`` asked for quiet)."""
+    job. ``followed``: the queue's jobs that someone follows (see Keys.followed), told they are
+    queued again. Replies with the ms until the next due job (-1: none waits), and 1 when it
+    told the queue's workers that due time (0: nothing moved, or ``quiet_ms`` asked for
+    quiet)."""
     return Call(
-        PROMOTE, [delayed, levels, dead, *streams, *records], [dead_limit, quiet_ms, *members]
+        PROMOTE,
+        [delayed, levels, dead, followed, *streams, *records],
+        [dead_limit, quiet_ms, *members],
     )
 
 

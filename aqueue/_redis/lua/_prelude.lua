@@ -28,7 +28,7 @@ end
 -- takes in KEYS from index `streams`, and whether it is a level of its own. A level that is no
 -- single digit (an entry written by another program) is the default, 5, the queue's own stream.
 local function level_stream(streams, level)
-  local n = string.match(level or '', '^%d$') and tonumber(level) or 5
+  local n = level and string.match(level, '^%d$') and tonumber(level) or 5
   return KEYS[streams + n], n ~= 5
 end
 
@@ -84,6 +84,17 @@ local function unfinished(stream, group)
     return lag, running
   end
   return length - #redis.call('XRANGE', stream, '-', info['last-delivered-id']), running
+end
+
+-- A table that finds the value of each key it is asked for once, with find(key), and keeps it:
+-- digits read as a number, or a number formatted as digits, cost about as much as a
+-- redis.call, and the jobs of a call mostly share the few values they convert.
+local function memo(find)
+  return setmetatable({}, {__index = function(found, key)
+    local value = find(key)
+    found[key] = value
+    return value
+  end})
 end
 
 -- An entry id as its two numbers (ms, sequence), for comparing.
@@ -179,18 +190,22 @@ end
 -- queue's workers the earliest due time when a member is due before every other one: the
 -- leader, which promotes, sleeps until the earliest due time it knows of, and the others look
 -- only if that passes with no promotion told (promote.lua). One look at the set's first member
--- and at most one notice, however many are put in.
+-- and at most one notice, however many are put in. Digits go to ZADD as they are (a number
+-- passed to redis.call is formatted anew each time, a printf), and are read as a number once
+-- for the members that share them (a batch's retries mostly do).
 local function delays(delayed)
-  local first, earliest
+  local first, earliest, last, last_ms
   local function add(due, member)
-    due = tonumber(due)
+    if due ~= last then
+      last, last_ms = due, tonumber(due)
+    end
     if not first then
       local found = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
       first = #found == 0 and math.huge or tonumber(found[2])
     end
     redis.call('ZADD', delayed, due, member)
-    if due < first and (not earliest or due < earliest) then
-      earliest = due
+    if last_ms < first and (not earliest or last_ms < earliest) then
+      earliest = last_ms
     end
   end
   local function wake()
