@@ -16,7 +16,7 @@ import aqueue
 from aqueue._inspect import job_arguments
 from aqueue._redis import _calls as scripts
 from aqueue._redis._keys import GROUP, Keys
-from aqueue._redis._msgpack import unpack_strings
+from aqueue._redis._msgpack import named_value
 from aqueue._redis._scripts import Call
 from aqueue._redis._wire import ENTRY
 from aqueue._worker._acker import Acker
@@ -516,8 +516,9 @@ async def test_a_start_reads_a_records_status_and_attempts_in_one_look(
 
 def _job_of(member: bytes) -> str:
     """The job id a member of the delayed set names."""
-    items = unpack_strings(member) or []
-    return dict(zip(items[::2], items[1::2], strict=True))[ENTRY.job_id].decode()
+    job_id = named_value(member, ENTRY.job_id)
+    assert job_id is not None
+    return job_id.decode()
 
 
 async def _promote(app: aqueue.App, redis: Redis, keys: Keys) -> Any:

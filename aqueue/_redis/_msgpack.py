@@ -45,13 +45,6 @@ def _header(length: int, fix: int, fix_most: int, heads: tuple[tuple[int, int], 
     return bytes([marker]) + length.to_bytes(width, "big")
 
 
-def unpack_strings(data: bytes) -> list[bytes] | None:
-    """The strings of a MessagePack array of strings, or None when ``data`` is not one."""
-    items = _unpack(data) or [None]
-    strings = [item for item in items if item is not None]
-    return strings if len(strings) == len(items) else None
-
-
 def named_value(data: bytes, name: bytes) -> bytes | None:
     """The string after the string ``name`` in a MessagePack array of names and values (a
     member's value of the field ``name``; the last, as the scripts read it), or None when it
