@@ -83,7 +83,9 @@ class Queue:
     async def stats(self) -> QueueStats:
         """Queued, scheduled, running and dead-lettered counts and the number of live workers.
 
-        Queued and running jobs are counted over every priority level's stream.
+        Queued and running jobs are counted over every priority level's stream: queued are
+        those no worker has read yet, running those read and not finished. Finished jobs whose
+        entries wait in a stream for their trim count as neither.
         """
         keys = self._keys
         with translate_errors(self._app.url):

@@ -14,7 +14,7 @@ from ._message import LEVEL_MARKS, Outgoing, check_size
 from ._middleware import MiddlewareStack
 from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
-from ._redis._keys import PRIORITIES, Keys, keys_of, new_job_id
+from ._redis._keys import GROUP, PRIORITIES, Keys, keys_of, new_job_id
 from ._serialize import encode_call
 from .exceptions import QueueFull
 
@@ -112,6 +112,7 @@ class Writer:
                 limit=limit,
                 events_limit=app.events_limit,
                 stream_levels=stream_levels,
+                group=GROUP,
                 jobs=[o.script_job(keys) for o in batch[start : start + ENQUEUE_CHUNK]],
             )
 

@@ -118,10 +118,10 @@ def started(argv: list[str], client: redis.Redis) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
 
 
-def server_cpu(client: redis.Redis) -> float:
-    """Seconds of CPU the server has used, kernel time for its sockets included."""
+def server_cpu(client: redis.Redis) -> tuple[float, float]:
+    """Seconds of CPU the server has used: its own, and the kernel's for it (its sockets)."""
     info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return float(info["used_cpu_user"]), float(info["used_cpu_sys"])
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
@@ -139,6 +139,9 @@ class Drain(NamedTuple):
     """Instructions (callgrind), or µs of server CPU."""
     calls: dict[str, float]
     """Calls of each command per job (with ``--cpu`` only: callgrind slows the server)."""
+    kernel: float = 0.0
+    """With ``--cpu``: µs per job of the kernel's time for the server (``used_cpu_sys``),
+    which ``per_job`` includes: a round trip's reads and writes, not in callgrind's count."""
 
 
 def drain(
@@ -181,15 +184,16 @@ def drain(
         while not drained(client):
             time.sleep(0.2)
         if cpu:
-            used = server_cpu(client) - cpu_before
+            (user, kernel), (user_before, kernel_before) = server_cpu(client), cpu_before
             calls = command_calls(client)
             return Drain(
-                used * 1e6 / n,
+                (user - user_before + kernel - kernel_before) * 1e6 / n,
                 {
                     name: (count - calls_before.get(name, 0)) / n
                     for name, count in sorted(calls.items(), key=lambda item: -item[1])
                     if count > calls_before.get(name, 0)
                 },
+                (kernel - kernel_before) * 1e6 / n,
             )
         callgrind(server.pid, "-i", "off")
         callgrind(server.pid, "-d")
@@ -232,6 +236,7 @@ def main() -> None:
     print(f"| workload | {' | '.join(name for name, _ in trees)} |")
     print(f"|---|{'--:|' * len(trees)}")
     calls: dict[tuple[str, str], dict[str, float]] = {}
+    kernel: dict[tuple[str, str], list[float]] = {}
     for workload in args.workloads.split(","):
         measured: dict[str, list[float]] = {name: [] for name, _ in trees}
         # The trees take turns, so each shares the drift of a busy machine alike.
@@ -249,6 +254,7 @@ def main() -> None:
                     )
                 measured[name].append(done.per_job)
                 calls[workload, name] = done.calls
+                kernel.setdefault((workload, name), []).append(done.kernel)
         shown = ".1f" if args.cpu else ",.0f"
         cells = [
             f"{statistics.median(values):{shown}}"
@@ -257,6 +263,9 @@ def main() -> None:
         ]
         print(f"| {workload} | {' | '.join(cells)} |", flush=True)
     if args.cpu:
+        print("\nOf which the kernel's (used_cpu_sys), µs per job, median:\n")
+        for (workload, name), values in kernel.items():
+            print(f"- {workload}, {name}: {statistics.median(values):.1f}")
         print("\nCommands per job, those inside scripts too (the last measurement of each):\n")
         for (workload, name), per_job in calls.items():
             busiest = ", ".join(

@@ -16,7 +16,7 @@ import aqueue
 from aqueue._inspect import job_arguments
 from aqueue._redis import _calls as scripts
 from aqueue._redis._keys import GROUP, Keys
-from aqueue._redis._msgpack import unpack_strings
+from aqueue._redis._msgpack import named_value
 from aqueue._redis._scripts import Call
 from aqueue._redis._wire import ENTRY
 from aqueue._worker._acker import Acker
@@ -147,7 +147,12 @@ async def test_a_job_whose_write_fails_is_left_pending_while_the_rest_of_its_bat
         assert await app.job(done.job_id or "").status() is aqueue.JobStatus.SUCCEEDED
     [pending] = await redis.xpending_range(first.stream, GROUP, "-", "+", 10)
     assert pending["message_id"] == clobbered.entry_id
-    assert [i for i, _ in await entries(redis, first.stream)] == [clobbered.entry_id]
+    # The last one finished above it: left for the trim that follows its ack, not queued.
+    assert [i for i, _ in await entries(redis, first.stream)] == [
+        clobbered.entry_id,
+        last.entry_id,
+    ]
+    assert (await app.queue().stats()).queued == 0
 
 
 async def test_an_entry_claimed_by_another_worker_is_refused_alone_in_its_batch(
@@ -321,14 +326,40 @@ async def test_a_job_cancelled_while_it_ran_stays_cancelled_while_its_batch_reco
     assert await redis.xlen(first.stream) == 0
 
 
-async def test_entries_of_jobs_that_ended_before_an_older_one_leave_the_stream_before_it(
+async def test_entries_of_jobs_that_ended_before_an_older_one_leave_the_stream_with_it(
     app: aqueue.App, redis: Redis
 ) -> None:
+    """Deleting each by id would cost more than the rest of their finish (with several
+    workers, nearly every batch lies above another worker's oldest entry)."""
     older, *newer = await _read(app, redis, 60, 60, 60)
     await _flush(app, [_succeeded(d) for d in newer])
-    assert [entry_id for entry_id, _ in await entries(redis, older.stream)] == [older.entry_id]
+    left = [entry_id for entry_id, _ in await entries(redis, older.stream)]
+    assert left == [older.entry_id, *(d.entry_id for d in newer)]
+    assert (await app.queue().stats()).queued == 0
     await _flush(app, [_succeeded(older)])
     assert await redis.xlen(older.stream) == 0
+
+
+@pytest.mark.slow
+async def test_entries_enqueued_a_second_after_a_running_one_leave_the_stream_at_once(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """A long job holds back no more than a second of finished entries."""
+
+    @app.task
+    async def noop() -> None:
+        pass
+
+    keys = Keys(app.namespace, "default")
+    await noop.enqueue()
+    await read_as(redis, keys, "w")
+    [(older, _)] = await entries(redis, keys.stream)
+    await asyncio.sleep(1.1)
+    await noop.enqueue()
+    await redis.xreadgroup(GROUP, "w", {keys.stream: ">"})
+    [_, newer] = [Delivery(keys, i, f, keys.stream) for i, f in await entries(redis, keys.stream)]
+    await _flush(app, [_succeeded(newer)])
+    assert [entry_id for entry_id, _ in await entries(redis, keys.stream)] == [older]
 
 
 async def test_finishing_every_entry_read_leaves_those_not_read_yet_in_the_stream(
@@ -485,17 +516,25 @@ async def test_a_start_reads_a_records_status_and_attempts_in_one_look(
 
 def _job_of(member: bytes) -> str:
     """The job id a member of the delayed set names."""
-    items = unpack_strings(member) or []
-    return dict(zip(items[::2], items[1::2], strict=True))[ENTRY.job_id].decode()
+    job_id = named_value(member, ENTRY.job_id)
+    assert job_id is not None
+    return job_id.decode()
 
 
 async def _promote(app: aqueue.App, redis: Redis, keys: Keys) -> Any:
     """promote.lua's reply for every member of the queue's delayed set."""
-    members = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    return await _promote_members(
+        app, keys, cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    )
+
+
+async def _promote_members(app: aqueue.App, keys: Keys, members: list[bytes]) -> Any:
+    """promote.lua's reply for ``members``, each with its job's record."""
     call = scripts.promote(
         delayed=keys.delayed,
         levels=keys.levels,
         dead=keys.dead,
+        followed=keys.followed,
         streams=keys.streams,
         records=[keys.job(_job_of(member)) for member in members],
         dead_limit=100,
@@ -522,14 +561,17 @@ async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
     keys = Keys(app.namespace, "default")
     jobs = await _delayed_jobs(app, 20)
     await asyncio.sleep(0.05)
-    commands = ("zscore", "zmscore", "zrem")
+    commands = ("zscore", "zmscore", "zrangebyscore", "zrem", "zremrangebyrank")
     before = {command: await _calls_of(redis, command) for command in commands}
     # None waits any more (-1), and the workers were told so (1).
     assert await _promote(app, redis, keys) == [-1, 1]
+    # Every member it read moved: removed by rank, no member taken in again.
     assert {command: await _calls_of(redis, command) - before[command] for command in commands} == {
         "zscore": 0,
-        "zmscore": 1,
-        "zrem": 1,
+        "zmscore": 0,
+        "zrangebyscore": 1,
+        "zrem": 0,
+        "zremrangebyrank": 1,
     }
     assert await redis.zcard(keys.delayed) == 0
     assert await redis.xlen(keys.stream) == 20
@@ -553,3 +595,64 @@ async def test_a_due_job_whose_move_the_server_refuses_stays_delayed_and_the_oth
     assert _job_of(member) == jobs[0].id
     for job in jobs[1:]:
         assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_a_promotion_marks_the_records_queued_without_reading_them(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Only a scheduled job's record holds its due time: removing it finds the record."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 20)
+    await asyncio.sleep(0.05)
+    before = {command: await _calls_of(redis, command) for command in ("hget", "hdel", "hset")}
+    await _promote(app, redis, keys)
+    assert {command: await _calls_of(redis, command) - before[command] for command in before} == {
+        "hget": 0,
+        "hdel": 20,
+        "hset": 20,
+    }
+    for job in jobs:
+        info = await job.info()
+        assert (info.status, info.due_at) == (aqueue.JobStatus.QUEUED, None)
+
+
+async def test_a_promoted_job_is_told_it_is_queued_only_when_followed(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """A result waiter wakes only at the end: "queued" is for job.events()."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 20)
+    await redis.zincrby(keys.followed, 1, jobs[0].id)
+    listener = redis.pubsub()
+    await listener.ssubscribe(*(keys.job(job.id) for job in jobs))
+    await asyncio.sleep(0.05)
+    await _promote(app, redis, keys)
+    assert await _told_on(listener) == [(keys.job(jobs[0].id), b"queued")]
+
+
+async def test_a_member_given_twice_to_one_promotion_moves_once(
+    app: aqueue.App, redis: Redis
+) -> None:
+    keys = Keys(app.namespace, "default")
+    await _delayed_jobs(app, 1)
+    await asyncio.sleep(0.05)
+    [member] = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    await _promote_members(app, keys, [member, member])
+    assert await redis.xlen(keys.stream) == 1
+    assert await redis.zcard(keys.delayed) == 0
+
+
+async def test_a_promotion_removes_only_the_members_it_moved(app: aqueue.App, redis: Redis) -> None:
+    """It reads as many due members as it was given: one due before them (come due since the
+    worker looked) stays, as does a given one it did not read, for the next look."""
+    keys = Keys(app.namespace, "default")
+    jobs = await _delayed_jobs(app, 3)
+    await asyncio.sleep(0.05)
+    first, second, third = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
+    await _promote_members(app, keys, [second, third])
+    assert await redis.zrange(keys.delayed, 0, -1) == [first, third]
+    assert {job.id: await job.status() for job in jobs} == {
+        _job_of(first): aqueue.JobStatus.SCHEDULED,
+        _job_of(second): aqueue.JobStatus.QUEUED,
+        _job_of(third): aqueue.JobStatus.SCHEDULED,
+    }

@@ -10,8 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from tests.helpers import entries
-from tests.internals import Keys
+from aqueue._redis._msgpack import named_value
+from tests.helpers import entries, eventually, has_status
+from tests.internals import ENTRY, Keys
 
 
 async def test_a_delayed_job_is_scheduled_until_due_then_runs(
@@ -115,7 +116,9 @@ async def test_info_says_when_a_scheduled_job_is_due(app: aqueue.App) -> None:
     assert before + timedelta(seconds=59) < info.due_at < before + timedelta(seconds=62)
 
 
-@pytest.mark.parametrize("member", [b"not msgpack \xc1", b"\x93\x01\x02\x03", b"\x92\x91\x01\x80"])
+@pytest.mark.parametrize(
+    "member", [b"not msgpack \xc1", b"\x93\x01\x02\x03", b"\x92\x91\x01\x80", b"\x92\xc3\xa1x"]
+)
 async def test_a_delayed_set_member_that_is_no_job_is_dead_lettered_and_others_move_on(
     app: aqueue.App, redis: Redis, member: bytes
 ) -> None:
@@ -132,3 +135,28 @@ async def test_a_delayed_set_member_that_is_no_job_is_dead_lettered_and_others_m
     assert dead[b"reason"].startswith(b"a member of the delayed set is no job")
     assert dead[b"member"] == member
     assert await redis.zcard(keys.delayed) == 0
+
+
+async def test_a_due_job_with_an_expiry_is_marked_queued_when_it_is_moved(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Its delayed set member holds the expiry as a number, before or after its job id."""
+
+    @app.task
+    async def ping() -> str:
+        return "pong"
+
+    await app.queue().pause()  # moved, never started
+    async with aqueue.Worker(app):
+        job = await ping.options(delay=0.05, expires=60).enqueue()
+        await eventually(lambda: has_status(job, aqueue.JobStatus.QUEUED))
+    assert await redis.xlen(Keys(app.namespace, "default").stream) == 1
+
+
+async def test_the_job_a_delayed_set_member_names_is_read_past_its_numbers(redis: Redis) -> None:
+    """As cmsgpack packs them: fixint, uint, negative int, double."""
+    member = await redis.eval(
+        "return cmsgpack.pack({'v', 1, 'x', 1796452406574, 'n', -70000, 'f', 1.5, 'j', 'd:ab'})", 0
+    )
+    assert named_value(member, ENTRY.job_id) == b"d:ab"
+    assert named_value(member, ENTRY.task) is None

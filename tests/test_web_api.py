@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 import aqueue
-from aqueue._redis._msgpack import unpack_strings
+from aqueue._redis._msgpack import named_value
 from aqueue.testing import RedisServer
 from aqueue.testing import _free_port as free_port
 from aqueue.web import Auth, dashboard
@@ -209,6 +209,16 @@ async def test_scheduled_jobs_are_listed_with_the_time_they_are_due(
     due = (await job.info()).due_at
     assert due is not None
     assert (row["id"], row["task"], row["at"]) == (job.id, "echo", due.isoformat())
+
+
+async def test_a_scheduled_job_with_an_expiry_is_listed(
+    app: aqueue.App, client: httpx.AsyncClient
+) -> None:
+    """Its delayed-set member holds the expiry as a number among the strings."""
+    echo = register_echo(app)
+    job = await echo.options(delay=600, expires=3600).enqueue("later")
+    listed = await get_json(client, "/api/jobs?status=scheduled")
+    assert [(row["id"], row["task"]) for row in listed] == [(job.id, "echo")]
 
 
 async def test_a_delayed_member_that_is_no_job_is_not_listed(
@@ -534,14 +544,14 @@ async def test_the_members_of_a_delayed_set_read_back_whatever_their_size(
     redis: Redis, size: int
 ) -> None:
     """cmsgpack, which packs them, heads a string by its size (fixstr, str8, str16, str32)."""
-    fields = [b"j", b"default:ab", b"p", b"x" * size]
+    fields = [b"p", b"x" * size, b"j", b"default:ab"]
     packed = await redis.eval("return cmsgpack.pack(ARGV)", 0, *fields)
-    assert unpack_strings(packed) == fields
+    assert (named_value(packed, b"p"), named_value(packed, b"j")) == (b"x" * size, b"default:ab")
 
 
 @pytest.mark.parametrize("member", [b"", b"\x92\xa1j", b"\x91\x01", b"not msgpack", b"\x90\x90"])
-def test_a_member_that_is_no_array_of_strings_reads_as_none(member: bytes) -> None:
-    assert unpack_strings(member) is None
+def test_a_member_that_is_no_array_of_names_and_values_names_no_job(member: bytes) -> None:
+    assert named_value(member, b"j") is None
 
 
 async def test_the_page_of_a_job_that_ended_stops_refreshing(

@@ -102,14 +102,17 @@ def enqueue(
     limit: int,
     events_limit: int,
     stream_levels: str,
+    group: str,
     jobs: Sequence[EnqueuedJob],
 ) -> Call:
     """Add ``jobs`` to one queue (``limit``: most jobs it may hold, 0 for no limit).
 
     ``streams`` are the streams of the jobs' levels (every level's with a limit), and
-    ``stream_levels`` says whose each is: a level's digit, ``"-"`` for the default level."""
+    ``stream_levels`` says whose each is: a level's digit, ``"-"`` for the default level.
+    ``group``: the workers' consumer group, which tells a limited queue's finished entries
+    from its unfinished ones."""
     keys = [delayed, levels, events, *streams]
-    args: list[Any] = [limit, events_limit, stream_levels]
+    args: list[Any] = [limit, events_limit, stream_levels, group]
     for job in jobs:
         keys += job[:3]
         args += job[3:]
@@ -324,6 +327,7 @@ def promote(
     delayed: Key,
     levels: Key,
     dead: Key,
+    followed: Key,
     streams: Sequence[Key],
     records: Sequence[Key],
     dead_limit: int,
@@ -331,10 +335,14 @@ def promote(
     members: Sequence[bytes],
 ) -> Call:
     """Move due ``members`` into their streams; ``records[i]`` is the record of ``members[i]``'s
-    job. Replies with the ms until the next due job (-1: none waits), and 1 when it told the
-    queue's workers that due time (0: nothing moved, or ``quiet_ms`` asked for quiet)."""
+    job. ``followed``: the queue's jobs that someone follows (see Keys.followed), told they are
+    queued again. Replies with the ms until the next due job (-1: none waits), and 1 when it
+    told the queue's workers that due time (0: nothing moved, or ``quiet_ms`` asked for
+    quiet)."""
     return Call(
-        PROMOTE, [delayed, levels, dead, *streams, *records], [dead_limit, quiet_ms, *members]
+        PROMOTE,
+        [delayed, levels, dead, followed, *streams, *records],
+        [dead_limit, quiet_ms, *members],
     )
 
 

@@ -61,6 +61,8 @@ from .._redis._backoff import Backoff
 from .._redis._direct import Batches
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import CHANNELS, DEAD_LETTER_LIMIT, GROUP, Keys
+from .._redis._msgpack import named_value
+from .._redis._wire import ENTRY
 from .._results import ClusterWaiters, ResultWaiter
 from ._fetcher import Slots
 from ._levels import Levels
@@ -375,16 +377,17 @@ class Reclaimer:
                         delayed=keys.delayed,
                         levels=keys.levels,
                         dead=keys.dead,
+                        followed=keys.followed,
                         streams=keys.streams,
-                        records=[keys.job((job or b":").decode()) for job in due[1::2]],
+                        records=[_record_of(keys, member) for member in due],
                         dead_limit=DEAD_LETTER_LIMIT,
                         quiet_ms=int(TELL_INTERVAL * 1000) if quiet else 0,
-                        members=due[::2],
+                        members=due,
                     )
                 )
                 if told:
                     duty.told_at = self._now()
-            if len(due) < 2 * PROMOTE_BATCH or self._stopping:
+            if len(due) < PROMOTE_BATCH or self._stopping:
                 break
         looked = self._now() + wait / 1000 if wait >= 0 else math.inf
         # A due time heard meanwhile may be newer (an earlier job) or older (a promotion seen
@@ -514,6 +517,13 @@ class Reclaimer:
                 approximate=True,
             )
         await pipe.execute()
+
+
+def _record_of(keys: Keys, member: bytes) -> bytes:
+    """The record key of the job a member of the delayed set names (one that never exists
+    when it names none: promote.lua checks that each record is its member's job's)."""
+    job_id = named_value(member, ENTRY.job_id)
+    return keys.job(job_id.decode(errors="replace") if job_id is not None else ":")
 
 
 async def prune_consumers(calls: Batches, keys: Keys, *, idle_ms: int, name: str = "") -> int:

@@ -28,7 +28,7 @@ from .._job import JobInfo, JobStatus
 from .._queue import DeadLetter, _dead_letter
 from .._redis._errors import redact, translate_errors
 from .._redis._keys import DEFAULT_PRIORITY, EVENTS_LIMIT, GROUP, keys_of, queue_of
-from .._redis._msgpack import unpack_strings
+from .._redis._msgpack import named_value
 from .._redis._wire import CODES
 from .._registry import WorkerInfo
 from .._schedule import last_tick_key
@@ -167,15 +167,13 @@ async def _scheduled(app: App, queue: str, limit: int) -> list[dict[str, Any]]:
     )
     rows = []
     for member, due in members:
-        raw = unpack_strings(member) or []
-        fields = dict(zip(raw[::2], raw[1::2], strict=False))
-        job_id = fields.get(CODES["job_id"].encode())
+        job_id = named_value(member, CODES["job_id"].encode())
         if job_id is None:
             continue  # no job's (written by hand): the workers dead-letter it when it is due
         rows.append(
             {
                 "id": _text(job_id),
-                "task": _text(fields.get(CODES["task"].encode())),
+                "task": _text(named_value(member, CODES["task"].encode())),
                 "status": "scheduled",
                 "at": _at_ms(int(due)),
                 "worker": None,

@@ -28,7 +28,7 @@ end
 -- takes in KEYS from index `streams`, and whether it is a level of its own. A level that is no
 -- single digit (an entry written by another program) is the default, 5, the queue's own stream.
 local function level_stream(streams, level)
-  local n = string.match(level or '', '^%d$') and tonumber(level) or 5
+  local n = level and string.match(level, '^%d$') and tonumber(level) or 5
   return KEYS[streams + n], n ~= 5
 end
 
@@ -41,6 +41,60 @@ local function owned(stream, group, entry, consumer)
     return pending
   end
   return nil
+end
+
+-- The consumer group's fields as XINFO GROUPS tells them (name -> value), or nil when the
+-- stream or the group does not exist. Read by name, not by place: servers differ in what a row
+-- holds (Redis 7.0 added entries-read and lag) and may add more.
+local function group_info(stream, group)
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  for _, row in ipairs(ok and groups or {}) do
+    local info = {}
+    for i = 1, #row, 2 do
+      info[row[i]] = row[i + 1]
+    end
+    if info['name'] == group then
+      return info
+    end
+  end
+  return nil
+end
+
+-- A stream's unfinished jobs: how many wait (not delivered yet) and how many run (delivered,
+-- not acked). Its length counts more: finished entries wait there for the trim that drops them
+-- (finish.lua leaves those acked less than a second after the oldest running one).
+-- The waiting ones are the group's lag, where the server tells it (it says nil while an entry
+-- after the group's position was deleted: a purge, or a finished entry deleted at once) and
+-- it is possible (at most the length less the running ones). Otherwise they are counted
+-- exactly: the length less the entries up to the group's position (the running ones and the
+-- finished ones left, so at most the running ones and a second's enqueues are read).
+local function unfinished(stream, group)
+  local length = redis.call('XLEN', stream)
+  local info = group_info(stream, group)
+  if not info then
+    return length, 0  -- no worker read the stream yet
+  end
+  local running = info['pending']
+  local waiting = length - running
+  local lag = info['lag']
+  if waiting == 0 then
+    return 0, running
+  end
+  if lag and lag <= waiting then
+    return lag, running
+  end
+  return length - #redis.call('XRANGE', stream, '-', info['last-delivered-id']), running
+end
+
+-- A table that finds the value of each key it is asked for once, with find(key), and keeps it:
+-- digits read as a number, or a number formatted as digits, cost about as much as a
+-- redis.call, and the jobs of a call mostly share the few values they convert.
+local function memo(find)
+  return setmetatable({}, {__index = function(found, key)
+    local value = find(key)
+    found[key] = value
+    return value
+  end})
 end
 
 -- An entry id as its two numbers (ms, sequence), for comparing.
@@ -136,18 +190,22 @@ end
 -- queue's workers the earliest due time when a member is due before every other one: the
 -- leader, which promotes, sleeps until the earliest due time it knows of, and the others look
 -- only if that passes with no promotion told (promote.lua). One look at the set's first member
--- and at most one notice, however many are put in.
+-- and at most one notice, however many are put in. Digits go to ZADD as they are (a number
+-- passed to redis.call is formatted anew each time, a printf), and are read as a number once
+-- for the members that share them (a batch's retries mostly do).
 local function delays(delayed)
-  local first, earliest
+  local first, earliest, last, last_ms
   local function add(due, member)
-    due = tonumber(due)
+    if due ~= last then
+      last, last_ms = due, tonumber(due)
+    end
     if not first then
       local found = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
       first = #found == 0 and math.huge or tonumber(found[2])
     end
     redis.call('ZADD', delayed, due, member)
-    if due < first and (not earliest or due < earliest) then
-      earliest = due
+    if last_ms < first and (not earliest or last_ms < earliest) then
+      earliest = last_ms
     end
   end
   local function wake()

@@ -16,7 +16,9 @@ local streams = 4  -- KEYS[4...]: streams
 local limit = tonumber(ARGV[1])
 local events_limit = ARGV[2]
 local stream_levels = ARGV[3]
-local job_args = 4  -- ARGV[4...]: jobs
+-- the workers' consumer group, for the limit's exact count (see below)
+local group = ARGV[4]
+local job_args = 5  -- ARGV[5...]: jobs
 -- The streams are those of the call's jobs' levels, one per character of stream_levels (a
 -- level's digit, "-" for the default level), or every level's when the queue has a limit (the
 -- limit counts them all): a call declares what it touches, and a plain enqueue sends one
@@ -55,10 +57,24 @@ end
 local now
 local held = 0
 if limit > 0 then
-  -- The limit counts every priority level's stream.
-  held = redis.call('ZCARD', delayed)
+  -- The limit counts every priority level's stream. Their lengths, at once, count finished
+  -- entries too (left for a trim, see finish.lua): when they say the call may not fit, the
+  -- unfinished jobs are counted exactly, so that no producer is refused or kept waiting for
+  -- jobs that ended.
+  local level_streams = {}
   for _, level in ipairs({'-', unpack(redis.call('SMEMBERS', levels))}) do
-    held = held + redis.call('XLEN', KEYS[streams + string.find(stream_levels, level, 1, true) - 1])
+    level_streams[#level_streams + 1] = KEYS[streams + string.find(stream_levels, level, 1, true) - 1]
+  end
+  held = redis.call('ZCARD', delayed)
+  for _, stream in ipairs(level_streams) do
+    held = held + redis.call('XLEN', stream)
+  end
+  if held + (#ARGV - job_args + 1) / 4 > limit then
+    held = redis.call('ZCARD', delayed)
+    for _, stream in ipairs(level_streams) do
+      local waiting, running = unfinished(stream, group)
+      held = held + waiting + running
+    end
   end
 end
 local replies = {}

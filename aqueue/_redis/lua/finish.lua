@@ -4,9 +4,9 @@
 -- Fencing: XACK does not check who owns an entry, so a worker whose lease lapsed (and whose
 -- entry another worker claimed) would otherwise ack away the new owner's delivery and overwrite
 -- its outcome. The ownership checks and the writes run atomically here, entry by entry.
--- Ack late: an entry leaves the stream (XACK, then XTRIM or XDEL, so the stream holds only
--- unfinished work) in the same step that stores its outcome (or schedules the retry, or writes
--- the dead letter), so a crash leaves either all of it or none.
+-- Ack late: an entry is acked (and leaves the stream, or is left for a trim: see remove below)
+-- in the same step that stores its outcome (or schedules the retry, or writes the dead
+-- letter), so a crash leaves either all of it or none.
 -- One call per batch, not per job: a script call's own cost (its argument tables, the prelude,
 -- its garbage) was most of what finishing a job cost the server. So the batch shares one TIME,
 -- one look for the records, dependents, cancels and followers that the common jobs do not have,
@@ -66,6 +66,16 @@ local function spec_of(text)
       retry_delay_ms = tonumber(retry_delay_ms),
       dead_reason = string.sub(rest, 1, reason_length),
       task = string.sub(rest, reason_length + 1)}
+    -- A job that others wait for (options(after=...), workflow members) is not acked until
+    -- the worker has told them (aqueue/_depend.py) and acks again with told = "1": a crash in
+    -- between redelivers the entry, and the redelivery (skipped: its job ended) tells them
+    -- again.
+    spec.waitable = spec.status ~= 'scheduled' and not spec.told
+    -- Whether a job of the spec has anything to write: an outcome to store, a retry, a dead
+    -- letter, a key, an event (or, see writes(), a record to delete). Acked without running
+    -- ("" status): the record stays.
+    spec.writes = spec.status ~= '' and (spec.ttl > 0 or spec.status == 'scheduled'
+      or spec.dead_reason ~= '' or spec.key_ttl ~= nil or events_on)
     specs[text] = spec
   end
   return spec
@@ -80,12 +90,6 @@ local function server_now()
   end
   return now
 end
--- Job i's first key and first value. Values are read where they are used: a table per job
--- would cost more than the rest of a fire-and-forget job's finish.
-local function at(i)
-  return job_keys + (i - 1) * KEYS_PER_JOB, job_args + (i - 1) * ARGS_PER_JOB
-end
-
 -- Fencing, for the whole batch in one look (the consumer holds at most a few thousand
 -- entries: those it runs and those it holds to start).
 local least, greatest = ARGV[#ARGV - 1], ARGV[#ARGV]
@@ -95,69 +99,71 @@ local ours = owned_rows(stream, group, least, greatest, consumer, 1000000)
 local function any_exists(keys)
   return #keys > 0 and redis.call('EXISTS', unpack(keys)) > 0
 end
--- A job that others wait for (options(after=...), workflow members) is not acked until the
--- worker has told them (aqueue/_depend.py) and acks again with told = "1": a crash in
--- between redelivers the entry, and the redelivery (skipped: its job ended) tells them again.
-local function may_be_waited_on(spec)
-  return spec.status ~= 'scheduled' and not spec.told
-end
--- Each job's spec, by its place in the call (job_specs[i]): looked up once.
+-- Job i's first key is KEYS[job_keys + (i - 1) * KEYS_PER_JOB], its first value
+-- ARGV[job_args + (i - 1) * ARGS_PER_JOB]: values are read where they are used (a table per
+-- job, or a function call to find them, would cost more than the rest of a fire-and-forget
+-- job's finish). Each job's spec, by its place in the call (job_specs[i]), is looked up once;
+-- so is each retry's member (retry_members[i]).
 -- A job that keeps no record may have one all the same (a cancel or a wait made it): it is
--- deleted at the end, as any record of such a job is.
--- Each retry's member, by its job's place (retry_members[i]).
-local job_specs, recordless, retry_members, retried = {}, {}, {}, {}
+-- deleted at the end, as any record of such a job is. Only a job with a status can be waited
+-- on (see depend.lua), and one that keeps no record has none unless it has a record all the
+-- same: such jobs are looked at only when some record is.
+-- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result or
+-- retry must not bring the job back. Such a job is in the queue's cancelled set (the cancel of
+-- a running job announces it there, for its worker to stop the run, and keeps it for an hour;
+-- a worker that heard of it only acks), so one look for the batch finds the jobs whose record
+-- must be read (checked): mostly none.
+local job_specs, recordless, retry_members, retried, waited_on, checked = {}, {}, {}, {}, {}, {}
 local member_at = job_args + count * ARGS_PER_JOB
 for i = 1, count do
-  local k, a = at(i)
+  local a = job_args + (i - 1) * ARGS_PER_JOB
   local spec = spec_of(ARGV[a + 2])
   job_specs[i] = spec
-  if spec.ttl == 0 and ours[ARGV[a]] then
-    recordless[#recordless + 1] = KEYS[k]
-  end
+  local mine = ours[ARGV[a]]
   if spec.status == 'scheduled' then
     retry_members[i] = ARGV[member_at]
     member_at = member_at + 1
-    if spec.ttl > 0 and ours[ARGV[a]] then
+    if spec.ttl > 0 and mine then
       retried[#retried + 1] = ARGV[a + 1]
+    end
+  end
+  if mine then
+    local k = job_keys + (i - 1) * KEYS_PER_JOB
+    if spec.ttl == 0 then
+      recordless[#recordless + 1] = KEYS[k]
+    elseif spec.waitable then
+      waited_on[#waited_on + 1] = KEYS[k + 2]
+    end
+    if spec.writes and spec.status ~= 'cancelled' then
+      checked[#checked + 1] = ARGV[a + 1]
     end
   end
 end
 local some_records = any_exists(recordless)
+if some_records then
+  for i = 1, count do
+    local a = job_args + (i - 1) * ARGS_PER_JOB
+    local spec = job_specs[i]
+    if spec.ttl == 0 and ours[ARGV[a]] then
+      if spec.waitable then
+        waited_on[#waited_on + 1] = KEYS[job_keys + (i - 1) * KEYS_PER_JOB + 2]
+      end
+      if not spec.writes and spec.status ~= '' and spec.status ~= 'cancelled' then
+        checked[#checked + 1] = ARGV[a + 1]
+      end
+    end
+  end
+end
+-- Whether a job of `spec` has anything to write (see spec_of): its record to delete, too.
+local function writes(spec)
+  return spec.writes or some_records and spec.status ~= ''
+end
 -- Only a job someone follows is told it waits for its retry: a result waiter wakes only at
 -- the end.
 local followed_jobs = followed_among(followed, #retried, function(i)
   return retried[i]
 end)
 local add_delayed, wake_promoter = delays(delayed)
-
--- Whether a job of `spec` has anything to write: an outcome to store, a retry, a dead letter,
--- a key, an event, or a record to delete. Acked without running ("" status): the record stays.
-local function writes(spec)
-  local status = spec.status
-  return status ~= '' and (spec.ttl > 0 or some_records or status == 'scheduled'
-    or spec.dead_reason ~= '' or spec.key_ttl or events_on)
-end
-
--- Only a job with a status can be waited on (see depend.lua), and one that keeps no record has
--- none unless it has a record all the same: such jobs are looked at only when some record is.
--- Cancelled while it ran: the cancel wrote the outcome (and freed the key); a late result or
--- retry must not bring the job back. Such a job is in the queue's cancelled set (the cancel of
--- a running job announces it there, for its worker to stop the run, and keeps it for an hour;
--- a worker that heard of it only acks), so one look for the batch finds the jobs whose record
--- must be read (checked): mostly none.
-local waited_on, checked = {}, {}
-for i = 1, count do
-  local k, a = at(i)
-  local spec = job_specs[i]
-  if ours[ARGV[a]] then
-    if may_be_waited_on(spec) and (spec.ttl > 0 or some_records) then
-      waited_on[#waited_on + 1] = KEYS[k + 2]
-    end
-    if spec.status ~= 'cancelled' and writes(spec) then
-      checked[#checked + 1] = ARGV[a + 1]
-    end
-  end
-end
 local some_waited_on = any_exists(waited_on)
 local cancelled_lately = {}
 -- Mostly no job of the queue was cancelled lately: one look at the set spares taking in every
@@ -213,7 +219,9 @@ local function write_outcome(i, k, a, spec)
         tell(record, 'scheduled')
       end
     end
-    emit(events, events_limit, 'retried', job_id, spec.task, consumer)
+    if events_on then
+      emit(events, events_limit, 'retried', job_id, spec.task, consumer)
+    end
     return
   end
   if spec.key_ttl and redis.call('GET', unique) == job_id then
@@ -235,8 +243,10 @@ local function write_outcome(i, k, a, spec)
   elseif some_records then
     redis.call('DEL', record)
   end
-  emit(events, events_limit, dead_reason ~= '' and 'dead-lettered' or status, job_id,
-    spec.task, consumer)
+  if events_on then
+    emit(events, events_limit, dead_reason ~= '' and 'dead-lettered' or status, job_id,
+      spec.task, consumer)
+  end
 end
 
 -- Every write that the server may refuse (OOM at maxmemory, NOREPLICAS, a key of the wrong
@@ -247,7 +257,7 @@ end
 -- has written once may go on, so XACK (allowed at OOM) must not come first either.
 local replies, acked = {}, {}
 for i = 1, count do
-  local k, a = at(i)
+  local k, a = job_keys + (i - 1) * KEYS_PER_JOB, job_args + (i - 1) * ARGS_PER_JOB
   local entry_id = ARGV[a]
   local ok, err = true, nil
   if not ours[entry_id] then
@@ -260,8 +270,7 @@ for i = 1, count do
     if not ok then
       -- redis.call raises a table ({err = ...}); Lua itself raises a string.
       replies[i] = {err = type(err) == 'table' and err.err or tostring(err)}
-    elseif some_waited_on and may_be_waited_on(spec)
-        and redis.call('EXISTS', KEYS[k + 2]) == 1 then
+    elseif some_waited_on and spec.waitable and redis.call('EXISTS', KEYS[k + 2]) == 1 then
       replies[i] = 2
     else
       replies[i] = 1
@@ -269,18 +278,32 @@ for i = 1, count do
     end
   end
 end
--- Acked entries leave the stream at once, so it holds only unfinished work. The group reads
--- the stream in order from its start, so every entry below its first pending one was acked
--- (and so has left, but for this batch's): one exact XTRIM MINID drops those, node by node,
--- where XDEL looks for each id from the start of its node (which cost more than the rest of a
--- fire-and-forget job's finish). Only entries acked above the first pending one (jobs that
--- ended before an older one) are deleted by id.
+-- Acked entries leave the stream by trim, soon after their ack. The group reads the stream in
+-- order from its start, so every entry below its first pending one was acked: one exact XTRIM
+-- MINID drops those, node by node, where XDEL looks for each id from the start of its node
+-- (which costs more than the rest of a fire-and-forget job's finish). Entries acked above the
+-- first pending one (jobs that ended before an older one) are left for the XTRIM that follows
+-- its ack, when it was enqueued less than LEFT_MS before them: with several workers nearly
+-- every batch lies above another worker's oldest entry, and deleting each by id cost a
+-- saturated server 40% more per job at 4 worker processes, 47% at 8. Entries further above
+-- it (an old job still runs) are deleted by id at once, so what is left is at most LEFT_MS of
+-- enqueues. Whatever counts unfinished work tells them apart (unfinished() in the prelude).
+local LEFT_MS = 1000
 local function remove(acked_ids)
   local first = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
   if not first then
-    -- Nothing pending: every entry up to the greatest of the batch was acked.
+    -- Nothing pending: every entry the group was given was acked, those left above this
+    -- batch too. Mostly nothing else is in the stream (an idle queue's every finish comes
+    -- here), so the group's position is looked up only when something is.
     redis.call('XTRIM', stream, 'MINID', greatest)
     redis.call('XDEL', stream, greatest)
+    if redis.call('XLEN', stream) > 0 then
+      local last = group_info(stream, group)['last-delivered-id']
+      if last ~= greatest then
+        redis.call('XTRIM', stream, 'MINID', last)
+        redis.call('XDEL', stream, last)
+      end
+    end
     return
   end
   redis.call('XTRIM', stream, 'MINID', first[1])
@@ -288,6 +311,9 @@ local function remove(acked_ids)
   local greatest_ms, greatest_seq = id_numbers(greatest)
   if id_before(greatest_ms, greatest_seq, first_ms, first_seq) then
     return  -- the whole batch lay below it
+  end
+  if greatest_ms - first_ms < LEFT_MS then
+    return  -- left: the XTRIM after the first pending one's ack drops them
   end
   local least_ms, least_seq = id_numbers(least)
   if id_before(first_ms, first_seq, least_ms, least_seq) then

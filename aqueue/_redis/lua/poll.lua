@@ -9,12 +9,14 @@
 -- _prelude.lua), and a look reads what they missed while not listening, moves the jobs a
 -- silent leader left due (a grace after their due time, when no promotion was told: see
 -- promote.lua), and takes the leadership over once the leader's lapsed.
--- Due jobs are only found here; promote.lua moves them, with their records in its KEYS.
--- Returns {due members (with each its job id, "" when it names none), ms until the next due
---          job or -1 when none waits, levels in use besides the default, next cursor,
---          1 when the queue is paused else 0, 1 when this worker leads the queue else 0,
---          ms the current leadership has left, the server's time in ms (the delayed channel's
---          notices give due times on its clock), ids of jobs cancelled since the cursor...}.
+-- Due jobs are only found here; promote.lua moves them, with their records in its KEYS (the
+-- worker reads each member's job id: unpacking them here cost the server more than the rest
+-- of the look).
+-- Returns {due members, ms until the next due job or -1 when none waits, levels in use
+--          besides the default, next cursor, 1 when the queue is paused else 0, 1 when this
+--          worker leads the queue else 0, ms the current leadership has left, the server's
+--          time in ms (the delayed channel's notices give due times on its clock), ids of
+--          jobs cancelled since the cursor...}.
 local delayed = KEYS[1]
 local levels = KEYS[2]
 local cancelled = KEYS[3]
@@ -30,18 +32,7 @@ local worker = ARGV[3]
 -- ms a leadership lasts unless renewed; 0: look only, never lead (a worker that stops)
 local lead_ms = tonumber(ARGV[4])
 local now = now_ms()
-local due = {}
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, batch)) do
-  local ok, fields = pcall(cmsgpack.unpack, member)
-  local job = ''
-  for i = 1, ok and type(fields) == 'table' and #fields or 0, 2 do
-    if fields[i] == FIELD.job_id and type(fields[i + 1]) == 'string' then
-      job = fields[i + 1]
-    end
-  end
-  due[#due + 1] = member
-  due[#due + 1] = job
-end
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, batch)
 local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 local wait = -1
 if #first > 0 then

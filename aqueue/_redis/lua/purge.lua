@@ -22,22 +22,14 @@ local function parsed(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
-if not ok then
-  return {0}  -- no stream: nothing queued
-end
+local info = group_info(stream, group)
 local read_ms, read_seq = -1, -1
-for _, found in ipairs(groups) do
-  local info = {}
-  for i = 1, #found, 2 do
-    info[found[i]] = found[i + 1]
-  end
-  if info['name'] == group then
-    read_ms, read_seq = parsed(info['last-delivered-id'])
-  end
+if info then
+  read_ms, read_seq = parsed(info['last-delivered-id'])
 end
 local now = now_ms()
 local reply = {0}
+local last_dropped
 for i = entry_ids, #ARGV do
   local id = ARGV[i]
   local ms, seq = parsed(id)
@@ -46,6 +38,7 @@ for i = entry_ids, #ARGV do
   if entry then
     redis.call('XDEL', stream, id)
     reply[1] = reply[1] + 1
+    last_dropped = id
     local k = job_keys + (i - entry_ids) * 3
     local record, queued, unique = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     local fields = {}
@@ -75,6 +68,19 @@ for i = entry_ids, #ARGV do
       end
       reply[#reply + 1] = job_id
     end
+  end
+end
+-- The group's position moves past the dropped entries (the caller found them in order from it,
+-- so no entry is left between): the entries it has not read are then all in the stream, and
+-- its lag counts the queued jobs (see unfinished() in the prelude). Deleted ahead of it, they
+-- would make the server count the lag anew, or, before Redis 7.4, count them as queued ever
+-- after.
+if info and last_dropped then
+  local read = info['entries-read']
+  if read then
+    redis.call('XGROUP', 'SETID', stream, group, last_dropped, 'ENTRIESREAD', read + reply[1])
+  else
+    redis.call('XGROUP', 'SETID', stream, group, last_dropped)
   end
 end
 return reply

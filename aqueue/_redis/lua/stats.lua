@@ -6,22 +6,13 @@ local delayed = KEYS[2]
 local levels = KEYS[3]
 local streams = 4  -- KEYS[4...]: streams
 local group = ARGV[1]
-local function counts(stream)
-  local length = redis.call('XLEN', stream)
-  local running = 0
-  local summary = redis.pcall('XPENDING', stream, group)
-  if type(summary) == 'table' and not summary.err then
-    running = summary[1]
-  end
-  return length - running, running
-end
-local queued, running = counts(level_stream(streams))
+local queued, running = unfinished(level_stream(streams), group)
 local default_queued = queued
 local in_use = {}
 for _, level in ipairs(redis.call('SMEMBERS', levels)) do
   local stream, own = level_stream(streams, level)
   if own then
-    local waiting, taken = counts(stream)
+    local waiting, taken = unfinished(stream, group)
     in_use[#in_use + 1] = level
     in_use[#in_use + 1] = waiting
     queued = queued + waiting
