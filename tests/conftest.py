@@ -44,6 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "not_on(*servers, reason): skipped on those servers ('cluster', 'sentinel'), saying why",
     )
+    config.addinivalue_line(
+        "markers",
+        "one_loop: runs on asyncio only (a slow test whose behaviour is not the loop's)",
+    )
 
 
 def _server_of(item: pytest.Item) -> str | None:
@@ -121,10 +125,13 @@ def _redis_server() -> str:
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Every async test runs on both loops a user may pick, except the fault tests and the
-    modules that say ``ONE_LOOP = True``: their workers are processes of their own."""
+    """Every async test runs on both loops a user may pick, except the fault tests, the
+    modules that say ``ONE_LOOP = True`` (their workers are processes of their own, or what
+    they prove is the server's) and the slow tests marked ``one_loop``, whose behaviour does
+    not depend on the loop: a second loop would only double their time."""
     module = getattr(item, "module", None)
-    if "faults" in item.path.parts or getattr(module, "ONE_LOOP", False):
+    one_loop = getattr(module, "ONE_LOOP", False) or item.get_closest_marker("one_loop")
+    if "faults" in item.path.parts or one_loop:
         return {"asyncio": asyncio.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 

@@ -10,6 +10,8 @@ from redis.asyncio import Redis
 import aqueue
 from aqueue.testing import RedisServer
 
+ONE_LOOP = True  # what a user may do is the server's to say: the loop makes no difference
+
 
 @pytest.fixture
 async def minimal_user(server: RedisServer, namespace: str) -> AsyncIterator[str]:

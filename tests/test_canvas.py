@@ -157,6 +157,7 @@ async def test_with_return_exceptions_failures_take_their_place_in_the_list(
     assert failed.job_id.startswith("default:")
 
 
+@pytest.mark.one_loop  # round trips are the protocol's, not the loop's
 async def test_a_group_of_ten_thousand_enqueues_in_few_round_trips(app: aqueue.App) -> None:
     @app.task
     async def echo(value: int) -> int:

@@ -21,6 +21,8 @@ from aqueue.cli import load_app
 from aqueue.testing import RedisServer
 from tests.helpers import eventually, hiding
 
+# The workers and commands are processes: the test's own loop makes no difference.
+ONE_LOOP = True
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -166,6 +166,7 @@ async def test_a_worker_on_several_queues_shares_between_them(app: aqueue.App) -
     assert 8 <= first_half.count("a") <= 12  # both backlogs advance together
 
 
+@pytest.mark.one_loop  # 500 jobs through a queue of 20: whose writes they are is the server's
 async def test_waiting_producers_never_write_a_job_twice(app: aqueue.App) -> None:
     limited = aqueue.App(app.url, namespace=app.namespace, max_queue_length=20)
     runs: dict[int, int] = {}

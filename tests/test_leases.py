@@ -93,12 +93,12 @@ async def test_leases_are_renewed_while_a_task_blocks_the_event_loop(
     other = aqueue.App(server.url, namespace=namespace, lease=0.6)
     other.task(name="hog")(hog)
     other_worker = aqueue.Worker(other, name="other")
-    ready = threading.Event()
+    ready, done = threading.Event(), threading.Event()
 
     async def serve_other() -> None:
         async with other, other_worker:
             ready.set()
-            await asyncio.sleep(5)
+            await asyncio.to_thread(done.wait, 10)  # claiming all along, until the job ended
 
     thread = threading.Thread(target=asyncio.run, args=(serve_other(),))
     thread.start()
@@ -108,6 +108,7 @@ async def test_leases_are_renewed_while_a_task_blocks_the_event_loop(
             job = await app.enqueue("hog")
             assert await job.result(timeout=10) == "done"
     finally:
+        done.set()
         await asyncio.to_thread(thread.join, 10)
     assert runs == 1
     assert other_worker.claimed == 0

@@ -17,6 +17,7 @@ from tests.helpers import eventually, has_status, read_as
 from tests.internals import GROUP, Keys, Limits, connections_of, scripts
 
 
+@pytest.mark.one_loop  # the limit is kept in the server, for five seconds of starts
 async def test_a_rate_limit_is_held_within_ten_percent_by_three_workers(
     server: RedisServer, namespace: str
 ) -> None:

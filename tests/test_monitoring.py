@@ -27,6 +27,8 @@ from aqueue.testing import RedisServer
 from tests.helpers import eventually, has_status, read_as
 from tests.internals import Keys, send_command
 
+# The workers and commands are processes: the test's own loop makes no difference.
+ONE_LOOP = True
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "tests.ops_app:app"
 NO_SERVER = "redis://127.0.0.1:1/0"

@@ -16,6 +16,10 @@ from aqueue.testing import RedisServer
 from tests.helpers import eventually, read_as
 from tests.internals import GROUP, Keys
 
+# What the server refuses, and for how long, is the server's: the loop makes no difference
+# (and each refusal's test waits it out, for seconds).
+ONE_LOOP = True
+
 
 @pytest.fixture(params=["valkey", "redis"])
 def own_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:

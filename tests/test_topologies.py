@@ -1,5 +1,6 @@
 """The suite's ``--topology`` option (tests/conftest.py): the tests that reach a server run on
-each deployment chosen, and those that need one server say why they skip there."""
+each deployment chosen, and those that need one server say why they skip there; and the
+``one_loop`` mark, which runs a test on one event loop instead of both."""
 
 from __future__ import annotations
 
@@ -60,3 +61,10 @@ def test_a_test_marked_not_on_a_topology_is_skipped_there_saying_why() -> None:
     output = pytest_run("--topology", "cluster", "-k", "pieces and not uvloop", "-rs")
     assert "1 skipped" in output
     assert "not on cluster: these test one server's fast path" in output
+
+
+def test_a_test_marked_one_loop_runs_once_on_each_server() -> None:
+    assert collected("-k", "waiting_producers", module="tests/test_flow.py") == [
+        "test_waiting_producers_never_write_a_job_twice[redis]",
+        "test_waiting_producers_never_write_a_job_twice[valkey]",
+    ]

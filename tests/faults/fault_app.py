@@ -27,6 +27,17 @@ async def work(n: int, seconds: float) -> int:
 
 
 @app.task
+async def held(n: int) -> int:
+    """Counts every run of job ``n`` and ends once the test sets ``release:<attempt>``: a run
+    that lasts until the test is done with it, however slow the machine. Returns ``2 * n``."""
+    await app.redis.hincrby(f"{app.namespace}:runs", str(n), 1)
+    release = f"{app.namespace}:release:{aqueue.current_job().attempt}"
+    while not await app.redis.exists(release):  # noqa: ASYNC110 - a key the test sets
+        await asyncio.sleep(0.05)
+    return 2 * n
+
+
+@app.task
 async def suicide() -> None:
     """Kills the worker running it, every time: a poison message."""
     os.kill(os.getpid(), signal.SIGKILL)

@@ -125,17 +125,18 @@ async def test_a_paused_workers_late_ack_is_refused_and_the_new_owners_outcome_s
 ) -> None:
     env = {"FAULT_LEASE": "1"}
     paused = spawn(**env)
-    # Each run takes 8 s: long enough that the new owner still runs the job when the paused
-    # worker's late ack arrives, on a slow or busy machine too.
-    job = await producer.enqueue("tests.faults.fault_app.work", 7, 8.0)
+    # Each run lasts until the test releases its attempt: the new owner's still runs when the
+    # paused worker's late ack arrives, however slow the machine.
+    job = await producer.enqueue("tests.faults.fault_app.held", 7)
     await eventually(lambda: _all_ran(redis, namespace, 1, times=1), timeout=15)
     paused.signal(signal.SIGSTOP)  # its lease lapses: it cannot renew while stopped
     taker = spawn(**env)
     await eventually(lambda: _all_ran(redis, namespace, 1, times=2), timeout=15)
     new_owner = (await job.info()).worker
     assert new_owner is not None
-    # It wakes up while the new owner still runs the job and acks late:
+    # It wakes up with its run over while the new owner still runs the job, and acks late:
     # the fence, not a missing entry, must refuse it.
+    await redis.set(f"{namespace}:release:1", 1)
     paused.signal(signal.SIGCONT)
     await eventually(lambda: _says(paused, "outcome(s) refused"), timeout=10)
     info = await job.info()
@@ -143,6 +144,7 @@ async def test_a_paused_workers_late_ack_is_refused_and_the_new_owners_outcome_s
     stream = Keys(namespace, "default").stream
     [pending] = await redis.xpending_range(stream, GROUP, "-", "+", 10)
     assert pending["consumer"] == new_owner.encode()
+    await redis.set(f"{namespace}:release:2", 1)
     assert await job.result(timeout=20) == 14
     info = await job.info()
     assert (info.status, info.worker) == (aqueue.JobStatus.SUCCEEDED, new_owner)
