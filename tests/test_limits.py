@@ -197,6 +197,7 @@ async def _start_as(
         events=keys.events,
         delayed=keys.delayed,
         followed=keys.followed,
+        paused=keys.paused,
         holder_streams=keys.streams,
         consumer=consumer,
         group=GROUP,

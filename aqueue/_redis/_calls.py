@@ -159,6 +159,7 @@ def start(
     events: Key,
     delayed: Key,
     followed: Key,
+    paused: Key,
     holder_streams: Sequence[Key],
     consumer: bytes | str,
     group: str,
@@ -170,8 +171,9 @@ def start(
 
     ``holder_streams``: the queue's level streams (a concurrency slot's holder names the stream
     of its entry). ``limits``: those every one of ``jobs`` takes, or None. ``followed``: the
-    queue's jobs that someone follows (see Keys.followed)."""
-    keys = [stream, events, delayed, followed]
+    queue's jobs that someone follows (see Keys.followed). ``paused``: the queue's pause flag
+    (none of ``jobs`` starts while it is set)."""
+    keys = [stream, events, delayed, followed, paused]
     args: list[Any] = [consumer, group, events_limit]
     if limits is None:
         keys += (stream,) * 4

@@ -17,6 +17,11 @@ handed redis-py replies to the wrong caller: CVE-2023-28858/28859). To stop prom
 worker asks the server to end the block early with CLIENT UNBLOCK from another connection;
 so it does when a queue is paused or resumed, so that the next read leaves out (or takes in)
 that queue's streams. With every queue paused, it reads nothing until one is resumed.
+
+A read may still return entries of a queue paused a moment before (the worker had not heard
+of it yet). The start script reads the pause flag, starts none of them and counts no attempt:
+they are handed back to their queue, queued, for the resume. (Jobs that keep no result start
+without the script, when the app keeps no events: those may still run.)
 """
 
 from __future__ import annotations
@@ -390,12 +395,21 @@ class Fetcher:
                     self._skip(Outcome(delivery, Action.REQUEUE))
                 return
             verdicts = {id(d): reply for d, reply in zip(scripted, replies, strict=True)}
+        paused = False
         for delivery in deliveries:
             verdict = verdicts.get(id(delivery), delivery.prior_attempts + 1)
             if isinstance(verdict, int):
                 self._start_job(delivery, verdict)
                 continue
             self._slots.give()
+            if verdict == b"paused":
+                # Read (or claimed) after its queue was paused, before this worker heard of
+                # it: handed back to wait in the queue, queued, for the resume (renewed until
+                # then).
+                self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
+                self._skip(Outcome(delivery, Action.REQUEUE))
+                paused = True
+                continue
             # Not run: a held entry's lease is renewed no more (an outcome, if any, is
             # written without one, as for an entry that was never held).
             self._in_flight.pop((delivery.stream, delivery.entry_id), None)
@@ -437,6 +451,10 @@ class Fetcher:
                     delivery.entry_id.decode(),
                 )
                 self._skip(Outcome(delivery, Action.FINISH))
+        if paused:
+            # Learn the flag now, not when the notice comes: the next read leaves the queue out
+            # (else it could read the copies just handed back, and hand them back again).
+            await self.levels_changed()
 
     def _limits_of(self, delivery: Delivery) -> Limits | None:
         name, queue = delivery.task_name or "", delivery.keys.queue
@@ -512,6 +530,7 @@ class Fetcher:
                     events=keys.events,
                     delayed=keys.delayed,
                     followed=keys.followed,
+                    paused=keys.paused,
                     holder_streams=keys.streams,
                     consumer=self._consumer,
                     group=GROUP,

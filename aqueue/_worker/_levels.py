@@ -87,7 +87,7 @@ class Levels:
 
     def _index(self) -> None:
         # Every stream maps to its queue, paused or not: a read in flight when the pause came
-        # may still return entries of it, and those run.
+        # may still return entries of it (the start script hands those back, see _fetcher.py).
         self.by_stream = {stream: keys for keys in self.queues for stream in self.streams(keys)}
         self.active = [keys for keys in self.queues if keys not in self.paused]
         self.blocking = {stream: b">" for keys in self.active for stream in self.streams(keys)}

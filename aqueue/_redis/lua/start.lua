@@ -12,20 +12,23 @@
 --   expired                     not started before its expiry (the worker records it cancelled)
 --   poison                      delivered more often than allowed (dead-lettered)
 --   deferred/parked             held back by a rate/concurrency limit (moved to the delayed set)
+--   paused                      the queue is paused: every job of the call, left as it was
 -- or an error reply when the server refused one of its writes (started again later).
 local stream = KEYS[1]
 local events = KEYS[2]
 local delayed = KEYS[3]
 -- job ids scored by how many follow each (job.events())
 local followed = KEYS[4]
+-- set while the queue is paused (Queue.pause)
+local paused = KEYS[5]
 -- Limits (see aqueue/_limits.py): with none (interval_us "" and most ""), the stream stands
 -- in for their keys, never touched.
-local rate_tat = KEYS[5]
-local rate_reserved = KEYS[6]
-local holders = KEYS[7]
-local parked_line = KEYS[8]
-local holder_streams = 9  -- KEYS[9...]: holder_streams
-local job_keys = 19  -- KEYS[19...]: jobs
+local rate_tat = KEYS[6]
+local rate_reserved = KEYS[7]
+local holders = KEYS[8]
+local parked_line = KEYS[9]
+local holder_streams = 10  -- KEYS[10...]: holder_streams
+local job_keys = 20  -- KEYS[20...]: jobs
 local consumer = ARGV[1]
 local group = ARGV[2]
 -- a number: emit() would convert a string for each job
@@ -74,6 +77,17 @@ local function clock()
 end
 
 local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
+
+-- A read in flight when the queue was paused may still have returned its entries after the
+-- pause (a worker learns of it on pub/sub, a moment later): none of them starts, nor counts an
+-- attempt. The worker holds them, pending and renewed, until the resume.
+if redis.call('EXISTS', paused) == 1 then
+  local replies = {}
+  for i = 1, count do
+    replies[i] = 'paused'
+  end
+  return replies
+end
 
 -- Fencing, for the whole batch in one look.
 local ours = owned_rows(stream, group, ARGV[#ARGV - 1], ARGV[#ARGV], consumer, 1000000)
