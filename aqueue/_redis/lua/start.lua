@@ -80,7 +80,7 @@ local count = (#KEYS - job_keys + 1) / KEYS_PER_JOB
 
 -- A read in flight when the queue was paused may still have returned its entries after the
 -- pause (a worker learns of it on pub/sub, a moment later): none of them starts, nor counts an
--- attempt. The worker holds them, pending and renewed, until the resume.
+-- attempt. The worker hands them back to the queue, to wait there for the resume.
 if redis.call('EXISTS', paused) == 1 then
   local replies = {}
   for i = 1, count do
