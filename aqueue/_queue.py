@@ -116,10 +116,12 @@ class Queue:
     async def pause(self) -> None:
         """Stop every worker from reading this queue until :meth:`resume`.
 
-        Workers learn of it at once (it is announced to them on pub/sub). Running jobs go on,
-        their leases renewed; producers still enqueue, and delayed jobs still move into the
-        queue when due; they wait there for the resume. The pause holds for workers that start
-        later too.
+        Workers learn of it at once (it is announced to them on pub/sub). Once this returns,
+        no job of the queue starts until the resume, not even one that a read already waiting
+        receives (handed back, still queued), except a job keeping no result in an app without
+        events (started without a call to the server). Running jobs go on, their leases
+        renewed; producers still enqueue, and delayed jobs still move into the queue when due;
+        they wait there for the resume. The pause holds for workers that start later too.
         """
         await self._flag(paused=True)
 
