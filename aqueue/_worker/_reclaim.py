@@ -7,8 +7,8 @@ so a leader that dies is replaced within its leadership (a lease), and one that 
 Due jobs move into the stream in one script (were two workers to lead for a moment, each job
 would still move once). Entries idle for longer than the lease belonged to a worker that died
 (or lost its connection): XAUTOCLAIM hands them to the leader, which runs them again, counting
-the delivery as an attempt; a leader with no free slot asks the others on pub/sub, and those
-with room claim them.
+the delivery as an attempt; a leader with no room for them (no free slot, or too many outcomes
+not yet written: see ``_acker.py``) asks the others on pub/sub, and those with room claim them.
 
 Nothing is polled every few milliseconds. Every worker keeps the delayed set's earliest due
 time, as its looks return it and as the set's channel tells it: a job scheduled before the
@@ -126,7 +126,7 @@ class _Duty:
     """The server's clock less the event loop's (s), from the last look (None before the
     first): notices give due times on the server's clock."""
     asked: bool = False
-    """Whether the leader, with no free slot, asked for a claim by a worker with some."""
+    """Whether the leader, with no room, asked for a claim by a worker with some."""
     noticed: bool = False
     """Whether a notice asked for a look while a look or check was in flight: what that one
     returns is stale, so it must not push the next look back."""
@@ -211,9 +211,9 @@ class Reclaimer:
             self._cancel([data.decode()])
             return
         if kind == "stream":
-            # The leader has no free slot for entries whose lease lapsed: one with some
-            # claims them.
-            duty.asked = self._slots.free > 0 and not duty.leads
+            # The leader has no room for entries whose lease lapsed: one with some claims
+            # them.
+            duty.asked = self._slots.room > 0 and not duty.leads
             self._woken.set()
             return
         if kind == "delayed":
@@ -458,7 +458,10 @@ class Reclaimer:
 
     async def _claim(self, duty: _Duty, stream: bytes) -> None:
         keys = duty.keys
-        free = self._slots.free
+        # A backlogged worker claims none either: claimed jobs run, and their outcomes would
+        # pile up unwritten with the others (the server that is slow to take them is the
+        # one that counts a claim's renewals). Workers with room claim them instead.
+        free = self._slots.room
         if not self._claiming:
             return
         if free <= 0:
