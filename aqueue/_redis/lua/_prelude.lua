@@ -189,7 +189,7 @@ end
 -- puts `member` in, due at `due` (ms, a number or its digits), and wake() then tells the
 -- queue's workers the earliest due time when a member is due before every other one: the
 -- leader, which promotes, sleeps until the earliest due time it knows of, and the others look
--- only if that passes with no promotion told (promote.lua). One look at the set's first member
+-- only if that passes with no promotion told (poll.lua). One look at the set's first member
 -- and at most one notice, however many are put in. Digits go to ZADD as they are (a number
 -- passed to redis.call is formatted anew each time, a printf), and are read as a number once
 -- for the members that share them (a batch's retries mostly do).

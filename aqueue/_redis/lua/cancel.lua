@@ -6,13 +6,14 @@
 -- reconnecting) reads what it missed there in its next look (poll.lua).
 -- A scheduled job also leaves the delayed set: waiting there until it is due, it would count
 -- against the queue's length limit and in its statistics. Its member is found by its score,
--- which is the record's due time.
+-- which is the record's due time (a job whose member is gone was moved into its stream).
 -- A fire-and-forget job (result_ttl=0) has no status anywhere, so nothing says whether it
 -- still waits: it is only announced in the cancelled set, like a running job. Every worker of
 -- the queue hears of it at once (and one that starts later looks back over the set's hour),
 -- and skips the job when it comes to start it, or stops its run. Nothing is
 -- added to the hot path: a worker looks up every job it starts among the ids it heard of.
--- Returns {status before the call ("" when there is no record), 1 if cancelled now else 0}.
+-- Returns {the record's status before the call ("" when there is no record; "scheduled" for a
+-- job moved into its stream, see poll.lua), 1 if cancelled now else 0}.
 local record = KEYS[1]
 -- job ids scored by cancel time in ms
 local cancelled = KEYS[2]
