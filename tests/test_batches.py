@@ -434,7 +434,7 @@ async def test_a_retry_waits_in_the_delayed_set_as_its_entry_packed_as_the_scrip
     app: aqueue.App, redis: Redis, size: int, count: int
 ) -> None:
     """Its fields as the stream holds them, the attempts made last, packed as cmsgpack packs
-    them (fixstr, str8, str16, str32; a fixarray or an array16): what promote.lua, cancel.lua
+    them (fixstr, str8, str16, str32; a fixarray or an array16): what poll.lua, cancel.lua
     and the dashboard read. The finish reads no entry back for it."""
     keys = Keys(app.namespace, "default")
     await redis.xadd(keys.stream, {"j": "default:r1", "t": "noop", "r": "60", "a": "0"})

@@ -11,10 +11,10 @@
 -- and takes the leadership over once the leader's lapsed.
 -- Moving a job writes nothing to its record, which still says `scheduled` with its due_at: a
 -- scheduled job whose member has left the delayed set is queued, and whoever reads a status
--- reads it so (Job._read, cancel.lua, purge.lua; start.lua marks it running). Each record
--- written at the move was a key last touched 50 ms or more before (a retry's), two more
--- commands, and the record's key in the call; and without records, the moves need no second
--- call with the members the look found: a look and a move cost the server 8% of a retry.
+-- reads it so (Job._read, cancel.lua, purge.lua; start.lua marks it running). Marking the
+-- record queued at the move took two commands on a key last touched 50 ms or more before (a
+-- retry's), and the record's key in the call; and without records, the moves need no second
+-- call with the members the look found: the two cost the server 6% of a retry's instructions.
 -- Returns {due members read (as many as `batch`: more may be due), ms until the next due job
 -- or -1 when none waits, levels in use besides the default, next cursor, 1 when the queue is
 -- paused else 0, 1 when this worker leads the queue else 0, ms the current leadership has
@@ -32,7 +32,7 @@ local dead = KEYS[6]
 -- job ids scored by how many follow each (job.events())
 local followed = KEYS[7]
 local streams = 8  -- KEYS[8...]: streams
--- most due members to return
+-- most due members to move
 local batch = tonumber(ARGV[1])
 -- cancel time in ms from the previous call (0 on the first: the last hour)
 local cursor = tonumber(ARGV[2])
