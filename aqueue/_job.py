@@ -17,9 +17,9 @@ import orjson
 from ._checks import seconds
 from ._depend import ERROR_MARK
 from ._events import named_queues
+from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import FOLLOWED_TTL, Keys, keys_of, queue_of
-from ._redis._msgpack import named_value
 from ._redis._wire import ENTRY
 from .exceptions import (
     ConnectionFailed,
@@ -398,18 +398,12 @@ class Job(Generic[R]):
     async def _moved(self, due_at: bytes | None) -> bool:
         """Whether the job, whose record says scheduled, due at ``due_at``, has left the
         delayed set: the look that moves a due job into its stream leaves its record as it was
-        (lua/poll.lua), so the job is queued now, until its start marks it running. Its member
-        is found by its score, the record's due time, as cancel.lua finds it."""
+        (lua/poll.lua), so the job is queued now, until its start marks it running (see
+        lua/moved.lua)."""
         if due_at is None:
             return False
-        members = cast(
-            "list[bytes]",
-            await self._connections.direct.command(
-                b"ZRANGEBYSCORE", self._keys.delayed, due_at, due_at
-            ),
-        )
-        job_id = self.id.encode()
-        return all(named_value(member, ENTRY.job_id) != job_id for member in members)
+        call = scripts.moved(delayed=self._keys.delayed, due_at=due_at, job_id=self.id)
+        return bool(await self._connections.direct.call(call))
 
     @asynccontextmanager
     async def _watch(self, *, only: frozenset[bytes] | None = None) -> AsyncIterator[asyncio.Event]:

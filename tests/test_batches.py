@@ -610,6 +610,22 @@ async def test_a_due_job_reads_scheduled_until_a_look_moves_it(
     assert await job.status() is aqueue.JobStatus.QUEUED
 
 
+async def test_the_status_of_a_job_not_due_yet_reads_nothing_of_the_delayed_set(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Jobs of one enqueue_many share a due time: a look among their members for each job's
+    status would take them all in, for each."""
+
+    @app.task
+    async def later() -> None: ...
+
+    jobs = await later.options(delay=60).enqueue_many([()] * 50)
+    before = await _calls_of(redis, "zrangebyscore")
+    for job in jobs:
+        assert await job.status() is aqueue.JobStatus.SCHEDULED
+    assert await _calls_of(redis, "zrangebyscore") == before
+
+
 async def test_a_look_names_the_moved_jobs_that_someone_follows(
     app: aqueue.App, redis: Redis
 ) -> None:

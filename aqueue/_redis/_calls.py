@@ -27,6 +27,7 @@ from ._scripts import (
     FETCH,
     FINISH,
     LEAD,
+    MOVED,
     POLL,
     PROGRESS,
     PRUNE,
@@ -390,6 +391,12 @@ def cancel(
         [record, cancelled, queued, delayed, events, unique, *streams],
         [job_id, error_value, ttl, _flag(forgotten), events_limit, task],
     )
+
+
+def moved(*, delayed: Key, due_at: bytes, job_id: str) -> Call:
+    """Whether the job whose record says scheduled, due at ``due_at`` (its record's), was
+    moved into its stream (1) or still waits in ``delayed`` (0)."""
+    return Call(MOVED, [delayed], [due_at, job_id])
 
 
 class PurgedEntry(NamedTuple):

@@ -59,15 +59,9 @@ if ended(status) then
   return {status, 0}
 end
 local due = redis.call('HGET', record, 'due_at')
-if status == 'scheduled' and due then
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, due, due)) do
-    local ok, fields = pcall(cmsgpack.unpack, member)
-    for i = 1, ok and type(fields) == 'table' and #fields or 0, 2 do
-      if fields[i] == FIELD.job_id and fields[i + 1] == job_id then
-        redis.call('ZREM', delayed, member)
-      end
-    end
-  end
+local member = status == 'scheduled' and due and delayed_member(delayed, due, job_id)
+if member then
+  redis.call('ZREM', delayed, member)
 end
 redis.call('HSET', record, 'status', 'cancelled', 'error', error_value, 'finished_at', now)
 redis.call('HDEL', record, 'due_at')

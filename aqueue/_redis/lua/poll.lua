@@ -11,7 +11,7 @@
 -- and takes the leadership over once the leader's lapsed.
 -- Moving a job writes nothing to its record, which still says `scheduled` with its due_at: a
 -- scheduled job whose member has left the delayed set is queued, and whoever reads a status
--- reads it so (Job._read, cancel.lua, purge.lua; start.lua marks it running). Marking the
+-- reads it so (Job._read with moved.lua, purge.lua; start.lua marks it running). Marking the
 -- record queued at the move took two commands on a key last touched 50 ms or more before (a
 -- retry's), and the record's key in the call; and without records, the moves need no second
 -- call with the members the look found: the two cost the server 6% of a retry's instructions.
