@@ -464,9 +464,9 @@ class Reclaimer:
 
     async def _claim(self, duty: _Duty, stream: bytes) -> None:
         keys = duty.keys
-        # A backlogged worker claims none either: claimed jobs run, and their outcomes would
-        # pile up unwritten with the others (the server that is slow to take them is the
-        # one that counts a claim's renewals). Workers with room claim them instead.
+        # A backlogged worker claims none either: claimed jobs run too, their outcomes would
+        # join those waiting to be written, and their leases be renewed by a server already
+        # slow to take writes. The leader asks the workers with room to claim them.
         free = self._slots.room
         if not self._claiming:
             return
