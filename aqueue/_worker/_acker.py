@@ -37,16 +37,18 @@ LEAST_UNFLUSHED = 64
 
 
 def most_unflushed(concurrency: int) -> int:
-    """How many outcomes a worker of ``concurrency`` slots holds unwritten at most before it
-    reads and claims no more jobs.
+    """How many outcomes not yet written a worker of ``concurrency`` slots may hold before it
+    reads and claims no more jobs (its running jobs still end: it holds up to ``concurrency``
+    more).
 
     A healthy server leaves about two per slot in hand: one flush on the wire, carrying what
     ended while the flush before it was, and about as many ending meanwhile (each read brings
     at most the free slots, and takes a round trip too). Measured in one-process drains of
-    no-op jobs: at most 2 per slot from 10 slots up, 4 with 1 to 5 slots (the per-flush costs
-    weigh more there). Twice the first, with a floor for the second, is not reached while the
-    server keeps up, and bounds what runs again after a crash to about five times the
-    concurrency: the running jobs, and those that ended but were not written yet.
+    no-op jobs (Valkey and Redis, results kept or not): 2 per slot, now and then 3, from 10
+    slots up; up to 4 with 1 to 5 slots, where the per-flush costs weigh more. So 4 per slot,
+    and 64 at least, is not reached while the server keeps up, and bounds what runs again
+    after a crash to about five times the concurrency: the running jobs, and those that ended
+    but were not written yet.
     """
     return max(UNFLUSHED_PER_SLOT * concurrency, LEAST_UNFLUSHED)
 
