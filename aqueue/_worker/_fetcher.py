@@ -262,12 +262,14 @@ class Fetcher:
             backoff.succeeded()
 
     async def _free_slots(self) -> int:
-        """Wait until a slot is free (or the worker stops) and return how many are.
+        """Wait until a slot is free and the worker is not backlogged with unwritten outcomes
+        (or it stops), and return how many slots are free.
 
-        Meanwhile what a read still in flight (another slot's, on a cluster) takes goes back
-        to its queue as it comes, not when a slot frees: an idle worker may run it now.
+        Meanwhile what a read still in flight (another slot's, on a cluster) takes is begun as
+        it comes, not when the worker may read again: started in the free slots, the rest
+        back to its queue, where an idle worker may run it now.
         """
-        while self._slots.free <= 0 and self._reads.in_flight and not self._stopping:
+        while self._slots.room <= 0 and self._reads.in_flight and not self._stopping:
             freed = asyncio.ensure_future(self._slots.wait())
             taken = asyncio.ensure_future(self._reads.taken())
             try:
