@@ -182,3 +182,12 @@ async def test_a_backlogged_leader_claims_lapsed_entries_only_once_its_outcomes_
 
 async def _has_claimed(claimed: list[Delivery]) -> bool:
     return bool(claimed)
+
+
+async def test_a_stopped_workers_wait_for_room_ends_though_a_backlog_comes_after_the_stop() -> None:
+    """A server that stopped taking outcomes keeps the backlog for good: the stop must hold."""
+    slots = Slots(1)
+    slots.wake()  # the worker stops
+    slots.take(1)  # a claim in flight starts its job
+    slots.backlog(True)
+    assert await asyncio.wait_for(slots.wait(), 1) == 0
