@@ -42,6 +42,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _cgroup import LEAST_FRACTION, period_us  # noqa: E402
 from peers.aqueue import queue_names  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 from run import FULL, Unit, machine, run_unit  # noqa: E402
@@ -58,6 +59,16 @@ def tree(text: str) -> tuple[str, Path]:
     if not (where / "aqueue" / "__init__.py").exists():
         raise argparse.ArgumentTypeError(f"{where} holds no aqueue package")
     return label or where.name, where
+
+
+def fraction(text: str) -> float:
+    """A cap on the server: a fraction of one core, from ``LEAST_FRACTION`` to 1."""
+    value = float(text)
+    if not LEAST_FRACTION <= value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a fraction of one core from {LEAST_FRACTION} to 1 (0.1: a tenth)"
+        )
+    return value
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,8 +94,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="on a local 3-master Redis Cluster (needs redis-server and redis-cli)",
     )
+    parser.add_argument(
+        "--server-cpu",
+        type=fraction,
+        metavar="FRACTION",
+        help="cap each point's server at this fraction of one core (a cgroup; needs root)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.cluster and args.server_cpu is not None:
+        parser.error("--server-cpu caps one server: leave it out with --cluster")
     # Four queues cover the three masters (q0..q3 hash to all three shards' slots).
     args.queues = args.queues or ([1, 4] if args.cluster else [1, 8])
     return args
@@ -104,7 +123,14 @@ def measure(
     )
     sizes = FULL.__class__(**{**vars(FULL), "timeout": args.timeout})
     load = os.getloadavg()[0]
-    report = run_unit(unit, Path(sys.executable), sizes, prefills, cluster=args.cluster)
+    report = run_unit(
+        unit,
+        Path(sys.executable),
+        sizes,
+        prefills,
+        cluster=args.cluster,
+        server_cpu=args.server_cpu,
+    )
     metrics = report.get("metrics", report)
     return {
         "tree": label,
@@ -138,6 +164,56 @@ def table(points: list[dict[str, Any]], processes: list[int]) -> str:
         cells = " | ".join(cell(row.get(k)) for k in processes)
         lines.append(f"| {label} | {queues} | {cells} |")
     return "\n".join(lines)
+
+
+def server_share(point: dict[str, Any]) -> float:
+    """The share of one core the server used over the drain: its CPU per task times the rate
+    (about the cap, where a capped server is what bounds the rate)."""
+    return float(point["server_cpu_us_per_task"] * point["tasks_per_s"] / 1e6)
+
+
+def rates(points: list[dict[str, Any]]) -> str:
+    """Each point's rate beside the fewest processes' rate of the same tree and queues, and
+    the server CPU behind it: per task, and as a share of a core."""
+    lines = [
+        "| tree | queues | processes | tasks/s | vs fewest processes | server CPU per task "
+        "| server CPU, share of a core |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for point in points:
+        if not point["ok"]:
+            lines.append(
+                f"| {point['tree']} | {point['queues']} | {point['processes']} | failed ||||"
+            )
+            continue
+        base = min(
+            (
+                p
+                for p in points
+                if p["ok"] and (p["tree"], p["queues"]) == (point["tree"], point["queues"])
+            ),
+            key=lambda p: p["processes"],
+        )
+        lines.append(
+            f"| {point['tree']} | {point['queues']} | {point['processes']} "
+            f"| {point['tasks_per_s']:,.0f} | {point['tasks_per_s'] / base['tasks_per_s']:.2f} "
+            f"| {point['server_cpu_us_per_task']:.1f} µs | {server_share(point):.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def capped(server_cpu: float | None) -> str:
+    """What the report says of the server's cap."""
+    if server_cpu is None:
+        return ""
+    period = period_us(server_cpu)
+    return (
+        f"**The server ran capped at {server_cpu:g} of one core** (a cgroup: "
+        f"{round(period * server_cpu):,} µs of CPU every {period:,} µs), so that it is what "
+        "bounds the rate: its CPU per task is then what the rate shows. The commands' µs "
+        "below (INFO commandstats) are wall-clock time, so they also count the time the "
+        "server was stopped in a command by the cap: read them as shares, not costs.\n\n"
+    )
 
 
 def by_command(points: list[dict[str, Any]], most: int = 8) -> str:
@@ -224,7 +300,8 @@ def main() -> None:
                 points.append(point)
                 shown = (
                     f"{point['tasks_per_s']:,.0f} tasks/s, server "
-                    f"{point['server_cpu_us_per_task']:.1f} µs/task"
+                    f"{point['server_cpu_us_per_task']:.1f} µs/task, "
+                    f"{server_share(point):.0%} of a core"
                     if point["ok"]
                     else f"failed: {point['error']}"
                 )
@@ -237,9 +314,13 @@ def main() -> None:
     text = (
         f"# Drain scaling on {server}: {args.n:,} no-op tasks, "
         f"`aqueue worker -c {args.concurrency}`, result_ttl=0\n\n"
+        f"{capped(args.server_cpu)}"
         "Each cell: drain rate, and the server's CPU per task"
         f"{' (summed over the masters)' if args.cluster else ''}.\n\n"
         f"{table(points, args.processes)}\n\n"
+        "Each point's rate beside the fewest processes' of the same tree, and the server "
+        "CPU behind it:\n\n"
+        f"{rates(points)}\n\n"
         f"{by_master(points, args.queues) if args.cluster else ''}"
         "What explains it, per task (a finish call that leaves nothing pending calls XDEL "
         "once, for one id; the others call it for each entry acked above the oldest pending "
@@ -250,7 +331,9 @@ def main() -> None:
     )
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(
-        json.dumps({"machine": machine(), "points": points}, indent=2)
+        json.dumps(
+            {"machine": machine(), "server_cpu": args.server_cpu, "points": points}, indent=2
+        )
     )
     print(f"\n{text}\nresults: {out / 'results.md'}; logs in {logdir}")
 
