@@ -4,6 +4,7 @@
     python benchmarks/scaling.py --processes 1,2,4,8,12 --queues 1,8 --n 300000
     python benchmarks/scaling.py --tree before=/tmp/old-checkout --tree after=.
     python benchmarks/scaling.py --cluster             # 1 and 4 queues on a 3-master cluster
+    python benchmarks/scaling.py --server-cpu 0.1 --processes 1,2,4,8 --n 300000  # as root
 
 One Redis core is the ceiling of every fleet until Cluster. Each point drains ``--n`` queued
 no-op tasks (``result_ttl=0``) with K ``aqueue worker -c C`` processes serving Q queues (the
@@ -26,6 +27,18 @@ is 1 / (server CPU per task), so a per-task cost that grows with the processes i
 more processes slower. On a machine too small to saturate the server,
 ``benchmarks/instructions.py --processes`` counts that cost under callgrind, where one process
 saturates it.
+
+``--server-cpu FRACTION`` measures the rate itself past saturation on such a machine: each
+point's server runs in a Linux cgroup capped at that fraction of one core (0.1: a tenth;
+``_cgroup.py``; needs root), once it has loaded its dataset. The cap stands in fairly for a
+bigger machine's saturated core: the server's work per task is the same code and data
+whatever core runs it, and a saturated server's rate is its CPU divided by its CPU per task,
+here cap / (server CPU per task). So whatever grows per task with the processes (the
+callgrind counts above) shows as a falling rate, as it would past a real core's saturation.
+Choose the cap so that the server bounds every point: its share of a core (reported per
+point) stays at the cap, and the 1-process rate is well under an uncapped 1-process drain's,
+so the workers had CPU to spare. The cap is CPU time, not a slower clock: a task's latency
+under it is not a slower server's, and the commands' wall-clock µs count the stops.
 """
 
 from __future__ import annotations
@@ -138,6 +151,8 @@ def measure(
         "processes": processes,
         "ok": report.get("ok", False),
         "tasks_per_s": metrics.get("tasks_per_s"),
+        "acked_tasks_per_s": metrics.get("acked_tasks_per_s"),
+        "unacked_after_last_run": metrics.get("unacked_after_last_run"),
         "server_cpu_us_per_task": metrics.get("server_cpu_us_per_task"),
         "server_cpu_us_per_task_by_master": metrics.get("server_cpu_us_per_task_by_master", {}),
         "socket_reads_per_task": metrics.get("socket_reads_per_task"),
@@ -152,7 +167,7 @@ def cell(point: dict[str, Any] | None) -> str:
         return ""
     if not point["ok"]:
         return "failed"
-    return f"{point['tasks_per_s']:,.0f}/s, {point['server_cpu_us_per_task']:.1f} µs"
+    return f"{drained(point):,.0f}/s, {point['server_cpu_us_per_task']:.1f} µs"
 
 
 def table(points: list[dict[str, Any]], processes: list[int]) -> str:
@@ -166,25 +181,31 @@ def table(points: list[dict[str, Any]], processes: list[int]) -> str:
     return "\n".join(lines)
 
 
+def drained(point: dict[str, Any]) -> float:
+    """The drain rate: to the last task's ack where the driver could tell, else its run."""
+    return float(point.get("acked_tasks_per_s") or point["tasks_per_s"])
+
+
 def server_share(point: dict[str, Any]) -> float:
     """The share of one core the server used over the drain: its CPU per task times the rate
     (about the cap, where a capped server is what bounds the rate)."""
-    return float(point["server_cpu_us_per_task"] * point["tasks_per_s"] / 1e6)
+    return float(point["server_cpu_us_per_task"] * drained(point) / 1e6)
 
 
 def rates(points: list[dict[str, Any]]) -> str:
-    """Each point's rate beside the fewest processes' rate of the same tree and queues, and
-    the server CPU behind it: per task, and as a share of a core."""
+    """Each point's drain rate beside the fewest processes' of the same tree and queues; the
+    rate of runs, with what was still unacked after the last one; and the server CPU behind
+    it, per task and as a share of a core."""
     lines = [
-        "| tree | queues | processes | tasks/s | vs fewest processes | server CPU per task "
+        "| tree | queues | processes | tasks/s to the last ack | vs fewest processes "
+        "| tasks/s to the last run | unacked after the last run | server CPU per task "
         "| server CPU, share of a core |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for point in points:
+        where = f"| {point['tree']} | {point['queues']} | {point['processes']} "
         if not point["ok"]:
-            lines.append(
-                f"| {point['tree']} | {point['queues']} | {point['processes']} | failed ||||"
-            )
+            lines.append(where + "| failed |||||||")
             continue
         base = min(
             (
@@ -195,8 +216,8 @@ def rates(points: list[dict[str, Any]]) -> str:
             key=lambda p: p["processes"],
         )
         lines.append(
-            f"| {point['tree']} | {point['queues']} | {point['processes']} "
-            f"| {point['tasks_per_s']:,.0f} | {point['tasks_per_s'] / base['tasks_per_s']:.2f} "
+            where + f"| {drained(point):,.0f} | {drained(point) / drained(base):.2f} "
+            f"| {point['tasks_per_s']:,.0f} | {point.get('unacked_after_last_run') or 0:,} "
             f"| {point['server_cpu_us_per_task']:.1f} µs | {server_share(point):.0%} |"
         )
     return "\n".join(lines)
@@ -299,7 +320,7 @@ def main() -> None:
                 point = measure(args, label, where, queues, processes, logdir)
                 points.append(point)
                 shown = (
-                    f"{point['tasks_per_s']:,.0f} tasks/s, server "
+                    f"{drained(point):,.0f} tasks/s, server "
                     f"{point['server_cpu_us_per_task']:.1f} µs/task, "
                     f"{server_share(point):.0%} of a core"
                     if point["ok"]
@@ -315,11 +336,13 @@ def main() -> None:
         f"# Drain scaling on {server}: {args.n:,} no-op tasks, "
         f"`aqueue worker -c {args.concurrency}`, result_ttl=0\n\n"
         f"{capped(args.server_cpu)}"
-        "Each cell: drain rate, and the server's CPU per task"
+        "Each cell: drain rate (to the last task's ack), and the server's CPU per task"
         f"{' (summed over the masters)' if args.cluster else ''}.\n\n"
         f"{table(points, args.processes)}\n\n"
-        "Each point's rate beside the fewest processes' of the same tree, and the server "
-        "CPU behind it:\n\n"
+        "Each point's drain rate (to the last task's ack) beside the fewest processes' of "
+        "the same tree; the rate of runs, which a saturated server's acks can trail (the "
+        "tasks run and not yet acked after the last run, whose leases the workers renew); "
+        "and the server CPU behind it:\n\n"
         f"{rates(points)}\n\n"
         f"{by_master(points, args.queues) if args.cluster else ''}"
         "What explains it, per task (a finish call that leaves nothing pending calls XDEL "
