@@ -133,7 +133,9 @@ class Run:
         self.module = module
         self.client = module.Client()
         self.cluster = args.url.startswith(CLUSTER_SCHEME)
-        self.redis = connect(args.url, redis.asyncio)
+        # No socket timeout (redis-py 8 waits 5 s): a server saturated on purpose
+        # (scaling.py --server-cpu) can answer the driver's look at the runs later than that.
+        self.redis = connect(args.url, redis.asyncio, socket_timeout=None)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         self.env = env

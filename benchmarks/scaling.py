@@ -9,8 +9,10 @@
 One Redis core is the ceiling of every fleet until Cluster. Each point drains ``--n`` queued
 no-op tasks (``result_ttl=0``) with K ``aqueue worker -c C`` processes serving Q queues (the
 tasks spread evenly), on a fresh server started from the same prefilled dataset, and reports
-the drain rate (first task's start to last task's end, every task checked to run exactly once)
-and the server's CPU per task (``used_cpu_user + used_cpu_sys`` over the drain). Several
+the drain rate (first task's start to the last task's ack, every task checked to run exactly
+once; beside it the rate to the last run, and how many tasks had run and were not yet acked
+then: a saturated server's acks can trail the runs) and the server's CPU per task
+(``used_cpu_user + used_cpu_sys`` over the drain and its acks). Several
 ``--tree`` checkouts (aqueue source trees, run through PYTHONPATH) are measured point by point
 in turn, so "today's code beside the new" share the machine's drift. With ``--cluster`` each
 point runs on a fresh local Redis Cluster instead (:class:`aqueue.testing.LocalCluster`: 3
