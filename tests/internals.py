@@ -15,6 +15,7 @@ from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
 from aqueue._options import CHECKS
 from aqueue._redis import _calls as scripts
+from aqueue._redis._backoff import pause_after
 from aqueue._redis._cluster import command_key
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
@@ -84,6 +85,7 @@ __all__ = [
     "keys_of",
     "last_tick_key",
     "members",
+    "pause_after",
     "pip_install",
     "prelude_for",
     "prelude_functions",
