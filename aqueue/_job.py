@@ -359,20 +359,23 @@ class Job(Generic[R]):
     async def _read(self, *fields: bytes) -> list[bytes | None]:
         """``fields`` (``status`` first) of the job's record. A queued job that has no record
         yet reads as ``status: queued`` with its task and enqueue time (see Keys.queued); so
-        does a scheduled one that has left the delayed set (see _moved)."""
+        does a scheduled one that has left the delayed set (see _scheduled_status)."""
         # The "queued" field first: the start script moves it into the record in one step,
         # so a job between the two reads is found in the second, never in neither.
-        queued, [*values, due_at] = cast(
+        queued, values = cast(
             "tuple[bytes | None, list[bytes | None]]",
             await self._connections.direct.commands(
                 [
                     (b"HGET", self._keys.queued(self.id), self.id.partition(":")[2]),
-                    (b"HMGET", self._key, *fields, _DUE_AT),
+                    (b"HMGET", self._key, *fields),
                 ]
             ),
         )
-        if values[0] == _SCHEDULED and await self._moved(due_at):
-            values[0] = _QUEUED
+        if values[0] == _SCHEDULED:
+            now = await self._scheduled_status()
+            if now not in (_SCHEDULED, _QUEUED):
+                return await self._read(*fields)  # it moved on since: read it whole again
+            values[0] = now
         if queued is None or values[0] is not None:
             return values
         entry, _, level = queued.partition(b" ")
@@ -395,15 +398,13 @@ class Job(Generic[R]):
             known[b"task"] = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(ENTRY.task)
         return [known.get(field) for field in fields]
 
-    async def _moved(self, due_at: bytes | None) -> bool:
-        """Whether the job, whose record says scheduled, due at ``due_at``, has left the
-        delayed set: the look that moves a due job into its stream leaves its record as it was
-        (lua/poll.lua), so the job is queued now, until its start marks it running (see
+    async def _scheduled_status(self) -> bytes:
+        """The status, as it is now, of the job whose record said scheduled: the look that
+        moves a due job into its stream leaves its record as it was (lua/poll.lua), so one
+        that has left the delayed set is queued, until its start marks it running (see
         lua/moved.lua)."""
-        if due_at is None:
-            return False
-        call = scripts.moved(delayed=self._keys.delayed, due_at=due_at, job_id=self.id)
-        return bool(await self._connections.direct.call(call))
+        call = scripts.moved(delayed=self._keys.delayed, record=self._key, job_id=self.id)
+        return cast("bytes", await self._connections.direct.call(call))
 
     @asynccontextmanager
     async def _watch(self, *, only: frozenset[bytes] | None = None) -> AsyncIterator[asyncio.Event]:
@@ -550,6 +551,6 @@ def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:
         progress=None if progress is None else float(progress),
         progress_message=None if message is None else message.decode(),
         error=None if error is None else _error_from(error),
-        # A record keeps its last due time after the job left the delayed set (see _moved).
+        # A record keeps its last due time once the job left the delayed set: a look moved it.
         due_at=_time(raw[_DUE_AT]) if status == _SCHEDULED else None,
     )

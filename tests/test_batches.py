@@ -611,6 +611,18 @@ async def test_a_due_job_reads_scheduled_until_a_look_moves_it(
     assert await job.status() is aqueue.JobStatus.QUEUED
 
 
+async def test_a_status_read_overtaken_by_a_cancel_tells_cancelled_not_queued(
+    app: aqueue.App,
+) -> None:
+    """A read finds the record scheduled, then looks whether the job left the delayed set. A
+    cancel in between also takes its member out: the look reads the status again with it, so
+    the reader is never told queued, a status the job never had."""
+    [job] = await _delayed_jobs(app, 1)
+    await asyncio.sleep(0.05)
+    assert await job.cancel()
+    assert await job._scheduled_status() == b"cancelled"  # the look, after the record's read
+
+
 async def test_the_status_of_a_job_not_due_yet_reads_nothing_of_the_delayed_set(
     app: aqueue.App, redis: Redis
 ) -> None:

@@ -393,10 +393,10 @@ def cancel(
     )
 
 
-def moved(*, delayed: Key, due_at: bytes, job_id: str) -> Call:
-    """Whether the job whose record says scheduled, due at ``due_at`` (its record's), was
-    moved into its stream (1) or still waits in ``delayed`` (0)."""
-    return Call(MOVED, [delayed], [due_at, job_id])
+def moved(*, delayed: Key, record: Key, job_id: str) -> Call:
+    """The status, as it is now, of a job whose record said scheduled: ``queued`` once it
+    has left ``delayed`` (moved into its stream), else the record's (see lua/moved.lua)."""
+    return Call(MOVED, [delayed, record], [job_id])
 
 
 class PurgedEntry(NamedTuple):
