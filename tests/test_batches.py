@@ -22,7 +22,7 @@ from aqueue._worker._acker import Acker
 from aqueue._worker._outcome import Action, Delivery, Outcome
 from aqueue.testing import RedisServer
 from tests.helpers import entries, eventually, look, read_as
-from tests.internals import connections_of
+from tests.internals import Slots, connections_of
 
 
 async def _told(job_id: str) -> None:
@@ -71,6 +71,7 @@ async def _run(app: aqueue.App, outcomes: list[Outcome], *, kept_arguments_size:
         lambda outcomes: None,
         _told,
         lease=app.lease,
+        slots=Slots(10),
         kept_arguments_size=kept_arguments_size,
     )
     for outcome in outcomes:

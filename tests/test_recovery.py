@@ -11,9 +11,9 @@ from redis.exceptions import ReadOnlyError, ResponseError
 
 import aqueue
 from aqueue.testing import RedisServer
-from tests.faults.test_network import DroppingProxy
-from tests.faults.test_network import proxy as proxy  # the fixture, shared with the fault tests
 from tests.internals import pause_after
+from tests.proxies import DroppingProxy
+from tests.proxies import proxy as proxy  # the fixture, shared with the fault tests
 
 
 def test_reconnect_pauses_grow_to_five_seconds_while_nothing_answers() -> None:

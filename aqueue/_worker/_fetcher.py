@@ -65,33 +65,61 @@ stop or a pause takes to end the read where CLIENT UNBLOCK is not allowed (a min
 
 
 class Slots:
-    """How many more jobs this worker may run now."""
+    """How many more jobs this worker may run now, and whether it may take in more.
+
+    A worker whose outcomes pile up unwritten (the server acks slower than the jobs run) takes
+    in no more (see :func:`aqueue._worker._acker.most_unflushed`): the jobs it has still
+    start and end, their outcomes are still written, only reads and claims wait.
+    """
 
     def __init__(self, size: int) -> None:
+        self.size = size
         self.free = size
+        self._backlogged = False
+        self._woken = False
         self._available = asyncio.Event()
         self._available.set()
 
+    @property
+    def room(self) -> int:
+        """How many jobs to read or claim now: the free slots, none while backlogged."""
+        return 0 if self._backlogged else self.free
+
     def take(self, count: int) -> None:
         self.free -= count
-        if self.free <= 0:
-            self._available.clear()
+        self._update()
 
     def give(self) -> None:
         self.free += 1
         # Jobs that only get dead-lettered may start beyond the free slots (see _unknown.py):
         # a give then may leave none free yet.
-        if self.free > 0:
+        if self.free > 0 and not self._backlogged:
             self._available.set()
 
+    def backlog(self, full: bool) -> None:
+        """The worker holds too many unwritten outcomes to take in more (``full``), or no
+        longer does."""
+        self._backlogged = full
+        self._update()
+
     def wake(self) -> None:
-        """End a :meth:`wait` now, free slot or not (the worker stops)."""
+        """End every :meth:`wait`, now and later, free slot or not (the worker stops)."""
+        self._woken = True
         self._available.set()
 
     async def wait(self) -> int:
-        """Wait until at least one slot is free (or :meth:`wake`) and return how many are."""
+        """Wait until at least one slot is free and the worker is not backlogged (or
+        :meth:`wake`), and return how many slots are free."""
         await self._available.wait()
         return self.free
+
+    def _update(self) -> None:
+        # Sticky once woken: a stopping fetcher must not wait again for a slot or the acker
+        # (a server that is down may keep the backlog for good).
+        if self._woken or (self.free > 0 and not self._backlogged):
+            self._available.set()
+        else:
+            self._available.clear()
 
 
 class Fetcher:
@@ -234,12 +262,14 @@ class Fetcher:
             backoff.succeeded()
 
     async def _free_slots(self) -> int:
-        """Wait until a slot is free (or the worker stops) and return how many are.
+        """Wait until a slot is free and the worker is not backlogged with unwritten outcomes
+        (or it stops), and return how many slots are free.
 
-        Meanwhile what a read still in flight (another slot's, on a cluster) takes goes back
-        to its queue as it comes, not when a slot frees: an idle worker may run it now.
+        Meanwhile what a read still in flight (another slot's, on a cluster) takes is begun as
+        it comes, not when the worker may read again: started in the free slots, the rest
+        back to its queue, where an idle worker may run it now.
         """
-        while self._slots.free <= 0 and self._reads.in_flight and not self._stopping:
+        while self._slots.room <= 0 and self._reads.in_flight and not self._stopping:
             freed = asyncio.ensure_future(self._slots.wait())
             taken = asyncio.ensure_future(self._reads.taken())
             try:

@@ -7,8 +7,8 @@ so a leader that dies is replaced within its leadership (a lease), and one that 
 Due jobs move into the stream in one script (were two workers to lead for a moment, each job
 would still move once). Entries idle for longer than the lease belonged to a worker that died
 (or lost its connection): XAUTOCLAIM hands them to the leader, which runs them again, counting
-the delivery as an attempt; a leader with no free slot asks the others on pub/sub, and those
-with room claim them.
+the delivery as an attempt; a leader with no room for them (no free slot, or too many outcomes
+not yet written: see ``_acker.py``) asks the others on pub/sub, and those with room claim them.
 
 Nothing is polled every few milliseconds. Every worker keeps the delayed set's earliest due
 time, as its looks return it and as the set's channel tells it: a job scheduled before the
@@ -125,7 +125,7 @@ class _Duty:
     """The server's clock less the event loop's (s), from the last look (None before the
     first): notices give due times on the server's clock."""
     asked: bool = False
-    """Whether the leader, with no free slot, asked for a claim by a worker with some."""
+    """Whether the leader, with no room, asked for a claim by a worker with some."""
     noticed: bool = False
     """Whether a notice asked for a look while a look or check was in flight: what that one
     returns is stale, so it must not push the next look back."""
@@ -210,9 +210,9 @@ class Reclaimer:
             self._cancel([data.decode()])
             return
         if kind == "stream":
-            # The leader has no free slot for entries whose lease lapsed: one with some
-            # claims them.
-            duty.asked = self._slots.free > 0 and not duty.leads
+            # The leader has no room for entries whose lease lapsed: one with some claims
+            # them.
+            duty.asked = self._slots.room > 0 and not duty.leads
             self._woken.set()
             return
         if kind == "delayed":
@@ -464,7 +464,10 @@ class Reclaimer:
 
     async def _claim(self, duty: _Duty, stream: bytes) -> None:
         keys = duty.keys
-        free = self._slots.free
+        # A backlogged worker claims none either: claimed jobs run too, their outcomes would
+        # join those waiting to be written, and their leases be renewed by a server already
+        # slow to take writes. The leader asks the workers with room to claim them.
+        free = self._slots.room
         if not self._claiming:
             return
         if free <= 0:
