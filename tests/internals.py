@@ -22,6 +22,7 @@ from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import CHANNELS, GROUP, Keys, keys_of
 from aqueue._redis._scripts import (
     FINISH,
+    RENEW,
     Call,
     Script,
     prelude_for,
@@ -65,6 +66,7 @@ __all__ = [
     "PROMPT_GRACE",
     "PROMPT_SPREAD",
     "PROTOCOL_VERSION",
+    "RENEW",
     "TELL_INTERVAL",
     "UNTYPED",
     "Acker",

@@ -21,6 +21,7 @@ from aqueue.testing import RedisServer
 from tests.helpers import entries, eventually, read_as
 from tests.internals import (
     GROUP,
+    RENEW,
     Delivery,
     Keys,
     LeaseKeeper,
@@ -31,6 +32,7 @@ from tests.internals import (
     prune_consumers,
     registry_index,
 )
+from tests.proxies import DelayingProxy
 
 
 async def test_a_dead_workers_job_is_claimed_and_run_after_the_lease(
@@ -431,6 +433,58 @@ async def test_a_renewal_that_keeps_failing_is_logged_once_not_every_cycle(
         await asyncio.to_thread(keeper.stop)
     failures = [r for r in caplog.records if r.getMessage().startswith("cannot renew leases")]
     assert len(failures) == 1
+
+
+async def _lag_warnings(url: str, keys: Keys, *, block: float = 0.0) -> list[str]:
+    """The loop-lag warnings of a lease keeper (lease 0.9 s: it checks every 0.3 s) renewing
+    one entry for 3 s, its event loop blocked for ``block`` seconds in the middle."""
+    keeper = LeaseKeeper(
+        url=url,
+        consumer="holder",
+        lease=0.9,
+        in_flight={(keys.stream, b"1-0"): keys},
+        loop=asyncio.get_running_loop(),
+    )
+    handler = _Records()
+    logging.getLogger("aqueue.worker").addHandler(handler)
+    try:
+        await asyncio.to_thread(keeper.start)
+        await asyncio.sleep(1.0)
+        time.sleep(block)  # noqa: ASYNC251 - what the keeper is to notice
+        await asyncio.sleep(2.0 - block)
+        await asyncio.to_thread(keeper.stop)
+    finally:
+        logging.getLogger("aqueue.worker").removeHandler(handler)
+    return [text for text in handler.texts if "event loop has not answered" in text]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(record.getMessage())
+
+
+@pytest.mark.one_loop  # the keeper is a thread of its own, whatever the loop
+async def test_a_blocked_event_loop_is_logged_while_leases_are_renewed(app: aqueue.App) -> None:
+    assert await _lag_warnings(app.url, Keys(app.namespace, "default"), block=1.8)
+
+
+@pytest.mark.one_loop
+@pytest.mark.not_on("cluster", "sentinel", reason="the proxy stands in front of one server")
+async def test_a_slow_renewal_is_not_taken_for_a_blocked_event_loop(
+    server: RedisServer, namespace: str
+) -> None:
+    """A saturated server may take seconds to renew: the loop answered all along."""
+    proxy = DelayingProxy(server.port, marker=RENEW.sha.encode(), delay=1.5)
+    await proxy.start()
+    try:
+        assert await _lag_warnings(proxy.url, Keys(namespace, "default")) == []
+        assert proxy.delayed >= 1
+    finally:
+        await proxy.close()
 
 
 async def test_a_live_worker_still_says_it_is_alive_while_redis_is_full(

@@ -64,7 +64,8 @@ class LeaseKeeper:
         self._renewals_failing: set[str] = set()
         self._died = asyncio.Event()
         self._death: Exception | None = None
-        self._last_pong = time.monotonic()
+        # When the thread last asked the loop to answer, and when the loop last did.
+        self._last_ping = self._last_pong = time.monotonic()
         self.lost = 0
         """Jobs this worker was still running when another worker had claimed them."""
 
@@ -119,13 +120,19 @@ class LeaseKeeper:
                 self._loop.call_soon_threadsafe(self._died.set)
 
     def _check_loop(self) -> None:
-        lag = time.monotonic() - self._last_pong
-        if lag > self._lease / 3 + LOOP_LAG_WARNING:
-            logger.warning(
-                "the event loop has not answered for %.1f s: a task blocks it (use a sync "
-                "task or a thread for blocking work); leases are still renewed",
-                lag,
-            )
+        # Timed from the question, not from the last answer: the renewals in between may take
+        # seconds on a saturated server, which is no lag of the loop.
+        now = time.monotonic()
+        if self._last_pong < self._last_ping:  # not answered yet: still counting from then
+            lag = now - self._last_ping
+            if lag > LOOP_LAG_WARNING:
+                logger.warning(
+                    "the event loop has not answered for %.1f s: a task blocks it (use a sync "
+                    "task or a thread for blocking work); leases are still renewed",
+                    lag,
+                )
+            return
+        self._last_ping = now
         with contextlib.suppress(RuntimeError):  # the loop is closed: the worker is stopping
             self._loop.call_soon_threadsafe(self._pong)
 
