@@ -1,0 +1,72 @@
+"""Closing an app leaves no connection open on the server, whatever was in flight: calls and
+result waits still connecting when it closed, or the close itself cancelled half-way.
+
+The app's connections carry a client name of their own, so the server's count is of them
+alone. A server paused by ``CLIENT PAUSE`` answers no handshake, which holds the app's new
+connections mid-connect for as long as the test needs: the close lands there every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+import aqueue
+from tests.helpers import AdminClient, Deployment, eventually
+
+pytestmark = pytest.mark.not_on(
+    "cluster", "sentinel", reason="pauses and counts the clients of one server"
+)
+
+Count = Callable[[], Awaitable[int]]
+
+
+@pytest.fixture
+def open_connections(redis: AdminClient, namespace: str) -> Count:
+    """How many connections the test's apps hold open on the server now."""
+
+    async def count() -> int:
+        clients = await redis.client_list()
+        return sum(1 for client in clients if client["name"] == namespace)
+
+    return count
+
+
+def named_app(server: Deployment, namespace: str) -> aqueue.App:
+    """An app whose connections carry the test's namespace as their client name."""
+    return aqueue.App(f"{server.url}?client_name={namespace}", namespace=namespace)
+
+
+@contextlib.asynccontextmanager
+async def none_left_open(open_connections: Count) -> AsyncIterator[None]:
+    """Fails unless the app's connections are all gone from the server at the end, and
+    garbage collection finds none that was left open (it closes such a one, warning)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            yield
+            await eventually(lambda: _none(open_connections))
+        finally:
+            gc.collect()  # here, where its warning is recorded rather than raised anywhere
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []
+
+
+async def test_calls_made_as_the_app_closes_leave_no_connection_open(
+    server: Deployment, namespace: str, open_connections: Count
+) -> None:
+    async with none_left_open(open_connections):
+        app = named_app(server, namespace)
+        # They start while the close runs: on the client it is closing.
+        calls = [asyncio.ensure_future(app.redis.ping()) for _ in range(3)]
+        await app.close()
+        await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def _none(open_connections: Count) -> bool:
+    return await open_connections() == 0
