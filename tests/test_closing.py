@@ -23,6 +23,11 @@ pytestmark = pytest.mark.not_on(
     "cluster", "sentinel", reason="pauses and counts the clients of one server"
 )
 
+PAUSE_MS = 300
+"""How long the server answers nobody: the app's connections wait for it mid-connect."""
+CONNECTING = 0.05
+"""Seconds the app's calls get to open their connections and send their handshakes."""
+
 Count = Callable[[], Awaitable[int]]
 
 
@@ -66,6 +71,20 @@ async def test_calls_made_as_the_app_closes_leave_no_connection_open(
         calls = [asyncio.ensure_future(app.redis.ping()) for _ in range(3)]
         await app.close()
         await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_a_result_wait_connecting_when_the_app_closes_leaves_no_connection_open(
+    server: Deployment, namespace: str, redis: AdminClient, open_connections: Count
+) -> None:
+    async with none_left_open(open_connections):
+        app = named_app(server, namespace)
+        job = await app.enqueue("nowhere.to.run")
+        await app.close()  # the wait below is the only connection the app opens
+        await redis.client_pause(PAUSE_MS)
+        waiting = asyncio.ensure_future(job.result(timeout=1))
+        await asyncio.sleep(CONNECTING)
+        await app.close()
+        await asyncio.gather(waiting, return_exceptions=True)
 
 
 async def _none(open_connections: Count) -> bool:
