@@ -87,5 +87,24 @@ async def test_a_result_wait_connecting_when_the_app_closes_leaves_no_connection
         await asyncio.gather(waiting, return_exceptions=True)
 
 
+async def test_a_close_cancelled_half_way_still_closes_every_connection(
+    server: Deployment, namespace: str, open_connections: Count
+) -> None:
+    # Cancelled after 1, 2, 3 ... turns of the loop, each in another of its steps. (A task
+    # cancelled before its first turn never started to close anything.)
+    for turns in range(1, 12):
+        async with none_left_open(open_connections):
+            app = named_app(server, namespace)
+            job = await app.enqueue("nowhere.to.run")  # the script calls' connection
+            await app.redis.ping()  # the pool's
+            with pytest.raises(aqueue.ResultTimeout):
+                await job.result(timeout=0)  # the result waiter's
+            closing = asyncio.ensure_future(app.close())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            closing.cancel()
+            await asyncio.gather(closing, return_exceptions=True)
+
+
 async def _none(open_connections: Count) -> bool:
     return await open_connections() == 0
