@@ -108,3 +108,28 @@ async def test_a_close_cancelled_half_way_still_closes_every_connection(
 
 async def _none(open_connections: Count) -> bool:
     return await open_connections() == 0
+
+
+async def test_a_worker_whose_start_is_cancelled_stops_and_leaves_no_connection_open(
+    server: Deployment, namespace: str, open_connections: Count
+) -> None:
+    async with none_left_open(open_connections):
+        app = named_app(server, namespace)
+        starting, go_on = asyncio.Event(), asyncio.Event()
+
+        @app.on_worker_start
+        async def wait_for_the_test(worker: aqueue.Worker) -> None:
+            starting.set()
+            await go_on.wait()
+
+        async def serve() -> None:
+            async with aqueue.Worker(app):
+                await asyncio.sleep(30)
+
+        serving = asyncio.ensure_future(serve())
+        await starting.wait()
+        serving.cancel()
+        go_on.set()  # the start goes on: the worker stops once it is up
+        await asyncio.gather(serving, return_exceptions=True)
+        assert await app.workers() == []
+        await app.close()

@@ -229,7 +229,15 @@ class Worker:
     async def __aenter__(self) -> Self:
         started = asyncio.get_running_loop().create_future()
         self._background = asyncio.create_task(self._serve(started), name=f"aqueue {self.name}")
-        await started
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            # Nobody would stop a worker whose start was cancelled: it would run on, and
+            # reconnect after its app closed. It stops at once (once up), and is waited for.
+            self._hurry.set()
+            self.stop()
+            await asyncio.wait([self._background])
+            raise
         return self
 
     async def __aexit__(
