@@ -133,3 +133,30 @@ async def test_a_worker_whose_start_is_cancelled_stops_and_leaves_no_connection_
         await asyncio.gather(serving, return_exceptions=True)
         assert await app.workers() == []
         await app.close()
+
+
+async def test_a_worker_cancelled_while_it_first_registers_leaves_no_trace(
+    server: Deployment, namespace: str, redis: AdminClient, open_connections: Count
+) -> None:
+    """Neither a registry entry kept alive by a lease thread nobody stops, nor its
+    connection."""
+    async with none_left_open(open_connections):
+        app = named_app(server, namespace)
+        starting, go_on = asyncio.Event(), asyncio.Event()
+
+        @app.on_worker_start
+        async def wait_for_the_test(worker: aqueue.Worker) -> None:
+            starting.set()
+            await go_on.wait()
+
+        serving = asyncio.ensure_future(aqueue.Worker(app).run(handle_signals=False))
+        await starting.wait()
+        # Writes wait: the worker's first beat (its registration, from the lease thread) too.
+        await redis.client_pause(PAUSE_MS, all=False)
+        go_on.set()
+        await asyncio.sleep(CONNECTING)
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        await asyncio.sleep(PAUSE_MS / 1000)  # a lease thread running on has beaten by now
+        assert await app.workers() == []
+        await app.close()

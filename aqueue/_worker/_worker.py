@@ -410,10 +410,12 @@ class Worker:
             loop=asyncio.get_running_loop(),
             presence=self._presence,
         )
-        with translate_errors(app.url):
-            await asyncio.to_thread(keeper.start)
-        scheduler = Scheduler(app)
         try:
+            # In the try: cancelled while it waits for the server, the worker must still stop
+            # the keeper, which would go on beating (and hold its connection) in its thread.
+            with translate_errors(app.url):
+                await asyncio.to_thread(keeper.start)
+            scheduler = Scheduler(app)
             async with anyio.create_task_group() as group:
                 loops = Loops(group, self._loop_died)
                 loops.start("outcome writer", acker.run, hurry=True)
