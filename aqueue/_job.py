@@ -17,6 +17,7 @@ import orjson
 from ._checks import seconds
 from ._depend import ERROR_MARK
 from ._events import named_queues
+from ._redis import _calls as scripts
 from ._redis._errors import translate_errors
 from ._redis._keys import FOLLOWED_TTL, Keys, keys_of, queue_of
 from ._redis._wire import ENTRY
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
+_DUE_AT = b"due_at"
+"""The record's field of a scheduled job's due time (ms)."""
+
 _FIELDS = (
     b"status",
     b"task",
@@ -49,7 +53,7 @@ _FIELDS = (
     b"progress",
     b"progress_message",
     b"error",
-    b"due_at",
+    _DUE_AT,
     b"result",
 )
 
@@ -354,7 +358,8 @@ class Job(Generic[R]):
 
     async def _read(self, *fields: bytes) -> list[bytes | None]:
         """``fields`` (``status`` first) of the job's record. A queued job that has no record
-        yet reads as ``status: queued`` with its task and enqueue time (see Keys.queued)."""
+        yet reads as ``status: queued`` with its task and enqueue time (see Keys.queued); so
+        does a scheduled one that has left the delayed set (see _scheduled_status)."""
         # The "queued" field first: the start script moves it into the record in one step,
         # so a job between the two reads is found in the second, never in neither.
         queued, values = cast(
@@ -366,11 +371,16 @@ class Job(Generic[R]):
                 ]
             ),
         )
+        if values[0] == _SCHEDULED:
+            now = await self._scheduled_status()
+            if now not in (_SCHEDULED, _QUEUED):
+                return await self._read(*fields)  # it moved on since: read it whole again
+            values[0] = now
         if queued is None or values[0] is not None:
             return values
         entry, _, level = queued.partition(b" ")
         known: dict[bytes, bytes | None] = {
-            b"status": b"queued",
+            b"status": _QUEUED,
             b"enqueued_at": entry.partition(b"-")[0],
         }
         if b"task" in fields:
@@ -387,6 +397,14 @@ class Job(Generic[R]):
             pairs = found[0][1] if found else []
             known[b"task"] = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(ENTRY.task)
         return [known.get(field) for field in fields]
+
+    async def _scheduled_status(self) -> bytes:
+        """The status, as it is now, of the job whose record said scheduled: the look that
+        moves a due job into its stream leaves its record as it was (lua/poll.lua), so one
+        that has left the delayed set is queued, until its start marks it running (see
+        lua/moved.lua)."""
+        call = scripts.moved(delayed=self._keys.delayed, record=self._key, job_id=self.id)
+        return cast("bytes", await self._connections.direct.call(call))
 
     @asynccontextmanager
     async def _watch(self, *, only: frozenset[bytes] | None = None) -> AsyncIterator[asyncio.Event]:
@@ -424,6 +442,8 @@ class Job(Generic[R]):
 
 
 _FINAL_RAW = frozenset({b"succeeded", b"failed", b"cancelled"})
+_QUEUED = JobStatus.QUEUED.value.encode()
+_SCHEDULED = JobStatus.SCHEDULED.value.encode()
 SUBSCRIBE_TIMEOUT = 10.0
 
 
@@ -531,5 +551,6 @@ def _info_from(job_id: str, raw: dict[bytes, bytes | None]) -> JobInfo:
         progress=None if progress is None else float(progress),
         progress_message=None if message is None else message.decode(),
         error=None if error is None else _error_from(error),
-        due_at=_time(raw[b"due_at"]),
+        # A record keeps its last due time once the job left the delayed set: a look moved it.
+        due_at=_time(raw[_DUE_AT]) if status == _SCHEDULED else None,
     )

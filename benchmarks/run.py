@@ -34,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _procs  # noqa: E402
+from _cgroup import cpu_cap  # noqa: E402
 from _server import local_cluster, redis_server  # noqa: E402
 from peers import (  # noqa: E402
     COMMON_REQUIREMENTS,
@@ -274,11 +275,18 @@ def snapshot_of(unit: Unit, logdir: Path) -> Path | None:
 
 
 def run_unit(
-    unit: Unit, python: Path, sizes: Sizes, logdir: Path, *, cluster: bool = False
+    unit: Unit,
+    python: Path,
+    sizes: Sizes,
+    logdir: Path,
+    *,
+    cluster: bool = False,
+    server_cpu: float | None = None,
 ) -> dict[str, Any]:
     """One measurement against a fresh server (with ``cluster``, a fresh local Redis Cluster,
     prefilled each time: its dataset is spread over the masters); every process started for
-    it is gone after."""
+    it is gone after. With ``server_cpu``, the server runs capped at that fraction of a core
+    once it has loaded its dataset (see _cgroup.py)."""
     if cluster:
         with local_cluster() as nodes:
             pids = frozenset(node.process.pid for node in nodes.nodes if node.process)
@@ -288,19 +296,27 @@ def run_unit(
     prefilled = snapshot is not None and snapshot.exists()
     if snapshot is not None and prefilled:
         shutil.copyfile(snapshot, server.directory / "dump.rdb")  # loaded at start
-    server.start()
-    assert server.process is not None
-    try:
-        snapshot_args = ["--save"] if snapshot and not prefilled else []
-        snapshot_args += ["--prefilled"] if prefilled else []
-        return drive(
-            unit, python, sizes, logdir, server.url, frozenset({server.process.pid}), snapshot_args
-        )
-    finally:
-        saved = server.directory / "dump.rdb"  # only once the prefill was checked
-        if snapshot is not None and not prefilled and saved.exists():
-            shutil.copyfile(saved, snapshot)
-        server.close()
+    with cpu_cap(server_cpu) as cap:
+        server.start()
+        assert server.process is not None
+        try:
+            cap(server.process.pid)
+            snapshot_args = ["--save"] if snapshot and not prefilled else []
+            snapshot_args += ["--prefilled"] if prefilled else []
+            return drive(
+                unit,
+                python,
+                sizes,
+                logdir,
+                server.url,
+                frozenset({server.process.pid}),
+                snapshot_args,
+            )
+        finally:
+            saved = server.directory / "dump.rdb"  # only once the prefill was checked
+            if snapshot is not None and not prefilled and saved.exists():
+                shutil.copyfile(saved, snapshot)
+            server.close()  # before the cap's group goes: a group is removed empty
 
 
 def drive(

@@ -14,7 +14,7 @@ from redis.asyncio.cluster import ClusterNode
 
 import aqueue
 from aqueue.testing import LocalCluster, RedisServer
-from tests.internals import GROUP, Keys
+from tests.internals import GROUP, Keys, connections_of, scripts
 from tests.sentinels import SERVICE, SentinelSet
 
 Deployment = RedisServer | LocalCluster | SentinelSet
@@ -82,6 +82,31 @@ async def read_as(
         for _, read in cast("list[tuple[bytes, list[Entry]]]", pairs)
         for entry_id, _ in read
     ]
+
+
+async def look(
+    app: aqueue.App, keys: Keys, *, cursor: int = 0, batch: int = 500, quiet_ms: int = 0
+) -> list[Any]:
+    """poll.lua's reply to a worker "looker" that would lead the queue: it moves up to
+    ``batch`` due jobs into their streams as a worker's look does."""
+    call = scripts.poll(
+        delayed=keys.delayed,
+        levels=keys.levels,
+        cancelled=keys.cancelled,
+        paused=keys.paused,
+        leader=keys.leader,
+        dead=keys.dead,
+        followed=keys.followed,
+        streams=keys.streams,
+        batch=batch,
+        cursor=cursor,
+        worker="looker",
+        lead_ms=1000,
+        dead_limit=100,
+        quiet_ms=quiet_ms,
+    )
+    [reply] = await connections_of(app).direct.run([call])
+    return cast("list[Any]", reply)
 
 
 async def pending_count(redis: AdminClient, stream: bytes) -> int:

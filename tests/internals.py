@@ -15,11 +15,20 @@ from aqueue._depend import job_ended, members
 from aqueue._limits import Limits
 from aqueue._options import CHECKS
 from aqueue._redis import _calls as scripts
+from aqueue._redis._backoff import pause_after
 from aqueue._redis._cluster import command_key
 from aqueue._redis._direct import DirectCalls, _Room
 from aqueue._redis._errors import translate_errors
 from aqueue._redis._keys import CHANNELS, GROUP, Keys, keys_of
-from aqueue._redis._scripts import Call, Script, prelude_for, prelude_functions, run_sync, with_wire
+from aqueue._redis._scripts import (
+    FINISH,
+    Call,
+    Script,
+    prelude_for,
+    prelude_functions,
+    run_sync,
+    with_wire,
+)
 from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
 from aqueue._registry import encode_record, registry_index, registry_record
 from aqueue._schedule import cron_schedule, last_tick_key
@@ -50,6 +59,7 @@ __all__ = [
     "DISTRIBUTION",
     "ENTRY",
     "FIELDS",
+    "FINISH",
     "GROUP",
     "MAX_SECONDS",
     "PROMPT_GRACE",
@@ -84,6 +94,7 @@ __all__ = [
     "keys_of",
     "last_tick_key",
     "members",
+    "pause_after",
     "pip_install",
     "prelude_for",
     "prelude_functions",

@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue._inspect import job_arguments
-from aqueue._redis import _calls as scripts
 from aqueue._redis._keys import GROUP, Keys
 from aqueue._redis._msgpack import named_value
 from aqueue._redis._scripts import Call
@@ -22,8 +21,8 @@ from aqueue._redis._wire import ENTRY
 from aqueue._worker._acker import Acker
 from aqueue._worker._outcome import Action, Delivery, Outcome
 from aqueue.testing import RedisServer
-from tests.helpers import entries, eventually, read_as
-from tests.internals import connections_of
+from tests.helpers import entries, eventually, look, read_as
+from tests.internals import Slots, connections_of
 
 
 async def _told(job_id: str) -> None:
@@ -72,6 +71,7 @@ async def _run(app: aqueue.App, outcomes: list[Outcome], *, kept_arguments_size:
         lambda outcomes: None,
         _told,
         lease=app.lease,
+        slots=Slots(10),
         kept_arguments_size=kept_arguments_size,
     )
     for outcome in outcomes:
@@ -435,7 +435,7 @@ async def test_a_retry_waits_in_the_delayed_set_as_its_entry_packed_as_the_scrip
     app: aqueue.App, redis: Redis, size: int, count: int
 ) -> None:
     """Its fields as the stream holds them, the attempts made last, packed as cmsgpack packs
-    them (fixstr, str8, str16, str32; a fixarray or an array16): what promote.lua, cancel.lua
+    them (fixstr, str8, str16, str32; a fixarray or an array16): what poll.lua, cancel.lua
     and the dashboard read. The finish reads no entry back for it."""
     keys = Keys(app.namespace, "default")
     await redis.xadd(keys.stream, {"j": "default:r1", "t": "noop", "r": "60", "a": "0"})
@@ -521,32 +521,8 @@ def _job_of(member: bytes) -> str:
     return job_id.decode()
 
 
-async def _promote(app: aqueue.App, redis: Redis, keys: Keys) -> Any:
-    """promote.lua's reply for every member of the queue's delayed set."""
-    return await _promote_members(
-        app, keys, cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
-    )
-
-
-async def _promote_members(app: aqueue.App, keys: Keys, members: list[bytes]) -> Any:
-    """promote.lua's reply for ``members``, each with its job's record."""
-    call = scripts.promote(
-        delayed=keys.delayed,
-        levels=keys.levels,
-        dead=keys.dead,
-        followed=keys.followed,
-        streams=keys.streams,
-        records=[keys.job(_job_of(member)) for member in members],
-        dead_limit=100,
-        quiet_ms=0,
-        members=members,
-    )
-    [reply] = await connections_of(app).direct.run([call])
-    return reply
-
-
 async def _delayed_jobs(app: aqueue.App, count: int) -> list[aqueue.Job[None]]:
-    """``count`` jobs of a no-op task, due 10 ms from now (not promoted: no worker runs)."""
+    """``count`` jobs of a no-op task, due 10 ms from now (not moved: no worker runs)."""
 
     @app.task
     async def noop() -> None:
@@ -555,7 +531,7 @@ async def _delayed_jobs(app: aqueue.App, count: int) -> list[aqueue.Job[None]]:
     return await noop.options(delay=0.01).enqueue_many([()] * count)
 
 
-async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
+async def test_due_jobs_moved_together_cost_one_look_and_one_removal(
     app: aqueue.App, redis: Redis
 ) -> None:
     keys = Keys(app.namespace, "default")
@@ -563,13 +539,14 @@ async def test_due_jobs_promoted_together_cost_one_look_and_one_removal(
     await asyncio.sleep(0.05)
     commands = ("zscore", "zmscore", "zrangebyscore", "zrem", "zremrangebyrank")
     before = {command: await _calls_of(redis, command) for command in commands}
-    # None waits any more (-1), and the workers were told so (1).
-    assert await _promote(app, redis, keys) == [-1, 1]
+    due, wait, *_, told, refused, followed = (await look(app, keys))[:11]
+    # 20 read, none waits any more (-1), and the workers were told so (1).
+    assert (due, wait, told, refused, followed) == (20, -1, 1, b"", [])
     # Every member it read moved: removed by rank, no member taken in again.
     assert {command: await _calls_of(redis, command) - before[command] for command in commands} == {
         "zscore": 0,
         "zmscore": 0,
-        "zrangebyscore": 1,
+        "zrangebyscore": 2,  # the due members, and the jobs cancelled lately
         "zrem": 0,
         "zremrangebyrank": 1,
     }
@@ -583,76 +560,130 @@ async def test_a_due_job_whose_move_the_server_refuses_stays_delayed_and_the_oth
     app: aqueue.App, redis: Redis
 ) -> None:
     keys = Keys(app.namespace, "default")
-    jobs = await _delayed_jobs(app, 5)
-    # Another program's key of the wrong type where the job's record is.
-    await redis.delete(keys.job(jobs[0].id))
-    await redis.set(keys.job(jobs[0].id), "clobbered")
+
+    @app.task
+    async def noop() -> None:
+        pass
+
+    refused = await noop.options(delay=0.01, priority=7).enqueue()
+    moved = await noop.options(delay=0.01).enqueue_many([()] * 4)
+    # Another program's key of the wrong type where the job's level's stream is.
+    await redis.set(keys.stream_at(7), "clobbered")
     await asyncio.sleep(0.05)
-    reply = await _promote(app, redis, keys)
-    assert isinstance(reply, Exception)
-    assert "WRONGTYPE" in str(reply)
+    reply = await look(app, keys)
+    assert b"WRONGTYPE" in reply[9]
     [member] = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
-    assert _job_of(member) == jobs[0].id
-    for job in jobs[1:]:
+    assert _job_of(member) == refused.id
+    assert await refused.status() is aqueue.JobStatus.SCHEDULED
+    for job in moved:
         assert await job.status() is aqueue.JobStatus.QUEUED
 
 
-async def test_a_promotion_marks_the_records_queued_without_reading_them(
+async def test_a_move_leaves_the_records_alone_and_the_jobs_read_queued(
     app: aqueue.App, redis: Redis
 ) -> None:
-    """Only a scheduled job's record holds its due time: removing it finds the record."""
+    """A moved job's record still says scheduled, with its due time: its member has left the
+    delayed set, so it reads queued, with no due time."""
     keys = Keys(app.namespace, "default")
     jobs = await _delayed_jobs(app, 20)
     await asyncio.sleep(0.05)
     before = {command: await _calls_of(redis, command) for command in ("hget", "hdel", "hset")}
-    await _promote(app, redis, keys)
+    await look(app, keys)
     assert {command: await _calls_of(redis, command) - before[command] for command in before} == {
         "hget": 0,
-        "hdel": 20,
-        "hset": 20,
+        "hdel": 0,
+        "hset": 0,
     }
     for job in jobs:
         info = await job.info()
         assert (info.status, info.due_at) == (aqueue.JobStatus.QUEUED, None)
 
 
-async def test_a_promoted_job_is_told_it_is_queued_only_when_followed(
+async def test_a_due_job_reads_scheduled_until_a_look_moves_it(
     app: aqueue.App, redis: Redis
 ) -> None:
-    """A result waiter wakes only at the end: "queued" is for job.events()."""
+    """Its status follows its member, not a clock: due is not yet queued."""
+    keys = Keys(app.namespace, "default")
+    [job] = await _delayed_jobs(app, 1)
+    await asyncio.sleep(0.05)
+    assert await job.status() is aqueue.JobStatus.SCHEDULED
+    await look(app, keys)
+    assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_a_status_read_overtaken_by_a_cancel_tells_cancelled_not_queued(
+    app: aqueue.App,
+) -> None:
+    """A read finds the record scheduled, then looks whether the job left the delayed set. A
+    cancel in between also takes its member out: the look reads the status again with it, so
+    the reader is never told queued, a status the job never had."""
+    [job] = await _delayed_jobs(app, 1)
+    await asyncio.sleep(0.05)
+    assert await job.cancel()
+    assert await job._scheduled_status() == b"cancelled"  # the look, after the record's read
+
+
+async def test_the_status_of_a_job_not_due_yet_reads_nothing_of_the_delayed_set(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Jobs of one enqueue_many share a due time: a look among their members for each job's
+    status would take them all in, for each."""
+
+    @app.task
+    async def later() -> None: ...
+
+    jobs = await later.options(delay=60).enqueue_many([()] * 50)
+    before = await _calls_of(redis, "zrangebyscore")
+    for job in jobs:
+        assert await job.status() is aqueue.JobStatus.SCHEDULED
+    assert await _calls_of(redis, "zrangebyscore") == before
+
+
+async def test_a_look_names_the_moved_jobs_that_someone_follows(
+    app: aqueue.App, redis: Redis
+) -> None:
+    """Its worker tells them "queued" (job.events()); a result waiter wakes only at the end."""
     keys = Keys(app.namespace, "default")
     jobs = await _delayed_jobs(app, 20)
     await redis.zincrby(keys.followed, 1, jobs[0].id)
-    listener = redis.pubsub()
-    await listener.ssubscribe(*(keys.job(job.id) for job in jobs))
     await asyncio.sleep(0.05)
-    await _promote(app, redis, keys)
-    assert await _told_on(listener) == [(keys.job(jobs[0].id), b"queued")]
+    assert (await look(app, keys))[10] == [jobs[0].id.encode()]
 
 
-async def test_a_member_given_twice_to_one_promotion_moves_once(
+async def test_a_follower_of_a_retried_job_sees_it_queued_once_moved(app: aqueue.App) -> None:
+    """The look's worker tells it: the move leaves the record as it was."""
+    failed = asyncio.Event()
+
+    # Due late enough for the pause and the follower to come first.
+    @app.task(retries=1, backoff=aqueue.backoff.fixed(0.5))
+    async def flaky() -> None:
+        failed.set()
+        raise ValueError("fails")
+
+    job = await flaky.enqueue()
+    seen = []
+    async with aqueue.Worker(app):
+        await failed.wait()
+        await app.queue().pause()  # moved, never started again
+        async with asyncio.timeout(5):
+            async for info in job.events():
+                seen.append(info.status)
+                if info.status is aqueue.JobStatus.QUEUED:
+                    break
+    assert seen[-2:] == [aqueue.JobStatus.SCHEDULED, aqueue.JobStatus.QUEUED]
+
+
+async def test_a_look_moves_at_most_its_batch_and_leaves_the_rest_due(
     app: aqueue.App, redis: Redis
 ) -> None:
-    keys = Keys(app.namespace, "default")
-    await _delayed_jobs(app, 1)
-    await asyncio.sleep(0.05)
-    [member] = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
-    await _promote_members(app, keys, [member, member])
-    assert await redis.xlen(keys.stream) == 1
-    assert await redis.zcard(keys.delayed) == 0
-
-
-async def test_a_promotion_removes_only_the_members_it_moved(app: aqueue.App, redis: Redis) -> None:
-    """It reads as many due members as it was given: one due before them (come due since the
-    worker looked) stays, as does a given one it did not read, for the next look."""
     keys = Keys(app.namespace, "default")
     jobs = await _delayed_jobs(app, 3)
     await asyncio.sleep(0.05)
     first, second, third = cast("list[bytes]", await redis.zrange(keys.delayed, 0, -1))
-    await _promote_members(app, keys, [second, third])
-    assert await redis.zrange(keys.delayed, 0, -1) == [first, third]
+    assert (await look(app, keys, batch=2))[0] == 2
+    assert await redis.zrange(keys.delayed, 0, -1) == [third]
     assert {job.id: await job.status() for job in jobs} == {
-        _job_of(first): aqueue.JobStatus.SCHEDULED,
+        _job_of(first): aqueue.JobStatus.QUEUED,
         _job_of(second): aqueue.JobStatus.QUEUED,
         _job_of(third): aqueue.JobStatus.SCHEDULED,
     }

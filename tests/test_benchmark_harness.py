@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,3 +89,101 @@ def test_scaling_explains_each_point_by_its_reads_finishes_and_deletions(scaling
         "load_before": 1.5,
     }
     assert "| t | 1 | 4 | 0.032 | 200 | 400 | 50% | 2.25 | 1.5 |" in scaling.explained([point])
+
+
+def _point(processes: int, runs: float, acks: float, unacked: int, us: float) -> dict[str, Any]:
+    return {
+        "tree": "t",
+        "queues": 1,
+        "processes": processes,
+        "ok": True,
+        "tasks_per_s": runs,
+        "acked_tasks_per_s": acks,
+        "unacked_after_last_run": unacked,
+        "server_cpu_us_per_task": us,
+    }
+
+
+def test_scaling_shows_each_drain_rate_to_the_last_ack_beside_the_fewest_processes(
+    scaling: Any,
+) -> None:
+    """18,000 tasks/s acked is 0.90 of 1 process's 20,000, though its runs went faster; at
+    5.5 µs each it is a tenth of a core."""
+    text = scaling.rates([_point(1, 20_500, 20_000, 300, 5.0), _point(8, 24_000, 18_000, 9, 5.5)])
+    assert "| t | 1 | 1 | 20,000 | 1.00 | 20,500 | 300 | 5.0 µs | 10% |" in text
+    assert "| t | 1 | 8 | 18,000 | 0.90 | 24,000 | 9 | 5.5 µs | 10% |" in text
+
+
+@pytest.mark.parametrize("given", ["0", "0.005", "1.5", "-0.1"])
+def test_scaling_refuses_a_server_cap_outside_a_hundredth_to_one_core(
+    scaling: Any, given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        scaling.parse(["--server-cpu", given])
+    assert "is not a fraction of one core from 0.01 to 1" in capsys.readouterr().err
+
+
+def test_scaling_refuses_a_server_cap_on_a_cluster(
+    scaling: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        scaling.parse(["--cluster", "--server-cpu", "0.1"])
+    assert "leave it out with --cluster" in capsys.readouterr().err
+
+
+@pytest.fixture
+def cgroup() -> Any:
+    return _load("bench_cgroup", "benchmarks/_cgroup.py")
+
+
+@pytest.mark.parametrize(("fraction", "period"), [(1.0, 5_000), (0.1, 10_000), (0.01, 100_000)])
+def test_a_cap_runs_the_server_every_few_ms_with_at_least_the_kernels_1_ms_quota(
+    cgroup: Any, fraction: float, period: int
+) -> None:
+    assert cgroup.period_us(fraction) == period
+    assert round(period * fraction) >= 1_000
+
+
+def test_a_cap_uses_cgroup_v1s_cpu_hierarchy_where_one_is_mounted(cgroup: Any) -> None:
+    mounts = (
+        "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n"
+        "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,relatime,cpu,cpuacct 0 0\n"
+    )
+    assert cgroup.controller(mounts) == (Path("/sys/fs/cgroup/cpu,cpuacct"), 1)
+
+
+def test_a_cap_uses_cgroup_v2_where_its_root_hands_the_cpu_controller_down(
+    cgroup: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "cgroup.subtree_control").write_text("cpuset cpu io memory pids\n")
+    mounts = (
+        f"cgroup /sys/fs/cgroup/cpuacct cgroup rw,cpuacct 0 0\ncgroup2 {tmp_path} cgroup2 rw 0 0\n"
+    )
+    assert cgroup.controller(mounts) == (tmp_path, 2)
+
+
+def test_a_cap_without_a_cpu_controller_says_what_to_do(cgroup: Any, tmp_path: Path) -> None:
+    (tmp_path / "cgroup.subtree_control").write_text("memory pids\n")
+    with pytest.raises(SystemExit, match=r"cpu controller\. Mount .*or leave out --server-cpu"):
+        cgroup.controller(f"cgroup2 {tmp_path} cgroup2 rw 0 0\n")
+
+
+def test_a_capped_process_runs_in_a_group_of_its_own_that_is_removed_after(cgroup: Any) -> None:
+    try:
+        mount = cgroup.controller(cgroup.MOUNTS.read_text())
+    except SystemExit as missing:
+        pytest.skip(str(missing))
+    if not os.access(mount.root, os.W_OK):
+        pytest.skip(f"{mount.root} is not writable here (not root)")
+    with cgroup.cpu_cap(0.1) as cap:
+        process = subprocess.Popen(["sleep", "30"])
+        try:
+            cap(process.pid)
+            (group,) = mount.root.glob(f"aqueue-bench-{os.getpid()}")
+            assert f"aqueue-bench-{os.getpid()}" in Path(f"/proc/{process.pid}/cgroup").read_text()
+            quota = "cpu.cfs_quota_us" if mount.version == 1 else "cpu.max"
+            assert (group / quota).read_text().split()[0] == "1000"
+        finally:
+            process.kill()
+            process.wait()
+    assert not group.exists()

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 import aqueue
 from aqueue.testing import RedisServer
-from tests.helpers import eventually, has_status
-from tests.internals import Keys, connections_of, members, scripts
+from tests.helpers import eventually, has_status, look
+from tests.internals import Keys, members
 
 
 async def test_a_cancelled_queued_job_never_runs(app: aqueue.App) -> None:
@@ -88,6 +88,36 @@ async def test_a_job_cancelled_while_waiting_for_a_retry_leaves_the_delayed_set(
         await eventually(lambda: has_status(job, aqueue.JobStatus.SCHEDULED))
     assert await job.cancel()
     assert await redis.zcard(Keys(app.namespace, "default").delayed) == 0
+
+
+async def test_a_cancelled_job_moved_from_the_delayed_set_never_runs(app: aqueue.App) -> None:
+    """Moved into its stream, its record still says scheduled (see poll.lua): queued."""
+    ran = asyncio.Event()
+
+    @app.task
+    async def later() -> None:
+        ran.set()
+
+    job = await later.options(delay=0.01).enqueue()
+    await asyncio.sleep(0.05)
+    await look(app, Keys(app.namespace, "default"))
+    assert await job.status() is aqueue.JobStatus.QUEUED
+    assert await job.cancel() is True
+    assert await job.status() is aqueue.JobStatus.CANCELLED
+    async with aqueue.Worker(app) as worker:
+        await eventually(lambda: _true(worker.skipped == 1))
+    assert not ran.is_set()
+
+
+async def test_purging_a_queue_cancels_a_job_moved_from_the_delayed_set(app: aqueue.App) -> None:
+    @app.task
+    async def later() -> None: ...
+
+    job = await later.options(delay=0.01).enqueue()
+    await asyncio.sleep(0.05)
+    await look(app, Keys(app.namespace, "default"))
+    assert await app.queue().purge_queued() == 1
+    assert await job.status() is aqueue.JobStatus.CANCELLED
 
 
 async def test_a_running_async_task_is_cancelled_within_a_second(app: aqueue.App) -> None:
@@ -337,27 +367,16 @@ async def test_cancelling_a_running_chain_stops_it_and_its_later_steps(app: aque
 async def test_workers_hear_of_a_cancellation_once(app: aqueue.App, redis: Redis) -> None:
     keys = Keys(app.namespace, "default")
 
-    async def look(cursor: int) -> tuple[int, list[bytes]]:
-        reply = await connections_of(app).direct.call(
-            scripts.poll(
-                delayed=keys.delayed,
-                levels=keys.levels,
-                cancelled=keys.cancelled,
-                paused=keys.paused,
-                leader=keys.leader,
-                batch=500,
-                cursor=cursor,
-                worker="looker",
-                lead_ms=1000,
-            )
-        )
-        return reply[3], reply[8:]
+    async def cancels_after(cursor: int) -> tuple[int, list[bytes]]:
+        """The next cursor, and the cancelled jobs a look from ``cursor`` hears of."""
+        reply = await look(app, keys, cursor=cursor)
+        return reply[3], reply[11:]
 
-    cursor, _ = await look(0)
+    cursor, _ = await cancels_after(0)
     await redis.zadd(keys.cancelled, {b"default:abc": cursor})
     await asyncio.sleep(0.01)  # the next look is a later ms (one ms may be read twice)
-    cursor, heard = await look(cursor)
+    cursor, heard = await cancels_after(cursor)
     assert heard == [b"default:abc"]
     await asyncio.sleep(0.01)
-    _, heard_again = await look(cursor)
+    _, heard_again = await cancels_after(cursor)
     assert heard_again == []

@@ -116,6 +116,23 @@ async def test_info_says_when_a_scheduled_job_is_due(app: aqueue.App) -> None:
     assert before + timedelta(seconds=59) < info.due_at < before + timedelta(seconds=62)
 
 
+async def test_a_retried_job_that_ran_again_shows_no_due_time(app: aqueue.App) -> None:
+    """Its record keeps the retry's due time (the move leaves it, see poll.lua), which says
+    nothing once the job left the delayed set."""
+
+    @app.task(retries=1, backoff=aqueue.backoff.fixed(0.05))
+    async def flaky() -> str:
+        if aqueue.current_job().attempt == 1:
+            raise ValueError("fails once")
+        return "ran"
+
+    job = await flaky.enqueue()
+    async with aqueue.Worker(app):
+        assert await job.result(timeout=5) == "ran"
+    info = await job.info()
+    assert (info.status, info.attempts, info.due_at) == (aqueue.JobStatus.SUCCEEDED, 2, None)
+
+
 @pytest.mark.parametrize(
     "member", [b"not msgpack \xc1", b"\x93\x01\x02\x03", b"\x92\x91\x01\x80", b"\x92\xc3\xa1x"]
 )

@@ -5,10 +5,37 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, ResponseError
+
 import aqueue
 from aqueue.testing import RedisServer
-from tests.faults.test_network import DroppingProxy
-from tests.faults.test_network import proxy as proxy  # the fixture, shared with the fault tests
+from tests.internals import pause_after
+from tests.proxies import DroppingProxy
+from tests.proxies import proxy as proxy  # the fixture, shared with the fault tests
+
+
+def test_reconnect_pauses_grow_to_five_seconds_while_nothing_answers() -> None:
+    pauses = [pause_after(n, RedisConnectionError("Connection refused")) for n in range(10)]
+    assert pauses == sorted(pauses)
+    assert (pauses[0], pauses[-1]) == (0.05, 5.0)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ReadOnlyError("You can't write against a read only replica."),
+        ResponseError("NOREPLICAS Not enough good replicas to write."),
+    ],
+    ids=["READONLY", "NOREPLICAS"],
+)
+def test_a_server_refusing_writes_for_now_is_tried_again_at_least_every_half_second(
+    refusal: Exception,
+) -> None:
+    """A failover's refusals end when the old master is demoted: no pause may outgrow it."""
+    pauses = [pause_after(n, refusal) for n in range(10)]
+    assert (pauses[0], max(pauses)) == (0.05, 0.5)
 
 
 async def test_jobs_finishing_while_connections_drop_all_record_their_results(

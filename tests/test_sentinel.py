@@ -3,7 +3,9 @@ through a real Sentinel set (the failover under load: tests/faults/test_sentinel
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -69,6 +71,41 @@ async def test_a_job_is_enqueued_run_and_its_result_read_through_the_sentinels(
         assert await job.result(timeout=10) == 5
     async with Redis(port=sentinel_set.master_port()) as master:
         assert await master.exists(f"{namespace}:{{default}}:stream")
+
+
+@pytest.mark.slow
+@pytest.mark.one_loop
+async def test_a_job_enqueued_once_a_failover_ends_runs_within_a_second(
+    sentinel_set: SentinelSet, namespace: str
+) -> None:
+    """Both masters refuse writes until the old one is demoted, some 10 s after the switch:
+    the worker's reads, refused all along, are tried again often enough to start the first
+    job at once (a backoff grown to 5 s made it wait 2.5 to 3 s)."""
+    async with aqueue.App(sentinel_set.url, namespace=namespace) as app:
+
+        @app.task
+        async def echo(n: int) -> int:
+            return n
+
+        async with aqueue.Worker(app):
+            assert await (await echo.enqueue(1)).result(timeout=10) == 1
+            await asyncio.to_thread(sentinel_set.failover)
+            job = await enqueued_once_writes_are_taken(echo, 2, within=30)
+            taken = time.monotonic()
+            assert await job.result(timeout=10) == 2
+            assert time.monotonic() - taken < 1.0
+
+
+async def enqueued_once_writes_are_taken(
+    task: aqueue.Task[[int], int], n: int, *, within: float
+) -> aqueue.Job[int]:
+    """``task`` enqueued with ``n`` as soon as the master takes the enqueue."""
+    async with asyncio.timeout(within):
+        while True:
+            try:
+                return await task.enqueue(n)
+            except aqueue.ConnectionFailed:  # refused: nothing was written
+                await asyncio.sleep(0.01)
 
 
 async def test_the_sentinels_get_the_query_s_credentials_and_the_data_nodes_the_url_s() -> None:

@@ -27,9 +27,9 @@ from ._scripts import (
     FETCH,
     FINISH,
     LEAD,
+    MOVED,
     POLL,
     PROGRESS,
-    PROMOTE,
     PRUNE,
     PURGE,
     REGISTER,
@@ -313,38 +313,24 @@ def poll(
     cancelled: Key,
     paused: Key,
     leader: Key,
+    dead: Key,
+    followed: Key,
+    streams: Sequence[Key],
     batch: int,
     cursor: int,
     worker: str,
     lead_ms: int,
-) -> Call:
-    """A worker's look at a queue: due jobs, levels, cancellations, pause, leadership."""
-    return Call(
-        POLL, [delayed, levels, cancelled, paused, leader], [batch, cursor, worker, lead_ms]
-    )
-
-
-def promote(
-    *,
-    delayed: Key,
-    levels: Key,
-    dead: Key,
-    followed: Key,
-    streams: Sequence[Key],
-    records: Sequence[Key],
     dead_limit: int,
     quiet_ms: int,
-    members: Sequence[bytes],
 ) -> Call:
-    """Move due ``members`` into their streams; ``records[i]`` is the record of ``members[i]``'s
-    job. ``followed``: the queue's jobs that someone follows (see Keys.followed), told they are
-    queued again. Replies with the ms until the next due job (-1: none waits), and 1 when it
-    told the queue's workers that due time (0: nothing moved, or ``quiet_ms`` asked for
-    quiet)."""
+    """A worker's look at a queue: it moves up to ``batch`` due jobs into their streams, and
+    tells levels, cancellations, pause and leadership. ``followed``: the queue's jobs that
+    someone follows (see Keys.followed), whose ids it returns when it moves them. It tells the
+    queue's workers the next due time after a move, unless that is within ``quiet_ms``."""
     return Call(
-        PROMOTE,
-        [delayed, levels, dead, followed, *streams, *records],
-        [dead_limit, quiet_ms, *members],
+        POLL,
+        [delayed, levels, cancelled, paused, leader, dead, followed, *streams],
+        [batch, cursor, worker, lead_ms, dead_limit, quiet_ms],
     )
 
 
@@ -405,6 +391,12 @@ def cancel(
         [record, cancelled, queued, delayed, events, unique, *streams],
         [job_id, error_value, ttl, _flag(forgotten), events_limit, task],
     )
+
+
+def moved(*, delayed: Key, record: Key, job_id: str) -> Call:
+    """The status, as it is now, of a job whose record said scheduled: ``queued`` once it
+    has left ``delayed`` (moved into its stream), else the record's (see lua/moved.lua)."""
+    return Call(MOVED, [delayed, record], [job_id])
 
 
 class PurgedEntry(NamedTuple):

@@ -2,6 +2,12 @@
 
 Outcomes pile up while a flush is on the wire and go out together in the next pipeline, so
 a busy worker pays one round trip per batch while an idle one flushes each outcome at once.
+
+A job's slot is free again as soon as it ends, before its outcome is written. On a server that
+takes outcomes slower than the worker runs jobs (a saturated one), the outcomes would pile up
+without end: memory, jobs that run again if the worker dies, leases renewed for all of them
+(more work for that very server). So past :func:`most_unflushed` outcomes the worker reads
+and claims no more jobs until the flushes catch up (see ``Slots``).
 """
 
 from __future__ import annotations
@@ -18,9 +24,33 @@ from .._redis._direct import Batches
 from .._redis._errors import REDIS_ERRORS, passing_refusal
 from .._redis._keys import DEAD_LETTER_LIMIT, GROUP
 from .._redis._scripts import FINISH
+from ._fetcher import Slots
 from ._outcome import Action, Outcome
 
 logger = logging.getLogger("aqueue.worker")
+
+UNFLUSHED_PER_SLOT = 4
+"""Most outcomes per slot a worker holds unwritten before it takes in no more jobs (see
+:func:`most_unflushed`)."""
+LEAST_UNFLUSHED = 64
+"""The bound of a worker with few slots: its flushes' own costs weigh more per outcome."""
+
+
+def most_unflushed(concurrency: int) -> int:
+    """How many outcomes not yet written a worker of ``concurrency`` slots may hold before it
+    reads and claims no more jobs (its running jobs still end: it holds up to ``concurrency``
+    more).
+
+    A healthy server leaves about two per slot in hand: one flush on the wire, carrying what
+    ended while the flush before it was, and about as many ending meanwhile (each read brings
+    at most the free slots, and takes a round trip too). Measured in one-process drains of
+    no-op jobs (Valkey and Redis, results kept or not): 2 per slot, now and then 3, from 10
+    slots up; up to 4 with 1 to 5 slots, where the per-flush costs weigh more. So 4 per slot,
+    and 64 at least, is not reached while the server keeps up, and bounds what runs again
+    after a crash to about five times the concurrency: the running jobs, and those that ended
+    but were not written yet.
+    """
+    return max(UNFLUSHED_PER_SLOT * concurrency, LEAST_UNFLUSHED)
 
 
 class Acker:
@@ -33,12 +63,14 @@ class Acker:
         stop_renewing: Callable[[list[Outcome]], None],
         tell: Callable[[str], Awaitable[None]],
         lease: float,
+        slots: Slots,
         events_limit: int = 0,
         kept_arguments_size: int = 0,
     ) -> None:
         """``stop_renewing`` gets the outcomes whose entries are no longer this worker's to
         keep (acked, handed back, or left for a redelivery); ``tell`` tells the jobs waiting
         for a job id that it ended. Telling that keeps failing for a ``lease`` gives up.
+        ``slots`` are the worker's, told when too many outcomes wait to be written.
         ``events_limit`` is the length of the queues' event streams (0: no events);
         ``kept_arguments_size`` the most bytes of arguments a record keeps (0: none)."""
         self._events_limit = events_limit
@@ -50,6 +82,11 @@ class Acker:
         self._stop_renewing = stop_renewing
         self._consumer = consumer.encode()
         self._pending: list[Outcome] = []
+        self._flushing = 0
+        """Outcomes of the flush on the wire."""
+        self._slots = slots
+        self._most_unflushed = most_unflushed(slots.size)
+        self._backlogged = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -63,6 +100,7 @@ class Acker:
         self._pending.append(outcome)
         self._idle.clear()
         self._wake.set()
+        self._count()
 
     async def drained(self) -> None:
         """Wait until every submitted outcome has been written."""
@@ -85,23 +123,27 @@ class Acker:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
+            self._flushing = len(batch)
             try:
                 held, refused_for_now, refusal = await self._flush(batch)
             except REDIS_ERRORS as exc:
                 # Keep the outcomes (their entries stay pending) and try again after a pause.
                 # (Error replies come back per command, not here.)
+                self._flushing = 0
                 self._pending[:0] = batch
                 self._wake.set()
                 await backoff.failed(exc)
                 continue
+            self._flushing = 0
             # Entries held while their dependents are told stay this worker's (their lease
             # renewed) until the ack that follows: a long telling must not let them lapse.
             # So do entries whose outcome waits for the server: renewed, they stay ours,
             # and no other worker runs the job again while its outcome is kept here.
             kept = {id(outcome) for outcome in (*held, *refused_for_now)}
             self._stop_renewing([outcome for outcome in batch if id(outcome) not in kept])
+            self._pending[:0] = refused_for_now
+            self._count()
             if refusal is not None:
-                self._pending[:0] = refused_for_now
                 self._wake.set()
                 await backoff.failed(refusal)
                 continue
@@ -275,8 +317,18 @@ class Acker:
 
     def _told(self, telling: asyncio.Task[None]) -> None:
         self._telling.discard(telling)
+        self._count()
         if not self._pending and not self._telling:
             self._idle.set()
+
+    def _count(self) -> None:
+        """Tell the slots whether the outcomes not yet written are too many to take in more
+        jobs (those held while their waiting jobs are told count too: not acked yet)."""
+        unflushed = len(self._pending) + self._flushing + len(self._telling)
+        backlogged = unflushed >= self._most_unflushed
+        if backlogged is not self._backlogged:
+            self._backlogged = backlogged
+            self._slots.backlog(backlogged)
 
 
 def _release(calls: list[scripts.Call], answers_for: list[list[Outcome]], outcome: Outcome) -> None:

@@ -6,11 +6,16 @@ read level by level in one script (see ``fetch.lua``); only when nothing waits d
 on every stream at once.
 
 That blocking read takes up to COUNT entries from each stream, so it may return more entries
-than slots are free (one slot, fifty queues: entries that arrive together, one of each).
-Those entries are this worker's now (no command hands an entry back unread), so they are
-held: kept pending with their leases renewed like running jobs', started in turn as slots
-free, before anything new is read, and handed back to their queues at once when the worker
-stops. Only a start counts an attempt, so waiting costs a job none.
+than slots are free (one slot, fifty queues: entries that arrive together, one of each). On a
+cluster each slot is read on a connection of its own, and the first to return ends the wait:
+the others stay in flight, and one may return while the worker has no slot free (one slot,
+two masters: a job on each). No read can be made exact: a free slot must wait on every
+stream. So what a read takes beyond the free slots goes back to its queue at once, unstarted,
+as a stop hands jobs back (a fresh copy at the stream's tail, the entry acked if still ours):
+held, it would wait for this busy worker while another is idle. Only a start counts an
+attempt, so the detour costs a job none. Entries claimed beyond the free slots (a claim and a
+read may end together) are held instead, their leases renewed, and start in turn as slots
+free, before anything new is read: they waited a lease already.
 
 The blocking read has a finite BLOCK and is never cancelled mid-reply (a cancelled read once
 handed redis-py replies to the wrong caller: CVE-2023-28858/28859). To stop promptly, the
@@ -60,33 +65,61 @@ stop or a pause takes to end the read where CLIENT UNBLOCK is not allowed (a min
 
 
 class Slots:
-    """How many more jobs this worker may run now."""
+    """How many more jobs this worker may run now, and whether it may take in more.
+
+    A worker whose outcomes pile up unwritten (the server acks slower than the jobs run) takes
+    in no more (see :func:`aqueue._worker._acker.most_unflushed`): the jobs it has still
+    start and end, their outcomes are still written, only reads and claims wait.
+    """
 
     def __init__(self, size: int) -> None:
+        self.size = size
         self.free = size
+        self._backlogged = False
+        self._woken = False
         self._available = asyncio.Event()
         self._available.set()
 
+    @property
+    def room(self) -> int:
+        """How many jobs to read or claim now: the free slots, none while backlogged."""
+        return 0 if self._backlogged else self.free
+
     def take(self, count: int) -> None:
         self.free -= count
-        if self.free <= 0:
-            self._available.clear()
+        self._update()
 
     def give(self) -> None:
         self.free += 1
         # Jobs that only get dead-lettered may start beyond the free slots (see _unknown.py):
         # a give then may leave none free yet.
-        if self.free > 0:
+        if self.free > 0 and not self._backlogged:
             self._available.set()
 
+    def backlog(self, full: bool) -> None:
+        """The worker holds too many unwritten outcomes to take in more (``full``), or no
+        longer does."""
+        self._backlogged = full
+        self._update()
+
     def wake(self) -> None:
-        """End a :meth:`wait` now, free slot or not (the worker stops)."""
+        """End every :meth:`wait`, now and later, free slot or not (the worker stops)."""
+        self._woken = True
         self._available.set()
 
     async def wait(self) -> int:
-        """Wait until at least one slot is free (or :meth:`wake`) and return how many are."""
+        """Wait until at least one slot is free and the worker is not backlogged (or
+        :meth:`wake`), and return how many slots are free."""
         await self._available.wait()
         return self.free
+
+    def _update(self) -> None:
+        # Sticky once woken: a stopping fetcher must not wait again for a slot or the acker
+        # (a server that is down may keep the backlog for good).
+        if self._woken or (self.free > 0 and not self._backlogged):
+            self._available.set()
+        else:
+            self._available.clear()
 
 
 class Fetcher:
@@ -118,7 +151,7 @@ class Fetcher:
         self._in_flight = in_flight
         """Entries whose leases the worker renews: held ones are added here."""
         self._held: deque[Delivery] = deque()
-        """Entries read beyond the free slots, in the order they start."""
+        """Entries claimed beyond the free slots, in the order they start."""
         self._turn = 0
         """Reads made: which queue goes first in this one (see :meth:`_queues_in_turn`)."""
         self._start_job = start_job
@@ -165,7 +198,7 @@ class Fetcher:
             # Unstarted: back to their queues now, rather than pending until their lease
             # lapses while this worker lets its running jobs finish.
             while self._held:
-                self._skip(Outcome(self._held.popleft(), Action.REQUEUE))
+                self._hand_back(self._held.popleft())
 
     async def _fetch(self) -> None:
         backoff = Backoff(logger, "read jobs")
@@ -175,10 +208,10 @@ class Fetcher:
         # once (it returns at once if anything came meanwhile), without a look first.
         idle = False
         while not self._stopping:
-            free = await self._slots.wait()
-            if self._stopping:
-                break
             try:
+                free = await self._free_slots()
+                if self._stopping:
+                    break
                 if self._held:
                     await self._start_held()
                     continue
@@ -227,6 +260,26 @@ class Fetcher:
                 await backoff.failed(exc)
                 continue
             backoff.succeeded()
+
+    async def _free_slots(self) -> int:
+        """Wait until a slot is free and the worker is not backlogged with unwritten outcomes
+        (or it stops), and return how many slots are free.
+
+        Meanwhile what a read still in flight (another slot's, on a cluster) takes is begun as
+        it comes, not when the worker may read again: started in the free slots, the rest
+        back to its queue, where an idle worker may run it now.
+        """
+        while self._slots.room <= 0 and self._reads.in_flight and not self._stopping:
+            freed = asyncio.ensure_future(self._slots.wait())
+            taken = asyncio.ensure_future(self._reads.taken())
+            try:
+                await asyncio.wait((freed, taken), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                freed.cancel()
+                taken.cancel()  # a read it waits on goes on: collected later, never lost
+            if taken.done() and not taken.cancelled():
+                await self.begin(self._deliveries(taken.result()))  # or raise its error
+        return await self._slots.wait()
 
     def give_up_starts(self) -> None:
         """Try no start again that the server fails or refuses: hand its entries back.
@@ -326,18 +379,27 @@ class Fetcher:
         return bool(deliveries)
 
     async def begin(self, deliveries: list[Delivery], *, claimed: bool = False) -> None:
-        """Start as many deliveries as slots are free; hold the others until slots free.
+        """Start as many deliveries as slots are free. Those read beyond them go back to
+        their queues at once; those ``claimed`` beyond them are held until slots free.
 
         Held entries start after those held before, each when a slot frees, never beyond
-        the free slots, however many streams the reads and claims took them from. Those of
-        tasks this worker does not know are left for workers that know them (see
-        ``_unknown.py``).
+        the free slots, however many streams the claims took them from. Those of tasks this
+        worker does not know are left for workers that know them (see ``_unknown.py``).
         """
         started, again = self.unknown.divert(deliveries)
-        if again and not claimed:
-            # This worker read only jobs it had handed back to workers that know them (they
-            # were busy, or read later): let them read first, or the jobs cycle through here.
-            await asyncio.sleep(FIRST_PAUSE)
+        if not claimed:
+            if again:
+                # This worker read only jobs it had handed back to workers that know them
+                # (they were busy, or read later): let them read first, or the jobs cycle
+                # through here.
+                await asyncio.sleep(FIRST_PAUSE)
+            # Counted after the last await before the start takes the slots: no other start
+            # can take them in between, so the worker never keeps more than it can run.
+            room = max(self._slots.free - len(self._held), 0)
+            if len(started) > room:  # never while a single server drains a backlog
+                for delivery in started[room:]:
+                    self._hand_back(delivery)
+                started = started[:room]
         await self._begin(started, checked=claimed)
 
     async def _begin(self, deliveries: list[Delivery], *, checked: bool) -> None:
@@ -348,6 +410,11 @@ class Fetcher:
             return
         self._hold(deliveries)
         await self._start_held()
+
+    def _hand_back(self, delivery: Delivery) -> None:
+        """Back to its queue unstarted, its lease renewed until then."""
+        self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
+        self._skip(Outcome(delivery, Action.REQUEUE))
 
     def _hold(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
@@ -391,8 +458,7 @@ class Fetcher:
                 # can end here after the fetching, which hands back what it holds, ended.)
                 for delivery in deliveries:
                     self._slots.give()
-                    self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
-                    self._skip(Outcome(delivery, Action.REQUEUE))
+                    self._hand_back(delivery)
                 return
             verdicts = {id(d): reply for d, reply in zip(scripted, replies, strict=True)}
         paused = False
@@ -404,10 +470,8 @@ class Fetcher:
             self._slots.give()
             if verdict == b"paused":
                 # Read (or claimed) after its queue was paused, before this worker heard of
-                # it: handed back to wait in the queue, queued, for the resume (renewed until
-                # then).
-                self._in_flight[(delivery.stream, delivery.entry_id)] = delivery.keys
-                self._skip(Outcome(delivery, Action.REQUEUE))
+                # it: handed back to wait in the queue, queued, for the resume.
+                self._hand_back(delivery)
                 paused = True
                 continue
             # Not run: a held entry's lease is renewed no more (an outcome, if any, is

@@ -6,8 +6,9 @@ and each queue has a slot of its own (its hash tag). So on a cluster the streams
 by slot, each group read on its own connection to the slot's master, all at once. A read
 returns as soon as one of them does; the others stay in flight and are collected by a later
 read (so nothing waits for another slot's BLOCK, and no CLIENT UNBLOCK is needed, which a
-minimal ACL user may not send). What they take is held like any entries beyond the free slots,
-and handed back when the worker stops (:meth:`BlockingReads.drain`).
+minimal ACL user may not send). What they take while the worker has no free slot goes back to
+its queue as it comes (:meth:`BlockingReads.taken`; see _fetcher.py), and what they take as
+the worker stops is handed back too (:meth:`BlockingReads.drain`).
 """
 
 from __future__ import annotations
@@ -101,6 +102,18 @@ class BlockingReads:
             if slot not in self._in_flight:
                 read = self._read_slot(slot, consumer, group, count, block)
                 self._in_flight[slot] = asyncio.create_task(read)
+        await asyncio.wait(self._in_flight.values(), return_when=asyncio.FIRST_COMPLETED)
+        return self._collect()
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether reads of a cluster's slots are out, not collected yet (a single server's
+        one read is never out between calls of :meth:`read`)."""
+        return bool(self._in_flight)
+
+    async def taken(self) -> Pairs:
+        """Wait until a read still in flight ends; what the reads that ended took. Cancelled
+        meanwhile, it leaves the reads in flight."""
         await asyncio.wait(self._in_flight.values(), return_when=asyncio.FIRST_COMPLETED)
         return self._collect()
 

@@ -7,17 +7,17 @@ so a leader that dies is replaced within its leadership (a lease), and one that 
 Due jobs move into the stream in one script (were two workers to lead for a moment, each job
 would still move once). Entries idle for longer than the lease belonged to a worker that died
 (or lost its connection): XAUTOCLAIM hands them to the leader, which runs them again, counting
-the delivery as an attempt; a leader with no free slot asks the others on pub/sub, and those
-with room claim them.
+the delivery as an attempt; a leader with no room for them (no free slot, or too many outcomes
+not yet written: see ``_acker.py``) asks the others on pub/sub, and those with room claim them.
 
 Nothing is polled every few milliseconds. Every worker keeps the delayed set's earliest due
 time, as its looks return it and as the set's channel tells it: a job scheduled before the
-others (``delay()`` in ``lua/_prelude.lua``), and what is left first after each promotion
-(``lua/promote.lua``). The notices give it on the server's clock, which the worker converts to
-its event loop's with the offset its last look read. The leader looks when that time comes, and
-renews its leadership in between with a call of its own (``lua/lead.lua``); it scans for lapsed
-entries twice a second while entries are pending, and a lease after a scan that found none (an
-entry delivered later cannot lapse sooner).
+others (``delay()`` in ``lua/_prelude.lua``), and what is left first after each promotion (a
+look that moves due jobs, ``lua/poll.lua``). The notices give it on the server's clock, which
+the worker converts to its event loop's with the offset its last look read. The leader looks
+when that time comes, and renews its leadership in between with a call of its own
+(``lua/lead.lua``); it scans for lapsed entries twice a second while entries are pending, and a
+lease after a scan that found none (an entry delivered later cannot lapse sooner).
 
 The others look for due jobs only when that time has passed by a grace (:data:`PROMPT_GRACE`,
 plus a point of their own in :data:`PROMPT_SPREAD`) with no promotion heard: the leader died
@@ -54,15 +54,14 @@ from typing import Any
 
 import anyio
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from .._job import JobStatus
 from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
 from .._redis._direct import Batches
 from .._redis._errors import REDIS_ERRORS
 from .._redis._keys import CHANNELS, DEAD_LETTER_LIMIT, GROUP, Keys
-from .._redis._msgpack import named_value
-from .._redis._wire import ENTRY
 from .._results import ClusterWaiters, ResultWaiter
 from ._fetcher import Slots
 from ._levels import Levels
@@ -126,7 +125,7 @@ class _Duty:
     """The server's clock less the event loop's (s), from the last look (None before the
     first): notices give due times on the server's clock."""
     asked: bool = False
-    """Whether the leader, with no free slot, asked for a claim by a worker with some."""
+    """Whether the leader, with no room, asked for a claim by a worker with some."""
     noticed: bool = False
     """Whether a notice asked for a look while a look or check was in flight: what that one
     returns is stale, so it must not push the next look back."""
@@ -211,9 +210,9 @@ class Reclaimer:
             self._cancel([data.decode()])
             return
         if kind == "stream":
-            # The leader has no free slot for entries whose lease lapsed: one with some
-            # claims them.
-            duty.asked = self._slots.free > 0 and not duty.leads
+            # The leader has no room for entries whose lease lapsed: one with some claims
+            # them.
+            duty.asked = self._slots.room > 0 and not duty.leads
             self._woken.set()
             return
         if kind == "delayed":
@@ -339,6 +338,8 @@ class Reclaimer:
         keys = duty.keys
         duty.noticed = duty.due_heard = False
         while True:
+            # Whichever worker's look comes first moves a due job; the others find it gone.
+            quiet = self._now() - duty.told_at < TELL_INTERVAL
             reply = await self._calls.call(
                 scripts.poll(
                     delayed=keys.delayed,
@@ -346,18 +347,28 @@ class Reclaimer:
                     cancelled=keys.cancelled,
                     paused=keys.paused,
                     leader=keys.leader,
+                    dead=keys.dead,
+                    followed=keys.followed,
+                    streams=keys.streams,
                     batch=PROMOTE_BATCH,
                     cursor=duty.cursor,
                     worker=self._consumer,
                     # A stopping worker lets another lead.
                     lead_ms=self._lease_ms if self._claiming else 0,
+                    dead_limit=DEAD_LETTER_LIMIT,
+                    quiet_ms=int(TELL_INTERVAL * 1000) if quiet else 0,
                 )
             )
-            due, wait, levels, cursor, paused, leads, left, server_ms, *cancelled = reply
+            due, wait, levels, cursor, paused, leads, left, server_ms, told, refused = reply[:10]
+            followed, cancelled = reply[10], reply[11:]
             # Measured once the reply is in, so due times it converts come a little late, never
             # early (a look too early would have to look again).
             duty.offset = server_ms / 1000 - self._now()
             duty.cursor = cursor
+            if told:
+                duty.told_at = self._now()
+            if followed:
+                await self._tell_queued(keys, followed)
             if cancelled:
                 self._cancel([job_id.decode() for job_id in cancelled])
             if levels != self._levels.seen(keys) and not self._levels.stale:
@@ -368,32 +379,27 @@ class Reclaimer:
                 what = "paused: reading none of its jobs" if paused else "resumed"
                 logger.info("queue %s %s", keys.queue, what)
                 await self._levels_changed()
-            if due:
-                # A second call, with the records of the due jobs in its KEYS. Whichever
-                # worker's call comes first moves a job; the others find it gone.
-                quiet = self._now() - duty.told_at < TELL_INTERVAL
-                wait, told = await self._calls.call(
-                    scripts.promote(
-                        delayed=keys.delayed,
-                        levels=keys.levels,
-                        dead=keys.dead,
-                        followed=keys.followed,
-                        streams=keys.streams,
-                        records=[_record_of(keys, member) for member in due],
-                        dead_limit=DEAD_LETTER_LIMIT,
-                        quiet_ms=int(TELL_INTERVAL * 1000) if quiet else 0,
-                        members=due,
-                    )
-                )
-                if told:
-                    duty.told_at = self._now()
-            if len(due) < PROMOTE_BATCH or self._stopping:
+            if refused:
+                # The jobs it could not move stay due, for the next look after the backoff.
+                raise ResponseError(refused.decode(errors="replace"))
+            if due < PROMOTE_BATCH or self._stopping:
                 break
         looked = self._now() + wait / 1000 if wait >= 0 else math.inf
         # A due time heard meanwhile may be newer (an earlier job) or older (a promotion seen
         # before this reply): the earlier of the two costs one look too many at worst.
         duty.due_at = min(looked, duty.due_at) if duty.due_heard else looked
         self._lead(duty, leads=bool(leads), left_ms=left)
+
+    async def _tell_queued(self, keys: Keys, job_ids: list[bytes]) -> None:
+        """Tell the followers of jobs a look moved (job.events()) that they are queued, on
+        their records' channels, as tell() in the scripts tells a change: their records stay
+        as they were (see poll.lua), so only this wakes a follower. Never fails: a notice
+        matters less than the move, and a follower reads the status anyway."""
+        queued = JobStatus.QUEUED.value.encode()
+        await self._calls.commands(
+            [(b"SPUBLISH", keys.job(job_id.decode()), queued) for job_id in job_ids],
+            errors_in_place=True,
+        )
 
     async def _check(self, duty: _Duty) -> None:
         """Between looks: the leader renews its leadership; another worker asks how long
@@ -458,7 +464,10 @@ class Reclaimer:
 
     async def _claim(self, duty: _Duty, stream: bytes) -> None:
         keys = duty.keys
-        free = self._slots.free
+        # A backlogged worker claims none either: claimed jobs run too, their outcomes would
+        # join those waiting to be written, and their leases be renewed by a server already
+        # slow to take writes. The leader asks the workers with room to claim them.
+        free = self._slots.room
         if not self._claiming:
             return
         if free <= 0:
@@ -517,13 +526,6 @@ class Reclaimer:
                 approximate=True,
             )
         await pipe.execute()
-
-
-def _record_of(keys: Keys, member: bytes) -> bytes:
-    """The record key of the job a member of the delayed set names (one that never exists
-    when it names none: promote.lua checks that each record is its member's job's)."""
-    job_id = named_value(member, ENTRY.job_id)
-    return keys.job(job_id.decode(errors="replace") if job_id is not None else ":")
 
 
 async def prune_consumers(calls: Batches, keys: Keys, *, idle_ms: int, name: str = "") -> int:

@@ -344,17 +344,18 @@ class Worker:
             for outcome in outcomes:
                 in_flight.pop((outcome.delivery.stream, outcome.delivery.entry_id), None)
 
+        slots = Slots(self.concurrency)
         acker = self._acker = Acker(
             connections.direct,
             self.name,
             stop_renewing,
             tell=functools.partial(job_ended, app, connections),
             lease=app.lease,
+            slots=slots,
             events_limit=app.events_limit,
             kept_arguments_size=app.kept_arguments_size,
         )
         runner = Runner(app, self.name, self.threads, self._resources)
-        slots = Slots(self.concurrency)
 
         running, by_job = self._running, self._by_job
 

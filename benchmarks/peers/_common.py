@@ -40,14 +40,14 @@ FLUSH_EVERY = 0.005
 CLUSTER_SCHEME = "redis+cluster://"
 
 
-def connect(url: str, api: Any) -> Any:
-    """A client of ``url`` from redis-py's ``api`` (``redis`` or ``redis.asyncio``): for a
-    ``redis+cluster://h1:p1,...`` URL, its cluster client, which finds the rest from the first
-    node."""
+def connect(url: str, api: Any, **options: Any) -> Any:
+    """A client of ``url`` from redis-py's ``api`` (``redis`` or ``redis.asyncio``), with
+    redis-py's ``options``: for a ``redis+cluster://h1:p1,...`` URL, its cluster client,
+    which finds the rest from the first node."""
     if not url.startswith(CLUSTER_SCHEME):
-        return api.Redis.from_url(url)
+        return api.Redis.from_url(url, **options)
     host, port = url.removeprefix(CLUSTER_SCHEME).split(",")[0].rsplit(":", 1)
-    return api.RedisCluster(host=host, port=int(port))
+    return api.RedisCluster(host=host, port=int(port), **options)
 
 
 def tool(name: str) -> str:
@@ -101,7 +101,7 @@ class _Recorder:
     def _flush_forever(self) -> None:
         import redis
 
-        client = connect(URL, redis)
+        client = connect(URL, redis, socket_timeout=None)  # as the driver's: see there
         pid = self._pid
         while True:
             time.sleep(FLUSH_EVERY)

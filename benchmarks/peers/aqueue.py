@@ -105,3 +105,8 @@ class Client:
 
     async def queued(self) -> int:
         return sum([(await app.queue(queue).stats()).queued for queue in QUEUE_NAMES])
+
+    async def unfinished(self) -> int:
+        """Tasks whose outcome is not written yet: queued, or read and not acked."""
+        counts = [await app.queue(queue).stats() for queue in QUEUE_NAMES]
+        return sum(stats.queued + stats.running for stats in counts)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import aqueue
 from aqueue.testing import RedisServer
 from tests.faults.conftest import WorkerProcess
+from tests.proxies import DroppingProxy
+from tests.proxies import proxy as proxy  # the fixture, shared with tests/test_recovery.py
 
 pytestmark = [
     pytest.mark.slow,
@@ -67,57 +68,6 @@ async def test_a_redis_restart_under_load_loses_no_acknowledged_job(
         worker.kill()
         worker.log.close()
     report(enqueued=len(acknowledged), completed=len(results), lost=0, refused_in_restart=refused)
-
-
-class DroppingProxy:
-    """A TCP proxy on loopback whose connections the test can cut at any moment."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = 0
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-        self.drops = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def drop_all(self) -> None:
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self.drops += 1
-
-    async def close(self) -> None:
-        self.drop_all()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.transport.abort()
-        self._writers.discard(writer)
-
-
-@pytest.fixture
-async def proxy(server: RedisServer) -> AsyncIterator[DroppingProxy]:
-    dropping = DroppingProxy(server.port)
-    await dropping.start()
-    yield dropping
-    await dropping.close()
 
 
 async def test_connections_dropped_mid_flight_lose_no_job(

@@ -124,6 +124,21 @@ local function owned_rows(stream, group, least, greatest, consumer, most)
   return rows
 end
 
+-- The job's member of the delayed set, found by its score (`due`, its record's due_at), or nil
+-- when none of the members of that score names the job (it was moved into its stream, or
+-- cancelled). Members of one enqueue_many share their score: only those are unpacked.
+local function delayed_member(delayed, due, job_id)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, due, due)) do
+    local ok, fields = pcall(cmsgpack.unpack, member)
+    for i = 1, ok and type(fields) == 'table' and #fields or 0, 2 do
+      if fields[i] == FIELD.job_id and fields[i + 1] == job_id then
+        return member
+      end
+    end
+  end
+  return nil
+end
+
 -- Whether a job's status is final: nothing changes it any more (but a replay of a failure).
 local function ended(status)
   return status == 'succeeded' or status == 'failed' or status == 'cancelled'
@@ -189,7 +204,7 @@ end
 -- puts `member` in, due at `due` (ms, a number or its digits), and wake() then tells the
 -- queue's workers the earliest due time when a member is due before every other one: the
 -- leader, which promotes, sleeps until the earliest due time it knows of, and the others look
--- only if that passes with no promotion told (promote.lua). One look at the set's first member
+-- only if that passes with no promotion told (poll.lua). One look at the set's first member
 -- and at most one notice, however many are put in. Digits go to ZADD as they are (a number
 -- passed to redis.call is formatted anew each time, a printf), and are read as a number once
 -- for the members that share them (a batch's retries mostly do).

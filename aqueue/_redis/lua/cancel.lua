@@ -6,13 +6,14 @@
 -- reconnecting) reads what it missed there in its next look (poll.lua).
 -- A scheduled job also leaves the delayed set: waiting there until it is due, it would count
 -- against the queue's length limit and in its statistics. Its member is found by its score,
--- which is the record's due time.
+-- which is the record's due time (a job whose member is gone was moved into its stream).
 -- A fire-and-forget job (result_ttl=0) has no status anywhere, so nothing says whether it
 -- still waits: it is only announced in the cancelled set, like a running job. Every worker of
 -- the queue hears of it at once (and one that starts later looks back over the set's hour),
 -- and skips the job when it comes to start it, or stops its run. Nothing is
 -- added to the hot path: a worker looks up every job it starts among the ids it heard of.
--- Returns {status before the call ("" when there is no record), 1 if cancelled now else 0}.
+-- Returns {the record's status before the call ("" when there is no record; "scheduled" for a
+-- job moved into its stream, see poll.lua), 1 if cancelled now else 0}.
 local record = KEYS[1]
 -- job ids scored by cancel time in ms
 local cancelled = KEYS[2]
@@ -58,15 +59,9 @@ if ended(status) then
   return {status, 0}
 end
 local due = redis.call('HGET', record, 'due_at')
-if status == 'scheduled' and due then
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', delayed, due, due)) do
-    local ok, fields = pcall(cmsgpack.unpack, member)
-    for i = 1, ok and type(fields) == 'table' and #fields or 0, 2 do
-      if fields[i] == FIELD.job_id and fields[i + 1] == job_id then
-        redis.call('ZREM', delayed, member)
-      end
-    end
-  end
+local member = status == 'scheduled' and due and delayed_member(delayed, due, job_id)
+if member then
+  redis.call('ZREM', delayed, member)
 end
 redis.call('HSET', record, 'status', 'cancelled', 'error', error_value, 'finished_at', now)
 redis.call('HDEL', record, 'due_at')

@@ -49,6 +49,10 @@ for i = entry_ids, #ARGV do
     local hex = job_id and string.match(job_id, ':(.*)$')
     if hex and string.match(record, ':job:(.*)$') == hex then
       local status = redis.call('HGET', record, 'status')
+      if status == 'scheduled' then
+        -- Unread in the stream: a scheduled job moved there (see poll.lua) is queued.
+        status = 'queued'
+      end
       local state = not status and queued_state(record, queued)
       if state then
         record_queued(record, queued, state, ttl, fields[FIELD.task] or '', 'cancelled',
