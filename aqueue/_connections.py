@@ -79,14 +79,24 @@ class Connections:
             self._loop = None
 
     async def close(self) -> None:
-        """Close every connection; the next use connects again."""
-        if self._results is not None:
-            await self._results.close()
-            self._results = None
-        if self._direct is not None:
-            await self._direct.close()
-            self._direct = None
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-        self._loop = None
+        """Close every connection; the next use connects again.
+
+        Each part is dropped at once and closed in a task of its own, to the end: a close
+        cancelled half-way (a shutdown's timeout, a cancelled lifespan) or one part failing
+        to close must not leave the others open, as nothing would close them later.
+        """
+        parts = self._results, self._direct, self._redis
+        self._results, self._direct, self._redis, self._loop = None, None, None, None
+        await asyncio.shield(_close(*parts))
+
+
+async def _close(
+    results: ResultWaiter | ClusterWaiters | None, direct: Batches | None, redis: Redis | None
+) -> None:
+    async with contextlib.AsyncExitStack() as closing:  # in reverse order: results first
+        if redis is not None:
+            closing.push_async_callback(redis.aclose)
+        if direct is not None:
+            closing.push_async_callback(direct.close)
+        if results is not None:
+            closing.push_async_callback(results.close)

@@ -35,6 +35,9 @@ from ._redis._errors import REDIS_ERRORS
 logger = logging.getLogger("aqueue.results")
 
 
+CLOSED = "the app was closed while a result was awaited"
+"""What a wait meets on a waiter that was closed (the app's next wait makes another)."""
+
 Hear = Callable[[bytes | None], None]
 """Takes each message of a channel, and None when messages may have been missed (the channel
 was subscribed again, after a reconnect or on its slot's new master): read again."""
@@ -82,6 +85,7 @@ class ResultWaiter:
         self._connection: AbstractConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
+        self._closed = False
 
     @asynccontextmanager
     async def watch(
@@ -143,16 +147,21 @@ class ResultWaiter:
         await self._send(b"SSUBSCRIBE", channel)
 
     async def close(self) -> None:
-        """Stop the reader and drop the connection."""
-        if self._reader is not None:
-            self._reader.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._reader
+        """Stop the reader and drop the connection, for good: a waiter that was connecting
+        meanwhile closes what it opened (the app drops this waiter, so nobody else would)."""
+        self._closed = True
+        try:
+            if self._reader is not None:
+                self._reader.cancel()
+                await asyncio.wait([self._reader])  # our own cancellation still propagates
+        finally:
+            # Even when the close is cancelled: nothing would close the connection later.
             self._reader = None
-        if self._connection is not None:
-            # Discarded, never reused: a cancelled read cannot leave a reply for someone else.
-            await self._connection.disconnect()
-            self._connection = None
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                # Discarded, never reused: a cancelled read cannot leave a reply for
+                # someone else.
+                await connection.disconnect()
 
     async def _ensure_reader(self) -> None:
         # Under the lock: concurrent first waiters must share one connection and one reader.
@@ -165,8 +174,18 @@ class ResultWaiter:
                 self._channels.clear()
                 self._leaving.clear()
             if self._reader is None:
-                self._connection = await self._connect()
+                self._check_open()
+                connection = await self._connect()
+                if self._closed:
+                    # The app closed while this connected: its close found nothing to close.
+                    await connection.disconnect()
+                    self._check_open()
+                self._connection = connection
                 self._reader = asyncio.create_task(self._read_forever(), name="aqueue-results")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RedisConnectionError(CLOSED)
 
     async def _connect(self) -> AbstractConnection:
         source = await self._source()
@@ -177,8 +196,8 @@ class ResultWaiter:
 
     async def _send(self, *args: bytes) -> None:
         async with self._send_lock:
-            if self._connection is None:
-                raise RedisConnectionError("the app was closed while a result was awaited")
+            self._check_open()
+            assert self._connection is not None  # open: connected by _ensure_reader
             await self._connection.send_command(*args)
 
     async def _read_forever(self) -> None:
@@ -261,6 +280,7 @@ class ClusterWaiters:
         self._topology = topology_of(cluster)
         self._waiters: dict[str, ResultWaiter] = {}
         self._moves: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @asynccontextmanager
     async def watch(
@@ -286,13 +306,17 @@ class ClusterWaiters:
             yield
 
     async def close(self) -> None:
+        """Close every master's waiter, for good (as :meth:`ResultWaiter.close`)."""
+        self._closed = True
         for move in list(self._moves):
             move.cancel()
         waiters, self._waiters = self._waiters, {}
-        for waiter in waiters.values():
-            await waiter.close()
+        # Together: a close cancelled half-way cancels each, and each still closes its own.
+        await asyncio.gather(*(waiter.close() for waiter in waiters.values()))
 
     def _waiter(self, node: ClusterNode) -> ResultWaiter:
+        if self._closed:
+            raise RedisConnectionError(CLOSED)
         waiter = self._waiters.get(node.name)
         if waiter is None:
             waiter = ResultWaiter(functools.partial(self._source, node), self._moved)

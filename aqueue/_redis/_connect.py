@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redis import Redis as SyncRedis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from ..exceptions import ConfigurationError
 from . import _sentinel
@@ -26,6 +26,7 @@ from ._cluster import (
 )
 from ._direct import Batches, DirectCalls
 from ._errors import redact
+from ._pools import SharedPool
 
 # Bounded waits: a server that went silent (a partition, a blackholed host) surfaces as
 # ConnectionFailed instead of a call that hangs: connecting times out after 5 s, and TCP
@@ -89,7 +90,7 @@ def shared_client(url: str, *, max_connections: int) -> Redis:
         return cluster_client(url, max_connections=max_connections, **_socket_options(url))
     # A blocking pool: a burst of callers waits for a free connection instead of failing
     # with "Too many connections" or opening thousands of sockets.
-    pool = BlockingConnectionPool.from_url(
+    pool = SharedPool.from_url(
         url, max_connections=max_connections, timeout=None, **_socket_options(url)
     )
     return Redis.from_pool(pool)

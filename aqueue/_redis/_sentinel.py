@@ -32,6 +32,7 @@ from redis.connection import parse_url
 
 from ..exceptions import ConfigurationError
 from ._errors import not_master, redact
+from ._pools import ClosedForGood
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_PORT = 26379
@@ -144,8 +145,9 @@ class _FollowingTLSConnection(_FollowingConnection, SSLConnection):
     pass
 
 
-class _Pool(async_sentinel.SentinelConnectionPool, BlockingConnectionPool):
-    """A master's blocking pool that owns its sentinels' clients, closing them with itself."""
+class _Pool(ClosedForGood, async_sentinel.SentinelConnectionPool, BlockingConnectionPool):
+    """A master's blocking pool that owns its sentinels' clients, closing them with itself
+    (and, closed, every connection handed back to it: see ``_pools.py``)."""
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
         await super().disconnect(inuse_connections)

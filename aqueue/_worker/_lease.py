@@ -55,6 +55,8 @@ class LeaseKeeper:
         self._loop = loop
         self._presence = presence
         self._stopping = threading.Event()
+        self._starting = threading.Lock()
+        """Held by :meth:`start`: a stop that comes meanwhile waits, then stops what started."""
         self._thread = threading.Thread(
             target=self._run, name=f"aqueue-lease-{consumer}", daemon=True
         )
@@ -70,9 +72,16 @@ class LeaseKeeper:
         """Jobs this worker was still running when another worker had claimed them."""
 
     def start(self) -> None:
-        """Beat once now (so the worker is counted at once), then keep going in the thread."""
-        self._beat()
-        self._thread.start()
+        """Beat once now (so the worker is counted at once), then keep going in the thread.
+
+        Blocks: call it through a thread. Its caller may be cancelled meanwhile and
+        :meth:`stop` it at once: the stop waits for the start, which does nothing once
+        stopped."""
+        with self._starting:
+            if self._stopping.is_set():
+                return
+            self._beat()
+            self._thread.start()
 
     async def watch(self) -> None:
         """Wait, for as long as the thread keeps renewing; raise what killed it if it dies."""
@@ -82,8 +91,10 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         """Stop renewing and deregister the worker. Blocks: call it through a thread."""
-        self._stopping.set()
-        self._thread.join()
+        with self._starting:
+            self._stopping.set()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
         presence = self._presence
         if presence is not None:
             call = scripts.register(

@@ -229,7 +229,15 @@ class Worker:
     async def __aenter__(self) -> Self:
         started = asyncio.get_running_loop().create_future()
         self._background = asyncio.create_task(self._serve(started), name=f"aqueue {self.name}")
-        await started
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            # Nobody would stop a worker whose start was cancelled: it would run on, and
+            # reconnect after its app closed. It stops at once (once up), and is waited for.
+            self._hurry.set()
+            self.stop()
+            await asyncio.wait([self._background])
+            raise
         return self
 
     async def __aexit__(
@@ -403,10 +411,12 @@ class Worker:
             loop=asyncio.get_running_loop(),
             presence=self._presence,
         )
-        with translate_errors(app.url):
-            await asyncio.to_thread(keeper.start)
-        scheduler = Scheduler(app)
         try:
+            # In the try: cancelled while it waits for the server, the worker must still stop
+            # the keeper, which would go on beating (and hold its connection) in its thread.
+            with translate_errors(app.url):
+                await asyncio.to_thread(keeper.start)
+            scheduler = Scheduler(app)
             async with anyio.create_task_group() as group:
                 loops = Loops(group, self._loop_died)
                 loops.start("outcome writer", acker.run, hurry=True)
