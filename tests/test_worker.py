@@ -374,6 +374,31 @@ async def test_run_cancelled_by_an_anyio_scope_still_cancels_the_running_jobs(
     assert ended == ["cancelled"]
 
 
+async def test_leaving_the_block_in_a_cancelled_anyio_scope_cancels_the_running_jobs(
+    app: aqueue.App,
+) -> None:
+    """The scope cancels the graceful stop again and again: the worker stops at once."""
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    await endless.enqueue()
+    with anyio.fail_after(5), anyio.CancelScope() as scope:
+        async with aqueue.Worker(app, grace_period=60):
+            await started.wait()
+            scope.cancel()
+            await asyncio.sleep(60)
+    assert ended == ["cancelled"]
+
+
 async def test_a_job_running_when_run_is_cancelled_runs_again_on_the_next_worker(
     server: Deployment, namespace: str
 ) -> None:

@@ -225,11 +225,7 @@ class Worker:
         # (raising the CancelledError) only once it has stopped.
         serving = asyncio.create_task(self._serve(None), name=f"aqueue {self.name}")
         try:
-            await asyncio.shield(serving)
-        except asyncio.CancelledError:
-            if not serving.done():
-                await self._stop_at_once(serving)
-            raise
+            await self._until_stopped(serving)
         finally:
             if installed:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -255,7 +251,19 @@ class Worker:
     ) -> None:
         assert self._background is not None
         self.stop()
-        await self._background
+        # Cancelled while it stops gracefully (an anyio scope, whose cancellation ended the
+        # block, cancels again at once), it stops at once instead, to the end.
+        await self._until_stopped(self._background)
+
+    async def _until_stopped(self, serving: asyncio.Task[None]) -> None:
+        """Wait for ``serving`` to end, and raise what it raised; cancelled meanwhile, stop at
+        once, and raise the CancelledError once stopped."""
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            if not serving.done():
+                await self._stop_at_once(serving)
+            raise
 
     async def _stop_at_once(self, serving: asyncio.Task[None]) -> None:
         """Stop as a second signal does, and wait until ``serving`` has stopped.
