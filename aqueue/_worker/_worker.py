@@ -361,9 +361,13 @@ class Worker:
                     raise
                 retrying = asyncio.create_task(backoff.failed(exc.__cause__ or exc))
                 stopping = asyncio.create_task(self._stop_requested.wait())
-                await asyncio.wait([retrying, stopping], return_when=asyncio.FIRST_COMPLETED)
-                retrying.cancel()
-                stopping.cancel()
+                try:
+                    await asyncio.wait([retrying, stopping], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    # Even when the wait is cancelled: no task of a worker outlives it.
+                    retrying.cancel()
+                    stopping.cancel()
+                    await asyncio.wait([retrying, stopping])
                 if self._stop_requested.is_set():
                     return False
             else:
