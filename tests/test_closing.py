@@ -18,7 +18,7 @@ import pytest
 
 import aqueue
 from tests.helpers import AdminClient, Deployment, eventually
-from tests.internals import GROUP, Keys
+from tests.internals import GROUP, BlockingReads, Keys
 
 pytestmark = pytest.mark.not_on(
     "cluster", "sentinel", reason="pauses and counts the clients of one server"
@@ -184,3 +184,21 @@ async def test_a_worker_whose_run_is_cancelled_with_a_job_running_leaves_no_trac
         assert await app.workers() == []
         assert await redis.xinfo_consumers(Keys(namespace, "default").stream, GROUP) == []
         await app.close()
+
+
+async def test_a_workers_blocking_reads_closed_half_way_still_close_their_connection(
+    server: Deployment, namespace: str, redis: AdminClient, open_connections: Count
+) -> None:
+    stream = Keys(namespace, "default").stream
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    for turns in range(1, 12):  # cancelled in another of its steps each time
+        async with none_left_open(open_connections):
+            app = named_app(server, namespace)
+            reads = BlockingReads(app)
+            assert await reads.read("reader", {stream: b">"}, count=1, block=1) == []
+            closing = asyncio.ensure_future(reads.close())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            closing.cancel()
+            await asyncio.gather(closing, return_exceptions=True)
+            await app.close()
