@@ -209,6 +209,9 @@ class Worker:
         ``async with worker`` raises :class:`ConnectionFailed` instead. Signal handlers are
         installed only from the main thread, and removed on return.
 
+        Cancelled, it stops at once, as a second :meth:`stop` does (running jobs are cancelled
+        and handed back), and raises the ``CancelledError`` once the worker has stopped.
+
         Raises:
             Exception: What one of the worker's loops (fetcher, outcome writer, promoter and
                 reclaimer, scheduler, lease keeper) died of, once the worker has stopped; it
