@@ -54,13 +54,13 @@ from typing import Any
 
 import anyio
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from .._job import JobStatus
 from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
 from .._redis._direct import Batches
-from .._redis._errors import REDIS_ERRORS
+from .._redis._errors import REDIS_ERRORS, error_reply
 from .._redis._keys import CHANNELS, DEAD_LETTER_LIMIT, GROUP, Keys
 from .._results import ClusterWaiters, ResultWaiter
 from ._fetcher import Slots
@@ -380,8 +380,9 @@ class Reclaimer:
                 logger.info("queue %s %s", keys.queue, what)
                 await self._levels_changed()
             if refused:
-                # The jobs it could not move stay due, for the next look after the backoff.
-                raise ResponseError(refused.decode(errors="replace"))
+                # The jobs it could not move stay due, for the next look after the backoff
+                # (a short one for a refusal for now: OOM, READONLY...).
+                raise error_reply(refused)
             if due < PROMOTE_BATCH or self._stopping:
                 break
         looked = self._now() + wait / 1000 if wait >= 0 else math.inf
