@@ -99,6 +99,32 @@ class _Peak:
         return n
 
 
+async def test_a_parked_job_woken_by_a_freed_slot_reads_queued_while_it_waits_to_start(
+    server: RedisServer, namespace: str
+) -> None:
+    """A slot's release makes the job parked longest due at once, long before the due time
+    its record gives (a lease after its parking); moved into its stream, it is queued."""
+    app = aqueue.App(server.url, namespace=namespace, lease=30)
+    release = asyncio.Event()
+
+    @app.task(max_concurrency=1)
+    async def scarce() -> None:
+        await release.wait()
+
+    holder = await scarce.enqueue()
+    async with app, aqueue.Worker(app, concurrency=4):
+        await eventually(lambda: has_status(holder, aqueue.JobStatus.RUNNING))
+        parked = await scarce.enqueue()
+        await eventually(lambda: has_status(parked, aqueue.JobStatus.SCHEDULED))
+        await app.queue().pause()  # so that, once moved, it waits in the stream
+        release.set()
+        await holder.result(timeout=5)
+        await eventually(lambda: has_status(parked, aqueue.JobStatus.QUEUED), timeout=2)
+        assert (await parked.info()).due_at is None
+        await app.queue().resume()
+        await parked.result(timeout=5)
+
+
 async def test_max_concurrency_is_never_exceeded_by_three_workers(
     server: RedisServer, namespace: str
 ) -> None:

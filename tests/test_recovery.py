@@ -4,6 +4,7 @@ more load): outcomes that meet a lost server are kept and written when it is bac
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -87,3 +88,26 @@ async def _result_despite_drops(job: aqueue.Job[int]) -> int:
         except aqueue.ConnectionFailed:
             await asyncio.sleep(0.1)
     raise AssertionError(f"no result for job {job.id}")
+
+
+@pytest.mark.one_loop  # the pauses are the worker's, whatever the loop
+async def test_a_due_job_refused_for_want_of_memory_moves_soon_after_memory_is_back(
+    namespace: str,
+) -> None:
+    """The look's move refused (OOM) is a refusal for now: looked again within half a second,
+    not after pauses grown to 5 s."""
+    with RedisServer.valkey() as server:
+        app = aqueue.App(server.url, namespace=namespace, lease=3)
+
+        @app.task
+        async def noop() -> None: ...
+
+        async with app, aqueue.Worker(app):
+            job = await noop.options(delay=0.3).enqueue()
+            await app.redis.config_set("maxmemory-policy", "noeviction")
+            await app.redis.config_set("maxmemory", 1)
+            await asyncio.sleep(4.5)  # refused all along: pauses grown to 5 s by now
+            await app.redis.config_set("maxmemory", 0)
+            back = time.monotonic()
+            await job.result(timeout=10)
+            assert time.monotonic() - back < 2.0

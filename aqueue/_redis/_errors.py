@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.exceptions
+from redis._parsers.base import BaseParser
 from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
@@ -55,6 +57,13 @@ _NOREPLICAS = "NOREPLICAS "
 _PASSING_CODES = (_NOREPLICAS, "BUSY ")
 """The same, for refusals redis-py gives no class of their own: too few replicas in sync
 (min-replicas-to-write), and another script running past lua-time-limit."""
+
+
+def error_reply(text: bytes) -> ResponseError:
+    """The error redis-py raises for an error reply of ``text``, for one a script caught
+    (``redis.pcall``) and returned: its class tells a refusal for now (OOM, READONLY...)."""
+    parse: Callable[[str], ResponseError] = BaseParser.parse_error  # redis-py's, untyped
+    return parse(text.decode(errors="replace"))
 
 
 def passing_refusal(error: object) -> bool:

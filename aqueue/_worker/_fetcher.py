@@ -274,6 +274,13 @@ class Fetcher:
             taken = asyncio.ensure_future(self._reads.taken())
             try:
                 await asyncio.wait((freed, taken), return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:
+                # Cancelled (the worker stops at once) as a read ended: what it took goes
+                # back now rather than pending until its lease lapses.
+                if taken.done() and not taken.cancelled() and taken.exception() is None:
+                    for delivery in self._deliveries(taken.result()):
+                        self._hand_back(delivery)
+                raise
             finally:
                 freed.cancel()
                 taken.cancel()  # a read it waits on goes on: collected later, never lost

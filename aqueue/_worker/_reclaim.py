@@ -54,13 +54,13 @@ from typing import Any
 
 import anyio
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from .._job import JobStatus
 from .._redis import _calls as scripts
 from .._redis._backoff import Backoff
 from .._redis._direct import Batches
-from .._redis._errors import REDIS_ERRORS
+from .._redis._errors import REDIS_ERRORS, error_reply
 from .._redis._keys import CHANNELS, DEAD_LETTER_LIMIT, GROUP, Keys
 from .._results import ClusterWaiters, ResultWaiter
 from ._fetcher import Slots
@@ -367,10 +367,10 @@ class Reclaimer:
             duty.cursor = cursor
             if told:
                 duty.told_at = self._now()
+            if cancelled:  # first: the cursor has moved past them, and telling may fail
+                self._cancel([job_id.decode() for job_id in cancelled])
             if followed:
                 await self._tell_queued(keys, followed)
-            if cancelled:
-                self._cancel([job_id.decode() for job_id in cancelled])
             if levels != self._levels.seen(keys) and not self._levels.stale:
                 # A producer used a new priority level: the fetcher must read its stream.
                 await self._levels_changed()
@@ -380,8 +380,9 @@ class Reclaimer:
                 logger.info("queue %s %s", keys.queue, what)
                 await self._levels_changed()
             if refused:
-                # The jobs it could not move stay due, for the next look after the backoff.
-                raise ResponseError(refused.decode(errors="replace"))
+                # The jobs it could not move stay due, for the next look after the backoff
+                # (a short one for a refusal for now: OOM, READONLY...).
+                raise error_reply(refused)
             if due < PROMOTE_BATCH or self._stopping:
                 break
         looked = self._now() + wait / 1000 if wait >= 0 else math.inf
@@ -396,10 +397,13 @@ class Reclaimer:
         as they were (see poll.lua), so only this wakes a follower. Never fails: a notice
         matters less than the move, and a follower reads the status anyway."""
         queued = JobStatus.QUEUED.value.encode()
-        await self._calls.commands(
-            [(b"SPUBLISH", keys.job(job_id.decode()), queued) for job_id in job_ids],
-            errors_in_place=True,
-        )
+        try:
+            await self._calls.commands(
+                [(b"SPUBLISH", keys.job(job_id.decode()), queued) for job_id in job_ids],
+                errors_in_place=True,
+            )
+        except REDIS_ERRORS as exc:
+            logger.warning("cannot tell the followers of %d moved job(s): %s", len(job_ids), exc)
 
     async def _check(self, duty: _Duty) -> None:
         """Between looks: the leader renews its leadership; another worker asks how long

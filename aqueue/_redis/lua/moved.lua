@@ -12,12 +12,16 @@ local delayed = KEYS[1]
 -- the job's record
 local record = KEYS[2]
 local job_id = ARGV[1]
-local row = redis.call('HMGET', record, 'status', 'due_at')
-local status, due_at = row[1], row[2]
+local row = redis.call('HMGET', record, 'status', 'due_at', 'parked')
+local status, due_at, parked = row[1], row[2], row[3] == '1'
 if status ~= 'scheduled' then
   return status or ''
 end
-if not due_at or tonumber(due_at) > now_ms() then
+-- A job parked for its task's concurrency is made due as soon as a slot frees (release.lua),
+-- its record untouched: its member is looked for before its due time too (few jobs share the
+-- score of a parking, unlike an enqueue_many's). Once made due early it reads queued, moved
+-- or about to be.
+if not due_at or (not parked and tonumber(due_at) > now_ms()) then
   return status
 end
 return delayed_member(delayed, due_at, job_id) and status or 'queued'

@@ -184,7 +184,9 @@ local function start_one(record, queued, entry_id, job_id, spec)
         end
       end
       if status ~= false then
-        redis.call('HSET', record, 'status', 'scheduled', 'due_at', due)
+        -- A parked job may be made due before `due` (release.lua), its record untouched:
+        -- `parked` tells moved.lua to look for its member before that time too.
+        redis.call('HSET', record, 'status', 'scheduled', 'due_at', due, 'parked', parked and 1 or 0)
         tell(record, 'scheduled')
       end
     end
