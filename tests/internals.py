@@ -44,6 +44,7 @@ from aqueue._worker._fetcher import Fetcher, Slots
 from aqueue._worker._lease import LeaseKeeper
 from aqueue._worker._levels import Levels
 from aqueue._worker._outcome import Delivery
+from aqueue._worker._reads import BlockingReads
 from aqueue._worker._reclaim import (
     PROMPT_GRACE,
     PROMPT_SPREAD,
@@ -70,6 +71,7 @@ __all__ = [
     "TELL_INTERVAL",
     "UNTYPED",
     "Acker",
+    "BlockingReads",
     "Call",
     "Connections",
     "Delivery",

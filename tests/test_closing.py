@@ -18,6 +18,7 @@ import pytest
 
 import aqueue
 from tests.helpers import AdminClient, Deployment, eventually
+from tests.internals import GROUP, BlockingReads, Keys
 
 pytestmark = pytest.mark.not_on(
     "cluster", "sentinel", reason="pauses and counts the clients of one server"
@@ -160,3 +161,44 @@ async def test_a_worker_cancelled_while_it_first_registers_leaves_no_trace(
         await asyncio.sleep(PAUSE_MS / 1000)  # a lease thread running on has beaten by now
         assert await app.workers() == []
         await app.close()
+
+
+async def test_a_worker_whose_run_is_cancelled_with_a_job_running_leaves_no_trace(
+    server: Deployment, namespace: str, redis: AdminClient, open_connections: Count
+) -> None:
+    """Neither a connection, nor a registry entry, nor a consumer holding the job's entry."""
+    async with none_left_open(open_connections):
+        app = named_app(server, namespace)
+        started = asyncio.Event()
+
+        @app.task
+        async def endless() -> None:
+            started.set()
+            await asyncio.sleep(60)
+
+        serving = asyncio.ensure_future(aqueue.Worker(app).run(handle_signals=False))
+        await endless.enqueue()
+        await asyncio.wait_for(started.wait(), 5)
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        assert await app.workers() == []
+        assert await redis.xinfo_consumers(Keys(namespace, "default").stream, GROUP) == []
+        await app.close()
+
+
+async def test_a_workers_blocking_reads_closed_half_way_still_close_their_connection(
+    server: Deployment, namespace: str, redis: AdminClient, open_connections: Count
+) -> None:
+    stream = Keys(namespace, "default").stream
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    for turns in range(1, 12):  # cancelled in another of its steps each time
+        async with none_left_open(open_connections):
+            app = named_app(server, namespace)
+            reads = BlockingReads(app)
+            assert await reads.read("reader", {stream: b">"}, count=1, block=1) == []
+            closing = asyncio.ensure_future(reads.close())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            closing.cancel()
+            await asyncio.gather(closing, return_exceptions=True)
+            await app.close()

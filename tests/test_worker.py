@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import threading
 import time
 
+import anyio
 import pytest
 from redis.asyncio import Redis
 
 import aqueue
-from tests.helpers import entries, eventually, has_status
+from tests.helpers import Deployment, entries, eventually, has_status
 from tests.internals import GROUP, MAX_SECONDS, Keys
 
 
@@ -320,6 +322,106 @@ async def test_stopping_twice_cancels_running_jobs_at_once(app: aqueue.App) -> N
     worker.stop()
     await asyncio.wait_for(serving, 5)
     assert await job.status() is aqueue.JobStatus.QUEUED
+
+
+async def test_cancelling_run_cancels_the_running_jobs_before_it_returns(
+    app: aqueue.App,
+) -> None:
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    serving = asyncio.create_task(aqueue.Worker(app, grace_period=60).run(handle_signals=False))
+    await endless.enqueue()
+    await asyncio.wait_for(started.wait(), 5)
+    serving.cancel()
+    await asyncio.wait([serving], timeout=5)
+    assert serving.cancelled()  # the cancellation reaches the caller, once the worker stopped
+    assert ended == ["cancelled"]
+
+
+async def test_run_cancelled_by_an_anyio_scope_still_cancels_the_running_jobs(
+    app: aqueue.App,
+) -> None:
+    """An anyio scope (a Starlette lifespan's) cancels again at every turn of the loop until
+    run() returns: the stop goes on to the end all the same."""
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    await endless.enqueue()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(functools.partial(aqueue.Worker(app).run, handle_signals=False))
+            await started.wait()
+            group.cancel_scope.cancel()
+    assert ended == ["cancelled"]
+
+
+async def test_leaving_the_block_in_a_cancelled_anyio_scope_cancels_the_running_jobs(
+    app: aqueue.App,
+) -> None:
+    """The scope cancels the graceful stop again and again: the worker stops at once."""
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    await endless.enqueue()
+    with anyio.fail_after(5), anyio.CancelScope() as scope:
+        async with aqueue.Worker(app, grace_period=60):
+            await started.wait()
+            scope.cancel()
+            await asyncio.sleep(60)
+    assert ended == ["cancelled"]
+
+
+async def test_a_job_running_when_run_is_cancelled_runs_again_on_the_next_worker(
+    server: Deployment, namespace: str
+) -> None:
+    """Handed back at once, not left pending until its lease lapses."""
+    runs = 0
+
+    async with aqueue.App(server.url, namespace=namespace, lease=60) as app:
+
+        @app.task
+        async def slow_at_first() -> int:
+            nonlocal runs
+            runs += 1
+            if runs == 1:
+                await asyncio.sleep(60)
+            return runs
+
+        serving = asyncio.create_task(aqueue.Worker(app).run(handle_signals=False))
+        job = await slow_at_first.enqueue()
+        await eventually(lambda: has_status(job, aqueue.JobStatus.RUNNING))
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        async with aqueue.Worker(app):
+            assert await job.result(timeout=5) == 2
 
 
 async def test_a_handed_back_job_is_finished_by_the_next_worker(app: aqueue.App) -> None:

@@ -14,6 +14,7 @@ the worker stops is handed back too (:meth:`BlockingReads.drain`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -225,8 +226,21 @@ class BlockingReads:
             await connection.client.aclose()
 
     async def close(self) -> None:
+        """Close every connection.
+
+        They are dropped at once and closed in a task of their own, to the end, each even if
+        another fails: a close cancelled half-way (a worker cancelled again as it stops) must
+        not leave one open, as nothing would close it later.
+        """
         for read in self._in_flight.values():
             read.cancel()  # left by a worker stopped at once: its connection is dropped too
         self._in_flight.clear()
-        for slot in list(self._connections):
-            await self._drop(slot)
+        clients = [connection.client for connection in self._connections.values()]
+        self._connections.clear()
+        await asyncio.shield(_close(clients))
+
+
+async def _close(clients: list[Redis]) -> None:
+    async with contextlib.AsyncExitStack() as closing:
+        for client in clients:
+            closing.push_async_callback(client.aclose)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -208,6 +209,9 @@ class Worker:
         ``async with worker`` raises :class:`ConnectionFailed` instead. Signal handlers are
         installed only from the main thread, and removed on return.
 
+        Cancelled, it stops at once, as a second :meth:`stop` does (running jobs are cancelled
+        and handed back), and raises the ``CancelledError`` once the worker has stopped.
+
         Raises:
             Exception: What one of the worker's loops (fetcher, outcome writer, promoter and
                 reclaimer, scheduler, lease keeper) died of, once the worker has stopped; it
@@ -219,8 +223,12 @@ class Worker:
         if installed:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
+        # The worker serves in a task of its own, which a cancellation of run() never reaches
+        # half-way: cancelled, run() stops the worker as a second signal would, and returns
+        # (raising the CancelledError) only once it has stopped.
+        serving = asyncio.create_task(self._serve(None), name=f"aqueue {self.name}")
         try:
-            await self._serve(None)
+            await self._until_stopped(serving)
         finally:
             if installed:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -234,9 +242,7 @@ class Worker:
         except asyncio.CancelledError:
             # Nobody would stop a worker whose start was cancelled: it would run on, and
             # reconnect after its app closed. It stops at once (once up), and is waited for.
-            self._hurry.set()
-            self.stop()
-            await asyncio.wait([self._background])
+            await self._stop_at_once(self._background)
             raise
         return self
 
@@ -248,7 +254,39 @@ class Worker:
     ) -> None:
         assert self._background is not None
         self.stop()
-        await self._background
+        # Cancelled while it stops gracefully (an anyio scope, whose cancellation ended the
+        # block, cancels again at once), it stops at once instead, to the end.
+        await self._until_stopped(self._background)
+
+    async def _until_stopped(self, serving: asyncio.Task[None]) -> None:
+        """Wait for ``serving`` to end, and raise what it raised; cancelled meanwhile, stop at
+        once, and raise the CancelledError once stopped."""
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            if not serving.done():
+                await self._stop_at_once(serving)
+            raise
+
+    async def _stop_at_once(self, serving: asyncio.Task[None]) -> None:
+        """Stop as a second signal does, and wait until ``serving`` has stopped.
+
+        For a cancelled start or run() (a lifespan's shutdown, a timeout): its running jobs
+        are cancelled and handed back, its outcomes written (within ``HURRIED_WRITES``), its
+        connections closed. A cancellation again meanwhile cannot cut that short, as nothing
+        would finish it later: an anyio scope cancels again at every turn of the loop until
+        the task ends.
+        """
+        self._hurry.set()
+        self.stop()
+        with anyio.CancelScope(shield=True):  # an anyio scope's cancellations stay away
+            while not serving.done():
+                with contextlib.suppress(asyncio.CancelledError):  # a plain task.cancel()
+                    await asyncio.wait([serving])
+        if not serving.cancelled():
+            # Retrieved, so as not to be reported unretrieved: the caller gets its own
+            # cancellation, and a loop's death was logged when it happened.
+            serving.exception()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         # Only a second signal hurries: one that comes while the worker already stops on its
@@ -326,9 +364,13 @@ class Worker:
                     raise
                 retrying = asyncio.create_task(backoff.failed(exc.__cause__ or exc))
                 stopping = asyncio.create_task(self._stop_requested.wait())
-                await asyncio.wait([retrying, stopping], return_when=asyncio.FIRST_COMPLETED)
-                retrying.cancel()
-                stopping.cancel()
+                try:
+                    await asyncio.wait([retrying, stopping], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    # Even when the wait is cancelled: no task of a worker outlives it.
+                    retrying.cancel()
+                    stopping.cancel()
+                    await asyncio.wait([retrying, stopping])
                 if self._stop_requested.is_set():
                     return False
             else:
