@@ -9,7 +9,7 @@ import orjson
 
 from ._redis._calls import EnqueuedJob
 from ._redis._keys import DEFAULT_PRIORITY, PRIORITIES, Keys
-from ._redis._wire import CODES, PROTOCOL_VERSION
+from ._redis._wire import CODES, VERSION_FIELDS
 from .exceptions import PayloadTooLarge
 
 LEVEL_MARKS: Final = tuple("-" if p == DEFAULT_PRIORITY else str(p) for p in PRIORITIES)
@@ -108,7 +108,7 @@ class Outgoing:
         uniqueness key (which a job that waits for others cannot have)."""
         spec = self.spec
         fields: dict[str, bytes | str | int] = {
-            CODES["version"]: PROTOCOL_VERSION,
+            **VERSION_FIELDS,
             CODES["job_id"]: self.job_id,
             CODES["task"]: spec.task,
             CODES["payload"]: self.payload,

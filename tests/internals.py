@@ -30,7 +30,14 @@ from aqueue._redis._scripts import (
     run_sync,
     with_wire,
 )
-from aqueue._redis._wire import CODES, ENTRY, FIELDS, PROTOCOL_VERSION
+from aqueue._redis._wire import (
+    ABSENT_VERSION,
+    CODES,
+    ENTRY,
+    FIELDS,
+    PROTOCOL_VERSION,
+    VERSION_FIELDS,
+)
 from aqueue._registry import encode_record, registry_index, registry_record
 from aqueue._schedule import cron_schedule, last_tick_key
 from aqueue._settings import Settings, env_name
@@ -55,6 +62,7 @@ from aqueue._worker._reclaim import (
 from aqueue._worker._scheduler import Scheduler
 
 __all__ = [
+    "ABSENT_VERSION",
     "CHANNELS",
     "CHECKS",
     "CODES",
@@ -70,6 +78,7 @@ __all__ = [
     "RENEW",
     "TELL_INTERVAL",
     "UNTYPED",
+    "VERSION_FIELDS",
     "Acker",
     "BlockingReads",
     "Call",

@@ -17,7 +17,15 @@ from redis.asyncio import Redis
 
 import aqueue
 from tests.helpers import entries, eventually
-from tests.internals import CODES, ENTRY, FIELDS, PROTOCOL_VERSION, Keys, with_wire
+from tests.internals import (
+    CODES,
+    ENTRY,
+    FIELDS,
+    PROTOCOL_VERSION,
+    VERSION_FIELDS,
+    Keys,
+    with_wire,
+)
 
 LUA = Path(aqueue.__file__).parent / "_redis" / "lua"
 
@@ -69,13 +77,17 @@ async def test_a_field_a_script_names_reads_on_the_server_as_its_code(redis: Red
     assert codes == list(ENTRY)
 
 
-async def test_the_protocol_version_a_script_names_is_the_one_this_release_writes(
+async def test_the_version_fields_a_script_names_are_the_ones_this_release_writes(
     redis: Redis,
 ) -> None:
-    assert (
-        await redis.eval(with_wire(b"return PROTOCOL_VERSION").decode(), 0)
-        == str(PROTOCOL_VERSION).encode()
-    )
+    fields = await redis.eval(with_wire(b"return {VERSION_FIELDS 'j'}").decode(), 0)
+    assert fields == [*(item.encode() for pair in VERSION_FIELDS.items() for item in pair), b"j"]
+
+
+def test_an_entry_of_protocol_version_1_carries_no_version_field() -> None:
+    """13 bytes of Redis memory per queued job, for what an entry without one says."""
+    assert PROTOCOL_VERSION == 1
+    assert VERSION_FIELDS == {}
 
 
 def test_a_script_that_names_no_entry_field_fails_to_load() -> None:
@@ -184,7 +196,8 @@ async def test_a_replayed_job_keeps_every_field_of_its_entry(app: aqueue.App, re
 
     job = await unknown.options(**options).enqueue()
     before = await _entry(redis, keys, job.id)
-    assert set(before) >= {wire.code for wire in FIELDS if wire.replayed}
+    written = {wire.code for wire in FIELDS if wire.replayed} - {CODES["version"]}
+    assert set(before) >= written | set(VERSION_FIELDS)
     await _dead_lettered(app, redis)
     assert await app.queue().replay_dead_letters() == 1
     assert await _entry(redis, keys, job.id) == before
@@ -242,8 +255,8 @@ async def test_an_entry_holds_the_fields_without_a_default_and_each_reads_as_its
     options = {k: v for case in OPTIONS.values() for k, v in case.items()} | KEYED
     plain = await _entry(redis, keys, (await job.enqueue()).id)
     full = await _entry(redis, keys, (await job.options(**options).enqueue()).id)
-    # The version has a default for the entries of releases before it; this one writes it.
-    required = {wire.code for wire in FIELDS if wire.default is None} | {CODES["version"]}
+    # The version has a default, for entries without one: this release writes it past 1.
+    required = {wire.code for wire in FIELDS if wire.default is None} | set(VERSION_FIELDS)
     assert set(plain) == required
     for wire in FIELDS:
         value = full.get(wire.code, (wire.default or "").encode())

@@ -17,18 +17,19 @@ from typing import Any, NamedTuple
 from redis import Redis as SyncRedis
 from redis.exceptions import NoScriptError
 
-from ._wire import CODES, PROTOCOL_VERSION
+from ._wire import CODES, VERSION_FIELDS
 
 _LUA = resources.files(__package__).joinpath("lua")
 
 
-_WIRE = re.compile(rb"\bFIELD\.(\w+)|\bPROTOCOL_VERSION\b")
+_WIRE = re.compile(rb"\bFIELD\.(\w+)|\bVERSION_FIELDS\b")
 
 
 def with_wire(lua: bytes) -> bytes:
     """``lua`` with the wire format's names put in place: each ``FIELD.<name>`` replaced by
-    the code of that entry field, and ``PROTOCOL_VERSION`` by the version this release
-    writes, both quoted.
+    the code of that entry field, quoted, and ``VERSION_FIELDS`` by the version field an
+    entry of this release opens with (:data:`._wire.VERSION_FIELDS`), as the first items of
+    a table, each followed by a comma (nothing while there is none).
 
     So the scripts name a job's entry fields (``FIELD.task``) from the one table,
     :data:`._wire.FIELDS`, and no ``.lua`` file spells a code or a version. Put in place
@@ -37,7 +38,9 @@ def with_wire(lua: bytes) -> bytes:
 
     def value(match: re.Match[bytes]) -> bytes:
         if match[1] is None:
-            return f"'{PROTOCOL_VERSION}'".encode()
+            return "".join(
+                f"'{code}', '{value}', " for code, value in VERSION_FIELDS.items()
+            ).encode()
         name = match[1].decode()
         if name not in CODES:
             raise LookupError(

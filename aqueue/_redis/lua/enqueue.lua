@@ -92,8 +92,9 @@ for i = 0, (#ARGV - job_args + 1) / 4 - 1 do
     replies[#replies + 1] = 0
   else
     held = held + 1
-    -- The version of the wire format first: this release's, put in place when the script loads.
-    local fields = {FIELD.version, PROTOCOL_VERSION, FIELD.job_id, id, FIELD.task, task,
+    -- The version of the wire format first, where this release writes one (put in place when
+    -- the script loads: nothing at version 1, which an entry without it reads as).
+    local fields = {VERSION_FIELDS FIELD.job_id, id, FIELD.task, task,
       FIELD.payload, payload, FIELD.result_ttl, spec.result_ttl}
     if options ~= '' then
       fields[#fields + 1] = FIELD.options
