@@ -111,17 +111,25 @@ async def _none(open_connections: Count) -> bool:
     return await open_connections() == 0
 
 
+def _held_at_start(app: aqueue.App) -> tuple[asyncio.Event, asyncio.Event]:
+    """The first event is set when a worker of ``app`` starts, which then waits until the test
+    sets the second."""
+    starting, go_on = asyncio.Event(), asyncio.Event()
+
+    @app.on_worker_start
+    async def wait_for_the_test(worker: aqueue.Worker) -> None:
+        starting.set()
+        await go_on.wait()
+
+    return starting, go_on
+
+
 async def test_a_worker_whose_start_is_cancelled_stops_and_leaves_no_connection_open(
     server: Deployment, namespace: str, open_connections: Count
 ) -> None:
     async with none_left_open(open_connections):
         app = named_app(server, namespace)
-        starting, go_on = asyncio.Event(), asyncio.Event()
-
-        @app.on_worker_start
-        async def wait_for_the_test(worker: aqueue.Worker) -> None:
-            starting.set()
-            await go_on.wait()
+        starting, go_on = _held_at_start(app)
 
         async def serve() -> None:
             async with aqueue.Worker(app):
@@ -143,12 +151,7 @@ async def test_a_worker_cancelled_while_it_first_registers_leaves_no_trace(
     connection."""
     async with none_left_open(open_connections):
         app = named_app(server, namespace)
-        starting, go_on = asyncio.Event(), asyncio.Event()
-
-        @app.on_worker_start
-        async def wait_for_the_test(worker: aqueue.Worker) -> None:
-            starting.set()
-            await go_on.wait()
+        starting, go_on = _held_at_start(app)
 
         serving = asyncio.ensure_future(aqueue.Worker(app).run(handle_signals=False))
         await starting.wait()

@@ -324,9 +324,9 @@ async def test_stopping_twice_cancels_running_jobs_at_once(app: aqueue.App) -> N
     assert await job.status() is aqueue.JobStatus.QUEUED
 
 
-async def test_cancelling_run_cancels_the_running_jobs_before_it_returns(
-    app: aqueue.App,
-) -> None:
+def _endless(app: aqueue.App) -> tuple[aqueue.Task[[], None], asyncio.Event, list[str]]:
+    """A task that runs until it is cancelled; the event is set once it started, and the list
+    says "cancelled" once it was."""
     started = asyncio.Event()
     ended: list[str] = []
 
@@ -338,6 +338,14 @@ async def test_cancelling_run_cancels_the_running_jobs_before_it_returns(
         except asyncio.CancelledError:
             ended.append("cancelled")
             raise
+
+    return endless, started, ended
+
+
+async def test_cancelling_run_cancels_the_running_jobs_before_it_returns(
+    app: aqueue.App,
+) -> None:
+    endless, started, ended = _endless(app)
 
     serving = asyncio.create_task(aqueue.Worker(app, grace_period=60).run(handle_signals=False))
     await endless.enqueue()
@@ -353,17 +361,7 @@ async def test_run_cancelled_by_an_anyio_scope_still_cancels_the_running_jobs(
 ) -> None:
     """An anyio scope (a Starlette lifespan's) cancels again at every turn of the loop until
     run() returns: the stop goes on to the end all the same."""
-    started = asyncio.Event()
-    ended: list[str] = []
-
-    @app.task
-    async def endless() -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            ended.append("cancelled")
-            raise
+    endless, started, ended = _endless(app)
 
     await endless.enqueue()
     with anyio.fail_after(5):
@@ -378,17 +376,7 @@ async def test_leaving_the_block_in_a_cancelled_anyio_scope_cancels_the_running_
     app: aqueue.App,
 ) -> None:
     """The scope cancels the graceful stop again and again: the worker stops at once."""
-    started = asyncio.Event()
-    ended: list[str] = []
-
-    @app.task
-    async def endless() -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            ended.append("cancelled")
-            raise
+    endless, started, ended = _endless(app)
 
     await endless.enqueue()
     with anyio.fail_after(5), anyio.CancelScope() as scope:
