@@ -265,3 +265,13 @@ local function add_level(levels, level)
     redis.pcall('SPUBLISH', levels, level)
   end
 end
+
+-- Add a job's entry (its fields, a flat list) again to the stream of its priority level (nil:
+-- the default), the level noted as in use: a promotion, a dependency's release, a replay.
+local function add_entry(streams, levels, level, fields)
+  local stream, own = level_stream(streams, level)
+  if own then
+    add_level(levels, level)
+  end
+  redis.call('XADD', stream, '*', unpack(fields))
+end

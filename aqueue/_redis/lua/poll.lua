@@ -77,11 +77,7 @@ local function move(fields)
       level = fields[i + 1]
     end
   end
-  local stream, own = level_stream(streams, level)
-  if own then
-    add_level(levels, level)
-  end
-  redis.call('XADD', stream, '*', unpack(fields))
+  add_entry(streams, levels, level, fields)
   if anyone_follows == nil then
     anyone_follows = redis.call('EXISTS', followed) == 1
   end

@@ -73,11 +73,7 @@ for i = letter_ids, #ARGV do
     if not mine or status == 'succeeded' or status == 'cancelled' then
       left = left + 1
     else
-      local stream, own_level = level_stream(streams, level)
-      if own_level then
-        add_level(levels, level)
-      end
-      redis.call('XADD', stream, '*', unpack(fields))
+      add_entry(streams, levels, level, fields)
       -- A replayed job holds its uniqueness key again, unless another job took it meanwhile.
       if unique_field == unique then
         redis.call('SET', unique, job, 'NX', 'EX', 7 * 24 * 3600)

@@ -48,11 +48,7 @@ if action == 'enqueue' then
     end
   end
   -- A priority level: its own stream, as enqueue.lua writes it.
-  local stream, own = level_stream(streams, level)
-  if own then
-    add_level(levels, level)
-  end
-  redis.call('XADD', stream, '*', unpack(fields))
+  add_entry(streams, levels, level, fields)
   redis.call('HSET', record, 'status', 'queued')
   return 1
 end
