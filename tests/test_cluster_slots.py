@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 import aqueue
 from aqueue.testing import LocalCluster
 from tests.helpers import eventually, has_status
+from tests.test_cluster import app as app  # the fixture: an app on the cluster
 from tests.test_cluster import spread_queues
 from tests.test_concurrency import Gauge
 
@@ -22,14 +22,6 @@ pytestmark = pytest.mark.slow
 
 ONE_LOOP = True
 """The cluster client is the same on every event loop."""
-
-
-@pytest.fixture
-async def app(cluster: LocalCluster, namespace: str) -> AsyncIterator[aqueue.App]:
-    async with aqueue.App(
-        cluster.url, namespace=namespace, lease=3, unknown_task_grace=0
-    ) as the_app:
-        yield the_app
 
 
 def gauged_by_worker(
